@@ -1,0 +1,726 @@
+//! The fleet config file: Knative's `config-autoscaler`, `config-defaults`, `config-deployment`
+//! and `config-domain` as sections of one YAML file, with Knative's key spellings and defaults.
+//!
+//! ```yaml
+//! autoscaler:
+//!   stable-window: 60s
+//!   container-concurrency-target-default: 100
+//! defaults:
+//!   revision-timeout-seconds: 300
+//! deployment:
+//!   progress-deadline: 600s
+//! domain: svc.cluster.local
+//! ```
+//!
+//! Values may be written as YAML strings (as in a ConfigMap) or as plain numbers and booleans.
+
+use std::time::Duration;
+
+use crate::decode::Fields;
+use crate::error::{FieldError, FieldPath, Findings};
+use crate::node::{Node, ParseLimits, Value, parse_documents};
+use crate::units::parse_go_duration;
+
+/// Knative's autoscaler class for the KPA, the only class kantai implements.
+pub const KPA_CLASS: &str = "kpa.autoscaling.knative.dev";
+/// Knative's HPA class (CPU/memory autoscaling through Kubernetes), not implemented by kantai.
+pub const HPA_CLASS: &str = "hpa.autoscaling.knative.dev";
+
+/// Lower bound of stable windows (`autoscaling.WindowMin`).
+pub const WINDOW_MIN: Duration = Duration::from_secs(6);
+/// Upper bound of stable windows and delays (`autoscaling.WindowMax`).
+pub const WINDOW_MAX: Duration = Duration::from_secs(3600);
+/// Smallest target value (`autoscaling.TargetMin`).
+pub const TARGET_MIN: f64 = 0.01;
+
+/// `config-autoscaler`: fleet-wide autoscaling defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoscalerConfig {
+    /// `pod-autoscaler-class`.
+    pub pod_autoscaler_class: String,
+    /// `enable-scale-to-zero`.
+    pub enable_scale_to_zero: bool,
+    /// `allow-zero-initial-scale`.
+    pub allow_zero_initial_scale: bool,
+    /// `max-scale-up-rate`: at most this factor up per tick.
+    pub max_scale_up_rate: f64,
+    /// `max-scale-down-rate`: at most this divisor down per tick.
+    pub max_scale_down_rate: f64,
+    /// `container-concurrency-target-percentage`, stored as a fraction in (0, 1].
+    pub container_concurrency_target_fraction: f64,
+    /// `container-concurrency-target-default`.
+    pub container_concurrency_target_default: f64,
+    /// Utilisation applied to the RPS target; fixed at 0.7 in Knative (annotation overrides it).
+    pub target_utilization: f64,
+    /// `requests-per-second-target-default`.
+    pub rps_target_default: f64,
+    /// `target-burst-capacity`; −1 keeps the activator in the path.
+    pub target_burst_capacity: f64,
+    /// `panic-window-percentage`.
+    pub panic_window_percentage: f64,
+    /// `panic-threshold-percentage`.
+    pub panic_threshold_percentage: f64,
+    /// `activator-capacity`.
+    pub activator_capacity: f64,
+    /// `initial-scale`.
+    pub initial_scale: i32,
+    /// `min-scale`.
+    pub min_scale: i32,
+    /// `max-scale` (0 = unlimited).
+    pub max_scale: i32,
+    /// `max-scale-limit` (0 = none).
+    pub max_scale_limit: i32,
+    /// `stable-window`.
+    pub stable_window: Duration,
+    /// `scale-down-delay`.
+    pub scale_down_delay: Duration,
+    /// `scale-to-zero-grace-period`.
+    pub scale_to_zero_grace_period: Duration,
+    /// `scale-to-zero-pod-retention-period`.
+    pub scale_to_zero_pod_retention_period: Duration,
+}
+
+impl Default for AutoscalerConfig {
+    fn default() -> Self {
+        AutoscalerConfig {
+            pod_autoscaler_class: KPA_CLASS.to_owned(),
+            enable_scale_to_zero: true,
+            allow_zero_initial_scale: false,
+            max_scale_up_rate: 1000.0,
+            max_scale_down_rate: 2.0,
+            container_concurrency_target_fraction: 0.7,
+            container_concurrency_target_default: 100.0,
+            target_utilization: 0.7,
+            rps_target_default: 200.0,
+            target_burst_capacity: 211.0,
+            panic_window_percentage: 10.0,
+            panic_threshold_percentage: 200.0,
+            activator_capacity: 100.0,
+            initial_scale: 1,
+            min_scale: 0,
+            max_scale: 0,
+            max_scale_limit: 0,
+            stable_window: Duration::from_secs(60),
+            scale_down_delay: Duration::ZERO,
+            scale_to_zero_grace_period: Duration::from_secs(30),
+            scale_to_zero_pod_retention_period: Duration::ZERO,
+        }
+    }
+}
+
+/// `config-defaults`: defaults and limits for revision specs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DefaultsConfig {
+    /// `revision-timeout-seconds`.
+    pub revision_timeout_seconds: i64,
+    /// `max-revision-timeout-seconds`.
+    pub max_revision_timeout_seconds: i64,
+    /// `revision-response-start-timeout-seconds` (0 = same as the timeout).
+    pub revision_response_start_timeout_seconds: i64,
+    /// `revision-idle-timeout-seconds` (0 = off).
+    pub revision_idle_timeout_seconds: i64,
+    /// `container-concurrency`.
+    pub container_concurrency: i64,
+    /// `container-concurrency-max-limit`.
+    pub container_concurrency_max_limit: i64,
+    /// `allow-container-concurrency-zero`.
+    pub allow_container_concurrency_zero: bool,
+    /// `enable-service-links`.
+    pub enable_service_links: bool,
+    /// `container-name-template`.
+    pub container_name: String,
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        DefaultsConfig {
+            revision_timeout_seconds: 300,
+            max_revision_timeout_seconds: 600,
+            revision_response_start_timeout_seconds: 0,
+            revision_idle_timeout_seconds: 0,
+            container_concurrency: 0,
+            container_concurrency_max_limit: 1000,
+            allow_container_concurrency_zero: true,
+            enable_service_links: false,
+            container_name: "user-container".to_owned(),
+        }
+    }
+}
+
+/// The serving settings the model needs: defaults, limits, domain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServingConfig {
+    /// `config-autoscaler`.
+    pub autoscaler: AutoscalerConfig,
+    /// `config-defaults`.
+    pub defaults: DefaultsConfig,
+    /// `config-deployment` `progress-deadline`: how long a revision may take to become ready.
+    pub progress_deadline: Duration,
+    /// `config-domain`: the domain of external URLs.
+    pub domain: String,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            autoscaler: AutoscalerConfig::default(),
+            defaults: DefaultsConfig::default(),
+            progress_deadline: Duration::from_secs(600),
+            domain: "svc.cluster.local".to_owned(),
+        }
+    }
+}
+
+/// A config file that could not be used: every problem, with its line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.0))]
+pub struct ConfigError(pub Vec<FieldError>);
+
+fn render(errs: &[FieldError]) -> String {
+    errs.iter()
+        .map(|e| {
+            if e.pos.is_known() {
+                format!("line {}: {e}", e.pos.line)
+            } else {
+                e.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ServingConfig {
+    /// Parses a fleet config file. An empty file gives Knative's defaults.
+    pub fn parse(text: &str) -> Result<ServingConfig, ConfigError> {
+        let docs = parse_documents(text, ParseLimits::default()).map_err(|e| {
+            ConfigError(vec![FieldError {
+                pos: e.pos,
+                ..FieldError::error(FieldPath::root(), e.message)
+            }])
+        })?;
+        match docs.as_slice() {
+            [] => Ok(ServingConfig::default()),
+            [doc] => ServingConfig::from_node(doc),
+            [_, second, ..] => Err(ConfigError(vec![FieldError {
+                pos: second.pos,
+                ..FieldError::error(
+                    FieldPath::root(),
+                    "a config file holds one YAML document, found more",
+                )
+            }])),
+        }
+    }
+
+    /// Reads the config from a parsed document (sections unknown to the model are rejected).
+    pub fn from_node(doc: &Node) -> Result<ServingConfig, ConfigError> {
+        let mut out = Findings::new();
+        let cfg = Self::decode_sections(doc, &mut out, &[]);
+        finish(cfg, out, doc)
+    }
+
+    /// Reads the model's sections from a document that may hold other sections (`extra`),
+    /// which the caller reads itself. Used by the fleet config of the binary.
+    pub fn decode_sections(
+        doc: &Node,
+        out: &mut Findings,
+        extra: &[&'static str],
+    ) -> Option<ServingConfig> {
+        let root = FieldPath::root();
+        let mut f = Fields::open(doc, &root, out)?;
+        let mut cfg = ServingConfig::default();
+        if let Some(n) = doc.get("autoscaler") {
+            f.skip("autoscaler");
+            if let Some(a) = AutoscalerConfig::decode(n, &root.field("autoscaler"), out) {
+                cfg.autoscaler = a;
+            }
+        }
+        if let Some(n) = doc.get("defaults") {
+            f.skip("defaults");
+            if let Some(d) = DefaultsConfig::decode(n, &root.field("defaults"), out) {
+                cfg.defaults = d;
+            }
+        }
+        if let Some(n) = doc.get("deployment") {
+            f.skip("deployment");
+            let path = root.field("deployment");
+            if let Some(mut s) = Section::open(n, &path, out) {
+                if let Some(d) = s.duration("progress-deadline", out) {
+                    if d.is_zero() {
+                        s.error("progress-deadline", "must be positive", out);
+                    } else {
+                        cfg.progress_deadline = d;
+                    }
+                }
+                s.finish(out);
+            }
+        }
+        if let Some(d) = f.opt::<String>("domain", out) {
+            if !crate::serving::naming::is_dns1123_subdomain(&d) {
+                out.push(FieldError::invalid(
+                    root.field("domain"),
+                    &d,
+                    "must be a DNS name such as example.com",
+                ));
+            } else {
+                cfg.domain = d;
+            }
+        }
+        for e in extra {
+            f.skip(e);
+        }
+        let mut known = vec!["autoscaler", "defaults", "deployment", "domain"];
+        known.extend_from_slice(extra);
+        f.finish(&known, out);
+        Some(cfg)
+    }
+}
+
+fn finish<T>(v: Option<T>, mut out: Findings, doc: &Node) -> Result<T, ConfigError> {
+    out.locate_in(doc);
+    match v {
+        Some(v) if !out.has_errors() => Ok(v),
+        _ => Err(ConfigError(out.errors().cloned().collect())),
+    }
+}
+
+impl AutoscalerConfig {
+    /// Parses a `config-autoscaler` section given as a mapping, applying Knative's validation.
+    pub fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<AutoscalerConfig> {
+        let mut s = Section::open(node, path, out)?;
+        let mut c = AutoscalerConfig::default();
+        if let Some(v) = s.string("pod-autoscaler-class", out) {
+            c.pod_autoscaler_class = v;
+        }
+        macro_rules! read {
+            ($key:literal, $field:ident, $getter:ident) => {
+                if let Some(v) = s.$getter($key, out) {
+                    c.$field = v;
+                }
+            };
+        }
+        read!("enable-scale-to-zero", enable_scale_to_zero, boolean);
+        read!(
+            "allow-zero-initial-scale",
+            allow_zero_initial_scale,
+            boolean
+        );
+        read!("max-scale-up-rate", max_scale_up_rate, float);
+        read!("max-scale-down-rate", max_scale_down_rate, float);
+        read!(
+            "container-concurrency-target-percentage",
+            container_concurrency_target_fraction,
+            float
+        );
+        read!(
+            "container-concurrency-target-default",
+            container_concurrency_target_default,
+            float
+        );
+        read!(
+            "requests-per-second-target-default",
+            rps_target_default,
+            float
+        );
+        read!("target-burst-capacity", target_burst_capacity, float);
+        read!("panic-window-percentage", panic_window_percentage, float);
+        read!(
+            "panic-threshold-percentage",
+            panic_threshold_percentage,
+            float
+        );
+        read!("activator-capacity", activator_capacity, float);
+        read!("initial-scale", initial_scale, int32);
+        read!("min-scale", min_scale, int32);
+        read!("max-scale", max_scale, int32);
+        read!("max-scale-limit", max_scale_limit, int32);
+        read!("stable-window", stable_window, duration);
+        read!("scale-down-delay", scale_down_delay, duration);
+        read!(
+            "scale-to-zero-grace-period",
+            scale_to_zero_grace_period,
+            duration
+        );
+        read!(
+            "scale-to-zero-pod-retention-period",
+            scale_to_zero_pod_retention_period,
+            duration
+        );
+        // For legacy reasons Knative accepts the utilisation as a fraction in (0, 1] too.
+        if c.container_concurrency_target_fraction > 1.0 {
+            c.container_concurrency_target_fraction /= 100.0;
+        }
+        let errors_before = out.errors().count();
+        c.validate(&mut s, out);
+        s.finish(out);
+        (out.errors().count() == errors_before).then_some(c)
+    }
+
+    fn validate(&self, s: &mut Section<'_>, out: &mut Findings) {
+        if self.pod_autoscaler_class != KPA_CLASS {
+            s.error(
+                "pod-autoscaler-class",
+                &format!("kantai implements only {KPA_CLASS:?}"),
+                out,
+            );
+        }
+        if self.scale_to_zero_grace_period.is_zero() {
+            s.error("scale-to-zero-grace-period", "must be positive", out);
+        }
+        if self.scale_down_delay.subsec_nanos() != 0 {
+            s.error(
+                "scale-down-delay",
+                "must be specified with at most second precision",
+                out,
+            );
+        }
+        if self.target_burst_capacity < 0.0 && self.target_burst_capacity != -1.0 {
+            s.error(
+                "target-burst-capacity",
+                &format!(
+                    "{} must be either non-negative or -1 (activator always in the path)",
+                    self.target_burst_capacity
+                ),
+                out,
+            );
+        }
+        let frac = self.container_concurrency_target_fraction;
+        if frac <= 0.0 || frac > 1.0 {
+            s.error(
+                "container-concurrency-target-percentage",
+                "is outside of the valid range (0, 100]",
+                out,
+            );
+        } else if frac * self.container_concurrency_target_default < TARGET_MIN {
+            s.error(
+                "container-concurrency-target-default",
+                &format!(
+                    "together with container-concurrency-target-percentage yields a target \
+                     concurrency of {}, which is less than {TARGET_MIN}",
+                    frac * self.container_concurrency_target_default
+                ),
+                out,
+            );
+        }
+        if self.rps_target_default < TARGET_MIN {
+            s.error(
+                "requests-per-second-target-default",
+                &format!("must be at least {TARGET_MIN}"),
+                out,
+            );
+        }
+        if self.activator_capacity < 1.0 {
+            s.error("activator-capacity", "must be at least 1", out);
+        }
+        if self.max_scale_up_rate <= 1.0 {
+            s.error("max-scale-up-rate", "must be greater than 1", out);
+        }
+        if self.max_scale_down_rate <= 1.0 {
+            s.error("max-scale-down-rate", "must be greater than 1", out);
+        }
+        if self.stable_window < WINDOW_MIN || self.stable_window > WINDOW_MAX {
+            s.error("stable-window", "must be in [6s, 1h]", out);
+        } else if self.stable_window.subsec_nanos() != 0 {
+            s.error(
+                "stable-window",
+                "must be specified with at most second precision",
+                out,
+            );
+        }
+        if !(1.0..=100.0).contains(&self.panic_window_percentage) {
+            s.error("panic-window-percentage", "must be in [1, 100]", out);
+        }
+        if !(110.0..=1000.0).contains(&self.panic_threshold_percentage) {
+            s.error("panic-threshold-percentage", "must be in [110, 1000]", out);
+        }
+        if self.initial_scale < 0 || (self.initial_scale == 0 && !self.allow_zero_initial_scale) {
+            s.error(
+                "initial-scale",
+                "must be at least 1 (or 0 when allow-zero-initial-scale is true)",
+                out,
+            );
+        }
+        if self.min_scale < 0 {
+            s.error("min-scale", "must be at least 0", out);
+        }
+        if self.max_scale_limit < 0 {
+            s.error("max-scale-limit", "must be at least 0", out);
+        }
+        let min_max = i32::from(self.max_scale_limit > 0);
+        if self.max_scale < min_max
+            || (self.max_scale_limit > 0 && self.max_scale > self.max_scale_limit)
+        {
+            s.error(
+                "max-scale",
+                &format!(
+                    "{} must be in [{min_max}, max-scale-limit ({})]",
+                    self.max_scale, self.max_scale_limit
+                ),
+                out,
+            );
+        }
+        if self.max_scale != 0 && self.min_scale > self.max_scale {
+            s.error("min-scale", "must not be greater than max-scale", out);
+        }
+    }
+}
+
+impl DefaultsConfig {
+    /// Parses a `config-defaults` section given as a mapping, applying Knative's validation.
+    pub fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<DefaultsConfig> {
+        let mut s = Section::open(node, path, out)?;
+        let mut c = DefaultsConfig::default();
+        macro_rules! read {
+            ($key:literal, $field:ident, $getter:ident) => {
+                if let Some(v) = s.$getter($key, out) {
+                    c.$field = v;
+                }
+            };
+        }
+        read!("revision-timeout-seconds", revision_timeout_seconds, int64);
+        read!(
+            "max-revision-timeout-seconds",
+            max_revision_timeout_seconds,
+            int64
+        );
+        read!(
+            "revision-response-start-timeout-seconds",
+            revision_response_start_timeout_seconds,
+            int64
+        );
+        read!(
+            "revision-idle-timeout-seconds",
+            revision_idle_timeout_seconds,
+            int64
+        );
+        read!("container-concurrency", container_concurrency, int64);
+        read!(
+            "container-concurrency-max-limit",
+            container_concurrency_max_limit,
+            int64
+        );
+        read!(
+            "allow-container-concurrency-zero",
+            allow_container_concurrency_zero,
+            boolean
+        );
+        read!("enable-service-links", enable_service_links, boolean);
+        read!("container-name-template", container_name, string);
+        let before = out.errors().count();
+        if c.revision_timeout_seconds < 1 {
+            s.error("revision-timeout-seconds", "must be at least 1", out);
+        }
+        if c.revision_timeout_seconds > c.max_revision_timeout_seconds {
+            s.error(
+                "revision-timeout-seconds",
+                &format!(
+                    "{} cannot be greater than max-revision-timeout-seconds ({})",
+                    c.revision_timeout_seconds, c.max_revision_timeout_seconds
+                ),
+                out,
+            );
+        }
+        if c.revision_response_start_timeout_seconds < 0
+            || c.revision_response_start_timeout_seconds > c.revision_timeout_seconds
+        {
+            s.error(
+                "revision-response-start-timeout-seconds",
+                "must be in [0, revision-timeout-seconds]",
+                out,
+            );
+        }
+        if c.revision_idle_timeout_seconds < 0
+            || c.revision_idle_timeout_seconds > c.max_revision_timeout_seconds
+        {
+            s.error(
+                "revision-idle-timeout-seconds",
+                "must be in [0, max-revision-timeout-seconds]",
+                out,
+            );
+        }
+        if c.container_concurrency_max_limit < 1 {
+            s.error("container-concurrency-max-limit", "must be at least 1", out);
+        }
+        if c.container_concurrency < 0
+            || c.container_concurrency > c.container_concurrency_max_limit
+            || (c.container_concurrency == 0 && !c.allow_container_concurrency_zero)
+        {
+            s.error(
+                "container-concurrency",
+                "must be in [0 (or 1 when zero is not allowed), container-concurrency-max-limit]",
+                out,
+            );
+        }
+        if !crate::serving::naming::is_dns1123_label(&c.container_name) {
+            s.error("container-name-template", "must be a DNS-1123 label", out);
+        }
+        s.finish(out);
+        (out.errors().count() == before).then_some(c)
+    }
+}
+
+/// A ConfigMap-like section: scalar values under kebab-case keys, each typed by its reader.
+struct Section<'n> {
+    fields: Fields<'n>,
+    node: &'n Node,
+    known: Vec<&'static str>,
+}
+
+impl<'n> Section<'n> {
+    fn open(node: &'n Node, path: &FieldPath, out: &mut Findings) -> Option<Section<'n>> {
+        Some(Section {
+            fields: Fields::open(node, path, out)?,
+            node,
+            known: Vec::new(),
+        })
+    }
+
+    fn text(&mut self, key: &'static str, out: &mut Findings) -> Option<(String, &'n Node)> {
+        self.known.push(key);
+        let node = self.node.get(key)?;
+        self.fields.skip(key);
+        let text = match &node.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => return None,
+            other => {
+                out.push(FieldError {
+                    pos: node.pos,
+                    ..FieldError::error(
+                        self.fields.path().field(key),
+                        format!("expected a single value, got {}", other.kind()),
+                    )
+                });
+                return None;
+            }
+        };
+        Some((text, node))
+    }
+
+    fn parse<T>(
+        &mut self,
+        key: &'static str,
+        out: &mut Findings,
+        what: &str,
+        f: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<T> {
+        let (text, node) = self.text(key, out)?;
+        let v = f(text.trim());
+        if v.is_none() {
+            out.push(FieldError {
+                pos: node.pos,
+                ..FieldError::invalid(self.fields.path().field(key), &text, what)
+            });
+        }
+        v
+    }
+
+    fn string(&mut self, key: &'static str, out: &mut Findings) -> Option<String> {
+        self.text(key, out).map(|(t, _)| t)
+    }
+    fn boolean(&mut self, key: &'static str, out: &mut Findings) -> Option<bool> {
+        self.parse(key, out, "must be true or false", |t| {
+            match t.to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            }
+        })
+    }
+    fn float(&mut self, key: &'static str, out: &mut Findings) -> Option<f64> {
+        self.parse(key, out, "must be a number", |t| {
+            t.parse::<f64>().ok().filter(|f| f.is_finite())
+        })
+    }
+    fn int32(&mut self, key: &'static str, out: &mut Findings) -> Option<i32> {
+        self.parse(key, out, "must be a whole number", |t| t.parse().ok())
+    }
+    fn int64(&mut self, key: &'static str, out: &mut Findings) -> Option<i64> {
+        self.parse(key, out, "must be a whole number", |t| t.parse().ok())
+    }
+    fn duration(&mut self, key: &'static str, out: &mut Findings) -> Option<Duration> {
+        let (text, node) = self.text(key, out)?;
+        match parse_go_duration(text.trim()) {
+            Ok(n) if n >= 0 => Some(Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))),
+            Ok(_) => {
+                out.push(FieldError {
+                    pos: node.pos,
+                    ..FieldError::error(self.fields.path().field(key), "cannot be negative")
+                });
+                None
+            }
+            Err(e) => {
+                out.push(FieldError {
+                    pos: node.pos,
+                    ..FieldError::error(self.fields.path().field(key), e)
+                });
+                None
+            }
+        }
+    }
+
+    fn error(&self, key: &'static str, msg: &str, out: &mut Findings) {
+        let pos = self.node.get(key).map_or(self.node.pos, |n| n.pos);
+        out.push(FieldError {
+            pos,
+            ..FieldError::error(self.fields.path().field(key), msg.to_owned())
+        });
+    }
+
+    fn finish(self, out: &mut Findings) {
+        let known = self.known;
+        self.fields.finish(&known, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_knative_defaults() {
+        let c = ServingConfig::parse("").expect("valid");
+        assert_eq!(c, ServingConfig::default());
+        assert_eq!(c.autoscaler.target_burst_capacity, 211.0);
+        assert_eq!(c.autoscaler.stable_window, Duration::from_secs(60));
+        assert_eq!(c.autoscaler.container_concurrency_target_fraction, 0.7);
+        assert_eq!(c.autoscaler.max_scale_down_rate, 2.0);
+        assert_eq!(c.autoscaler.activator_capacity, 100.0);
+        assert_eq!(c.defaults.revision_timeout_seconds, 300);
+    }
+
+    #[test]
+    fn values_override_defaults_in_both_spellings() {
+        let c = ServingConfig::parse(
+            "autoscaler:\n  stable-window: 30s\n  container-concurrency-target-percentage: \"80\"\n  \
+             target-burst-capacity: -1\n  enable-scale-to-zero: \"false\"\ndomain: example.com\n",
+        )
+        .expect("valid");
+        assert_eq!(c.autoscaler.stable_window, Duration::from_secs(30));
+        assert!((c.autoscaler.container_concurrency_target_fraction - 0.8).abs() < 1e-12);
+        assert_eq!(c.autoscaler.target_burst_capacity, -1.0);
+        assert!(!c.autoscaler.enable_scale_to_zero);
+        assert_eq!(c.domain, "example.com");
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_with_its_line() {
+        let err = ServingConfig::parse(
+            "autoscaler:\n  stable-window: 2s\n  max-scale-down-rate: 1\n  stable-windw: 10s\n\
+             defaults:\n  revision-timeout-seconds: 900\n",
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains("line 2: autoscaler.stable-window: must be in [6s, 1h]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 3: autoscaler.max-scale-down-rate: must be greater than 1"),
+            "{text}"
+        );
+        assert!(text.contains("line 4: autoscaler.stable-windw: unknown field \"stable-windw\", did you mean \"stable-window\"?"), "{text}");
+        assert!(text.contains("line 6: defaults.revision-timeout-seconds: 900 cannot be greater than max-revision-timeout-seconds (600)"), "{text}");
+    }
+}

@@ -1,0 +1,330 @@
+//! Strict, error-collecting decoding from a [`Node`] tree into typed structs.
+//!
+//! serde's derive stops at the first error; Kubernetes users expect every problem of a document
+//! at once. Each type therefore decodes itself field by field, recording a [`FieldError`] for
+//! every wrong type, missing field and unknown field, and carrying on.
+
+use std::collections::BTreeMap;
+
+use crate::error::{FieldError, FieldPath, Findings, Segment};
+use crate::node::{Key, Node, Value};
+
+/// A type that can be decoded from a document node, reporting every problem into `out`.
+pub trait Decode: Sized {
+    /// Decodes `node` found at `path`. Returns `None` when the value is unusable (the reason is
+    /// in `out`).
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self>;
+}
+
+/// Records a wrong-type error with the node's position.
+pub(crate) fn wrong_type(node: &Node, path: &FieldPath, want: &str, out: &mut Findings) {
+    let got = match &node.value {
+        Value::Str(s) => format!("string {s:?}"),
+        Value::Int(i) => format!("integer {i}"),
+        Value::Float(f) => format!("number {f}"),
+        Value::Bool(b) => format!("boolean {b}"),
+        other => other.kind().to_owned(),
+    };
+    let mut hint = String::new();
+    if want == "string" && matches!(node.value, Value::Int(_) | Value::Float(_) | Value::Bool(_)) {
+        hint = " (quote it, for example \"10\" or \"true\")".to_owned();
+    }
+    out.push(FieldError {
+        pos: node.pos,
+        ..FieldError::error(path.clone(), format!("expected {want}, got {got}{hint}"))
+    });
+}
+
+impl Decode for String {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                wrong_type(node, path, "string", out);
+                None
+            }
+        }
+    }
+}
+
+impl Decode for i64 {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        match &node.value {
+            Value::Int(i) => Some(*i),
+            // JSON clients sometimes send 300.0; accept integral floats like encoding/json does.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+            _ => {
+                wrong_type(node, path, "integer", out);
+                None
+            }
+        }
+    }
+}
+
+impl Decode for f64 {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        match &node.value {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => {
+                wrong_type(node, path, "number", out);
+                None
+            }
+        }
+    }
+}
+
+impl Decode for bool {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                wrong_type(node, path, "boolean", out);
+                None
+            }
+        }
+    }
+}
+
+impl<T: Decode> Decode for Vec<T> {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        match &node.value {
+            Value::Null => Some(Vec::new()),
+            Value::Seq(items) => {
+                let mut p = path.clone();
+                let mut v = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    p.push(Segment::Index(i));
+                    if let Some(x) = T::decode(item, &p, out) {
+                        v.push(x);
+                    }
+                    p.pop();
+                }
+                Some(v)
+            }
+            _ => {
+                wrong_type(node, path, "list", out);
+                None
+            }
+        }
+    }
+}
+
+impl<T: Decode> Decode for BTreeMap<String, T> {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        match &node.value {
+            Value::Null => Some(BTreeMap::new()),
+            Value::Map(entries) => {
+                let mut m = BTreeMap::new();
+                let mut p = path.clone();
+                for (k, v) in entries {
+                    p.push(Segment::Key(k.name.clone()));
+                    if let Some(x) = T::decode(v, &p, out) {
+                        m.insert(k.name.clone(), x);
+                    }
+                    p.pop();
+                }
+                Some(m)
+            }
+            _ => {
+                wrong_type(node, path, "object", out);
+                None
+            }
+        }
+    }
+}
+
+impl Decode for serde_json::Value {
+    fn decode(node: &Node, _path: &FieldPath, _out: &mut Findings) -> Option<Self> {
+        Some(node.to_json())
+    }
+}
+
+/// Reads the fields of one object, tracking which were used so that the rest can be reported
+/// as unknown.
+pub struct Fields<'n> {
+    node: &'n Node,
+    entries: &'n [(Key, Node)],
+    seen: Vec<bool>,
+    path: FieldPath,
+}
+
+impl<'n> Fields<'n> {
+    /// Opens `node` as an object. `null` reads as an empty object; anything else that is not
+    /// an object is reported and yields `None`.
+    pub fn open(node: &'n Node, path: &FieldPath, out: &mut Findings) -> Option<Fields<'n>> {
+        let entries: &[(Key, Node)] = match &node.value {
+            Value::Map(entries) => entries,
+            Value::Null => &[],
+            _ => {
+                wrong_type(node, path, "object", out);
+                return None;
+            }
+        };
+        Some(Fields {
+            node,
+            entries,
+            seen: vec![false; entries.len()],
+            path: path.clone(),
+        })
+    }
+
+    /// The path of the object being read.
+    pub fn path(&self) -> &FieldPath {
+        &self.path
+    }
+
+    /// The object's node.
+    pub fn node(&self) -> &'n Node {
+        self.node
+    }
+
+    fn take(&mut self, name: &str) -> Option<&'n Node> {
+        let i = self.entries.iter().position(|(k, _)| k.name == name)?;
+        self.seen[i] = true;
+        Some(&self.entries[i].1)
+    }
+
+    /// An optional field; absent or `null` reads as `None`.
+    pub fn opt<T: Decode>(&mut self, name: &'static str, out: &mut Findings) -> Option<T> {
+        let node = self.take(name)?;
+        if node.value == Value::Null {
+            return None;
+        }
+        T::decode(node, &self.path.field(name), out)
+    }
+
+    /// An optional field whose absence means its `Default` (empty list, empty map).
+    pub fn or_default<T: Decode + Default>(&mut self, name: &'static str, out: &mut Findings) -> T {
+        self.opt(name, out).unwrap_or_default()
+    }
+
+    /// A required field; absence is reported as a missing field.
+    pub fn req<T: Decode>(&mut self, name: &'static str, out: &mut Findings) -> Option<T> {
+        match self.take(name) {
+            Some(node) if node.value != Value::Null => T::decode(node, &self.path.field(name), out),
+            _ => {
+                out.push(FieldError {
+                    pos: self.node.pos,
+                    ..FieldError::missing(self.path.field(name))
+                });
+                None
+            }
+        }
+    }
+
+    /// Marks a field as known without decoding it (for fields that are read elsewhere).
+    pub fn skip(&mut self, name: &str) {
+        let _ = self.take(name);
+    }
+
+    /// Keeps fields that Knative accepts but kantai does not act on, verbatim, so that nothing
+    /// the user wrote is lost; each present one is reported as a warning when `why` is given.
+    pub fn keep(
+        &mut self,
+        names: &[&'static str],
+        why: Option<&str>,
+        out: &mut Findings,
+    ) -> BTreeMap<String, serde_json::Value> {
+        let mut kept = BTreeMap::new();
+        for name in names {
+            if let Some(node) = self.take(name) {
+                if let Some(why) = why {
+                    out.push(FieldError {
+                        pos: node.pos,
+                        ..FieldError::warning(self.path.field(*name), why.to_owned())
+                    });
+                }
+                kept.insert((*name).to_owned(), node.to_json());
+            }
+        }
+        kept
+    }
+
+    /// Reports every field that was not read as unknown, suggesting the closest known name.
+    pub fn finish(self, known: &[&str], out: &mut Findings) {
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            if self.seen[i] {
+                continue;
+            }
+            let mut msg = format!("unknown field {:?}", k.name);
+            if let Some(s) = closest(&k.name, known) {
+                msg.push_str(&format!(", did you mean {s:?}?"));
+            }
+            out.push(FieldError {
+                pos: k.pos,
+                ..FieldError::error(self.path.field(k.name.clone()), msg)
+            });
+        }
+    }
+}
+
+/// The known name nearest to `name` when it is a likely typo (case or a couple of letters).
+pub(crate) fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, k)| *d <= (k.len() / 4).max(1) && *d < k.len().min(lower.len()))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{ParseLimits, parse_documents};
+
+    #[test]
+    fn suggestions_catch_typos_and_case() {
+        assert_eq!(closest("imag", &["image", "name"]), Some("image"));
+        assert_eq!(
+            closest("containerconcurrency", &["containerConcurrency"]),
+            Some("containerConcurrency")
+        );
+        assert_eq!(closest("zzz", &["image", "name"]), None);
+        assert_eq!(closest("d", &["a", "b"]), None);
+    }
+
+    #[test]
+    fn every_problem_of_an_object_is_reported() {
+        let doc = &parse_documents("a: x\nb: 3\nc: [1]\nd: 1\n", ParseLimits::default())
+            .expect("parses")[0];
+        let mut out = Findings::new();
+        let mut f = Fields::open(doc, &FieldPath::root(), &mut out).expect("object");
+        let a: Option<i64> = f.opt("a", &mut out);
+        let b: Option<String> = f.opt("b", &mut out);
+        let c: Option<Vec<String>> = f.opt("c", &mut out);
+        let e: Option<String> = f.req("e", &mut out);
+        f.finish(&["a", "b", "c", "e"], &mut out);
+        assert_eq!((a, b, e), (None, None, None));
+        assert_eq!(c, Some(vec![]));
+        let msgs: Vec<String> = out.all().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "a: expected integer, got string \"x\"",
+                "b: expected string, got integer 3 (quote it, for example \"10\" or \"true\")",
+                "c[0]: expected string, got integer 1 (quote it, for example \"10\" or \"true\")",
+                "e: required field is missing",
+                "d: unknown field \"d\"",
+            ]
+        );
+        assert_eq!(out.all()[4].pos.line, 4);
+    }
+}

@@ -1,0 +1,182 @@
+//! Kubernetes object metadata.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::decode::{Decode, Fields};
+use crate::error::{FieldPath, Findings};
+use crate::node::Node;
+
+/// `metadata` of a top-level object.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    /// Object name (DNS-1035 label for Knative objects).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Namespace; `default` when not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (autoscaling and kantai settings live here).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Incremented by the API server on every spec change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Unique id assigned by the API server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Opaque version for optimistic concurrency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// RFC 3339 creation time, set by the API server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
+    /// Owners (a Revision is owned by its Configuration, which is owned by its Service).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerReference>,
+    /// Kubernetes bookkeeping fields kantai keeps verbatim (finalizers, managedFields, ...).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Kubernetes bookkeeping fields accepted in `metadata` and kept as they are.
+const META_KEPT: &[&str] = &[
+    "generateName",
+    "finalizers",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+];
+
+const META_FIELDS: &[&str] = &[
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "generation",
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "ownerReferences",
+    "generateName",
+    "finalizers",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+];
+
+impl ObjectMeta {
+    /// The namespace, defaulting to `default` like kubectl does.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+}
+
+impl Decode for ObjectMeta {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let mut f = Fields::open(node, path, out)?;
+        let meta = ObjectMeta {
+            name: f.opt("name", out).unwrap_or_default(),
+            namespace: f.opt("namespace", out),
+            labels: f.or_default("labels", out),
+            annotations: f.or_default("annotations", out),
+            generation: f.opt("generation", out),
+            uid: f.opt("uid", out),
+            resource_version: f.opt("resourceVersion", out),
+            creation_timestamp: f.opt("creationTimestamp", out),
+            owner_references: f.or_default("ownerReferences", out),
+            extra: f.keep(META_KEPT, None, out),
+        };
+        f.finish(META_FIELDS, out);
+        Some(meta)
+    }
+}
+
+/// A reference from a child object to the object that owns it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    /// Owner's API version.
+    pub api_version: String,
+    /// Owner's kind.
+    pub kind: String,
+    /// Owner's name.
+    pub name: String,
+    /// Owner's uid.
+    pub uid: String,
+    /// Whether the owner is the managing controller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controller: Option<bool>,
+    /// Whether deletion of the owner waits for this object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_owner_deletion: Option<bool>,
+}
+
+impl Decode for OwnerReference {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let mut f = Fields::open(node, path, out)?;
+        let r = OwnerReference {
+            api_version: f.req("apiVersion", out).unwrap_or_default(),
+            kind: f.req("kind", out).unwrap_or_default(),
+            name: f.req("name", out).unwrap_or_default(),
+            uid: f.req("uid", out).unwrap_or_default(),
+            controller: f.opt("controller", out),
+            block_owner_deletion: f.opt("blockOwnerDeletion", out),
+        };
+        f.finish(
+            &[
+                "apiVersion",
+                "kind",
+                "name",
+                "uid",
+                "controller",
+                "blockOwnerDeletion",
+            ],
+            out,
+        );
+        Some(r)
+    }
+}
+
+/// `spec.template.metadata`: Knative allows only a name, labels and annotations here.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMeta {
+    /// Explicit ("bring your own") revision name; must start with the Service name and `-`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Labels copied onto the revision.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations copied onto the revision (autoscaling settings live here).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Decode for TemplateMeta {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let mut f = Fields::open(node, path, out)?;
+        let m = TemplateMeta {
+            name: f.opt("name", out),
+            labels: f.or_default("labels", out),
+            annotations: f.or_default("annotations", out),
+        };
+        // `kubectl get -o yaml` prints `creationTimestamp: null` here; accept it when null.
+        let ts: Option<String> = f.opt("creationTimestamp", out);
+        if ts.is_some() {
+            out.push(crate::error::FieldError::error(
+                path.field("creationTimestamp"),
+                "must not be set in a revision template",
+            ));
+        }
+        f.finish(&["name", "labels", "annotations"], out);
+        Some(m)
+    }
+}

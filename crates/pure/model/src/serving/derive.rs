@@ -1,0 +1,586 @@
+//! What Knative's controllers derive from a Service: its Configuration and Route, a new
+//! Revision for every template change, resolved traffic with URLs, and the status of each,
+//! as pure functions. The live control plane calls these; it does not re-implement them.
+
+use std::collections::BTreeMap;
+
+use crate::meta::{ObjectMeta, OwnerReference};
+use crate::serving::naming::{cluster_local_host, revision_name, route_host, tag_host};
+use crate::serving::{
+    API_VERSION, Addressable, ConditionStatus, Conditions, Configuration, ConfigurationSpec,
+    ConfigurationStatus, Revision, RevisionTemplate, Route, RouteSpec, RouteStatus, Service,
+    ServiceStatus, TrafficTarget,
+};
+
+/// Label on every child of a Service: the Service's name.
+pub const SERVICE_LABEL: &str = "serving.knative.dev/service";
+/// Label on a Revision: its Configuration's name.
+pub const CONFIGURATION_LABEL: &str = "serving.knative.dev/configuration";
+/// Label on a Revision: the Configuration generation it was created from.
+pub const CONFIGURATION_GENERATION_LABEL: &str = "serving.knative.dev/configurationGeneration";
+/// Label on a Revision: its own name (used by selectors).
+pub const REVISION_LABEL: &str = "serving.knative.dev/revision";
+/// Label on a Revision: its Route's name.
+pub const ROUTE_LABEL: &str = "serving.knative.dev/route";
+
+/// Condition types.
+pub mod conditions {
+    /// Overall readiness of any kind.
+    pub const READY: &str = "Ready";
+    /// Service: its Configuration is ready.
+    pub const CONFIGURATIONS_READY: &str = "ConfigurationsReady";
+    /// Service: its Route is ready.
+    pub const ROUTES_READY: &str = "RoutesReady";
+    /// Route: every target resolved to a ready revision.
+    pub const ALL_TRAFFIC_ASSIGNED: &str = "AllTrafficAssigned";
+    /// Route: the gateways serve the route.
+    pub const INGRESS_READY: &str = "IngressReady";
+    /// Route: TLS certificate (kantai serves plain HTTP).
+    pub const CERTIFICATE_PROVISIONED: &str = "CertificateProvisioned";
+    /// Revision: instances could be placed and started.
+    pub const RESOURCES_AVAILABLE: &str = "ResourcesAvailable";
+    /// Revision: the container starts and passes its readiness probe.
+    pub const CONTAINER_HEALTHY: &str = "ContainerHealthy";
+    /// Revision: informational, scaled to zero or not.
+    pub const ACTIVE: &str = "Active";
+}
+
+fn owner_ref(kind: &str, meta: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: API_VERSION.to_owned(),
+        kind: kind.to_owned(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn child_meta(name: &str, parent_kind: &str, parent: &ObjectMeta) -> ObjectMeta {
+    // Knative copies the parent's labels and annotations down, minus kubectl's bookkeeping.
+    let annotations = parent
+        .annotations
+        .iter()
+        .filter(|(k, _)| *k != "kubectl.kubernetes.io/last-applied-configuration")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut labels = parent.labels.clone();
+    labels.insert(SERVICE_LABEL.to_owned(), parent.name.clone());
+    ObjectMeta {
+        name: name.to_owned(),
+        namespace: parent.namespace.clone(),
+        labels,
+        annotations,
+        owner_references: vec![owner_ref(parent_kind, parent)],
+        ..ObjectMeta::default()
+    }
+}
+
+/// The Configuration a Service owns (same name, the Service's template).
+pub fn configuration_for(service: &Service) -> Configuration {
+    Configuration {
+        metadata: child_meta(&service.metadata.name, "Service", &service.metadata),
+        spec: ConfigurationSpec {
+            template: service.spec.template.clone(),
+        },
+        status: None,
+    }
+}
+
+/// The Route a Service owns (same name, the Service's traffic; latest-revision targets follow
+/// the Service's Configuration).
+pub fn route_for(service: &Service) -> Route {
+    let traffic = service
+        .spec
+        .traffic
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            if t.latest_revision.unwrap_or(false) {
+                t.configuration_name = Some(service.metadata.name.clone());
+            }
+            t
+        })
+        .collect();
+    Route {
+        metadata: child_meta(&service.metadata.name, "Service", &service.metadata),
+        spec: RouteSpec { traffic },
+        status: None,
+    }
+}
+
+/// Whether a new template must produce a new revision: any difference in the template's
+/// metadata or spec does (both are compared after defaulting).
+pub fn template_changed(old: &RevisionTemplate, new: &RevisionTemplate) -> bool {
+    old != new
+}
+
+/// The name the revision of a configuration generation gets: the template's explicit name, or
+/// `{configuration}-{generation:05}`.
+pub fn revision_name_for(configuration: &Configuration, generation: i64) -> String {
+    configuration
+        .spec
+        .template
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| revision_name(&configuration.metadata.name, generation))
+}
+
+/// The Revision stamped out of a configuration's template at a configuration generation.
+pub fn revision_for(configuration: &Configuration, generation: i64) -> Revision {
+    let t = &configuration.spec.template;
+    let name = revision_name_for(configuration, generation);
+    let mut labels: BTreeMap<String, String> = t.metadata.labels.clone();
+    labels.insert(
+        CONFIGURATION_LABEL.to_owned(),
+        configuration.metadata.name.clone(),
+    );
+    labels.insert(
+        CONFIGURATION_GENERATION_LABEL.to_owned(),
+        generation.to_string(),
+    );
+    labels.insert(REVISION_LABEL.to_owned(), name.clone());
+    if let Some(svc) = configuration.metadata.labels.get(SERVICE_LABEL) {
+        labels.insert(SERVICE_LABEL.to_owned(), svc.clone());
+    }
+    Revision {
+        metadata: ObjectMeta {
+            name,
+            namespace: configuration.metadata.namespace.clone(),
+            labels,
+            annotations: t.metadata.annotations.clone(),
+            owner_references: vec![owner_ref("Configuration", &configuration.metadata)],
+            ..ObjectMeta::default()
+        },
+        spec: t.spec.clone(),
+        status: None,
+    }
+}
+
+/// Why a route's traffic could not be resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrafficProblem {
+    /// A latest-revision target's configuration has no ready revision yet.
+    NoReadyRevision {
+        /// The configuration.
+        configuration: String,
+    },
+    /// A target names a revision that does not exist.
+    RevisionMissing {
+        /// The revision.
+        revision: String,
+    },
+}
+
+impl TrafficProblem {
+    /// Knative's reason for `AllTrafficAssigned=False/Unknown`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TrafficProblem::NoReadyRevision { .. } => "RevisionMissing",
+            TrafficProblem::RevisionMissing { .. } => "RevisionMissing",
+        }
+    }
+
+    /// The message shown with the reason.
+    pub fn message(&self) -> String {
+        match self {
+            TrafficProblem::NoReadyRevision { configuration } => {
+                format!("Configuration {configuration:?} does not have any ready Revision.")
+            }
+            TrafficProblem::RevisionMissing { revision } => {
+                format!("Revision {revision:?} referenced in traffic not found.")
+            }
+        }
+    }
+}
+
+/// Resolves a route's targets to concrete revisions, with tag URLs. `latest_ready` maps a
+/// configuration name to its latest ready revision; `revision_exists` answers for fixed names.
+pub fn resolve_traffic(
+    route: &Route,
+    domain: &str,
+    latest_ready: &dyn Fn(&str) -> Option<String>,
+    revision_exists: &dyn Fn(&str) -> bool,
+) -> Result<Vec<TrafficTarget>, TrafficProblem> {
+    let name = &route.metadata.name;
+    let ns = route.metadata.namespace();
+    let mut out = Vec::with_capacity(route.spec.traffic.len());
+    for t in &route.spec.traffic {
+        let revision = if t.latest_revision.unwrap_or(false) {
+            let config = t.configuration_name.clone().unwrap_or_else(|| name.clone());
+            latest_ready(&config).ok_or(TrafficProblem::NoReadyRevision {
+                configuration: config,
+            })?
+        } else {
+            let rev = t.revision_name.clone().unwrap_or_default();
+            if !revision_exists(&rev) {
+                return Err(TrafficProblem::RevisionMissing { revision: rev });
+            }
+            rev
+        };
+        out.push(TrafficTarget {
+            tag: t.tag.clone(),
+            revision_name: Some(revision),
+            configuration_name: None,
+            latest_revision: t.latest_revision,
+            percent: t.percent,
+            url: t
+                .tag
+                .as_ref()
+                .map(|tag| format!("http://{}", tag_host(tag, name, ns, domain))),
+        });
+    }
+    Ok(out)
+}
+
+/// A route's status given the resolution of its traffic and whether the gateways serve it.
+pub fn route_status(
+    route: &Route,
+    domain: &str,
+    resolved: &Result<Vec<TrafficTarget>, TrafficProblem>,
+    ingress_ready: bool,
+    now: &str,
+) -> RouteStatus {
+    use conditions::*;
+    let name = &route.metadata.name;
+    let ns = route.metadata.namespace();
+    let mut c = route
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut traffic = Vec::new();
+    match resolved {
+        Ok(t) => {
+            c.set(ALL_TRAFFIC_ASSIGNED, ConditionStatus::True, None, None, now);
+            traffic = t.clone();
+        }
+        Err(p) => {
+            let status = match p {
+                // Still waiting for a first revision to become ready.
+                TrafficProblem::NoReadyRevision { .. } => ConditionStatus::Unknown,
+                TrafficProblem::RevisionMissing { .. } => ConditionStatus::False,
+            };
+            c.set(
+                ALL_TRAFFIC_ASSIGNED,
+                status,
+                Some(p.reason()),
+                Some(&p.message()),
+                now,
+            );
+        }
+    }
+    if ingress_ready {
+        c.set(INGRESS_READY, ConditionStatus::True, None, None, now);
+    } else {
+        c.set(
+            INGRESS_READY,
+            ConditionStatus::Unknown,
+            Some("Uninitialized"),
+            Some("Waiting for the gateways to serve the route."),
+            now,
+        );
+    }
+    c.set(
+        CERTIFICATE_PROVISIONED,
+        ConditionStatus::True,
+        Some("TLSNotEnabled"),
+        Some("kantai serves routes over plain HTTP."),
+        now,
+    );
+    summarize(
+        &mut c,
+        &[ALL_TRAFFIC_ASSIGNED, INGRESS_READY, CERTIFICATE_PROVISIONED],
+        now,
+    );
+    RouteStatus {
+        observed_generation: route.metadata.generation,
+        conditions: c,
+        url: Some(format!("http://{}", route_host(name, ns, domain))),
+        address: Some(Addressable {
+            url: format!("http://{}", cluster_local_host(name, ns)),
+        }),
+        traffic,
+    }
+}
+
+/// What is known about one revision of a configuration, for status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevisionReadiness {
+    /// Revision name.
+    pub name: String,
+    /// Its Ready condition.
+    pub ready: ConditionStatus,
+    /// Reason and message when not ready.
+    pub reason: Option<String>,
+    /// Message when not ready.
+    pub message: Option<String>,
+}
+
+/// A configuration's status: the latest created revision, the latest ready one, and Ready as
+/// the latest created revision's readiness (Knative's configuration reconciler).
+pub fn configuration_status(
+    configuration: &Configuration,
+    latest_created: &RevisionReadiness,
+    latest_ready: Option<&str>,
+    now: &str,
+) -> ConfigurationStatus {
+    let mut c = configuration
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    match latest_created.ready {
+        ConditionStatus::True => c.set(conditions::READY, ConditionStatus::True, None, None, now),
+        ConditionStatus::False => c.set(
+            conditions::READY,
+            ConditionStatus::False,
+            Some("RevisionFailed"),
+            Some(&format!(
+                "Revision {:?} failed with message: {}.",
+                latest_created.name,
+                latest_created
+                    .message
+                    .as_deref()
+                    .unwrap_or("unknown failure")
+            )),
+            now,
+        ),
+        ConditionStatus::Unknown => c.set(
+            conditions::READY,
+            ConditionStatus::Unknown,
+            latest_created.reason.as_deref().or(Some("Deploying")),
+            latest_created.message.as_deref(),
+            now,
+        ),
+    }
+    ConfigurationStatus {
+        observed_generation: configuration.metadata.generation,
+        conditions: c,
+        latest_created_revision_name: Some(latest_created.name.clone()),
+        latest_ready_revision_name: latest_ready.map(str::to_owned),
+    }
+}
+
+/// A Service's status from its Configuration's and Route's (Knative's
+/// `PropagateConfigurationStatus` and `PropagateRouteStatus`).
+pub fn service_status(
+    service: &Service,
+    configuration: &ConfigurationStatus,
+    route: &RouteStatus,
+    now: &str,
+) -> ServiceStatus {
+    use conditions::*;
+    let mut c = service
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    propagate(&mut c, CONFIGURATIONS_READY, &configuration.conditions, now);
+    propagate(&mut c, ROUTES_READY, &route.conditions, now);
+    summarize(&mut c, &[CONFIGURATIONS_READY, ROUTES_READY], now);
+    ServiceStatus {
+        observed_generation: service.metadata.generation,
+        conditions: c,
+        url: route.url.clone(),
+        address: route.address.clone(),
+        latest_created_revision_name: configuration.latest_created_revision_name.clone(),
+        latest_ready_revision_name: configuration.latest_ready_revision_name.clone(),
+        traffic: route.traffic.clone(),
+    }
+}
+
+fn propagate(into: &mut Conditions, type_: &str, from: &Conditions, now: &str) {
+    match from.get(conditions::READY) {
+        Some(r) => into.set(
+            type_,
+            r.status,
+            r.reason.as_deref(),
+            r.message.as_deref(),
+            now,
+        ),
+        None => into.set(type_, ConditionStatus::Unknown, None, None, now),
+    }
+}
+
+/// Sets Ready from its dependents the way Knative's condition set does: False if any is False,
+/// else Unknown if any is Unknown, else True; reason and message come from the first
+/// dependent that is not True.
+fn summarize(c: &mut Conditions, dependents: &[&str], now: &str) {
+    let worst = dependents
+        .iter()
+        .filter_map(|d| c.get(d))
+        .filter(|d| d.status != ConditionStatus::True)
+        .min_by_key(|d| match d.status {
+            ConditionStatus::False => 0,
+            _ => 1,
+        })
+        .cloned();
+    match worst {
+        None => c.set(conditions::READY, ConditionStatus::True, None, None, now),
+        Some(d) => c.set(
+            conditions::READY,
+            d.status,
+            d.reason.as_deref(),
+            d.message.as_deref(),
+            now,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServingConfig;
+    use crate::serving::Object;
+    use crate::serving::defaults::set_defaults;
+
+    fn service(yaml: &str) -> Service {
+        let doc = &crate::node::parse_documents(yaml, Default::default()).expect("yaml")[0];
+        let mut out = crate::error::Findings::new();
+        let mut obj = Object::decode(doc, &mut out).expect("object");
+        assert!(!out.has_errors(), "{out}");
+        set_defaults(&mut obj, &ServingConfig::default());
+        match obj {
+            Object::Service(s) => s,
+            other => panic!("not a service: {other:?}"),
+        }
+    }
+
+    const HELLO: &str = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: hello}\n\
+        spec:\n  template:\n    spec:\n      containers: [{image: x}]\n";
+
+    #[test]
+    fn a_service_derives_its_children() {
+        let s = service(HELLO);
+        let cfg = configuration_for(&s);
+        assert_eq!(cfg.metadata.name, "hello");
+        assert_eq!(
+            cfg.metadata.labels.get(SERVICE_LABEL).map(String::as_str),
+            Some("hello")
+        );
+        let rev = revision_for(&cfg, 1);
+        assert_eq!(rev.metadata.name, "hello-00001");
+        assert_eq!(
+            rev.metadata
+                .labels
+                .get(CONFIGURATION_GENERATION_LABEL)
+                .map(String::as_str),
+            Some("1")
+        );
+        let route = route_for(&s);
+        assert_eq!(
+            route.spec.traffic[0].configuration_name.as_deref(),
+            Some("hello")
+        );
+    }
+
+    #[test]
+    fn template_changes_and_only_they_make_revisions() {
+        let a = service(HELLO);
+        let b = service(HELLO);
+        assert!(!template_changed(&a.spec.template, &b.spec.template));
+        let c = service(&HELLO.replace("image: x", "image: y"));
+        assert!(template_changed(&a.spec.template, &c.spec.template));
+        let d = service(&format!(
+            "{HELLO}  traffic: [{{latestRevision: true, percent: 100}}]\n"
+        ));
+        assert!(!template_changed(&a.spec.template, &d.spec.template));
+    }
+
+    #[test]
+    fn status_flows_from_revision_to_service_with_urls_and_tags() {
+        let s = service(&format!(
+            "{HELLO}  traffic:\n  - {{latestRevision: true, percent: 100}}\n  - {{revisionName: hello-00001, tag: v1, percent: 0}}\n"
+        ));
+        let cfg = configuration_for(&s);
+        let route = route_for(&s);
+        let now = "2026-11-26T00:00:00Z";
+
+        // Nothing ready yet: the route waits, the service is Unknown.
+        let created = RevisionReadiness {
+            name: "hello-00001".into(),
+            ready: ConditionStatus::Unknown,
+            reason: None,
+            message: None,
+        };
+        let cs = configuration_status(&cfg, &created, None, now);
+        let resolved = resolve_traffic(&route, "example.com", &|_| None, &|_| true);
+        let rs = route_status(&route, "example.com", &resolved, true, now);
+        let ss = service_status(&s, &cs, &rs, now);
+        assert_eq!(ss.conditions.status("Ready"), ConditionStatus::Unknown);
+        assert_eq!(ss.url.as_deref(), Some("http://hello.default.example.com"));
+
+        // The revision becomes ready: everything is Ready and traffic is resolved.
+        let ready = RevisionReadiness {
+            ready: ConditionStatus::True,
+            ..created
+        };
+        let cs = configuration_status(&cfg, &ready, Some("hello-00001"), now);
+        let resolved = resolve_traffic(
+            &route,
+            "example.com",
+            &|_| Some("hello-00001".into()),
+            &|_| true,
+        );
+        let rs = route_status(&route, "example.com", &resolved, true, now);
+        let ss = service_status(&s, &cs, &rs, now);
+        assert_eq!(ss.conditions.status("Ready"), ConditionStatus::True);
+        assert_eq!(
+            ss.conditions.status("ConfigurationsReady"),
+            ConditionStatus::True
+        );
+        assert_eq!(ss.conditions.status("RoutesReady"), ConditionStatus::True);
+        assert_eq!(
+            ss.latest_ready_revision_name.as_deref(),
+            Some("hello-00001")
+        );
+        assert_eq!(ss.traffic[0].revision_name.as_deref(), Some("hello-00001"));
+        assert_eq!(
+            ss.traffic[1].url.as_deref(),
+            Some("http://v1-hello.default.example.com")
+        );
+        assert_eq!(
+            ss.address.as_ref().map(|a| a.url.as_str()),
+            Some("http://hello.default.svc.cluster.local")
+        );
+
+        // A failed revision shows up as RevisionFailed on the service.
+        let failed = RevisionReadiness {
+            name: "hello-00002".into(),
+            ready: ConditionStatus::False,
+            reason: Some("ExitCode1".into()),
+            message: Some("container exited with code 1".into()),
+        };
+        let cs = configuration_status(&cfg, &failed, Some("hello-00001"), now);
+        let ss = service_status(&s, &cs, &rs, now);
+        let ready = ss.conditions.get("Ready").expect("ready");
+        assert_eq!(ready.status, ConditionStatus::False);
+        assert_eq!(ready.reason.as_deref(), Some("RevisionFailed"));
+        assert!(
+            ready
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .contains("exited with code 1")
+        );
+    }
+
+    #[test]
+    fn a_missing_fixed_revision_fails_the_route() {
+        let s = service(&format!(
+            "{HELLO}  traffic: [{{revisionName: hello-00009, percent: 100}}]\n"
+        ));
+        let route = route_for(&s);
+        let resolved = resolve_traffic(&route, "example.com", &|_| None, &|_| false);
+        assert_eq!(
+            resolved,
+            Err(TrafficProblem::RevisionMissing {
+                revision: "hello-00009".into()
+            })
+        );
+        let rs = route_status(&route, "example.com", &resolved, true, "t");
+        assert_eq!(rs.conditions.status("Ready"), ConditionStatus::False);
+    }
+}
