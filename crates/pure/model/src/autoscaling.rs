@@ -344,6 +344,10 @@ impl AutoscalingAnnotations {
         }
         if let Some((key, v)) = r.get(INITIAL_SCALE) {
             match v.trim().parse::<i32>() {
+                Ok(i) if max_v != 0 && i > max_v => r.err(
+                    key,
+                    format!("initial-scale={i} is greater than max-scale={max_v}"),
+                ),
                 Ok(i) if i > 0 || (i == 0 && config.allow_zero_initial_scale) => {
                     a.initial_scale = Some(i)
                 }

@@ -1,0 +1,4 @@
+//! Subcommands.
+
+pub mod autoscale;
+pub mod validate;

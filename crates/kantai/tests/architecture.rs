@@ -1,0 +1,129 @@
+//! Architecture invariants that a reviewer should not have to check by eye
+//! (see ARCHITECTURE.md, "Invariants").
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn pure_crates() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(root().join("crates/pure"))
+        .expect("crates/pure")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("Cargo.toml").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The names under `[dependencies]` (not dev-dependencies) of a manifest.
+fn dependencies(manifest: &str) -> Vec<String> {
+    let mut deps = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps
+            && let Some((name, _)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            // `name = "1"`, `name = { ... }` or `name.workspace = true`.
+            let name = name.trim().trim_matches('"');
+            deps.push(name.strip_suffix(".workspace").unwrap_or(name).to_owned());
+        }
+    }
+    deps
+}
+
+/// What a decision crate may use: data structures, serialisation and errors. Anything that
+/// can reach a socket, a clock, a thread or global randomness is missing on purpose; adding a
+/// crate here is an architecture change and belongs in ARCHITECTURE.md too.
+const PURE_ALLOWED: &[&str] = &[
+    "kantai-model",
+    "kantai-autoscaler",
+    "serde",
+    "serde_json",
+    "serde-saphyr",
+    "thiserror",
+];
+
+#[test]
+fn decision_crates_depend_only_on_pure_crates() {
+    for dir in pure_crates() {
+        let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+        for dep in dependencies(&manifest) {
+            assert!(
+                PURE_ALLOWED.contains(&dep.as_str()),
+                "{}: dependency {dep:?} is not allowed in a pure decision crate \
+                 (no tokio, sockets, clocks or global RNG; see ARCHITECTURE.md)",
+                dir.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn decision_crates_ban_clocks_and_io_through_clippy() {
+    let canonical =
+        fs::read_to_string(root().join("crates/pure/model/clippy.toml")).expect("clippy.toml");
+    for needle in [
+        "std::time::Instant::now",
+        "std::time::SystemTime::now",
+        "std::net::TcpStream",
+    ] {
+        assert!(
+            canonical.contains(needle),
+            "clippy.toml no longer bans {needle}"
+        );
+    }
+    for dir in pure_crates() {
+        let c = fs::read_to_string(dir.join("clippy.toml"))
+            .unwrap_or_else(|_| panic!("{} has no clippy.toml", dir.display()));
+        assert_eq!(
+            c,
+            canonical,
+            "{}/clippy.toml differs from the model's",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn every_crate_is_on_the_architecture_map() {
+    let arch = fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let mut crates = pure_crates();
+    crates.push(root().join("crates/kantai"));
+    for dir in crates {
+        let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+        let name = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .map(|n| n.trim_matches('"'))
+            .expect("package name");
+        assert!(
+            arch.contains(&format!("`{name}`")),
+            "ARCHITECTURE.md does not describe `{name}`"
+        );
+    }
+}
+
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    let ci = fs::read_to_string(root().join(".ci/run")).expect(".ci/run");
+    let cmd = readme
+        .lines()
+        .find(|l| l.starts_with("cargo test"))
+        .expect("README.md shows the test command on its own line");
+    assert!(
+        ci.contains(cmd),
+        ".ci/run does not run the README's test command {cmd:?}"
+    );
+    assert!(ci.contains("cargo fmt --all -- --check"));
+    assert!(ci.contains("cargo clippy --workspace --all-targets --locked -- -D warnings"));
+}

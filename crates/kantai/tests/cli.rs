@@ -1,0 +1,216 @@
+//! The `kantai` binary as a user runs it: real processes, real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn kantai(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kantai")
+}
+
+fn kantai_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kantai");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["validate", "--help"],
+        vec!["autoscale", "--help"],
+        vec!["autoscale", "replay", "--help"],
+    ] {
+        let out = kantai(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("Usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn validate_accepts_the_seed_manifest() {
+    let out = kantai(&["validate", "-f", "examples/hello.yaml"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("examples/hello.yaml: Service default/hello: valid"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("hello-00001"), "{stdout}");
+    assert!(stdout.contains("window 12s"), "{stdout}");
+}
+
+#[test]
+fn validate_reports_every_error_with_file_and_line() {
+    let manifest = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\n\
+        spec:\n  template:\n    spec:\n      containers:\n        - image: x\n  traffic:\n\
+        \x20   - latestRevision: true\n      percent: 90\n";
+    let out = kantai_stdin(&["validate", "-f", "-"], manifest);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("<stdin>:10: error: spec.traffic: percentages sum to 90, must be 100"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_fails_on_syntax_errors_and_missing_files() {
+    let out = kantai_stdin(&["validate", "-f", "-"], "a: [1, 2\nb: }\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not valid YAML or JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kantai(&["validate", "-f", "no/such/file.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot open no/such/file.yaml"));
+}
+
+#[test]
+fn validate_writes_defaulted_objects_back() {
+    for format in ["yaml", "json"] {
+        let out = kantai(&["validate", "-f", "examples/hello.yaml", "-o", format]);
+        assert!(out.status.success());
+        let written = text(&out.stdout);
+        assert!(written.contains("timeoutSeconds"), "{written}");
+        // What kantai writes, kantai reads back as valid.
+        let again = kantai_stdin(&["validate", "-f", "-"], &written);
+        assert!(again.status.success(), "{}", text(&again.stdout));
+    }
+}
+
+#[test]
+fn validate_applies_the_fleet_config() {
+    let dir = std::env::temp_dir().join(format!("kantai-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let config = dir.join("fleet.yaml");
+    std::fs::write(
+        &config,
+        "defaults:\n  container-concurrency-max-limit: 5\ndomain: example.com\n",
+    )
+    .expect("write");
+    let manifest = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: a}\n\
+        spec:\n  template:\n    spec:\n      containerConcurrency: 6\n      containers: [{image: x}]\n";
+    let cfg = config.to_str().expect("utf-8");
+    let out = kantai_stdin(&["validate", "--config", cfg, "-f", "-"], manifest);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("6 is out of range, must be in [0, 5]"),
+        "{}",
+        text(&out.stdout)
+    );
+    let ok = manifest.replace("containerConcurrency: 6", "containerConcurrency: 5");
+    let out = kantai_stdin(&["validate", "--config", cfg, "-f", "-"], &ok);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("http://a.default.example.com"));
+    std::fs::write(&config, "autoscaler:\n  stable-windw: 10s\n").expect("write");
+    let out = kantai_stdin(&["validate", "--config", cfg, "-f", "-"], &ok);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("line 2: autoscaler.stable-windw: unknown field"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replay_prints_one_line_per_tick() {
+    let out = kantai(&[
+        "autoscale",
+        "replay",
+        "-m",
+        "examples/hello.yaml",
+        "examples/traces/hello-burst.csv",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time_s,desired,panic,excess_burst_capacity,activator_in_path"
+    );
+    // The last row is at 59: ticks 0, 2, ..., 60 cover it, 31 of them after the header.
+    assert_eq!(lines.len(), 32, "{csv}");
+    assert_eq!(lines.last(), Some(&"60,0,false,-1,true"));
+    assert!(lines.contains(&"28,1,false,-1,true"), "{csv}");
+    assert!(lines.contains(&"30,0,false,-1,true"), "{csv}");
+}
+
+#[test]
+fn replay_takes_annotations_on_the_command_line() {
+    let trace = "time_s,ready_instances,concurrency\n".to_owned()
+        + &(0..20).map(|t| format!("{t},-,50\n")).collect::<String>();
+    let out = kantai_stdin(&["autoscale", "replay", "-a", "target=10", "-"], &trace);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(1) == Some("8"))
+    );
+    let out = kantai_stdin(
+        &[
+            "autoscale",
+            "replay",
+            "-a",
+            "target=10",
+            "-a",
+            "target-utilization-percentage=100",
+            "-",
+        ],
+        &trace,
+    );
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(1) == Some("5"))
+    );
+}
+
+#[test]
+fn replay_rejects_bad_input_clearly() {
+    let out = kantai_stdin(&["autoscale", "replay", "-"], "0,1,5\n1,one,5\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("line 2: ready_instances \"one\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kantai_stdin(&["autoscale", "replay", "-a", "window=1s", "-"], "0,1,5\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("window]: must be in [6s, 1h]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
