@@ -291,56 +291,91 @@ impl AutoscalerConfig {
         if let Some(v) = s.string("pod-autoscaler-class", out) {
             c.pod_autoscaler_class = v;
         }
-        macro_rules! read {
-            ($key:literal, $field:ident, $getter:ident) => {
-                if let Some(v) = s.$getter($key, out) {
-                    c.$field = v;
-                }
-            };
-        }
-        read!("enable-scale-to-zero", enable_scale_to_zero, boolean);
         read!(
+            s,
+            c,
+            out,
+            "enable-scale-to-zero",
+            enable_scale_to_zero,
+            boolean
+        );
+        read!(
+            s,
+            c,
+            out,
             "allow-zero-initial-scale",
             allow_zero_initial_scale,
             boolean
         );
-        read!("max-scale-up-rate", max_scale_up_rate, float);
-        read!("max-scale-down-rate", max_scale_down_rate, float);
+        read!(s, c, out, "max-scale-up-rate", max_scale_up_rate, float);
+        read!(s, c, out, "max-scale-down-rate", max_scale_down_rate, float);
         read!(
+            s,
+            c,
+            out,
             "container-concurrency-target-percentage",
             container_concurrency_target_fraction,
             float
         );
         read!(
+            s,
+            c,
+            out,
             "container-concurrency-target-default",
             container_concurrency_target_default,
             float
         );
         read!(
+            s,
+            c,
+            out,
             "requests-per-second-target-default",
             rps_target_default,
             float
         );
-        read!("target-burst-capacity", target_burst_capacity, float);
-        read!("panic-window-percentage", panic_window_percentage, float);
         read!(
+            s,
+            c,
+            out,
+            "target-burst-capacity",
+            target_burst_capacity,
+            float
+        );
+        read!(
+            s,
+            c,
+            out,
+            "panic-window-percentage",
+            panic_window_percentage,
+            float
+        );
+        read!(
+            s,
+            c,
+            out,
             "panic-threshold-percentage",
             panic_threshold_percentage,
             float
         );
-        read!("activator-capacity", activator_capacity, float);
-        read!("initial-scale", initial_scale, int32);
-        read!("min-scale", min_scale, int32);
-        read!("max-scale", max_scale, int32);
-        read!("max-scale-limit", max_scale_limit, int32);
-        read!("stable-window", stable_window, duration);
-        read!("scale-down-delay", scale_down_delay, duration);
+        read!(s, c, out, "activator-capacity", activator_capacity, float);
+        read!(s, c, out, "initial-scale", initial_scale, int32);
+        read!(s, c, out, "min-scale", min_scale, int32);
+        read!(s, c, out, "max-scale", max_scale, int32);
+        read!(s, c, out, "max-scale-limit", max_scale_limit, int32);
+        read!(s, c, out, "stable-window", stable_window, duration);
+        read!(s, c, out, "scale-down-delay", scale_down_delay, duration);
         read!(
+            s,
+            c,
+            out,
             "scale-to-zero-grace-period",
             scale_to_zero_grace_period,
             duration
         );
         read!(
+            s,
+            c,
+            out,
             "scale-to-zero-pod-retention-period",
             scale_to_zero_pod_retention_period,
             duration
@@ -469,42 +504,71 @@ impl DefaultsConfig {
     pub fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<DefaultsConfig> {
         let mut s = Section::open(node, path, out)?;
         let mut c = DefaultsConfig::default();
-        macro_rules! read {
-            ($key:literal, $field:ident, $getter:ident) => {
-                if let Some(v) = s.$getter($key, out) {
-                    c.$field = v;
-                }
-            };
-        }
-        read!("revision-timeout-seconds", revision_timeout_seconds, int64);
         read!(
+            s,
+            c,
+            out,
+            "revision-timeout-seconds",
+            revision_timeout_seconds,
+            int64
+        );
+        read!(
+            s,
+            c,
+            out,
             "max-revision-timeout-seconds",
             max_revision_timeout_seconds,
             int64
         );
         read!(
+            s,
+            c,
+            out,
             "revision-response-start-timeout-seconds",
             revision_response_start_timeout_seconds,
             int64
         );
         read!(
+            s,
+            c,
+            out,
             "revision-idle-timeout-seconds",
             revision_idle_timeout_seconds,
             int64
         );
-        read!("container-concurrency", container_concurrency, int64);
         read!(
+            s,
+            c,
+            out,
+            "container-concurrency",
+            container_concurrency,
+            int64
+        );
+        read!(
+            s,
+            c,
+            out,
             "container-concurrency-max-limit",
             container_concurrency_max_limit,
             int64
         );
         read!(
+            s,
+            c,
+            out,
             "allow-container-concurrency-zero",
             allow_container_concurrency_zero,
             boolean
         );
-        read!("enable-service-links", enable_service_links, boolean);
-        read!("container-name-template", container_name, string);
+        read!(
+            s,
+            c,
+            out,
+            "enable-service-links",
+            enable_service_links,
+            boolean
+        );
+        read!(s, c, out, "container-name-template", container_name, string);
         let before = out.errors().count();
         if c.revision_timeout_seconds < 1 {
             s.error("revision-timeout-seconds", "must be at least 1", out);
@@ -557,6 +621,17 @@ impl DefaultsConfig {
         (out.errors().count() == before).then_some(c)
     }
 }
+
+/// Reads `$key` from section `$s` with `$getter` into `$c.$field` when present (invalid values
+/// are reported by the getter and leave the default).
+macro_rules! read {
+    ($s:ident, $c:ident, $out:ident, $key:literal, $field:ident, $getter:ident) => {
+        if let Some(v) = $s.$getter($key, $out) {
+            $c.$field = v;
+        }
+    };
+}
+use read;
 
 /// A ConfigMap-like section: scalar values under kebab-case keys, each typed by its reader.
 struct Section<'n> {

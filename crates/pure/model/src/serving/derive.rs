@@ -158,6 +158,51 @@ pub fn revision_for(configuration: &Configuration, generation: i64) -> Revision 
     }
 }
 
+/// A template change that reuses an explicit revision name: a revision is immutable, so a new
+/// template needs a new name (Knative rejects this update the same way).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "spec.template.metadata.name: the template changed but the revision name {name:?} did not; \
+     a revision cannot change, give the new template a new name or remove the name"
+)]
+pub struct ExplicitNameReused {
+    /// The reused name.
+    pub name: String,
+}
+
+/// The Configuration of a Service after a create (`existing` is `None`) or an update, with the
+/// Revision to create when the template changed. The configuration's generation counts
+/// template changes, so revisions are named `NAME-00001`, `NAME-00002`, ...; a change of
+/// traffic or of the Service's own metadata creates no revision.
+pub fn next_configuration(
+    existing: Option<&Configuration>,
+    service: &Service,
+) -> Result<(Configuration, Option<Revision>), ExplicitNameReused> {
+    let mut next = configuration_for(service);
+    let (generation, changed) = match existing {
+        None => (1, true),
+        Some(old) => {
+            let g = old.metadata.generation.unwrap_or(1);
+            let changed = template_changed(&old.spec.template, &next.spec.template);
+            if changed
+                && let Some(name) = &next.spec.template.metadata.name
+                && old.spec.template.metadata.name.as_ref() == Some(name)
+            {
+                return Err(ExplicitNameReused { name: name.clone() });
+            }
+            (if changed { g + 1 } else { g }, changed)
+        }
+    };
+    next.metadata.generation = Some(generation);
+    if let Some(old) = existing {
+        next.metadata.uid = old.metadata.uid.clone();
+        next.metadata.creation_timestamp = old.metadata.creation_timestamp.clone();
+        next.status = old.status.clone();
+    }
+    let revision = changed.then(|| revision_for(&next, generation));
+    Ok((next, revision))
+}
+
 /// Why a route's traffic could not be resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrafficProblem {
@@ -487,6 +532,62 @@ mod tests {
             "{HELLO}  traffic: [{{latestRevision: true, percent: 100}}]\n"
         ));
         assert!(!template_changed(&a.spec.template, &d.spec.template));
+    }
+
+    #[test]
+    fn every_template_change_and_only_it_makes_the_next_revision() {
+        let v1 = service(HELLO);
+        let (cfg1, rev1) = next_configuration(None, &v1).expect("create");
+        assert_eq!(
+            rev1.map(|r| r.metadata.name).as_deref(),
+            Some("hello-00001")
+        );
+        assert_eq!(cfg1.metadata.generation, Some(1));
+
+        // Traffic only: same generation, no revision.
+        let traffic = service(&format!(
+            "{HELLO}  traffic: [{{latestRevision: true, percent: 100}}]\n"
+        ));
+        let (cfg, rev) = next_configuration(Some(&cfg1), &traffic).expect("update");
+        assert_eq!((cfg.metadata.generation, rev), (Some(1), None));
+
+        // A new image, then a new annotation: 00002, 00003.
+        let v2 = service(&HELLO.replace("image: x", "image: y"));
+        let (cfg2, rev2) = next_configuration(Some(&cfg1), &v2).expect("update");
+        assert_eq!(
+            rev2.map(|r| r.metadata.name).as_deref(),
+            Some("hello-00002")
+        );
+        let v3 = service(&HELLO.replace(
+            "  template:\n",
+            "  template:\n    metadata: {annotations: {autoscaling.knative.dev/window: 12s}}\n",
+        ).replace("image: x", "image: y"));
+        let (cfg3, rev3) = next_configuration(Some(&cfg2), &v3).expect("update");
+        assert_eq!(
+            rev3.map(|r| r.metadata.name).as_deref(),
+            Some("hello-00003")
+        );
+        assert_eq!(cfg3.metadata.generation, Some(3));
+    }
+
+    #[test]
+    fn an_explicit_revision_name_must_change_with_the_template() {
+        let named = HELLO.replace(
+            "  template:\n",
+            "  template:\n    metadata: {name: hello-blue}\n",
+        );
+        let (cfg, rev) = next_configuration(None, &service(&named)).expect("create");
+        assert_eq!(rev.map(|r| r.metadata.name).as_deref(), Some("hello-blue"));
+        let changed = service(&named.replace("image: x", "image: y"));
+        let err = next_configuration(Some(&cfg), &changed).expect_err("same name");
+        assert_eq!(err.name, "hello-blue");
+        let renamed = service(
+            &named
+                .replace("image: x", "image: y")
+                .replace("hello-blue", "hello-green"),
+        );
+        let (_, rev) = next_configuration(Some(&cfg), &renamed).expect("new name");
+        assert_eq!(rev.map(|r| r.metadata.name).as_deref(), Some("hello-green"));
     }
 
     #[test]

@@ -173,9 +173,7 @@ impl Object {
         }
         let obj = match kind.as_str() {
             "Service" => {
-                let metadata = f.req("metadata", out).unwrap_or_default();
-                let spec = f.req("spec", out).unwrap_or_default();
-                let status = f.opt("status", out);
+                let (metadata, spec, status) = parts(&mut f, out, true);
                 Object::Service(Service {
                     metadata,
                     spec,
@@ -183,9 +181,7 @@ impl Object {
                 })
             }
             "Configuration" => {
-                let metadata = f.req("metadata", out).unwrap_or_default();
-                let spec = f.req("spec", out).unwrap_or_default();
-                let status = f.opt("status", out);
+                let (metadata, spec, status) = parts(&mut f, out, true);
                 Object::Configuration(Configuration {
                     metadata,
                     spec,
@@ -193,9 +189,7 @@ impl Object {
                 })
             }
             "Revision" => {
-                let metadata = f.req("metadata", out).unwrap_or_default();
-                let spec = f.req("spec", out).unwrap_or_default();
-                let status = f.opt("status", out);
+                let (metadata, spec, status) = parts(&mut f, out, true);
                 Object::Revision(Revision {
                     metadata,
                     spec,
@@ -203,9 +197,8 @@ impl Object {
                 })
             }
             "Route" => {
-                let metadata = f.req("metadata", out).unwrap_or_default();
-                let spec = f.opt("spec", out).unwrap_or_default();
-                let status = f.opt("status", out);
+                // A Route without spec has no traffic yet, which Knative accepts.
+                let (metadata, spec, status) = parts(&mut f, out, false);
                 Object::Route(Route {
                     metadata,
                     spec,
@@ -248,6 +241,21 @@ impl Object {
         }
         serde_json::Value::Object(map)
     }
+}
+
+/// The `metadata`, `spec` and `status` of an object; `metadata` is always required.
+fn parts<S: Decode + Default, T: Decode>(
+    f: &mut Fields<'_>,
+    out: &mut Findings,
+    spec_required: bool,
+) -> (ObjectMeta, S, Option<T>) {
+    let metadata = f.req("metadata", out).unwrap_or_default();
+    let spec = if spec_required {
+        f.req("spec", out)
+    } else {
+        f.opt("spec", out)
+    };
+    (metadata, spec.unwrap_or_default(), f.opt("status", out))
 }
 
 impl Decode for ServiceSpec {
