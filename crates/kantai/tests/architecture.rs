@@ -46,6 +46,8 @@ fn dependencies(manifest: &str) -> Vec<String> {
 const PURE_ALLOWED: &[&str] = &[
     "kantai-model",
     "kantai-autoscaler",
+    "kantai-policy",
+    "rand",
     "serde",
     "serde_json",
     "serde-saphyr",

@@ -9,10 +9,12 @@ pub mod autoscaling;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod fleet;
 pub mod manifest;
 pub mod meta;
 pub mod node;
 pub mod serving;
+pub mod topology;
 pub mod units;
 
 pub use config::{AutoscalerConfig, DefaultsConfig, ServingConfig};
