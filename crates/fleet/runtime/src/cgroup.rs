@@ -1,0 +1,138 @@
+//! CPU and memory limits through Linux cgroups (v2, or the v1 `cpu` and `memory`
+//! controllers), where the host lets kantai create groups.
+
+use std::path::{Path, PathBuf};
+
+/// CFS period used for CPU quotas.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Limits of one instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// CPU cores (`resources.limits.cpu`).
+    pub cpu: Option<f64>,
+    /// Memory bytes (`resources.limits.memory`).
+    pub memory: Option<u64>,
+}
+
+impl Limits {
+    /// Whether there is anything to enforce.
+    pub fn is_empty(&self) -> bool {
+        self.cpu.is_none() && self.memory.is_none()
+    }
+}
+
+/// Where kantai may create groups.
+#[derive(Clone, Debug)]
+pub enum Cgroups {
+    /// The unified hierarchy at this directory.
+    V2(PathBuf),
+    /// v1 `cpu` and `memory` controller directories.
+    V1 {
+        /// The `cpu` controller's kantai directory.
+        cpu: PathBuf,
+        /// The `memory` controller's kantai directory.
+        memory: PathBuf,
+    },
+}
+
+impl Cgroups {
+    /// Finds a writable cgroup hierarchy and creates `kantai/<scope>` in it; `None` when the
+    /// host does not allow it (not root, no controllers, read-only mount).
+    pub fn detect(scope: &str) -> Option<Cgroups> {
+        let root = Path::new("/sys/fs/cgroup");
+        let v2 = root.join("cgroup.controllers");
+        if let Ok(controllers) = std::fs::read_to_string(&v2)
+            && controllers.contains("cpu")
+            && controllers.contains("memory")
+        {
+            let dir = root.join("kantai").join(scope);
+            if std::fs::create_dir_all(&dir).is_ok() {
+                // Children may only use controllers their parents delegate.
+                let _ = std::fs::write(root.join("cgroup.subtree_control"), "+cpu +memory");
+                let _ = std::fs::write(root.join("kantai/cgroup.subtree_control"), "+cpu +memory");
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory");
+                return Some(Cgroups::V2(dir));
+            }
+        }
+        let (cpu, memory) = (root.join("cpu"), root.join("memory"));
+        if cpu.join("cpu.cfs_quota_us").exists() && memory.join("memory.limit_in_bytes").exists() {
+            let (c, m) = (cpu.join("kantai").join(scope), memory.join("kantai").join(scope));
+            if std::fs::create_dir_all(&c).is_ok() && std::fs::create_dir_all(&m).is_ok() {
+                return Some(Cgroups::V1 { cpu: c, memory: m });
+            }
+        }
+        None
+    }
+
+    /// Creates the groups of one instance with its limits; returns the `cgroup.procs` files
+    /// the instance's process must join.
+    pub fn create(&self, instance: &str, limits: Limits) -> std::io::Result<Vec<PathBuf>> {
+        match self {
+            Cgroups::V2(root) => {
+                let dir = root.join(instance);
+                std::fs::create_dir_all(&dir)?;
+                if let Some(cpu) = limits.cpu {
+                    let quota = ((cpu * CPU_PERIOD_US as f64) as u64).max(1000);
+                    std::fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"))?;
+                }
+                if let Some(mem) = limits.memory {
+                    std::fs::write(dir.join("memory.max"), mem.to_string())?;
+                }
+                Ok(vec![dir.join("cgroup.procs")])
+            }
+            Cgroups::V1 { cpu, memory } => {
+                let (c, m) = (cpu.join(instance), memory.join(instance));
+                std::fs::create_dir_all(&c)?;
+                std::fs::create_dir_all(&m)?;
+                if let Some(cores) = limits.cpu {
+                    let quota = ((cores * CPU_PERIOD_US as f64) as u64).max(1000);
+                    std::fs::write(c.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
+                    std::fs::write(c.join("cpu.cfs_quota_us"), quota.to_string())?;
+                }
+                if let Some(mem) = limits.memory {
+                    std::fs::write(m.join("memory.limit_in_bytes"), mem.to_string())?;
+                }
+                Ok(vec![c.join("cgroup.procs"), m.join("cgroup.procs")])
+            }
+        }
+    }
+
+    /// Removes an instance's groups (after its processes are gone).
+    pub fn remove(&self, instance: &str) {
+        let dirs: Vec<PathBuf> = match self {
+            Cgroups::V2(root) => vec![root.join(instance)],
+            Cgroups::V1 { cpu, memory } => vec![cpu.join(instance), memory.join(instance)],
+        };
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+
+    /// The limits read back from an instance's groups (for tests and diagnostics).
+    pub fn read_limits(&self, instance: &str) -> Limits {
+        let read = |p: PathBuf| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+        match self {
+            Cgroups::V2(root) => {
+                let dir = root.join(instance);
+                Limits {
+                    cpu: read(dir.join("cpu.max")).and_then(|s| {
+                        let mut it = s.split_whitespace();
+                        let q: f64 = it.next()?.parse().ok()?;
+                        let p: f64 = it.next()?.parse().ok()?;
+                        Some(q / p)
+                    }),
+                    memory: read(dir.join("memory.max")).and_then(|s| s.parse().ok()),
+                }
+            }
+            Cgroups::V1 { cpu, memory } => Limits {
+                cpu: read(cpu.join(instance).join("cpu.cfs_quota_us"))
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|q| *q > 0.0)
+                    .map(|q| q / CPU_PERIOD_US as f64),
+                memory: read(memory.join(instance).join("memory.limit_in_bytes"))
+                    .and_then(|s| s.parse().ok()),
+            },
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The runtime with real processes (`/bin/sh` scripts as functions). Every wait is on a
+//! condition, bounded by a timeout.
+
+use std::time::Duration;
+
+use kantai_model::serving::{Container, EnvVar, ExecAction, Probe};
+use kantai_model::units::Quantity;
+use kantai_runtime::{InstanceSpec, Runtime, RuntimeConfig, StartError, State};
+use tokio::sync::watch;
+
+fn sh(script: &str) -> Container {
+    Container {
+        image: "test/sh".into(),
+        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        // The scripts do not listen on a port: readiness is "the command `true` succeeds".
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: vec!["true".into()],
+            }),
+            ..Probe::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn spec(name: &str, container: Container, grace: Duration) -> InstanceSpec {
+    InstanceSpec {
+        name: name.into(),
+        namespace: "default".into(),
+        service: "svc".into(),
+        configuration: "svc".into(),
+        revision: "svc-00001".into(),
+        node: "node1".into(),
+        container,
+        grace,
+    }
+}
+
+async fn wait(rx: &mut watch::Receiver<State>, what: &str, f: impl Fn(&State) -> bool) -> State {
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| f(s)))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .map(|s| s.clone())
+        .unwrap_or_else(|_| panic!("instance gone while waiting for {what}"))
+}
+
+async fn wait_logs(i: &kantai_runtime::Instance, needle: &str) -> String {
+    for _ in 0..500 {
+        let logs = i.logs(None);
+        if logs.contains(needle) {
+            return logs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{needle:?} never appeared in the logs: {}", i.logs(None));
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig::default(), None, "test-runtime")
+}
+
+#[tokio::test]
+async fn an_instance_gets_knatives_environment_and_its_logs_are_kept() {
+    let mut c = sh("echo PORT=$PORT K_SERVICE=$K_SERVICE K_REVISION=$K_REVISION PODNAME=$PODNAME NODENAME=$NODENAME GREETING=$GREETING HOME=${HOME:-unset}; exec sleep 30");
+    c.env.push(EnvVar {
+        name: "GREETING".into(),
+        value: Some("Konnichiwa".into()),
+        value_from: None,
+    });
+    let inst = runtime().start(spec("svc-node1-abcde", c, Duration::from_secs(5))).expect("starts");
+    let mut rx = inst.state();
+    let st = wait(&mut rx, "ready", |s| s.ready).await;
+    let port = st.port.expect("a port");
+    let logs = wait_logs(&inst, "PORT=").await;
+    assert!(logs.contains(&format!("PORT={port} ")), "{logs}");
+    assert!(logs.contains("K_SERVICE=svc K_REVISION=svc-00001 PODNAME=svc-node1-abcde NODENAME=node1"), "{logs}");
+    assert!(logs.contains("GREETING=Konnichiwa"), "{logs}");
+    // The environment is clean: nothing of kantai's own leaks in.
+    assert!(logs.contains("HOME=unset"), "{logs}");
+    let t = std::time::Instant::now();
+    inst.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(3), "SIGTERM should stop sleep at once");
+}
+
+#[tokio::test]
+async fn a_crashing_instance_is_restarted_with_backoff() {
+    let inst = runtime()
+        .start(spec("crash", sh("echo up; exit 3"), Duration::from_secs(1)))
+        .expect("starts");
+    let mut rx = inst.state();
+    let st = wait(&mut rx, "two restarts", |s| s.restarts >= 2).await;
+    assert_eq!(st.last_exit_code, Some(3));
+    assert!(st.message.as_deref().unwrap_or("").contains("exited with code 3"), "{st:?}");
+    inst.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let inst = runtime()
+        .start(spec(
+            "stubborn",
+            sh("trap '' TERM; echo armed; while true; do sleep 0.05; done"),
+            Duration::from_millis(300),
+        ))
+        .expect("starts");
+    let mut rx = inst.state();
+    wait(&mut rx, "ready", |s| s.ready).await;
+    wait_logs(&inst, "armed").await;
+    let t = std::time::Instant::now();
+    inst.stop().await;
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(250), "killed before the grace period: {took:?}");
+    assert!(took < Duration::from_secs(5), "not killed after the grace period: {took:?}");
+}
+
+#[tokio::test]
+async fn an_unmapped_image_is_refused_with_a_hint() {
+    let c = Container {
+        image: "nginx:latest".into(),
+        ..Container::default()
+    };
+    let err = runtime().start(spec("x", c, Duration::from_secs(1))).err().expect("refused");
+    assert_eq!(err, StartError::NoCommand("nginx:latest".into()));
+    assert!(err.to_string().contains("runtime.images"));
+}
+
+#[tokio::test]
+async fn limits_are_applied_through_cgroups_where_the_host_allows() {
+    let rt = Runtime::new(RuntimeConfig::default(), None, "test-limits");
+    let Some(cg) = rt.cgroups().cloned() else {
+        eprintln!("SKIPPED: this host does not let kantai create cgroups; limits are not enforced here");
+        return;
+    };
+    let mut c = sh("exec sleep 30");
+    c.resources.limits.insert("cpu".into(), Quantity::parse("500m").expect("q"));
+    c.resources.limits.insert("memory".into(), Quantity::parse("64Mi").expect("q"));
+    let inst = rt.start(spec("limited", c, Duration::from_secs(1))).expect("starts");
+    let mut rx = inst.state();
+    wait(&mut rx, "ready", |s| s.ready).await;
+    let l = cg.read_limits("default.limited");
+    assert_eq!(l.cpu, Some(0.5));
+    assert_eq!(l.memory, Some(64 * 1024 * 1024));
+    inst.stop().await;
+}
