@@ -57,7 +57,10 @@ impl Cgroups {
         }
         let (cpu, memory) = (root.join("cpu"), root.join("memory"));
         if cpu.join("cpu.cfs_quota_us").exists() && memory.join("memory.limit_in_bytes").exists() {
-            let (c, m) = (cpu.join("kantai").join(scope), memory.join("kantai").join(scope));
+            let (c, m) = (
+                cpu.join("kantai").join(scope),
+                memory.join("kantai").join(scope),
+            );
             if std::fs::create_dir_all(&c).is_ok() && std::fs::create_dir_all(&m).is_ok() {
                 return Some(Cgroups::V1 { cpu: c, memory: m });
             }

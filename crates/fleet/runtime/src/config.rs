@@ -48,14 +48,22 @@ impl Default for RuntimeConfig {
 }
 
 fn builtin_images() -> Vec<ImageCommand> {
-    ["docker.io/bonavadeur/shuka:*", "bonavadeur/shuka:*", "kantai/hello*"]
-        .into_iter()
-        .map(|image| ImageCommand {
-            image: image.to_owned(),
-            command: vec![KANTAI_PLACEHOLDER.to_owned(), "fn".to_owned(), "hello".to_owned()],
-            args: Vec::new(),
-        })
-        .collect()
+    [
+        "docker.io/bonavadeur/shuka:*",
+        "bonavadeur/shuka:*",
+        "kantai/hello*",
+    ]
+    .into_iter()
+    .map(|image| ImageCommand {
+        image: image.to_owned(),
+        command: vec![
+            KANTAI_PLACEHOLDER.to_owned(),
+            "fn".to_owned(),
+            "hello".to_owned(),
+        ],
+        args: Vec::new(),
+    })
+    .collect()
 }
 
 impl RuntimeConfig {
@@ -105,7 +113,10 @@ impl Decode for ImageCommand {
         };
         f.finish(&["image", "command", "args"], out);
         if e.command.is_empty() || e.command[0].is_empty() {
-            out.push(FieldError::error(path.field("command"), "needs at least the program"));
+            out.push(FieldError::error(
+                path.field("command"),
+                "needs at least the program",
+            ));
         }
         Some(e)
     }
@@ -117,7 +128,10 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match("docker.io/bonavadeur/shuka:*", "docker.io/bonavadeur/shuka:v1.3"));
+        assert!(glob_match(
+            "docker.io/bonavadeur/shuka:*",
+            "docker.io/bonavadeur/shuka:v1.3"
+        ));
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("exact", "exact2"));

@@ -230,7 +230,8 @@ impl Supervisor {
             Some(cg) => match cg.create(&self.cgroup_name(), limits) {
                 Ok(files) => files,
                 Err(e) => {
-                    self.runtime.warn_no_cgroups(&format!("cannot create a cgroup: {e}"));
+                    self.runtime
+                        .warn_no_cgroups(&format!("cannot create a cgroup: {e}"));
                     Vec::new()
                 }
             },
@@ -257,7 +258,9 @@ impl Supervisor {
             // the cgroups before it becomes the instance's program.
             Some(launcher) => {
                 let mut c = Command::new(launcher);
-                c.arg("__shim").arg("--parent").arg(std::process::id().to_string());
+                c.arg("__shim")
+                    .arg("--parent")
+                    .arg(std::process::id().to_string());
                 for f in cgroup_files {
                     c.arg("--cgroup").arg(f);
                 }
@@ -450,5 +453,7 @@ async fn capture(stream: impl AsyncRead + Unpin, logs: Arc<LogBuffer>) {
 
 /// A port that was free a moment ago on 127.0.0.1.
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }

@@ -57,7 +57,10 @@ mod tests {
             b.push(format!("line {i}"));
         }
         let text = b.text(Some(2));
-        assert_eq!(text, format!("line {}\nline {}\n", MAX_LINES + 3, MAX_LINES + 4));
+        assert_eq!(
+            text,
+            format!("line {}\nline {}\n", MAX_LINES + 3, MAX_LINES + 4)
+        );
         assert!(!b.text(None).contains("line 4\n"));
         b.push("é".repeat(MAX_LINE_BYTES));
         assert!(b.text(Some(1)).ends_with("[line cut by kantai]\n"));

@@ -58,7 +58,11 @@ impl ReadinessProbe {
         let check = if let Some(h) = &p.http_get {
             Check::Http {
                 port,
-                path: h.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".to_owned()),
+                path: h
+                    .path
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "/".to_owned()),
                 headers: h
                     .http_headers
                     .iter()

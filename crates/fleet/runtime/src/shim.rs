@@ -75,10 +75,18 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let a: Vec<String> = ["--parent", "42", "--cgroup", "/x/cgroup.procs", "--", "prog", "--flag"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let a: Vec<String> = [
+            "--parent",
+            "42",
+            "--cgroup",
+            "/x/cgroup.procs",
+            "--",
+            "prog",
+            "--flag",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let p = parse(&a).expect("valid");
         assert_eq!(p.parent, 42);
         assert_eq!(p.cgroups, [PathBuf::from("/x/cgroup.procs")]);

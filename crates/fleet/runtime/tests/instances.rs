@@ -61,25 +61,35 @@ fn runtime() -> Runtime {
 
 #[tokio::test]
 async fn an_instance_gets_knatives_environment_and_its_logs_are_kept() {
-    let mut c = sh("echo PORT=$PORT K_SERVICE=$K_SERVICE K_REVISION=$K_REVISION PODNAME=$PODNAME NODENAME=$NODENAME GREETING=$GREETING HOME=${HOME:-unset}; exec sleep 30");
+    let mut c = sh(
+        "echo PORT=$PORT K_SERVICE=$K_SERVICE K_REVISION=$K_REVISION PODNAME=$PODNAME NODENAME=$NODENAME GREETING=$GREETING HOME=${HOME:-unset}; exec sleep 30",
+    );
     c.env.push(EnvVar {
         name: "GREETING".into(),
         value: Some("Konnichiwa".into()),
         value_from: None,
     });
-    let inst = runtime().start(spec("svc-node1-abcde", c, Duration::from_secs(5))).expect("starts");
+    let inst = runtime()
+        .start(spec("svc-node1-abcde", c, Duration::from_secs(5)))
+        .expect("starts");
     let mut rx = inst.state();
     let st = wait(&mut rx, "ready", |s| s.ready).await;
     let port = st.port.expect("a port");
     let logs = wait_logs(&inst, "PORT=").await;
     assert!(logs.contains(&format!("PORT={port} ")), "{logs}");
-    assert!(logs.contains("K_SERVICE=svc K_REVISION=svc-00001 PODNAME=svc-node1-abcde NODENAME=node1"), "{logs}");
+    assert!(
+        logs.contains("K_SERVICE=svc K_REVISION=svc-00001 PODNAME=svc-node1-abcde NODENAME=node1"),
+        "{logs}"
+    );
     assert!(logs.contains("GREETING=Konnichiwa"), "{logs}");
     // The environment is clean: nothing of kantai's own leaks in.
     assert!(logs.contains("HOME=unset"), "{logs}");
     let t = std::time::Instant::now();
     inst.stop().await;
-    assert!(t.elapsed() < Duration::from_secs(3), "SIGTERM should stop sleep at once");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "SIGTERM should stop sleep at once"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +100,13 @@ async fn a_crashing_instance_is_restarted_with_backoff() {
     let mut rx = inst.state();
     let st = wait(&mut rx, "two restarts", |s| s.restarts >= 2).await;
     assert_eq!(st.last_exit_code, Some(3));
-    assert!(st.message.as_deref().unwrap_or("").contains("exited with code 3"), "{st:?}");
+    assert!(
+        st.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("exited with code 3"),
+        "{st:?}"
+    );
     inst.stop().await;
 }
 
@@ -109,8 +125,14 @@ async fn an_instance_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let t = std::time::Instant::now();
     inst.stop().await;
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(250), "killed before the grace period: {took:?}");
-    assert!(took < Duration::from_secs(5), "not killed after the grace period: {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "killed before the grace period: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "not killed after the grace period: {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +141,10 @@ async fn an_unmapped_image_is_refused_with_a_hint() {
         image: "nginx:latest".into(),
         ..Container::default()
     };
-    let err = runtime().start(spec("x", c, Duration::from_secs(1))).err().expect("refused");
+    let err = runtime()
+        .start(spec("x", c, Duration::from_secs(1)))
+        .err()
+        .expect("refused");
     assert_eq!(err, StartError::NoCommand("nginx:latest".into()));
     assert!(err.to_string().contains("runtime.images"));
 }
@@ -128,13 +153,21 @@ async fn an_unmapped_image_is_refused_with_a_hint() {
 async fn limits_are_applied_through_cgroups_where_the_host_allows() {
     let rt = Runtime::new(RuntimeConfig::default(), None, "test-limits");
     let Some(cg) = rt.cgroups().cloned() else {
-        eprintln!("SKIPPED: this host does not let kantai create cgroups; limits are not enforced here");
+        eprintln!(
+            "SKIPPED: this host does not let kantai create cgroups; limits are not enforced here"
+        );
         return;
     };
     let mut c = sh("exec sleep 30");
-    c.resources.limits.insert("cpu".into(), Quantity::parse("500m").expect("q"));
-    c.resources.limits.insert("memory".into(), Quantity::parse("64Mi").expect("q"));
-    let inst = rt.start(spec("limited", c, Duration::from_secs(1))).expect("starts");
+    c.resources
+        .limits
+        .insert("cpu".into(), Quantity::parse("500m").expect("q"));
+    c.resources
+        .limits
+        .insert("memory".into(), Quantity::parse("64Mi").expect("q"));
+    let inst = rt
+        .start(spec("limited", c, Duration::from_secs(1)))
+        .expect("starts");
     let mut rx = inst.state();
     wait(&mut rx, "ready", |s| s.ready).await;
     let l = cg.read_limits("default.limited");

@@ -8,8 +8,8 @@ use crate::meta::{ObjectMeta, OwnerReference};
 use crate::serving::naming::{cluster_local_host, revision_name, route_host, tag_host};
 use crate::serving::{
     API_VERSION, Addressable, ConditionStatus, Conditions, Configuration, ConfigurationSpec,
-    ConfigurationStatus, Revision, RevisionTemplate, Route, RouteSpec, RouteStatus, Service,
-    ServiceStatus, TrafficTarget,
+    ConfigurationStatus, Revision, RevisionStatus, RevisionTemplate, Route, RouteSpec, RouteStatus,
+    Service, ServiceStatus, TrafficTarget,
 };
 
 /// Label on every child of a Service: the Service's name.
@@ -408,6 +408,100 @@ pub fn configuration_status(
     }
 }
 
+/// What the fleet observed about a revision's instances, for its status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RevisionObservation {
+    /// Ready instances now.
+    pub ready: u32,
+    /// Instances the autoscaler asks for.
+    pub desired: u32,
+    /// Whether any instance was ever ready (a revision stays Ready when scaled to zero).
+    pub ever_ready: bool,
+    /// A container failure seen before the revision was ever ready: (reason, message).
+    pub failure: Option<(String, String)>,
+    /// Instances that fit on no node.
+    pub unschedulable: u32,
+    /// The autoscaler's Active condition: `Some(true)` active, `Some(false)` scaled to zero,
+    /// `None` activating.
+    pub active: Option<bool>,
+}
+
+/// A revision's status (Knative's: Ready = ResourcesAvailable ∧ ContainerHealthy; Active is
+/// informational).
+pub fn revision_status(revision: &Revision, o: &RevisionObservation, now: &str) -> RevisionStatus {
+    use conditions::*;
+    let mut c = revision
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if o.ever_ready {
+        c.set(RESOURCES_AVAILABLE, ConditionStatus::True, None, None, now);
+        c.set(CONTAINER_HEALTHY, ConditionStatus::True, None, None, now);
+    } else {
+        if o.unschedulable > 0 && o.ready == 0 {
+            c.set(
+                RESOURCES_AVAILABLE,
+                ConditionStatus::False,
+                Some("Unschedulable"),
+                Some(&format!(
+                    "{} instance(s) fit on no node: no node has room (instances, CPU or memory) for them",
+                    o.unschedulable
+                )),
+                now,
+            );
+        } else {
+            c.set(
+                RESOURCES_AVAILABLE,
+                ConditionStatus::Unknown,
+                Some("Deploying"),
+                None,
+                now,
+            );
+        }
+        match &o.failure {
+            Some((reason, message)) => c.set(
+                CONTAINER_HEALTHY,
+                ConditionStatus::False,
+                Some(reason),
+                Some(message),
+                now,
+            ),
+            None => c.set(
+                CONTAINER_HEALTHY,
+                ConditionStatus::Unknown,
+                Some("Deploying"),
+                None,
+                now,
+            ),
+        }
+    }
+    summarize(&mut c, &[RESOURCES_AVAILABLE, CONTAINER_HEALTHY], now);
+    match o.active {
+        Some(true) => c.set(ACTIVE, ConditionStatus::True, None, None, now),
+        Some(false) => c.set(
+            ACTIVE,
+            ConditionStatus::False,
+            Some("NoTraffic"),
+            Some("The target is not receiving traffic."),
+            now,
+        ),
+        None => c.set(
+            ACTIVE,
+            ConditionStatus::Unknown,
+            Some("Queued"),
+            Some("Requests to the target are being buffered as resources are provisioned."),
+            now,
+        ),
+    }
+    RevisionStatus {
+        observed_generation: revision.metadata.generation,
+        conditions: c,
+        actual_replicas: Some(i64::from(o.ready)),
+        desired_replicas: Some(i64::from(o.desired)),
+    }
+}
+
 /// A Service's status from its Configuration's and Route's (Knative's
 /// `PropagateConfigurationStatus` and `PropagateRouteStatus`).
 pub fn service_status(
@@ -588,6 +682,56 @@ mod tests {
         );
         let (_, rev) = next_configuration(Some(&cfg), &renamed).expect("new name");
         assert_eq!(rev.map(|r| r.metadata.name).as_deref(), Some("hello-green"));
+    }
+
+    #[test]
+    fn revision_status_follows_its_instances() {
+        let s = service(HELLO);
+        let rev = revision_for(&configuration_for(&s), 1);
+        let deploying = revision_status(&rev, &RevisionObservation::default(), "t");
+        assert_eq!(
+            deploying.conditions.status("Ready"),
+            ConditionStatus::Unknown
+        );
+        let failed = revision_status(
+            &rev,
+            &RevisionObservation {
+                failure: Some(("ExitCode1".into(), "exited with code 1".into())),
+                ..Default::default()
+            },
+            "t",
+        );
+        let ready = failed.conditions.get("Ready").expect("ready");
+        assert_eq!(
+            (ready.status, ready.reason.as_deref()),
+            (ConditionStatus::False, Some("ExitCode1"))
+        );
+        let up = revision_status(
+            &rev,
+            &RevisionObservation {
+                ready: 1,
+                desired: 1,
+                ever_ready: true,
+                active: Some(true),
+                ..Default::default()
+            },
+            "t",
+        );
+        assert_eq!(up.conditions.status("Ready"), ConditionStatus::True);
+        assert_eq!(up.actual_replicas, Some(1));
+        let unschedulable = revision_status(
+            &rev,
+            &RevisionObservation {
+                unschedulable: 2,
+                ..Default::default()
+            },
+            "t",
+        );
+        let ra = unschedulable
+            .conditions
+            .get("ResourcesAvailable")
+            .expect("ra");
+        assert_eq!(ra.reason.as_deref(), Some("Unschedulable"));
     }
 
     #[test]

@@ -1,0 +1,169 @@
+//! The resources the API serves, with their Kubernetes names and REST paths.
+
+/// One resource type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resource {
+    /// API group.
+    pub group: &'static str,
+    /// API version.
+    pub version: &'static str,
+    /// Plural name, used in paths (`services`).
+    pub plural: &'static str,
+    /// Singular name (`service`).
+    pub singular: &'static str,
+    /// Kind (`Service`).
+    pub kind: &'static str,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Short names (`ksvc`).
+    pub short_names: &'static [&'static str],
+}
+
+/// Knative Services.
+pub const SERVICES: Resource = Resource {
+    group: "serving.knative.dev",
+    version: "v1",
+    plural: "services",
+    singular: "service",
+    kind: "Service",
+    namespaced: true,
+    short_names: &["ksvc", "kservice"],
+};
+/// Knative Configurations.
+pub const CONFIGURATIONS: Resource = Resource {
+    group: "serving.knative.dev",
+    version: "v1",
+    plural: "configurations",
+    singular: "configuration",
+    kind: "Configuration",
+    namespaced: true,
+    short_names: &["config", "cfg"],
+};
+/// Knative Revisions.
+pub const REVISIONS: Resource = Resource {
+    group: "serving.knative.dev",
+    version: "v1",
+    plural: "revisions",
+    singular: "revision",
+    kind: "Revision",
+    namespaced: true,
+    short_names: &["rev"],
+};
+/// Knative Routes.
+pub const ROUTES: Resource = Resource {
+    group: "serving.knative.dev",
+    version: "v1",
+    plural: "routes",
+    singular: "route",
+    kind: "Route",
+    namespaced: true,
+    short_names: &["rt"],
+};
+/// kantai Placements (per revision, instances per node).
+pub const PLACEMENTS: Resource = Resource {
+    group: "kantai.dev",
+    version: "v1alpha1",
+    plural: "placements",
+    singular: "placement",
+    kind: "Placement",
+    namespaced: true,
+    short_names: &["seika", "pl"],
+};
+/// kantai Instances (the Pod equivalent).
+pub const INSTANCES: Resource = Resource {
+    group: "kantai.dev",
+    version: "v1alpha1",
+    plural: "instances",
+    singular: "instance",
+    kind: "Instance",
+    namespaced: true,
+    short_names: &["inst"],
+};
+/// kantai Nodes.
+pub const NODES: Resource = Resource {
+    group: "kantai.dev",
+    version: "v1alpha1",
+    plural: "nodes",
+    singular: "node",
+    kind: "Node",
+    namespaced: false,
+    short_names: &["no"],
+};
+
+/// Every served resource.
+pub const ALL: &[Resource] = &[
+    SERVICES,
+    CONFIGURATIONS,
+    REVISIONS,
+    ROUTES,
+    PLACEMENTS,
+    INSTANCES,
+    NODES,
+];
+
+impl Resource {
+    /// `group/version`.
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+
+    /// The collection path, in a namespace or across all (`None`).
+    pub fn collection_path(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => {
+                format!(
+                    "/apis/{}/{}/namespaces/{ns}/{}",
+                    self.group, self.version, self.plural
+                )
+            }
+            _ => format!("/apis/{}/{}/{}", self.group, self.version, self.plural),
+        }
+    }
+
+    /// The path of one object.
+    pub fn object_path(&self, namespace: &str, name: &str) -> String {
+        format!("{}/{name}", self.collection_path(Some(namespace)))
+    }
+
+    /// Finds a resource by plural, singular, kind or short name, case-insensitively.
+    pub fn lookup(name: &str) -> Option<Resource> {
+        let n = name.to_ascii_lowercase();
+        ALL.iter().copied().find(|r| {
+            r.plural == n
+                || r.singular == n
+                || r.kind.to_ascii_lowercase() == n
+                || r.short_names.contains(&n.as_str())
+        })
+    }
+
+    /// Finds the resource of a kind in a group/version.
+    pub fn of_kind(api_version: &str, kind: &str) -> Option<Resource> {
+        ALL.iter()
+            .copied()
+            .find(|r| r.kind == kind && r.api_version() == api_version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_kubernetes_conventions() {
+        assert_eq!(
+            SERVICES.object_path("default", "hello"),
+            "/apis/serving.knative.dev/v1/namespaces/default/services/hello"
+        );
+        assert_eq!(
+            INSTANCES.collection_path(None),
+            "/apis/kantai.dev/v1alpha1/instances"
+        );
+        assert_eq!(
+            NODES.collection_path(Some("x")),
+            "/apis/kantai.dev/v1alpha1/nodes"
+        );
+        assert_eq!(Resource::lookup("ksvc"), Some(SERVICES));
+        assert_eq!(Resource::lookup("Seika"), Some(PLACEMENTS));
+        assert_eq!(Resource::lookup("instance"), Some(INSTANCES));
+    }
+}

@@ -1,0 +1,157 @@
+//! Wire types of the API that are not resources: Kubernetes `Status` errors, watch events,
+//! and the node agents' load reports.
+
+use serde::{Deserialize, Serialize};
+
+/// A Kubernetes `Status` object: how every API error is returned.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// Always `Status`.
+    pub kind: String,
+    /// Always `v1`.
+    pub api_version: String,
+    /// `Failure` (or `Success` for deletes).
+    pub status: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Machine-readable reason: `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, ...
+    pub reason: String,
+    /// The object concerned and, for `Invalid`, every cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<StatusDetails>,
+    /// The HTTP status code.
+    pub code: u16,
+}
+
+/// `Status.details`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDetails {
+    /// Object name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Object group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Object kind (plural resource name, as Kubernetes does).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// Every problem, for validation failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<StatusCause>,
+}
+
+/// One cause of a failure.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusCause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, ...
+    #[serde(default)]
+    pub reason: String,
+    /// What is wrong.
+    #[serde(default)]
+    pub message: String,
+    /// The field path.
+    #[serde(default)]
+    pub field: String,
+}
+
+impl Status {
+    /// A failure.
+    pub fn failure(code: u16, reason: &str, message: impl Into<String>) -> Status {
+        Status {
+            kind: "Status".into(),
+            api_version: "v1".into(),
+            status: "Failure".into(),
+            message: message.into(),
+            reason: reason.into(),
+            details: None,
+            code,
+        }
+    }
+
+    /// A success (the answer to a delete).
+    pub fn success(message: impl Into<String>) -> Status {
+        Status {
+            status: "Success".into(),
+            reason: String::new(),
+            code: 200,
+            ..Status::failure(200, "", message)
+        }
+    }
+
+    /// With details naming the object.
+    pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Status {
+        let d = self.details.get_or_insert_with(StatusDetails::default);
+        d.group = group.into();
+        d.kind = kind.into();
+        d.name = name.into();
+        self
+    }
+}
+
+/// A watch event, as Kubernetes streams them (one JSON object per line).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The object (a `Status` for `ERROR`).
+    pub object: serde_json::Value,
+}
+
+/// Path of the load reports endpoint.
+pub const REPORTS_PATH: &str = "/kantai/v1/reports";
+/// Path of the fleet description (topology and serving settings) served to node agents.
+pub const FLEET_PATH: &str = "/kantai/v1/fleet";
+
+/// What a node agent tells the control plane every second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The reporting node.
+    pub node: String,
+    /// Load per revision, counted where requests entered the fleet (so no request is counted
+    /// twice), over the last period.
+    #[serde(default)]
+    pub revisions: Vec<RevisionLoad>,
+    /// Round-trip times measured to other nodes.
+    #[serde(default)]
+    pub rtt: Vec<RttSample>,
+    /// A request reached a revision without capacity: decide now, not at the next tick.
+    #[serde(default)]
+    pub poke: bool,
+}
+
+/// Load of one revision at one node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RevisionLoad {
+    /// Namespace.
+    pub namespace: String,
+    /// Revision.
+    pub revision: String,
+    /// Time-weighted average of in-flight requests (held ones included).
+    pub concurrency: f64,
+    /// Requests that arrived, per second.
+    pub requests: f64,
+    /// Requests held right now for lack of capacity.
+    #[serde(default)]
+    pub held: u32,
+}
+
+/// One round-trip measurement.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RttSample {
+    /// The other node.
+    pub peer: String,
+    /// Round trip in milliseconds.
+    pub rtt_ms: f64,
+}
+
+/// The fleet as node agents need it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetInfo {
+    /// The topology (nodes, links, emulation), as the model serializes it.
+    pub topology: serde_json::Value,
+    /// Domain of external URLs.
+    pub domain: String,
+}

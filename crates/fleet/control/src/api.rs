@@ -1,0 +1,672 @@
+//! The Kubernetes-style REST API: `/apis/{group}/{version}[/namespaces/{ns}]/{resource}
+//! [/{name}[/{subresource}]]`, with create, get, list, watch, replace, JSON merge patch and
+//! delete; errors as `Status` objects.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use kantai_api::resources::{self, Resource};
+use kantai_api::wire::{FLEET_PATH, REPORTS_PATH};
+use kantai_api::{FleetInfo, Report, Status, StatusCause};
+use kantai_model::fleet;
+use kantai_model::manifest;
+use kantai_model::node::Node;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::store::{Event, StoreError};
+
+/// Largest request body the API accepts (Kubernetes' limit).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The router of the whole API.
+pub fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(FLEET_PATH, axum::routing::get(fleet_info))
+        .route(REPORTS_PATH, axum::routing::post(report))
+        .fallback(api)
+        .with_state(shared)
+}
+
+/// An API error, rendered as a Kubernetes `Status`.
+pub struct ApiFailure(pub Box<Status>);
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.0.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = (code, axum::Json(*self.0)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+}
+
+fn fail(code: u16, reason: &str, message: impl Into<String>) -> ApiFailure {
+    ApiFailure(Box::new(Status::failure(code, reason, message)))
+}
+
+fn store_failure(e: StoreError, r: &Resource) -> ApiFailure {
+    let (code, reason, name) = match &e {
+        StoreError::NotFound { name, .. } => (404, "NotFound", name.clone()),
+        StoreError::AlreadyExists { name, .. } => (409, "AlreadyExists", name.clone()),
+        StoreError::Conflict { name, .. } => (409, "Conflict", name.clone()),
+        StoreError::Gone(_) => (410, "Expired", String::new()),
+        StoreError::Database(_) => (500, "InternalError", String::new()),
+    };
+    let message = match &e {
+        StoreError::NotFound { name, .. } => {
+            format!("{}.{} {name:?} not found", r.plural, r.group)
+        }
+        StoreError::AlreadyExists { name, .. } => {
+            format!("{}.{} {name:?} already exists", r.plural, r.group)
+        }
+        other => other.to_string(),
+    };
+    ApiFailure(Box::new(
+        Status::failure(code, reason, message).with_details(r.group, r.plural, &name),
+    ))
+}
+
+async fn fleet_info(State(s): State<Arc<Shared>>) -> Response {
+    let info = FleetInfo {
+        topology: serde_json::to_value(&s.topology).unwrap_or_default(),
+        domain: s.config.domain.clone(),
+    };
+    axum::Json(info).into_response()
+}
+
+async fn report(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(),
+    };
+    match serde_json::from_slice::<Report>(&body) {
+        Ok(r) => {
+            // A full queue means the scaler is behind; the next report carries the same load.
+            let _ = s.reports.try_send((r, tokio::time::Instant::now()));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => fail(400, "BadRequest", format!("invalid report: {e}")).into_response(),
+    }
+}
+
+/// Where a request points.
+#[derive(Debug, PartialEq)]
+struct Target {
+    resource: Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_path(path: &str) -> Result<Target, ApiFailure> {
+    let not_found = || {
+        fail(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    let rest = path.strip_prefix("/apis/").ok_or_else(not_found)?;
+    let seg: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    if seg.len() < 3 {
+        return Err(not_found());
+    }
+    let (group, version) = (seg[0], seg[1]);
+    let (namespace, tail) = if seg[2] == "namespaces" && seg.len() >= 5 {
+        (Some(seg[3].to_owned()), &seg[4..])
+    } else {
+        (None, &seg[2..])
+    };
+    if tail.len() > 3 {
+        return Err(not_found());
+    }
+    let resource = resources::ALL
+        .iter()
+        .copied()
+        .find(|r| r.group == group && r.version == version && r.plural == tail[0])
+        .ok_or_else(not_found)?;
+    Ok(Target {
+        resource,
+        namespace,
+        name: tail.get(1).map(|s| (*s).to_owned()),
+        sub: tail.get(2).map(|s| (*s).to_owned()),
+    })
+}
+
+fn query_param(req: &Request, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| v.to_owned())
+    })
+}
+
+async fn read_body(req: Request) -> Result<Bytes, ApiFailure> {
+    let too_large = || {
+        fail(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH)
+        && len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .is_some_and(|l| l > MAX_BODY_BYTES)
+    {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(fail(
+            400,
+            "BadRequest",
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        fail(
+            400,
+            "BadRequest",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let mut r = (code, axum::Json(v)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn api(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    match handle(&s, req).await {
+        Ok(r) => r,
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
+    let t = parse_path(req.uri().path())?;
+    let r = t.resource;
+    if r.namespaced && t.name.is_some() && t.namespace.is_none() {
+        return Err(fail(
+            404,
+            "NotFound",
+            format!(
+                "{} are namespaced: use /namespaces/NAMESPACE/{}",
+                r.plural, r.plural
+            ),
+        ));
+    }
+    let ns = t.namespace.clone().unwrap_or_default();
+    let method = req.method().clone();
+    match (&method, t.name.as_deref(), t.sub.as_deref()) {
+        (&Method::GET, None, None) => {
+            let watch = query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1");
+            let ns_filter = t.namespace.as_deref();
+            if watch {
+                let since = query_param(&req, "resourceVersion")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|v| *v > 0);
+                return watch_response(s, r, ns_filter, since);
+            }
+            let (items, rv) = s.store.list(&r, ns_filter);
+            let list = json!({
+                "apiVersion": r.api_version(),
+                "kind": format!("{}List", r.kind),
+                "metadata": {"resourceVersion": rv.to_string()},
+                "items": items.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
+            });
+            Ok(json_response(StatusCode::OK, &list))
+        }
+        (&Method::POST, None, None) => {
+            let body = json_body(&read_body(req).await?)?;
+            let obj = admit(s, &r, &ns, None, body, None)?;
+            let created = s
+                .store
+                .create(&r, &ns, obj, &kantai_api::time::now())
+                .map_err(|e| store_failure(e, &r))?;
+            s.changed();
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (&Method::GET, Some(name), None) => {
+            let o = s.store.get(&r, &ns, name).ok_or_else(|| {
+                store_failure(
+                    StoreError::NotFound {
+                        resource: r.plural,
+                        name: name.to_owned(),
+                    },
+                    &r,
+                )
+            })?;
+            Ok(json_response(StatusCode::OK, &o))
+        }
+        (&Method::PUT, Some(name), None) => {
+            let body = json_body(&read_body(req).await?)?;
+            let name = name.to_owned();
+            let existing = s.store.get(&r, &ns, &name);
+            let rv = body["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            let obj = admit(s, &r, &ns, Some(&name), body, existing.as_deref())?;
+            let stored = match existing {
+                Some(_) => s.store.update(&r, &ns, &name, obj, rv.as_deref()),
+                // Kubernetes creates on PUT only for some resources; kantai's agents register
+                // their nodes and instances this way.
+                None if matches!(r.plural, "nodes" | "instances") => {
+                    s.store.create(&r, &ns, obj, &kantai_api::time::now())
+                }
+                None => Err(StoreError::NotFound {
+                    resource: r.plural,
+                    name: name.clone(),
+                }),
+            }
+            .map_err(|e| store_failure(e, &r))?;
+            s.changed();
+            Ok(json_response(StatusCode::OK, &stored))
+        }
+        (&Method::PATCH, Some(name), None) => {
+            let ct = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            if !ct.starts_with("application/merge-patch+json")
+                && !ct.starts_with("application/strategic-merge-patch+json")
+                && !ct.starts_with("application/json")
+            {
+                return Err(fail(
+                    415,
+                    "UnsupportedMediaType",
+                    format!("patch type {ct:?} is not supported; use application/merge-patch+json"),
+                ));
+            }
+            let patch = json_body(&read_body(req).await?)?;
+            let name = name.to_owned();
+            let existing = s.store.get(&r, &ns, &name).ok_or_else(|| {
+                store_failure(
+                    StoreError::NotFound {
+                        resource: r.plural,
+                        name: name.clone(),
+                    },
+                    &r,
+                )
+            })?;
+            let mut merged = (*existing).clone();
+            merge_patch(&mut merged, &patch);
+            let rv = patch["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            let obj = admit(s, &r, &ns, Some(&name), merged, Some(&existing))?;
+            let stored = s
+                .store
+                .update(&r, &ns, &name, obj, rv.as_deref())
+                .map_err(|e| store_failure(e, &r))?;
+            s.changed();
+            Ok(json_response(StatusCode::OK, &stored))
+        }
+        (&Method::DELETE, Some(name), None) => {
+            if !writable_by_clients(&r) && r.plural != "revisions" {
+                return Err(read_only(&r));
+            }
+            let old = s
+                .store
+                .delete(&r, &ns, name)
+                .map_err(|e| store_failure(e, &r))?;
+            if r.plural == "services" {
+                crate::reconcile::cascade_delete(&s.store, &ns, name);
+            }
+            s.changed();
+            let status = Status::success(format!("{}.{} {name:?} deleted", r.plural, r.group))
+                .with_details(r.group, r.plural, name);
+            let mut v = serde_json::to_value(status).unwrap_or_default();
+            v["details"]["uid"] = old["metadata"]["uid"].clone();
+            Ok(json_response(StatusCode::OK, &v))
+        }
+        (&Method::PUT, Some(name), Some("status")) => {
+            if !matches!(r.plural, "nodes" | "instances") {
+                return Err(read_only(&r));
+            }
+            let body = json_body(&read_body(req).await?)?;
+            let name = name.to_owned();
+            let existing = s.store.get(&r, &ns, &name).ok_or_else(|| {
+                store_failure(
+                    StoreError::NotFound {
+                        resource: r.plural,
+                        name: name.clone(),
+                    },
+                    &r,
+                )
+            })?;
+            let mut obj = (*existing).clone();
+            obj["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+            let obj = admit(s, &r, &ns, Some(&name), obj, Some(&existing))?;
+            let rv = body["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            let stored = s
+                .store
+                .update(&r, &ns, &name, obj, rv.as_deref())
+                .map_err(|e| store_failure(e, &r))?;
+            s.changed();
+            Ok(json_response(StatusCode::OK, &stored))
+        }
+        (&Method::GET, Some(name), Some("status")) => {
+            let o = s.store.get(&r, &ns, name).ok_or_else(|| {
+                store_failure(
+                    StoreError::NotFound {
+                        resource: r.plural,
+                        name: name.to_owned(),
+                    },
+                    &r,
+                )
+            })?;
+            Ok(json_response(StatusCode::OK, &o))
+        }
+        (&Method::GET, Some(name), Some("log")) if r.plural == "instances" => {
+            let tail = query_param(&req, "tailLines");
+            crate::logs::proxy(s, &ns, name, tail).await
+        }
+        _ => Err(fail(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {}", req.uri().path()),
+        )),
+    }
+}
+
+fn writable_by_clients(r: &Resource) -> bool {
+    matches!(r.plural, "services" | "nodes" | "instances")
+}
+
+fn read_only(r: &Resource) -> ApiFailure {
+    let why = match r.plural {
+        "configurations" | "routes" | "revisions" => {
+            "kantai derives configurations, revisions and routes from Services; create or change a Service instead"
+        }
+        "placements" => "placements are decided by kantai's placement policy",
+        _ => "this resource is managed by kantai",
+    };
+    fail(
+        405,
+        "MethodNotAllowed",
+        format!("{} cannot be written through the API: {why}", r.plural),
+    )
+}
+
+/// Checks and normalises an object before it is stored: the webhooks' work.
+fn admit(
+    s: &Shared,
+    r: &Resource,
+    ns: &str,
+    name: Option<&str>,
+    mut body: Value,
+    existing: Option<&Value>,
+) -> Result<Value, ApiFailure> {
+    if !writable_by_clients(r) {
+        return Err(read_only(r));
+    }
+    if !body.is_object() {
+        return Err(fail(
+            400,
+            "BadRequest",
+            "the request body must be a JSON object",
+        ));
+    }
+    let want_version = r.api_version();
+    match body.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v == want_version => {}
+        None => body["apiVersion"] = Value::String(want_version.clone()),
+        Some(v) => {
+            return Err(fail(
+                400,
+                "BadRequest",
+                format!("apiVersion {v:?} does not match {want_version:?} of the URL"),
+            ));
+        }
+    }
+    match body.get("kind").and_then(Value::as_str) {
+        Some(k) if k == r.kind => {}
+        None => body["kind"] = Value::String(r.kind.to_owned()),
+        Some(k) => {
+            return Err(fail(
+                400,
+                "BadRequest",
+                format!("kind {k:?} does not match {:?} of the URL", r.kind),
+            ));
+        }
+    }
+    let body_ns = body["metadata"]["namespace"].as_str().map(str::to_owned);
+    if r.namespaced {
+        match body_ns {
+            Some(b) if b != ns => {
+                return Err(fail(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "the namespace of the object ({b:?}) does not match the namespace of the request ({ns:?})"
+                    ),
+                ));
+            }
+            _ => body["metadata"]["namespace"] = Value::String(ns.to_owned()),
+        }
+    }
+    let body_name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    if let Some(n) = name {
+        if body_name.is_empty() {
+            body["metadata"]["name"] = Value::String(n.to_owned());
+        } else if body_name != n {
+            return Err(fail(
+                400,
+                "BadRequest",
+                format!(
+                    "the name of the object ({body_name:?}) does not match the name in the URL ({n:?})"
+                ),
+            ));
+        }
+    }
+    let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    let invalid = |findings: kantai_model::Findings| {
+        let errors: Vec<_> = findings.errors().collect();
+        let summary = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut st = Status::failure(
+            422,
+            "Invalid",
+            format!("{}.{} {name:?} is invalid: {summary}", r.kind, r.group),
+        )
+        .with_details(r.group, r.kind, &name);
+        if let Some(d) = &mut st.details {
+            d.causes = errors
+                .iter()
+                .map(|e| StatusCause {
+                    reason: if e.message.contains("missing") {
+                        "FieldValueRequired"
+                    } else {
+                        "FieldValueInvalid"
+                    }
+                    .into(),
+                    message: e.message.clone(),
+                    field: e.path.to_string(),
+                })
+                .collect();
+        }
+        ApiFailure(Box::new(st))
+    };
+    match r.plural {
+        "services" => {
+            // The status of a Service is kantai's to write.
+            if let Some(old) = existing {
+                body["status"] = old.get("status").cloned().unwrap_or(Value::Null);
+            } else if let Some(o) = body.as_object_mut() {
+                o.remove("status");
+            }
+            let keep_status = body.get("status").cloned().filter(|v| !v.is_null());
+            if let Some(o) = body.as_object_mut() {
+                o.remove("status");
+            }
+            let doc = manifest::read_one(&Node::from_json(&body), 0, &s.config);
+            if doc.findings.has_errors() {
+                return Err(invalid(doc.findings));
+            }
+            let obj = doc
+                .object
+                .ok_or_else(|| fail(400, "BadRequest", "not a Service"))?;
+            let mut out = obj.to_json();
+            if let Some(st) = keep_status {
+                out["status"] = st;
+            }
+            Ok(out)
+        }
+        "instances" => fleet::from_json::<fleet::Instance>(&body)
+            .map(|_| body)
+            .map_err(invalid),
+        "nodes" => fleet::from_json::<fleet::Node>(&body)
+            .map(|_| body)
+            .map_err(invalid),
+        _ => Err(read_only(r)),
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(serde_json::Map::new());
+            }
+            let t = target.as_object_mut().expect("made an object");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn watch_line(type_: &str, object: &Value) -> Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn watch_response(
+    s: &Arc<Shared>,
+    r: Resource,
+    ns: Option<&str>,
+    since: Option<u64>,
+) -> Result<Response, ApiFailure> {
+    let (snapshot, past, rx) = s
+        .store
+        .watch(&r, ns, since)
+        .map_err(|e| store_failure(e, &r))?;
+    let ns_filter = if r.namespaced {
+        ns.map(str::to_owned)
+    } else {
+        None
+    };
+    let plural = r.plural;
+    let matches = move |e: &Event| {
+        e.resource == plural && ns_filter.as_ref().is_none_or(|n| *n == e.namespace)
+    };
+    let mut pending: VecDeque<Bytes> = snapshot.iter().map(|o| watch_line("ADDED", o)).collect();
+    pending.extend(
+        past.iter()
+            .filter(|e| matches(e))
+            .map(|e| watch_line(e.type_.as_str(), &e.object)),
+    );
+    let stream = futures_util::stream::unfold(
+        (pending, rx, matches),
+        |(mut pending, mut rx, matches)| async move {
+            loop {
+                if let Some(b) = pending.pop_front() {
+                    return Some((Ok::<Bytes, Infallible>(b), (pending, rx, matches)));
+                }
+                match rx.recv().await {
+                    Ok(e) if matches(&e) => {
+                        pending.push_back(watch_line(e.type_.as_str(), &e.object))
+                    }
+                    Ok(_) => {}
+                    // A watcher too slow to keep up is ended; it lists and watches again.
+                    Err(_) => return None,
+                }
+            }
+        },
+    );
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let t = parse_path("/apis/serving.knative.dev/v1/namespaces/default/services/hello")
+            .ok()
+            .expect("valid");
+        assert_eq!(t.resource.plural, "services");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("hello"));
+        let t = parse_path("/apis/kantai.dev/v1alpha1/namespaces/default/instances/x/log")
+            .ok()
+            .expect("valid");
+        assert_eq!(t.sub.as_deref(), Some("log"));
+        let t = parse_path("/apis/kantai.dev/v1alpha1/nodes/node1/status")
+            .ok()
+            .expect("valid");
+        assert_eq!(
+            (t.namespace, t.name.as_deref(), t.sub.as_deref()),
+            (None, Some("node1"), Some("status"))
+        );
+        assert!(parse_path("/apis/apps/v1/namespaces/default/deployments").is_err());
+        assert!(parse_path("/api/v1/pods").is_err());
+    }
+
+    #[test]
+    fn merge_patches() {
+        let mut v = json!({"a": {"b": 1, "c": 2}, "d": [1]});
+        merge_patch(&mut v, &json!({"a": {"b": null, "e": 3}, "d": [2, 3]}));
+        assert_eq!(v, json!({"a": {"c": 2, "e": 3}, "d": [2, 3]}));
+    }
+}

@@ -1,0 +1,141 @@
+//! The control plane: a Kubernetes-style API over an embedded store, the controllers that
+//! derive Configurations, Revisions, Routes and every status from Services, and the
+//! autoscaling loop that runs the KPA and the placement policy.
+
+pub mod api;
+mod logs;
+pub mod reconcile;
+pub mod scaling;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use kantai_api::Report;
+use kantai_autoscaler::Decision;
+use kantai_model::ServingConfig;
+use kantai_model::topology::Topology;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+use tracing::info;
+
+use crate::store::Store;
+
+/// Everything the control plane needs to start.
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    /// API listen address (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Where the store lives.
+    pub state_dir: PathBuf,
+    /// Serving defaults and limits.
+    pub serving: ServingConfig,
+    /// The fleet's topology.
+    pub topology: Topology,
+}
+
+/// State shared by the API, the controllers and the autoscaling loop.
+pub struct Shared {
+    /// The objects.
+    pub store: Store,
+    /// Serving defaults and limits.
+    pub config: ServingConfig,
+    /// The fleet's topology.
+    pub topology: Topology,
+    /// Load reports on their way to the autoscaling loop.
+    pub reports: mpsc::Sender<(Report, tokio::time::Instant)>,
+    /// Wakes the controllers.
+    pub wake: Notify,
+    /// The latest autoscaling decision of every revision.
+    pub decisions: Mutex<HashMap<(String, String), Decision>>,
+    /// When each node agent last reported.
+    pub nodes_seen: Mutex<HashMap<String, SystemTime>>,
+    /// The latest measured round trip between nodes, in milliseconds.
+    pub rtt: Mutex<HashMap<(String, String), f64>>,
+}
+
+impl Shared {
+    /// Tells the controllers something changed.
+    pub fn changed(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The listen address is taken or not allowed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    /// The address the API listens on.
+    pub addr: SocketAddr,
+    /// Shared state (for tests and embedding).
+    pub shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Opens the store, binds the API and starts the controllers.
+    pub async fn start(cfg: ControlConfig) -> Result<ControlPlane, StartError> {
+        let store = Store::open(&cfg.state_dir)?;
+        let (tx, rx) = mpsc::channel(10_000);
+        let shared = Arc::new(Shared {
+            store,
+            config: cfg.serving,
+            topology: cfg.topology,
+            reports: tx,
+            wake: Notify::new(),
+            decisions: Mutex::new(HashMap::new()),
+            nodes_seen: Mutex::new(HashMap::new()),
+            rtt: Mutex::new(HashMap::new()),
+        });
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+        info!(%addr, state = %cfg.state_dir.display(), "control plane listening");
+        let app = api::router(shared.clone());
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("the API server stopped: {e}");
+            }
+        }));
+        tasks.push(tokio::spawn(reconcile::run(shared.clone())));
+        tasks.push(tokio::spawn(scaling::run(shared.clone(), rx)));
+        tasks.push(tokio::spawn(reconcile::watch_nodes(shared.clone())));
+        Ok(ControlPlane {
+            addr,
+            shared,
+            tasks,
+        })
+    }
+
+    /// Stops every task.
+    pub fn shutdown(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}

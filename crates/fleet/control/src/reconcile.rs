@@ -1,0 +1,484 @@
+//! The controllers: from each Service its Configuration, Revisions and Route; from the
+//! instances the status of every Revision, Configuration, Route, Placement and Service.
+//! Level-triggered: every pass reads the store and writes only what differs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kantai_api::Resource;
+use kantai_api::resources::{
+    CONFIGURATIONS, INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES, SERVICES,
+};
+use kantai_model::fleet::{self, Instance, NodeCount, Placement, PlacementStatus};
+use kantai_model::manifest;
+use kantai_model::node::Node as DocNode;
+use kantai_model::serving::derive::{
+    self, CONFIGURATION_GENERATION_LABEL, RevisionObservation, RevisionReadiness, SERVICE_LABEL,
+};
+use kantai_model::serving::{ConditionStatus, Object, Service};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::Shared;
+use crate::store::Store;
+
+/// Runs the controllers until the process ends: on every change, and at least once a second.
+pub async fn run(s: Arc<Shared>) {
+    loop {
+        reconcile_once(&s);
+        tokio::select! {
+            _ = s.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// A serving object from stored JSON (stored objects were admitted, so this succeeds).
+fn serving(v: &Value) -> Option<Object> {
+    manifest::read_one(
+        &DocNode::from_json(v),
+        0,
+        &kantai_model::ServingConfig::default(),
+    )
+    .object
+}
+
+fn write(store: &Store, r: &Resource, ns: &str, name: &str, obj: Value, now: &str) {
+    let result = match store.get(r, ns, name) {
+        Some(old) => {
+            if *old == obj {
+                return;
+            }
+            store.update(r, ns, name, obj, None).map(|_| ())
+        }
+        None => store.create(r, ns, obj, now).map(|_| ()),
+    };
+    if let Err(e) = result {
+        warn!("cannot write {} {ns}/{name}: {e}", r.plural);
+    }
+}
+
+/// Writes a new status when it differs from the stored one.
+fn write_status(store: &Store, r: &Resource, ns: &str, name: &str, status: Value) {
+    let Some(old) = store.get(r, ns, name) else {
+        return;
+    };
+    if old.get("status") == Some(&status) {
+        return;
+    }
+    let mut obj = (*old).clone();
+    obj["status"] = status;
+    if let Err(e) = store.update(r, ns, name, obj, None) {
+        warn!("cannot update the status of {} {ns}/{name}: {e}", r.plural);
+    }
+}
+
+fn ns_name(v: &Value) -> (String, String) {
+    (
+        v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned(),
+        v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// One pass of every controller.
+pub fn reconcile_once(s: &Shared) {
+    let now = kantai_api::time::now();
+    let store = &s.store;
+    for svc_json in &store.list(&SERVICES, None).0 {
+        let Some(Object::Service(svc)) = serving(svc_json) else {
+            continue;
+        };
+        reconcile_service(s, &svc, &now);
+    }
+    update_statuses(s, &now);
+}
+
+fn reconcile_service(s: &Shared, svc: &Service, now: &str) {
+    let store = &s.store;
+    let ns = svc.metadata.namespace().to_owned();
+    let name = svc.metadata.name.clone();
+    let existing = store
+        .get(&CONFIGURATIONS, &ns, &name)
+        .and_then(|v| serving(&v))
+        .and_then(|o| match o {
+            Object::Configuration(c) => Some(c),
+            _ => None,
+        });
+    let (cfg, new_revision) = match derive::next_configuration(existing.as_ref(), svc) {
+        Ok(r) => r,
+        Err(e) => {
+            // Knative's webhook refuses this update; kantai reports it on the Service.
+            let mut st = svc.status.clone().unwrap_or_default();
+            st.conditions.set(
+                derive::conditions::CONFIGURATIONS_READY,
+                ConditionStatus::False,
+                Some("RevisionNameReused"),
+                Some(&e.to_string()),
+                now,
+            );
+            st.conditions.set(
+                derive::conditions::READY,
+                ConditionStatus::False,
+                Some("RevisionNameReused"),
+                Some(&e.to_string()),
+                now,
+            );
+            write_status(
+                store,
+                &SERVICES,
+                &ns,
+                &name,
+                serde_json::to_value(&st).unwrap_or_default(),
+            );
+            return;
+        }
+    };
+    let generation = cfg.metadata.generation.unwrap_or(1);
+    let mut cfg_json = Object::Configuration(cfg).to_json();
+    if let Some(old) = store.get(&CONFIGURATIONS, &ns, &name) {
+        // Keep the stored generation bookkeeping: ours counts template changes.
+        cfg_json["status"] = old.get("status").cloned().unwrap_or(Value::Null);
+        if cfg_json["status"].is_null()
+            && let Some(o) = cfg_json.as_object_mut()
+        {
+            o.remove("status");
+        }
+    }
+    write(store, &CONFIGURATIONS, &ns, &name, cfg_json, now);
+    if let Some(rev) = new_revision {
+        // Owner references need the configuration's uid, known once it is stored.
+        let stored = store
+            .get(&CONFIGURATIONS, &ns, &name)
+            .and_then(|v| serving(&v));
+        let rev = match stored {
+            Some(Object::Configuration(c)) => derive::revision_for(&c, generation),
+            _ => rev,
+        };
+        if store.get(&REVISIONS, &ns, &rev.metadata.name).is_none() {
+            info!(revision = %rev.metadata.name, "new revision");
+            let mut json = Object::Revision(rev.clone()).to_json();
+            if let Some(o) = json.as_object_mut() {
+                o.remove("status");
+            }
+            write(store, &REVISIONS, &ns, &rev.metadata.name, json, now);
+        }
+    }
+    let route = derive::route_for(svc);
+    let mut route_json = Object::Route(route).to_json();
+    if let Some(old) = store.get(&ROUTES, &ns, &name)
+        && let Some(st) = old.get("status")
+    {
+        route_json["status"] = st.clone();
+    }
+    write(store, &ROUTES, &ns, &name, route_json, now);
+}
+
+/// Deletes everything a Service owns.
+pub fn cascade_delete(store: &Store, ns: &str, service: &str) {
+    for r in [CONFIGURATIONS, ROUTES] {
+        let _ = store.delete(&r, ns, service);
+    }
+    for r in [REVISIONS, PLACEMENTS, INSTANCES] {
+        let (items, _) = store.list(&r, Some(ns));
+        for o in items {
+            let owned = o["metadata"]["labels"][SERVICE_LABEL].as_str() == Some(service)
+                || o["spec"]["service"].as_str() == Some(service);
+            if owned {
+                let (_, name) = ns_name(&o);
+                let _ = store.delete(&r, ns, &name);
+            }
+        }
+    }
+}
+
+/// A revision's generation, name and Ready condition (status, reason, message).
+type RevisionSummary = (i64, String, ConditionStatus, Option<String>, Option<String>);
+
+struct InstanceInfo {
+    node: String,
+    ready: bool,
+    failure: Option<(String, String)>,
+}
+
+fn update_statuses(s: &Shared, now: &str) {
+    let store = &s.store;
+    // Instances by (namespace, revision).
+    let mut by_revision: HashMap<(String, String), Vec<InstanceInfo>> = HashMap::new();
+    for v in store.list(&INSTANCES, None).0 {
+        let Ok(i) = fleet::from_json::<Instance>(&v) else {
+            continue;
+        };
+        let st = i.status.unwrap_or_default();
+        let failure = (st.restarts >= 2 || st.phase == fleet::Phase::Failed).then(|| {
+            let code = st.last_exit_code.unwrap_or(1);
+            (
+                format!("ExitCode{code}"),
+                st.message
+                    .clone()
+                    .unwrap_or_else(|| format!("container exited with code {code}")),
+            )
+        });
+        by_revision
+            .entry((i.metadata.namespace().to_owned(), i.spec.revision.clone()))
+            .or_default()
+            .push(InstanceInfo {
+                node: i.spec.node,
+                ready: st.ready && st.phase == fleet::Phase::Running,
+                failure,
+            });
+    }
+    let any_node_ready = store.list(&NODES, None).0.iter().any(|n| {
+        n["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
+    let decisions = s.decisions.lock().clone();
+
+    // Revisions, and per configuration the revisions by generation.
+    let mut per_config: BTreeMap<(String, String), Vec<RevisionSummary>> = BTreeMap::new();
+    for v in store.list(&REVISIONS, None).0 {
+        let Some(Object::Revision(rev)) = serving(&v) else {
+            continue;
+        };
+        let (ns, name) = (
+            rev.metadata.namespace().to_owned(),
+            rev.metadata.name.clone(),
+        );
+        let instances = by_revision.get(&(ns.clone(), name.clone()));
+        let ready = instances.map_or(0, |is| is.iter().filter(|i| i.ready).count() as u32);
+        let ever_ready = ready > 0
+            || rev
+                .status
+                .as_ref()
+                .is_some_and(|st| st.conditions.is_true("Ready"));
+        let placement = store
+            .get(&PLACEMENTS, &ns, &name)
+            .and_then(|p| fleet::from_json::<Placement>(&p).ok());
+        let decision = decisions.get(&(ns.clone(), name.clone()));
+        let obs = RevisionObservation {
+            ready,
+            desired: decision.map_or(0, |d| d.desired),
+            ever_ready,
+            failure: instances.and_then(|is| is.iter().find_map(|i| i.failure.clone())),
+            unschedulable: placement.as_ref().map_or(0, |p| p.spec.unschedulable),
+            active: decision.and_then(|d| match d.activity {
+                kantai_autoscaler::Activity::Active => Some(true),
+                kantai_autoscaler::Activity::Inactive => Some(false),
+                kantai_autoscaler::Activity::Activating => None,
+            }),
+        };
+        let status = derive::revision_status(&rev, &obs, now);
+        let ready_cond = status.conditions.get("Ready").cloned().unwrap_or_default();
+        write_status(
+            store,
+            &REVISIONS,
+            &ns,
+            &name,
+            serde_json::to_value(&status).unwrap_or_default(),
+        );
+        if let Some(cfg) = rev.metadata.labels.get(derive::CONFIGURATION_LABEL) {
+            let generation = rev
+                .metadata
+                .labels
+                .get(CONFIGURATION_GENERATION_LABEL)
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0);
+            per_config
+                .entry((ns.clone(), cfg.clone()))
+                .or_default()
+                .push((
+                    generation,
+                    name.clone(),
+                    ready_cond.status,
+                    ready_cond.reason,
+                    ready_cond.message,
+                ));
+        }
+        // Placement status: ready instances per node.
+        if let Some(p) = placement {
+            let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+            for i in instances.into_iter().flatten().filter(|i| i.ready) {
+                *counts.entry(i.node.clone()).or_default() += 1;
+            }
+            let st = PlacementStatus {
+                nodes: counts
+                    .into_iter()
+                    .map(|(node, count)| NodeCount { node, count })
+                    .collect(),
+            };
+            if p.status.as_ref() != Some(&st) {
+                write_status(
+                    store,
+                    &PLACEMENTS,
+                    &ns,
+                    &name,
+                    serde_json::to_value(&st).unwrap_or_default(),
+                );
+            }
+        }
+    }
+
+    // Configurations.
+    let mut latest_ready: HashMap<(String, String), String> = HashMap::new();
+    let mut config_status = HashMap::new();
+    for v in store.list(&CONFIGURATIONS, None).0 {
+        let Some(Object::Configuration(cfg)) = serving(&v) else {
+            continue;
+        };
+        let (ns, name) = (
+            cfg.metadata.namespace().to_owned(),
+            cfg.metadata.name.clone(),
+        );
+        let mut revs = per_config
+            .remove(&(ns.clone(), name.clone()))
+            .unwrap_or_default();
+        revs.sort_by_key(|r| r.0);
+        let Some(latest) = revs.last() else {
+            continue;
+        };
+        let lr = revs
+            .iter()
+            .rev()
+            .find(|r| r.2 == ConditionStatus::True)
+            .map(|r| r.1.clone());
+        let created = RevisionReadiness {
+            name: latest.1.clone(),
+            ready: latest.2,
+            reason: latest.3.clone(),
+            message: latest.4.clone(),
+        };
+        let st = derive::configuration_status(&cfg, &created, lr.as_deref(), now);
+        if let Some(lr) = &lr {
+            latest_ready.insert((ns.clone(), name.clone()), lr.clone());
+        }
+        write_status(
+            store,
+            &CONFIGURATIONS,
+            &ns,
+            &name,
+            serde_json::to_value(&st).unwrap_or_default(),
+        );
+        config_status.insert((ns, name), st);
+    }
+
+    // Routes.
+    let mut route_status = HashMap::new();
+    for v in store.list(&ROUTES, None).0 {
+        let Some(Object::Route(route)) = serving(&v) else {
+            continue;
+        };
+        let (ns, name) = (
+            route.metadata.namespace().to_owned(),
+            route.metadata.name.clone(),
+        );
+        let lookup = |cfg: &str| latest_ready.get(&(ns.clone(), cfg.to_owned())).cloned();
+        let exists = |rev: &str| store.get(&REVISIONS, &ns, rev).is_some();
+        let resolved = derive::resolve_traffic(&route, &s.config.domain, &lookup, &exists);
+        let st = derive::route_status(&route, &s.config.domain, &resolved, any_node_ready, now);
+        write_status(
+            store,
+            &ROUTES,
+            &ns,
+            &name,
+            serde_json::to_value(&st).unwrap_or_default(),
+        );
+        route_status.insert((ns, name), st);
+    }
+
+    // Services.
+    for v in store.list(&SERVICES, None).0 {
+        let Some(Object::Service(svc)) = serving(&v) else {
+            continue;
+        };
+        let key = (
+            svc.metadata.namespace().to_owned(),
+            svc.metadata.name.clone(),
+        );
+        let (Some(cs), Some(rs)) = (config_status.get(&key), route_status.get(&key)) else {
+            continue;
+        };
+        if svc.status.as_ref().is_some_and(|st| {
+            st.conditions
+                .get("ConfigurationsReady")
+                .and_then(|c| c.reason.as_deref())
+                == Some("RevisionNameReused")
+        }) && svc.status.as_ref().and_then(|s| s.observed_generation) == svc.metadata.generation
+        {
+            continue;
+        }
+        let st = derive::service_status(&svc, cs, rs, now);
+        write_status(
+            store,
+            &SERVICES,
+            &key.0,
+            &key.1,
+            serde_json::to_value(&st).unwrap_or_default(),
+        );
+    }
+}
+
+/// Keeps every Node's `Ready` condition in line with its agent's reports: NotReady when the
+/// agent has been silent for [`crate::scaling::NODE_READY_TIMEOUT`].
+pub async fn watch_nodes(s: Arc<Shared>) {
+    loop {
+        let seen = s.nodes_seen.lock().clone();
+        let now = std::time::SystemTime::now();
+        for v in s.store.list(&NODES, None).0 {
+            let Ok(node) = fleet::from_json::<fleet::Node>(&v) else {
+                continue;
+            };
+            let name = node.metadata.name.clone();
+            let last = seen.get(&name).copied();
+            let ready = last.is_some_and(|t| {
+                now.duration_since(t).unwrap_or_default() < crate::scaling::NODE_READY_TIMEOUT
+            });
+            let mut st = node.status.clone().unwrap_or_default();
+            let stamp = kantai_api::time::now();
+            if ready {
+                st.conditions.set(
+                    "Ready",
+                    ConditionStatus::True,
+                    Some("AgentReady"),
+                    Some("The node agent is reporting."),
+                    &stamp,
+                );
+            } else {
+                st.conditions.set(
+                    "Ready",
+                    ConditionStatus::False,
+                    Some("NodeStatusUnknown"),
+                    Some("The node agent stopped reporting."),
+                    &stamp,
+                );
+            }
+            st.last_heartbeat_time = last.map(kantai_api::time::rfc3339);
+            if node.status.as_ref() != Some(&st) {
+                if ready
+                    != node
+                        .status
+                        .as_ref()
+                        .is_some_and(|x| x.conditions.is_true("Ready"))
+                {
+                    info!(node = %name, ready, "node readiness changed");
+                    s.changed();
+                }
+                write_status(
+                    &s.store,
+                    &NODES,
+                    "",
+                    &name,
+                    serde_json::to_value(&st).unwrap_or_default(),
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
