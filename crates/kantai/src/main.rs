@@ -1,7 +1,9 @@
 //! The `kantai` command: one binary for every role and tool.
 
 mod cmd;
+mod fleet_config;
 mod input;
+mod launch;
 
 use std::process::ExitCode;
 
@@ -17,18 +19,86 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the seed's demo end to end: a three-node fleet, hello deployed, requests from the
+    /// edge node, scale to zero and a second cold start.
+    Demo(cmd::demo::Args),
+    /// Run a whole fleet on this machine in the foreground: a control plane and one node
+    /// agent per node of the topology.
+    Up(cmd::up::Args),
+    /// Run the control plane on its own (multi-host mode).
+    Control(cmd::control::Args),
+    /// Run a node agent that joins a control plane (multi-host mode).
+    Node(cmd::node::Args),
+    /// Create or update the objects of manifests.
+    Apply(cmd::client::ApplyArgs),
+    /// List or show objects.
+    Get(cmd::client::GetArgs),
+    /// Delete objects.
+    Delete(cmd::client::DeleteArgs),
+    /// Send a request to a service through a node's gateway.
+    Invoke(cmd::client::InvokeArgs),
+    /// Print an instance's output.
+    Logs(cmd::client::LogsArgs),
     /// Check Knative manifests (serving.knative.dev/v1) the way Knative's webhooks do.
     Validate(cmd::validate::Args),
     /// Ask the KPA autoscaler what it would do.
     #[command(subcommand)]
     Autoscale(cmd::autoscale::Command),
+    /// Built-in functions.
+    #[command(subcommand)]
+    Fn(cmd::func::Command),
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KANTAI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    // The instance launcher runs before anything else: it must become the instance quickly.
+    if args.get(1).map(String::as_str) == Some("__shim") {
+        return match kantai_runtime::shim::parse(&args[2..]) {
+            Ok(a) => ExitCode::from(u8::try_from(kantai_runtime::shim::run(&a)).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("kantai shim: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    launch::bind_to_parent();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => {
+            init_logs("warn");
+            cmd::demo::run(a)
+        }
+        Command::Up(a) => {
+            init_logs("warn");
+            cmd::up::run(a)
+        }
+        Command::Control(a) => {
+            init_logs("info");
+            cmd::control::run(a)
+        }
+        Command::Node(a) => {
+            init_logs("info");
+            cmd::node::run(a)
+        }
+        Command::Apply(a) => cmd::client::apply(a),
+        Command::Get(a) => cmd::client::get(a),
+        Command::Delete(a) => cmd::client::delete(a),
+        Command::Invoke(a) => cmd::client::invoke(a),
+        Command::Logs(a) => cmd::client::logs(a),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Autoscale(c) => cmd::autoscale::run(c),
+        Command::Fn(c) => cmd::func::run(c),
     };
     match result {
         Ok(code) => code,

@@ -310,8 +310,13 @@ impl Client {
     /// Watches a collection: first an `ADDED` event for every existing object, then every
     /// change. Long-lived: no timeout.
     pub async fn watch(&self, r: Resource, ns: Option<&str>) -> Result<Watch, ApiError> {
-        let path = format!("{}?watch=true", r.collection_path(ns));
-        let resp = self.send(Method::GET, &path, None).await?;
+        self.watch_path(&format!("{}?watch=true", r.collection_path(ns))).await
+    }
+
+    /// Watches the collection at `path` (which carries `watch=true` and, optionally, the
+    /// `resourceVersion` to resume from).
+    pub async fn watch_path(&self, path: &str) -> Result<Watch, ApiError> {
+        let resp = self.send(Method::GET, path, None).await?;
         let status = resp.status();
         if !status.is_success() {
             let bytes = read_limited(resp.into_body(), 1024 * 1024)

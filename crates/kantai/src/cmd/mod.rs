@@ -1,4 +1,10 @@
 //! Subcommands.
 
 pub mod autoscale;
+pub mod client;
+pub mod control;
+pub mod demo;
+pub mod func;
+pub mod node;
+pub mod up;
 pub mod validate;

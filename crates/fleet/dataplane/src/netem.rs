@@ -1,0 +1,111 @@
+//! User-space link emulation: the delay, jitter, loss and bandwidth of the topology's links,
+//! paid on every hop between nodes (this kernel has no netem). Same-node hops are free.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kantai_model::topology::Link;
+use parking_lot::{Mutex, RwLock};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+/// TCP's minimum retransmission timeout: what a lost packet costs at least.
+const MIN_RTO: Duration = Duration::from_millis(200);
+
+/// The emulated links from this node to every other.
+pub struct Netem {
+    links: RwLock<HashMap<String, Link>>,
+    rng: Mutex<SmallRng>,
+}
+
+impl Netem {
+    /// No emulated links (a real network, or a single node).
+    pub fn new(seed: u64) -> Netem {
+        Netem {
+            links: RwLock::new(HashMap::new()),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed)),
+        }
+    }
+
+    /// Replaces the links (peer node name → link).
+    pub fn set_links(&self, links: HashMap<String, Link>) {
+        *self.links.write() = links;
+    }
+
+    /// The link to a peer (free when unknown).
+    pub fn link(&self, peer: &str) -> Link {
+        self.links.read().get(peer).copied().unwrap_or(Link::LOCAL)
+    }
+
+    /// The time one crossing towards `peer` takes for a message of `bytes` bytes: half the
+    /// round trip, ± half the jitter, plus transmission time at the link's bandwidth, plus a
+    /// retransmission when the message is lost.
+    pub fn one_way(&self, peer: &str, bytes: u64) -> Duration {
+        let link = self.link(peer);
+        if link.is_free() {
+            return Duration::ZERO;
+        }
+        let mut rng = self.rng.lock();
+        let half = link.rtt.as_secs_f64() / 2.0;
+        let jitter = link.jitter.as_secs_f64() / 2.0;
+        let mut d = half + if jitter > 0.0 { rng.random_range(-jitter..=jitter) } else { 0.0 };
+        if let Some(bw) = link.bandwidth {
+            d += bytes as f64 * 8.0 / bw as f64;
+        }
+        if link.loss > 0.0 && rng.random_bool(link.loss) {
+            d += MIN_RTO.max(link.rtt).as_secs_f64();
+        }
+        Duration::from_secs_f64(d.max(0.0))
+    }
+
+    /// Waits one crossing towards `peer`.
+    pub async fn cross(&self, peer: &str, bytes: u64) {
+        let d = self.one_way(peer, bytes);
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crossings_average_half_the_round_trip() {
+        let n = Netem::new(1);
+        n.set_links(HashMap::from([(
+            "edge".to_owned(),
+            Link {
+                rtt: Duration::from_millis(50),
+                jitter: Duration::from_millis(10),
+                loss: 0.0,
+                bandwidth: None,
+            },
+        )]));
+        let samples: Vec<f64> = (0..2000).map(|_| n.one_way("edge", 0).as_secs_f64() * 1e3).collect();
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!((mean - 25.0).abs() < 0.5, "{mean}");
+        assert!(samples.iter().all(|s| (20.0..=30.0).contains(s)));
+        assert_eq!(n.one_way("unknown", 0), Duration::ZERO);
+    }
+
+    #[test]
+    fn bandwidth_and_loss_add_time() {
+        let n = Netem::new(2);
+        n.set_links(HashMap::from([(
+            "slow".to_owned(),
+            Link {
+                rtt: Duration::from_millis(10),
+                jitter: Duration::ZERO,
+                loss: 0.5,
+                bandwidth: Some(8_000_000),
+            },
+        )]));
+        let d: Vec<Duration> = (0..200).map(|_| n.one_way("slow", 1_000_000)).collect();
+        // 1 MB at 1 MB/s is a second on top of the 5 ms half round trip.
+        assert!(d.iter().all(|d| *d >= Duration::from_millis(1005)));
+        let lost = d.iter().filter(|d| **d >= Duration::from_millis(1200)).count();
+        assert!((60..140).contains(&lost), "{lost} of 200 lost at 50 %");
+    }
+}

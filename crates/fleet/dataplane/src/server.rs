@@ -1,0 +1,334 @@
+//! The two listeners of a node: the gateway (clients' requests) and the data port (requests
+//! other nodes forward to this node's instances, and latency probes).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::body::Guarded;
+use crate::local::LocalInstance;
+use crate::revision::{Lease, NoBackend, Target};
+use crate::{Body, BoxError, DataPlane, INSTANCE_HEADER, ORIGIN_HEADER, PING_PATH};
+
+/// The bound sockets of a node's data plane.
+pub struct Listeners {
+    /// Where clients send requests.
+    pub gateway: TcpListener,
+    /// Where other nodes forward requests.
+    pub data: TcpListener,
+}
+
+/// Serves both listeners until `shutdown` completes (connections in progress finish).
+pub async fn serve(dp: DataPlane, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let gw = tokio::spawn(accept(dp.clone(), listeners.gateway, Role::Gateway));
+    let data = tokio::spawn(accept(dp, listeners.data, Role::Data));
+    shutdown.await;
+    gw.abort();
+    data.abort();
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Gateway,
+    Data,
+}
+
+async fn accept(dp: DataPlane, listener: TcpListener, role: Role) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                debug!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let dp = dp.clone();
+        tokio::spawn(async move {
+            let timeout = dp.inner.limits.header_read_timeout;
+            let svc = service_fn(move |req| {
+                let dp = dp.clone();
+                async move {
+                    Ok::<_, Infallible>(match role {
+                        Role::Gateway => gateway(&dp, req, peer).await,
+                        Role::Data => data(&dp, req, peer).await,
+                    })
+                }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(msg.into() + "\n"))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    let inner = &dp.inner;
+    let Some(host) = crate::routes::request_host(&req) else {
+        return text(StatusCode::BAD_REQUEST, "kantai: the request has no Host header");
+    };
+    let table = inner.routes.load();
+    let Some(route) = table.hosts.get(&host) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "kantai: no service answers to host {host:?} (services are reached as NAME.NAMESPACE.{})",
+                inner.domain.read()
+            ),
+        );
+    };
+    if content_length(req.headers()).is_some_and(|l| l > inner.limits.max_body_bytes) {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("kantai: the request body is larger than the limit of {} bytes", inner.limits.max_body_bytes),
+        );
+    }
+    let picked = route.pick(&mut *inner.rng.lock()).cloned();
+    let Some(rev) = picked else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("kantai: {} has no revision to serve", route.service));
+    };
+    let cfg = rev.config();
+    let start = Instant::now();
+    let deadline = start + cfg.timeout;
+    let start_deadline = cfg.response_start.map_or(deadline, |d| (start + d).min(deadline));
+    let entry = rev.enter();
+    let key = rev.key.clone();
+    let pokes = inner.pokes.clone();
+    let limit = inner.limits.hold_limit;
+    let work = async {
+        let lease = rev
+            .acquire(deadline, limit, || {
+                if rev.should_poke() {
+                    let _ = pokes.send(key.clone());
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                NoBackend::HoldQueueFull => {
+                    let mut r = text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("kantai: {limit} requests already wait for {}; try again later", rev.key.1),
+                    );
+                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    r
+                }
+                NoBackend::TimedOut => timeout_response(cfg.timeout, "timeoutSeconds"),
+            })?;
+        let resp = forward(dp, &lease, req, client).await?;
+        Ok::<_, Response<Body>>((resp, lease))
+    };
+    match tokio::time::timeout_at(start_deadline, work).await {
+        Err(_) => {
+            let (d, what) = match cfg.response_start {
+                Some(d) if start + d < deadline => (d, "responseStartTimeoutSeconds"),
+                _ => (cfg.timeout, "timeoutSeconds"),
+            };
+            timeout_response(d, what)
+        }
+        Ok(Err(r)) => r,
+        Ok(Ok((resp, lease))) => {
+            let idle = cfg.idle;
+            resp.map(|b| Guarded::new(b, (lease, entry), Some(deadline), idle).boxed_unsync())
+        }
+    }
+}
+
+fn timeout_response(d: std::time::Duration, what: &str) -> Response<Body> {
+    text(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!("kantai: request timed out: no response within {}s ({what})", d.as_secs_f64()),
+    )
+}
+
+/// The headers a proxy must not forward (RFC 9110 §7.6.1), plus those `Connection` names.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        h.remove(n);
+    }
+}
+
+fn add_forwarded_for(h: &mut HeaderMap, client: SocketAddr) {
+    let ip = client.ip().to_string();
+    let value = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+}
+
+fn limited(dp: &DataPlane, body: Incoming) -> Body {
+    Limited::new(body, dp.inner.limits.max_body_bytes as usize)
+        .map_err(|e: BoxError| e)
+        .boxed_unsync()
+}
+
+fn set_target(req: &mut Request<Body>, authority: &str) -> Result<(), Response<Body>> {
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let uri: Uri = format!("http://{authority}{pq}")
+        .parse()
+        .map_err(|_| text(StatusCode::BAD_REQUEST, "kantai: invalid request path"))?;
+    *req.uri_mut() = uri;
+    if let Ok(v) = HeaderValue::from_str(authority) {
+        // The instance sees the host it listens on, as behind Knative's queue-proxy; the
+        // original is kept for applications that care.
+        let original = req.headers_mut().insert(header::HOST, v);
+        if let Some(o) = original {
+            req.headers_mut().insert(HeaderName::from_static("x-forwarded-host"), o);
+        }
+    }
+    Ok(())
+}
+
+async fn forward(
+    dp: &DataPlane,
+    lease: &Lease,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Result<Response<Body>, Response<Body>> {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    add_forwarded_for(&mut parts.headers, client);
+    let req = Request::from_parts(parts, limited(dp, body));
+    match &lease.backend.target {
+        Target::Local(inst) => to_instance(dp, inst, req).await,
+        Target::Remote { node, addr } => {
+            let mut req = req;
+            let h = req.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&lease.backend.name) {
+                h.insert(INSTANCE_HEADER, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&dp.inner.node) {
+                h.insert(ORIGIN_HEADER, v);
+            }
+            // The Host stays the client's: the data port routes by the instance header.
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            *req.uri_mut() = format!("http://{addr}{pq}")
+                .parse()
+                .map_err(|_| text(StatusCode::BAD_REQUEST, "kantai: invalid request path"))?;
+            let out_bytes = content_length(req.headers()).unwrap_or(0);
+            dp.inner.netem.cross(node, out_bytes).await;
+            let resp = dp.inner.client.request(req).await.map_err(|e| {
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("kantai: node {node} did not answer for instance {}: {e}", lease.backend.name),
+                )
+            })?;
+            let back_bytes = content_length(resp.headers()).unwrap_or(0);
+            dp.inner.netem.cross(node, back_bytes).await;
+            Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+        }
+    }
+}
+
+/// The queue-proxy role: a concurrency slot (or 503 when the queue is full), then the
+/// instance on loopback.
+async fn to_instance(
+    dp: &DataPlane,
+    inst: &Arc<LocalInstance>,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, Response<Body>> {
+    let slot = inst.enter().await.map_err(|_| {
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "kantai: instance {} has {} requests queued (10 × containerConcurrency); try again later",
+                inst.name,
+                inst.cc * crate::QUEUE_DEPTH_FACTOR
+            ),
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    })?;
+    req.headers_mut().remove(INSTANCE_HEADER);
+    req.headers_mut().remove(ORIGIN_HEADER);
+    set_target(&mut req, &format!("127.0.0.1:{}", inst.port))?;
+    let resp = dp.inner.client.request(req).await.map_err(|e| {
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("kantai: instance {} failed to answer: {e}", inst.name),
+        )
+    })?;
+    Ok(resp.map(|b| Guarded::new(b, slot, None, None).boxed_unsync()))
+}
+
+async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    if req.uri().path() == PING_PATH {
+        return text(StatusCode::OK, "pong");
+    }
+    let Some(name) = req
+        .headers()
+        .get(INSTANCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return text(StatusCode::BAD_REQUEST, format!("kantai: the data port needs a {INSTANCE_HEADER} header"));
+    };
+    let inst = dp.inner.local.read().get(&name).cloned();
+    let Some(inst) = inst.filter(|i| i.serving()) else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("kantai: instance {name} is not serving on node {}", dp.inner.node),
+        );
+    };
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let _ = client;
+    let req = Request::from_parts(parts, limited(dp, body));
+    match to_instance(dp, &inst, req).await {
+        Ok(r) | Err(r) => r,
+    }
+}

@@ -1,0 +1,308 @@
+//! This node's instances: started and stopped to match the placements, mirrored into the
+//! data plane at once (a local instance serves as soon as it is ready) and into Instance
+//! objects through the API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kantai_api::resources::INSTANCES;
+use kantai_model::fleet::{self, Instance, InstanceSpec, InstanceStatus, Phase};
+use kantai_model::manifest;
+use kantai_model::meta::ObjectMeta;
+use kantai_model::node::Node as DocNode;
+use kantai_model::serving::Object;
+use kantai_model::serving::derive::{CONFIGURATION_LABEL, SERVICE_LABEL};
+use kantai_runtime::{LogBuffer, State};
+use rand::RngExt;
+use tracing::{info, warn};
+
+use crate::{Agent, desired_here};
+
+/// An instance this agent runs (or failed to start).
+pub struct Local {
+    /// Namespace and revision.
+    pub key: (String, String),
+    /// The runtime's handle; taken when the instance is stopped.
+    handle: Option<kantai_runtime::Instance>,
+    /// Being drained and stopped.
+    stopping: bool,
+    /// Whether it is ready (for choosing which to stop).
+    ready: bool,
+    /// When it was started (newest are stopped first).
+    started: SystemTime,
+    /// Its output.
+    logs: Option<Arc<LogBuffer>>,
+    /// The revision's timeout: the drain and stop grace period.
+    grace: Duration,
+}
+
+fn random_suffix() -> String {
+    const LETTERS: &[u8] = b"bcdfghjklmnpqrstvwxz";
+    let mut rng = rand::rng();
+    (0..5).map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char).collect()
+}
+
+/// Starts and stops instances to match this node's share of every placement.
+pub fn reconcile(agent: &Arc<Agent>) {
+    let desired = desired_here(agent);
+    let mut to_start = Vec::new();
+    let mut to_stop = Vec::new();
+    {
+        let local = agent.local.lock();
+        let mut running: HashMap<(String, String), Vec<(&String, &Local)>> = HashMap::new();
+        for (name, l) in local.iter().filter(|(_, l)| !l.stopping) {
+            running.entry(l.key.clone()).or_default().push((name, l));
+        }
+        for (key, want) in &desired {
+            let have = running.get(key).map_or(0, Vec::len) as u32;
+            for _ in have..*want {
+                to_start.push(key.clone());
+            }
+        }
+        for (key, mut list) in running {
+            let want = desired.get(&key).copied().unwrap_or(0) as usize;
+            if list.len() > want {
+                // Stop the unready first, then the newest.
+                list.sort_by_key(|(_, l)| (l.ready, std::cmp::Reverse(l.started)));
+                to_stop.extend(list[..list.len() - want].iter().map(|(n, _)| (*n).clone()));
+            }
+        }
+    }
+    for key in to_start {
+        start(agent, key);
+    }
+    for name in to_stop {
+        stop(agent, &name);
+    }
+}
+
+fn start(agent: &Arc<Agent>, key: (String, String)) {
+    let snap = agent.cache.snapshot();
+    let Some(rev_json) = snap.revisions.get(&key) else {
+        // The placement arrived before the revision; the next pass starts it.
+        return;
+    };
+    let Some(Object::Revision(rev)) = manifest::read_one(
+        &DocNode::from_json(rev_json),
+        0,
+        &kantai_model::ServingConfig::default(),
+    )
+    .object
+    else {
+        warn!(revision = %key.1, "cannot read the revision");
+        return;
+    };
+    let Some(container) = rev.spec.containers.first().cloned() else {
+        return;
+    };
+    let labels = &rev.metadata.labels;
+    let service = labels
+        .get(SERVICE_LABEL)
+        .or_else(|| labels.get(CONFIGURATION_LABEL))
+        .cloned()
+        .unwrap_or_else(|| key.1.clone());
+    let configuration = labels.get(CONFIGURATION_LABEL).cloned().unwrap_or_else(|| service.clone());
+    let name = format!("{service}-{}-{}", agent.name, random_suffix());
+    let grace = Duration::from_secs(rev.spec.timeout_seconds.unwrap_or(300).max(1) as u64);
+    let cc = rev.spec.container_concurrency.unwrap_or(0).max(0) as u32;
+    let spec = kantai_runtime::InstanceSpec {
+        name: name.clone(),
+        namespace: key.0.clone(),
+        service: service.clone(),
+        configuration,
+        revision: key.1.clone(),
+        node: agent.name.clone(),
+        container,
+        grace,
+    };
+    let object = Instance {
+        metadata: ObjectMeta {
+            name: name.clone(),
+            namespace: Some(key.0.clone()),
+            labels: fleet::instance_labels(&service, &key.1, &agent.name),
+            ..ObjectMeta::default()
+        },
+        spec: InstanceSpec {
+            revision: key.1.clone(),
+            service,
+            node: agent.name.clone(),
+            container_concurrency: cc,
+        },
+        status: Some(InstanceStatus::default()),
+    };
+    info!(instance = %name, revision = %key.1, "starting instance");
+    let started = agent.runtime.start(spec);
+    let (handle, state, logs, failure) = match started {
+        Ok(h) => {
+            let st = h.state();
+            let logs = h.log_buffer();
+            (Some(h), Some(st), Some(logs), None)
+        }
+        Err(e) => {
+            warn!(instance = %name, "cannot start: {e}");
+            (None, None, None, Some(e.to_string()))
+        }
+    };
+    agent.local.lock().insert(
+        name.clone(),
+        Local {
+            key: key.clone(),
+            handle,
+            stopping: false,
+            ready: false,
+            started: SystemTime::now(),
+            logs,
+            grace,
+        },
+    );
+    tokio::spawn(mirror(agent.clone(), name, key, cc, object, state, failure));
+}
+
+/// Follows an instance's state: into the data plane at once, into its Instance object as
+/// the API allows.
+async fn mirror(
+    agent: Arc<Agent>,
+    name: String,
+    key: (String, String),
+    cc: u32,
+    object: Instance,
+    state: Option<tokio::sync::watch::Receiver<State>>,
+    failure: Option<String>,
+) {
+    let ns = key.0.clone();
+    let mut json = fleet::to_json("Instance", &object);
+    if let Some(f) = &failure {
+        json["status"] = serde_json::to_value(InstanceStatus {
+            phase: Phase::Failed,
+            message: Some(f.clone()),
+            ..InstanceStatus::default()
+        })
+        .unwrap_or_default();
+    }
+    if let Err(e) = agent.client.replace(INSTANCES, &ns, &name, &json).await {
+        warn!(instance = %name, "cannot register the instance: {e}");
+    }
+    let Some(mut rx) = state else {
+        return;
+    };
+    let mut port = None;
+    let mut ready = false;
+    let mut last_status: Option<InstanceStatus> = None;
+    loop {
+        let st = rx.borrow_and_update().clone();
+        if st.port != port {
+            if port.is_some() {
+                agent.dp.remove_local(&name);
+            }
+            if let Some(p) = st.port {
+                agent.dp.add_local(&name, &key.0, &key.1, p, cc);
+            }
+            port = st.port;
+            ready = false;
+        }
+        let stopping = agent.local.lock().get(&name).is_none_or(|l| l.stopping);
+        if st.ready != ready && !stopping {
+            agent.dp.set_local_ready(&name, st.ready);
+            ready = st.ready;
+            if let Some(l) = agent.local.lock().get_mut(&name) {
+                l.ready = ready;
+            }
+        }
+        if st.stopped {
+            break;
+        }
+        let status = InstanceStatus {
+            phase: if stopping {
+                Phase::Terminating
+            } else if st.ready || st.restarts > 0 || st.port.is_some() && !st.starting {
+                Phase::Running
+            } else {
+                Phase::Pending
+            },
+            ready: st.ready && !stopping,
+            address: st.port.map(|p| format!("127.0.0.1:{p}")),
+            restarts: st.restarts,
+            start_time: st.started_at.map(kantai_api::time::rfc3339),
+            message: st.message.clone(),
+            last_exit_code: st.last_exit_code,
+        };
+        if last_status.as_ref() != Some(&status) {
+            let mut obj = json.clone();
+            obj["status"] = serde_json::to_value(&status).unwrap_or_default();
+            match agent.client.replace_status(INSTANCES, &ns, &name, &obj).await {
+                Ok(_) => last_status = Some(status),
+                Err(e) => warn!(instance = %name, "cannot update the instance status: {e}"),
+            }
+        }
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Drains an instance (no new requests, in-flight ones finish), stops it and removes its
+/// object.
+pub fn stop(agent: &Arc<Agent>, name: &str) {
+    let (handle, grace, ns) = {
+        let mut local = agent.local.lock();
+        let Some(l) = local.get_mut(name) else { return };
+        if l.stopping {
+            return;
+        }
+        l.stopping = true;
+        (l.handle.take(), l.grace, l.key.0.clone())
+    };
+    info!(instance = %name, "stopping instance");
+    let agent = agent.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        stop_now(&agent, &name, &ns, handle, grace).await;
+    });
+}
+
+async fn stop_now(agent: &Agent, name: &str, ns: &str, handle: Option<kantai_runtime::Instance>, grace: Duration) {
+    agent.dp.drain_local(name, grace).await;
+    if let Some(h) = handle {
+        h.stop().await;
+    }
+    agent.dp.remove_local(name);
+    if let Err(e) = agent.client.delete(INSTANCES, ns, name).await
+        && !e.is_not_found()
+    {
+        warn!(instance = %name, "cannot remove the instance object: {e}");
+    }
+    agent.local.lock().remove(name);
+}
+
+/// Stops every instance (agent shutdown), in parallel.
+pub async fn stop_all(agent: &Arc<Agent>) {
+    let all: Vec<(String, Option<kantai_runtime::Instance>, Duration, String)> = {
+        let mut local = agent.local.lock();
+        local
+            .iter_mut()
+            .map(|(n, l)| {
+                l.stopping = true;
+                (n.clone(), l.handle.take(), l.grace, l.key.0.clone())
+            })
+            .collect()
+    };
+    let mut tasks = Vec::new();
+    for (name, handle, grace, ns) in all {
+        let agent = agent.clone();
+        tasks.push(tokio::spawn(async move {
+            // On shutdown the wait is bounded: in-flight requests get a short grace.
+            stop_now(&agent, &name, &ns, handle, grace.min(Duration::from_secs(10))).await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// The recent output of a local instance.
+pub fn logs(agent: &Agent, ns: &str, name: &str, tail: Option<usize>) -> Option<String> {
+    let local = agent.local.lock();
+    let l = local.get(name).filter(|l| l.key.0 == ns)?;
+    Some(l.logs.as_ref().map(|b| b.text(tail)).unwrap_or_default())
+}

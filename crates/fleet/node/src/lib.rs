@@ -1,0 +1,481 @@
+//! The node agent: joins the control plane through its API, watches what should run where,
+//! runs this node's instances, serves the node's data plane (gateway, activator, queue role),
+//! reports load every second and measures round trips to the other nodes.
+
+mod instances;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
+use kantai_api::wire::{FLEET_PATH, REPORTS_PATH};
+use kantai_api::{Client, FleetInfo, Report, RttSample};
+use kantai_dataplane::{DataPlane, Limits, Listeners, PING_PATH, RevisionConfig, RouteSpec};
+use kantai_model::fleet::{self, Instance, Placement};
+use kantai_model::node::Node as DocNode;
+use kantai_model::topology::{Capacity, Topology};
+use kantai_runtime::{Runtime, RuntimeConfig};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::instances::Local;
+use crate::watch::Cache;
+
+/// What a node agent needs to start. Addresses, labels and capacity left out are taken from
+/// the node's entry in the fleet's topology.
+#[derive(Clone, Debug, Default)]
+pub struct NodeConfig {
+    /// Node name.
+    pub name: String,
+    /// The control plane's API URL.
+    pub control: String,
+    /// The node's host address (default: the topology's, else 127.0.0.1).
+    pub address: Option<IpAddr>,
+    /// Gateway listen address (default: the topology's, else address:8080).
+    pub gateway: Option<SocketAddr>,
+    /// Data port listen address (default: address, any port).
+    pub data: Option<SocketAddr>,
+    /// Admin (logs) listen address (default: address, any port).
+    pub admin: Option<SocketAddr>,
+    /// Labels of the node (added to the topology's).
+    pub labels: BTreeMap<String, String>,
+    /// Capacity of the node (default: the topology's).
+    pub capacity: Option<Capacity>,
+    /// Image to command mapping.
+    pub runtime: RuntimeConfig,
+    /// The kantai executable, used as the instances' launcher.
+    pub launcher: Option<PathBuf>,
+    /// Data-plane limits.
+    pub limits: Limits,
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A listener could not be bound.
+    #[error("node {node}: cannot listen on {addr}: {source}")]
+    Listen {
+        /// The node.
+        node: String,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The fleet description could not be read.
+    #[error("node {node}: the control plane's fleet description is invalid: {detail}")]
+    Fleet {
+        /// The node.
+        node: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The addresses an agent actually listens on.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    /// Gateway.
+    pub gateway: SocketAddr,
+    /// Data port.
+    pub data: SocketAddr,
+    /// Admin endpoint.
+    pub admin: SocketAddr,
+}
+
+pub(crate) struct Agent {
+    pub(crate) name: String,
+    pub(crate) client: Client,
+    pub(crate) dp: DataPlane,
+    pub(crate) runtime: Runtime,
+    pub(crate) cache: Cache,
+    pub(crate) changed: Notify,
+    pub(crate) local: Mutex<HashMap<String, Local>>,
+    pub(crate) rtt: Mutex<HashMap<String, f64>>,
+}
+
+async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, AgentError> {
+    TcpListener::bind(addr).await.map_err(|source| AgentError::Listen {
+        node: node.to_owned(),
+        addr,
+        source,
+    })
+}
+
+/// Runs a node agent until `shutdown` completes; then stops its instances gracefully.
+/// `ready` receives the bound addresses once the agent serves.
+pub async fn run(
+    mut cfg: NodeConfig,
+    shutdown: impl Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Bound>>,
+) -> Result<(), AgentError> {
+    let base = Client::new(&cfg.control).map_err(|e| AgentError::Fleet {
+        node: cfg.name.clone(),
+        detail: e.to_string(),
+    })?;
+    let fleet = fetch_fleet(&base, &cfg.name).await?;
+    let topology = Topology::from_node(&DocNode::from_json(&fleet.topology)).map_err(|e| AgentError::Fleet {
+        node: cfg.name.clone(),
+        detail: e.to_string(),
+    })?;
+    let me = topology.node(&cfg.name).cloned();
+    let address = cfg
+        .address
+        .or_else(|| me.as_ref().and_then(|n| n.address))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let gw_addr = cfg
+        .gateway
+        .or_else(|| me.as_ref().and_then(|n| n.gateway_addr()))
+        .unwrap_or(SocketAddr::new(address, kantai_model::topology::DEFAULT_GATEWAY_PORT));
+    let data_addr = cfg.data.unwrap_or(SocketAddr::new(address, 0));
+    let admin_addr = cfg.admin.unwrap_or(SocketAddr::new(address, 0));
+    if let Some(m) = &me {
+        for (k, v) in &m.labels {
+            cfg.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let capacity = cfg.capacity.clone().or_else(|| me.map(|m| m.capacity)).unwrap_or_default();
+    let gateway = bind(&cfg.name, gw_addr).await?;
+    let data = bind(&cfg.name, data_addr).await?;
+    let admin = bind(&cfg.name, admin_addr).await?;
+    let local = |l: &TcpListener, addr| {
+        l.local_addr().map_err(|source| AgentError::Listen { node: cfg.name.clone(), addr, source })
+    };
+    let bound = Bound {
+        gateway: local(&gateway, gw_addr)?,
+        data: local(&data, data_addr)?,
+        admin: local(&admin, admin_addr)?,
+    };
+    let seed = cfg.name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let (dp, pokes) = DataPlane::new(&cfg.name, cfg.limits.clone(), seed);
+    // Links to every other node, and to the node the control plane sits next to.
+    let links = topology
+        .nodes
+        .iter()
+        .filter(|n| n.name != cfg.name)
+        .map(|n| (n.name.clone(), topology.link(&cfg.name, &n.name)))
+        .collect();
+    dp.netem().set_links(links);
+    let control_node = topology.control.node.clone().unwrap_or_default();
+    let client = {
+        let dp = dp.clone();
+        let control_node = control_node.clone();
+        base.with_delay(Arc::new(move || dp.netem().one_way(&control_node, 0)))
+    };
+    let agent = Arc::new(Agent {
+        name: cfg.name.clone(),
+        client,
+        runtime: Runtime::new(cfg.runtime.clone(), cfg.launcher.clone(), &cfg.name),
+        dp: dp.clone(),
+        cache: Cache::default(),
+        changed: Notify::new(),
+        local: Mutex::new(HashMap::new()),
+        rtt: Mutex::new(HashMap::new()),
+    });
+    register(&agent, &cfg, &capacity, bound).await;
+    remove_stale_instances(&agent).await;
+    info!(node = %cfg.name, gateway = %bound.gateway, data = %bound.data, "node agent serving");
+
+    let mut tasks = Vec::new();
+    for r in [REVISIONS, ROUTES, PLACEMENTS, INSTANCES, NODES] {
+        tasks.push(tokio::spawn(watch::run(agent.clone(), r)));
+    }
+    tasks.push(tokio::spawn(reconcile_loop(agent.clone(), fleet.domain.clone())));
+    tasks.push(tokio::spawn(report_loop(agent.clone(), pokes)));
+    tasks.push(tokio::spawn(probe_loop(agent.clone())));
+    tasks.push(tokio::spawn(admin_server(agent.clone(), admin)));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(kantai_dataplane::serve(
+        dp.clone(),
+        Listeners { gateway, data },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    if let Some(r) = ready {
+        let _ = r.send(bound);
+    }
+    shutdown.await;
+    info!(node = %cfg.name, "node agent stopping");
+    for t in &tasks {
+        t.abort();
+    }
+    instances::stop_all(&agent).await;
+    let _ = stop_tx.send(());
+    let _ = serving.await;
+    Ok(())
+}
+
+async fn fetch_fleet(client: &Client, node: &str) -> Result<FleetInfo, AgentError> {
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match client.get_json(FLEET_PATH).await {
+            Ok(v) => {
+                return serde_json::from_value(v).map_err(|e| AgentError::Fleet {
+                    node: node.to_owned(),
+                    detail: e.to_string(),
+                });
+            }
+            Err(e) => {
+                warn!(node, "waiting for the control plane: {e}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn register(agent: &Agent, cfg: &NodeConfig, capacity: &Capacity, bound: Bound) {
+    let node = fleet::Node {
+        metadata: kantai_model::meta::ObjectMeta {
+            name: cfg.name.clone(),
+            labels: cfg.labels.clone(),
+            ..Default::default()
+        },
+        spec: fleet::NodeSpec {
+            gateway: bound.gateway.to_string(),
+            data: bound.data.to_string(),
+            admin: bound.admin.to_string(),
+            capacity: capacity.clone(),
+        },
+        status: None,
+    };
+    let json = fleet::to_json("Node", &node);
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match agent.client.replace(NODES, "", &cfg.name, &json).await {
+            Ok(_) => return,
+            Err(e) => {
+                warn!(node = %cfg.name, "cannot register the node yet: {e}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Instance objects of this node left by an earlier run of the agent describe processes that
+/// no longer exist: remove them before anything counts them as ready.
+async fn remove_stale_instances(agent: &Agent) {
+    let Ok(items) = agent.client.list(INSTANCES, None).await else {
+        return;
+    };
+    for i in items {
+        if i["spec"]["node"].as_str() == Some(agent.name.as_str()) {
+            let ns = ns_of(&i);
+            let name = i["metadata"]["name"].as_str().unwrap_or_default();
+            info!(instance = %name, "removing an instance left by an earlier run");
+            let _ = agent.client.delete(INSTANCES, &ns, name).await;
+        }
+    }
+}
+
+/// Re-derives the data plane's tables and this node's instances whenever a watched object
+/// changes (and every second, for timers).
+async fn reconcile_loop(agent: Arc<Agent>, domain: String) {
+    loop {
+        apply_dataplane(&agent, &domain);
+        instances::reconcile(&agent);
+        tokio::select! {
+            _ = agent.changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn ns_of(v: &Value) -> String {
+    v["metadata"]["namespace"].as_str().unwrap_or("default").to_owned()
+}
+
+fn apply_dataplane(agent: &Agent, domain: &str) {
+    let snap = agent.cache.snapshot();
+    // Routes: the resolved traffic of each Route.
+    let routes: Vec<RouteSpec> = snap
+        .routes
+        .values()
+        .map(|r| RouteSpec {
+            namespace: ns_of(r),
+            name: r["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+            traffic: r["status"]["traffic"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some((
+                        t["revisionName"].as_str()?.to_owned(),
+                        t["percent"].as_u64().unwrap_or(0) as u32,
+                        t["tag"].as_str().map(str::to_owned),
+                    ))
+                })
+                .collect(),
+        })
+        .collect();
+    // Revisions: containerConcurrency and timeouts, plus the activator mode of the placement.
+    let mut configs = HashMap::new();
+    for r in snap.revisions.values() {
+        let key = (ns_of(r), r["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+        let spec = &r["spec"];
+        let secs = |k: &str| spec[k].as_u64().filter(|s| *s > 0).map(Duration::from_secs);
+        let timeout = secs("timeoutSeconds").unwrap_or(Duration::from_secs(300));
+        let placement = snap.placements.get(&key);
+        configs.insert(
+            key,
+            RevisionConfig {
+                cc: spec["containerConcurrency"].as_u64().unwrap_or(0) as u32,
+                timeout,
+                response_start: secs("responseStartTimeoutSeconds").filter(|d| *d < timeout),
+                idle: secs("idleTimeoutSeconds"),
+                activator_in_path: placement.is_none_or(|p| p["spec"]["activatorInPath"].as_bool().unwrap_or(true)),
+            },
+        );
+    }
+    // Other nodes' data ports, and their ready instances.
+    let peers = snap
+        .nodes
+        .values()
+        .filter_map(|n| {
+            let name = n["metadata"]["name"].as_str()?.to_owned();
+            let addr: SocketAddr = n["spec"]["data"].as_str()?.parse().ok()?;
+            (name != agent.name).then_some((name, addr))
+        })
+        .collect();
+    let mut remote: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+    for i in snap.instances.values() {
+        let Ok(inst) = fleet::from_json::<Instance>(i) else {
+            continue;
+        };
+        let st = inst.status.unwrap_or_default();
+        if inst.spec.node != agent.name && st.ready && st.phase == fleet::Phase::Running {
+            remote
+                .entry((inst.metadata.namespace().to_owned(), inst.spec.revision))
+                .or_default()
+                .push((inst.metadata.name, inst.spec.node));
+        }
+    }
+    agent.dp.set_revisions(configs);
+    agent.dp.set_routes(domain, routes);
+    agent.dp.set_peers(peers);
+    agent.dp.set_remote(remote);
+}
+
+/// Desired instances of each revision on this node, from the placements.
+pub(crate) fn desired_here(agent: &Agent) -> HashMap<(String, String), u32> {
+    agent
+        .cache
+        .snapshot()
+        .placements
+        .values()
+        .filter_map(|p| fleet::from_json::<Placement>(p).ok())
+        .map(|p| {
+            (
+                (p.metadata.namespace().to_owned(), p.spec.revision.clone()),
+                p.desired_on(&agent.name),
+            )
+        })
+        .collect()
+}
+
+async fn report_loop(agent: Arc<Agent>, mut pokes: tokio::sync::mpsc::UnboundedReceiver<(String, String)>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let rtt = agent.rtt.lock().iter().map(|(peer, ms)| RttSample { peer: peer.clone(), rtt_ms: *ms }).collect();
+                let report = Report {
+                    node: agent.name.clone(),
+                    revisions: agent.dp.take_loads(),
+                    rtt,
+                    poke: false,
+                };
+                send_report(&agent, &report).await;
+            }
+            Some(key) = pokes.recv() => {
+                // Knative's activator: the first request for a revision without room is
+                // reported at once, as one request in flight.
+                let held = agent.dp.revision(&key.0, &key.1).held();
+                let report = Report {
+                    node: agent.name.clone(),
+                    revisions: vec![kantai_api::RevisionLoad {
+                        namespace: key.0,
+                        revision: key.1,
+                        concurrency: f64::from(held.max(1)),
+                        requests: 1.0,
+                        held: held.max(1),
+                    }],
+                    rtt: Vec::new(),
+                    poke: true,
+                };
+                let agent = agent.clone();
+                tokio::spawn(async move { send_report(&agent, &report).await });
+            }
+        }
+    }
+}
+
+async fn send_report(agent: &Agent, report: &Report) {
+    let body = serde_json::to_value(report).unwrap_or_default();
+    if let Err(e) = agent.client.send_json(http::Method::POST, REPORTS_PATH, &body).await {
+        warn!(node = %agent.name, "cannot report load: {e}");
+    }
+}
+
+/// Measures the round trip to every other node's data port every 2 s (through the emulated
+/// links, like any other traffic).
+async fn probe_loop(agent: Arc<Agent>) {
+    loop {
+        let peers: Vec<(String, String)> = agent
+            .cache
+            .snapshot()
+            .nodes
+            .values()
+            .filter_map(|n| Some((n["metadata"]["name"].as_str()?.to_owned(), n["spec"]["data"].as_str()?.to_owned())))
+            .filter(|(name, _)| *name != agent.name)
+            .collect();
+        for (peer, addr) in peers {
+            let Ok(c) = Client::new(&format!("http://{addr}")) else {
+                continue;
+            };
+            let dp = agent.dp.clone();
+            let p = peer.clone();
+            let c = c.with_delay(Arc::new(move || dp.netem().one_way(&p, 0)));
+            let start = tokio::time::Instant::now();
+            if c.call(http::Method::GET, PING_PATH, None).await.is_ok() {
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                agent.rtt.lock().insert(peer, ms);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
+    use axum::extract::{Path, Query};
+    let a = agent.clone();
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/kantai/v1/logs/{ns}/{name}",
+            axum::routing::get(move |Path((ns, name)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>| {
+                let a = a.clone();
+                async move {
+                    let tail = q.get("tailLines").and_then(|t| t.parse().ok());
+                    match instances::logs(&a, &ns, &name, tail) {
+                        Some(text) => (http::StatusCode::OK, text),
+                        None => (http::StatusCode::NOT_FOUND, format!("instance {ns}/{name} is not on node {}\n", a.name)),
+                    }
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        warn!(node = %agent.name, "admin server stopped: {e}");
+    }
+}

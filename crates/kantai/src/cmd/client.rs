@@ -1,0 +1,552 @@
+//! The API client commands: `apply`, `get`, `delete`, `invoke` and `logs`, with the output
+//! and exit codes kubectl users expect.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use clap::ValueEnum;
+use http_body_util::{BodyExt, Full};
+use kantai_api::resources::{self, NODES, Resource};
+use kantai_api::time::{age, parse_rfc3339};
+use kantai_api::{ApiError, Client, FleetInfo};
+use kantai_model::manifest;
+use serde_json::Value;
+
+use crate::input;
+
+/// Where the API is and which namespace to use.
+#[derive(clap::Args, Clone)]
+pub struct Conn {
+    /// The control plane's API.
+    #[arg(long, value_name = "URL", env = "KANTAI_SERVER", default_value = "http://127.0.0.1:7400")]
+    pub server: String,
+    /// Namespace.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+}
+
+impl Conn {
+    /// A client of the API.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.server)?)
+    }
+}
+
+/// Arguments of `kantai apply`.
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Manifest files or directories; `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// Output formats of `kantai get`.
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum Output {
+    /// A table with more columns.
+    Wide,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `kantai get`.
+#[derive(clap::Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// services (ksvc), revisions (rev), routes (rt), configurations, placements (seika),
+    /// instances, nodes.
+    resource: String,
+    /// One object's name.
+    name: Option<String>,
+    /// Output format (a table by default).
+    #[arg(short, long, value_enum)]
+    output: Option<Output>,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+}
+
+/// Arguments of `kantai delete`.
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Resource (`service`) and name, or nothing with `-f`.
+    args: Vec<String>,
+    /// Delete what these manifests describe.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// Arguments of `kantai invoke`.
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// The service.
+    service: String,
+    /// The node whose gateway the request enters (default: the first node).
+    #[arg(long, value_name = "NODE")]
+    from: Option<String>,
+    /// Request path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// Request body.
+    #[arg(short, long)]
+    data: Option<String>,
+    /// Route to this tag's revision.
+    #[arg(long)]
+    tag: Option<String>,
+}
+
+/// Arguments of `kantai logs`.
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// The instance.
+    instance: String,
+    /// Only the last lines.
+    #[arg(long, value_name = "LINES")]
+    tail: Option<usize>,
+}
+
+fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// `kantai apply`.
+pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    let mut failed = false;
+    let mut objects = Vec::new();
+    for path in input::expand(&args.files)? {
+        let file = input::read(&path)?;
+        let docs = manifest::read(&file.text, &kantai_model::ServingConfig::default())
+            .map_err(|e| anyhow!("{} is not valid YAML or JSON:\n{}", file.name, e.message))?;
+        for d in docs {
+            if !d.is_valid() {
+                // Nothing of an invalid file is applied.
+                eprintln!("{}: {} is invalid:", file.name, d.title());
+                for l in d.report_lines() {
+                    eprintln!("  {l}");
+                }
+                failed = true;
+            } else if let Some(o) = d.object {
+                objects.push(o);
+            }
+        }
+    }
+    if failed {
+        return Ok(ExitCode::FAILURE);
+    }
+    rt()?.block_on(async {
+        let mut code = ExitCode::SUCCESS;
+        for o in objects {
+            let Some(r) = Resource::of_kind(kantai_model::serving::API_VERSION, o.kind()) else {
+                continue;
+            };
+            let name = o.metadata().name.clone();
+            let ns = o.metadata().namespace.clone().unwrap_or_else(|| args.conn.namespace.clone());
+            let mut json = o.to_json();
+            json["metadata"]["namespace"] = Value::String(ns.clone());
+            let what = format!("{}.{}/{name}", r.singular, r.group);
+            let result = match client.get(r, &ns, &name).await {
+                Ok(existing) => {
+                    json["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"].clone();
+                    client.replace(r, &ns, &name, &json).await.map(|new| {
+                        if new["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"] {
+                            "unchanged"
+                        } else {
+                            "configured"
+                        }
+                    })
+                }
+                Err(e) if e.is_not_found() => client.create(r, &ns, &json).await.map(|_| "created"),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(verb) => println!("{what} {verb}"),
+                Err(e) => {
+                    eprintln!("error: {what}: {e}");
+                    print_causes(&e);
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+        Ok(code)
+    })
+}
+
+fn print_causes(e: &ApiError) {
+    if let ApiError::Status(s) = e
+        && let Some(d) = &s.details
+    {
+        for c in &d.causes {
+            eprintln!("  {}: {}", c.field, c.message);
+        }
+    }
+}
+
+/// `kantai get`.
+pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let r = Resource::lookup(&args.resource).ok_or_else(|| {
+        anyhow!(
+            "the server doesn't have a resource type {:?}; known: {}",
+            args.resource,
+            resources::ALL.iter().map(|r| r.plural).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let client = args.conn.client()?;
+    rt()?.block_on(async {
+        let ns = (!args.all_namespaces).then_some(args.conn.namespace.as_str());
+        let items = match &args.name {
+            Some(n) => match client.get(r, ns.unwrap_or("default"), n).await {
+                Ok(v) => vec![v],
+                Err(e) if e.is_not_found() => {
+                    eprintln!("Error from server (NotFound): {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => client.list(r, ns).await?,
+        };
+        match args.output {
+            Some(Output::Yaml) => {
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        println!("---");
+                    }
+                    print!("{}", manifest::to_yaml_one(v));
+                }
+            }
+            Some(Output::Json) => {
+                let v = if items.len() == 1 && args.name.is_some() {
+                    items[0].clone()
+                } else {
+                    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+                };
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            _ => {
+                if items.is_empty() {
+                    let place = ns.map_or("any namespace".to_owned(), |n| format!("{n} namespace"));
+                    eprintln!("No resources found in {place}.");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let order = node_order(&client).await;
+                let rows = table(r, &items, args.output == Some(Output::Wide), args.all_namespaces, &order);
+                print!("{}", render(&rows));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn node_order(client: &Client) -> Vec<String> {
+    let topo = client
+        .get_json(kantai_api::wire::FLEET_PATH)
+        .await
+        .ok()
+        .and_then(|v| serde_json::from_value::<FleetInfo>(v).ok())
+        .and_then(|f| {
+            kantai_model::topology::Topology::from_node(&kantai_model::node::Node::from_json(&f.topology)).ok()
+        });
+    let mut order: Vec<String> = topo.map(|t| t.nodes.into_iter().map(|n| n.name).collect()).unwrap_or_default();
+    if let Ok(nodes) = client.list(NODES, None).await {
+        let mut extra: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+            .filter(|n| !order.contains(n))
+            .collect();
+        extra.sort();
+        order.extend(extra);
+    }
+    order
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn condition(v: &Value, t: &str) -> (String, String) {
+    v["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+        .map(|c| (s(&c["status"]), s(&c["reason"])))
+        .unwrap_or_else(|| ("Unknown".into(), String::new()))
+}
+
+fn age_of(v: &Value) -> String {
+    v["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(parse_rfc3339)
+        .map(|t| age(t, SystemTime::now()))
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+fn table(r: Resource, items: &[Value], wide: bool, all_ns: bool, order: &[String]) -> Vec<Vec<String>> {
+    let mut header: Vec<&str> = match r.plural {
+        "services" => vec!["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
+        "configurations" => vec!["NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
+        "revisions" => vec!["NAME", "CONFIG NAME", "GENERATION", "READY", "REASON", "ACTUAL REPLICAS", "DESIRED REPLICAS"],
+        "routes" => vec!["NAME", "URL", "READY", "REASON"],
+        "placements" => vec!["NAME", "NODES", "READY"],
+        "instances" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        _ => vec!["NAME", "STATUS", "AGE"],
+    };
+    if wide {
+        match r.plural {
+            "instances" => header.extend(["IP", "NODE", "REVISION"]),
+            "nodes" => header.extend(["GATEWAY", "TIER"]),
+            "placements" => header.extend(["ACTIVATOR", "UNSCHEDULABLE"]),
+            _ => {}
+        }
+    }
+    if all_ns && r.namespaced {
+        header.insert(0, "NAMESPACE");
+    }
+    let mut rows = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
+    for v in items {
+        let name = s(&v["metadata"]["name"]);
+        let (ready, reason) = condition(v, "Ready");
+        let mut row = match r.plural {
+            "services" => vec![
+                name,
+                s(&v["status"]["url"]),
+                s(&v["status"]["latestCreatedRevisionName"]),
+                s(&v["status"]["latestReadyRevisionName"]),
+                ready,
+                reason,
+            ],
+            "configurations" => vec![
+                name,
+                s(&v["status"]["latestCreatedRevisionName"]),
+                s(&v["status"]["latestReadyRevisionName"]),
+                ready,
+                reason,
+            ],
+            "revisions" => vec![
+                name,
+                s(&v["metadata"]["labels"]["serving.knative.dev/configuration"]),
+                s(&v["metadata"]["labels"]["serving.knative.dev/configurationGeneration"]),
+                ready,
+                reason,
+                s(&v["status"]["actualReplicas"]),
+                s(&v["status"]["desiredReplicas"]),
+            ],
+            "routes" => vec![name, s(&v["status"]["url"]), ready, reason],
+            "placements" => {
+                let p = kantai_model::fleet::from_json::<kantai_model::fleet::Placement>(v).unwrap_or_default();
+                let nodes = format!("[{}]", order.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(","));
+                let mut row = vec![name, nodes, p.summary(order)];
+                if wide {
+                    row.push(p.spec.activator_in_path.to_string());
+                    row.push(p.spec.unschedulable.to_string());
+                }
+                row
+            }
+            "instances" => {
+                let st = &v["status"];
+                let phase = s(&st["phase"]);
+                let mut row = vec![
+                    name,
+                    format!("{}/1", u8::from(st["ready"] == true)),
+                    if phase.is_empty() { "Pending".into() } else { phase },
+                    st["restarts"].as_u64().unwrap_or(0).to_string(),
+                    st["startTime"]
+                        .as_str()
+                        .and_then(parse_rfc3339)
+                        .map(|t| age(t, SystemTime::now()))
+                        .unwrap_or_else(|| age_of(v)),
+                ];
+                if wide {
+                    row.push(s(&st["address"]));
+                    row.push(s(&v["spec"]["node"]));
+                    row.push(s(&v["spec"]["revision"]));
+                }
+                row
+            }
+            _ => {
+                let mut row = vec![
+                    name,
+                    if ready == "True" { "Ready".into() } else { "NotReady".into() },
+                    age_of(v),
+                ];
+                if wide {
+                    row.push(s(&v["spec"]["gateway"]));
+                    row.push(s(&v["metadata"]["labels"]["tier"]));
+                }
+                row
+            }
+        };
+        if all_ns && r.namespaced {
+            row.insert(0, s(&v["metadata"]["namespace"]));
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Renders rows as kubectl does: columns padded to their widest cell, three spaces apart.
+pub fn render(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `kantai delete`.
+pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    let mut targets: Vec<(Resource, String, String)> = Vec::new();
+    match (args.args.as_slice(), args.files.is_empty()) {
+        ([kind, names @ ..], true) if !names.is_empty() => {
+            let r = Resource::lookup(kind).ok_or_else(|| anyhow!("unknown resource type {kind:?}"))?;
+            for n in names {
+                targets.push((r, args.conn.namespace.clone(), n.clone()));
+            }
+        }
+        ([], false) => {
+            for path in input::expand(&args.files)? {
+                let file = input::read(&path)?;
+                let docs = manifest::read(&file.text, &kantai_model::ServingConfig::default())
+                    .map_err(|e| anyhow!("{} is not valid YAML or JSON:\n{}", file.name, e.message))?;
+                for d in docs {
+                    if let Some(o) = d.object
+                        && let Some(r) = Resource::of_kind(kantai_model::serving::API_VERSION, o.kind())
+                    {
+                        let ns = o.metadata().namespace.clone().unwrap_or_else(|| args.conn.namespace.clone());
+                        targets.push((r, ns, o.metadata().name.clone()));
+                    }
+                }
+            }
+        }
+        _ => bail!("give a resource and names (`kantai delete service hello`) or -f FILE"),
+    }
+    rt()?.block_on(async {
+        let mut code = ExitCode::SUCCESS;
+        for (r, ns, name) in targets {
+            match client.delete(r, &ns, &name).await {
+                Ok(()) => println!("{}.{} \"{name}\" deleted", r.singular, r.group),
+                Err(e) => {
+                    eprintln!("Error from server ({}): {e}", if e.is_not_found() { "NotFound" } else { "Error" });
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+        Ok(code)
+    })
+}
+
+/// `kantai invoke`: one request through a node's gateway, as a client on that node would
+/// send it.
+pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    rt()?.block_on(async {
+        let fleet: FleetInfo = serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
+        let nodes = client.list(NODES, None).await?;
+        let order = node_order(&client).await;
+        let from = args.from.clone().or_else(|| order.first().cloned()).ok_or_else(|| anyhow!("the fleet has no nodes"))?;
+        let node = nodes
+            .iter()
+            .find(|n| n["metadata"]["name"] == from.as_str())
+            .ok_or_else(|| anyhow!("no node {from:?} in the fleet (nodes: {})", order.join(", ")))?;
+        let gateway = s(&node["spec"]["gateway"]);
+        let host = match &args.tag {
+            Some(t) => format!("{t}-{}.{}.{}", args.service, args.conn.namespace, fleet.domain),
+            None => format!("{}.{}.{}", args.service, args.conn.namespace, fleet.domain),
+        };
+        let r = send(&gateway, &host, &args.method, &args.path, args.data.clone()).await?;
+        print!("{}", String::from_utf8_lossy(&r.body));
+        eprintln!("{} from node {from} in {:.1} ms (host {host})", r.status, r.elapsed.as_secs_f64() * 1e3);
+        Ok(if r.status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+/// A response and how long it took.
+pub struct Answer {
+    /// Status.
+    pub status: http::StatusCode,
+    /// Body.
+    pub body: Bytes,
+    /// Time from sending to the whole body.
+    pub elapsed: Duration,
+}
+
+/// Sends one request to a gateway with the given Host.
+pub async fn send(gateway: &str, host: &str, method: &str, path: &str, body: Option<String>) -> anyhow::Result<Answer> {
+    let stream = tokio::net::TcpStream::connect(gateway)
+        .await
+        .with_context(|| format!("cannot connect to the gateway at {gateway}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, host)
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let start = tokio::time::Instant::now();
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        body,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// `kantai logs`.
+pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let client = args.conn.client()?;
+    rt()?.block_on(async {
+        let mut path = format!("{}/log", kantai_api::resources::INSTANCES.object_path(&args.conn.namespace, &args.instance));
+        if let Some(t) = args.tail {
+            path.push_str(&format!("?tailLines={t}"));
+        }
+        match client.call(http::Method::GET, &path, None).await {
+            Ok(text) => {
+                print!("{}", String::from_utf8_lossy(&text));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("Error from server: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}

@@ -1,0 +1,104 @@
+//! `kantai fn hello`: the built-in demo function, behaving like the seed's demo app (shuka):
+//! `/` answers `<TARGET> from <PODNAME> in <NODENAME>`, `/nodename` the node, `/sleep/<ms>`
+//! after that many milliseconds. It listens on `$PORT` (8080 by default).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// `kantai fn` subcommands.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// The demo function: `/` greets with `$TARGET`, `$PODNAME` and `$NODENAME`,
+    /// `/nodename` names the node, `/sleep/<ms>` answers after that many milliseconds.
+    Hello,
+}
+
+struct Hello {
+    greeting: String,
+    node: String,
+}
+
+/// Runs the function until the process is stopped.
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Hello => hello(),
+    }
+}
+
+fn hello() -> anyhow::Result<ExitCode> {
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "Hello World".to_owned());
+    let pod = std::env::var("PODNAME").unwrap_or_default();
+    let node = std::env::var("NODENAME").unwrap_or_default();
+    // shuka: "<TARGET> from <PODNAME> in <NODENAME>" when it knows where it runs.
+    let greeting = if pod.is_empty() && node.is_empty() {
+        format!("{target}\n")
+    } else {
+        format!("{target} from {pod} in {node}\n")
+    };
+    let state: &'static Hello = Box::leak(Box::new(Hello { greeting, node }));
+    // A small runtime: the function is one of many processes on a node.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(async move {
+        // kantai reaches its instances over loopback; nothing else should.
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch SIGTERM")?;
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service_fn(move |r| serve(state, r)))
+                            .await;
+                    });
+                }
+                _ = term.recv() => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    })
+}
+
+async fn serve(h: &'static Hello, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path();
+    let (status, body) = if path == "/" {
+        (StatusCode::OK, h.greeting.clone())
+    } else if path == "/nodename" {
+        (StatusCode::OK, format!("{}\n", h.node))
+    } else if let Some(ms) = path.strip_prefix("/sleep/") {
+        match ms.parse::<u64>() {
+            Ok(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                (StatusCode::OK, format!("slept {ms} ms\n"))
+            }
+            Err(_) => (StatusCode::BAD_REQUEST, format!("not a number of milliseconds: {ms:?}\n")),
+        }
+    } else {
+        (StatusCode::NOT_FOUND, "not found\n".to_owned())
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert("app", http::HeaderValue::from_static("shuka"));
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    Ok(r)
+}

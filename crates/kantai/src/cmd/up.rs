@@ -1,0 +1,81 @@
+//! `kantai up`: a whole fleet on this machine, in the foreground: a control plane and one node
+//! agent per node of the topology, with the topology's links emulated.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cmd::control::{default_state_dir, load_topology};
+use crate::launch::{self, Fleet, Launch};
+use crate::fleet_config;
+
+/// Arguments of `kantai up`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Topology file; without one, the seed's testbed: node1 and node2 in the cloud, node3 at
+    /// the edge, 50 ms ± 10 ms round trip from both.
+    #[arg(long, value_name = "FILE")]
+    topology: Option<PathBuf>,
+    /// Fleet config file.
+    #[arg(long, value_name = "FILE", env = "KANTAI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the control plane keeps its objects.
+    #[arg(long, value_name = "DIR", env = "KANTAI_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// API listen address (default: the topology's control.listen, 127.0.0.1:7400).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Show the control plane's and the agents' logs.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let topology = load_topology(args.topology.as_deref())?;
+    // Check the config here, so that a mistake is reported once and not by every child.
+    fleet_config::load(args.config.as_deref())?;
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let listen = args.listen.unwrap_or(topology.control.listen);
+    let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    rt.block_on(async move {
+        let mut fleet = Fleet::start(Launch {
+            topology: &topology,
+            config: args.config.as_deref(),
+            state_dir: &state_dir,
+            listen,
+            show_logs: args.verbose,
+        })
+        .await?;
+        println!("kantai is up: API {} (state in {})", fleet.api, state_dir.display());
+        for (name, gw) in &fleet.gateways {
+            let spec = topology.node(name);
+            let tier = spec.and_then(|n| n.labels.get("tier")).map(|t| format!("  tier={t}")).unwrap_or_default();
+            let far: Vec<String> = topology
+                .nodes
+                .iter()
+                .filter(|o| o.name != *name)
+                .filter_map(|o| {
+                    let l = topology.link(name, &o.name);
+                    (!l.rtt.is_zero()).then(|| format!("{} {:?}±{:?}", o.name, l.rtt, l.jitter))
+                })
+                .collect();
+            let far = if far.is_empty() { String::new() } else { format!("  round trip to {}", far.join(", ")) };
+            println!("  {name:<8} gateway {gw}{tier}{far}");
+        }
+        if let Some((name, gw)) = fleet.gateways.last() {
+            println!("Try:");
+            println!("  kantai apply -f examples/hello.yaml");
+            println!("  kantai invoke hello --from {name}");
+            println!("  curl -H 'Host: hello.default.svc.cluster.local' http://{gw}/");
+            println!("  kantai get services; kantai get placements; kantai get instances -o wide");
+        }
+        println!("Stop with Ctrl-C.");
+        launch::stop_signal().await;
+        println!("kantai: stopping the fleet");
+        fleet.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

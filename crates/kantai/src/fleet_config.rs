@@ -1,0 +1,78 @@
+//! The fleet config file as the binary reads it: the model's serving sections
+//! (`autoscaler`, `defaults`, `deployment`, `domain`) and the runtime's `runtime` section.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use kantai_model::decode::Decode;
+use kantai_model::node::{ParseLimits, parse_documents};
+use kantai_model::{FieldPath, Findings, ServingConfig};
+use kantai_runtime::RuntimeConfig;
+
+use crate::input;
+
+/// Everything the fleet config sets.
+#[derive(Clone, Debug, Default)]
+pub struct FleetConfig {
+    /// Serving defaults and limits.
+    pub serving: ServingConfig,
+    /// Image to command mapping.
+    pub runtime: RuntimeConfig,
+}
+
+/// Loads the fleet config (Knative's defaults and the built-in image map without a file).
+pub fn load(path: Option<&Path>) -> anyhow::Result<FleetConfig> {
+    let Some(p) = path else {
+        return Ok(FleetConfig::default());
+    };
+    let file = input::read(p)?;
+    parse(&file.text).map_err(|e| anyhow!("invalid fleet config {}:\n{e}", file.name))
+}
+
+/// Parses a fleet config's text.
+pub fn parse(text: &str) -> Result<FleetConfig, String> {
+    let docs = parse_documents(text, ParseLimits::default()).map_err(|e| e.message)?;
+    let Some(doc) = docs.first() else {
+        return Ok(FleetConfig::default());
+    };
+    let mut out = Findings::new();
+    let serving = ServingConfig::decode_sections(doc, &mut out, &["runtime"]);
+    let runtime = match doc.get("runtime") {
+        Some(n) => RuntimeConfig::decode(n, &FieldPath::root().field("runtime"), &mut out),
+        None => Some(RuntimeConfig::default()),
+    };
+    out.locate_in(doc);
+    match (serving, runtime) {
+        (Some(serving), Some(runtime)) if !out.has_errors() => Ok(FleetConfig { serving, runtime }),
+        _ => Err(out
+            .errors()
+            .map(|e| {
+                if e.pos.is_known() {
+                    format!("line {}: {e}", e.pos.line)
+                } else {
+                    e.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_of_both_parts() {
+        let c = parse(
+            "domain: example.com\nruntime:\n  images:\n    - image: \"py:*\"\n      command: [python3, app.py]\n",
+        )
+        .expect("valid");
+        assert_eq!(c.serving.domain, "example.com");
+        assert_eq!(c.runtime.lookup("py:3").map(|e| e.command.clone()), Some(vec!["python3".into(), "app.py".into()]));
+        // The built-in mapping of the seed's image stays.
+        assert!(c.runtime.lookup("docker.io/bonavadeur/shuka:v1.3").is_some());
+        let err = parse("runtime:\n  imgs: []\n").expect_err("typo");
+        assert!(err.contains("line 2: runtime.imgs: unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,249 @@
+//! Starting a fleet as child processes of this one (`kantai up`, `kantai demo`): a control
+//! plane and one node agent per node, each a `kantai` process, bound to this process's life.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use kantai_model::topology::Topology;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Environment variable naming the parent a child must not outlive.
+pub const PARENT_ENV: &str = "KANTAI_PARENT_PID";
+
+/// Called first thing by every kantai process: a child of `kantai up` asks the kernel for
+/// SIGTERM when its parent dies, so that even a `kill -9` of `kantai up` leaves nothing
+/// behind (the child then stops its own instances).
+pub fn bind_to_parent() {
+    let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<u32>().ok()) else {
+        return;
+    };
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    if std::os::unix::process::parent_id() != parent {
+        // The parent is already gone.
+        std::process::exit(1);
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Writes a JSON "ready file" atomically (a parent waits for it).
+pub fn write_ready(path: &Path, v: &Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(v)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// One kantai child process.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+/// A running fleet.
+pub struct Fleet {
+    /// The API URL.
+    pub api: String,
+    /// Gateway address of each node, in topology order.
+    pub gateways: Vec<(String, SocketAddr)>,
+    procs: Vec<Proc>,
+}
+
+/// How to start a fleet.
+pub struct Launch<'a> {
+    /// The topology.
+    pub topology: &'a Topology,
+    /// The fleet config file, if any.
+    pub config: Option<&'a Path>,
+    /// The state directory.
+    pub state_dir: &'a Path,
+    /// The API listen address.
+    pub listen: SocketAddr,
+    /// Whether the children's logs are shown (prefixed with their name).
+    pub show_logs: bool,
+}
+
+fn exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the kantai executable")
+}
+
+fn spawn(name: &str, args: &[String], show_logs: bool) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(exe()?);
+    cmd.args(args)
+        .env(PARENT_ENV, std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C in the terminal reaches `kantai up` alone, which
+        // then stops the nodes before the control plane.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().with_context(|| format!("cannot start the {name} process"))?;
+    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)].into_iter().flatten() {
+        let prefix = name.to_owned();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                if show_logs {
+                    eprintln!("[{prefix}] {l}");
+                }
+            }
+        });
+    }
+    Ok(Proc {
+        name: name.to_owned(),
+        child,
+    })
+}
+
+async fn wait_ready(p: &mut Proc, file: &Path, limit: Duration) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(bytes) = std::fs::read(file)
+            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        {
+            return Ok(v);
+        }
+        if let Ok(Some(status)) = p.child.try_wait() {
+            bail!("the {} process exited ({status}) before it was ready; run with the logs shown to see why", p.name);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the {} process was not ready within {limit:?}", p.name);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Fleet {
+    /// Starts the control plane, then every node agent, and waits until all serve.
+    pub async fn start(l: Launch<'_>) -> anyhow::Result<Fleet> {
+        std::fs::create_dir_all(l.state_dir).with_context(|| format!("cannot create {}", l.state_dir.display()))?;
+        let topo_file = l.state_dir.join("topology.yaml");
+        let topo_json = serde_json::to_value(l.topology)?;
+        std::fs::write(&topo_file, kantai_model::manifest::to_yaml_one(&topo_json))
+            .with_context(|| format!("cannot write {}", topo_file.display()))?;
+        let ready_dir = l.state_dir.join("run");
+        let _ = std::fs::remove_dir_all(&ready_dir);
+        std::fs::create_dir_all(&ready_dir)?;
+
+        let mut fleet = Fleet {
+            api: String::new(),
+            gateways: Vec::new(),
+            procs: Vec::new(),
+        };
+        let control_ready = ready_dir.join("control.json");
+        let mut args = vec![
+            "control".to_owned(),
+            "--listen".to_owned(),
+            l.listen.to_string(),
+            "--state-dir".to_owned(),
+            l.state_dir.display().to_string(),
+            "--topology".to_owned(),
+            topo_file.display().to_string(),
+            "--ready-file".to_owned(),
+            control_ready.display().to_string(),
+        ];
+        if let Some(c) = l.config {
+            args.extend(["--config".to_owned(), c.display().to_string()]);
+        }
+        let mut control = spawn("control", &args, l.show_logs)?;
+        let v = wait_ready(&mut control, &control_ready, Duration::from_secs(30)).await;
+        fleet.procs.push(control);
+        let v = match v {
+            Ok(v) => v,
+            Err(e) => {
+                fleet.stop().await;
+                return Err(e);
+            }
+        };
+        fleet.api = v["api"].as_str().ok_or_else(|| anyhow!("bad ready file of the control plane"))?.to_owned();
+        let mut waiting = Vec::new();
+        for n in &l.topology.nodes {
+            let file = ready_dir.join(format!("{}.json", n.name));
+            let mut args = vec![
+                "node".to_owned(),
+                "--join".to_owned(),
+                fleet.api.clone(),
+                "--name".to_owned(),
+                n.name.clone(),
+                "--ready-file".to_owned(),
+                file.display().to_string(),
+            ];
+            if let Some(c) = l.config {
+                args.extend(["--config".to_owned(), c.display().to_string()]);
+            }
+            match spawn(&n.name, &args, l.show_logs) {
+                Ok(p) => {
+                    fleet.procs.push(p);
+                    waiting.push((n.name.clone(), file));
+                }
+                Err(e) => {
+                    fleet.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        let mut gateways = BTreeMap::new();
+        for (i, (name, file)) in waiting.iter().enumerate() {
+            let proc = &mut fleet.procs[i + 1];
+            match wait_ready(proc, file, Duration::from_secs(30)).await {
+                Ok(v) => {
+                    let gw = v["gateway"].as_str().and_then(|g| g.parse().ok()).ok_or_else(|| anyhow!("bad ready file of {name}"))?;
+                    gateways.insert(i, (name.clone(), gw));
+                }
+                Err(e) => {
+                    fleet.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        fleet.gateways = gateways.into_values().collect();
+        Ok(fleet)
+    }
+
+    /// Stops every process: the nodes first (they stop their instances), then the control
+    /// plane; SIGKILL for any that does not exit in time.
+    pub async fn stop(&mut self) {
+        let mut procs: Vec<Proc> = self.procs.drain(..).collect();
+        // Nodes are after the control plane in the list: stop them first.
+        procs.reverse();
+        let (nodes, control): (Vec<Proc>, Vec<Proc>) = procs.into_iter().partition(|p| p.name != "control");
+        for group in [nodes, control] {
+            for p in &group {
+                if let Some(pid) = p.child.id().and_then(|i| i32::try_from(i).ok()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                }
+            }
+            for mut p in group {
+                match tokio::time::timeout(Duration::from_secs(20), p.child.wait()).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        eprintln!("kantai: {} did not stop within 20 s; killing it", p.name);
+                        let _ = p.child.kill().await;
+                    }
+                }
+            }
+        }
+    }
+}
