@@ -127,10 +127,12 @@ fn resource_named(plural: &str) -> Option<&'static str> {
         .map(|r| r.plural)
 }
 
-/// Durable writes for what users own; derived, high-churn state may lag a crash by a moment.
+/// Durable writes for what users own and for placements (a lost placement would move running
+/// instances after a crash). Instances and nodes are re-asserted by their agents, so their
+/// frequent status writes skip the disk sync.
 fn durability(resource: &str) -> Durability {
     match resource {
-        "placements" | "instances" | "nodes" => Durability::None,
+        "instances" | "nodes" => Durability::None,
         _ => Durability::Immediate,
     }
 }

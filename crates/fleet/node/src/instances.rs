@@ -35,6 +35,8 @@ pub struct Local {
     logs: Option<Arc<LogBuffer>>,
     /// The revision's timeout: the drain and stop grace period.
     grace: Duration,
+    /// The Instance object as last written (status included).
+    object: serde_json::Value,
 }
 
 fn random_suffix() -> String {
@@ -74,6 +76,32 @@ pub fn reconcile(agent: &Arc<Agent>) {
     }
     for name in to_stop {
         stop(agent, &name);
+    }
+    reassert(agent);
+}
+
+/// Instance objects are this agent's to keep: one missing from the API (a control plane
+/// that lost it in a crash, or an object someone deleted) is written again.
+fn reassert(agent: &Arc<Agent>) {
+    let snap = agent.cache.snapshot();
+    let missing: Vec<(String, String)> = agent
+        .local
+        .lock()
+        .iter()
+        .filter(|(name, l)| !l.stopping && l.started.elapsed().unwrap_or_default() > Duration::from_secs(2)
+            && !snap.instances.contains_key(&(l.key.0.clone(), (*name).clone())))
+        .map(|(name, l)| (l.key.0.clone(), name.clone()))
+        .collect();
+    for (ns, name) in missing {
+        let Some(obj) = agent.local.lock().get(&name).map(|l| l.object.clone()) else {
+            continue;
+        };
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            if let Err(e) = agent.client.replace(INSTANCES, &ns, &name, &obj).await {
+                warn!(instance = %name, "cannot re-register the instance: {e}");
+            }
+        });
     }
 }
 
@@ -154,6 +182,7 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
             started: SystemTime::now(),
             logs,
             grace,
+            object: fleet::to_json("Instance", &object),
         },
     );
     tokio::spawn(mirror(agent.clone(), name, key, cc, object, state, failure));
@@ -230,6 +259,9 @@ async fn mirror(
         if last_status.as_ref() != Some(&status) {
             let mut obj = json.clone();
             obj["status"] = serde_json::to_value(&status).unwrap_or_default();
+            if let Some(l) = agent.local.lock().get_mut(&name) {
+                l.object = obj.clone();
+            }
             match agent.client.replace_status(INSTANCES, &ns, &name, &obj).await {
                 Ok(_) => last_status = Some(status),
                 Err(e) => warn!(instance = %name, "cannot update the instance status: {e}"),

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         capacity: None,
         runtime: cfg.runtime,
         launcher: std::env::current_exe().ok(),
-        limits: kantai_dataplane::Limits::default(),
+        limits: cfg.dataplane,
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     rt.block_on(async move {

@@ -1,0 +1,335 @@
+//! A real fleet for integration tests: `kantai up` as a child process on loopback, with its
+//! own topology and state directory, and helpers to deploy and send requests. Every wait is on
+//! a condition with a deadline; every load loop is bounded.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use kantai_api::Client;
+use kantai_api::resources::{INSTANCES, PLACEMENTS, SERVICES};
+use serde_json::Value;
+
+pub fn kantai_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kantai")
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A node of a test topology: name and round trip to the first node (ms).
+pub struct TestNode {
+    pub name: &'static str,
+    pub rtt_to_first_ms: u64,
+}
+
+pub struct TestFleet {
+    pub up: Child,
+    pub api: String,
+    pub client: Client,
+    pub gateways: Vec<(String, SocketAddr)>,
+    pub state: tempfile::TempDir,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub elapsed: Duration,
+    pub headers: http::HeaderMap,
+}
+
+impl TestFleet {
+    /// A fleet of one node.
+    pub async fn one_node() -> TestFleet {
+        TestFleet::start(&[TestNode { name: "node1", rtt_to_first_ms: 0 }], "").await
+    }
+
+    /// Starts `kantai up` with the given nodes (all on 127.0.0.1, any ports) and extra
+    /// fleet config text.
+    pub async fn start(nodes: &[TestNode], config: &str) -> TestFleet {
+        let state = tempfile::tempdir().expect("tempdir");
+        let mut topo = String::from("nodes:\n");
+        for n in nodes {
+            topo.push_str(&format!(
+                "  - {{name: {}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {{instances: 30}}}}\n",
+                n.name
+            ));
+        }
+        topo.push_str("links:\n  pairs:\n");
+        let mut pairs = 0;
+        for n in &nodes[1..] {
+            if n.rtt_to_first_ms > 0 {
+                pairs += 1;
+                topo.push_str(&format!(
+                    "    - {{between: [{}, {}], rtt: {}ms}}\n",
+                    nodes[0].name, n.name, n.rtt_to_first_ms
+                ));
+            }
+        }
+        if pairs == 0 {
+            topo.push_str("    []\n");
+            topo = topo.replace("  pairs:\n    []\n", "  pairs: []\n");
+        }
+        topo.push_str(&format!("control: {{node: {}, listen: \"127.0.0.1:0\"}}\n", nodes[0].name));
+        let topo_file = state.path().join("test-topology.yaml");
+        std::fs::write(&topo_file, topo).expect("topology");
+        let config_file = state.path().join("test-config.yaml");
+        std::fs::write(&config_file, config).expect("config");
+        let data = state.path().join("data");
+        let up = Command::new(kantai_bin())
+            .args(["up", "--topology"])
+            .arg(&topo_file)
+            .arg("--config")
+            .arg(&config_file)
+            .arg("--state-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("KANTAI_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kantai up");
+        let run = data.join("run");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let control: Value = loop {
+            if let Ok(b) = std::fs::read(run.join("control.json"))
+                && let Ok(v) = serde_json::from_slice(&b)
+            {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "the control plane did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut gateways = Vec::new();
+        for n in nodes {
+            let v: Value = loop {
+                if let Ok(b) = std::fs::read(run.join(format!("{}.json", n.name)))
+                    && let Ok(v) = serde_json::from_slice(&b)
+                {
+                    break v;
+                }
+                assert!(Instant::now() < deadline, "node {} did not start", n.name);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            gateways.push((n.name.to_owned(), v["gateway"].as_str().expect("gw").parse().expect("addr")));
+        }
+        let api = control["api"].as_str().expect("api").to_owned();
+        let client = Client::new(&api).expect("client");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = HttpClient::builder(TokioExecutor::new()).build(connector);
+        let fleet = TestFleet {
+            up,
+            api,
+            client,
+            gateways,
+            state,
+            http,
+        };
+        // Every node reported at least once.
+        fleet
+            .wait_for(Duration::from_secs(20), "all nodes ready", || async {
+                let nodes = fleet.client.list(kantai_api::resources::NODES, None).await.ok()?;
+                (nodes.len() == fleet.gateways.len()
+                    && nodes.iter().all(|n| {
+                        n["status"]["conditions"].as_array().is_some_and(|cs| {
+                            cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                    }))
+                .then_some(())
+            })
+            .await;
+        fleet
+    }
+
+    pub fn gateway(&self, node: &str) -> SocketAddr {
+        self.gateways.iter().find(|(n, _)| n == node).map(|(_, g)| *g).expect("node")
+    }
+
+    pub async fn wait_for<T, F, Fut>(&self, limit: Duration, what: &str, f: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f().await {
+                return v;
+            }
+            assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates a Service from YAML and waits until it is Ready.
+    pub async fn deploy(&self, yaml: &str) -> Value {
+        let docs = kantai_model::manifest::read(yaml, &kantai_model::ServingConfig::default()).expect("yaml");
+        let obj = docs[0].object.as_ref().expect("object").to_json();
+        let name = obj["metadata"]["name"].as_str().expect("name").to_owned();
+        self.client.create(SERVICES, "default", &obj).await.expect("create");
+        self.wait_ready(&name).await
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> Value {
+        self.wait_for(Duration::from_secs(60), "the service to be Ready", || async {
+            let v = self.client.get(SERVICES, "default", name).await.ok()?;
+            let ready = v["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            let current = v["status"]["observedGeneration"] == v["metadata"]["generation"];
+            (ready && current).then_some(v)
+        })
+        .await
+    }
+
+    /// Ready instances of a revision.
+    pub async fn ready_instances(&self, revision: &str) -> usize {
+        self.client
+            .list(INSTANCES, Some("default"))
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|i| i["spec"]["revision"] == revision && i["status"]["ready"] == true)
+            .count()
+    }
+
+    pub async fn instances(&self) -> Vec<Value> {
+        self.client.list(INSTANCES, Some("default")).await.unwrap_or_default()
+    }
+
+    pub async fn placement(&self, revision: &str) -> Option<Value> {
+        self.client.get(PLACEMENTS, "default", revision).await.ok()
+    }
+
+    /// One request to `service` through `node`'s gateway.
+    pub async fn call(&self, node: &str, service: &str, path: &str) -> Answer {
+        self.call_host(node, &format!("{service}.default.svc.cluster.local"), path, Bytes::new()).await
+    }
+
+    pub async fn call_host(&self, node: &str, host: &str, path: &str, body: Bytes) -> Answer {
+        let gw = self.gateway(node);
+        let req = http::Request::builder()
+            .method(if body.is_empty() { "GET" } else { "POST" })
+            .uri(format!("http://{gw}{path}"))
+            .header(http::header::HOST, host)
+            .body(Full::new(body))
+            .expect("request");
+        let start = Instant::now();
+        let resp = tokio::time::timeout(Duration::from_secs(60), self.http.request(req))
+            .await
+            .expect("no answer within 60 s")
+            .expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            elapsed: start.elapsed(),
+            headers,
+        }
+    }
+
+    /// Waits until the revision has no instance left.
+    pub async fn wait_zero(&self, revision: &str, limit: Duration) {
+        self.wait_for(limit, "scale to zero", || async {
+            let list = self.client.list(INSTANCES, Some("default")).await.ok()?;
+            (!list.iter().any(|i| i["spec"]["revision"] == revision)).then_some(())
+        })
+        .await
+    }
+
+    /// Stops the fleet the way a user does (SIGTERM to `kantai up`) and checks that nothing
+    /// it started is left.
+    pub fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.up.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = self.up.try_wait() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "kantai up did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let state = self.state.path().display().to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = processes_mentioning(&state);
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "processes left after kantai up stopped: {left:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TestFleet {
+    fn drop(&mut self) {
+        // A failed test still leaves nothing behind: the children die with their parent.
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+    }
+}
+
+/// Command lines of live processes that contain `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        if !e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
+pub const HELLO: &str = include_str!("../../../../examples/hello.yaml");
+
+/// A hello service with a name and extra template annotations and spec lines.
+pub fn hello(name: &str, annotations: &[(&str, &str)], spec_extra: &str) -> String {
+    let mut anns = String::new();
+    for (k, v) in annotations {
+        anns.push_str(&format!("        {k}: \"{v}\"\n"));
+    }
+    if anns.is_empty() {
+        anns.push_str("        kantai.dev/test: \"yes\"\n");
+    }
+    format!(
+        "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  template:\n    metadata:\n      annotations:\n{anns}    spec:\n{spec_extra}      containers:\n        - image: docker.io/bonavadeur/shuka:v1.3\n          env:\n            - name: TARGET\n              value: \"Konnichiwa\"\n"
+    )
+}
+
+/// The pid of a process whose environment holds `entry` (such as `PODNAME=hello-node1-abcde`).
+pub fn pid_with_env(entry: &str) -> Option<i32> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(pid) = name.parse::<i32>() else { continue };
+        if let Ok(env) = std::fs::read(e.path().join("environ"))
+            && env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes())
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
