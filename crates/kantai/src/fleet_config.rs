@@ -80,22 +80,39 @@ fn decode_limits(
     if let Some(b) = f.opt::<i64>("max-request-body-bytes", out) {
         match u64::try_from(b) {
             Ok(b) if b > 0 => l.max_body_bytes = b,
-            _ => out.push(FieldError::error(path.field("max-request-body-bytes"), "must be positive")),
+            _ => out.push(FieldError::error(
+                path.field("max-request-body-bytes"),
+                "must be positive",
+            )),
         }
     }
     if let Some(t) = f.opt::<String>("header-read-timeout", out) {
         match kantai_model::units::parse_go_duration(&t) {
             Ok(n) if n > 0 => l.header_read_timeout = std::time::Duration::from_nanos(n as u64),
-            _ => out.push(FieldError::invalid(path.field("header-read-timeout"), &t, "must be a positive duration such as 10s")),
+            _ => out.push(FieldError::invalid(
+                path.field("header-read-timeout"),
+                &t,
+                "must be a positive duration such as 10s",
+            )),
         }
     }
     if let Some(h) = f.opt::<i64>("hold-limit", out) {
         match u32::try_from(h) {
             Ok(h) if h > 0 => l.hold_limit = h,
-            _ => out.push(FieldError::error(path.field("hold-limit"), "must be positive")),
+            _ => out.push(FieldError::error(
+                path.field("hold-limit"),
+                "must be positive",
+            )),
         }
     }
-    f.finish(&["max-request-body-bytes", "header-read-timeout", "hold-limit"], out);
+    f.finish(
+        &[
+            "max-request-body-bytes",
+            "header-read-timeout",
+            "hold-limit",
+        ],
+        out,
+    );
     Some(l)
 }
 
@@ -110,9 +127,16 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.serving.domain, "example.com");
-        assert_eq!(c.runtime.lookup("py:3").map(|e| e.command.clone()), Some(vec!["python3".into(), "app.py".into()]));
+        assert_eq!(
+            c.runtime.lookup("py:3").map(|e| e.command.clone()),
+            Some(vec!["python3".into(), "app.py".into()])
+        );
         // The built-in mapping of the seed's image stays.
-        assert!(c.runtime.lookup("docker.io/bonavadeur/shuka:v1.3").is_some());
+        assert!(
+            c.runtime
+                .lookup("docker.io/bonavadeur/shuka:v1.3")
+                .is_some()
+        );
         let err = parse("runtime:\n  imgs: []\n").expect_err("typo");
         assert!(err.contains("line 2: runtime.imgs: unknown field"), "{err}");
     }

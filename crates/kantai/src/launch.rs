@@ -22,7 +22,10 @@ pub const PARENT_ENV: &str = "KANTAI_PARENT_PID";
 /// SIGTERM when its parent dies, so that even a `kill -9` of `kantai up` leaves nothing
 /// behind (the child then stops its own instances).
 pub fn bind_to_parent() {
-    let Some(parent) = std::env::var(PARENT_ENV).ok().and_then(|p| p.parse::<u32>().ok()) else {
+    let Some(parent) = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
         return;
     };
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
@@ -50,7 +53,8 @@ pub async fn stop_signal() {
 /// Writes a JSON "ready file" atomically (a parent waits for it).
 pub fn write_ready(path: &Path, v: &Value) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(v)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec(v)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -99,8 +103,22 @@ fn spawn(name: &str, args: &[String], show_logs: bool) -> anyhow::Result<Proc> {
         // then stops the nodes before the control plane.
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().with_context(|| format!("cannot start the {name} process"))?;
-    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)].into_iter().flatten() {
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start the {name} process"))?;
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
         let prefix = name.to_owned();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
@@ -126,7 +144,10 @@ async fn wait_ready(p: &mut Proc, file: &Path, limit: Duration) -> anyhow::Resul
             return Ok(v);
         }
         if let Ok(Some(status)) = p.child.try_wait() {
-            bail!("the {} process exited ({status}) before it was ready; run with the logs shown to see why", p.name);
+            bail!(
+                "the {} process exited ({status}) before it was ready; run with the logs shown to see why",
+                p.name
+            );
         }
         if tokio::time::Instant::now() > deadline {
             bail!("the {} process was not ready within {limit:?}", p.name);
@@ -138,7 +159,8 @@ async fn wait_ready(p: &mut Proc, file: &Path, limit: Duration) -> anyhow::Resul
 impl Fleet {
     /// Starts the control plane, then every node agent, and waits until all serve.
     pub async fn start(l: Launch<'_>) -> anyhow::Result<Fleet> {
-        std::fs::create_dir_all(l.state_dir).with_context(|| format!("cannot create {}", l.state_dir.display()))?;
+        std::fs::create_dir_all(l.state_dir)
+            .with_context(|| format!("cannot create {}", l.state_dir.display()))?;
         let topo_file = l.state_dir.join("topology.yaml");
         let topo_json = serde_json::to_value(l.topology)?;
         std::fs::write(&topo_file, kantai_model::manifest::to_yaml_one(&topo_json))
@@ -177,7 +199,10 @@ impl Fleet {
                 return Err(e);
             }
         };
-        fleet.api = v["api"].as_str().ok_or_else(|| anyhow!("bad ready file of the control plane"))?.to_owned();
+        fleet.api = v["api"]
+            .as_str()
+            .ok_or_else(|| anyhow!("bad ready file of the control plane"))?
+            .to_owned();
         let mut waiting = Vec::new();
         for n in &l.topology.nodes {
             let file = ready_dir.join(format!("{}.json", n.name));
@@ -209,7 +234,10 @@ impl Fleet {
             let proc = &mut fleet.procs[i + 1];
             match wait_ready(proc, file, Duration::from_secs(30)).await {
                 Ok(v) => {
-                    let gw = v["gateway"].as_str().and_then(|g| g.parse().ok()).ok_or_else(|| anyhow!("bad ready file of {name}"))?;
+                    let gw = v["gateway"]
+                        .as_str()
+                        .and_then(|g| g.parse().ok())
+                        .ok_or_else(|| anyhow!("bad ready file of {name}"))?;
                     gateways.insert(i, (name.clone(), gw));
                 }
                 Err(e) => {
@@ -228,7 +256,8 @@ impl Fleet {
         let mut procs: Vec<Proc> = self.procs.drain(..).collect();
         // Nodes are after the control plane in the list: stop them first.
         procs.reverse();
-        let (nodes, control): (Vec<Proc>, Vec<Proc>) = procs.into_iter().partition(|p| p.name != "control");
+        let (nodes, control): (Vec<Proc>, Vec<Proc>) =
+            procs.into_iter().partition(|p| p.name != "control");
         for group in [nodes, control] {
             for p in &group {
                 if let Some(pid) = p.child.id().and_then(|i| i32::try_from(i).ok()) {

@@ -11,7 +11,10 @@ use common::{HELLO, TestFleet, TestNode, hello};
 async fn the_seed_demo_cold_start_scale_to_zero_and_back() {
     let f = TestFleet::one_node().await;
     let svc = f.deploy(HELLO).await;
-    assert_eq!(svc["status"]["url"], "http://hello.default.svc.cluster.local");
+    assert_eq!(
+        svc["status"]["url"],
+        "http://hello.default.svc.cluster.local"
+    );
     assert_eq!(svc["status"]["latestReadyRevisionName"], "hello-00001");
 
     // The initial instance goes after the 12 s window (the activator has been in the path
@@ -19,16 +22,26 @@ async fn the_seed_demo_cold_start_scale_to_zero_and_back() {
     let t = Instant::now();
     f.wait_zero("hello-00001", Duration::from_secs(60)).await;
     let took = t.elapsed();
-    assert!(took < Duration::from_secs(45), "scale to zero took {took:?}");
+    assert!(
+        took < Duration::from_secs(45),
+        "scale to zero took {took:?}"
+    );
     let p = f.placement("hello-00001").await.expect("placement");
     assert_eq!(p["spec"]["nodes"].as_array().map(Vec::len), Some(0));
 
     // The first request from zero succeeds.
     let a = f.call("node1", "hello", "/").await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert!(a.body.starts_with("Konnichiwa from hello-node1-"), "{}", a.body);
+    assert!(
+        a.body.starts_with("Konnichiwa from hello-node1-"),
+        "{}",
+        a.body
+    );
     assert!(a.body.trim_end().ends_with(" in node1"), "{}", a.body);
-    assert_eq!(a.headers.get("app").map(|v| v.as_bytes()), Some(&b"shuka"[..]));
+    assert_eq!(
+        a.headers.get("app").map(|v| v.as_bytes()),
+        Some(&b"shuka"[..])
+    );
 
     // Warm requests are fast and served by the same instance.
     let warm = f.call("node1", "hello", "/").await;
@@ -44,26 +57,60 @@ async fn the_seed_demo_cold_start_scale_to_zero_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
     let f = TestFleet::start(
-        &[TestNode { name: "node1", rtt_to_first_ms: 0 }],
+        &[TestNode {
+            name: "node1",
+            rtt_to_first_ms: 0,
+        }],
         "dataplane:\n  max-request-body-bytes: 1024\n",
     )
     .await;
-    let unknown = f.call_host("node1", "nothing.default.svc.cluster.local", "/", Bytes::new()).await;
+    let unknown = f
+        .call_host(
+            "node1",
+            "nothing.default.svc.cluster.local",
+            "/",
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(unknown.status, 404);
-    assert!(unknown.body.contains("\"nothing.default.svc.cluster.local\""), "{}", unknown.body);
+    assert!(
+        unknown
+            .body
+            .contains("\"nothing.default.svc.cluster.local\""),
+        "{}",
+        unknown.body
+    );
 
-    f.deploy(&hello("small", &[("autoscaling.knative.dev/min-scale", "1")], "")).await;
+    f.deploy(&hello(
+        "small",
+        &[("autoscaling.knative.dev/min-scale", "1")],
+        "",
+    ))
+    .await;
     // Over the configured body limit: 413 (the test config sets 1 KiB).
     let big = f
-        .call_host("node1", "small.default.svc.cluster.local", "/", Bytes::from(vec![b'x'; 4096]))
+        .call_host(
+            "node1",
+            "small.default.svc.cluster.local",
+            "/",
+            Bytes::from(vec![b'x'; 4096]),
+        )
         .await;
     assert_eq!(big.status, 413, "{}", big.body);
 
     // An invalid update is refused with every cause, and the running service is untouched.
-    let bad = hello("small", &[("autoscaling.knative.dev/window", "1s")], "      timeoutSeconds: 9999\n");
+    let bad = hello(
+        "small",
+        &[("autoscaling.knative.dev/window", "1s")],
+        "      timeoutSeconds: 9999\n",
+    );
     let docs = kantai_model::manifest::read(&bad, &Default::default()).expect("yaml");
     let mut obj = docs[0].object.as_ref().expect("object").to_json();
-    let current = f.client.get(kantai_api::resources::SERVICES, "default", "small").await.expect("get");
+    let current = f
+        .client
+        .get(kantai_api::resources::SERVICES, "default", "small")
+        .await
+        .expect("get");
     obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
     let err = f
         .client
@@ -71,12 +118,34 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
         .await
         .expect_err("invalid");
     assert_eq!(err.code(), Some(422));
-    let kantai_api::ApiError::Status(st) = &err else { panic!("{err}") };
-    let fields: Vec<&str> = st.details.as_ref().expect("details").causes.iter().map(|c| c.field.as_str()).collect();
-    assert!(fields.contains(&"spec.template.spec.timeoutSeconds"), "{fields:?}");
-    assert!(fields.contains(&"spec.template.metadata.annotations[autoscaling.knative.dev/window]"), "{fields:?}");
-    let after = f.client.get(kantai_api::resources::SERVICES, "default", "small").await.expect("get");
-    assert_eq!(after["metadata"]["resourceVersion"], current["metadata"]["resourceVersion"]);
+    let kantai_api::ApiError::Status(st) = &err else {
+        panic!("{err}")
+    };
+    let fields: Vec<&str> = st
+        .details
+        .as_ref()
+        .expect("details")
+        .causes
+        .iter()
+        .map(|c| c.field.as_str())
+        .collect();
+    assert!(
+        fields.contains(&"spec.template.spec.timeoutSeconds"),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"spec.template.metadata.annotations[autoscaling.knative.dev/window]"),
+        "{fields:?}"
+    );
+    let after = f
+        .client
+        .get(kantai_api::resources::SERVICES, "default", "small")
+        .await
+        .expect("get");
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        current["metadata"]["resourceVersion"]
+    );
     let ok = f.call("node1", "small", "/").await;
     assert_eq!(ok.status, 200);
     f.stop();
@@ -86,15 +155,29 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
 async fn requests_cross_emulated_links_to_other_nodes() {
     let f = TestFleet::start(
         &[
-            TestNode { name: "node1", rtt_to_first_ms: 0 },
-            TestNode { name: "node2", rtt_to_first_ms: 60 },
+            TestNode {
+                name: "node1",
+                rtt_to_first_ms: 0,
+            },
+            TestNode {
+                name: "node2",
+                rtt_to_first_ms: 60,
+            },
         ],
         "",
     )
     .await;
-    f.deploy(&hello("far", &[("autoscaling.knative.dev/min-scale", "1")], "")).await;
+    f.deploy(&hello(
+        "far",
+        &[("autoscaling.knative.dev/min-scale", "1")],
+        "",
+    ))
+    .await;
     let instances = f.instances().await;
-    let node = instances[0]["spec"]["node"].as_str().expect("node").to_owned();
+    let node = instances[0]["spec"]["node"]
+        .as_str()
+        .expect("node")
+        .to_owned();
     let other = if node == "node1" { "node2" } else { "node1" };
     // Warm the path, then measure: a request entering the other node pays the round trip.
     let _ = f.call(other, "far", "/").await;
@@ -105,7 +188,10 @@ async fn requests_cross_emulated_links_to_other_nodes() {
         local.push(f.call(&node, "far", "/").await.elapsed);
     }
     let min = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
-    assert!(min(&remote) >= Duration::from_millis(55), "remote {remote:?}");
+    assert!(
+        min(&remote) >= Duration::from_millis(55),
+        "remote {remote:?}"
+    );
     assert!(min(&local) < Duration::from_millis(30), "local {local:?}");
     let body = f.call(other, "far", "/").await.body;
     assert!(body.contains(&format!(" in {node}")), "{body}");
@@ -113,7 +199,14 @@ async fn requests_cross_emulated_links_to_other_nodes() {
 }
 
 /// Sends `n` requests from `clients` concurrent clients; returns the status of each.
-async fn burst(f: &std::sync::Arc<TestFleet>, node: &'static str, service: &'static str, path: &'static str, clients: usize, n: usize) -> Vec<(u16, String)> {
+async fn burst(
+    f: &std::sync::Arc<TestFleet>,
+    node: &'static str,
+    service: &'static str,
+    path: &'static str,
+    clients: usize,
+    n: usize,
+) -> Vec<(u16, String)> {
     let per = n.div_ceil(clients);
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -137,7 +230,12 @@ async fn burst(f: &std::sync::Arc<TestFleet>, node: &'static str, service: &'sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_clients_scale_to_the_target() {
     let f = std::sync::Arc::new(TestFleet::one_node().await);
-    f.deploy(&hello("load", &[("autoscaling.knative.dev/target", "10")], "")).await;
+    f.deploy(&hello(
+        "load",
+        &[("autoscaling.knative.dev/target", "10")],
+        "",
+    ))
+    .await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..50 {
@@ -175,32 +273,59 @@ async fn fifty_concurrent_clients_scale_to_the_target() {
     for c in clients {
         failures += c.await.expect("client");
     }
-    assert!(reached.is_some(), "never between 6 and 9 ready instances (max {max_seen})");
+    assert!(
+        reached.is_some(),
+        "never between 6 and 9 ready instances (max {max_seen})"
+    );
     assert!((6..=9).contains(&settled), "{settled} instances after 30 s");
     assert!(max_seen <= 9, "overshot to {max_seen} instances");
     assert_eq!(failures, 0, "requests failed under load");
-    std::sync::Arc::try_unwrap(f).ok().expect("sole owner").stop();
+    std::sync::Arc::try_unwrap(f)
+        .ok()
+        .expect("sole owner")
+        .stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_one_queues_overflow_is_503_and_slow_requests_504() {
     let f = std::sync::Arc::new(
-        TestFleet::start(&[TestNode { name: "node1", rtt_to_first_ms: 0 }], "dataplane:\n  hold-limit: 2\n").await,
+        TestFleet::start(
+            &[TestNode {
+                name: "node1",
+                rtt_to_first_ms: 0,
+            }],
+            "dataplane:\n  hold-limit: 2\n",
+        )
+        .await,
     );
-    let one = [("autoscaling.knative.dev/min-scale", "1"), ("autoscaling.knative.dev/max-scale", "1")];
-    f.deploy(&hello("serial", &one, "      containerConcurrency: 1\n")).await;
+    let one = [
+        ("autoscaling.knative.dev/min-scale", "1"),
+        ("autoscaling.knative.dev/max-scale", "1"),
+    ];
+    f.deploy(&hello("serial", &one, "      containerConcurrency: 1\n"))
+        .await;
     // Four parallel requests to one instance that takes one at a time: they queue, none fails.
     let t = Instant::now();
     let answers = burst(&f, "node1", "serial", "/sleep/300", 2, 2).await;
     let answers2 = burst(&f, "node1", "serial", "/sleep/300", 2, 2).await;
-    assert!(answers.iter().chain(&answers2).all(|(s, _)| *s == 200), "{answers:?} {answers2:?}");
-    assert!(t.elapsed() >= Duration::from_millis(1100), "the requests did not queue: {:?}", t.elapsed());
+    assert!(
+        answers.iter().chain(&answers2).all(|(s, _)| *s == 200),
+        "{answers:?} {answers2:?}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1100),
+        "the requests did not queue: {:?}",
+        t.elapsed()
+    );
 
     // The activator holds at most `hold-limit` requests beyond the instance's slot: 503.
     let over = burst(&f, "node1", "serial", "/sleep/1000", 6, 6).await;
     let rejected = over.iter().filter(|(s, _)| *s == 503).count();
     assert!(rejected >= 2, "{over:?}");
-    assert!(over.iter().filter(|(s, _)| *s == 200).count() >= 3, "{over:?}");
+    assert!(
+        over.iter().filter(|(s, _)| *s == 200).count() >= 3,
+        "{over:?}"
+    );
 
     // With the activator out of the path (TBC 0), the instance's own queue (10 × cc) overflows.
     let direct = [
@@ -208,24 +333,40 @@ async fn concurrency_one_queues_overflow_is_503_and_slow_requests_504() {
         ("autoscaling.knative.dev/max-scale", "1"),
         ("autoscaling.knative.dev/target-burst-capacity", "0"),
     ];
-    f.deploy(&hello("direct", &direct, "      containerConcurrency: 1\n")).await;
-    f.wait_for(Duration::from_secs(20), "the activator to leave the path", || async {
-        let p = f.placement("direct-00001").await?;
-        (p["spec"]["activatorInPath"] == false).then_some(())
-    })
+    f.deploy(&hello("direct", &direct, "      containerConcurrency: 1\n"))
+        .await;
+    f.wait_for(
+        Duration::from_secs(20),
+        "the activator to leave the path",
+        || async {
+            let p = f.placement("direct-00001").await?;
+            (p["spec"]["activatorInPath"] == false).then_some(())
+        },
+    )
     .await;
     let flood = burst(&f, "node1", "direct", "/sleep/1500", 15, 15).await;
     let full: Vec<_> = flood.iter().filter(|(s, _)| *s == 503).collect();
-    assert!(full.len() >= 3, "1 running + 10 queued leaves 4 of 15 out: {flood:?}");
+    assert!(
+        full.len() >= 3,
+        "1 running + 10 queued leaves 4 of 15 out: {flood:?}"
+    );
     assert!(full[0].1.contains("queued"), "{}", full[0].1);
 
     // timeoutSeconds: 1 and a 3-second request: 504 after about a second.
-    f.deploy(&hello("slow", &[("autoscaling.knative.dev/min-scale", "1")], "      timeoutSeconds: 1\n")).await;
+    f.deploy(&hello(
+        "slow",
+        &[("autoscaling.knative.dev/min-scale", "1")],
+        "      timeoutSeconds: 1\n",
+    ))
+    .await;
     let a = f.call("node1", "slow", "/sleep/3000").await;
     assert_eq!(a.status, 504, "{}", a.body);
     assert!(a.body.contains("timeoutSeconds"), "{}", a.body);
     assert!(a.elapsed < Duration::from_millis(2500), "{:?}", a.elapsed);
-    std::sync::Arc::try_unwrap(f).ok().expect("sole owner").stop();
+    std::sync::Arc::try_unwrap(f)
+        .ok()
+        .expect("sole owner")
+        .stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,22 +375,41 @@ async fn traffic_splits_and_new_revisions_take_over() {
     let keep = [("autoscaling.knative.dev/min-scale", "1")];
     f.deploy(&hello("split", &keep, "")).await;
     let v1 = f.call("node1", "split", "/").await;
-    assert!(v1.body.starts_with("Konnichiwa from split-node1-"), "{}", v1.body);
+    assert!(
+        v1.body.starts_with("Konnichiwa from split-node1-"),
+        "{}",
+        v1.body
+    );
 
     // A changed template makes split-00002, which takes all traffic once ready.
     let v2_yaml = hello("split", &keep, "").replace("Konnichiwa", "Ohayo");
     let docs = kantai_model::manifest::read(&v2_yaml, &Default::default()).expect("yaml");
     let mut obj = docs[0].object.as_ref().expect("object").to_json();
-    let cur = f.client.get(kantai_api::resources::SERVICES, "default", "split").await.expect("get");
+    let cur = f
+        .client
+        .get(kantai_api::resources::SERVICES, "default", "split")
+        .await
+        .expect("get");
     obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-    f.client.replace(kantai_api::resources::SERVICES, "default", "split", &obj).await.expect("update");
+    f.client
+        .replace(kantai_api::resources::SERVICES, "default", "split", &obj)
+        .await
+        .expect("update");
     let svc = f
-        .wait_for(Duration::from_secs(30), "split-00002 to be ready", || async {
-            let v = f.client.get(kantai_api::resources::SERVICES, "default", "split").await.ok()?;
-            (v["status"]["latestReadyRevisionName"] == "split-00002"
-                && v["status"]["traffic"][0]["revisionName"] == "split-00002")
-                .then_some(v)
-        })
+        .wait_for(
+            Duration::from_secs(30),
+            "split-00002 to be ready",
+            || async {
+                let v = f
+                    .client
+                    .get(kantai_api::resources::SERVICES, "default", "split")
+                    .await
+                    .ok()?;
+                (v["status"]["latestReadyRevisionName"] == "split-00002"
+                    && v["status"]["traffic"][0]["revisionName"] == "split-00002")
+                    .then_some(v)
+            },
+        )
         .await;
     assert_eq!(svc["status"]["latestCreatedRevisionName"], "split-00002");
     let a = f.call("node1", "split", "/").await;
@@ -261,40 +421,83 @@ async fn traffic_splits_and_new_revisions_take_over() {
         {"latestRevision": true, "percent": 90},
         {"revisionName": "split-00001", "percent": 10, "tag": "old"}
     ]);
-    let cur = f.client.get(kantai_api::resources::SERVICES, "default", "split").await.expect("get");
+    let cur = f
+        .client
+        .get(kantai_api::resources::SERVICES, "default", "split")
+        .await
+        .expect("get");
     obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-    f.client.replace(kantai_api::resources::SERVICES, "default", "split", &obj).await.expect("split");
+    f.client
+        .replace(kantai_api::resources::SERVICES, "default", "split", &obj)
+        .await
+        .expect("split");
     f.wait_for(Duration::from_secs(30), "the split", || async {
-        let v = f.client.get(kantai_api::resources::SERVICES, "default", "split").await.ok()?;
-        (v["status"]["traffic"].as_array().map(Vec::len) == Some(2) && f.ready_instances("split-00001").await > 0)
+        let v = f
+            .client
+            .get(kantai_api::resources::SERVICES, "default", "split")
+            .await
+            .ok()?;
+        (v["status"]["traffic"].as_array().map(Vec::len) == Some(2)
+            && f.ready_instances("split-00001").await > 0)
             .then_some(())
     })
     .await;
     let answers = burst(&f, "node1", "split", "/", 10, 2000).await;
     assert!(answers.iter().all(|(s, _)| *s == 200));
-    let old = answers.iter().filter(|(_, b)| b.starts_with("Konnichiwa")).count();
-    assert!((100..=300).contains(&old), "{old} of 2000 went to the 10 % revision");
+    let old = answers
+        .iter()
+        .filter(|(_, b)| b.starts_with("Konnichiwa"))
+        .count();
+    assert!(
+        (100..=300).contains(&old),
+        "{old} of 2000 went to the 10 % revision"
+    );
     // The tag reaches the old revision alone.
     let tagged = f
-        .call_host("node1", "old-split.default.svc.cluster.local", "/", Bytes::new())
+        .call_host(
+            "node1",
+            "old-split.default.svc.cluster.local",
+            "/",
+            Bytes::new(),
+        )
         .await;
     assert!(tagged.body.starts_with("Konnichiwa"), "{}", tagged.body);
-    std::sync::Arc::try_unwrap(f).ok().expect("sole owner").stop();
+    std::sync::Arc::try_unwrap(f)
+        .ok()
+        .expect("sole owner")
+        .stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_is_replaced() {
     let f = TestFleet::one_node().await;
-    f.deploy(&hello("sturdy", &[("autoscaling.knative.dev/min-scale", "1")], "")).await;
+    f.deploy(&hello(
+        "sturdy",
+        &[("autoscaling.knative.dev/min-scale", "1")],
+        "",
+    ))
+    .await;
     let inst = f.instances().await;
-    let name = inst[0]["metadata"]["name"].as_str().expect("name").to_owned();
+    let name = inst[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
     let pid = common::pid_with_env(&format!("PODNAME={name}")).expect("the instance's process");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
-    f.wait_for(Duration::from_secs(20), "the instance to come back", || async {
-        let i = f.instances().await;
-        let i = i.iter().find(|i| i["metadata"]["name"] == name.as_str())?;
-        (i["status"]["restarts"].as_u64() >= Some(1) && i["status"]["ready"] == true).then_some(())
-    })
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    f.wait_for(
+        Duration::from_secs(20),
+        "the instance to come back",
+        || async {
+            let i = f.instances().await;
+            let i = i.iter().find(|i| i["metadata"]["name"] == name.as_str())?;
+            (i["status"]["restarts"].as_u64() >= Some(1) && i["status"]["ready"] == true)
+                .then_some(())
+        },
+    )
     .await;
     let a = f.call("node1", "sturdy", "/").await;
     assert_eq!(a.status, 200, "{}", a.body);

@@ -310,7 +310,8 @@ impl Client {
     /// Watches a collection: first an `ADDED` event for every existing object, then every
     /// change. Long-lived: no timeout.
     pub async fn watch(&self, r: Resource, ns: Option<&str>) -> Result<Watch, ApiError> {
-        self.watch_path(&format!("{}?watch=true", r.collection_path(ns))).await
+        self.watch_path(&format!("{}?watch=true", r.collection_path(ns)))
+            .await
     }
 
     /// Watches the collection at `path` (which carries `watch=true` and, optionally, the

@@ -22,7 +22,12 @@ pub struct Guarded<B, G> {
 
 impl<B, G> Guarded<B, G> {
     /// Wraps `body`.
-    pub fn new(body: B, guard: G, deadline: Option<Instant>, idle: Option<Duration>) -> Guarded<B, G> {
+    pub fn new(
+        body: B,
+        guard: G,
+        deadline: Option<Instant>,
+        idle: Option<Duration>,
+    ) -> Guarded<B, G> {
         Guarded {
             body,
             _guard: guard,
@@ -53,7 +58,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
@@ -69,12 +77,16 @@ where
         if let Some(s) = &mut this.deadline
             && s.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Some(Err(Box::new(TimedOut("kantai: the request exceeded timeoutSeconds")))));
+            return Poll::Ready(Some(Err(Box::new(TimedOut(
+                "kantai: the request exceeded timeoutSeconds",
+            )))));
         }
         if let Some((_, s)) = &mut this.idle
             && s.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Some(Err(Box::new(TimedOut("kantai: the response was idle longer than idleTimeoutSeconds")))));
+            return Poll::Ready(Some(Err(Box::new(TimedOut(
+                "kantai: the response was idle longer than idleTimeoutSeconds",
+            )))));
         }
         Poll::Pending
     }

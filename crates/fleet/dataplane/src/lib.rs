@@ -103,7 +103,11 @@ struct Inner {
 impl DataPlane {
     /// A data plane for `node`. Requests that find a revision without room are announced on
     /// the returned receiver (the agent pokes the autoscaler with them).
-    pub fn new(node: &str, limits: Limits, seed: u64) -> (DataPlane, mpsc::UnboundedReceiver<RevKey>) {
+    pub fn new(
+        node: &str,
+        limits: Limits,
+        seed: u64,
+    ) -> (DataPlane, mpsc::UnboundedReceiver<RevKey>) {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -177,7 +181,10 @@ impl DataPlane {
         for (key, cfg) in &configs {
             self.revision(&key.0, &key.1).set_config(cfg.clone());
         }
-        self.inner.revisions.write().retain(|k, _| configs.contains_key(k));
+        self.inner
+            .revisions
+            .write()
+            .retain(|k, _| configs.contains_key(k));
         self.rebuild_routes();
     }
 
@@ -194,9 +201,24 @@ impl DataPlane {
     }
 
     /// Registers an instance started on this node (not ready yet).
-    pub fn add_local(&self, name: &str, ns: &str, revision: &str, port: u16, cc: u32) -> Arc<LocalInstance> {
-        let inst = Arc::new(LocalInstance::new(name.to_owned(), (ns.to_owned(), revision.to_owned()), port, cc));
-        self.inner.local.write().insert(name.to_owned(), inst.clone());
+    pub fn add_local(
+        &self,
+        name: &str,
+        ns: &str,
+        revision: &str,
+        port: u16,
+        cc: u32,
+    ) -> Arc<LocalInstance> {
+        let inst = Arc::new(LocalInstance::new(
+            name.to_owned(),
+            (ns.to_owned(), revision.to_owned()),
+            port,
+            cc,
+        ));
+        self.inner
+            .local
+            .write()
+            .insert(name.to_owned(), inst.clone());
         inst
     }
 
@@ -273,17 +295,20 @@ impl DataPlane {
 
     /// The load of every revision at this node since the last call (for the report).
     pub fn take_loads(&self) -> Vec<RevisionLoad> {
-        let revisions: Vec<Arc<RevisionState>> = self.inner.revisions.read().values().cloned().collect();
+        let revisions: Vec<Arc<RevisionState>> =
+            self.inner.revisions.read().values().cloned().collect();
         revisions
             .iter()
             .filter_map(|r| {
                 let (concurrency, requests, held, current) = r.take_load();
-                (concurrency > 0.0 || requests > 0.0 || held > 0 || current > 0).then(|| RevisionLoad {
-                    namespace: r.key.0.clone(),
-                    revision: r.key.1.clone(),
-                    concurrency,
-                    requests,
-                    held,
+                (concurrency > 0.0 || requests > 0.0 || held > 0 || current > 0).then(|| {
+                    RevisionLoad {
+                        namespace: r.key.0.clone(),
+                        revision: r.key.1.clone(),
+                        concurrency,
+                        requests,
+                        held,
+                    }
                 })
             })
             .collect()
@@ -296,5 +321,7 @@ impl DataPlane {
 }
 
 fn hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }

@@ -48,7 +48,12 @@ impl Netem {
         let mut rng = self.rng.lock();
         let half = link.rtt.as_secs_f64() / 2.0;
         let jitter = link.jitter.as_secs_f64() / 2.0;
-        let mut d = half + if jitter > 0.0 { rng.random_range(-jitter..=jitter) } else { 0.0 };
+        let mut d = half
+            + if jitter > 0.0 {
+                rng.random_range(-jitter..=jitter)
+            } else {
+                0.0
+            };
         if let Some(bw) = link.bandwidth {
             d += bytes as f64 * 8.0 / bw as f64;
         }
@@ -83,7 +88,9 @@ mod tests {
                 bandwidth: None,
             },
         )]));
-        let samples: Vec<f64> = (0..2000).map(|_| n.one_way("edge", 0).as_secs_f64() * 1e3).collect();
+        let samples: Vec<f64> = (0..2000)
+            .map(|_| n.one_way("edge", 0).as_secs_f64() * 1e3)
+            .collect();
         let mean = samples.iter().sum::<f64>() / samples.len() as f64;
         assert!((mean - 25.0).abs() < 0.5, "{mean}");
         assert!(samples.iter().all(|s| (20.0..=30.0).contains(s)));
@@ -105,7 +112,10 @@ mod tests {
         let d: Vec<Duration> = (0..200).map(|_| n.one_way("slow", 1_000_000)).collect();
         // 1 MB at 1 MB/s is a second on top of the 5 ms half round trip.
         assert!(d.iter().all(|d| *d >= Duration::from_millis(1005)));
-        let lost = d.iter().filter(|d| **d >= Duration::from_millis(1200)).count();
+        let lost = d
+            .iter()
+            .filter(|d| **d >= Duration::from_millis(1200))
+            .count();
         assert!((60..140).contains(&lost), "{lost} of 200 lost at 50 %");
     }
 }

@@ -180,7 +180,9 @@ impl RevisionState {
     /// Counts an arriving request.
     pub fn enter(self: &Arc<Self>) -> Entry {
         self.stats.lock().enter(Instant::now());
-        Entry { state: self.clone() }
+        Entry {
+            state: self.clone(),
+        }
     }
 
     /// Average concurrency and arrivals per second since the last call, and the held count.

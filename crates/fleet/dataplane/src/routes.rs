@@ -148,7 +148,12 @@ mod tests {
                     .clone()
             },
         );
-        for h in ["hello.default.example.com", "hello.default.svc.cluster.local", "hello.default", "old-hello.default.example.com"] {
+        for h in [
+            "hello.default.example.com",
+            "hello.default.svc.cluster.local",
+            "hello.default",
+            "old-hello.default.example.com",
+        ] {
             assert!(routes.hosts.contains_key(h), "{h}");
         }
         let main = &routes.hosts["hello.default.example.com"];
@@ -157,16 +162,33 @@ mod tests {
         let old = (0..n)
             .filter(|_| main.pick(&mut rng).map(|r| r.key.1.as_str()) == Some("hello-00001"))
             .count();
-        assert!((800..1200).contains(&old), "{old} of {n} to the 10 % revision");
+        assert!(
+            (800..1200).contains(&old),
+            "{old} of {n} to the 10 % revision"
+        );
         let tagged = &routes.hosts["old-hello.default.example.com"];
-        assert_eq!(tagged.pick(&mut rng).map(|r| r.key.1.as_str()), Some("hello-00001"));
+        assert_eq!(
+            tagged.pick(&mut rng).map(|r| r.key.1.as_str()),
+            Some("hello-00001")
+        );
     }
 
     #[test]
     fn host_parsing() {
-        let req = |h: &str| http::Request::builder().header("host", h).body(()).expect("req");
-        assert_eq!(request_host(&req("Hello.Default.svc.cluster.local:8080")).as_deref(), Some("hello.default.svc.cluster.local"));
-        assert_eq!(request_host(&req("hello.default.")).as_deref(), Some("hello.default"));
+        let req = |h: &str| {
+            http::Request::builder()
+                .header("host", h)
+                .body(())
+                .expect("req")
+        };
+        assert_eq!(
+            request_host(&req("Hello.Default.svc.cluster.local:8080")).as_deref(),
+            Some("hello.default.svc.cluster.local")
+        );
+        assert_eq!(
+            request_host(&req("hello.default.")).as_deref(),
+            Some("hello.default")
+        );
         assert_eq!(request_host(&req("[::1]:80")).as_deref(), Some("[::1]"));
     }
 }

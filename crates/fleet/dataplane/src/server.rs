@@ -86,8 +86,10 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
             .boxed_unsync(),
     );
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -98,7 +100,10 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
     let inner = &dp.inner;
     let Some(host) = crate::routes::request_host(&req) else {
-        return text(StatusCode::BAD_REQUEST, "kantai: the request has no Host header");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "kantai: the request has no Host header",
+        );
     };
     let table = inner.routes.load();
     let Some(route) = table.hosts.get(&host) else {
@@ -113,17 +118,25 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     if content_length(req.headers()).is_some_and(|l| l > inner.limits.max_body_bytes) {
         return text(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("kantai: the request body is larger than the limit of {} bytes", inner.limits.max_body_bytes),
+            format!(
+                "kantai: the request body is larger than the limit of {} bytes",
+                inner.limits.max_body_bytes
+            ),
         );
     }
     let picked = route.pick(&mut *inner.rng.lock()).cloned();
     let Some(rev) = picked else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, format!("kantai: {} has no revision to serve", route.service));
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("kantai: {} has no revision to serve", route.service),
+        );
     };
     let cfg = rev.config();
     let start = Instant::now();
     let deadline = start + cfg.timeout;
-    let start_deadline = cfg.response_start.map_or(deadline, |d| (start + d).min(deadline));
+    let start_deadline = cfg
+        .response_start
+        .map_or(deadline, |d| (start + d).min(deadline));
     let entry = rev.enter();
     let key = rev.key.clone();
     let pokes = inner.pokes.clone();
@@ -140,9 +153,13 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
                 NoBackend::HoldQueueFull => {
                     let mut r = text(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        format!("kantai: {limit} requests already wait for {}; try again later", rev.key.1),
+                        format!(
+                            "kantai: {limit} requests already wait for {}; try again later",
+                            rev.key.1
+                        ),
                     );
-                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                     r
                 }
                 NoBackend::TimedOut => timeout_response(cfg.timeout, "timeoutSeconds"),
@@ -169,7 +186,10 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
 fn timeout_response(d: std::time::Duration, what: &str) -> Response<Body> {
     text(
         StatusCode::GATEWAY_TIMEOUT,
-        format!("kantai: request timed out: no response within {}s ({what})", d.as_secs_f64()),
+        format!(
+            "kantai: request timed out: no response within {}s ({what})",
+            d.as_secs_f64()
+        ),
     )
 }
 
@@ -217,7 +237,11 @@ fn limited(dp: &DataPlane, body: Incoming) -> Body {
 }
 
 fn set_target(req: &mut Request<Body>, authority: &str) -> Result<(), Response<Body>> {
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let uri: Uri = format!("http://{authority}{pq}")
         .parse()
         .map_err(|_| text(StatusCode::BAD_REQUEST, "kantai: invalid request path"))?;
@@ -227,7 +251,8 @@ fn set_target(req: &mut Request<Body>, authority: &str) -> Result<(), Response<B
         // original is kept for applications that care.
         let original = req.headers_mut().insert(header::HOST, v);
         if let Some(o) = original {
-            req.headers_mut().insert(HeaderName::from_static("x-forwarded-host"), o);
+            req.headers_mut()
+                .insert(HeaderName::from_static("x-forwarded-host"), o);
         }
     }
     Ok(())
@@ -255,7 +280,11 @@ async fn forward(
                 h.insert(ORIGIN_HEADER, v);
             }
             // The Host stays the client's: the data port routes by the instance header.
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
             *req.uri_mut() = format!("http://{addr}{pq}")
                 .parse()
                 .map_err(|_| text(StatusCode::BAD_REQUEST, "kantai: invalid request path"))?;
@@ -264,7 +293,10 @@ async fn forward(
             let resp = dp.inner.client.request(req).await.map_err(|e| {
                 text(
                     StatusCode::BAD_GATEWAY,
-                    format!("kantai: node {node} did not answer for instance {}: {e}", lease.backend.name),
+                    format!(
+                        "kantai: node {node} did not answer for instance {}: {e}",
+                        lease.backend.name
+                    ),
                 )
             })?;
             let back_bytes = content_length(resp.headers()).unwrap_or(0);
@@ -315,13 +347,19 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
     else {
-        return text(StatusCode::BAD_REQUEST, format!("kantai: the data port needs a {INSTANCE_HEADER} header"));
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("kantai: the data port needs a {INSTANCE_HEADER} header"),
+        );
     };
     let inst = dp.inner.local.read().get(&name).cloned();
     let Some(inst) = inst.filter(|i| i.serving()) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("kantai: instance {name} is not serving on node {}", dp.inner.node),
+            format!(
+                "kantai: instance {name} is not serving on node {}",
+                dp.inner.node
+            ),
         );
     };
     let (mut parts, body) = req.into_parts();

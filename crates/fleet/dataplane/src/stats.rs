@@ -52,7 +52,9 @@ impl LoadStats {
     /// Average concurrency and arrivals per second since the last call; starts a new period.
     pub fn take(&mut self, now: Instant) -> (f64, f64) {
         self.integrate(now);
-        let elapsed = now.saturating_duration_since(self.period_start).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.period_start)
+            .as_secs_f64();
         let r = if elapsed > 0.0 {
             (self.integral / elapsed, self.arrivals as f64 / elapsed)
         } else {

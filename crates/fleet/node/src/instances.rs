@@ -42,7 +42,9 @@ pub struct Local {
 fn random_suffix() -> String {
     const LETTERS: &[u8] = b"bcdfghjklmnpqrstvwxz";
     let mut rng = rand::rng();
-    (0..5).map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char).collect()
+    (0..5)
+        .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
+        .collect()
 }
 
 /// Starts and stops instances to match this node's share of every placement.
@@ -88,8 +90,13 @@ fn reassert(agent: &Arc<Agent>) {
         .local
         .lock()
         .iter()
-        .filter(|(name, l)| !l.stopping && l.started.elapsed().unwrap_or_default() > Duration::from_secs(2)
-            && !snap.instances.contains_key(&(l.key.0.clone(), (*name).clone())))
+        .filter(|(name, l)| {
+            !l.stopping
+                && l.started.elapsed().unwrap_or_default() > Duration::from_secs(2)
+                && !snap
+                    .instances
+                    .contains_key(&(l.key.0.clone(), (*name).clone()))
+        })
         .map(|(name, l)| (l.key.0.clone(), name.clone()))
         .collect();
     for (ns, name) in missing {
@@ -130,7 +137,10 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
         .or_else(|| labels.get(CONFIGURATION_LABEL))
         .cloned()
         .unwrap_or_else(|| key.1.clone());
-    let configuration = labels.get(CONFIGURATION_LABEL).cloned().unwrap_or_else(|| service.clone());
+    let configuration = labels
+        .get(CONFIGURATION_LABEL)
+        .cloned()
+        .unwrap_or_else(|| service.clone());
     let name = format!("{service}-{}-{}", agent.name, random_suffix());
     let grace = Duration::from_secs(rev.spec.timeout_seconds.unwrap_or(300).max(1) as u64);
     let cc = rev.spec.container_concurrency.unwrap_or(0).max(0) as u32;
@@ -262,7 +272,11 @@ async fn mirror(
             if let Some(l) = agent.local.lock().get_mut(&name) {
                 l.object = obj.clone();
             }
-            match agent.client.replace_status(INSTANCES, &ns, &name, &obj).await {
+            match agent
+                .client
+                .replace_status(INSTANCES, &ns, &name, &obj)
+                .await
+            {
                 Ok(_) => last_status = Some(status),
                 Err(e) => warn!(instance = %name, "cannot update the instance status: {e}"),
             }
@@ -293,7 +307,13 @@ pub fn stop(agent: &Arc<Agent>, name: &str) {
     });
 }
 
-async fn stop_now(agent: &Agent, name: &str, ns: &str, handle: Option<kantai_runtime::Instance>, grace: Duration) {
+async fn stop_now(
+    agent: &Agent,
+    name: &str,
+    ns: &str,
+    handle: Option<kantai_runtime::Instance>,
+    grace: Duration,
+) {
     agent.dp.drain_local(name, grace).await;
     if let Some(h) = handle {
         h.stop().await;
@@ -324,7 +344,14 @@ pub async fn stop_all(agent: &Arc<Agent>) {
         let agent = agent.clone();
         tasks.push(tokio::spawn(async move {
             // On shutdown the wait is bounded: in-flight requests get a short grace.
-            stop_now(&agent, &name, &ns, handle, grace.min(Duration::from_secs(10))).await;
+            stop_now(
+                &agent,
+                &name,
+                &ns,
+                handle,
+                grace.min(Duration::from_secs(10)),
+            )
+            .await;
         }));
     }
     for t in tasks {

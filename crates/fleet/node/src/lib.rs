@@ -103,11 +103,13 @@ pub(crate) struct Agent {
 }
 
 async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, AgentError> {
-    TcpListener::bind(addr).await.map_err(|source| AgentError::Listen {
-        node: node.to_owned(),
-        addr,
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Listen {
+            node: node.to_owned(),
+            addr,
+            source,
+        })
 }
 
 /// Runs a node agent until `shutdown` completes; then stops its instances gracefully.
@@ -122,9 +124,11 @@ pub async fn run(
         detail: e.to_string(),
     })?;
     let fleet = fetch_fleet(&base, &cfg.name).await?;
-    let topology = Topology::from_node(&DocNode::from_json(&fleet.topology)).map_err(|e| AgentError::Fleet {
-        node: cfg.name.clone(),
-        detail: e.to_string(),
+    let topology = Topology::from_node(&DocNode::from_json(&fleet.topology)).map_err(|e| {
+        AgentError::Fleet {
+            node: cfg.name.clone(),
+            detail: e.to_string(),
+        }
     })?;
     let me = topology.node(&cfg.name).cloned();
     let address = cfg
@@ -134,7 +138,10 @@ pub async fn run(
     let gw_addr = cfg
         .gateway
         .or_else(|| me.as_ref().and_then(|n| n.gateway_addr()))
-        .unwrap_or(SocketAddr::new(address, kantai_model::topology::DEFAULT_GATEWAY_PORT));
+        .unwrap_or(SocketAddr::new(
+            address,
+            kantai_model::topology::DEFAULT_GATEWAY_PORT,
+        ));
     let data_addr = cfg.data.unwrap_or(SocketAddr::new(address, 0));
     let admin_addr = cfg.admin.unwrap_or(SocketAddr::new(address, 0));
     if let Some(m) = &me {
@@ -142,19 +149,30 @@ pub async fn run(
             cfg.labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let capacity = cfg.capacity.clone().or_else(|| me.map(|m| m.capacity)).unwrap_or_default();
+    let capacity = cfg
+        .capacity
+        .clone()
+        .or_else(|| me.map(|m| m.capacity))
+        .unwrap_or_default();
     let gateway = bind(&cfg.name, gw_addr).await?;
     let data = bind(&cfg.name, data_addr).await?;
     let admin = bind(&cfg.name, admin_addr).await?;
     let local = |l: &TcpListener, addr| {
-        l.local_addr().map_err(|source| AgentError::Listen { node: cfg.name.clone(), addr, source })
+        l.local_addr().map_err(|source| AgentError::Listen {
+            node: cfg.name.clone(),
+            addr,
+            source,
+        })
     };
     let bound = Bound {
         gateway: local(&gateway, gw_addr)?,
         data: local(&data, data_addr)?,
         admin: local(&admin, admin_addr)?,
     };
-    let seed = cfg.name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let seed = cfg
+        .name
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     let (dp, pokes) = DataPlane::new(&cfg.name, cfg.limits.clone(), seed);
     // Links to every other node, and to the node the control plane sits next to.
     let links = topology
@@ -188,7 +206,10 @@ pub async fn run(
     for r in [REVISIONS, ROUTES, PLACEMENTS, INSTANCES, NODES] {
         tasks.push(tokio::spawn(watch::run(agent.clone(), r)));
     }
-    tasks.push(tokio::spawn(reconcile_loop(agent.clone(), fleet.domain.clone())));
+    tasks.push(tokio::spawn(reconcile_loop(
+        agent.clone(),
+        fleet.domain.clone(),
+    )));
     tasks.push(tokio::spawn(report_loop(agent.clone(), pokes)));
     tasks.push(tokio::spawn(probe_loop(agent.clone())));
     tasks.push(tokio::spawn(admin_server(agent.clone(), admin)));
@@ -292,7 +313,10 @@ async fn reconcile_loop(agent: Arc<Agent>, domain: String) {
 }
 
 fn ns_of(v: &Value) -> String {
-    v["metadata"]["namespace"].as_str().unwrap_or("default").to_owned()
+    v["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_owned()
 }
 
 fn apply_dataplane(agent: &Agent, domain: &str) {
@@ -303,7 +327,10 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
         .values()
         .map(|r| RouteSpec {
             namespace: ns_of(r),
-            name: r["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+            name: r["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             traffic: r["status"]["traffic"]
                 .as_array()
                 .into_iter()
@@ -321,7 +348,13 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     // Revisions: containerConcurrency and timeouts, plus the activator mode of the placement.
     let mut configs = HashMap::new();
     for r in snap.revisions.values() {
-        let key = (ns_of(r), r["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+        let key = (
+            ns_of(r),
+            r["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
         let spec = &r["spec"];
         let secs = |k: &str| spec[k].as_u64().filter(|s| *s > 0).map(Duration::from_secs);
         let timeout = secs("timeoutSeconds").unwrap_or(Duration::from_secs(300));
@@ -333,7 +366,8 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
                 timeout,
                 response_start: secs("responseStartTimeoutSeconds").filter(|d| *d < timeout),
                 idle: secs("idleTimeoutSeconds"),
-                activator_in_path: placement.is_none_or(|p| p["spec"]["activatorInPath"].as_bool().unwrap_or(true)),
+                activator_in_path: placement
+                    .is_none_or(|p| p["spec"]["activatorInPath"].as_bool().unwrap_or(true)),
             },
         );
     }
@@ -383,7 +417,10 @@ pub(crate) fn desired_here(agent: &Agent) -> HashMap<(String, String), u32> {
         .collect()
 }
 
-async fn report_loop(agent: Arc<Agent>, mut pokes: tokio::sync::mpsc::UnboundedReceiver<(String, String)>) {
+async fn report_loop(
+    agent: Arc<Agent>,
+    mut pokes: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -423,7 +460,11 @@ async fn report_loop(agent: Arc<Agent>, mut pokes: tokio::sync::mpsc::UnboundedR
 
 async fn send_report(agent: &Agent, report: &Report) {
     let body = serde_json::to_value(report).unwrap_or_default();
-    if let Err(e) = agent.client.send_json(http::Method::POST, REPORTS_PATH, &body).await {
+    if let Err(e) = agent
+        .client
+        .send_json(http::Method::POST, REPORTS_PATH, &body)
+        .await
+    {
         warn!(node = %agent.name, "cannot report load: {e}");
     }
 }
@@ -437,7 +478,12 @@ async fn probe_loop(agent: Arc<Agent>) {
             .snapshot()
             .nodes
             .values()
-            .filter_map(|n| Some((n["metadata"]["name"].as_str()?.to_owned(), n["spec"]["data"].as_str()?.to_owned())))
+            .filter_map(|n| {
+                Some((
+                    n["metadata"]["name"].as_str()?.to_owned(),
+                    n["spec"]["data"].as_str()?.to_owned(),
+                ))
+            })
             .filter(|(name, _)| *name != agent.name)
             .collect();
         for (peer, addr) in peers {
@@ -464,16 +510,22 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route(
             "/kantai/v1/logs/{ns}/{name}",
-            axum::routing::get(move |Path((ns, name)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>| {
-                let a = a.clone();
-                async move {
-                    let tail = q.get("tailLines").and_then(|t| t.parse().ok());
-                    match instances::logs(&a, &ns, &name, tail) {
-                        Some(text) => (http::StatusCode::OK, text),
-                        None => (http::StatusCode::NOT_FOUND, format!("instance {ns}/{name} is not on node {}\n", a.name)),
+            axum::routing::get(
+                move |Path((ns, name)): Path<(String, String)>,
+                      Query(q): Query<HashMap<String, String>>| {
+                    let a = a.clone();
+                    async move {
+                        let tail = q.get("tailLines").and_then(|t| t.parse().ok());
+                        match instances::logs(&a, &ns, &name, tail) {
+                            Some(text) => (http::StatusCode::OK, text),
+                            None => (
+                                http::StatusCode::NOT_FOUND,
+                                format!("instance {ns}/{name} is not on node {}\n", a.name),
+                            ),
+                        }
                     }
-                }
-            }),
+                },
+            ),
         );
     if let Err(e) = axum::serve(listener, app).await {
         warn!(node = %agent.name, "admin server stopped: {e}");

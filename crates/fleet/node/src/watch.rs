@@ -77,7 +77,10 @@ pub async fn run(agent: Arc<Agent>, r: Resource) {
             wait = (wait * 2).min(Duration::from_secs(2));
             continue;
         };
-        let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_owned();
+        let rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_owned();
         let items: HashMap<Key, Value> = list["items"]
             .as_array()
             .into_iter()
@@ -86,7 +89,10 @@ pub async fn run(agent: Arc<Agent>, r: Resource) {
             .collect();
         agent.cache.update(|s| *s.map(&r) = items);
         agent.changed.notify_one();
-        let path = format!("{}?watch=true&resourceVersion={rv}", r.collection_path(None));
+        let path = format!(
+            "{}?watch=true&resourceVersion={rv}",
+            r.collection_path(None)
+        );
         let mut watch = match agent.client.watch_path(&path).await {
             Ok(w) => w,
             Err(e) => {

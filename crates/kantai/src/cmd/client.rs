@@ -21,7 +21,12 @@ use crate::input;
 #[derive(clap::Args, Clone)]
 pub struct Conn {
     /// The control plane's API.
-    #[arg(long, value_name = "URL", env = "KANTAI_SERVER", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "KANTAI_SERVER",
+        default_value = "http://127.0.0.1:7400"
+    )]
     pub server: String,
     /// Namespace.
     #[arg(short, long, default_value = "default")]
@@ -161,15 +166,22 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 continue;
             };
             let name = o.metadata().name.clone();
-            let ns = o.metadata().namespace.clone().unwrap_or_else(|| args.conn.namespace.clone());
+            let ns = o
+                .metadata()
+                .namespace
+                .clone()
+                .unwrap_or_else(|| args.conn.namespace.clone());
             let mut json = o.to_json();
             json["metadata"]["namespace"] = Value::String(ns.clone());
             let what = format!("{}.{}/{name}", r.singular, r.group);
             let result = match client.get(r, &ns, &name).await {
                 Ok(existing) => {
-                    json["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"].clone();
+                    json["metadata"]["resourceVersion"] =
+                        existing["metadata"]["resourceVersion"].clone();
                     client.replace(r, &ns, &name, &json).await.map(|new| {
-                        if new["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"] {
+                        if new["metadata"]["resourceVersion"]
+                            == existing["metadata"]["resourceVersion"]
+                        {
                             "unchanged"
                         } else {
                             "configured"
@@ -208,7 +220,11 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         anyhow!(
             "the server doesn't have a resource type {:?}; known: {}",
             args.resource,
-            resources::ALL.iter().map(|r| r.plural).collect::<Vec<_>>().join(", ")
+            resources::ALL
+                .iter()
+                .map(|r| r.plural)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })?;
     let client = args.conn.client()?;
@@ -249,7 +265,13 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let order = node_order(&client).await;
-                let rows = table(r, &items, args.output == Some(Output::Wide), args.all_namespaces, &order);
+                let rows = table(
+                    r,
+                    &items,
+                    args.output == Some(Output::Wide),
+                    args.all_namespaces,
+                    &order,
+                );
                 print!("{}", render(&rows));
             }
         }
@@ -264,9 +286,14 @@ async fn node_order(client: &Client) -> Vec<String> {
         .ok()
         .and_then(|v| serde_json::from_value::<FleetInfo>(v).ok())
         .and_then(|f| {
-            kantai_model::topology::Topology::from_node(&kantai_model::node::Node::from_json(&f.topology)).ok()
+            kantai_model::topology::Topology::from_node(&kantai_model::node::Node::from_json(
+                &f.topology,
+            ))
+            .ok()
         });
-    let mut order: Vec<String> = topo.map(|t| t.nodes.into_iter().map(|n| n.name).collect()).unwrap_or_default();
+    let mut order: Vec<String> = topo
+        .map(|t| t.nodes.into_iter().map(|n| n.name).collect())
+        .unwrap_or_default();
     if let Ok(nodes) = client.list(NODES, None).await {
         let mut extra: Vec<String> = nodes
             .iter()
@@ -303,11 +330,32 @@ fn age_of(v: &Value) -> String {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
-fn table(r: Resource, items: &[Value], wide: bool, all_ns: bool, order: &[String]) -> Vec<Vec<String>> {
+fn table(
+    r: Resource,
+    items: &[Value],
+    wide: bool,
+    all_ns: bool,
+    order: &[String],
+) -> Vec<Vec<String>> {
     let mut header: Vec<&str> = match r.plural {
-        "services" => vec!["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
+        "services" => vec![
+            "NAME",
+            "URL",
+            "LATESTCREATED",
+            "LATESTREADY",
+            "READY",
+            "REASON",
+        ],
         "configurations" => vec!["NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
-        "revisions" => vec!["NAME", "CONFIG NAME", "GENERATION", "READY", "REASON", "ACTUAL REPLICAS", "DESIRED REPLICAS"],
+        "revisions" => vec![
+            "NAME",
+            "CONFIG NAME",
+            "GENERATION",
+            "READY",
+            "REASON",
+            "ACTUAL REPLICAS",
+            "DESIRED REPLICAS",
+        ],
         "routes" => vec!["NAME", "URL", "READY", "REASON"],
         "placements" => vec!["NAME", "NODES", "READY"],
         "instances" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
@@ -355,8 +403,16 @@ fn table(r: Resource, items: &[Value], wide: bool, all_ns: bool, order: &[String
             ],
             "routes" => vec![name, s(&v["status"]["url"]), ready, reason],
             "placements" => {
-                let p = kantai_model::fleet::from_json::<kantai_model::fleet::Placement>(v).unwrap_or_default();
-                let nodes = format!("[{}]", order.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(","));
+                let p = kantai_model::fleet::from_json::<kantai_model::fleet::Placement>(v)
+                    .unwrap_or_default();
+                let nodes = format!(
+                    "[{}]",
+                    order
+                        .iter()
+                        .map(|n| format!("{n:?}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
                 let mut row = vec![name, nodes, p.summary(order)];
                 if wide {
                     row.push(p.spec.activator_in_path.to_string());
@@ -370,7 +426,11 @@ fn table(r: Resource, items: &[Value], wide: bool, all_ns: bool, order: &[String
                 let mut row = vec![
                     name,
                     format!("{}/1", u8::from(st["ready"] == true)),
-                    if phase.is_empty() { "Pending".into() } else { phase },
+                    if phase.is_empty() {
+                        "Pending".into()
+                    } else {
+                        phase
+                    },
                     st["restarts"].as_u64().unwrap_or(0).to_string(),
                     st["startTime"]
                         .as_str()
@@ -388,7 +448,11 @@ fn table(r: Resource, items: &[Value], wide: bool, all_ns: bool, order: &[String
             _ => {
                 let mut row = vec![
                     name,
-                    if ready == "True" { "Ready".into() } else { "NotReady".into() },
+                    if ready == "True" {
+                        "Ready".into()
+                    } else {
+                        "NotReady".into()
+                    },
                     age_of(v),
                 ];
                 if wide {
@@ -410,7 +474,13 @@ fn table(r: Resource, items: &[Value], wide: bool, all_ns: bool, order: &[String
 pub fn render(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {
@@ -434,7 +504,8 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let mut targets: Vec<(Resource, String, String)> = Vec::new();
     match (args.args.as_slice(), args.files.is_empty()) {
         ([kind, names @ ..], true) if !names.is_empty() => {
-            let r = Resource::lookup(kind).ok_or_else(|| anyhow!("unknown resource type {kind:?}"))?;
+            let r =
+                Resource::lookup(kind).ok_or_else(|| anyhow!("unknown resource type {kind:?}"))?;
             for n in names {
                 targets.push((r, args.conn.namespace.clone(), n.clone()));
             }
@@ -443,12 +514,19 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
             for path in input::expand(&args.files)? {
                 let file = input::read(&path)?;
                 let docs = manifest::read(&file.text, &kantai_model::ServingConfig::default())
-                    .map_err(|e| anyhow!("{} is not valid YAML or JSON:\n{}", file.name, e.message))?;
+                    .map_err(|e| {
+                        anyhow!("{} is not valid YAML or JSON:\n{}", file.name, e.message)
+                    })?;
                 for d in docs {
                     if let Some(o) = d.object
-                        && let Some(r) = Resource::of_kind(kantai_model::serving::API_VERSION, o.kind())
+                        && let Some(r) =
+                            Resource::of_kind(kantai_model::serving::API_VERSION, o.kind())
                     {
-                        let ns = o.metadata().namespace.clone().unwrap_or_else(|| args.conn.namespace.clone());
+                        let ns = o
+                            .metadata()
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| args.conn.namespace.clone());
                         targets.push((r, ns, o.metadata().name.clone()));
                     }
                 }
@@ -462,7 +540,14 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
             match client.delete(r, &ns, &name).await {
                 Ok(()) => println!("{}.{} \"{name}\" deleted", r.singular, r.group),
                 Err(e) => {
-                    eprintln!("Error from server ({}): {e}", if e.is_not_found() { "NotFound" } else { "Error" });
+                    eprintln!(
+                        "Error from server ({}): {e}",
+                        if e.is_not_found() {
+                            "NotFound"
+                        } else {
+                            "Error"
+                        }
+                    );
                     code = ExitCode::FAILURE;
                 }
             }
@@ -476,23 +561,44 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
 pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
     rt()?.block_on(async {
-        let fleet: FleetInfo = serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
+        let fleet: FleetInfo =
+            serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
         let nodes = client.list(NODES, None).await?;
         let order = node_order(&client).await;
-        let from = args.from.clone().or_else(|| order.first().cloned()).ok_or_else(|| anyhow!("the fleet has no nodes"))?;
+        let from = args
+            .from
+            .clone()
+            .or_else(|| order.first().cloned())
+            .ok_or_else(|| anyhow!("the fleet has no nodes"))?;
         let node = nodes
             .iter()
             .find(|n| n["metadata"]["name"] == from.as_str())
-            .ok_or_else(|| anyhow!("no node {from:?} in the fleet (nodes: {})", order.join(", ")))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "no node {from:?} in the fleet (nodes: {})",
+                    order.join(", ")
+                )
+            })?;
         let gateway = s(&node["spec"]["gateway"]);
         let host = match &args.tag {
-            Some(t) => format!("{t}-{}.{}.{}", args.service, args.conn.namespace, fleet.domain),
+            Some(t) => format!(
+                "{t}-{}.{}.{}",
+                args.service, args.conn.namespace, fleet.domain
+            ),
             None => format!("{}.{}.{}", args.service, args.conn.namespace, fleet.domain),
         };
         let r = send(&gateway, &host, &args.method, &args.path, args.data.clone()).await?;
         print!("{}", String::from_utf8_lossy(&r.body));
-        eprintln!("{} from node {from} in {:.1} ms (host {host})", r.status, r.elapsed.as_secs_f64() * 1e3);
-        Ok(if r.status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        eprintln!(
+            "{} from node {from} in {:.1} ms (host {host})",
+            r.status,
+            r.elapsed.as_secs_f64() * 1e3
+        );
+        Ok(if r.status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
 }
 
@@ -507,12 +613,19 @@ pub struct Answer {
 }
 
 /// Sends one request to a gateway with the given Host.
-pub async fn send(gateway: &str, host: &str, method: &str, path: &str, body: Option<String>) -> anyhow::Result<Answer> {
+pub async fn send(
+    gateway: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> anyhow::Result<Answer> {
     let stream = tokio::net::TcpStream::connect(gateway)
         .await
         .with_context(|| format!("cannot connect to the gateway at {gateway}"))?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let req = http::Request::builder()
         .method(method)
@@ -534,7 +647,10 @@ pub async fn send(gateway: &str, host: &str, method: &str, path: &str, body: Opt
 pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
     rt()?.block_on(async {
-        let mut path = format!("{}/log", kantai_api::resources::INSTANCES.object_path(&args.conn.namespace, &args.instance));
+        let mut path = format!(
+            "{}/log",
+            kantai_api::resources::INSTANCES.object_path(&args.conn.namespace, &args.instance)
+        );
         if let Some(t) = args.tail {
             path.push_str(&format!("?tailLines={t}"));
         }

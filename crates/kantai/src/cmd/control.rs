@@ -37,7 +37,8 @@ pub fn load_topology(path: Option<&std::path::Path>) -> anyhow::Result<Topology>
         None => Ok(Topology::seed_testbed()),
         Some(p) => {
             let f = input::read(p)?;
-            Topology::parse(&f.text).map_err(|e| anyhow::anyhow!("invalid topology {}:\n{e}", f.name))
+            Topology::parse(&f.text)
+                .map_err(|e| anyhow::anyhow!("invalid topology {}:\n{e}", f.name))
         }
     }
 }
@@ -47,7 +48,9 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
         return PathBuf::from(x).join("kantai");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/state/kantai")
 }
 

@@ -56,7 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn demo(fleet: &Fleet, requests: u32) -> anyhow::Result<()> {
     let client = Client::new(&fleet.api)?;
-    let info: FleetInfo = serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
+    let info: FleetInfo =
+        serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
     let node3 = fleet
         .gateways
         .iter()
@@ -68,18 +69,29 @@ async fn demo(fleet: &Fleet, requests: u32) -> anyhow::Result<()> {
     println!("\n$ kantai apply -f hello.yaml");
     let doc = &kantai_model::manifest::read(HELLO_YAML, &kantai_model::ServingConfig::default())
         .map_err(|e| anyhow!("{}", e.message))?[0];
-    let obj = doc.object.as_ref().ok_or_else(|| anyhow!("the demo manifest is invalid"))?;
+    let obj = doc
+        .object
+        .as_ref()
+        .ok_or_else(|| anyhow!("the demo manifest is invalid"))?;
     client.create(SERVICES, "default", &obj.to_json()).await?;
     println!("service.serving.knative.dev/hello created");
-    let svc = wait_for(Duration::from_secs(60), "the service to become Ready", || async {
-        let v = client.get(SERVICES, "default", "hello").await.ok()?;
-        ready(&v).then_some(v)
-    })
+    let svc = wait_for(
+        Duration::from_secs(60),
+        "the service to become Ready",
+        || async {
+            let v = client.get(SERVICES, "default", "hello").await.ok()?;
+            ready(&v).then_some(v)
+        },
+    )
     .await?;
     show(&client, &svc, &order).await;
 
-    println!("\nThe first instance is the revision's initial scale; the autoscaler removes it after");
-    println!("the 12 s window (and the 30 s grace period behind the activator). Waiting for zero...");
+    println!(
+        "\nThe first instance is the revision's initial scale; the autoscaler removes it after"
+    );
+    println!(
+        "the 12 s window (and the 30 s grace period behind the activator). Waiting for zero..."
+    );
     wait_zero(&client, &order).await?;
 
     let host = format!("hello.{}.{}", "default", info.domain);
@@ -88,7 +100,11 @@ async fn demo(fleet: &Fleet, requests: u32) -> anyhow::Result<()> {
         let a = send(&node3, &host, "GET", "/", None).await?;
         let what = if i == 0 { "cold start" } else { "warm" };
         print!("{}", String::from_utf8_lossy(&a.body));
-        println!("  -> {} in {:.1} ms ({what})", a.status, a.elapsed.as_secs_f64() * 1e3);
+        println!(
+            "  -> {} in {:.1} ms ({what})",
+            a.status,
+            a.elapsed.as_secs_f64() * 1e3
+        );
         if !a.status.is_success() {
             bail!("the request failed: {}", a.status);
         }
@@ -101,16 +117,21 @@ async fn demo(fleet: &Fleet, requests: u32) -> anyhow::Result<()> {
     println!("\nA second cold start, from node3:");
     let a = send(&node3, &host, "GET", "/", None).await?;
     print!("{}", String::from_utf8_lossy(&a.body));
-    println!("  -> {} in {:.1} ms (cold start)", a.status, a.elapsed.as_secs_f64() * 1e3);
+    println!(
+        "  -> {} in {:.1} ms (cold start)",
+        a.status,
+        a.elapsed.as_secs_f64() * 1e3
+    );
     let svc = client.get(SERVICES, "default", "hello").await?;
     show(&client, &svc, &order).await;
     Ok(())
 }
 
 fn ready(v: &Value) -> bool {
-    v["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    v["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 async fn wait_for<T, F, Fut>(limit: Duration, what: &str, f: F) -> anyhow::Result<T>
@@ -137,7 +158,10 @@ async fn wait_zero(client: &Client, order: &[String]) -> anyhow::Result<()> {
         items.is_empty().then_some(())
     })
     .await?;
-    println!("  scaled to zero after {:.0} s", start.elapsed().as_secs_f64());
+    println!(
+        "  scaled to zero after {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
     if let Ok(p) = client.get(PLACEMENTS, "default", "hello-00001").await
         && let Ok(p) = kantai_model::fleet::from_json::<kantai_model::fleet::Placement>(&p)
     {
@@ -171,7 +195,11 @@ async fn show(client: &Client, svc: &Value, order: &[String]) {
     {
         println!(
             "placement.kantai.dev/hello-00001   [{}]   {}",
-            order.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(","),
+            order
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(","),
             p.summary(order)
         );
     }

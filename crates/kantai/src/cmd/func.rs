@@ -37,7 +37,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn hello() -> anyhow::Result<ExitCode> {
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
     let target = std::env::var("TARGET").unwrap_or_else(|_| "Hello World".to_owned());
     let pod = std::env::var("PODNAME").unwrap_or_default();
     let node = std::env::var("NODENAME").unwrap_or_default();
@@ -78,7 +81,10 @@ fn hello() -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn serve(h: &'static Hello, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn serve(
+    h: &'static Hello,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
     let (status, body) = if path == "/" {
         (StatusCode::OK, h.greeting.clone())
@@ -90,15 +96,21 @@ async fn serve(h: &'static Hello, req: Request<Incoming>) -> Result<Response<Ful
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 (StatusCode::OK, format!("slept {ms} ms\n"))
             }
-            Err(_) => (StatusCode::BAD_REQUEST, format!("not a number of milliseconds: {ms:?}\n")),
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                format!("not a number of milliseconds: {ms:?}\n"),
+            ),
         }
     } else {
         (StatusCode::NOT_FOUND, "not found\n".to_owned())
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert("app", http::HeaderValue::from_static("shuka"));
     r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        .insert("app", http::HeaderValue::from_static("shuka"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     Ok(r)
 }

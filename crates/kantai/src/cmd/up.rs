@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cmd::control::{default_state_dir, load_topology};
-use crate::launch::{self, Fleet, Launch};
 use crate::fleet_config;
+use crate::launch::{self, Fleet, Launch};
 
 /// Arguments of `kantai up`.
 #[derive(clap::Args)]
@@ -49,10 +49,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             show_logs: args.verbose,
         })
         .await?;
-        println!("kantai is up: API {} (state in {})", fleet.api, state_dir.display());
+        println!(
+            "kantai is up: API {} (state in {})",
+            fleet.api,
+            state_dir.display()
+        );
         for (name, gw) in &fleet.gateways {
             let spec = topology.node(name);
-            let tier = spec.and_then(|n| n.labels.get("tier")).map(|t| format!("  tier={t}")).unwrap_or_default();
+            let tier = spec
+                .and_then(|n| n.labels.get("tier"))
+                .map(|t| format!("  tier={t}"))
+                .unwrap_or_default();
             let far: Vec<String> = topology
                 .nodes
                 .iter()
@@ -62,7 +69,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     (!l.rtt.is_zero()).then(|| format!("{} {:?}±{:?}", o.name, l.rtt, l.jitter))
                 })
                 .collect();
-            let far = if far.is_empty() { String::new() } else { format!("  round trip to {}", far.join(", ")) };
+            let far = if far.is_empty() {
+                String::new()
+            } else {
+                format!("  round trip to {}", far.join(", "))
+            };
             println!("  {name:<8} gateway {gw}{tier}{far}");
         }
         if let Some((name, gw)) = fleet.gateways.last() {

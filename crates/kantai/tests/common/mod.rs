@@ -51,7 +51,14 @@ pub struct Answer {
 impl TestFleet {
     /// A fleet of one node.
     pub async fn one_node() -> TestFleet {
-        TestFleet::start(&[TestNode { name: "node1", rtt_to_first_ms: 0 }], "").await
+        TestFleet::start(
+            &[TestNode {
+                name: "node1",
+                rtt_to_first_ms: 0,
+            }],
+            "",
+        )
+        .await
     }
 
     /// Starts `kantai up` with the given nodes (all on 127.0.0.1, any ports) and extra
@@ -80,7 +87,10 @@ impl TestFleet {
             topo.push_str("    []\n");
             topo = topo.replace("  pairs:\n    []\n", "  pairs: []\n");
         }
-        topo.push_str(&format!("control: {{node: {}, listen: \"127.0.0.1:0\"}}\n", nodes[0].name));
+        topo.push_str(&format!(
+            "control: {{node: {}, listen: \"127.0.0.1:0\"}}\n",
+            nodes[0].name
+        ));
         let topo_file = state.path().join("test-topology.yaml");
         std::fs::write(&topo_file, topo).expect("topology");
         let config_file = state.path().join("test-config.yaml");
@@ -123,7 +133,10 @@ impl TestFleet {
                 assert!(Instant::now() < deadline, "node {} did not start", n.name);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
-            gateways.push((n.name.to_owned(), v["gateway"].as_str().expect("gw").parse().expect("addr")));
+            gateways.push((
+                n.name.to_owned(),
+                v["gateway"].as_str().expect("gw").parse().expect("addr"),
+            ));
         }
         let api = control["api"].as_str().expect("api").to_owned();
         let client = Client::new(&api).expect("client");
@@ -141,11 +154,16 @@ impl TestFleet {
         // Every node reported at least once.
         fleet
             .wait_for(Duration::from_secs(20), "all nodes ready", || async {
-                let nodes = fleet.client.list(kantai_api::resources::NODES, None).await.ok()?;
+                let nodes = fleet
+                    .client
+                    .list(kantai_api::resources::NODES, None)
+                    .await
+                    .ok()?;
                 (nodes.len() == fleet.gateways.len()
                     && nodes.iter().all(|n| {
                         n["status"]["conditions"].as_array().is_some_and(|cs| {
-                            cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                            cs.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
                         })
                     }))
                 .then_some(())
@@ -155,7 +173,11 @@ impl TestFleet {
     }
 
     pub fn gateway(&self, node: &str) -> SocketAddr {
-        self.gateways.iter().find(|(n, _)| n == node).map(|(_, g)| *g).expect("node")
+        self.gateways
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, g)| *g)
+            .expect("node")
     }
 
     pub async fn wait_for<T, F, Fut>(&self, limit: Duration, what: &str, f: F) -> T
@@ -168,29 +190,41 @@ impl TestFleet {
             if let Some(v) = f().await {
                 return v;
             }
-            assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Creates a Service from YAML and waits until it is Ready.
     pub async fn deploy(&self, yaml: &str) -> Value {
-        let docs = kantai_model::manifest::read(yaml, &kantai_model::ServingConfig::default()).expect("yaml");
+        let docs = kantai_model::manifest::read(yaml, &kantai_model::ServingConfig::default())
+            .expect("yaml");
         let obj = docs[0].object.as_ref().expect("object").to_json();
         let name = obj["metadata"]["name"].as_str().expect("name").to_owned();
-        self.client.create(SERVICES, "default", &obj).await.expect("create");
+        self.client
+            .create(SERVICES, "default", &obj)
+            .await
+            .expect("create");
         self.wait_ready(&name).await
     }
 
     pub async fn wait_ready(&self, name: &str) -> Value {
-        self.wait_for(Duration::from_secs(60), "the service to be Ready", || async {
-            let v = self.client.get(SERVICES, "default", name).await.ok()?;
-            let ready = v["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
-            });
-            let current = v["status"]["observedGeneration"] == v["metadata"]["generation"];
-            (ready && current).then_some(v)
-        })
+        self.wait_for(
+            Duration::from_secs(60),
+            "the service to be Ready",
+            || async {
+                let v = self.client.get(SERVICES, "default", name).await.ok()?;
+                let ready = v["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+                let current = v["status"]["observedGeneration"] == v["metadata"]["generation"];
+                (ready && current).then_some(v)
+            },
+        )
         .await
     }
 
@@ -206,7 +240,10 @@ impl TestFleet {
     }
 
     pub async fn instances(&self) -> Vec<Value> {
-        self.client.list(INSTANCES, Some("default")).await.unwrap_or_default()
+        self.client
+            .list(INSTANCES, Some("default"))
+            .await
+            .unwrap_or_default()
     }
 
     pub async fn placement(&self, revision: &str) -> Option<Value> {
@@ -215,7 +252,13 @@ impl TestFleet {
 
     /// One request to `service` through `node`'s gateway.
     pub async fn call(&self, node: &str, service: &str, path: &str) -> Answer {
-        self.call_host(node, &format!("{service}.default.svc.cluster.local"), path, Bytes::new()).await
+        self.call_host(
+            node,
+            &format!("{service}.default.svc.cluster.local"),
+            path,
+            Bytes::new(),
+        )
+        .await
     }
 
     pub async fn call_host(&self, node: &str, host: &str, path: &str, body: Bytes) -> Answer {
@@ -233,7 +276,12 @@ impl TestFleet {
             .expect("request");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         Answer {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
@@ -271,7 +319,10 @@ impl TestFleet {
             if left.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "processes left after kantai up stopped: {left:?}");
+            assert!(
+                Instant::now() < deadline,
+                "processes left after kantai up stopped: {left:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -288,9 +339,16 @@ impl Drop for TestFleet {
 /// Command lines of live processes that contain `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
-        if !e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
             continue;
         }
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
@@ -324,7 +382,9 @@ pub fn pid_with_env(entry: &str) -> Option<i32> {
     let dir = std::fs::read_dir("/proc").ok()?;
     for e in dir.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Ok(pid) = name.parse::<i32>() else { continue };
+        let Ok(pid) = name.parse::<i32>() else {
+            continue;
+        };
         if let Ok(env) = std::fs::read(e.path().join("environ"))
             && env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes())
         {
