@@ -403,13 +403,13 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
 }
 
 fn writable_by_clients(r: &Resource) -> bool {
-    matches!(r.plural, "services" | "nodes" | "instances")
+    matches!(r.plural, "services" | "routes" | "nodes" | "instances")
 }
 
 fn read_only(r: &Resource) -> ApiFailure {
     let why = match r.plural {
-        "configurations" | "routes" | "revisions" => {
-            "kantai derives configurations, revisions and routes from Services; create or change a Service instead"
+        "configurations" | "revisions" => {
+            "kantai derives configurations and revisions from Services; create or change a Service instead"
         }
         "placements" => "placements are decided by kantai's placement policy",
         _ => "this resource is managed by kantai",
@@ -548,6 +548,35 @@ fn admit(
             }
             Ok(out)
         }
+        "routes" => {
+            if s.store.get(&resources::SERVICES, ns, &name).is_some() {
+                return Err(fail(
+                    409,
+                    "Conflict",
+                    format!(
+                        "route {name:?} belongs to Service {name:?}; change the Service's traffic instead"
+                    ),
+                ));
+            }
+            if let Some(o) = body.as_object_mut() {
+                o.remove("status");
+            }
+            let doc = manifest::read_one(&Node::from_json(&body), 0, &s.config);
+            if doc.findings.has_errors() {
+                return Err(invalid(doc.findings));
+            }
+            let obj = doc
+                .object
+                .ok_or_else(|| fail(400, "BadRequest", "not a Route"))?;
+            let mut out = obj.to_json();
+            if let Some(st) = existing
+                .and_then(|o| o.get("status"))
+                .filter(|v| !v.is_null())
+            {
+                out["status"] = st.clone();
+            }
+            Ok(out)
+        }
         "instances" => fleet::from_json::<fleet::Instance>(&body)
             .map(|_| body)
             .map_err(invalid),
@@ -610,20 +639,22 @@ fn watch_response(
             .filter(|e| matches(e))
             .map(|e| watch_line(e.type_.as_str(), &e.object)),
     );
+    let stopping = s.stopping.clone();
     let stream = futures_util::stream::unfold(
-        (pending, rx, matches),
-        |(mut pending, mut rx, matches)| async move {
+        (pending, rx, matches, stopping),
+        |(mut pending, mut rx, matches, mut stopping)| async move {
             loop {
                 if let Some(b) = pending.pop_front() {
-                    return Some((Ok::<Bytes, Infallible>(b), (pending, rx, matches)));
+                    return Some((Ok::<Bytes, Infallible>(b), (pending, rx, matches, stopping)));
                 }
-                match rx.recv().await {
-                    Ok(e) if matches(&e) => {
-                        pending.push_back(watch_line(e.type_.as_str(), &e.object))
-                    }
-                    Ok(_) => {}
-                    // A watcher too slow to keep up is ended; it lists and watches again.
-                    Err(_) => return None,
+                tokio::select! {
+                    e = rx.recv() => match e {
+                        Ok(e) if matches(&e) => pending.push_back(watch_line(e.type_.as_str(), &e.object)),
+                        Ok(_) => {}
+                        // A watcher too slow to keep up is ended; it lists and watches again.
+                        Err(_) => return None,
+                    },
+                    _ = stopping.wait_for(|s| *s) => return None,
                 }
             }
         },

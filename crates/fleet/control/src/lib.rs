@@ -55,6 +55,8 @@ pub struct Shared {
     pub nodes_seen: Mutex<HashMap<String, SystemTime>>,
     /// The latest measured round trip between nodes, in milliseconds.
     pub rtt: Mutex<HashMap<(String, String), f64>>,
+    /// Becomes true when the control plane stops (open watches end).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -86,6 +88,8 @@ pub struct ControlPlane {
     pub addr: SocketAddr,
     /// Shared state (for tests and embedding).
     pub shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -94,6 +98,7 @@ impl ControlPlane {
     pub async fn start(cfg: ControlConfig) -> Result<ControlPlane, StartError> {
         let store = Store::open(&cfg.state_dir)?;
         let (tx, rx) = mpsc::channel(10_000);
+        let (stop_tx, stopping) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             store,
             config: cfg.serving,
@@ -103,6 +108,7 @@ impl ControlPlane {
             decisions: Mutex::new(HashMap::new()),
             nodes_seen: Mutex::new(HashMap::new()),
             rtt: Mutex::new(HashMap::new()),
+            stopping,
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -116,26 +122,41 @@ impl ControlPlane {
         })?;
         info!(%addr, state = %cfg.state_dir.display(), "control plane listening");
         let app = api::router(shared.clone());
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+        let mut stop_rx = shared.stopping.clone();
+        let server = tokio::spawn(async move {
+            let graceful = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
                 tracing::error!("the API server stopped: {e}");
             }
-        }));
+        });
+        let mut tasks = Vec::new();
         tasks.push(tokio::spawn(reconcile::run(shared.clone())));
         tasks.push(tokio::spawn(scaling::run(shared.clone(), rx)));
         tasks.push(tokio::spawn(reconcile::watch_nodes(shared.clone())));
         Ok(ControlPlane {
             addr,
             shared,
+            server,
+            stop: stop_tx,
             tasks,
         })
     }
 
-    /// Stops every task.
-    pub fn shutdown(self) {
-        for t in self.tasks {
+    /// Stops serving: open watches end, connections close, the loops stop, and the store
+    /// is closed once this returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.server).await;
+        for t in &self.tasks {
             t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
         }
     }
 }

@@ -174,23 +174,28 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             let mut json = o.to_json();
             json["metadata"]["namespace"] = Value::String(ns.clone());
             let what = format!("{}.{}/{name}", r.singular, r.group);
-            let result = match client.get(r, &ns, &name).await {
-                Ok(existing) => {
-                    json["metadata"]["resourceVersion"] =
-                        existing["metadata"]["resourceVersion"].clone();
-                    client.replace(r, &ns, &name, &json).await.map(|new| {
-                        if new["metadata"]["resourceVersion"]
-                            == existing["metadata"]["resourceVersion"]
-                        {
-                            "unchanged"
-                        } else {
-                            "configured"
-                        }
-                    })
+            // The controllers write the status, which changes the version: retry a conflict
+            // with the latest version, as kubectl does.
+            let mut result = Err(ApiError::Protocol { url: String::new(), detail: "not sent".into() });
+            for _ in 0..5 {
+                result = match client.get(r, &ns, &name).await {
+                    Ok(existing) => {
+                        json["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"].clone();
+                        client.replace(r, &ns, &name, &json).await.map(|new| {
+                            if new["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"] {
+                                "unchanged"
+                            } else {
+                                "configured"
+                            }
+                        })
+                    }
+                    Err(e) if e.is_not_found() => client.create(r, &ns, &json).await.map(|_| "created"),
+                    Err(e) => Err(e),
+                };
+                if !matches!(&result, Err(e) if e.is_conflict() && e.to_string().contains("modified")) {
+                    break;
                 }
-                Err(e) if e.is_not_found() => client.create(r, &ns, &json).await.map(|_| "created"),
-                Err(e) => Err(e),
-            };
+            }
             match result {
                 Ok(verb) => println!("{what} {verb}"),
                 Err(e) => {

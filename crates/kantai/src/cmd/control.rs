@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             launch::write_ready(f, &json!({"api": format!("http://{}", cp.addr)}))?;
         }
         launch::stop_signal().await;
-        cp.shutdown();
+        cp.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }

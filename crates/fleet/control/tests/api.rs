@@ -1,0 +1,320 @@
+//! The control plane's API in-process on loopback: Kubernetes REST semantics, Status errors,
+//! watches, and the objects the controllers derive.
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use kantai_api::resources::{CONFIGURATIONS, REVISIONS, ROUTES, SERVICES};
+use kantai_api::{ApiError, Client};
+use kantai_control::{ControlConfig, ControlPlane};
+use kantai_model::ServingConfig;
+use kantai_model::topology::Topology;
+use serde_json::{Value, json};
+
+async fn start(dir: &std::path::Path) -> (ControlPlane, Client) {
+    let cp = ControlPlane::start(ControlConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        state_dir: dir.to_owned(),
+        serving: ServingConfig::default(),
+        topology: Topology::seed_testbed(),
+    })
+    .await
+    .expect("start");
+    let client = Client::new(&format!("http://{}", cp.addr)).expect("client");
+    (cp, client)
+}
+
+fn service(name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": {"containers": [{"image": image}]}}}
+    })
+}
+
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_of(e: &ApiError) -> &kantai_api::Status {
+    match e {
+        ApiError::Status(s) => s,
+        other => panic!("not a Status error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn crud_with_kubernetes_semantics() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+
+    let created = c
+        .create(SERVICES, "default", &service("hello", "a"))
+        .await
+        .expect("create");
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert!(
+        created["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+    // Defaults applied, as Knative's webhook does.
+    assert_eq!(created["spec"]["template"]["spec"]["timeoutSeconds"], 300);
+    assert_eq!(created["spec"]["traffic"][0]["percent"], 100);
+
+    // 409 on a second create.
+    let dup = c
+        .create(SERVICES, "default", &service("hello", "a"))
+        .await
+        .expect_err("exists");
+    assert_eq!(
+        (status_of(&dup).code, status_of(&dup).reason.as_str()),
+        (409, "AlreadyExists")
+    );
+
+    // 404 with a Status.
+    let missing = c
+        .get(SERVICES, "default", "nope")
+        .await
+        .expect_err("missing");
+    assert_eq!(status_of(&missing).code, 404);
+    assert!(status_of(&missing).message.contains("\"nope\" not found"));
+
+    // 422 with every cause, nothing stored.
+    let mut bad = service("Bad_Name", "");
+    bad["spec"]["traffic"] = json!([{"latestRevision": true, "percent": 90}]);
+    let invalid = c
+        .create(SERVICES, "default", &bad)
+        .await
+        .expect_err("invalid");
+    let st = status_of(&invalid);
+    assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
+    let fields: Vec<&str> = st
+        .details
+        .as_ref()
+        .expect("details")
+        .causes
+        .iter()
+        .map(|c| c.field.as_str())
+        .collect();
+    assert!(fields.contains(&"metadata.name"), "{fields:?}");
+    assert!(fields.contains(&"spec.traffic"), "{fields:?}");
+    assert!(
+        fields.contains(&"spec.template.spec.containers[0].image"),
+        "{fields:?}"
+    );
+
+    // Replace with a stale resourceVersion: 409 Conflict. (The controllers write the status
+    // too, which also changes the version, as in Kubernetes.)
+    let current = c.get(SERVICES, "default", "hello").await.expect("get");
+    let rv = current["metadata"]["resourceVersion"].clone();
+    let mut v2 = service("hello", "b");
+    v2["metadata"]["resourceVersion"] = rv.clone();
+    let updated = c
+        .replace(SERVICES, "default", "hello", &v2)
+        .await
+        .expect("replace");
+    assert_eq!(updated["metadata"]["generation"], 2);
+    let stale = c
+        .replace(SERVICES, "default", "hello", &v2)
+        .await
+        .expect_err("stale");
+    assert_eq!(status_of(&stale).reason, "Conflict");
+
+    // JSON merge patch.
+    let patched = c
+        .merge_patch(
+            SERVICES,
+            "default",
+            "hello",
+            &json!({"metadata": {"labels": {"team": "edge"}}}),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched["metadata"]["labels"]["team"], "edge");
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"][0]["image"],
+        "b"
+    );
+
+    // The controllers derive a configuration, two revisions and a route.
+    let revs = eventually("two revisions", || async {
+        let r = c.list(REVISIONS, Some("default")).await.ok()?;
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    let mut names: Vec<&str> = revs
+        .iter()
+        .filter_map(|r| r["metadata"]["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["hello-00001", "hello-00002"]);
+    let cfg = c
+        .get(CONFIGURATIONS, "default", "hello")
+        .await
+        .expect("configuration");
+    assert_eq!(cfg["metadata"]["ownerReferences"][0]["kind"], "Service");
+    let route = eventually("the route", || async {
+        c.get(ROUTES, "default", "hello").await.ok()
+    })
+    .await;
+    assert_eq!(
+        route["status"]["url"],
+        "http://hello.default.svc.cluster.local"
+    );
+
+    // Revisions are the controllers' to write.
+    let ro = c
+        .replace(REVISIONS, "default", "hello-00001", &revs[0])
+        .await
+        .expect_err("read-only");
+    assert_eq!(status_of(&ro).code, 405);
+
+    // A body over 3 MiB: 413.
+    let huge = "x".repeat(4 * 1024 * 1024);
+    let too_big = c
+        .call(
+            Method::POST,
+            &SERVICES.collection_path(Some("default")),
+            Some((huge.into_bytes(), "application/json")),
+        )
+        .await
+        .expect_err("too large");
+    assert_eq!(status_of(&too_big).code, 413);
+    // Malformed JSON: 400.
+    let garbage = c
+        .call(
+            Method::POST,
+            &SERVICES.collection_path(Some("default")),
+            Some((b"{nope".to_vec(), "application/json")),
+        )
+        .await
+        .expect_err("bad json");
+    assert_eq!(status_of(&garbage).code, 400);
+
+    // Delete takes the children along.
+    c.delete(SERVICES, "default", "hello")
+        .await
+        .expect("delete");
+    assert!(
+        c.list(REVISIONS, Some("default"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(c.get(ROUTES, "default", "hello").await.is_err());
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn watches_stream_changes_and_the_store_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    c.create(SERVICES, "default", &service("one", "a"))
+        .await
+        .expect("create");
+    let mut w = c.watch(SERVICES, Some("default")).await.expect("watch");
+    let first = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .expect("event")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(
+        (
+            first.type_.as_str(),
+            first.object["metadata"]["name"].as_str()
+        ),
+        ("ADDED", Some("one"))
+    );
+    c.create(SERVICES, "default", &service("two", "a"))
+        .await
+        .expect("create");
+    c.delete(SERVICES, "default", "one").await.expect("delete");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .expect("event")
+            .expect("open")
+            .expect("ok");
+        // Status updates by the controllers are MODIFIED events; look for the two changes.
+        if e.type_ != "MODIFIED" {
+            seen.push((
+                e.type_,
+                e.object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("ADDED".to_owned(), "two".to_owned()),
+            ("DELETED".to_owned(), "one".to_owned())
+        ]
+    );
+    cp.shutdown().await;
+
+    // A new control plane on the same state finds every service.
+    let (cp, c) = start(dir.path()).await;
+    let two = c.get(SERVICES, "default", "two").await.expect("kept");
+    assert_eq!(
+        two["spec"]["template"]["spec"]["containers"][0]["image"],
+        "a"
+    );
+    assert!(c.get(SERVICES, "default", "one").await.is_err());
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn routes_can_stand_alone_but_not_replace_a_services() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    c.create(SERVICES, "default", &service("web", "a"))
+        .await
+        .expect("service");
+    let own = json!({"apiVersion": "serving.knative.dev/v1", "kind": "Route", "metadata": {"name": "web"},
+                     "spec": {"traffic": [{"configurationName": "web", "percent": 100}]}});
+    eventually("the service's route", || async {
+        c.get(ROUTES, "default", "web").await.ok()
+    })
+    .await;
+    let clash = c
+        .replace(ROUTES, "default", "web", &own)
+        .await
+        .expect_err("owned");
+    assert_eq!(status_of(&clash).code, 409);
+    let mut alone = own.clone();
+    alone["metadata"]["name"] = json!("front");
+    let created = c
+        .create(ROUTES, "default", &alone)
+        .await
+        .expect("standalone route");
+    assert_eq!(created["spec"]["traffic"][0]["configurationName"], "web");
+    let front = eventually("the standalone route's url", || async {
+        let r = c.get(ROUTES, "default", "front").await.ok()?;
+        r["status"]["url"].as_str().is_some().then_some(r)
+    })
+    .await;
+    assert_eq!(
+        front["status"]["url"],
+        "http://front.default.svc.cluster.local"
+    );
+    cp.shutdown().await;
+}
