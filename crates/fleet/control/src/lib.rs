@@ -134,10 +134,11 @@ impl ControlPlane {
                 tracing::error!("the API server stopped: {e}");
             }
         });
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(reconcile::run(shared.clone())));
-        tasks.push(tokio::spawn(scaling::run(shared.clone(), rx)));
-        tasks.push(tokio::spawn(reconcile::watch_nodes(shared.clone())));
+        let tasks = vec![
+            tokio::spawn(reconcile::run(shared.clone())),
+            tokio::spawn(scaling::run(shared.clone(), rx)),
+            tokio::spawn(reconcile::watch_nodes(shared.clone())),
+        ];
         Ok(ControlPlane {
             addr,
             shared,
