@@ -120,6 +120,10 @@ pub struct Report {
     /// A request reached a revision without capacity: decide now, not at the next tick.
     #[serde(default)]
     pub poke: bool,
+    /// The highest resourceVersion among the Routes this node's gateway has programmed: the
+    /// control plane marks a route's ingress ready once every ready node has it.
+    #[serde(default)]
+    pub routes_version: u64,
 }
 
 /// Load of one revision at one node.

@@ -53,13 +53,31 @@ pub struct Shared {
     pub decisions: Mutex<HashMap<(String, String), Decision>>,
     /// When each node agent last reported.
     pub nodes_seen: Mutex<HashMap<String, SystemTime>>,
+    /// When this control plane started.
+    pub started: SystemTime,
     /// The latest measured round trip between nodes, in milliseconds.
     pub rtt: Mutex<HashMap<(String, String), f64>>,
+    /// The routes version each node's gateway has programmed.
+    pub route_acks: Mutex<HashMap<String, u64>>,
+    /// Per route, the resourceVersion of the write that last changed its traffic.
+    pub traffic_versions: Mutex<HashMap<(String, String), u64>>,
     /// Becomes true when the control plane stops (open watches end).
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
+    /// Whether a node's agent counts as alive: it reported within the timeout. A control
+    /// plane that just (re)started gives every node that long to report, so that a restart
+    /// does not move instances off healthy nodes.
+    pub fn node_alive(&self, name: &str, now: SystemTime) -> bool {
+        let within =
+            |t: SystemTime| now.duration_since(t).unwrap_or_default() < scaling::NODE_READY_TIMEOUT;
+        match self.nodes_seen.lock().get(name) {
+            Some(t) => within(*t),
+            None => within(self.started),
+        }
+    }
+
     /// Tells the controllers something changed.
     pub fn changed(&self) {
         self.wake.notify_one();
@@ -107,7 +125,10 @@ impl ControlPlane {
             wake: Notify::new(),
             decisions: Mutex::new(HashMap::new()),
             nodes_seen: Mutex::new(HashMap::new()),
+            started: SystemTime::now(),
             rtt: Mutex::new(HashMap::new()),
+            route_acks: Mutex::new(HashMap::new()),
+            traffic_versions: Mutex::new(HashMap::new()),
             stopping,
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)

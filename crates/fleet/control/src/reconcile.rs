@@ -234,12 +234,20 @@ fn update_statuses(s: &Shared, now: &str) {
                 failure,
             });
     }
-    let any_node_ready = store.list(&NODES, None).0.iter().any(|n| {
-        n["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    let ready_nodes: Vec<String> = store
+        .list(&NODES, None)
+        .0
+        .iter()
+        .filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
         })
-    });
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    let any_node_ready = !ready_nodes.is_empty();
+    let acks = s.route_acks.lock().clone();
     let decisions = s.decisions.lock().clone();
 
     // Revisions, and per configuration the revisions by generation.
@@ -254,15 +262,18 @@ fn update_statuses(s: &Shared, now: &str) {
         );
         let instances = by_revision.get(&(ns.clone(), name.clone()));
         let ready = instances.map_or(0, |is| is.iter().filter(|i| i.ready).count() as u32);
+        let decision = decisions.get(&(ns.clone(), name.clone()));
+        // Ready once an instance was ready, or once the autoscaler's initial scale was reached
+        // (at once for initial-scale 0), as Knative's ScaleTargetInitialized.
         let ever_ready = ready > 0
             || rev
                 .status
                 .as_ref()
-                .is_some_and(|st| st.conditions.is_true("Ready"));
+                .is_some_and(|st| st.conditions.is_true("Ready"))
+            || decision.is_some_and(|d| d.initialized);
         let placement = store
             .get(&PLACEMENTS, &ns, &name)
             .and_then(|p| fleet::from_json::<Placement>(&p).ok());
-        let decision = decisions.get(&(ns.clone(), name.clone()));
         let obs = RevisionObservation {
             ready,
             desired: decision.map_or(0, |d| d.desired),
@@ -382,7 +393,15 @@ fn update_statuses(s: &Shared, now: &str) {
         let lookup = |cfg: &str| latest_ready.get(&(ns.clone(), cfg.to_owned())).cloned();
         let exists = |rev: &str| store.get(&REVISIONS, &ns, rev).is_some();
         let resolved = derive::resolve_traffic(&route, &s.config.domain, &lookup, &exists);
-        let st = derive::route_status(&route, &s.config.domain, &resolved, any_node_ready, now);
+        // The gateways serve the route once every ready node has programmed its traffic.
+        let key = (ns.clone(), name.clone());
+        let wanted = s.traffic_versions.lock().get(&key).copied().unwrap_or(0);
+        let programmed = any_node_ready
+            && ready_nodes
+                .iter()
+                .all(|n| acks.get(n).copied().unwrap_or(0) >= wanted);
+        let st = derive::route_status(&route, &s.config.domain, &resolved, programmed, now);
+        let traffic_changed = route.status.as_ref().map(|o| &o.traffic) != Some(&st.traffic);
         write_status(
             store,
             &ROUTES,
@@ -390,6 +409,16 @@ fn update_statuses(s: &Shared, now: &str) {
             &name,
             serde_json::to_value(&st).unwrap_or_default(),
         );
+        if traffic_changed
+            && let Some(v) = store.get(&ROUTES, &ns, &name)
+            && let Some(rv) = v["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+        {
+            s.traffic_versions.lock().insert(key, rv);
+            // Look again once the nodes have it.
+            s.changed();
+        }
         route_status.insert((ns, name), st);
     }
 
@@ -437,9 +466,7 @@ pub async fn watch_nodes(s: Arc<Shared>) {
             };
             let name = node.metadata.name.clone();
             let last = seen.get(&name).copied();
-            let ready = last.is_some_and(|t| {
-                now.duration_since(t).unwrap_or_default() < crate::scaling::NODE_READY_TIMEOUT
-            });
+            let ready = s.node_alive(&name, now);
             let mut st = node.status.clone().unwrap_or_default();
             let stamp = kantai_api::time::now();
             if ready {

@@ -235,6 +235,16 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
     s.nodes_seen
         .lock()
         .insert(report.node.clone(), SystemTime::now());
+    let acked = {
+        let mut acks = s.route_acks.lock();
+        let a = acks.entry(report.node.clone()).or_default();
+        let moved = report.routes_version > *a;
+        *a = (*a).max(report.routes_version);
+        moved
+    };
+    if acked {
+        s.changed();
+    }
     if !report.rtt.is_empty() {
         let mut rtt = s.rtt.lock();
         for r in &report.rtt {

@@ -100,6 +100,10 @@ pub(crate) struct Agent {
     pub(crate) changed: Notify,
     pub(crate) local: Mutex<HashMap<String, Local>>,
     pub(crate) rtt: Mutex<HashMap<String, f64>>,
+    /// The highest route resourceVersion the gateway has programmed.
+    pub(crate) routes_version: std::sync::atomic::AtomicU64,
+    /// Wakes the reporter to acknowledge new routes at once.
+    pub(crate) routes_applied: Notify,
 }
 
 async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, AgentError> {
@@ -197,6 +201,8 @@ pub async fn run(
         changed: Notify::new(),
         local: Mutex::new(HashMap::new()),
         rtt: Mutex::new(HashMap::new()),
+        routes_version: std::sync::atomic::AtomicU64::new(0),
+        routes_applied: Notify::new(),
     });
     register(&agent, &cfg, &capacity, bound).await;
     remove_stale_instances(&agent).await;
@@ -398,6 +404,24 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     agent.dp.set_routes(domain, routes);
     agent.dp.set_peers(peers);
     agent.dp.set_remote(remote);
+    let version = snap
+        .routes
+        .values()
+        .filter_map(|r| {
+            r["metadata"]["resourceVersion"]
+                .as_str()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    if agent
+        .routes_version
+        .fetch_max(version, std::sync::atomic::Ordering::AcqRel)
+        < version
+    {
+        agent.routes_applied.notify_one();
+    }
 }
 
 /// Desired instances of each revision on this node, from the placements.
@@ -432,8 +456,18 @@ async fn report_loop(
                     revisions: agent.dp.take_loads(),
                     rtt,
                     poke: false,
+                    routes_version: agent.routes_version.load(std::sync::atomic::Ordering::Acquire),
                 };
                 send_report(&agent, &report).await;
+            }
+            _ = agent.routes_applied.notified() => {
+                let report = Report {
+                    node: agent.name.clone(),
+                    routes_version: agent.routes_version.load(std::sync::atomic::Ordering::Acquire),
+                    ..Report::default()
+                };
+                let agent = agent.clone();
+                tokio::spawn(async move { send_report(&agent, &report).await });
             }
             Some(key) = pokes.recv() => {
                 // Knative's activator: the first request for a revision without room is
@@ -450,6 +484,7 @@ async fn report_loop(
                     }],
                     rtt: Vec::new(),
                     poke: true,
+                    routes_version: agent.routes_version.load(std::sync::atomic::Ordering::Acquire),
                 };
                 let agent = agent.clone();
                 tokio::spawn(async move { send_report(&agent, &report).await });

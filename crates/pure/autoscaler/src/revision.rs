@@ -69,6 +69,9 @@ pub struct Decision {
     pub stable: Option<f64>,
     /// The observed panic value of the scaling metric (`None` without data).
     pub panic_value: Option<f64>,
+    /// Whether the revision reached its initial scale once (immediately for initial-scale 0):
+    /// Knative's `ScaleTargetInitialized`, which makes a revision Ready.
+    pub initialized: bool,
 }
 
 /// Knative's minimum number of activators behind a revision.
@@ -231,6 +234,7 @@ impl RevisionAutoscaler {
             activity: self.activity,
             stable: observed.map(|o| o.0),
             panic_value: observed.map(|o| o.1),
+            initialized: self.initialized,
         }
     }
 
