@@ -19,7 +19,7 @@ mod routes;
 mod server;
 mod stats;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,15 +176,33 @@ impl DataPlane {
         self.inner.routes.store(Arc::new(table));
     }
 
-    /// Sets the settings of the known revisions and forgets revisions no longer listed.
+    /// Sets the settings of the known revisions and forgets revisions neither listed nor
+    /// routed to.
     pub fn set_revisions(&self, configs: HashMap<RevKey, RevisionConfig>) {
         for (key, cfg) in &configs {
             self.revision(&key.0, &key.1).set_config(cfg.clone());
         }
-        self.inner
-            .revisions
-            .write()
-            .retain(|k, _| configs.contains_key(k));
+        // The watches of routes and revisions are separate streams: a route may name a
+        // revision this node has not heard of yet. Its state must survive, or requests held
+        // on it would wait on a state nobody updates any more.
+        let routed: HashSet<RevKey> = self
+            .inner
+            .route_specs
+            .lock()
+            .iter()
+            .flat_map(|r| {
+                r.traffic
+                    .iter()
+                    .map(|(rev, _, _)| (r.namespace.clone(), rev.clone()))
+            })
+            .collect();
+        self.inner.revisions.write().retain(|k, state| {
+            let keep = configs.contains_key(k) || routed.contains(k);
+            if !keep {
+                state.retire();
+            }
+            keep
+        });
         self.rebuild_routes();
     }
 
@@ -231,14 +249,20 @@ impl DataPlane {
         }
     }
 
-    /// Takes a local instance out of rotation and waits (at most `timeout`) until the
-    /// requests it has are done; then forgets it.
-    pub async fn drain_local(&self, name: &str, timeout: Duration) {
+    /// Takes a local instance out of this node's rotation, keeps it answering requests other
+    /// nodes forward for `propagation` (their gateways learn of the drain through the control
+    /// plane), then waits until the requests it has are done; all within `timeout`. Then
+    /// forgets it.
+    pub async fn drain_local(&self, name: &str, propagation: Duration, timeout: Duration) {
         let inst = self.inner.local.read().get(name).cloned();
         if let Some(i) = inst {
             i.start_drain();
             self.refresh(&i.revision);
-            let _ = tokio::time::timeout(timeout, i.drained()).await;
+            let _ = tokio::time::timeout(timeout, async {
+                tokio::time::sleep(propagation).await;
+                i.drained().await;
+            })
+            .await;
             self.inner.local.write().remove(name);
         }
     }
@@ -294,21 +318,31 @@ impl DataPlane {
     }
 
     /// The load of every revision at this node since the last call (for the report).
+    ///
+    /// A revision with an instance on this node is always reported, zeros included, as
+    /// Knative scrapes every queue-proxy: the autoscaler needs the zeros to see a revision
+    /// go idle (an empty window means "no data, keep the scale", not "no load").
     pub fn take_loads(&self) -> Vec<RevisionLoad> {
         let revisions: Vec<Arc<RevisionState>> =
             self.inner.revisions.read().values().cloned().collect();
+        let hosted: HashSet<RevKey> = self
+            .inner
+            .local
+            .read()
+            .values()
+            .map(|i| i.revision.clone())
+            .collect();
         revisions
             .iter()
             .filter_map(|r| {
                 let (concurrency, requests, held, current) = r.take_load();
-                (concurrency > 0.0 || requests > 0.0 || held > 0 || current > 0).then(|| {
-                    RevisionLoad {
-                        namespace: r.key.0.clone(),
-                        revision: r.key.1.clone(),
-                        concurrency,
-                        requests,
-                        held,
-                    }
+                let active = concurrency > 0.0 || requests > 0.0 || held > 0 || current > 0;
+                (active || hosted.contains(&r.key)).then(|| RevisionLoad {
+                    namespace: r.key.0.clone(),
+                    revision: r.key.1.clone(),
+                    concurrency,
+                    requests,
+                    held,
                 })
             })
             .collect()
@@ -324,4 +358,134 @@ fn hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revision::NoBackend;
+    use tokio::time::Instant;
+
+    fn dp() -> DataPlane {
+        DataPlane::new("node1", Limits::default(), 7).0
+    }
+
+    fn route(ns: &str, name: &str, rev: &str) -> RouteSpec {
+        RouteSpec {
+            namespace: ns.into(),
+            name: name.into(),
+            traffic: vec![(rev.into(), 100, None)],
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_routed_revision_not_yet_known_keeps_its_held_requests() {
+        let dp = dp();
+        // The route arrives before the revision: a request is held on the route's state.
+        dp.set_routes(
+            "svc.cluster.local",
+            vec![route("default", "hello", "hello-00001")],
+        );
+        let state = dp.revision("default", "hello-00001");
+        let held = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                state
+                    .acquire(Instant::now() + Duration::from_secs(30), 10, || {})
+                    .await
+                    .map(|l| l.backend.name.clone())
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(state.held(), 1);
+        // An update of the revisions that does not list it yet must not orphan that state.
+        dp.set_revisions(HashMap::new());
+        assert!(Arc::ptr_eq(&state, &dp.revision("default", "hello-00001")));
+        // The instance comes up: the held request goes to it.
+        dp.add_local("hello-node1-abcde", "default", "hello-00001", 1, 0);
+        dp.set_local_ready("hello-node1-abcde", true);
+        let got = held.await.expect("task");
+        assert_eq!(got, Ok("hello-node1-abcde".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removed_revision_fails_its_held_requests() {
+        let dp = dp();
+        dp.set_routes(
+            "svc.cluster.local",
+            vec![route("default", "hello", "hello-00001")],
+        );
+        let state = dp.revision("default", "hello-00001");
+        let held = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                state
+                    .acquire(Instant::now() + Duration::from_secs(30), 10, || {})
+                    .await
+                    .map(|l| l.backend.name.clone())
+            })
+        };
+        tokio::task::yield_now().await;
+        // The service is deleted: no route and no revision.
+        dp.set_routes("svc.cluster.local", Vec::new());
+        dp.set_revisions(HashMap::new());
+        assert_eq!(held.await.expect("task"), Err(NoBackend::Removed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_revisions_with_local_instances_report_zeros() {
+        let dp = dp();
+        dp.set_routes(
+            "svc.cluster.local",
+            vec![
+                route("default", "hosted", "hosted-00001"),
+                route("default", "elsewhere", "elsewhere-00001"),
+            ],
+        );
+        dp.add_local("hosted-node1-abcde", "default", "hosted-00001", 1, 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let loads = dp.take_loads();
+        let names: Vec<&str> = loads.iter().map(|l| l.revision.as_str()).collect();
+        assert_eq!(names, ["hosted-00001"]);
+        assert_eq!(loads[0].concurrency, 0.0);
+        assert_eq!(loads[0].requests, 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_request_times_out_at_its_deadline() {
+        let dp = dp();
+        let state = dp.revision("default", "hello-00001");
+        let start = Instant::now();
+        let r = state
+            .acquire(start + Duration::from_secs(5), 10, || {})
+            .await
+            .map(|_| ());
+        assert_eq!(r, Err(NoBackend::TimedOut));
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hold_limit_is_enforced() {
+        let dp = dp();
+        let state = dp.revision("default", "hello-00001");
+        let mut waiting = Vec::new();
+        for _ in 0..2 {
+            let state = state.clone();
+            waiting.push(tokio::spawn(async move {
+                state
+                    .acquire(Instant::now() + Duration::from_secs(5), 2, || {})
+                    .await
+                    .map(|_| ())
+            }));
+        }
+        tokio::task::yield_now().await;
+        let third = state
+            .acquire(Instant::now() + Duration::from_secs(5), 2, || {})
+            .await
+            .map(|_| ());
+        assert_eq!(third, Err(NoBackend::HoldQueueFull));
+        for w in waiting {
+            assert_eq!(w.await.expect("task"), Err(NoBackend::TimedOut));
+        }
+    }
 }

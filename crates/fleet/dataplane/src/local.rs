@@ -80,6 +80,12 @@ impl LocalInstance {
         self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
     }
 
+    /// Whether it takes requests that another node's gateway forwarded: a draining instance
+    /// still does, since those gateways may not have heard of the drain yet.
+    pub fn takes_forwarded(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }

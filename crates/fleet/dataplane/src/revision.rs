@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -81,6 +81,7 @@ pub struct RevisionState {
     held: AtomicU32,
     stats: Mutex<LoadStats>,
     last_poke: Mutex<Option<Instant>>,
+    retired: AtomicBool,
 }
 
 /// A request's hold on a backend; releases it on drop.
@@ -116,6 +117,8 @@ pub enum NoBackend {
     HoldQueueFull,
     /// The deadline passed while waiting.
     TimedOut,
+    /// The revision was removed while the request waited.
+    Removed,
 }
 
 impl RevisionState {
@@ -131,6 +134,7 @@ impl RevisionState {
             held: AtomicU32::new(0),
             stats: Mutex::new(LoadStats::new(Instant::now())),
             last_poke: Mutex::new(None),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -144,6 +148,12 @@ impl RevisionState {
             self.config.store(Arc::new(c));
             self.changed.notify_waiters();
         }
+    }
+
+    /// Marks the revision gone from this node: held requests fail rather than wait.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.changed.notify_waiters();
     }
 
     /// Ready backends now.
@@ -261,6 +271,9 @@ impl RevisionState {
             changed.as_mut().enable();
             if let Some(l) = self.try_choose() {
                 return Ok(l);
+            }
+            if self.retired.load(Ordering::Acquire) {
+                return Err(NoBackend::Removed);
             }
             tokio::select! {
                 _ = &mut changed => {}

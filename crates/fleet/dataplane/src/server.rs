@@ -163,6 +163,13 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
                     r
                 }
                 NoBackend::TimedOut => timeout_response(cfg.timeout, "timeoutSeconds"),
+                NoBackend::Removed => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "kantai: revision {} was removed while the request waited for it",
+                        rev.key.1
+                    ),
+                ),
             })?;
         let resp = forward(dp, &lease, req, client).await?;
         Ok::<_, Response<Body>>((resp, lease))
@@ -353,7 +360,7 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
         );
     };
     let inst = dp.inner.local.read().get(&name).cloned();
-    let Some(inst) = inst.filter(|i| i.serving()) else {
+    let Some(inst) = inst.filter(|i| i.takes_forwarded()) else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

@@ -287,6 +287,11 @@ async fn mirror(
     }
 }
 
+/// How long a draining instance keeps answering requests forwarded by other nodes: the time
+/// for its Terminating status to reach their gateways (an API write and a watch event over
+/// the slowest link, with a wide margin).
+const DRAIN_PROPAGATION: Duration = Duration::from_secs(1);
+
 /// Drains an instance (no new requests, in-flight ones finish), stops it and removes its
 /// object.
 pub fn stop(agent: &Arc<Agent>, name: &str) {
@@ -314,7 +319,24 @@ async fn stop_now(
     handle: Option<kantai_runtime::Instance>,
     grace: Duration,
 ) {
-    agent.dp.drain_local(name, grace).await;
+    // Tell the other nodes first, so that their gateways stop sending it requests while it
+    // still answers those already on their way.
+    let terminating = agent.local.lock().get(name).map(|l| {
+        let mut obj = l.object.clone();
+        obj["status"]["phase"] = serde_json::Value::from("Terminating");
+        obj["status"]["ready"] = serde_json::Value::Bool(false);
+        obj
+    });
+    if let Some(obj) = terminating
+        && let Err(e) = agent.client.replace_status(INSTANCES, ns, name, &obj).await
+        && !e.is_not_found()
+    {
+        warn!(instance = %name, "cannot mark the instance terminating: {e}");
+    }
+    agent
+        .dp
+        .drain_local(name, DRAIN_PROPAGATION.min(grace), grace)
+        .await;
     if let Some(h) = handle {
         h.stop().await;
     }

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::instances::Local;
 use crate::watch::Cache;
@@ -473,6 +473,7 @@ async fn report_loop(
                 // Knative's activator: the first request for a revision without room is
                 // reported at once, as one request in flight.
                 let held = agent.dp.revision(&key.0, &key.1).held();
+                debug!(revision = %key.1, held, "poke");
                 let report = Report {
                     node: agent.name.clone(),
                     revisions: vec![kantai_api::RevisionLoad {
