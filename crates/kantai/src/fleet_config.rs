@@ -20,6 +20,8 @@ pub struct FleetConfig {
     pub runtime: RuntimeConfig,
     /// Data-plane limits.
     pub dataplane: kantai_dataplane::Limits,
+    /// The file's text (empty without a file), which the control plane hands to clients.
+    pub text: String,
 }
 
 /// Loads the fleet config (Knative's defaults and the built-in image map without a file).
@@ -53,6 +55,7 @@ pub fn parse(text: &str) -> Result<FleetConfig, String> {
             serving,
             runtime,
             dataplane,
+            text: text.to_owned(),
         }),
         _ => Err(out
             .errors()

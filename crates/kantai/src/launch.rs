@@ -250,6 +250,24 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Resolves when one of the fleet's processes exits on its own: its name and status.
+    pub async fn exited(&mut self) -> (String, String) {
+        if self.procs.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.procs.iter_mut().map(|p| {
+            Box::pin(async move {
+                let status = p.child.wait().await;
+                let status = match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => format!("cannot be waited for: {e}"),
+                };
+                (p.name.clone(), status)
+            })
+        });
+        futures_util::future::select_all(waits).await.0
+    }
+
     /// Stops every process: the nodes first (they stop their instances), then the control
     /// plane; SIGKILL for any that does not exit in time.
     pub async fn stop(&mut self) {

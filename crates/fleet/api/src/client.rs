@@ -88,9 +88,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the API at `base` (`http://127.0.0.1:7400`).
+    /// A client of the API at `base` (`http://127.0.0.1:7400`, or `127.0.0.1:7400`).
     pub fn new(base: &str) -> Result<Client, ApiError> {
-        let base = base.trim_end_matches('/').to_owned();
+        let base = base.trim_end_matches('/');
+        let base = if base.contains("://") {
+            base.to_owned()
+        } else {
+            format!("http://{base}")
+        };
         let uri: Uri = base.parse().map_err(|e| ApiError::Unreachable {
             url: base.clone(),
             detail: format!("not a URL: {e}"),

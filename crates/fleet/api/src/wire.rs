@@ -158,4 +158,8 @@ pub struct FleetInfo {
     pub topology: serde_json::Value,
     /// Domain of external URLs.
     pub domain: String,
+    /// The fleet config file as the control plane read it (empty: Knative's defaults), so
+    /// clients check manifests against the fleet's own limits before sending anything.
+    #[serde(default)]
+    pub config: String,
 }

@@ -81,6 +81,7 @@ async fn fleet_info(State(s): State<Arc<Shared>>) -> Response {
     let info = FleetInfo {
         topology: serde_json::to_value(&s.topology).unwrap_or_default(),
         domain: s.config.domain.clone(),
+        config: s.config_text.clone(),
     };
     axum::Json(info).into_response()
 }

@@ -33,6 +33,8 @@ pub struct ControlConfig {
     pub state_dir: PathBuf,
     /// Serving defaults and limits.
     pub serving: ServingConfig,
+    /// The text `serving` was read from (empty for the defaults), handed to clients.
+    pub config_text: String,
     /// The fleet's topology.
     pub topology: Topology,
 }
@@ -43,6 +45,8 @@ pub struct Shared {
     pub store: Store,
     /// Serving defaults and limits.
     pub config: ServingConfig,
+    /// The text `config` was read from.
+    pub config_text: String,
     /// The fleet's topology.
     pub topology: Topology,
     /// Load reports on their way to the autoscaling loop.
@@ -120,6 +124,7 @@ impl ControlPlane {
         let shared = Arc::new(Shared {
             store,
             config: cfg.serving,
+            config_text: cfg.config_text,
             topology: cfg.topology,
             reports: tx,
             wake: Notify::new(),

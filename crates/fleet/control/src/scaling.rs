@@ -54,12 +54,32 @@ pub async fn run(s: Arc<Shared>, mut reports: mpsc::Receiver<(Report, Instant)>)
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes = s.store.subscribe();
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 sync(&s, &mut st);
                 let keys: Vec<Key> = st.scalers.keys().cloned().collect();
                 tick_revisions(&s, &mut st, &keys, Instant::now());
+            }
+            e = changes.recv() => {
+                // A new revision gets its first decision (and so its Ready condition and its
+                // route) now rather than at the next tick.
+                let added = match e {
+                    Ok(e) => e.resource == REVISIONS.plural
+                        && e.type_ == crate::store::EventType::Added,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    // The store is gone: the control plane is stopping.
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if added {
+                    let before: HashSet<Key> = st.scalers.keys().cloned().collect();
+                    sync(&s, &mut st);
+                    let new: Vec<Key> = st.scalers.keys().filter(|k| !before.contains(*k)).cloned().collect();
+                    if !new.is_empty() {
+                        tick_revisions(&s, &mut st, &new, Instant::now());
+                    }
+                }
             }
             r = reports.recv() => {
                 let Some((report, at)) = r else { return };
@@ -254,6 +274,7 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
     let now = st.since_start(at);
     let mut poked = Vec::new();
     for load in &report.revisions {
+        tracing::trace!(node = %report.node, revision = %load.revision, concurrency = load.concurrency, requests = load.requests, held = load.held, "load");
         let key = (load.namespace.clone(), load.revision.clone());
         if !st.scalers.contains_key(&key) {
             // A revision created since the last sync.

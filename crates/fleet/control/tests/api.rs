@@ -16,6 +16,7 @@ async fn start(dir: &std::path::Path) -> (ControlPlane, Client) {
         listen: "127.0.0.1:0".parse().expect("addr"),
         state_dir: dir.to_owned(),
         serving: ServingConfig::default(),
+        config_text: String::new(),
         topology: Topology::seed_testbed(),
     })
     .await

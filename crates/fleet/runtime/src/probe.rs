@@ -95,7 +95,12 @@ impl ReadinessProbe {
         }
     }
 
-    /// One attempt.
+    /// Whether an attempt is cheap enough to repeat every millisecond (not a process spawn).
+    pub fn is_cheap(&self) -> bool {
+        !matches!(self.check, Check::Exec { .. })
+    }
+
+    /// One probe within its timeout.
     pub async fn check(&self) -> bool {
         tokio::time::timeout(self.timeout, self.attempt())
             .await

@@ -15,7 +15,7 @@ use kantai_api::{ApiError, Client, FleetInfo};
 use kantai_model::manifest;
 use serde_json::Value;
 
-use crate::input;
+use crate::{fleet_config, input};
 
 /// Where the API is and which namespace to use.
 #[derive(clap::Args, Clone)]
@@ -137,11 +137,18 @@ fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `kantai apply`.
 pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
+    let mut files = Vec::new();
+    for path in input::expand(&args.files)? {
+        files.push(input::read(&path)?);
+    }
+    let rt = rt()?;
+    // Manifests are checked against the fleet's own limits (allow-zero-initial-scale,
+    // max-scale-limit, ...), so a file the fleet accepts is never refused here.
+    let serving = rt.block_on(fleet_serving_config(&client))?;
     let mut failed = false;
     let mut objects = Vec::new();
-    for path in input::expand(&args.files)? {
-        let file = input::read(&path)?;
-        let docs = manifest::read(&file.text, &kantai_model::ServingConfig::default())
+    for file in &files {
+        let docs = manifest::read(&file.text, &serving)
             .map_err(|e| anyhow!("{} is not valid YAML or JSON:\n{}", file.name, e.message))?;
         for d in docs {
             if !d.is_valid() {
@@ -159,7 +166,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     if failed {
         return Ok(ExitCode::FAILURE);
     }
-    rt()?.block_on(async {
+    rt.block_on(async {
         let mut code = ExitCode::SUCCESS;
         for o in objects {
             let Some(r) = Resource::of_kind(kantai_model::serving::API_VERSION, o.kind()) else {
@@ -207,6 +214,23 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(code)
     })
+}
+
+/// The serving settings of the fleet behind `client`.
+async fn fleet_serving_config(client: &Client) -> anyhow::Result<kantai_model::ServingConfig> {
+    let info: FleetInfo = serde_json::from_value(
+        client
+            .get_json(kantai_api::wire::FLEET_PATH)
+            .await
+            .map_err(|e| anyhow!("{e}"))?,
+    )
+    .context("the control plane's fleet description is not what this kantai expects")?;
+    if info.config.is_empty() {
+        return Ok(kantai_model::ServingConfig::default());
+    }
+    fleet_config::parse(&info.config)
+        .map(|c| c.serving)
+        .map_err(|e| anyhow!("the control plane's fleet config does not parse here:\n{e}"))
 }
 
 fn print_causes(e: &ApiError) {

@@ -14,9 +14,9 @@ use crate::{fleet_config, input, launch};
 /// Arguments of `kantai control`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address of the API.
-    #[arg(long, default_value = "127.0.0.1:7400")]
-    listen: SocketAddr,
+    /// Address of the API (default: the topology's control.listen, 127.0.0.1:7400).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Where objects are stored (created if missing, readable by its owner only).
     #[arg(long, value_name = "DIR", env = "KANTAI_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -62,9 +62,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     rt.block_on(async move {
         let cp = ControlPlane::start(ControlConfig {
-            listen: args.listen,
+            listen: args.listen.unwrap_or(topology.control.listen),
             state_dir,
             serving: cfg.serving,
+            config_text: cfg.text,
             topology,
         })
         .await?;

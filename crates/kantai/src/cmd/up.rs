@@ -84,9 +84,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("  kantai get services; kantai get placements; kantai get instances -o wide");
         }
         println!("Stop with Ctrl-C.");
-        launch::stop_signal().await;
+        let code = tokio::select! {
+            _ = launch::stop_signal() => ExitCode::SUCCESS,
+            (name, status) = fleet.exited() => {
+                // A fleet without its control plane or one of its nodes is not the fleet the
+                // user asked for: say which part died and stop the rest.
+                eprintln!("kantai: {name} exited ({status}); stopping the fleet (run with --verbose to see its log)");
+                ExitCode::FAILURE
+            }
+        };
         println!("kantai: stopping the fleet");
         fleet.stop().await;
-        Ok(ExitCode::SUCCESS)
+        Ok(code)
     })
 }
