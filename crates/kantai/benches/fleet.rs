@@ -26,8 +26,80 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use kantai_api::resources::SERVICES;
 
 const COLD_TRIES: usize = 50;
+/// The light open-loop rate (requests per second).
+const LIGHT_RATE: f64 = 1000.0;
+/// Length of each open-loop run.
+const OPEN_LOOP_SECS: u64 = 10;
+
+/// nginx as a reverse proxy to the same instance (`proxy_pass` with keep-alive upstream
+/// connections), the usual yardstick for a proxy's cost. Stopped (by its pid) on drop.
+struct Nginx {
+    addr: SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstream: SocketAddr) -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let dir = tempfile::tempdir().ok()?;
+        let port = free_port();
+        let d = dir.path().display();
+        let conf = format!(
+            "worker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             upstream fn {{ server {upstream}; keepalive 128; }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+             proxy_pass http://fn;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+             }}\n  }}\n}}\n"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).ok()?;
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let n = Nginx {
+            addr: ([127, 0, 0, 1], port).into(),
+            child,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(n.addr).is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                // Dropping `n` stops what did start.
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(n)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT is nginx's graceful stop; the master stops its workers.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+        }
+        let _ = self.child.wait();
+    }
+}
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -136,36 +208,92 @@ async fn saturation(target: SocketAddr, host: &str, workers: usize, secs: u64) -
     total as f64 / secs as f64
 }
 
-/// Open-loop load at `rate` requests per second for `secs` seconds. Latency counts from the
-/// moment each request was due, so a slow response delays no later measurement (no
-/// coordinated omission).
+/// Connections an open-loop run keeps (as wrk2 does: a fixed set, each with its share of
+/// the schedule), so that the measurement is of the proxy and not of connection setup.
+const OPEN_LOOP_CONNECTIONS: usize = 64;
+
+/// Open-loop load at `rate` requests per second for `secs` seconds over a fixed set of
+/// keep-alive connections. Each request has a due time on a fixed schedule and its latency
+/// counts from that moment, so a slow response delays no later measurement (no coordinated
+/// omission): a request that could not be sent on time because its connection was busy is
+/// charged the wait.
 async fn open_loop(target: SocketAddr, host: &str, rate: f64, secs: u64) -> (Vec<f64>, usize) {
-    let client = http();
     let n = (rate * secs as f64) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let due = start + interval * i as u32;
-        tokio::time::sleep_until(due).await;
-        let client = client.clone();
+    let start = Instant::now() + Duration::from_millis(50);
+    let conns = OPEN_LOOP_CONNECTIONS.min(n.max(1));
+    let mut tasks = Vec::with_capacity(conns);
+    for c in 0..conns {
         let host = host.to_owned();
         tasks.push(tokio::spawn(async move {
-            let ok = one(&client, target, &host).await;
-            (due.elapsed().as_secs_f64() * 1e3, ok)
+            let mut lat = Vec::with_capacity(n / conns + 1);
+            let mut failed = 0;
+            let mut sender = None;
+            let mut i = c;
+            let mut free_at = start;
+            while i < n {
+                let due = start + interval * i as u32;
+                tokio::time::sleep_until(due.into()).await;
+                // tokio's timer wakes up to 1 ms late; that lateness is the generator's, not
+                // the system's. A request whose connection was still busy at its due time
+                // is charged from the due time (the coordinated-omission correction).
+                let from = if free_at > due { due } else { Instant::now() };
+                if sender.is_none() {
+                    sender = connect(target).await;
+                }
+                let ok = match sender.as_mut() {
+                    Some(s) => send(s, &host).await,
+                    None => false,
+                };
+                free_at = Instant::now();
+                if ok {
+                    lat.push(from.elapsed().as_secs_f64() * 1e3);
+                } else {
+                    failed += 1;
+                    sender = None;
+                }
+                i += conns;
+            }
+            (lat, failed)
         }));
     }
     let mut lat = Vec::with_capacity(n);
     let mut failed = 0;
     for t in tasks {
-        let (ms, ok) = t.await.expect("request");
-        if ok {
-            lat.push(ms);
-        } else {
-            failed += 1;
-        }
+        let (l, f) = t.await.expect("connection task");
+        lat.extend(l);
+        failed += f;
     }
     (lat, failed)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(target: SocketAddr) -> Option<Sender> {
+    let s = tokio::net::TcpStream::connect(target).await.ok()?;
+    s.set_nodelay(true).ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
+
+async fn send(sender: &mut Sender, host: &str) -> bool {
+    if sender.ready().await.is_err() {
+        return false;
+    }
+    let req = http::Request::get("/")
+        .header(http::header::HOST, host)
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    match sender.send_request(req).await {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            ok && r.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -214,8 +342,13 @@ async fn main() {
     let idle_rss = rss_kb(agent);
 
     // Cold start: 50 services created at zero, each called once.
+    // `KANTAI_BENCH_COLD_TRIES` shortens the run while investigating the warm path.
+    let cold_tries = std::env::var("KANTAI_BENCH_COLD_TRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(COLD_TRIES);
     let mut cold = Vec::new();
-    for i in 0..COLD_TRIES {
+    for i in 0..cold_tries {
         let name = format!("cold{i}");
         f.deploy(&hello(
             &name,
@@ -226,9 +359,16 @@ async fn main() {
         let a = f.call("node1", &name, "/").await;
         assert_eq!(a.status, 200, "{}", a.body);
         cold.push(a.elapsed.as_secs_f64() * 1e3);
+        // Each try starts from the same fleet: one node, no other instance running.
+        f.client
+            .delete(SERVICES, "default", &name)
+            .await
+            .expect("delete");
+        f.wait_zero(&format!("{name}-00001"), Duration::from_secs(30))
+            .await;
     }
     let mut raw = Vec::new();
-    for _ in 0..COLD_TRIES {
+    for _ in 0..cold_tries {
         raw.push(raw_cold_start(free_port()).await);
     }
 
@@ -254,66 +394,123 @@ async fn main() {
         .expect("addr");
     let gateway = f.gateway("node1");
     let host = "warm.default.svc.cluster.local";
-    let sat_direct = saturation(direct, "127.0.0.1", 32, 5).await;
-    let sat_gateway = saturation(gateway, host, 32, 5).await;
-    let rate = (sat_gateway / 2.0).floor().max(10.0);
-    let (lat_direct, fail_direct) = open_loop(direct, "127.0.0.1", rate, 10).await;
-    let load_rss_probe = {
-        let f2 = f.clone();
-        tokio::spawn(async move {
-            let _ = f2;
-            let mut max = 0;
-            for _ in 0..40 {
-                max = max.max(rss_kb(agent));
-                tokio::time::sleep(Duration::from_millis(250)).await;
+    let nginx = Nginx::start(direct);
+    if nginx.is_none() {
+        println!("nginx is not installed (apt-get install nginx-light): its column is left out");
+    }
+    let mut targets: Vec<(&str, SocketAddr, &str)> =
+        vec![("direct", direct, "127.0.0.1"), ("kantai", gateway, host)];
+    if let Some(n) = &nginx {
+        targets.push(("nginx", n.addr, "127.0.0.1"));
+    }
+    let mut sat = serde_json::Map::new();
+    for (name, addr, h) in &targets {
+        sat.insert((*name).into(), saturation(*addr, h, 32, 5).await.into());
+    }
+    let sat_gateway = sat["kantai"].as_f64().unwrap_or(0.0);
+    let half = std::env::var("KANTAI_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((sat_gateway / 2.0).floor().max(10.0));
+    // A light load shows what the extra hop costs by itself; half of kantai's saturation rate
+    // is the issue's yardstick (on two cores the generator, the proxy and the instance then
+    // compete for the CPU).
+    let mut open = Vec::new();
+    let mut load_rss = 0;
+    for rate in [LIGHT_RATE, half] {
+        let mut row = serde_json::Map::new();
+        for (name, addr, h) in &targets {
+            let probe = (*name == "kantai").then(|| {
+                tokio::spawn(async move {
+                    let mut max = 0;
+                    for _ in 0..40 {
+                        max = max.max(rss_kb(agent));
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    max
+                })
+            });
+            let (lat, failed) = open_loop(*addr, h, rate, OPEN_LOOP_SECS).await;
+            if let Some(p) = probe {
+                load_rss = load_rss.max(p.await.expect("rss"));
             }
-            max
-        })
-    };
-    let (lat_gateway, fail_gateway) = open_loop(gateway, host, rate, 10).await;
-    let load_rss = load_rss_probe.await.expect("rss");
+            let (p50, p99, max) = summary(lat);
+            row.insert(
+                (*name).into(),
+                serde_json::json!({"p50": p50, "p99": p99, "max": max, "failed": failed}),
+            );
+        }
+        open.push((rate, row));
+    }
+    drop(nginx);
 
     let (cold50, cold99, cold_max) = summary(cold.clone());
     let (raw50, raw99, _) = summary(raw.clone());
-    let (d50, d99, _) = summary(lat_direct.clone());
-    let (g50, g99, _) = summary(lat_gateway.clone());
     let report = serde_json::json!({
-        "cold_start_ms": {"p50": cold50, "p99": cold99, "max": cold_max, "tries": COLD_TRIES},
+        "cold_start_ms": {"p50": cold50, "p99": cold99, "max": cold_max, "tries": cold_tries},
         "raw_process_first_response_ms": {"p50": raw50, "p99": raw99},
-        "saturation_rps": {"direct": sat_direct, "gateway": sat_gateway},
-        "open_loop": {"rate_rps": rate, "seconds": 10,
-                      "direct_ms": {"p50": d50, "p99": d99, "failed": fail_direct},
-                      "gateway_ms": {"p50": g50, "p99": g99, "failed": fail_gateway}},
+        "saturation_rps": sat,
+        "open_loop": open.iter().map(|(rate, row)| serde_json::json!({
+            "rate_rps": rate, "seconds": OPEN_LOOP_SECS, "connections": OPEN_LOOP_CONNECTIONS,
+            "latency_ms": row,
+        })).collect::<Vec<_>>(),
         "node_agent_rss_kb": {"idle": idle_rss, "under_load": load_rss},
     });
     let out = common::repo().join("target/bench-fleet.json");
     let _ = std::fs::write(&out, serde_json::to_vec_pretty(&report).expect("json"));
     println!("{}", serde_json::to_string_pretty(&report).expect("json"));
     println!();
-    println!("| measure | kantai | baseline | ratio / difference |");
+    println!("| measure | kantai | raw process | ratio |");
     println!("|---|---|---|---|");
     println!(
-        "| cold start p50 | {cold50:.1} ms | {raw50:.1} ms (raw process) | {:.2}× |",
+        "| cold start p50 | {cold50:.1} ms | {raw50:.1} ms | {:.2}× |",
         cold50 / raw50
     );
     println!(
-        "| cold start p99 | {cold99:.1} ms | {raw99:.1} ms (raw process) | {:.2}× |",
+        "| cold start p99 | {cold99:.1} ms | {raw99:.1} ms | {:.2}× |",
         cold99 / raw99
     );
+    println!();
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let has_nginx = sat.contains_key("nginx");
     println!(
-        "| saturation | {sat_gateway:.0} req/s (gateway) | {sat_direct:.0} req/s (direct) | {:.2}× |",
-        sat_gateway / sat_direct
+        "| measure | direct | kantai gateway | kantai − direct |{}",
+        if has_nginx {
+            " nginx | nginx − direct |"
+        } else {
+            ""
+        }
     );
     println!(
-        "| p50 at {rate:.0} req/s | {g50:.3} ms | {d50:.3} ms | +{:.3} ms |",
-        g50 - d50
+        "|---|---|---|---|{}",
+        if has_nginx { "---|---|" } else { "" }
     );
+    let d = num(&sat["direct"]);
+    let k = num(&sat["kantai"]);
+    print!("| saturation (req/s) | {d:.0} | {k:.0} | {:.2}× |", k / d);
+    if has_nginx {
+        let n = num(&sat["nginx"]);
+        print!(" {n:.0} | {:.2}× |", n / d);
+    }
+    println!();
+    for (rate, row) in &open {
+        for q in ["p50", "p99"] {
+            let d = num(&row["direct"][q]);
+            let k = num(&row["kantai"][q]);
+            print!(
+                "| {q} at {rate:.0} req/s (ms) | {d:.3} | {k:.3} | +{:.3} |",
+                k - d
+            );
+            if has_nginx {
+                let n = num(&row["nginx"][q]);
+                print!(" {n:.3} | +{:.3} |", n - d);
+            }
+            println!();
+        }
+    }
+    println!();
     println!(
-        "| p99 at {rate:.0} req/s | {g99:.3} ms | {d99:.3} ms | +{:.3} ms |",
-        g99 - d99
-    );
-    println!(
-        "| node agent RSS | {:.1} MB idle, {:.1} MB under load | | |",
+        "node agent RSS: {:.1} MB idle, {:.1} MB under load",
         idle_rss as f64 / 1024.0,
         load_rss as f64 / 1024.0
     );

@@ -95,10 +95,74 @@ fn decision_crates_ban_clocks_and_io_through_clippy() {
     }
 }
 
+fn fleet_crates() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(root().join("crates/fleet"))
+        .expect("crates/fleet")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("Cargo.toml").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Which kantai crates each fleet crate may use. The node agent reaches the control plane
+/// only through the API (so `kantai node --join` works across hosts); the control plane
+/// never runs instances or serves requests; the data plane and the runtime know nothing of
+/// each other (the agent joins them).
+const FLEET_LAYERS: &[(&str, &[&str])] = &[
+    ("api", &["kantai-model"]),
+    ("runtime", &["kantai-model"]),
+    (
+        "dataplane",
+        &["kantai-model", "kantai-policy", "kantai-api"],
+    ),
+    (
+        "control",
+        &[
+            "kantai-model",
+            "kantai-autoscaler",
+            "kantai-policy",
+            "kantai-api",
+        ],
+    ),
+    (
+        "node",
+        &[
+            "kantai-model",
+            "kantai-api",
+            "kantai-dataplane",
+            "kantai-runtime",
+        ],
+    ),
+];
+
+#[test]
+fn fleet_crates_keep_their_layers() {
+    let dirs = fleet_crates();
+    assert_eq!(
+        dirs.len(),
+        FLEET_LAYERS.len(),
+        "a fleet crate was added or removed: give it its layer here and in ARCHITECTURE.md"
+    );
+    for (dir, allowed) in FLEET_LAYERS {
+        let manifest = fs::read_to_string(root().join("crates/fleet").join(dir).join("Cargo.toml"))
+            .expect("manifest");
+        for dep in dependencies(&manifest) {
+            if dep.starts_with("kantai") {
+                assert!(
+                    allowed.contains(&dep.as_str()),
+                    "crates/fleet/{dir} may not depend on {dep:?} (see ARCHITECTURE.md, Invariants)"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_crate_is_on_the_architecture_map() {
     let arch = fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let mut crates = pure_crates();
+    crates.extend(fleet_crates());
     crates.push(root().join("crates/kantai"));
     for dir in crates {
         let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");

@@ -61,9 +61,62 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
             name: "node1",
             rtt_to_first_ms: 0,
         }],
-        "dataplane:\n  max-request-body-bytes: 1024\n",
+        "dataplane:\n  max-request-body-bytes: 1024\nautoscaler:\n  allow-zero-initial-scale: true\n",
     )
     .await;
+
+    // `kantai apply` checks manifests with the fleet's config: initial-scale 0 is allowed
+    // here although Knative's default config refuses it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zero = dir.path().join("zero.yaml");
+    std::fs::write(
+        &zero,
+        hello(
+            "zero",
+            &[("autoscaling.knative.dev/initial-scale", "0")],
+            "",
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(common::kantai_bin())
+        .args(["apply", "--server", &f.api, "-f"])
+        .arg(&zero)
+        .output()
+        .expect("kantai apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A file with one invalid document applies nothing, and says where the error is.
+    let mixed = dir.path().join("mixed.yaml");
+    std::fs::write(
+        &mixed,
+        format!(
+            "{}---\n{}",
+            hello("first", &[], ""),
+            hello("second", &[], "      containerConcurrency: -1\n")
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(common::kantai_bin())
+        .args(["apply", "--server", &f.api, "-f"])
+        .arg(&mixed)
+        .output()
+        .expect("kantai apply");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 27") && err.contains("spec.template.spec.containerConcurrency"),
+        "{err}"
+    );
+    assert!(
+        f.client
+            .get(kantai_api::resources::SERVICES, "default", "first")
+            .await
+            .is_err_and(|e| e.is_not_found())
+    );
+
     let unknown = f
         .call_host(
             "node1",
@@ -195,6 +248,34 @@ async fn requests_cross_emulated_links_to_other_nodes() {
     assert!(min(&local) < Duration::from_millis(30), "local {local:?}");
     let body = f.call(other, "far", "/").await.body;
     assert!(body.contains(&format!(" in {node}")), "{body}");
+
+    // Scale to zero does not strand the far node: the moment the instance is gone from the
+    // API, the far node's gateway (which hears of it one link delay later) still gets an
+    // answer, not a 503 from a stopped instance.
+    f.deploy(&hello(
+        "brief",
+        &[("autoscaling.knative.dev/window", "6s")],
+        "",
+    ))
+    .await;
+    let host_node = f
+        .wait_for(Duration::from_secs(20), "brief's instance", || async {
+            f.instances()
+                .await
+                .iter()
+                .find(|i| i["spec"]["revision"] == "brief-00001")
+                .and_then(|i| i["spec"]["node"].as_str().map(str::to_owned))
+        })
+        .await;
+    let far = if host_node == "node1" {
+        "node2"
+    } else {
+        "node1"
+    };
+    let _ = f.call(far, "brief", "/").await;
+    f.wait_zero("brief-00001", Duration::from_secs(60)).await;
+    let after = f.call(far, "brief", "/").await;
+    assert_eq!(after.status, 200, "{}", after.body);
     f.stop();
 }
 
@@ -502,4 +583,43 @@ async fn a_killed_instance_is_replaced() {
     let a = f.call("node1", "sturdy", "/").await;
     assert_eq!(a.status, 200, "{}", a.body);
     f.stop();
+}
+
+/// A fleet that loses a part stops as a whole (exit status 1) and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_agent_stops_the_fleet() {
+    let mut f = TestFleet::one_node().await;
+    let state = f.state.path().display().to_string();
+    let agent = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .find_map(|e| {
+            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains(" node --join ") && cmd.contains(&state)).then_some(pid)
+        })
+        .expect("the node agent's process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the agent this test started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = f.up.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kantai up kept running without its node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::processes_mentioning(&state).is_empty() {
+        assert!(Instant::now() < deadline, "processes left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
