@@ -344,7 +344,6 @@ fn node_states(s: &Shared) -> Vec<NodeState> {
         .filter_map(|v| fleet::from_json::<fleet::Node>(v).ok())
         .map(|n| (n.metadata.name.clone(), n))
         .collect();
-    let seen = s.nodes_seen.lock().clone();
     let mut used: HashMap<String, u32> = HashMap::new();
     for p in s.store.list(&PLACEMENTS, None).0 {
         if let Ok(p) = fleet::from_json::<Placement>(&p) {
@@ -358,9 +357,9 @@ fn node_states(s: &Shared) -> Vec<NodeState> {
         .into_iter()
         .filter_map(|name| {
             let node = registered.get(&name)?;
-            let heard = seen
-                .get(&name)
-                .is_some_and(|t| now.duration_since(*t).unwrap_or_default() < NODE_READY_TIMEOUT);
+            // Alive, with the restart grace: a control plane that just started has not heard
+            // from anyone yet, and must not move instances off healthy nodes for that.
+            let heard = s.node_alive(&name, now);
             let cap = &node.spec.capacity;
             Some(NodeState {
                 ready: heard,

@@ -14,6 +14,8 @@ use tokio::sync::broadcast;
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// resourceVersions reserved durably at a time (one extra disk sync per this many writes).
+const RV_RESERVE: u64 = 10_000;
 
 /// How many past events a watch may resume from.
 const HISTORY: usize = 10_000;
@@ -114,6 +116,8 @@ pub struct Store {
     db: Database,
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
+    /// Versions up to this one may have been handed out; it is on disk durably.
+    reserved: std::sync::atomic::AtomicU64,
 }
 
 fn key_string(k: &Key) -> String {
@@ -178,7 +182,15 @@ impl Store {
                 }
             }
             let meta = tx.open_table(META).map_err(db_err)?;
-            rv = meta.get("rv").map_err(db_err)?.map_or(0, |v| v.value());
+            // Writes without a disk sync may be lost in a crash, and with them the versions
+            // they took; restarting from the reserved mark keeps resourceVersion increasing,
+            // so no client that saw a lost version mistakes an older state for a newer one.
+            let written = meta.get("rv").map_err(db_err)?.map_or(0, |v| v.value());
+            let reserved = meta
+                .get("rv_reserved")
+                .map_err(db_err)?
+                .map_or(0, |v| v.value());
+            rv = written.max(reserved);
         }
         let (events, _) = broadcast::channel(4096);
         Ok(Store {
@@ -189,12 +201,20 @@ impl Store {
                 history: VecDeque::new(),
             }),
             events,
+            reserved: std::sync::atomic::AtomicU64::new(rv),
         })
     }
 
     fn persist(&self, key: &Key, obj: Option<&Value>, rv: u64) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
         let mut tx = self.db.begin_write().map_err(db_err)?;
-        tx.set_durability(durability(key.0)).map_err(db_err)?;
+        let reserve = rv > self.reserved.load(Ordering::Acquire);
+        tx.set_durability(if reserve {
+            Durability::Immediate
+        } else {
+            durability(key.0)
+        })
+        .map_err(db_err)?;
         {
             let mut table = tx.open_table(OBJECTS).map_err(db_err)?;
             let k = key_string(key);
@@ -209,8 +229,16 @@ impl Store {
             }
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert("rv", rv).map_err(db_err)?;
+            if reserve {
+                meta.insert("rv_reserved", rv + RV_RESERVE)
+                    .map_err(db_err)?;
+            }
         }
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        if reserve {
+            self.reserved.store(rv + RV_RESERVE, Ordering::Release);
+        }
+        Ok(())
     }
 
     fn emit(&self, inner: &mut Inner, type_: EventType, key: &Key, object: Arc<Value>) {
@@ -497,6 +525,44 @@ mod tests {
         );
         store.delete(&SERVICES, "default", "a").expect("delete");
         assert!(store.get(&SERVICES, "default", "a").is_none());
+    }
+
+    #[test]
+    fn versions_keep_increasing_across_restarts_even_if_unsynced_writes_are_lost() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
+        let mut last = 0;
+        for i in 0..3 {
+            // Nodes are written without a disk sync: a crash may lose these writes.
+            let n = json!({"metadata": {"name": format!("node{i}")}, "spec": {}});
+            let o = store.create(&NODES, "", n, "t").expect("create");
+            last = o["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("rv");
+        }
+        drop(store);
+        // Durably on disk: a mark at or above every version handed out.
+        let db = Database::create(dir.path().join("store.redb")).expect("db");
+        let reserved = db
+            .begin_read()
+            .expect("read")
+            .open_table(META)
+            .expect("meta")
+            .get("rv_reserved")
+            .expect("get")
+            .map(|v| v.value())
+            .expect("a reserved mark");
+        assert!(reserved >= last, "{reserved} < {last}");
+        drop(db);
+        let store = Store::open(dir.path()).expect("reopen");
+        let n = json!({"metadata": {"name": "after"}, "spec": {}});
+        let o = store.create(&NODES, "", n, "t").expect("create");
+        let rv: u64 = o["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("rv");
+        assert!(rv > reserved, "{rv} <= {reserved}");
     }
 
     #[test]
