@@ -8,4 +8,7 @@ pub mod wire;
 
 pub use client::{ApiError, Client, DelayFn, Watch};
 pub use resources::Resource;
-pub use wire::{FleetInfo, Report, RevisionLoad, RttSample, Status, StatusCause, WatchEvent};
+pub use wire::{
+    FleetInfo, Report, ReportReply, RevisionLoad, RevisionServing, RttSample, Status, StatusCause,
+    WatchEvent,
+};

@@ -90,6 +90,18 @@ pub const NODES: Resource = Resource {
     short_names: &["no"],
 };
 
+/// Events (Kubernetes' core `v1` Events): what kantai's controllers want an operator to
+/// know about an object, such as an instance that fits on no node.
+pub const EVENTS: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "events",
+    singular: "event",
+    kind: "Event",
+    namespaced: true,
+    short_names: &["ev"],
+};
+
 /// Every served resource.
 pub const ALL: &[Resource] = &[
     SERVICES,
@@ -99,24 +111,35 @@ pub const ALL: &[Resource] = &[
     PLACEMENTS,
     INSTANCES,
     NODES,
+    EVENTS,
 ];
 
 impl Resource {
-    /// `group/version`.
+    /// `group/version` (`v1` for the core group).
     pub fn api_version(&self) -> String {
-        format!("{}/{}", self.group, self.version)
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `/apis/GROUP/VERSION`, or `/api/VERSION` for the core group.
+    pub fn group_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
     }
 
     /// The collection path, in a namespace or across all (`None`).
     pub fn collection_path(&self, namespace: Option<&str>) -> String {
         match namespace {
             Some(ns) if self.namespaced => {
-                format!(
-                    "/apis/{}/{}/namespaces/{ns}/{}",
-                    self.group, self.version, self.plural
-                )
+                format!("{}/namespaces/{ns}/{}", self.group_path(), self.plural)
             }
-            _ => format!("/apis/{}/{}/{}", self.group, self.version, self.plural),
+            _ => format!("{}/{}", self.group_path(), self.plural),
         }
     }
 

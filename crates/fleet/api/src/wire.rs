@@ -140,6 +140,34 @@ pub struct RevisionLoad {
     /// Requests held right now for lack of capacity.
     #[serde(default)]
     pub held: u32,
+    /// Requests this node's instances of the revision finished in the period (whatever
+    /// node they entered).
+    #[serde(default)]
+    pub served: u64,
+    /// Their average serving time in milliseconds (queueing at the instance included), as
+    /// Knative's queue-proxy measures `revision_request_latencies`.
+    #[serde(default)]
+    pub serving_ms: f64,
+}
+
+/// The control plane's answer to a report: what the node's load balancers need from the
+/// whole fleet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportReply {
+    /// Per revision, the serving time measured on each node.
+    #[serde(default)]
+    pub serving: Vec<RevisionServing>,
+}
+
+/// The serving time of one revision's instances on each node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RevisionServing {
+    /// Namespace.
+    pub namespace: String,
+    /// Revision.
+    pub revision: String,
+    /// Node name → average serving time in milliseconds.
+    pub nodes: Vec<(String, f64)>,
 }
 
 /// One round-trip measurement.

@@ -95,7 +95,17 @@ async fn report(State(s): State<Arc<Shared>>, req: Request) -> Response {
         Ok(r) => {
             // A full queue means the scaler is behind; the next report carries the same load.
             let _ = s.reports.try_send((r, tokio::time::Instant::now()));
-            StatusCode::NO_CONTENT.into_response()
+            let serving = s
+                .serving
+                .lock()
+                .iter()
+                .map(|((ns, rev), nodes)| kantai_api::RevisionServing {
+                    namespace: ns.clone(),
+                    revision: rev.clone(),
+                    nodes: nodes.clone(),
+                })
+                .collect();
+            axum::Json(kantai_api::ReportReply { serving }).into_response()
         }
         Err(e) => fail(400, "BadRequest", format!("invalid report: {e}")).into_response(),
     }
@@ -118,8 +128,16 @@ fn parse_path(path: &str) -> Result<Target, ApiFailure> {
             "the server could not find the requested resource",
         )
     };
-    let rest = path.strip_prefix("/apis/").ok_or_else(not_found)?;
-    let seg: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // `/apis/GROUP/VERSION/...`, or `/api/VERSION/...` for Kubernetes' core group.
+    let seg: Vec<&str> = if let Some(rest) = path.strip_prefix("/apis/") {
+        rest.split('/').filter(|s| !s.is_empty()).collect()
+    } else if let Some(rest) = path.strip_prefix("/api/") {
+        std::iter::once("")
+            .chain(rest.split('/').filter(|s| !s.is_empty()))
+            .collect()
+    } else {
+        return Err(not_found());
+    };
     if seg.len() < 3 {
         return Err(not_found());
     }
@@ -413,6 +431,7 @@ fn read_only(r: &Resource) -> ApiFailure {
             "kantai derives configurations and revisions from Services; create or change a Service instead"
         }
         "placements" => "placements are decided by kantai's placement policy",
+        "events" => "events are written by kantai's controllers",
         _ => "this resource is managed by kantai",
     };
     fail(
@@ -693,6 +712,13 @@ mod tests {
         );
         assert!(parse_path("/apis/apps/v1/namespaces/default/deployments").is_err());
         assert!(parse_path("/api/v1/pods").is_err());
+        let Ok(t) = parse_path("/api/v1/namespaces/default/events") else {
+            panic!("events are served")
+        };
+        assert_eq!(
+            (t.resource.plural, t.namespace.as_deref()),
+            ("events", Some("default"))
+        );
     }
 
     #[test]

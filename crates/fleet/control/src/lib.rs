@@ -3,6 +3,7 @@
 //! autoscaling loop that runs the KPA and the placement policy.
 
 pub mod api;
+pub mod events;
 mod logs;
 pub mod reconcile;
 pub mod scaling;
@@ -39,6 +40,9 @@ pub struct ControlConfig {
     pub topology: Topology,
 }
 
+/// A value per node: `(node name, value)`.
+pub type NodeValues = Vec<(String, f64)>;
+
 /// State shared by the API, the controllers and the autoscaling loop.
 pub struct Shared {
     /// The objects.
@@ -59,6 +63,8 @@ pub struct Shared {
     pub nodes_seen: Mutex<HashMap<String, SystemTime>>,
     /// When this control plane started.
     pub started: SystemTime,
+    /// Per revision, the serving time measured on each node (for the agents' balancers).
+    pub serving: Mutex<HashMap<(String, String), NodeValues>>,
     /// The latest measured round trip between nodes, in milliseconds.
     pub rtt: Mutex<HashMap<(String, String), f64>>,
     /// The routes version each node's gateway has programmed.
@@ -132,6 +138,7 @@ impl ControlPlane {
             nodes_seen: Mutex::new(HashMap::new()),
             started: SystemTime::now(),
             rtt: Mutex::new(HashMap::new()),
+            serving: Mutex::new(HashMap::new()),
             route_acks: Mutex::new(HashMap::new()),
             traffic_versions: Mutex::new(HashMap::new()),
             stopping,

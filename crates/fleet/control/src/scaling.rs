@@ -9,12 +9,17 @@ use std::time::{Duration, SystemTime};
 use kantai_api::Report;
 use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
 use kantai_autoscaler::{Decision, Observation, RevisionAutoscaler, ScalingSpec, TICK};
+use kantai_latency::Ewma;
 use kantai_model::autoscaling::AutoscalingAnnotations;
 use kantai_model::fleet::{self, NodeCount, Placement, PlacementSpec};
 use kantai_model::meta::ObjectMeta;
 use kantai_model::serving::derive::SERVICE_LABEL;
 use kantai_model::{FieldPath, Findings};
-use kantai_policy::placement::{Demand, NodeState, least_loaded};
+use kantai_policy::registry::{self, Kind};
+use kantai_policy::{FleetView, NodeView, Params, Placement as PlacementPolicy, PlacementInput};
+use kantai_policy::{Resources, RttMatrix};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -27,11 +32,22 @@ pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Key = (String, String);
 
+/// How long measured demand and serving times are remembered (half-life).
+pub const MEASURE_HALF_LIFE: Duration = Duration::from_secs(10);
+
 struct Scaler {
     autoscaler: RevisionAutoscaler,
     spec: ScalingSpec,
     service: String,
-    demand: Demand,
+    resources: Resources,
+    /// The placement policy's name and parameters, and the policy itself.
+    policy: (String, Params),
+    placement: Box<dyn PlacementPolicy>,
+    rng: SmallRng,
+    /// Requests per second entering each node (per-origin demand).
+    demand: HashMap<String, Ewma>,
+    /// Serving time of the revision's instances on each node, in ms.
+    serving: HashMap<String, Ewma>,
 }
 
 /// The loop's state.
@@ -109,9 +125,10 @@ fn sync(s: &Shared, st: &mut Scaling) {
             .unwrap_or_default()
             .to_owned();
         let key = (ns.clone(), name.clone());
-        let Some((mut spec, demand)) = spec_of(s, v) else {
+        let Some(rs) = spec_of(s, v) else {
             continue;
         };
+        let mut spec = rs.scaling;
         spec.reachable = reachable.contains(&key);
         seen.insert(key.clone());
         let service = v["metadata"]["labels"][SERVICE_LABEL]
@@ -124,7 +141,11 @@ fn sync(s: &Shared, st: &mut Scaling) {
                     sc.autoscaler.update_spec(spec.clone(), now);
                     sc.spec = spec;
                 }
-                sc.demand = demand;
+                sc.resources = rs.resources;
+                if sc.policy != (rs.policy.clone(), rs.params.clone()) {
+                    sc.placement = new_policy(&rs.policy, &rs.params);
+                    sc.policy = (rs.policy, rs.params);
+                }
             }
             None => {
                 // A restarted control plane finds instances running: the autoscaler starts
@@ -132,13 +153,19 @@ fn sync(s: &Shared, st: &mut Scaling) {
                 // scale them down.
                 let ready = ready_instances(s, &ns, &name);
                 info!(revision = %name, ready, "autoscaling");
+                let seed = kantai_policy::request::stable_hash(format!("{ns}/{name}").as_bytes());
                 st.scalers.insert(
                     key,
                     Scaler {
                         autoscaler: RevisionAutoscaler::new(spec.clone(), now, ready),
                         spec,
                         service,
-                        demand,
+                        resources: rs.resources,
+                        placement: new_policy(&rs.policy, &rs.params),
+                        policy: (rs.policy, rs.params),
+                        rng: SmallRng::seed_from_u64(seed),
+                        demand: HashMap::new(),
+                        serving: HashMap::new(),
                     },
                 );
             }
@@ -200,7 +227,15 @@ fn reachable_revisions(s: &Shared) -> HashSet<Key> {
     out
 }
 
-fn spec_of(s: &Shared, v: &Value) -> Option<(ScalingSpec, Demand)> {
+/// What a revision asks of the autoscaler and of placement.
+struct RevisionSpec {
+    scaling: ScalingSpec,
+    resources: Resources,
+    policy: String,
+    params: Params,
+}
+
+fn spec_of(s: &Shared, v: &Value) -> Option<RevisionSpec> {
     let anns: BTreeMap<String, String> = v["metadata"]["annotations"]
         .as_object()
         .map(|m| {
@@ -213,7 +248,7 @@ fn spec_of(s: &Shared, v: &Value) -> Option<(ScalingSpec, Demand)> {
     let parsed =
         AutoscalingAnnotations::parse(&anns, &s.config.autoscaler, &FieldPath::root(), &mut out);
     let cc = v["spec"]["containerConcurrency"].as_u64().unwrap_or(0);
-    let spec = ScalingSpec::resolve(
+    let scaling = ScalingSpec::resolve(
         &s.config.autoscaler,
         &parsed,
         u32::try_from(cc).unwrap_or(0),
@@ -228,7 +263,7 @@ fn spec_of(s: &Shared, v: &Value) -> Option<(ScalingSpec, Demand)> {
             .and_then(|q| kantai_model::units::Quantity::parse(&q).ok())
             .map(|q| q.value())
     };
-    let demand = Demand {
+    let resources = Resources {
         cpu: quantity("requests", "cpu")
             .or_else(|| quantity("limits", "cpu"))
             .unwrap_or(0.0),
@@ -236,7 +271,22 @@ fn spec_of(s: &Shared, v: &Value) -> Option<(ScalingSpec, Demand)> {
             .or_else(|| quantity("limits", "memory"))
             .unwrap_or(0.0),
     };
-    Some((spec, demand))
+    let policy = s.config.policies.chosen(Kind::Placement, &anns).to_owned();
+    let (params, _) = Params::parse(&anns);
+    Some(RevisionSpec {
+        scaling,
+        resources,
+        policy,
+        params,
+    })
+}
+
+/// The placement policy `name` (admission checked it; the default if it is gone since).
+fn new_policy(name: &str, params: &Params) -> Box<dyn PlacementPolicy> {
+    registry::placement(name, params).unwrap_or_else(|| {
+        tracing::warn!("{}; using spread", registry::unknown(Kind::Placement, name));
+        Box::new(kantai_policy::placement::Spread)
+    })
 }
 
 fn ready_instances(s: &Shared, ns: &str, revision: &str) -> u32 {
@@ -283,6 +333,18 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
         let Some(sc) = st.scalers.get_mut(&key) else {
             continue;
         };
+        let since = st.started;
+        let t = at.saturating_duration_since(since);
+        sc.demand
+            .entry(report.node.clone())
+            .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
+            .record(t, load.requests);
+        if load.served > 0 {
+            sc.serving
+                .entry(report.node.clone())
+                .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
+                .record(t, load.serving_ms);
+        }
         let wake = sc.autoscaler.record(
             now,
             Observation {
@@ -301,7 +363,7 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
 
 fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
     let now = st.since_start(at);
-    let nodes = node_states(s);
+    let fleet = fleet_view(s);
     for key in keys {
         let Some(sc) = st.scalers.get_mut(key) else {
             continue;
@@ -314,8 +376,26 @@ fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
         {
             info!(revision = %key.1, desired = d.desired, ready, panic = d.panic, activator = d.activator_in_path, "scale");
         }
-        place(s, key, &sc.service, &d, sc.demand, &nodes);
+        place(s, key, sc, &d, &fleet, now);
     }
+    publish_serving(s, st);
+}
+
+/// Makes the serving times measured per node available to the agents' load balancers
+/// (they come back with every report's reply).
+fn publish_serving(s: &Shared, st: &Scaling) {
+    let mut out = HashMap::new();
+    for (key, sc) in &st.scalers {
+        let nodes: Vec<(String, f64)> = sc
+            .serving
+            .iter()
+            .filter_map(|(n, e)| e.value().map(|v| (n.clone(), (v * 100.0).round() / 100.0)))
+            .collect();
+        if !nodes.is_empty() {
+            out.insert(key.clone(), nodes);
+        }
+    }
+    *s.serving.lock() = out;
 }
 
 /// Node order for placements: the topology's, then any other registered node by name.
@@ -334,7 +414,9 @@ pub fn node_order(s: &Shared) -> Vec<String> {
     order
 }
 
-fn node_states(s: &Shared) -> Vec<NodeState> {
+/// The fleet as placement policies see it: every node in order, with capacity, what is
+/// placed on it, and the round trips the agents measured.
+fn fleet_view(s: &Shared) -> FleetView {
     let order = node_order(s);
     let registered: HashMap<String, fleet::Node> = s
         .store
@@ -344,64 +426,125 @@ fn node_states(s: &Shared) -> Vec<NodeState> {
         .filter_map(|v| fleet::from_json::<fleet::Node>(v).ok())
         .map(|n| (n.metadata.name.clone(), n))
         .collect();
-    let mut used: HashMap<String, u32> = HashMap::new();
-    for p in s.store.list(&PLACEMENTS, None).0 {
-        if let Ok(p) = fleet::from_json::<Placement>(&p) {
+    // Instances and the resources they asked for, per node, from every placement.
+    let mut used: HashMap<String, (u32, f64, f64)> = HashMap::new();
+    let revisions: HashMap<(String, String), Resources> = s
+        .store
+        .list(&REVISIONS, None)
+        .0
+        .iter()
+        .filter_map(|v| {
+            let ns = v["metadata"]["namespace"].as_str()?.to_owned();
+            let name = v["metadata"]["name"].as_str()?.to_owned();
+            Some(((ns, name), spec_of(s, v)?.resources))
+        })
+        .collect();
+    for v in s.store.list(&PLACEMENTS, None).0 {
+        let ns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned();
+        if let Ok(p) = fleet::from_json::<Placement>(&v) {
+            let r = revisions
+                .get(&(ns, p.spec.revision.clone()))
+                .copied()
+                .unwrap_or_default();
             for c in p.spec.nodes {
-                *used.entry(c.node).or_default() += c.count;
+                let e = used.entry(c.node).or_default();
+                e.0 += c.count;
+                e.1 += r.cpu * f64::from(c.count);
+                e.2 += r.memory * f64::from(c.count);
             }
         }
     }
     let now = SystemTime::now();
-    order
-        .into_iter()
-        .filter_map(|name| {
-            let node = registered.get(&name)?;
-            // Alive, with the restart grace: a control plane that just started has not heard
-            // from anyone yet, and must not move instances off healthy nodes for that.
-            let heard = s.node_alive(&name, now);
-            let cap = &node.spec.capacity;
-            Some(NodeState {
-                ready: heard,
-                max_instances: cap.instances,
-                instances: used.get(&name).copied().unwrap_or(0),
-                cpu_free: cap.cpu.as_ref().map(|c| c.value()),
-                memory_free: cap.memory.as_ref().map(|m| m.value()),
-                name,
-            })
+    let nodes: Vec<NodeView> = order
+        .iter()
+        .map(|name| {
+            let (instances, cpu_used, memory_used) = used.get(name).copied().unwrap_or_default();
+            match registered.get(name) {
+                Some(node) => {
+                    let cap = &node.spec.capacity;
+                    NodeView {
+                        name: name.clone(),
+                        labels: node.metadata.labels.clone(),
+                        // Alive, with the restart grace: a control plane that just started
+                        // has not heard from anyone yet, and must not move instances off
+                        // healthy nodes for that.
+                        ready: s.node_alive(name, now),
+                        max_instances: cap.instances,
+                        cpu: cap.cpu.as_ref().map(|c| c.value()),
+                        memory: cap.memory.as_ref().map(|m| m.value()),
+                        instances,
+                        cpu_used,
+                        memory_used,
+                    }
+                }
+                // In the topology but never registered: nothing can run there.
+                None => NodeView {
+                    name: name.clone(),
+                    ready: false,
+                    instances,
+                    ..NodeView::default()
+                },
+            }
         })
-        .collect()
+        .collect();
+    let mut rtt = RttMatrix::new(nodes.len());
+    let index: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    for ((from, to), ms) in s.rtt.lock().iter() {
+        if let (Some(&i), Some(&j)) = (index.get(from.as_str()), index.get(to.as_str())) {
+            rtt.set(i, j, *ms);
+        }
+    }
+    FleetView { nodes, rtt }
 }
 
-fn place(s: &Shared, key: &Key, service: &str, d: &Decision, demand: Demand, nodes: &[NodeState]) {
+fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView, now: Duration) {
     let (ns, revision) = key;
     let existing = s
         .store
         .get(&PLACEMENTS, ns, revision)
         .and_then(|v| fleet::from_json::<Placement>(&v).ok());
-    let current: Vec<u32> = nodes
+    let current: Vec<u32> = fleet
+        .nodes
         .iter()
         .map(|n| existing.as_ref().map_or(0, |p| p.desired_on(&n.name)))
         .collect();
-    // The nodes' counts include this revision's current placement; the policy wants them
-    // without it, as it re-decides this revision.
-    let mut others = nodes.to_vec();
-    for (n, c) in others.iter_mut().zip(&current) {
-        n.instances = n.instances.saturating_sub(*c);
-        if let Some(cpu) = &mut n.cpu_free {
-            *cpu -= demand.cpu * f64::from(*c);
-        }
-        if let Some(m) = &mut n.memory_free {
-            *m -= demand.memory * f64::from(*c);
-        }
-    }
-    // Resources of the other revisions' instances on each node are not known per node here;
-    // account them by count.
-    let decision = least_loaded(d.desired, &current, &others, demand);
+    let measured = |m: &HashMap<String, Ewma>| -> Vec<Option<f64>> {
+        fleet
+            .nodes
+            .iter()
+            .map(|n| m.get(&n.name).and_then(Ewma::value))
+            .collect()
+    };
+    let demand: Vec<f64> = measured(&sc.demand)
+        .into_iter()
+        .map(|d| d.unwrap_or(0.0))
+        .collect();
+    let serving_ms = measured(&sc.serving);
+    let input = PlacementInput {
+        fleet,
+        revision,
+        desired: d.desired,
+        current: &current,
+        demand: &demand,
+        serving_ms: &serving_ms,
+        resources: sc.resources,
+        params: &sc.policy.1,
+        now,
+    };
+    let decision = sc.placement.place(&input, &mut sc.rng);
+    let service = sc.service.clone();
     let spec = PlacementSpec {
         revision: revision.clone(),
-        service: service.to_owned(),
-        nodes: nodes
+        service: service.clone(),
+        nodes: fleet
+            .nodes
             .iter()
             .zip(&decision.per_node)
             .filter(|(_, c)| **c > 0)
@@ -412,12 +555,29 @@ fn place(s: &Shared, key: &Key, service: &str, d: &Decision, demand: Demand, nod
             .collect(),
         activator_in_path: d.activator_in_path,
         unschedulable: decision.unschedulable,
+        policy: sc.policy.0.clone(),
     };
+    if spec.unschedulable > 0
+        && existing
+            .as_ref()
+            .is_none_or(|p| p.spec.unschedulable != spec.unschedulable)
+    {
+        crate::events::record(
+            s,
+            ns,
+            &crate::events::Involved::revision(revision),
+            "Unschedulable",
+            &format!(
+                "{} of {} instance(s) fit on no node (placement policy {}): no ready node has room for them (instances, CPU or memory)",
+                spec.unschedulable, d.desired, spec.policy
+            ),
+        );
+    }
     if existing.as_ref().is_some_and(|p| p.spec == spec) {
         return;
     }
     let mut labels = BTreeMap::new();
-    labels.insert(SERVICE_LABEL.to_owned(), service.to_owned());
+    labels.insert(SERVICE_LABEL.to_owned(), service.clone());
     labels.insert("serving.knative.dev/revision".to_owned(), revision.clone());
     let p = Placement {
         metadata: ObjectMeta {

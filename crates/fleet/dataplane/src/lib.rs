@@ -14,6 +14,7 @@
 mod body;
 mod local;
 mod netem;
+mod request;
 mod revision;
 mod routes;
 mod server;
@@ -31,14 +32,16 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kantai_api::RevisionLoad;
+use kantai_latency::RttEstimator;
 use parking_lot::{Mutex, RwLock};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
 
-pub use local::{LocalInstance, QUEUE_DEPTH_FACTOR};
+pub use local::{Entering, LocalInstance, QUEUE_DEPTH_FACTOR, Queued, Refused, Slot};
 pub use netem::Netem;
-pub use revision::{RevisionConfig, RevisionState};
+pub use request::{HttpRequest, OwnedRequest};
+pub use revision::{NoBackend, RevisionConfig, RevisionState};
 pub use routes::{RouteSpec, request_host};
 pub use server::{Listeners, serve};
 
@@ -55,6 +58,42 @@ pub const INSTANCE_HEADER: &str = "kantai-instance";
 pub const ORIGIN_HEADER: &str = "kantai-origin-node";
 /// Path on every data port that answers at once: the agents' latency probe.
 pub const PING_PATH: &str = "/kantai/ping";
+/// Header a data port adds to a forwarded response: the microseconds the request spent on
+/// that node (from receipt to response headers), so that the sender can tell the network's
+/// round trip from the serving time.
+pub const SERVER_TIME_HEADER: &str = "kantai-server-time-us";
+
+/// The latency monitor's estimate of the round trip to one peer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RttEstimate {
+    /// The peer node.
+    pub peer: String,
+    /// Smoothed round trip (5 s half-life), ms.
+    pub ewma_ms: f64,
+    /// Median of the recent samples, ms.
+    pub p50_ms: f64,
+    /// 95th percentile of the recent samples, ms.
+    pub p95_ms: f64,
+}
+
+/// The fleet as this node's balancers see it: the nodes in the fleet's order, which one this
+/// node is, and the measured round trip from here to each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetView {
+    /// Node names in the fleet's order.
+    pub nodes: Vec<String>,
+    /// This node's index.
+    pub me: usize,
+    /// Round trip from this node to each node, in ms (`None`: not measured yet).
+    pub rtt: Vec<Option<f64>>,
+}
+
+impl NetView {
+    /// The index of a node, if known.
+    pub fn index_of(&self, node: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n == node)
+    }
+}
 
 /// Limits of the data plane.
 #[derive(Clone, Debug)]
@@ -95,6 +134,10 @@ struct Inner {
     peers: RwLock<HashMap<String, SocketAddr>>,
     client: Client<HttpConnector, Body>,
     netem: Netem,
+    net: Arc<ArcSwap<NetView>>,
+    /// The latency monitor: round trips to each peer, from forwarded requests and probes.
+    latency: Mutex<HashMap<String, RttEstimator>>,
+    epoch: tokio::time::Instant,
     rng: Mutex<SmallRng>,
     seed: u64,
     pokes: mpsc::UnboundedSender<RevKey>,
@@ -129,6 +172,13 @@ impl DataPlane {
                 peers: RwLock::new(HashMap::new()),
                 client,
                 netem: Netem::new(seed),
+                net: Arc::new(ArcSwap::from_pointee(NetView {
+                    nodes: vec![node.to_owned()],
+                    me: 0,
+                    rtt: vec![Some(0.0)],
+                })),
+                latency: Mutex::new(HashMap::new()),
+                epoch: tokio::time::Instant::now(),
                 rng: Mutex::new(SmallRng::seed_from_u64(seed)),
                 seed,
                 pokes: tx,
@@ -158,8 +208,117 @@ impl DataPlane {
             .revisions
             .write()
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(RevisionState::new(key, seed)))
+            .or_insert_with(|| Arc::new(RevisionState::new(key, seed, self.inner.net.clone())))
             .clone()
+    }
+
+    /// Sets the fleet's nodes in order (this node among them) and the measured round trip
+    /// from this node to each (`None`: not measured).
+    pub fn set_net(&self, nodes: Vec<String>, rtt: &HashMap<String, f64>) {
+        let me = nodes
+            .iter()
+            .position(|n| *n == self.inner.node)
+            .unwrap_or(0);
+        let row = nodes
+            .iter()
+            .map(|n| {
+                if *n == self.inner.node {
+                    Some(0.0)
+                } else {
+                    rtt.get(n).copied()
+                }
+            })
+            .collect();
+        let view = NetView {
+            nodes,
+            me,
+            rtt: row,
+        };
+        let order_changed = self.inner.net.load().nodes != view.nodes;
+        if **self.inner.net.load() != view {
+            self.inner.net.store(Arc::new(view));
+        }
+        if order_changed {
+            // Backends carry node indices.
+            self.refresh_all();
+        }
+    }
+
+    /// Records a round trip of `ms` milliseconds to `peer`.
+    pub fn record_rtt(&self, peer: &str, ms: f64) {
+        let now = self.inner.epoch.elapsed();
+        let mut l = self.inner.latency.lock();
+        match l.get_mut(peer) {
+            Some(e) => e.record(now, ms),
+            None => {
+                let mut e = RttEstimator::default();
+                e.record(now, ms);
+                l.insert(peer.to_owned(), e);
+            }
+        }
+    }
+
+    /// Whether the round trip to `peer` was not measured within `max_age` (so an active
+    /// probe should measure it).
+    pub fn rtt_is_stale(&self, peer: &str, max_age: Duration) -> bool {
+        let now = self.inner.epoch.elapsed();
+        self.inner
+            .latency
+            .lock()
+            .get(peer)
+            .is_none_or(|e| e.is_stale(now, max_age))
+    }
+
+    /// What the latency monitor knows, per peer: smoothed, median and 95th-percentile
+    /// round trip in ms.
+    pub fn rtt_estimates(&self) -> Vec<RttEstimate> {
+        let mut v: Vec<RttEstimate> = self
+            .inner
+            .latency
+            .lock()
+            .iter()
+            .filter_map(|(peer, e)| {
+                Some(RttEstimate {
+                    peer: peer.clone(),
+                    ewma_ms: e.ewma_ms()?,
+                    p50_ms: e.quantile_ms(0.5)?,
+                    p95_ms: e.quantile_ms(0.95)?,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.peer.cmp(&b.peer));
+        v
+    }
+
+    /// Sets the fleet's node order and gives the balancers the monitor's current round trips.
+    pub fn publish_net(&self, nodes: Vec<String>) {
+        let rtt: HashMap<String, f64> = self
+            .rtt_estimates()
+            .into_iter()
+            .map(|e| (e.peer, e.ewma_ms))
+            .collect();
+        self.set_net(nodes, &rtt);
+    }
+
+    /// The fleet as this node's balancers see it.
+    pub fn net(&self) -> Arc<NetView> {
+        self.inner.net.load_full()
+    }
+
+    /// Sets, per revision, the serving time measured on each node (node name → ms).
+    pub fn set_serving(&self, serving: &HashMap<RevKey, Vec<(String, f64)>>) {
+        let net = self.inner.net.load();
+        let revisions: Vec<Arc<RevisionState>> =
+            self.inner.revisions.read().values().cloned().collect();
+        for r in revisions {
+            let row = serving.get(&r.key).map(|nodes| {
+                net.nodes
+                    .iter()
+                    .map(|n| nodes.iter().find(|(m, _)| m == n).map(|(_, v)| *v))
+                    .collect()
+            });
+            r.set_serving(row.unwrap_or_default());
+        }
     }
 
     /// Sets the external domain and the routes (resolved traffic of every Route).
@@ -218,7 +377,8 @@ impl DataPlane {
         self.refresh_all();
     }
 
-    /// Registers an instance started on this node (not ready yet).
+    /// Registers an instance started on this node (not ready yet). Its queue follows the
+    /// revision's queue discipline.
     pub fn add_local(
         &self,
         name: &str,
@@ -227,11 +387,14 @@ impl DataPlane {
         port: u16,
         cc: u32,
     ) -> Arc<LocalInstance> {
+        let cfg = self.revision(ns, revision).config();
         let inst = Arc::new(LocalInstance::new(
             name.to_owned(),
             (ns.to_owned(), revision.to_owned()),
             port,
             cc,
+            &cfg.queue,
+            &cfg.params,
         ));
         self.inner
             .local
@@ -288,6 +451,7 @@ impl DataPlane {
         let Some(state) = self.inner.revisions.read().get(key).cloned() else {
             return;
         };
+        let net = self.inner.net.load();
         let mut list = Vec::new();
         let mut locals: Vec<Arc<LocalInstance>> = self
             .inner
@@ -299,7 +463,7 @@ impl DataPlane {
             .collect();
         locals.sort_by(|a, b| a.name.cmp(&b.name));
         for i in locals {
-            list.push((i.name.clone(), revision::Target::Local(i)));
+            list.push((i.name.clone(), revision::Target::Local(i), net.me));
         }
         let peers = self.inner.peers.read();
         if let Some(remote) = self.inner.remote.read().get(key) {
@@ -310,7 +474,10 @@ impl DataPlane {
                     continue;
                 }
                 if let Some(addr) = peers.get(&node) {
-                    list.push((name, revision::Target::Remote { node, addr: *addr }));
+                    // A node outside the known order gets an index past the end: balancers
+                    // treat it as unmeasured.
+                    let idx = net.index_of(&node).unwrap_or(net.nodes.len());
+                    list.push((name, revision::Target::Remote { node, addr: *addr }, idx));
                 }
             }
         }
@@ -325,24 +492,32 @@ impl DataPlane {
     pub fn take_loads(&self) -> Vec<RevisionLoad> {
         let revisions: Vec<Arc<RevisionState>> =
             self.inner.revisions.read().values().cloned().collect();
-        let hosted: HashSet<RevKey> = self
-            .inner
-            .local
-            .read()
-            .values()
-            .map(|i| i.revision.clone())
-            .collect();
+        // What this node's instances served, per revision: count and total time.
+        let mut hosted: HashMap<RevKey, (u64, Duration)> = HashMap::new();
+        for i in self.inner.local.read().values() {
+            let (n, t) = i.take_serving();
+            let e = hosted.entry(i.revision.clone()).or_default();
+            e.0 += n;
+            e.1 += t;
+        }
         revisions
             .iter()
             .filter_map(|r| {
                 let (concurrency, requests, held, current) = r.take_load();
                 let active = concurrency > 0.0 || requests > 0.0 || held > 0 || current > 0;
-                (active || hosted.contains(&r.key)).then(|| RevisionLoad {
+                let (served, total) = hosted.get(&r.key).copied().unwrap_or_default();
+                (active || hosted.contains_key(&r.key)).then(|| RevisionLoad {
                     namespace: r.key.0.clone(),
                     revision: r.key.1.clone(),
                     concurrency,
                     requests,
                     held,
+                    served,
+                    serving_ms: if served > 0 {
+                        total.as_secs_f64() * 1e3 / served as f64
+                    } else {
+                        0.0
+                    },
                 })
             })
             .collect()
@@ -363,8 +538,31 @@ fn hash(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revision::NoBackend;
+    use crate::revision::{Acquired, NoBackend};
+    use kantai_policy::SimpleRequest;
     use tokio::time::Instant;
+
+    /// Acquires for a GET of `path` (with `headers`), waiting until `within` has passed.
+    fn request(
+        state: &Arc<RevisionState>,
+        req: SimpleRequest,
+        within: Duration,
+        limit: u32,
+    ) -> tokio::task::JoinHandle<Result<String, NoBackend>> {
+        let deadline = Instant::now() + within;
+        let acquired = state.acquire(&req, OwnedRequest::default, limit, || {});
+        tokio::spawn(async move {
+            let lease = match acquired? {
+                Acquired::Now(l) => l,
+                Acquired::Held(h) => h.wait(deadline).await?,
+            };
+            Ok(lease.backend.name.clone())
+        })
+    }
+
+    fn get(path: &str) -> SimpleRequest {
+        SimpleRequest::get(path)
+    }
 
     fn dp() -> DataPlane {
         DataPlane::new("node1", Limits::default(), 7).0
@@ -387,15 +585,7 @@ mod tests {
             vec![route("default", "hello", "hello-00001")],
         );
         let state = dp.revision("default", "hello-00001");
-        let held = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                state
-                    .acquire(Instant::now() + Duration::from_secs(30), 10, || {})
-                    .await
-                    .map(|l| l.backend.name.clone())
-            })
-        };
+        let held = request(&state, get("/"), Duration::from_secs(30), 10);
         tokio::task::yield_now().await;
         assert_eq!(state.held(), 1);
         // An update of the revisions that does not list it yet must not orphan that state.
@@ -416,15 +606,7 @@ mod tests {
             vec![route("default", "hello", "hello-00001")],
         );
         let state = dp.revision("default", "hello-00001");
-        let held = {
-            let state = state.clone();
-            tokio::spawn(async move {
-                state
-                    .acquire(Instant::now() + Duration::from_secs(30), 10, || {})
-                    .await
-                    .map(|l| l.backend.name.clone())
-            })
-        };
+        let held = request(&state, get("/"), Duration::from_secs(30), 10);
         tokio::task::yield_now().await;
         // The service is deleted: no route and no revision.
         dp.set_routes("svc.cluster.local", Vec::new());
@@ -456,36 +638,156 @@ mod tests {
         let dp = dp();
         let state = dp.revision("default", "hello-00001");
         let start = Instant::now();
-        let r = state
-            .acquire(start + Duration::from_secs(5), 10, || {})
+        let r = request(&state, get("/"), Duration::from_secs(5), 10)
             .await
-            .map(|_| ());
+            .expect("task");
         assert_eq!(r, Err(NoBackend::TimedOut));
         assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(state.held(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_hold_limit_is_enforced() {
         let dp = dp();
         let state = dp.revision("default", "hello-00001");
-        let mut waiting = Vec::new();
-        for _ in 0..2 {
-            let state = state.clone();
-            waiting.push(tokio::spawn(async move {
-                state
-                    .acquire(Instant::now() + Duration::from_secs(5), 2, || {})
-                    .await
-                    .map(|_| ())
-            }));
-        }
+        let waiting: Vec<_> = (0..2)
+            .map(|_| request(&state, get("/"), Duration::from_secs(5), 2))
+            .collect();
         tokio::task::yield_now().await;
-        let third = state
-            .acquire(Instant::now() + Duration::from_secs(5), 2, || {})
+        let third = request(&state, get("/"), Duration::from_secs(5), 2)
             .await
-            .map(|_| ());
+            .expect("task");
         assert_eq!(third, Err(NoBackend::HoldQueueFull));
         for w in waiting {
             assert_eq!(w.await.expect("task"), Err(NoBackend::TimedOut));
         }
+    }
+
+    fn config(lb: &str, queue: &str, cc: u32) -> RevisionConfig {
+        RevisionConfig {
+            cc,
+            load_balancer: lb.into(),
+            queue: queue.into(),
+            ..RevisionConfig::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_requests_are_served_in_the_queue_disciplines_order() {
+        let dp = dp();
+        let key = ("default".to_owned(), "q-00001".to_owned());
+        dp.set_revisions(HashMap::from([(
+            key.clone(),
+            config("knative", "priority", 1),
+        )]));
+        let state = dp.revision("default", "q-00001");
+        // No instance yet: three requests wait, the high-priority one arriving last. Each
+        // holds its instance for 10 ms once served.
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for class in ["low", "normal", "high"] {
+            let req = get("/").with_header("kantai-priority", class);
+            let acquired = state
+                .acquire(&req, OwnedRequest::default, 10, || {})
+                .expect("held");
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                let Acquired::Held(h) = acquired else {
+                    panic!("nothing can serve it yet");
+                };
+                let lease = h.wait(Instant::now() + Duration::from_secs(30)).await;
+                order.lock().push(class);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(lease);
+            }));
+        }
+        assert_eq!(state.held(), 3);
+        // One instance with one slot (containerConcurrency 1): one at a time, by class.
+        dp.add_local("q-node1-aaaaa", "default", "q-00001", 1, 1);
+        dp.set_local_ready("q-node1-aaaaa", true);
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(*order.lock(), ["high", "normal", "low"]);
+        assert_eq!(state.held(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_load_balancer_takes_effect_at_once() {
+        let dp = dp();
+        dp.set_net(
+            vec!["node1".into(), "node2".into()],
+            &HashMap::from([("node2".to_owned(), 50.0)]),
+        );
+        let key = ("default".to_owned(), "lb-00001".to_owned());
+        dp.set_revisions(HashMap::from([(
+            key.clone(),
+            config("round-robin", "fifo", 0),
+        )]));
+        dp.set_peers(HashMap::from([(
+            "node2".to_owned(),
+            "127.0.0.1:9".parse().expect("addr"),
+        )]));
+        dp.set_remote(HashMap::from([(
+            key.clone(),
+            vec![("lb-node2-bbbbb".to_owned(), "node2".to_owned())],
+        )]));
+        dp.add_local("lb-node1-aaaaa", "default", "lb-00001", 1, 0);
+        dp.set_local_ready("lb-node1-aaaaa", true);
+        let state = dp.revision("default", "lb-00001");
+        let mut names = Vec::new();
+        for _ in 0..4 {
+            names.push(
+                request(&state, get("/"), Duration::from_secs(1), 10)
+                    .await
+                    .expect("task"),
+            );
+        }
+        // Round robin alternates between the two nodes.
+        assert!(
+            names.iter().any(|n| n.as_deref() == Ok("lb-node2-bbbbb")),
+            "{names:?}"
+        );
+        // local-first keeps everything on this node.
+        dp.set_revisions(HashMap::from([(key, config("local-first", "fifo", 0))]));
+        for _ in 0..4 {
+            let n = request(&state, get("/"), Duration::from_secs(1), 10)
+                .await
+                .expect("task");
+            assert_eq!(n, Ok("lb-node1-aaaaa".into()));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_queue_follows_the_discipline_and_reports_serving_time() {
+        let dp = dp();
+        let key = ("default".to_owned(), "s-00001".to_owned());
+        dp.set_revisions(HashMap::from([(key, config("knative", "priority", 1))]));
+        let inst = dp.add_local("s-node1-aaaaa", "default", "s-00001", 1, 1);
+        let Ok(Entering::Now(first)) = inst.enter(&get("/")) else {
+            panic!("the first request gets the slot");
+        };
+        let Ok(Entering::Queued(low)) = inst.enter(&get("/").with_header("kantai-priority", "low"))
+        else {
+            panic!("queued");
+        };
+        let Ok(Entering::Queued(high)) =
+            inst.enter(&get("/").with_header("kantai-priority", "high"))
+        else {
+            panic!("queued");
+        };
+        let low = tokio::spawn(low.wait());
+        let high = tokio::spawn(high.wait());
+        tokio::time::advance(Duration::from_millis(40)).await;
+        drop(first);
+        let slot = high.await.expect("task").expect("the high one goes next");
+        assert!(!low.is_finished());
+        drop(slot);
+        drop(low.await.expect("task").expect("then the low one"));
+        let (served, total) = inst.take_serving();
+        assert_eq!(served, 3);
+        // The first took 40 ms; the others waited at least as long in the queue.
+        assert!(total >= Duration::from_millis(120), "{total:?}");
+        assert_eq!(inst.in_flight(), 0);
     }
 }

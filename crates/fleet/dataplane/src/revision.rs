@@ -1,5 +1,6 @@
 //! The activator role for one revision at this node: the instances that can serve it, the
-//! requests held while none has room, and the load accounting for the autoscaler.
+//! revision's load balancer, the requests held while none has room (in the order of the
+//! revision's queue discipline), and the load accounting for the autoscaler.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,16 +9,21 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use kantai_policy::lb::{Candidate, KnativeBalancer};
+use kantai_policy::registry;
+use kantai_policy::{
+    Admission, Candidate, LbContext, LoadBalancer, Params, QueueDiscipline, RequestInfo,
+};
 use parking_lot::Mutex;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::warn;
 
-use crate::RevKey;
 use crate::local::LocalInstance;
+use crate::request::OwnedRequest;
 use crate::stats::LoadStats;
+use crate::{NetView, RevKey};
 
 /// How a revision's requests are served.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +39,12 @@ pub struct RevisionConfig {
     /// Whether requests wait in the activator for a free slot (Knative's proxy mode) rather
     /// than queue at an instance.
     pub activator_in_path: bool,
+    /// The load balancer's name.
+    pub load_balancer: String,
+    /// The queue discipline's name.
+    pub queue: String,
+    /// The policies' parameters.
+    pub params: Params,
 }
 
 impl Default for RevisionConfig {
@@ -43,6 +55,9 @@ impl Default for RevisionConfig {
             response_start: None,
             idle: None,
             activator_in_path: true,
+            load_balancer: registry::Kind::LoadBalancer.default_name().to_owned(),
+            queue: registry::Kind::Queue.default_name().to_owned(),
+            params: Params::default(),
         }
     }
 }
@@ -66,7 +81,29 @@ pub struct Backend {
     pub name: String,
     /// Where it is.
     pub target: Target,
+    /// Its node's index in the fleet's order.
+    pub node: usize,
+    /// A stable identity for the balancer.
+    pub id: u64,
     in_flight: Arc<AtomicU32>,
+}
+
+/// The revision's policies and the requests waiting for capacity, under one lock so that a
+/// choice and the queue it serves never disagree.
+struct Policies {
+    load_balancer: String,
+    queue: String,
+    params: Params,
+    lb: Box<dyn LoadBalancer>,
+    rng: SmallRng,
+    held: Box<dyn QueueDiscipline>,
+    waiters: HashMap<u64, Waiter>,
+    next_id: u64,
+}
+
+struct Waiter {
+    tx: oneshot::Sender<Result<Lease, NoBackend>>,
+    req: OwnedRequest,
 }
 
 /// The activator state of one revision.
@@ -76,8 +113,11 @@ pub struct RevisionState {
     config: ArcSwap<RevisionConfig>,
     backends: ArcSwap<Vec<Arc<Backend>>>,
     counters: Mutex<HashMap<String, Arc<AtomicU32>>>,
-    balancer: Mutex<(KnativeBalancer, SmallRng)>,
-    changed: Notify,
+    policies: Mutex<Policies>,
+    /// Serving time on each node (fleet order), from the control plane.
+    serving: ArcSwap<Vec<Option<f64>>>,
+    net: Arc<ArcSwap<NetView>>,
+    epoch: Instant,
     held: AtomicU32,
     stats: Mutex<LoadStats>,
     last_poke: Mutex<Option<Instant>>,
@@ -94,8 +134,10 @@ pub struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.backend.in_flight.fetch_sub(1, Ordering::AcqRel);
-        // A slot is free: the oldest held request may go.
-        self.state.changed.notify_one();
+        // A slot is free: the next held request may go.
+        if self.state.held.load(Ordering::Acquire) > 0 {
+            self.state.dispatch();
+        }
     }
 }
 
@@ -113,7 +155,7 @@ impl Drop for Entry {
 /// Why no backend was found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NoBackend {
-    /// Too many requests are already held.
+    /// The hold queue is full (or the queue discipline pushed this request out).
     HoldQueueFull,
     /// The deadline passed while waiting.
     TimedOut,
@@ -121,16 +163,85 @@ pub enum NoBackend {
     Removed,
 }
 
+fn policies_for(cfg: &RevisionConfig, seed: u64) -> Policies {
+    let lb = registry::load_balancer(&cfg.load_balancer, &cfg.params).unwrap_or_else(|| {
+        warn!(
+            "{}; using knative",
+            registry::unknown(registry::Kind::LoadBalancer, &cfg.load_balancer)
+        );
+        Box::new(kantai_policy::lb::Knative::new())
+    });
+    let held = registry::queue(&cfg.queue, &cfg.params).unwrap_or_else(|| {
+        warn!(
+            "{}; using fifo",
+            registry::unknown(registry::Kind::Queue, &cfg.queue)
+        );
+        Box::new(kantai_policy::queue::Fifo::default())
+    });
+    Policies {
+        load_balancer: cfg.load_balancer.clone(),
+        queue: cfg.queue.clone(),
+        params: cfg.params.clone(),
+        lb,
+        rng: SmallRng::seed_from_u64(seed),
+        held,
+        waiters: HashMap::new(),
+        next_id: 0,
+    }
+}
+
+/// A request waiting for capacity. Dropping it (timeout, or the client went away) takes it
+/// out of the queue.
+pub struct Held {
+    state: Arc<RevisionState>,
+    id: u64,
+    rx: oneshot::Receiver<Result<Lease, NoBackend>>,
+}
+
+impl Held {
+    /// Waits until the request is served a backend, pushed out, or `deadline` passes.
+    pub async fn wait(mut self, deadline: Instant) -> Result<Lease, NoBackend> {
+        match tokio::time::timeout_at(deadline, &mut self.rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(NoBackend::Removed),
+            Err(_) => Err(NoBackend::TimedOut),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut p = self.state.policies.lock();
+        let was = p.waiters.remove(&self.id).is_some();
+        p.held.remove(self.id);
+        drop(p);
+        if was {
+            self.state.held.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What an arriving request gets.
+pub enum Acquired {
+    /// A backend with room, at once.
+    Now(Lease),
+    /// A place in the hold queue.
+    Held(Held),
+}
+
 impl RevisionState {
     /// A revision without instances yet.
-    pub fn new(key: RevKey, seed: u64) -> RevisionState {
+    pub fn new(key: RevKey, seed: u64, net: Arc<ArcSwap<NetView>>) -> RevisionState {
+        let config = RevisionConfig::default();
         RevisionState {
             key,
-            config: ArcSwap::from_pointee(RevisionConfig::default()),
+            policies: Mutex::new(policies_for(&config, seed)),
+            config: ArcSwap::from_pointee(config),
             backends: ArcSwap::from_pointee(Vec::new()),
             counters: Mutex::new(HashMap::new()),
-            balancer: Mutex::new((KnativeBalancer::new(), SmallRng::seed_from_u64(seed))),
-            changed: Notify::new(),
+            serving: ArcSwap::from_pointee(Vec::new()),
+            net,
+            epoch: Instant::now(),
             held: AtomicU32::new(0),
             stats: Mutex::new(LoadStats::new(Instant::now())),
             last_poke: Mutex::new(None),
@@ -143,17 +254,63 @@ impl RevisionState {
         self.config.load_full()
     }
 
-    pub(crate) fn set_config(&self, c: RevisionConfig) {
-        if *self.config.load_full() != c {
-            self.config.store(Arc::new(c));
-            self.changed.notify_waiters();
+    /// Time since this state's creation, the clock of its policies.
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    pub(crate) fn set_config(self: &Arc<Self>, c: RevisionConfig) {
+        if *self.config.load_full() == c {
+            return;
+        }
+        {
+            // A changed policy takes effect for the next decision; requests already held
+            // keep their place (moved into the new discipline in their old order).
+            let mut p = self.policies.lock();
+            if p.load_balancer != c.load_balancer || p.params != c.params {
+                let fresh = policies_for(&c, crate::hash(&self.key.1));
+                p.lb = fresh.lb;
+                p.load_balancer = c.load_balancer.clone();
+            }
+            if p.queue != c.queue || p.params != c.params {
+                let mut fresh = policies_for(&c, 0).held;
+                let now = self.now();
+                while let Some(id) = p.held.peek() {
+                    p.held.remove(id);
+                    if let Some(w) = p.waiters.get(&id) {
+                        let _ = fresh.push(id, &w.req, now, usize::MAX);
+                    }
+                }
+                p.held = fresh;
+                p.queue = c.queue.clone();
+            }
+            p.params = c.params.clone();
+        }
+        self.config.store(Arc::new(c));
+        self.dispatch();
+    }
+
+    /// Sets the serving time measured on each node (fleet order).
+    pub(crate) fn set_serving(&self, serving: Vec<Option<f64>>) {
+        if **self.serving.load() != serving {
+            self.serving.store(Arc::new(serving));
         }
     }
 
     /// Marks the revision gone from this node: held requests fail rather than wait.
     pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        self.changed.notify_waiters();
+        let waiters: Vec<Waiter> = {
+            let mut p = self.policies.lock();
+            while let Some(id) = p.held.peek() {
+                p.held.remove(id);
+            }
+            p.waiters.drain().map(|(_, w)| w).collect()
+        };
+        self.held.fetch_sub(waiters.len() as u32, Ordering::AcqRel);
+        for w in waiters {
+            let _ = w.tx.send(Err(NoBackend::Removed));
+        }
     }
 
     /// Ready backends now.
@@ -167,24 +324,26 @@ impl RevisionState {
     }
 
     /// Replaces the backends (keeping this node's in-flight counts of those that stay), and
-    /// wakes every held request.
-    pub(crate) fn set_backends(&self, list: Vec<(String, Target)>) {
+    /// serves held requests that now fit.
+    pub(crate) fn set_backends(self: &Arc<Self>, list: Vec<(String, Target, usize)>) {
         let mut counters = self.counters.lock();
         let mut next = Vec::with_capacity(list.len());
         let mut keep = HashMap::with_capacity(list.len());
-        for (name, target) in list {
+        for (name, target, node) in list {
             let c = counters.get(&name).cloned().unwrap_or_default();
             keep.insert(name.clone(), c.clone());
             next.push(Arc::new(Backend {
+                id: kantai_policy::request::stable_hash(name.as_bytes()),
                 name,
                 target,
+                node,
                 in_flight: c,
             }));
         }
         *counters = keep;
         drop(counters);
         self.backends.store(Arc::new(next));
-        self.changed.notify_waiters();
+        self.dispatch();
     }
 
     /// Counts an arriving request.
@@ -195,7 +354,8 @@ impl RevisionState {
         }
     }
 
-    /// Average concurrency and arrivals per second since the last call, and the held count.
+    /// Average concurrency and arrivals per second since the last call, the held count and
+    /// the requests in flight now.
     pub fn take_load(&self) -> (f64, f64, u32, u32) {
         let mut s = self.stats.lock();
         let (c, r) = s.take(Instant::now());
@@ -213,7 +373,14 @@ impl RevisionState {
         true
     }
 
-    fn try_choose(self: &Arc<Self>) -> Option<Lease> {
+    /// Tells the revision's balancer how long a request to `backend` took.
+    pub fn observe(&self, backend: &Backend, latency: Duration) {
+        let now = self.now();
+        self.policies.lock().lb.observe(backend.id, latency, now);
+    }
+
+    /// The balancer's choice for `req`, under the policies' lock.
+    fn choose(self: &Arc<Self>, p: &mut Policies, req: &dyn RequestInfo) -> Option<Lease> {
         let backends = self.backends.load();
         if backends.is_empty() {
             return None;
@@ -229,16 +396,23 @@ impl RevisionState {
         let candidates: Vec<Candidate> = backends
             .iter()
             .map(|b| Candidate {
+                id: b.id,
+                node: b.node,
                 in_flight: b.in_flight.load(Ordering::Acquire),
                 capacity,
             })
             .collect();
-        let i = {
-            let mut g = self.balancer.lock();
-            let (lb, rng) = &mut *g;
-            lb.choose(&candidates, cc, rng)?
+        let net = self.net.load();
+        let serving = self.serving.load();
+        let ctx = LbContext {
+            origin: net.me,
+            rtt_ms: &net.rtt,
+            serving_ms: &serving,
+            container_concurrency: cc,
+            now: self.now(),
         };
-        let backend = backends[i].clone();
+        let i = p.lb.pick(req, &candidates, &ctx, &mut p.rng)?;
+        let backend = backends.get(i)?.clone();
         backend.in_flight.fetch_add(1, Ordering::AcqRel);
         Some(Lease {
             backend,
@@ -246,47 +420,90 @@ impl RevisionState {
         })
     }
 
-    /// A backend with room, waiting (held) until one has room or `deadline` passes. `poke`
-    /// is called when the request has to wait.
-    pub async fn acquire(
+    /// Serves held requests, in the discipline's order, while the balancer finds room.
+    fn dispatch(self: &Arc<Self>) {
+        // Leases that could not be handed over are dropped after the lock is released (their
+        // drop dispatches again).
+        let mut undelivered = Vec::new();
+        {
+            let mut p = self.policies.lock();
+            while let Some(id) = p.held.peek() {
+                let Some(w) = p.waiters.remove(&id) else {
+                    p.held.remove(id);
+                    continue;
+                };
+                if w.tx.is_closed() {
+                    p.held.remove(id);
+                    self.held.fetch_sub(1, Ordering::AcqRel);
+                    continue;
+                }
+                match self.choose(&mut p, &w.req) {
+                    Some(lease) => {
+                        p.held.remove(id);
+                        self.held.fetch_sub(1, Ordering::AcqRel);
+                        if let Err(Ok(lease)) = w.tx.send(Ok(lease)) {
+                            undelivered.push(lease);
+                        }
+                    }
+                    None => {
+                        p.waiters.insert(id, w);
+                        break;
+                    }
+                }
+            }
+        }
+        drop(undelivered);
+    }
+
+    /// A backend with room for `req` now, or a place in the hold queue (in the queue
+    /// discipline's order) to wait for one. `poke` is called when the request has to wait.
+    /// Synchronous, so that the request is only borrowed for the decision.
+    pub fn acquire(
         self: &Arc<Self>,
-        deadline: Instant,
+        req: &dyn RequestInfo,
+        owned: impl FnOnce() -> OwnedRequest,
         hold_limit: u32,
         poke: impl Fn(),
-    ) -> Result<Lease, NoBackend> {
-        if let Some(l) = self.try_choose() {
-            return Ok(l);
-        }
-        if self.held.fetch_add(1, Ordering::AcqRel) >= hold_limit {
-            self.held.fetch_sub(1, Ordering::AcqRel);
-            return Err(NoBackend::HoldQueueFull);
-        }
-        let _held = HeldGuard(&self.held);
-        poke();
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Register before checking, so that a release between the check and the wait is
-            // not missed.
-            changed.as_mut().enable();
-            if let Some(l) = self.try_choose() {
-                return Ok(l);
+    ) -> Result<Acquired, NoBackend> {
+        let (id, rx, evicted) = {
+            let mut p = self.policies.lock();
+            // Nobody waits ahead of it: it may go at once.
+            if p.held.is_empty()
+                && let Some(l) = self.choose(&mut p, req)
+            {
+                return Ok(Acquired::Now(l));
             }
             if self.retired.load(Ordering::Acquire) {
                 return Err(NoBackend::Removed);
             }
-            tokio::select! {
-                _ = &mut changed => {}
-                _ = tokio::time::sleep_until(deadline) => return Err(NoBackend::TimedOut),
-            }
+            let id = p.next_id;
+            p.next_id += 1;
+            let now = self.now();
+            let evicted = match p.held.push(id, req, now, hold_limit as usize) {
+                Admission::Rejected => return Err(NoBackend::HoldQueueFull),
+                Admission::Queued => {
+                    // Counted under the lock, before any dispatch can serve (and uncount) it.
+                    self.held.fetch_add(1, Ordering::AcqRel);
+                    None
+                }
+                // It takes the place of the one pushed out: the count stays.
+                Admission::Evicted(victim) => p.waiters.remove(&victim),
+            };
+            let (tx, rx) = oneshot::channel();
+            p.waiters.insert(id, Waiter { tx, req: owned() });
+            (id, rx, evicted)
+        };
+        if let Some(v) = evicted {
+            let _ = v.tx.send(Err(NoBackend::HoldQueueFull));
         }
-    }
-}
-
-struct HeldGuard<'a>(&'a AtomicU32);
-
-impl Drop for HeldGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let held = Held {
+            state: self.clone(),
+            id,
+            rx,
+        };
+        poke();
+        // Capacity may have come between the choice above and the queueing.
+        self.dispatch();
+        Ok(Acquired::Held(held))
     }
 }

@@ -144,7 +144,13 @@ mod tests {
             &mut |ns, rev| {
                 states
                     .entry(rev.to_owned())
-                    .or_insert_with(|| Arc::new(RevisionState::new((ns.into(), rev.into()), 1)))
+                    .or_insert_with(|| {
+                        Arc::new(RevisionState::new(
+                            (ns.into(), rev.into()),
+                            1,
+                            Default::default(),
+                        ))
+                    })
                     .clone()
             },
         );

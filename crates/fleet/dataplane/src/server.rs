@@ -19,9 +19,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::body::Guarded;
-use crate::local::LocalInstance;
-use crate::revision::{Lease, NoBackend, Target};
-use crate::{Body, BoxError, DataPlane, INSTANCE_HEADER, ORIGIN_HEADER, PING_PATH};
+use crate::local::{Entering, LocalInstance};
+use crate::request::HttpRequest;
+use crate::revision::{Acquired, Lease, NoBackend, Target};
+use crate::{
+    Body, BoxError, DataPlane, INSTANCE_HEADER, ORIGIN_HEADER, PING_PATH, SERVER_TIME_HEADER,
+};
 
 /// The bound sockets of a node's data plane.
 pub struct Listeners {
@@ -141,37 +144,51 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     let key = rev.key.clone();
     let pokes = inner.pokes.clone();
     let limit = inner.limits.hold_limit;
-    let work = async {
-        let lease = rev
-            .acquire(deadline, limit, || {
+    let no_backend = |e: NoBackend| match e {
+        NoBackend::HoldQueueFull => {
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "kantai: {limit} requests already wait for {}; try again later",
+                    rev.key.1
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        NoBackend::TimedOut => timeout_response(cfg.timeout, "timeoutSeconds"),
+        NoBackend::Removed => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "kantai: revision {} was removed while the request waited for it",
+                rev.key.1
+            ),
+        ),
+    };
+    // The decision borrows the request; only the wait is asynchronous.
+    let acquired = {
+        let view = HttpRequest::of(&req, Some(client.ip()));
+        rev.acquire(
+            &view,
+            || view.to_owned(),
+            limit,
+            || {
                 if rev.should_poke() {
                     let _ = pokes.send(key.clone());
                 }
-            })
-            .await
-            .map_err(|e| match e {
-                NoBackend::HoldQueueFull => {
-                    let mut r = text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "kantai: {limit} requests already wait for {}; try again later",
-                            rev.key.1
-                        ),
-                    );
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    r
-                }
-                NoBackend::TimedOut => timeout_response(cfg.timeout, "timeoutSeconds"),
-                NoBackend::Removed => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "kantai: revision {} was removed while the request waited for it",
-                        rev.key.1
-                    ),
-                ),
-            })?;
+            },
+        )
+    };
+    let work = async {
+        let lease = match acquired.map_err(no_backend)? {
+            Acquired::Now(l) => l,
+            Acquired::Held(h) => h.wait(deadline).await.map_err(no_backend)?,
+        };
+        let sent = Instant::now();
         let resp = forward(dp, &lease, req, client).await?;
+        // Time to the response head: what latency-aware balancers learn from.
+        rev.observe(&lease.backend, sent.elapsed());
         Ok::<_, Response<Body>>((resp, lease))
     };
     match tokio::time::timeout_at(start_deadline, work).await {
@@ -296,6 +313,7 @@ async fn forward(
                 .parse()
                 .map_err(|_| text(StatusCode::BAD_REQUEST, "kantai: invalid request path"))?;
             let out_bytes = content_length(req.headers()).unwrap_or(0);
+            let start = Instant::now();
             dp.inner.netem.cross(node, out_bytes).await;
             let resp = dp.inner.client.request(req).await.map_err(|e| {
                 text(
@@ -308,6 +326,19 @@ async fn forward(
             })?;
             let back_bytes = content_length(resp.headers()).unwrap_or(0);
             dp.inner.netem.cross(node, back_bytes).await;
+            // A passive round-trip sample: the whole exchange minus the time the request
+            // spent on the other node (monlat pinged; this measures the path requests take).
+            let server_us = resp
+                .headers()
+                .get(SERVER_TIME_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(us) = server_us {
+                let total = start.elapsed().as_secs_f64() * 1e3;
+                dp.record_rtt(node, (total - us as f64 / 1e3).max(0.0));
+            }
+            let mut resp = resp;
+            resp.headers_mut().remove(SERVER_TIME_HEADER);
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
         }
     }
@@ -320,7 +351,7 @@ async fn to_instance(
     inst: &Arc<LocalInstance>,
     mut req: Request<Body>,
 ) -> Result<Response<Body>, Response<Body>> {
-    let slot = inst.enter().await.map_err(|_| {
+    let full = || {
         let mut r = text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -329,9 +360,17 @@ async fn to_instance(
                 inst.cc * crate::QUEUE_DEPTH_FACTOR
             ),
         );
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         r
-    })?;
+    };
+    let entering = inst
+        .enter(&HttpRequest::of(&req, None))
+        .map_err(|_| full())?;
+    let slot = match entering {
+        Entering::Now(s) => s,
+        Entering::Queued(q) => q.wait().await.map_err(|_| full())?,
+    };
     req.headers_mut().remove(INSTANCE_HEADER);
     req.headers_mut().remove(ORIGIN_HEADER);
     set_target(&mut req, &format!("127.0.0.1:{}", inst.port))?;
@@ -369,11 +408,19 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
             ),
         );
     };
+    let arrived = Instant::now();
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let _ = client;
     let req = Request::from_parts(parts, limited(dp, body));
-    match to_instance(dp, &inst, req).await {
+    let mut resp = match to_instance(dp, &inst, req).await {
         Ok(r) | Err(r) => r,
+    };
+    // Lets the sender subtract this node's share from the round trip it measures.
+    let us = arrived.elapsed().as_micros().to_string();
+    if let Ok(v) = HeaderValue::from_str(&us) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static(SERVER_TIME_HEADER), v);
     }
+    resp
 }

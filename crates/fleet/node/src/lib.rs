@@ -14,11 +14,14 @@ use std::time::Duration;
 
 use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
 use kantai_api::wire::{FLEET_PATH, REPORTS_PATH};
-use kantai_api::{Client, FleetInfo, Report, RttSample};
+use kantai_api::{Client, FleetInfo, Report, ReportReply, RttSample};
 use kantai_dataplane::{DataPlane, Limits, Listeners, PING_PATH, RevisionConfig, RouteSpec};
+use kantai_model::config::{PoliciesConfig, ServingConfig};
 use kantai_model::fleet::{self, Instance, Placement};
 use kantai_model::node::Node as DocNode;
 use kantai_model::topology::{Capacity, Topology};
+use kantai_policy::Params;
+use kantai_policy::registry::Kind;
 use kantai_runtime::{Runtime, RuntimeConfig};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -99,7 +102,10 @@ pub(crate) struct Agent {
     pub(crate) cache: Cache,
     pub(crate) changed: Notify,
     pub(crate) local: Mutex<HashMap<String, Local>>,
-    pub(crate) rtt: Mutex<HashMap<String, f64>>,
+    /// The fleet-wide default policies (the fleet config's `policies` section).
+    pub(crate) policies: PoliciesConfig,
+    /// The topology's node order (placement strings and balancer indices follow it).
+    pub(crate) order: Vec<String>,
     /// The highest route resourceVersion the gateway has programmed.
     pub(crate) routes_version: std::sync::atomic::AtomicU64,
     /// Wakes the reporter to acknowledge new routes at once.
@@ -200,7 +206,8 @@ pub async fn run(
         cache: Cache::default(),
         changed: Notify::new(),
         local: Mutex::new(HashMap::new()),
-        rtt: Mutex::new(HashMap::new()),
+        policies: fleet_policies(&fleet.config, &cfg.name),
+        order: topology.nodes.iter().map(|n| n.name.clone()).collect(),
         routes_version: std::sync::atomic::AtomicU64::new(0),
         routes_applied: Notify::new(),
     });
@@ -239,6 +246,36 @@ pub async fn run(
     let _ = stop_tx.send(());
     let _ = serving.await;
     Ok(())
+}
+
+/// The default policies of the fleet config the control plane serves (Knative's and
+/// kantai's defaults when it has none, or when it cannot be read here).
+fn fleet_policies(config: &str, node: &str) -> PoliciesConfig {
+    if config.trim().is_empty() {
+        return PoliciesConfig::default();
+    }
+    let docs = match kantai_model::node::parse_documents(
+        config,
+        kantai_model::node::ParseLimits::default(),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(
+                node,
+                "the fleet config does not parse here ({}); using the default policies", e.message
+            );
+            return PoliciesConfig::default();
+        }
+    };
+    let Some(doc) = docs.first() else {
+        return PoliciesConfig::default();
+    };
+    let mut out = kantai_model::Findings::new();
+    // The binary's own sections are not the agent's business.
+    match ServingConfig::decode_sections(doc, &mut out, &["runtime", "dataplane"]) {
+        Some(c) if !out.has_errors() => c.policies,
+        _ => PoliciesConfig::default(),
+    }
 }
 
 async fn fetch_fleet(client: &Client, node: &str) -> Result<FleetInfo, AgentError> {
@@ -365,6 +402,15 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
         let secs = |k: &str| spec[k].as_u64().filter(|s| *s > 0).map(Duration::from_secs);
         let timeout = secs("timeoutSeconds").unwrap_or(Duration::from_secs(300));
         let placement = snap.placements.get(&key);
+        let annotations: BTreeMap<String, String> = r["metadata"]["annotations"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (params, _) = Params::parse(&annotations);
         configs.insert(
             key,
             RevisionConfig {
@@ -374,6 +420,12 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
                 idle: secs("idleTimeoutSeconds"),
                 activator_in_path: placement
                     .is_none_or(|p| p["spec"]["activatorInPath"].as_bool().unwrap_or(true)),
+                load_balancer: agent
+                    .policies
+                    .chosen(Kind::LoadBalancer, &annotations)
+                    .to_owned(),
+                queue: agent.policies.chosen(Kind::Queue, &annotations).to_owned(),
+                params,
             },
         );
     }
@@ -450,7 +502,14 @@ async fn report_loop(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let rtt = agent.rtt.lock().iter().map(|(peer, ms)| RttSample { peer: peer.clone(), rtt_ms: *ms }).collect();
+                // The balancers see the latency monitor's latest estimates.
+                agent.dp.publish_net(node_order(&agent));
+                let rtt = agent
+                    .dp
+                    .rtt_estimates()
+                    .into_iter()
+                    .map(|e| RttSample { peer: e.peer, rtt_ms: e.ewma_ms })
+                    .collect();
                 let report = Report {
                     node: agent.name.clone(),
                     revisions: agent.dp.take_loads(),
@@ -482,6 +541,7 @@ async fn report_loop(
                         concurrency: f64::from(held.max(1)),
                         requests: 1.0,
                         held: held.max(1),
+                        ..Default::default()
                     }],
                     rtt: Vec::new(),
                     poke: true,
@@ -496,17 +556,48 @@ async fn report_loop(
 
 async fn send_report(agent: &Agent, report: &Report) {
     let body = serde_json::to_value(report).unwrap_or_default();
-    if let Err(e) = agent
+    match agent
         .client
         .send_json(http::Method::POST, REPORTS_PATH, &body)
         .await
     {
-        warn!(node = %agent.name, "cannot report load: {e}");
+        // The reply carries what the balancers need from the whole fleet.
+        Ok(v) => {
+            if let Ok(reply) = serde_json::from_value::<ReportReply>(v) {
+                let serving = reply
+                    .serving
+                    .into_iter()
+                    .map(|r| ((r.namespace, r.revision), r.nodes))
+                    .collect();
+                agent.dp.set_serving(&serving);
+            }
+        }
+        Err(e) => warn!(node = %agent.name, "cannot report load: {e}"),
     }
 }
 
-/// Measures the round trip to every other node's data port every 2 s (through the emulated
-/// links, like any other traffic).
+/// The fleet's nodes in order: the topology's, then any other registered node by name.
+fn node_order(agent: &Agent) -> Vec<String> {
+    let mut order = agent.order.clone();
+    let mut extra: Vec<String> = agent
+        .cache
+        .snapshot()
+        .nodes
+        .keys()
+        .map(|(_, name)| name.clone())
+        .filter(|n| !order.contains(n))
+        .collect();
+    extra.sort();
+    order.extend(extra);
+    order
+}
+
+/// How long without a round-trip sample (from forwarded requests) before a peer is probed.
+const PROBE_WHEN_STALE: Duration = Duration::from_secs(4);
+
+/// The latency monitor's active part: every 2 s, probes each other node's data port whose
+/// round trip no forwarded request measured recently (through the emulated links, like any
+/// other traffic). Forwarded requests measure it passively otherwise.
 async fn probe_loop(agent: Arc<Agent>) {
     loop {
         let peers: Vec<(String, String)> = agent
@@ -523,6 +614,9 @@ async fn probe_loop(agent: Arc<Agent>) {
             .filter(|(name, _)| *name != agent.name)
             .collect();
         for (peer, addr) in peers {
+            if !agent.dp.rtt_is_stale(&peer, PROBE_WHEN_STALE) {
+                continue;
+            }
             let Ok(c) = Client::new(&format!("http://{addr}")) else {
                 continue;
             };
@@ -532,7 +626,7 @@ async fn probe_loop(agent: Arc<Agent>) {
             let start = tokio::time::Instant::now();
             if c.call(http::Method::GET, PING_PATH, None).await.is_ok() {
                 let ms = start.elapsed().as_secs_f64() * 1e3;
-                agent.rtt.lock().insert(peer, ms);
+                agent.dp.record_rtt(&peer, ms);
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -158,6 +158,8 @@ pub struct ServingConfig {
     pub progress_deadline: Duration,
     /// `config-domain`: the domain of external URLs.
     pub domain: String,
+    /// kantai's `policies`: the fleet-wide default policy of each kind.
+    pub policies: PoliciesConfig,
 }
 
 impl Default for ServingConfig {
@@ -167,7 +169,75 @@ impl Default for ServingConfig {
             defaults: DefaultsConfig::default(),
             progress_deadline: Duration::from_secs(600),
             domain: "svc.cluster.local".to_owned(),
+            policies: PoliciesConfig::default(),
         }
+    }
+}
+
+/// The `policies` section: which placement, load balancer and queue discipline a revision
+/// gets when its annotations do not choose one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoliciesConfig {
+    /// `placement` (default `spread`).
+    pub placement: String,
+    /// `load-balancer` (default `knative`).
+    pub load_balancer: String,
+    /// `queue` (default `fifo`).
+    pub queue: String,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        use kantai_policy::registry::Kind;
+        PoliciesConfig {
+            placement: Kind::Placement.default_name().to_owned(),
+            load_balancer: Kind::LoadBalancer.default_name().to_owned(),
+            queue: Kind::Queue.default_name().to_owned(),
+        }
+    }
+}
+
+impl PoliciesConfig {
+    /// The policy of `kind` a revision with these annotations uses.
+    pub fn chosen<'a>(
+        &'a self,
+        kind: kantai_policy::registry::Kind,
+        annotations: &'a std::collections::BTreeMap<String, String>,
+    ) -> &'a str {
+        use kantai_policy::registry::Kind;
+        if let Some(v) = annotations.get(kind.annotation()) {
+            return v.trim();
+        }
+        match kind {
+            Kind::Placement => &self.placement,
+            Kind::LoadBalancer => &self.load_balancer,
+            Kind::Queue => &self.queue,
+        }
+    }
+
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<PoliciesConfig> {
+        use kantai_policy::registry::{Kind, unknown};
+        let mut f = Fields::open(node, path, out)?;
+        let mut c = PoliciesConfig::default();
+        for (key, kind) in [
+            ("placement", Kind::Placement),
+            ("load-balancer", Kind::LoadBalancer),
+            ("queue", Kind::Queue),
+        ] {
+            if let Some(v) = f.opt::<String>(key, out) {
+                if kind.knows(&v) {
+                    match kind {
+                        Kind::Placement => c.placement = v,
+                        Kind::LoadBalancer => c.load_balancer = v,
+                        Kind::Queue => c.queue = v,
+                    }
+                } else {
+                    out.push(FieldError::error(path.field(key), unknown(kind, &v)));
+                }
+            }
+        }
+        f.finish(&["placement", "load-balancer", "queue"], out);
+        Some(c)
     }
 }
 
@@ -265,10 +335,16 @@ impl ServingConfig {
                 cfg.domain = d;
             }
         }
+        if let Some(n) = doc.get("policies") {
+            f.skip("policies");
+            if let Some(p) = PoliciesConfig::decode(n, &root.field("policies"), out) {
+                cfg.policies = p;
+            }
+        }
         for e in extra {
             f.skip(e);
         }
-        let mut known = vec!["autoscaler", "defaults", "deployment", "domain"];
+        let mut known = vec!["autoscaler", "defaults", "deployment", "domain", "policies"];
         known.extend_from_slice(extra);
         f.finish(&known, out);
         Some(cfg)

@@ -81,6 +81,9 @@ pub struct PlacementSpec {
     /// Instances the autoscaler wanted that fit on no node.
     #[serde(skip_serializing_if = "is_zero")]
     pub unschedulable: u32,
+    /// The placement policy that decided (`spread`, `latency-aware`, ...).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub policy: String,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -313,6 +316,7 @@ impl Decode for PlacementSpec {
             nodes: f.or_default("nodes", out),
             activator_in_path: f.opt("activatorInPath", out).unwrap_or(true),
             unschedulable: u32_field(&mut f, "unschedulable", out),
+            policy: f.opt("policy", out).unwrap_or_default(),
         };
         f.finish(
             &[
@@ -321,6 +325,7 @@ impl Decode for PlacementSpec {
                 "nodes",
                 "activatorInPath",
                 "unschedulable",
+                "policy",
             ],
             out,
         );

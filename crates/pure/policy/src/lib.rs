@@ -1,8 +1,22 @@
-//! Where instances run (placement) and which instance serves a request (load balancing).
+//! Where instances run (placement), which instance serves a request (load balancing) and in
+//! what order waiting requests go (queue disciplines): three traits, their built-ins, and a
+//! registry of names.
 //!
-//! Pure decisions: the driver passes a snapshot and a seeded generator; nothing here reads a
-//! clock, a socket or global randomness. Today it holds Knative's defaults; the pluggable
-//! policy traits build on the same seams.
+//! Pure decisions: the driver passes a read-only view of the fleet, the time and a seeded
+//! generator; nothing here reads a clock, a socket or global randomness. The same policy,
+//! by the same name, runs in the live fleet and in the simulator.
 
+pub mod fleet;
 pub mod lb;
+pub mod params;
 pub mod placement;
+pub mod queue;
+pub mod registry;
+pub mod request;
+
+pub use fleet::{FleetView, NodeView, Resources, RttMatrix};
+pub use lb::{Candidate, LbContext, LoadBalancer};
+pub use params::Params;
+pub use placement::{Placement, PlacementDecision, PlacementInput};
+pub use queue::{Admission, QueueDiscipline};
+pub use request::{RequestInfo, RequestKey, SimpleRequest};

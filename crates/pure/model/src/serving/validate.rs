@@ -127,6 +127,22 @@ fn validate_autoscaling(
     out: &mut Findings,
 ) {
     AutoscalingAnnotations::parse(anns, &config.autoscaler, path, out);
+    // kantai's policy annotations: known names (listed when not), well-formed parameters.
+    for e in kantai_policy::registry::validate(anns) {
+        let value = anns.get(e.key).map(String::as_str).unwrap_or_default();
+        out.push(FieldError::invalid(path.key(e.key), value, &e.message));
+    }
+    for k in anns.keys() {
+        if k.starts_with("kantai.dev/") && !kantai_policy::params::KEYS.contains(&k.as_str()) {
+            out.push(FieldError::warning(
+                path.key(k.clone()),
+                format!(
+                    "kantai does not read this annotation; it reads {}",
+                    kantai_policy::params::KEYS.join(", ")
+                ),
+            ));
+        }
+    }
 }
 
 fn validate_template(

@@ -1,0 +1,78 @@
+//! HTTP requests as the policies see them ([`RequestInfo`]), borrowed for a decision made at
+//! once and owned for a request that waits.
+
+use http::{HeaderMap, Method};
+use kantai_policy::RequestInfo;
+
+/// A borrowed view of an HTTP request's head.
+pub struct HttpRequest<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The path.
+    pub path: &'a str,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The client.
+    pub source: Option<std::net::IpAddr>,
+}
+
+impl<'a> HttpRequest<'a> {
+    /// The view of a request.
+    pub fn of<B>(req: &'a http::Request<B>, source: Option<std::net::IpAddr>) -> HttpRequest<'a> {
+        HttpRequest {
+            method: req.method(),
+            path: req.uri().path(),
+            headers: req.headers(),
+            source,
+        }
+    }
+
+    /// An owned copy, for a request that waits in a queue.
+    pub fn to_owned(&self) -> OwnedRequest {
+        OwnedRequest {
+            method: self.method.clone(),
+            path: self.path.to_owned(),
+            headers: self.headers.clone(),
+            source: self.source,
+        }
+    }
+}
+
+impl RequestInfo for HttpRequest<'_> {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn source(&self) -> Option<std::net::IpAddr> {
+        self.source
+    }
+}
+
+/// The head of a request that waits (method, path, headers, client).
+#[derive(Clone, Debug, Default)]
+pub struct OwnedRequest {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    source: Option<std::net::IpAddr>,
+}
+
+impl RequestInfo for OwnedRequest {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn source(&self) -> Option<std::net::IpAddr> {
+        self.source
+    }
+}

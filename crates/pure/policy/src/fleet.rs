@@ -1,0 +1,112 @@
+//! The read-only view of the fleet every policy decides on: nodes with their capacity and
+//! load, and the measured round trips between them. Node indices are the topology's order
+//! and index every per-node slice a policy receives.
+
+use std::collections::BTreeMap;
+
+/// One node as the policies see it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// Labels such as `tier: edge`.
+    pub labels: BTreeMap<String, String>,
+    /// Whether the node is healthy enough to host instances.
+    pub ready: bool,
+    /// Most instances it may run at once (`None`: unlimited).
+    pub max_instances: Option<u32>,
+    /// CPU cores available to instances (`None`: not accounted).
+    pub cpu: Option<f64>,
+    /// Memory bytes available to instances (`None`: not accounted).
+    pub memory: Option<f64>,
+    /// Instances of every revision placed on it.
+    pub instances: u32,
+    /// CPU cores those instances asked for.
+    pub cpu_used: f64,
+    /// Memory bytes those instances asked for.
+    pub memory_used: f64,
+}
+
+/// Measured round-trip times between nodes, in milliseconds. Unknown pairs are `None`; a
+/// node's round trip to itself is 0; a pair measured in one direction only is assumed
+/// symmetric.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RttMatrix {
+    n: usize,
+    ms: Vec<f64>,
+}
+
+impl RttMatrix {
+    /// An `n`×`n` matrix with nothing measured.
+    pub fn new(n: usize) -> RttMatrix {
+        RttMatrix {
+            n,
+            ms: vec![f64::NAN; n * n],
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the matrix has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Records the round trip from node `from` to node `to` (ignored out of range or if not
+    /// a finite, non-negative number).
+    pub fn set(&mut self, from: usize, to: usize, ms: f64) {
+        if from < self.n && to < self.n && ms.is_finite() && ms >= 0.0 {
+            self.ms[from * self.n + to] = ms;
+        }
+    }
+
+    /// The round trip from `from` to `to` in milliseconds, if known.
+    pub fn get(&self, from: usize, to: usize) -> Option<f64> {
+        if from == to {
+            return Some(0.0);
+        }
+        if from >= self.n || to >= self.n {
+            return None;
+        }
+        let v = self.ms[from * self.n + to];
+        let v = if v.is_nan() {
+            self.ms[to * self.n + from]
+        } else {
+            v
+        };
+        (!v.is_nan()).then_some(v)
+    }
+
+    /// The row of `from`: the round trip to every node.
+    pub fn row(&self, from: usize) -> Vec<Option<f64>> {
+        (0..self.n).map(|to| self.get(from, to)).collect()
+    }
+}
+
+/// The fleet: nodes in topology order and the round trips between them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FleetView {
+    /// The nodes; their positions are the node indices.
+    pub nodes: Vec<NodeView>,
+    /// Round trips between the nodes.
+    pub rtt: RttMatrix,
+}
+
+impl FleetView {
+    /// The index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+}
+
+/// What one instance of a revision asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Resources {
+    /// CPU cores (0 when the revision declares none).
+    pub cpu: f64,
+    /// Memory bytes (0 when the revision declares none).
+    pub memory: f64,
+}
