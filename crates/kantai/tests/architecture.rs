@@ -47,6 +47,7 @@ const PURE_ALLOWED: &[&str] = &[
     "kantai-model",
     "kantai-autoscaler",
     "kantai-policy",
+    "kantai-latency",
     "rand",
     "serde",
     "serde_json",

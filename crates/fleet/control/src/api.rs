@@ -30,6 +30,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/metrics", axum::routing::get(metrics))
         .route(FLEET_PATH, axum::routing::get(fleet_info))
         .route(REPORTS_PATH, axum::routing::post(report))
         .fallback(api)
@@ -75,6 +76,17 @@ fn store_failure(e: StoreError, r: &Resource) -> ApiFailure {
     ApiFailure(Box::new(
         Status::failure(code, reason, message).with_details(r.group, r.plural, &name),
     ))
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        crate::metrics::text(&s),
+    )
+        .into_response()
 }
 
 async fn fleet_info(State(s): State<Arc<Shared>>) -> Response {

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod events;
 mod logs;
+pub mod metrics;
 pub mod reconcile;
 pub mod scaling;
 pub mod store;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub started: SystemTime,
     /// Per revision, the serving time measured on each node (for the agents' balancers).
     pub serving: Mutex<HashMap<(String, String), NodeValues>>,
+    /// Per revision, the requests per second entering at each node.
+    pub demand: Mutex<HashMap<(String, String), NodeValues>>,
     /// The latest measured round trip between nodes, in milliseconds.
     pub rtt: Mutex<HashMap<(String, String), f64>>,
     /// The routes version each node's gateway has programmed.
@@ -139,6 +142,7 @@ impl ControlPlane {
             started: SystemTime::now(),
             rtt: Mutex::new(HashMap::new()),
             serving: Mutex::new(HashMap::new()),
+            demand: Mutex::new(HashMap::new()),
             route_acks: Mutex::new(HashMap::new()),
             traffic_versions: Mutex::new(HashMap::new()),
             stopping,

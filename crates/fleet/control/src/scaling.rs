@@ -384,18 +384,28 @@ fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
 /// Makes the serving times measured per node available to the agents' load balancers
 /// (they come back with every report's reply).
 fn publish_serving(s: &Shared, st: &Scaling) {
-    let mut out = HashMap::new();
+    let mut serving = HashMap::new();
+    let mut demand = HashMap::new();
     for (key, sc) in &st.scalers {
-        let nodes: Vec<(String, f64)> = sc
-            .serving
-            .iter()
-            .filter_map(|(n, e)| e.value().map(|v| (n.clone(), (v * 100.0).round() / 100.0)))
-            .collect();
+        let values = |m: &HashMap<String, Ewma>| -> Vec<(String, f64)> {
+            let mut v: Vec<(String, f64)> = m
+                .iter()
+                .filter_map(|(n, e)| e.value().map(|v| (n.clone(), (v * 100.0).round() / 100.0)))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let nodes = values(&sc.serving);
         if !nodes.is_empty() {
-            out.insert(key.clone(), nodes);
+            serving.insert(key.clone(), nodes);
+        }
+        let nodes = values(&sc.demand);
+        if !nodes.is_empty() {
+            demand.insert(key.clone(), nodes);
         }
     }
-    *s.serving.lock() = out;
+    *s.serving.lock() = serving;
+    *s.demand.lock() = demand;
 }
 
 /// Node order for placements: the topology's, then any other registered node by name.

@@ -13,6 +13,7 @@
 
 mod body;
 mod local;
+pub mod metrics;
 mod netem;
 mod request;
 mod revision;
@@ -138,6 +139,7 @@ struct Inner {
     /// The latency monitor: round trips to each peer, from forwarded requests and probes.
     latency: Mutex<HashMap<String, RttEstimator>>,
     epoch: tokio::time::Instant,
+    metrics: Arc<metrics::Metrics>,
     rng: Mutex<SmallRng>,
     seed: u64,
     pokes: mpsc::UnboundedSender<RevKey>,
@@ -179,6 +181,7 @@ impl DataPlane {
                 })),
                 latency: Mutex::new(HashMap::new()),
                 epoch: tokio::time::Instant::now(),
+                metrics: Arc::new(metrics::Metrics::new()),
                 rng: Mutex::new(SmallRng::seed_from_u64(seed)),
                 seed,
                 pokes: tx,
@@ -208,7 +211,14 @@ impl DataPlane {
             .revisions
             .write()
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(RevisionState::new(key, seed, self.inner.net.clone())))
+            .or_insert_with(|| {
+                Arc::new(RevisionState::new(
+                    key,
+                    seed,
+                    self.inner.net.clone(),
+                    self.inner.metrics.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -298,6 +308,84 @@ impl DataPlane {
             .map(|e| (e.peer, e.ewma_ms))
             .collect();
         self.set_net(nodes, &rtt);
+    }
+
+    /// Updates the sampled metrics (in flight, queues, instances, round trips) and returns
+    /// every metric in Prometheus' text format.
+    pub fn metrics_text(&self) -> String {
+        self.sample_metrics();
+        self.inner.metrics.encode()
+    }
+
+    fn sample_metrics(&self) {
+        use metrics::{InstanceLabels, LinkLabels, LinkQuantileLabels, QueueLabels};
+        let m = &self.inner.metrics;
+        let me = self.inner.node.clone();
+        let revisions: Vec<Arc<RevisionState>> =
+            self.inner.revisions.read().values().cloned().collect();
+        let mut instance_waiting: HashMap<RevKey, usize> = HashMap::new();
+        let mut instances: HashMap<(RevKey, bool), usize> = HashMap::new();
+        for i in self.inner.local.read().values() {
+            *instance_waiting.entry(i.revision.clone()).or_default() += i.waiting();
+            *instances
+                .entry((i.revision.clone(), i.is_ready()))
+                .or_default() += 1;
+        }
+        m.in_flight.clear();
+        m.queue_depth.clear();
+        m.instances.clear();
+        for r in revisions {
+            let l = r.labels();
+            m.in_flight
+                .get_or_create(&l)
+                .set(f64::from(r.in_flight_now()));
+            for (queue, depth) in [
+                ("activator", r.held() as usize),
+                (
+                    "instance",
+                    instance_waiting.get(&r.key).copied().unwrap_or(0),
+                ),
+            ] {
+                m.queue_depth
+                    .get_or_create(&QueueLabels {
+                        namespace: l.namespace.clone(),
+                        service: l.service.clone(),
+                        revision: l.revision.clone(),
+                        node: l.node.clone(),
+                        queue: queue.into(),
+                    })
+                    .set(depth as f64);
+            }
+        }
+        for ((key, ready), n) in instances {
+            m.instances
+                .get_or_create(&InstanceLabels {
+                    namespace: key.0,
+                    revision: key.1,
+                    node: me.clone(),
+                    state: if ready { "ready" } else { "starting" }.into(),
+                })
+                .set(n as f64);
+        }
+        m.rtt.clear();
+        m.rtt_quantile.clear();
+        for e in self.rtt_estimates() {
+            m.rtt
+                .get_or_create(&LinkLabels {
+                    from: me.clone(),
+                    to: e.peer.clone(),
+                })
+                .set(e.ewma_ms / 1e3);
+            for (q, v) in [("0.5", e.p50_ms), ("0.95", e.p95_ms)] {
+                m.rtt_quantile
+                    .get_or_create(&LinkQuantileLabels {
+                        from: me.clone(),
+                        to: e.peer.clone(),
+                        quantile: q.into(),
+                    })
+                    .set(v / 1e3);
+            }
+        }
     }
 
     /// The fleet as this node's balancers see it.

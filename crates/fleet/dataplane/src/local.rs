@@ -206,6 +206,16 @@ impl LocalInstance {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Requests waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.slots.as_ref().map_or(0, |s| s.lock().queue.len())
+    }
+
+    /// Whether it is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     /// Requests served since the last call and their total serving time (queueing here
     /// included).
     pub fn take_serving(&self) -> (u64, Duration) {

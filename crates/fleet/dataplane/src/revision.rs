@@ -21,9 +21,12 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::local::LocalInstance;
+use crate::metrics::{Metrics, RequestLabels, RevisionLabels};
 use crate::request::OwnedRequest;
 use crate::stats::LoadStats;
 use crate::{NetView, RevKey};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// How a revision's requests are served.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +48,8 @@ pub struct RevisionConfig {
     pub queue: String,
     /// The policies' parameters.
     pub params: Params,
+    /// The revision's service (for metrics).
+    pub service: String,
 }
 
 impl Default for RevisionConfig {
@@ -58,6 +63,7 @@ impl Default for RevisionConfig {
             load_balancer: registry::Kind::LoadBalancer.default_name().to_owned(),
             queue: registry::Kind::Queue.default_name().to_owned(),
             params: Params::default(),
+            service: String::new(),
         }
     }
 }
@@ -122,6 +128,10 @@ pub struct RevisionState {
     stats: Mutex<LoadStats>,
     last_poke: Mutex<Option<Instant>>,
     retired: AtomicBool,
+    metrics: Arc<Metrics>,
+    /// Request counter and latency histogram per (serving node index, status code), so that
+    /// a request does not build label strings.
+    recorders: Mutex<HashMap<(usize, u16), (Counter, Histogram)>>,
 }
 
 /// A request's hold on a backend; releases it on drop.
@@ -231,7 +241,12 @@ pub enum Acquired {
 
 impl RevisionState {
     /// A revision without instances yet.
-    pub fn new(key: RevKey, seed: u64, net: Arc<ArcSwap<NetView>>) -> RevisionState {
+    pub fn new(
+        key: RevKey,
+        seed: u64,
+        net: Arc<ArcSwap<NetView>>,
+        metrics: Arc<Metrics>,
+    ) -> RevisionState {
         let config = RevisionConfig::default();
         RevisionState {
             key,
@@ -246,7 +261,53 @@ impl RevisionState {
             stats: Mutex::new(LoadStats::new(Instant::now())),
             last_poke: Mutex::new(None),
             retired: AtomicBool::new(false),
+            metrics,
+            recorders: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The labels of this revision at this node.
+    pub fn labels(&self) -> RevisionLabels {
+        let net = self.net.load();
+        RevisionLabels {
+            namespace: self.key.0.clone(),
+            service: self.config.load().service.clone(),
+            revision: self.key.1.clone(),
+            node: net.nodes.get(net.me).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Counts a request answered with `code` after `elapsed`, served on node `node` (an index
+    /// into the fleet's order; past the end when no instance served it).
+    pub fn record(&self, node: usize, code: u16, elapsed: Duration) {
+        let mut r = self.recorders.lock();
+        let (c, h) = r.entry((node, code)).or_insert_with(|| {
+            let net = self.net.load();
+            let labels = RequestLabels {
+                namespace: self.key.0.clone(),
+                service: self.config.load().service.clone(),
+                revision: self.key.1.clone(),
+                node: net.nodes.get(node).cloned().unwrap_or_default(),
+                origin_node: net.nodes.get(net.me).cloned().unwrap_or_default(),
+                code: code.to_string(),
+            };
+            (
+                self.metrics.requests.get_or_create_owned(&labels),
+                self.metrics.request_duration.get_or_create_owned(&labels),
+            )
+        });
+        c.inc();
+        h.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request that waited `waited` for the revision's first instance.
+    pub fn record_cold_start(&self, waited: Duration) {
+        let labels = self.labels();
+        self.metrics.cold_starts.get_or_create(&labels).inc();
+        self.metrics
+            .cold_start_duration
+            .get_or_create(&labels)
+            .observe(waited.as_secs_f64());
     }
 
     /// The revision's settings.
@@ -287,6 +348,8 @@ impl RevisionState {
             p.params = c.params.clone();
         }
         self.config.store(Arc::new(c));
+        // Label values may have changed (the service).
+        self.recorders.lock().clear();
         self.dispatch();
     }
 
@@ -316,6 +379,11 @@ impl RevisionState {
     /// Ready backends now.
     pub fn backend_count(&self) -> usize {
         self.backends.load().len()
+    }
+
+    /// Requests in flight at this gateway now (held ones included).
+    pub fn in_flight_now(&self) -> u32 {
+        self.stats.lock().current()
     }
 
     /// Requests held now.

@@ -149,6 +149,7 @@ mod tests {
                             (ns.into(), rev.into()),
                             1,
                             Default::default(),
+                            Default::default(),
                         ))
                     })
                     .clone()

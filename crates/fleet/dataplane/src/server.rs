@@ -180,10 +180,18 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
             },
         )
     };
+    // A request that finds no instance anywhere waits for a cold start.
+    let cold = rev.backend_count() == 0;
     let work = async {
         let lease = match acquired.map_err(no_backend)? {
             Acquired::Now(l) => l,
-            Acquired::Held(h) => h.wait(deadline).await.map_err(no_backend)?,
+            Acquired::Held(h) => {
+                let l = h.wait(deadline).await.map_err(no_backend)?;
+                if cold {
+                    rev.record_cold_start(start.elapsed());
+                }
+                l
+            }
         };
         let sent = Instant::now();
         let resp = forward(dp, &lease, req, client).await?;
@@ -191,20 +199,26 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
         rev.observe(&lease.backend, sent.elapsed());
         Ok::<_, Response<Body>>((resp, lease))
     };
-    match tokio::time::timeout_at(start_deadline, work).await {
+    let (resp, node) = match tokio::time::timeout_at(start_deadline, work).await {
         Err(_) => {
             let (d, what) = match cfg.response_start {
                 Some(d) if start + d < deadline => (d, "responseStartTimeoutSeconds"),
                 _ => (cfg.timeout, "timeoutSeconds"),
             };
-            timeout_response(d, what)
+            (timeout_response(d, what), usize::MAX)
         }
-        Ok(Err(r)) => r,
+        Ok(Err(r)) => (r, usize::MAX),
         Ok(Ok((resp, lease))) => {
             let idle = cfg.idle;
-            resp.map(|b| Guarded::new(b, (lease, entry), Some(deadline), idle).boxed_unsync())
+            let node = lease.backend.node;
+            (
+                resp.map(|b| Guarded::new(b, (lease, entry), Some(deadline), idle).boxed_unsync()),
+                node,
+            )
         }
-    }
+    };
+    rev.record(node, resp.status().as_u16(), start.elapsed());
+    resp
 }
 
 fn timeout_response(d: std::time::Duration, what: &str) -> Response<Body> {

@@ -426,6 +426,10 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
                     .to_owned(),
                 queue: agent.policies.chosen(Kind::Queue, &annotations).to_owned(),
                 params,
+                service: r["metadata"]["labels"]["serving.knative.dev/service"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             },
         );
     }
@@ -638,6 +642,21 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
     let a = agent.clone();
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/metrics", {
+            let a = agent.clone();
+            axum::routing::get(move || {
+                let a = a.clone();
+                async move {
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            kantai_dataplane::metrics::CONTENT_TYPE,
+                        )],
+                        a.dp.metrics_text(),
+                    )
+                }
+            })
+        })
         .route(
             "/kantai/v1/logs/{ns}/{name}",
             axum::routing::get(

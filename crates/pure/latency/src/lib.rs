@@ -110,6 +110,18 @@ impl PeakEwma {
     pub fn value(&self) -> f64 {
         self.value
     }
+
+    /// The estimate at `now` decayed towards `floor` since the latest sample, as tower's
+    /// `PeakEwma` decays on every read: an instance that answered slowly once and was then
+    /// avoided is tried again once its estimate has relaxed, instead of never.
+    pub fn value_at(&self, now: Duration, floor: f64) -> f64 {
+        if self.value <= floor {
+            return self.value;
+        }
+        let dt = now.saturating_sub(self.at).as_secs_f64();
+        let tau = self.tau.as_secs_f64().max(f64::MIN_POSITIVE);
+        floor + (self.value - floor) * (-dt / tau).exp()
+    }
 }
 
 /// The most recent samples (a ring of fixed size), for percentiles over recent history.
@@ -259,6 +271,22 @@ mod tests {
         // One time constant later: 1/e of the way back.
         let expected = 50.0 * (-1.0f64).exp() + 1.0 * (1.0 - (-1.0f64).exp());
         assert!((p.value() - expected).abs() < 1e-9, "{}", p.value());
+    }
+
+    #[test]
+    fn peak_ewma_relaxes_towards_a_floor_when_read_later() {
+        let mut p = PeakEwma::new(s(10.0), 1.0, s(0.0));
+        p.record(s(0.0), 500.0);
+        assert_eq!(p.value_at(s(0.0), 2.0), 500.0);
+        let later = p.value_at(s(10.0), 2.0);
+        assert!(
+            (later - (2.0 + 498.0 * (-1.0f64).exp())).abs() < 1e-9,
+            "{later}"
+        );
+        assert!(p.value_at(s(100.0), 2.0) < 2.1);
+        // Never below the floor, and a value under it stays as it is.
+        let q = PeakEwma::new(s(10.0), 1.0, s(0.0));
+        assert_eq!(q.value_at(s(50.0), 2.0), 1.0);
     }
 
     #[test]

@@ -166,7 +166,10 @@ fn parse_pinned(v: &str) -> Result<Vec<(String, u32)>, String> {
         };
         let node = node.trim();
         let n: u32 = n.trim().parse().map_err(|_| {
-            format!("invalid count {:?} for node {node:?}: must be a whole number", n.trim())
+            format!(
+                "invalid count {:?} for node {node:?}: must be a whole number",
+                n.trim()
+            )
         })?;
         if node.is_empty() {
             return Err(format!("invalid entry {part:?}: the node name is empty"));

@@ -129,8 +129,9 @@ pub fn unknown(kind: Kind, name: &str) -> String {
     )
 }
 
-/// Checks a revision's `kantai.dev/*` annotations: known policy names, well-formed
-/// parameters, no unknown `kantai.dev/` key. Each problem comes with its annotation key.
+/// Checks a revision's `kantai.dev/*` annotations: known policy names and well-formed
+/// parameters. Each problem comes with its annotation key. Keys kantai does not read are not
+/// reported here: callers compare them with [`params::KEYS`].
 pub fn validate(annotations: &BTreeMap<String, String>) -> Vec<ParamError> {
     let mut errors = Vec::new();
     for kind in [Kind::Placement, Kind::LoadBalancer, Kind::Queue] {
@@ -177,9 +178,10 @@ mod tests {
 
     #[test]
     fn unknown_names_list_the_known_ones() {
-        let a: BTreeMap<String, String> = [(params::LOAD_BALANCER.to_owned(), "fastest".to_owned())]
-            .into_iter()
-            .collect();
+        let a: BTreeMap<String, String> =
+            [(params::LOAD_BALANCER.to_owned(), "fastest".to_owned())]
+                .into_iter()
+                .collect();
         let e = validate(&a);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].key, params::LOAD_BALANCER);

@@ -39,12 +39,7 @@ pub struct Faast {
 
 /// The paper's weights from the origin in `ctx` to each of `nodes` (summing to 1).
 pub fn faast_weights(nodes: &[usize], ctx: &LbContext<'_>) -> Vec<f64> {
-    let worst_rtt = ctx
-        .rtt_ms
-        .iter()
-        .flatten()
-        .copied()
-        .fold(0.0f64, f64::max);
+    let worst_rtt = ctx.rtt_ms.iter().flatten().copied().fold(0.0f64, f64::max);
     let inv: Vec<f64> = nodes
         .iter()
         .map(|&j| {

@@ -4,7 +4,9 @@
 //! far or slow instance is chosen only when the near ones are busy.
 //!
 //! Before an instance has answered anything, its estimate is the round trip to its node plus
-//! the revision's serving time there (or 1 ms).
+//! the revision's serving time there (or 1 ms); after a slow answer the estimate relaxes back
+//! towards that prior with time (as tower decays on every read), so an avoided instance is
+//! tried again.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,12 +28,16 @@ pub struct P2cPeakEwma {
 
 impl P2cPeakEwma {
     fn estimate(&mut self, c: &Candidate, ctx: &LbContext<'_>) -> f64 {
-        let e = self.estimates.entry(c.id).or_insert_with(|| {
-            let rtt = ctx.rtt(c.node).unwrap_or(0.0);
-            let serving = ctx.serving_ms.get(c.node).copied().flatten().unwrap_or(1.0);
-            PeakEwma::new(DECAY, (rtt + serving).max(0.001), ctx.now)
-        });
-        e.value()
+        // The prior: what the network and the measured serving time alone predict.
+        let rtt = ctx.rtt(c.node).unwrap_or(0.0);
+        let serving = ctx.serving_ms.get(c.node).copied().flatten().unwrap_or(1.0);
+        let prior = (rtt + serving).max(0.001);
+        let e = self
+            .estimates
+            .entry(c.id)
+            .or_insert_with(|| PeakEwma::new(DECAY, prior, ctx.now));
+        // A slow answer's penalty relaxes towards the prior while the instance is avoided.
+        e.value_at(ctx.now, prior)
     }
 
     fn score(&mut self, c: &Candidate, ctx: &LbContext<'_>) -> f64 {

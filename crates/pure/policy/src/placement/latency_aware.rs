@@ -6,6 +6,8 @@
 //! second per instance at its best node), on the node *j* minimising R\[k\]\[j\] that has room,
 //! spilling over to the next best when *j* is full. Instances to remove come from the node
 //! with the least demand. Without any demand (a revision just created) it adds like `spread`.
+//! Once demand is measured, an instance on a node that no demanded origin calls home moves,
+//! one per decision, to an origin left without a near instance.
 //!
 //! Unlike yukari it checks capacity on the candidate node (not the origin), spills over
 //! instead of dropping the instance, handles any number of nodes, namespaces and revisions,
@@ -79,9 +81,7 @@ impl Placement for LatencyAware {
                     .map(|(j, _)| j)
             })
             .collect();
-        let mut supply: Vec<u32> = (0..n)
-            .map(|k| home[k].map_or(0, |h| per_node[h]))
-            .collect();
+        let mut supply: Vec<u32> = (0..n).map(|k| home[k].map_or(0, |h| per_node[h])).collect();
 
         let mut unschedulable = 0;
         while total < input.desired {
@@ -117,9 +117,59 @@ impl Placement for LatencyAware {
                 }
             }
         }
+        if unschedulable == 0 {
+            rebalance(input, &home, &mut per_node, &mut room, demand);
+        }
         PlacementDecision {
             per_node,
             unschedulable,
         }
+    }
+}
+
+/// At most one move per decision: an instance on a node that is no demanded origin's home
+/// goes to an origin whose home has none, when that brings it closer. Instances placed before
+/// any demand was measured (the initial scale) so drift to where requests come from, one
+/// tick at a time, and a placement that serves every origin never moves.
+fn rebalance(
+    input: &PlacementInput<'_>,
+    home: &[Option<usize>],
+    per_node: &mut [u32],
+    room: &mut Room,
+    demand: impl Fn(usize) -> f64,
+) {
+    let n = per_node.len();
+    let demanded: Vec<usize> = (0..n).filter(|&k| demand(k) > 0.0).collect();
+    let is_home = |j: usize| demanded.iter().any(|&k| home[k] == Some(j));
+    let Some(k) = demanded
+        .iter()
+        .copied()
+        .filter(|&k| home[k].is_some_and(|h| per_node[h] == 0))
+        .max_by(|&a, &b| cmp_f64(demand(a), demand(b)).then(b.cmp(&a)))
+    else {
+        return;
+    };
+    let Some(from) = (0..n)
+        .filter(|&j| per_node[j] > 0 && !is_home(j))
+        .min_by(|&a, &b| {
+            cmp_f64(demand(a), demand(b))
+                .then(per_node[b].cmp(&per_node[a]))
+                .then(b.cmp(&a))
+        })
+    else {
+        return;
+    };
+    let r = |j: usize| response_ms(input, k, j).unwrap_or(f64::INFINITY);
+    room.give(from);
+    let to = (0..n)
+        .filter(|&j| j != from && room.fits(j))
+        .min_by(|&a, &b| cmp_f64(r(a), r(b)).then(a.cmp(&b)));
+    match to {
+        Some(to) if r(to) < r(from) => {
+            per_node[from] -= 1;
+            per_node[to] += 1;
+            room.take(to);
+        }
+        _ => room.take(from),
     }
 }

@@ -93,9 +93,9 @@ impl Room {
                     cpu_free: n
                         .cpu
                         .map(|c| c - (n.cpu_used - resources.cpu * f64::from(mine)).max(0.0)),
-                    memory_free: n.memory.map(|m| {
-                        m - (n.memory_used - resources.memory * f64::from(mine)).max(0.0)
-                    }),
+                    memory_free: n
+                        .memory
+                        .map(|m| m - (n.memory_used - resources.memory * f64::from(mine)).max(0.0)),
                 }
             })
             .collect();

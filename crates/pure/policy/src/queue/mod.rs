@@ -34,8 +34,7 @@ pub enum Admission {
 /// A queue discipline. One value per queue.
 pub trait QueueDiscipline: Send {
     /// Offers request `id`, arriving at `now`, to a queue holding at most `limit` requests.
-    fn push(&mut self, id: u64, req: &dyn RequestInfo, now: Duration, limit: usize)
-    -> Admission;
+    fn push(&mut self, id: u64, req: &dyn RequestInfo, now: Duration, limit: usize) -> Admission;
     /// The request to serve next.
     fn peek(&self) -> Option<u64>;
     /// Takes a request out (served, timed out or cancelled); whether it was there.

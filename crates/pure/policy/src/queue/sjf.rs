@@ -1,7 +1,7 @@
 //! `sjf`: shortest (expected) job first. The expected duration of a request is learned per
 //! kind (method and path) from the durations of those served before, as a time-decayed
-//! average; a kind never seen is expected to take as long as the average of all kinds, so it
-//! is neither starved nor favoured. A full queue pushes out the request expected to take
+//! average; a kind never seen is expected to take as long as the time-decayed average of all
+//! recent durations, so it is neither starved nor favoured. A full queue pushes out the request expected to take
 //! longest when the newcomer is expected to be shorter; otherwise the newcomer is turned
 //! away.
 
