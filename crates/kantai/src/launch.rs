@@ -86,6 +86,9 @@ pub struct Launch<'a> {
     pub listen: SocketAddr,
     /// Whether the children's logs are shown (prefixed with their name).
     pub show_logs: bool,
+    /// Where decision logs go (`control.jsonl`, `NODE.jsonl`), and whether they include
+    /// load-balancing decisions.
+    pub decision_log: Option<(&'a Path, bool)>,
 }
 
 fn exe() -> anyhow::Result<PathBuf> {
@@ -189,6 +192,14 @@ impl Fleet {
         if let Some(c) = l.config {
             args.extend(["--config".to_owned(), c.display().to_string()]);
         }
+        if let Some((dir, _)) = l.decision_log {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            args.extend([
+                "--decision-log".to_owned(),
+                dir.join("control.jsonl").display().to_string(),
+            ]);
+        }
         let mut control = spawn("control", &args, l.show_logs)?;
         let v = wait_ready(&mut control, &control_ready, Duration::from_secs(30)).await;
         fleet.procs.push(control);
@@ -217,6 +228,15 @@ impl Fleet {
             ];
             if let Some(c) = l.config {
                 args.extend(["--config".to_owned(), c.display().to_string()]);
+            }
+            if let Some((dir, lb)) = l.decision_log {
+                args.extend([
+                    "--decision-log".to_owned(),
+                    dir.join(format!("{}.jsonl", n.name)).display().to_string(),
+                ]);
+                if lb {
+                    args.push("--log-load-balancing".to_owned());
+                }
             }
             match spawn(&n.name, &args, l.show_logs) {
                 Ok(p) => {

@@ -44,6 +44,9 @@ enum Command {
     /// Ask the KPA autoscaler what it would do.
     #[command(subcommand)]
     Autoscale(cmd::autoscale::Command),
+    /// Read a decision log: replay its placement decisions through the same policies.
+    #[command(subcommand)]
+    Decisions(cmd::decisions::Command),
     /// Built-in functions.
     #[command(subcommand)]
     Fn(cmd::func::Command),
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Logs(a) => cmd::client::logs(a),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Autoscale(c) => cmd::autoscale::run(c),
+        Command::Decisions(c) => cmd::decisions::run(c),
         Command::Fn(c) => cmd::func::run(c),
     };
     match result {

@@ -115,7 +115,12 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
     ("runtime", &["kantai-model"]),
     (
         "dataplane",
-        &["kantai-model", "kantai-policy", "kantai-api"],
+        &[
+            "kantai-model",
+            "kantai-policy",
+            "kantai-latency",
+            "kantai-api",
+        ],
     ),
     (
         "control",
@@ -123,6 +128,7 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
             "kantai-model",
             "kantai-autoscaler",
             "kantai-policy",
+            "kantai-latency",
             "kantai-api",
         ],
     ),
@@ -130,6 +136,7 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
         "node",
         &[
             "kantai-model",
+            "kantai-policy",
             "kantai-api",
             "kantai-dataplane",
             "kantai-runtime",

@@ -2,6 +2,7 @@
 //! resources and their Kubernetes-style paths, the wire types, and a client.
 
 mod client;
+pub mod decisions;
 pub mod resources;
 pub mod time;
 pub mod wire;

@@ -37,6 +37,8 @@ pub struct ControlConfig {
     pub serving: ServingConfig,
     /// The text `serving` was read from (empty for the defaults), handed to clients.
     pub config_text: String,
+    /// Where placement decisions are recorded, if anywhere.
+    pub decision_log: Option<Arc<kantai_api::decisions::DecisionLog>>,
     /// The fleet's topology.
     pub topology: Topology,
 }
@@ -52,6 +54,8 @@ pub struct Shared {
     pub config: ServingConfig,
     /// The text `config` was read from.
     pub config_text: String,
+    /// Where placement decisions are recorded, if anywhere.
+    pub decision_log: Option<Arc<kantai_api::decisions::DecisionLog>>,
     /// The fleet's topology.
     pub topology: Topology,
     /// Load reports on their way to the autoscaling loop.
@@ -134,6 +138,7 @@ impl ControlPlane {
             store,
             config: cfg.serving,
             config_text: cfg.config_text,
+            decision_log: cfg.decision_log,
             topology: cfg.topology,
             reports: tx,
             wake: Notify::new(),

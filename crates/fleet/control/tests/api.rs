@@ -17,6 +17,7 @@ async fn start(dir: &std::path::Path) -> (ControlPlane, Client) {
         state_dir: dir.to_owned(),
         serving: ServingConfig::default(),
         config_text: String::new(),
+        decision_log: None,
         topology: Topology::seed_testbed(),
     })
     .await

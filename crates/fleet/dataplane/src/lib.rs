@@ -140,6 +140,7 @@ struct Inner {
     latency: Mutex<HashMap<String, RttEstimator>>,
     epoch: tokio::time::Instant,
     metrics: Arc<metrics::Metrics>,
+    decisions: Arc<std::sync::OnceLock<Arc<kantai_api::decisions::DecisionLog>>>,
     rng: Mutex<SmallRng>,
     seed: u64,
     pokes: mpsc::UnboundedSender<RevKey>,
@@ -182,12 +183,18 @@ impl DataPlane {
                 latency: Mutex::new(HashMap::new()),
                 epoch: tokio::time::Instant::now(),
                 metrics: Arc::new(metrics::Metrics::new()),
+                decisions: Arc::new(std::sync::OnceLock::new()),
                 rng: Mutex::new(SmallRng::seed_from_u64(seed)),
                 seed,
                 pokes: tx,
             }),
         };
         (dp, rx)
+    }
+
+    /// Records this node's load-balancing decisions in `log` (set once, before serving).
+    pub fn set_decision_log(&self, log: Arc<kantai_api::decisions::DecisionLog>) {
+        let _ = self.inner.decisions.set(log);
     }
 
     /// This node's name.
@@ -217,6 +224,7 @@ impl DataPlane {
                     seed,
                     self.inner.net.clone(),
                     self.inner.metrics.clone(),
+                    self.inner.decisions.clone(),
                 ))
             })
             .clone()
@@ -376,12 +384,12 @@ impl DataPlane {
                     to: e.peer.clone(),
                 })
                 .set(e.ewma_ms / 1e3);
-            for (q, v) in [("0.5", e.p50_ms), ("0.95", e.p95_ms)] {
+            for (q, v) in [("50", e.p50_ms), ("95", e.p95_ms)] {
                 m.rtt_quantile
                     .get_or_create(&LinkQuantileLabels {
                         from: me.clone(),
                         to: e.peer.clone(),
-                        quantile: q.into(),
+                        percentile: q.into(),
                     })
                     .set(v / 1e3);
             }

@@ -71,15 +71,15 @@ pub struct LinkLabels {
     pub to: String,
 }
 
-/// Labels of a quantile of a pair of nodes' round trip.
+/// Labels of a percentile of a pair of nodes' round trip.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LinkQuantileLabels {
     /// The measuring node.
     pub from: String,
     /// The other node.
     pub to: String,
-    /// `0.5` or `0.95`.
-    pub quantile: String,
+    /// `50` or `95` (a `quantile` label is reserved for summaries).
+    pub percentile: String,
 }
 
 /// Labels of the instances of a revision on this node.
@@ -185,8 +185,8 @@ impl Metrics {
         );
         let rtt_quantile = Family::<LinkQuantileLabels, FGauge>::default();
         registry.register_with_unit(
-            "node_rtt_quantile",
-            "Round trip from this node to another: median and 95th percentile of the last 128 samples",
+            "node_rtt_percentile",
+            "Round trip from this node to another: 50th and 95th percentile of the last 128 samples",
             Unit::Seconds,
             rtt_quantile.clone(),
         );
@@ -268,7 +268,7 @@ mod tests {
             .get_or_create(&LinkQuantileLabels {
                 from: "node3".into(),
                 to: "node1".into(),
-                quantile: "0.95".into(),
+                percentile: "95".into(),
             })
             .set(0.06);
         let text = m.encode();
@@ -281,7 +281,7 @@ mod tests {
             "kantai_cold_start_duration_seconds",
             "kantai_node_instances",
             "kantai_node_rtt_seconds",
-            "kantai_node_rtt_quantile_seconds",
+            "kantai_node_rtt_percentile_seconds",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}:\n{text}");

@@ -25,8 +25,10 @@ use crate::metrics::{Metrics, RequestLabels, RevisionLabels};
 use crate::request::OwnedRequest;
 use crate::stats::LoadStats;
 use crate::{NetView, RevKey};
+use kantai_api::decisions::{Decision, DecisionLog, LoadBalanceRecord};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+use std::sync::OnceLock;
 
 /// How a revision's requests are served.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,6 +131,7 @@ pub struct RevisionState {
     last_poke: Mutex<Option<Instant>>,
     retired: AtomicBool,
     metrics: Arc<Metrics>,
+    decisions: Arc<OnceLock<Arc<DecisionLog>>>,
     /// Request counter and latency histogram per (serving node index, status code), so that
     /// a request does not build label strings.
     recorders: Mutex<HashMap<(usize, u16), (Counter, Histogram)>>,
@@ -246,6 +249,7 @@ impl RevisionState {
         seed: u64,
         net: Arc<ArcSwap<NetView>>,
         metrics: Arc<Metrics>,
+        decisions: Arc<OnceLock<Arc<DecisionLog>>>,
     ) -> RevisionState {
         let config = RevisionConfig::default();
         RevisionState {
@@ -262,6 +266,7 @@ impl RevisionState {
             last_poke: Mutex::new(None),
             retired: AtomicBool::new(false),
             metrics,
+            decisions,
             recorders: Mutex::new(HashMap::new()),
         }
     }
@@ -479,12 +484,51 @@ impl RevisionState {
             container_concurrency: cc,
             now: self.now(),
         };
-        let i = p.lb.pick(req, &candidates, &ctx, &mut p.rng)?;
-        let backend = backends.get(i)?.clone();
+        let picked = p.lb.pick(req, &candidates, &ctx, &mut p.rng);
+        if let Some(log) = self.decisions.get()
+            && log.load_balancing()
+        {
+            log.record(self.lb_record(p, req, &backends, &candidates, &ctx, &net, picked));
+        }
+        let backend = backends.get(picked?)?.clone();
         backend.in_flight.fetch_add(1, Ordering::AcqRel);
         Some(Lease {
             backend,
             state: self.clone(),
+        })
+    }
+
+    /// The decision-log record of a balancer's choice.
+    #[allow(clippy::too_many_arguments)]
+    fn lb_record(
+        &self,
+        p: &Policies,
+        req: &dyn RequestInfo,
+        backends: &[Arc<Backend>],
+        candidates: &[Candidate],
+        ctx: &LbContext<'_>,
+        net: &NetView,
+        picked: Option<usize>,
+    ) -> Decision {
+        let node_name = |i: usize| net.nodes.get(i).cloned().unwrap_or_default();
+        Decision::LoadBalance(LoadBalanceRecord {
+            time: kantai_api::time::now(),
+            t: ctx.now.as_secs_f64(),
+            node: node_name(net.me),
+            namespace: self.key.0.clone(),
+            revision: self.key.1.clone(),
+            policy: p.load_balancer.clone(),
+            method: req.method().to_owned(),
+            path: req.path().to_owned(),
+            candidates: backends
+                .iter()
+                .zip(candidates)
+                .map(|(b, c)| (b.name.clone(), node_name(c.node), c.in_flight, c.capacity))
+                .collect(),
+            rtt_ms: ctx.rtt_ms.to_vec(),
+            serving_ms: ctx.serving_ms.to_vec(),
+            nodes: net.nodes.clone(),
+            choice: picked.and_then(|i| backends.get(i)).map(|b| b.name.clone()),
         })
     }
 

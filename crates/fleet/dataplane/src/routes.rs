@@ -150,6 +150,7 @@ mod tests {
                             1,
                             Default::default(),
                             Default::default(),
+                            Default::default(),
                         ))
                     })
                     .clone()

@@ -58,6 +58,8 @@ pub struct NodeConfig {
     pub launcher: Option<PathBuf>,
     /// Data-plane limits.
     pub limits: Limits,
+    /// Where this node's load-balancing decisions are recorded, if anywhere.
+    pub decision_log: Option<Arc<kantai_api::decisions::DecisionLog>>,
 }
 
 /// Why the agent could not run.
@@ -184,6 +186,9 @@ pub async fn run(
         .bytes()
         .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     let (dp, pokes) = DataPlane::new(&cfg.name, cfg.limits.clone(), seed);
+    if let Some(log) = &cfg.decision_log {
+        dp.set_decision_log(log.clone());
+    }
     // Links to every other node, and to the node the control plane sits next to.
     let links = topology
         .nodes

@@ -26,6 +26,9 @@ pub struct Args {
     /// Topology file; without one, the seed's three-node testbed.
     #[arg(long, value_name = "FILE")]
     topology: Option<PathBuf>,
+    /// Record every placement decision, with its inputs (JSON lines), in FILE.
+    #[arg(long, value_name = "FILE")]
+    decision_log: Option<PathBuf>,
     /// Write the API address to this file once serving (for scripts and `kantai up`).
     #[arg(long, value_name = "FILE", hide = true)]
     ready_file: Option<PathBuf>,
@@ -66,6 +69,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             state_dir,
             serving: cfg.serving,
             config_text: cfg.text,
+            decision_log: match &args.decision_log {
+                Some(f) => Some(std::sync::Arc::new(
+                    kantai_api::decisions::DecisionLog::open(f, false)
+                        .with_context(|| format!("cannot open the decision log {}", f.display()))?,
+                )),
+                None => None,
+            },
             topology,
         })
         .await?;

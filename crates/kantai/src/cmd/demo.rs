@@ -43,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             state_dir: &state,
             listen: "127.0.0.1:0".parse()?,
             show_logs: args.verbose,
+            decision_log: None,
         })
         .await?;
         let r = demo(&fleet, args.requests).await;

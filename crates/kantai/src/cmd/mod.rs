@@ -3,6 +3,7 @@
 pub mod autoscale;
 pub mod client;
 pub mod control;
+pub mod decisions;
 pub mod demo;
 pub mod func;
 pub mod node;

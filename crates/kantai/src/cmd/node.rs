@@ -38,6 +38,12 @@ pub struct Args {
     /// Fleet config file (for the image map).
     #[arg(long, value_name = "FILE", env = "KANTAI_CONFIG")]
     config: Option<PathBuf>,
+    /// Record this node's decisions (JSON lines) in FILE.
+    #[arg(long, value_name = "FILE")]
+    decision_log: Option<PathBuf>,
+    /// With --decision-log: record every load-balancing decision too (one per request).
+    #[arg(long, requires = "decision_log")]
+    log_load_balancing: bool,
     /// Write the bound addresses to this file once serving.
     #[arg(long, value_name = "FILE", hide = true)]
     ready_file: Option<PathBuf>,
@@ -65,6 +71,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         runtime: cfg.runtime,
         launcher: std::env::current_exe().ok(),
         limits: cfg.dataplane,
+        decision_log: match &args.decision_log {
+            Some(f) => Some(std::sync::Arc::new(
+                kantai_api::decisions::DecisionLog::open(f, args.log_load_balancing)
+                    .with_context(|| format!("cannot open the decision log {}", f.display()))?,
+            )),
+            None => None,
+        },
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     rt.block_on(async move {

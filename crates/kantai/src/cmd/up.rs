@@ -27,6 +27,13 @@ pub struct Args {
     /// API listen address (default: the topology's control.listen, 127.0.0.1:7400).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Record every placement decision (and, with --log-load-balancing, every load-balancing
+    /// decision) with its inputs in DIR: control.jsonl and one NODE.jsonl per node.
+    #[arg(long, value_name = "DIR")]
+    decision_log: Option<PathBuf>,
+    /// With --decision-log: record load-balancing decisions too (one per request).
+    #[arg(long, requires = "decision_log")]
+    log_load_balancing: bool,
     /// Show the control plane's and the agents' logs.
     #[arg(short, long)]
     verbose: bool,
@@ -47,6 +54,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             state_dir: &state_dir,
             listen,
             show_logs: args.verbose,
+            decision_log: args
+                .decision_log
+                .as_deref()
+                .map(|d| (d, args.log_load_balancing)),
         })
         .await?;
         println!(

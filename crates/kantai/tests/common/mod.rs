@@ -37,6 +37,7 @@ pub struct TestFleet {
     pub api: String,
     pub client: Client,
     pub gateways: Vec<(String, SocketAddr)>,
+    pub admins: Vec<(String, SocketAddr)>,
     pub state: tempfile::TempDir,
     http: HttpClient<HttpConnector, Full<Bytes>>,
 }
@@ -91,6 +92,54 @@ impl TestFleet {
             "control: {{node: {}, listen: \"127.0.0.1:0\"}}\n",
             nodes[0].name
         ));
+        let names: Vec<&str> = nodes.iter().map(|n| n.name).collect();
+        TestFleet::start_topology(state, &topo, &names, config).await
+    }
+
+    /// The seed's testbed on loopback with any ports: node1 and node2 (cloud, under 1 ms
+    /// apart), node3 (edge) 50 ms ± 10 ms from both; the control plane next to node1.
+    pub async fn seed_testbed(config: &str) -> TestFleet {
+        TestFleet::seed_testbed_with(config, &[]).await
+    }
+
+    /// The seed's testbed, with more arguments for `kantai up` (`{state}` in them is the
+    /// fleet's state directory).
+    pub async fn seed_testbed_with(config: &str, up_args: &[&str]) -> TestFleet {
+        let topo = "nodes:\n\
+            \x20 - {name: node1, labels: {tier: cloud}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}\n\
+            \x20 - {name: node2, labels: {tier: cloud}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}\n\
+            \x20 - {name: node3, labels: {tier: edge}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}\n\
+            links:\n\
+            \x20 pairs:\n\
+            \x20   - {between: [node1, node3], rtt: 50ms, jitter: 10ms}\n\
+            \x20   - {between: [node2, node3], rtt: 50ms, jitter: 10ms}\n\
+            control: {node: node1, listen: \"127.0.0.1:0\"}\n";
+        let state = tempfile::tempdir().expect("tempdir");
+        let args: Vec<String> = up_args
+            .iter()
+            .map(|a| a.replace("{state}", &state.path().display().to_string()))
+            .collect();
+        TestFleet::start_with(state, topo, &["node1", "node2", "node3"], config, &args).await
+    }
+
+    /// Starts `kantai up` with a topology text whose nodes are `names`.
+    pub async fn start_topology(
+        state: tempfile::TempDir,
+        topo: &str,
+        names: &[&str],
+        config: &str,
+    ) -> TestFleet {
+        TestFleet::start_with(state, topo, names, config, &[]).await
+    }
+
+    /// Starts `kantai up` with a topology text whose nodes are `names`, and more arguments.
+    pub async fn start_with(
+        state: tempfile::TempDir,
+        topo: &str,
+        names: &[&str],
+        config: &str,
+        up_args: &[String],
+    ) -> TestFleet {
         let topo_file = state.path().join("test-topology.yaml");
         std::fs::write(&topo_file, topo).expect("topology");
         let config_file = state.path().join("test-config.yaml");
@@ -105,6 +154,7 @@ impl TestFleet {
             .arg(&data)
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(up_args)
             .env("KANTAI_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -123,19 +173,24 @@ impl TestFleet {
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let mut gateways = Vec::new();
-        for n in nodes {
+        let mut admins = Vec::new();
+        for n in names {
             let v: Value = loop {
-                if let Ok(b) = std::fs::read(run.join(format!("{}.json", n.name)))
+                if let Ok(b) = std::fs::read(run.join(format!("{n}.json")))
                     && let Ok(v) = serde_json::from_slice(&b)
                 {
                     break v;
                 }
-                assert!(Instant::now() < deadline, "node {} did not start", n.name);
+                assert!(Instant::now() < deadline, "node {n} did not start");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
             gateways.push((
-                n.name.to_owned(),
+                (*n).to_owned(),
                 v["gateway"].as_str().expect("gw").parse().expect("addr"),
+            ));
+            admins.push((
+                (*n).to_owned(),
+                v["admin"].as_str().expect("admin").parse().expect("addr"),
             ));
         }
         let api = control["api"].as_str().expect("api").to_owned();
@@ -148,6 +203,7 @@ impl TestFleet {
             api,
             client,
             gateways,
+            admins,
             state,
             http,
         };
@@ -170,6 +226,31 @@ impl TestFleet {
             })
             .await;
         fleet
+    }
+
+    /// A plain GET of `path` on `addr` (no Host games): the body, if it answered 200.
+    pub async fn fetch(&self, addr: &str, path: &str) -> Option<String> {
+        let req = http::Request::get(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
+            .await
+            .ok()?
+            .ok()?;
+        if resp.status() != 200 {
+            return None;
+        }
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A node agent's admin address (its `/metrics`).
+    pub fn admin(&self, node: &str) -> SocketAddr {
+        self.admins
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, a)| *a)
+            .expect("node")
     }
 
     pub fn gateway(&self, node: &str) -> SocketAddr {

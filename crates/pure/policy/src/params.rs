@@ -133,6 +133,44 @@ impl Params {
         (p, errors)
     }
 
+    /// The annotations that give these parameters (those that differ from the defaults):
+    /// `Params::parse(&p.to_annotations())` gives `p` back.
+    pub fn to_annotations(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if !self.pinned.is_empty() {
+            let v: Vec<String> = self
+                .pinned
+                .iter()
+                .map(|(n, c)| format!("{n}={c}"))
+                .collect();
+            out.insert(PINNED.to_owned(), v.join(","));
+        }
+        match &self.hash_key {
+            HashKey::Path => {}
+            HashKey::Source => {
+                out.insert(HASH_KEY.to_owned(), "source".to_owned());
+            }
+            HashKey::Header(h) => {
+                out.insert(HASH_KEY.to_owned(), format!("header:{h}"));
+            }
+        }
+        if !self.priority_rules.is_empty() {
+            let v: Vec<String> = self
+                .priority_rules
+                .iter()
+                .map(|(p, c)| format!("{p}={c}"))
+                .collect();
+            out.insert(PRIORITY_RULES.to_owned(), v.join(","));
+        }
+        if self.default_deadline != Params::default().default_deadline {
+            out.insert(
+                DEFAULT_DEADLINE.to_owned(),
+                format!("{}us", self.default_deadline.as_micros()),
+            );
+        }
+        out
+    }
+
     /// The class of a request under the path rules (`None`: no rule matches).
     pub fn rule_class(&self, path: &str) -> Option<u8> {
         rule_class(&self.priority_rules, path)
@@ -275,6 +313,19 @@ mod tests {
         assert_eq!(keys, [PINNED, HASH_KEY, PRIORITY_RULES, DEFAULT_DEADLINE]);
         assert!(e[0].message.contains("NODE=COUNT"), "{}", e[0].message);
         assert_eq!(p, Params::default());
+    }
+
+    #[test]
+    fn annotations_give_the_same_parameters_back() {
+        let (p, e) = Params::parse(&anns(&[
+            (PINNED, "node1=0,node3=2"),
+            (HASH_KEY, "header:X-User"),
+            (PRIORITY_RULES, "/admin*=high,/batch=low"),
+            (DEFAULT_DEADLINE, "250ms"),
+        ]));
+        assert!(e.is_empty());
+        assert_eq!(Params::parse(&p.to_annotations()), (p, Vec::new()));
+        assert!(Params::default().to_annotations().is_empty());
     }
 
     #[test]
