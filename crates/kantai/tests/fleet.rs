@@ -623,3 +623,66 @@ async fn a_dead_node_agent_stops_the_fleet() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An instance that fits on no node is reported, never dropped: the placement says so in a
+/// condition, and an Event names the revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_fits_nowhere_is_reported() {
+    let f = TestFleet::one_node().await;
+    let yaml = hello(
+        "nowhere",
+        &[
+            ("kantai.dev/placement", "pinned"),
+            ("kantai.dev/pinned", "node1=1,node9=2"),
+        ],
+        "",
+    );
+    let docs = kantai_model::manifest::read(&yaml, &Default::default()).expect("yaml");
+    let obj = docs[0].object.as_ref().expect("object").to_json();
+    f.client
+        .create(kantai_api::resources::SERVICES, "default", &obj)
+        .await
+        .expect("create");
+    let p = f
+        .wait_for(
+            Duration::from_secs(20),
+            "the Scheduled condition",
+            || async {
+                let p = f.placement("nowhere-00001").await?;
+                let c = p["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Scheduled")?
+                    .clone();
+                (c["status"] == "False").then_some((p, c))
+            },
+        )
+        .await;
+    let (placement, cond) = p;
+    assert_eq!(placement["spec"]["unschedulable"], 2);
+    assert_eq!(cond["reason"], "Unschedulable");
+    assert!(
+        cond["message"].as_str().is_some_and(
+            |m| m.contains("2 instance(s) fit on no node under placement policy pinned")
+        ),
+        "{cond}"
+    );
+    // The pinned instance that fits runs.
+    f.wait_for(Duration::from_secs(20), "node1's instance", || async {
+        (f.ready_instances("nowhere-00001").await == 1).then_some(())
+    })
+    .await;
+    let events = f
+        .client
+        .list(kantai_api::resources::EVENTS, Some("default"))
+        .await
+        .expect("events");
+    let e = events
+        .iter()
+        .find(|e| e["reason"] == "Unschedulable")
+        .expect("an Unschedulable event");
+    assert_eq!(e["involvedObject"]["name"], "nowhere-00001");
+    assert_eq!(e["involvedObject"]["kind"], "Revision");
+    assert_eq!(e["type"], "Warning");
+    f.stop();
+}

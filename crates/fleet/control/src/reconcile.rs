@@ -319,11 +319,37 @@ fn update_statuses(s: &Shared, now: &str) {
             for i in instances.into_iter().flatten().filter(|i| i.ready) {
                 *counts.entry(i.node.clone()).or_default() += 1;
             }
+            let mut conditions = p
+                .status
+                .as_ref()
+                .map(|s| s.conditions.clone())
+                .unwrap_or_default();
+            if p.spec.unschedulable > 0 {
+                conditions.set(
+                    "Scheduled",
+                    kantai_model::serving::ConditionStatus::False,
+                    Some("Unschedulable"),
+                    Some(&format!(
+                        "{} instance(s) fit on no node under placement policy {}: no ready node has room (instances, CPU or memory)",
+                        p.spec.unschedulable, p.spec.policy
+                    )),
+                    now,
+                );
+            } else {
+                conditions.set(
+                    "Scheduled",
+                    kantai_model::serving::ConditionStatus::True,
+                    None,
+                    None,
+                    now,
+                );
+            }
             let st = PlacementStatus {
                 nodes: counts
                     .into_iter()
                     .map(|(node, count)| NodeCount { node, count })
                     .collect(),
+                conditions,
             };
             if p.status.as_ref() != Some(&st) {
                 write_status(

@@ -96,6 +96,9 @@ fn is_zero(n: &u32) -> bool {
 pub struct PlacementStatus {
     /// Ready instances per node, in the same order as the spec.
     pub nodes: Vec<NodeCount>,
+    /// `Scheduled`: whether every instance the autoscaler wants fits on a node.
+    #[serde(skip_serializing_if = "crate::serving::Conditions::is_empty")]
+    pub conditions: crate::serving::Conditions,
 }
 
 /// A count of instances on a node.
@@ -338,8 +341,9 @@ impl Decode for PlacementStatus {
         let mut f = Fields::open(node, path, out)?;
         let s = PlacementStatus {
             nodes: f.or_default("nodes", out),
+            conditions: f.or_default("conditions", out),
         };
-        f.finish(&["nodes"], out);
+        f.finish(&["nodes", "conditions"], out);
         Some(s)
     }
 }
