@@ -477,6 +477,7 @@ mod tests {
                     node: "node3".into(),
                     count: 1,
                 }],
+                ..PlacementStatus::default()
             }),
             ..Placement::default()
         };

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use crate::lb::{
-    ConsistentHash, Faast, Knative, LeastRequest, LoadBalancer, LocalFirst, P2cPeakEwma, Random,
-    RoundRobin,
+    ConsistentHash, Faast, Knative, LeastLatency, LeastRequest, LoadBalancer, LocalFirst,
+    P2cPeakEwma, Random, RoundRobin,
 };
 use crate::params::{self, ParamError, Params};
 use crate::placement::{LatencyAware, Pack, Pinned, Placement, Spread};
@@ -38,6 +38,7 @@ pub const LOAD_BALANCERS: &[(&str, NewLoadBalancer)] = &[
     ("p2c-peak-ewma", |_| Box::new(P2cPeakEwma::default())),
     ("faast", |_| Box::new(Faast::default())),
     ("local-first", |_| Box::new(LocalFirst)),
+    ("least-latency", |_| Box::new(LeastLatency)),
     ("consistent-hash", |p| {
         Box::new(ConsistentHash::new(p.hash_key.clone()))
     }),

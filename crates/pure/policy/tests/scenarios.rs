@@ -962,3 +962,21 @@ fn every_registered_policy_has_a_scenario() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The researcher's guide (`docs/policies.md`) shows the worked example's source and its
+/// scenario verbatim: the page cannot drift from the code it teaches.
+#[test]
+fn the_guide_quotes_the_worked_example_exactly() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("../../../docs/policies.md")).expect("guide");
+    for file in [
+        "src/lb/least_latency.rs",
+        "tests/data/lb/least-latency.yaml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect("example");
+        assert!(
+            guide.contains(&text),
+            "docs/policies.md does not quote {file} as it is; copy the file into the guide"
+        );
+    }
+}

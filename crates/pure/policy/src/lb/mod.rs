@@ -9,6 +9,7 @@
 mod consistent_hash;
 mod faast;
 mod knative;
+mod least_latency;
 mod local_first;
 mod peak_ewma;
 mod simple;
@@ -20,6 +21,7 @@ use rand::{Rng, RngExt};
 pub use consistent_hash::ConsistentHash;
 pub use faast::{Faast, faast_weights};
 pub use knative::Knative;
+pub use least_latency::LeastLatency;
 pub use local_first::LocalFirst;
 pub use peak_ewma::P2cPeakEwma;
 pub use simple::{LeastRequest, Random, RoundRobin};
