@@ -20,9 +20,9 @@ pub const BUFFER: usize = 65_536;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Decision {
     /// The control plane split a revision's desired count over the nodes.
-    Placement(PlacementRecord),
+    Placement(Box<PlacementRecord>),
     /// A node's gateway chose an instance for a request (or held it).
-    LoadBalance(LoadBalanceRecord),
+    LoadBalance(Box<LoadBalanceRecord>),
 }
 
 /// A placement decision and everything it was decided from.
@@ -69,6 +69,12 @@ pub struct PlacementRecord {
     pub demand: Vec<f64>,
     /// Serving time on each node in ms.
     pub serving_ms: Vec<Option<f64>>,
+    /// Requests in this revision's instances on each node.
+    #[serde(default)]
+    pub in_flight: Vec<u32>,
+    /// Requests waiting for a slot of this revision's instances on each node.
+    #[serde(default)]
+    pub queued: Vec<u32>,
     /// The decision: instances per node.
     pub choice: Vec<u32>,
     /// Instances that fit nowhere.
@@ -209,7 +215,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("d.jsonl");
         let log = DecisionLog::open(&path, true).expect("open");
-        let lb = Decision::LoadBalance(LoadBalanceRecord {
+        let lb = Decision::LoadBalance(Box::new(LoadBalanceRecord {
             time: "2026-11-26T00:00:00Z".into(),
             t: 1.5,
             node: "node3".into(),
@@ -223,7 +229,7 @@ mod tests {
             serving_ms: vec![None, None, Some(4.0)],
             nodes: vec!["node1".into(), "node2".into(), "node3".into()],
             choice: Some("hello-node3-abcde".into()),
-        });
+        }));
         log.record(lb.clone());
         drop(log);
         // The writer thread ends once the sender is gone; wait for the line.

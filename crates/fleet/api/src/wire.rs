@@ -148,6 +148,12 @@ pub struct RevisionLoad {
     /// Knative's queue-proxy measures `revision_request_latencies`.
     #[serde(default)]
     pub serving_ms: f64,
+    /// Requests in this node's instances of the revision now.
+    #[serde(default)]
+    pub instance_in_flight: u32,
+    /// Requests waiting for a slot of this node's instances of the revision now.
+    #[serde(default)]
+    pub instance_queued: u32,
 }
 
 /// The control plane's answer to a report: what the node's load balancers need from the

@@ -48,6 +48,8 @@ struct Scaler {
     demand: HashMap<String, Ewma>,
     /// Serving time of the revision's instances on each node, in ms.
     serving: HashMap<String, Ewma>,
+    /// Requests in and waiting for the revision's instances on each node, as last reported.
+    occupancy: HashMap<String, (u32, u32)>,
 }
 
 /// The loop's state.
@@ -166,6 +168,7 @@ fn sync(s: &Shared, st: &mut Scaling) {
                         rng: SmallRng::seed_from_u64(seed),
                         demand: HashMap::new(),
                         serving: HashMap::new(),
+                        occupancy: HashMap::new(),
                     },
                 );
             }
@@ -339,6 +342,10 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
             .entry(report.node.clone())
             .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
             .record(t, load.requests);
+        sc.occupancy.insert(
+            report.node.clone(),
+            (load.instance_in_flight, load.instance_queued),
+        );
         if load.served > 0 {
             sc.serving
                 .entry(report.node.clone())
@@ -524,7 +531,7 @@ fn placement_record(
     use kantai_api::decisions::{Decision as Logged, PlacementRecord};
     let nodes = &input.fleet.nodes;
     let n = nodes.len();
-    Logged::Placement(PlacementRecord {
+    Logged::Placement(Box::new(PlacementRecord {
         time: kantai_api::time::now(),
         t: input.now.as_secs_f64(),
         namespace: ns.to_owned(),
@@ -545,9 +552,11 @@ fn placement_record(
         current: input.current.to_vec(),
         demand: input.demand.to_vec(),
         serving_ms: input.serving_ms.to_vec(),
+        in_flight: input.in_flight.to_vec(),
+        queued: input.queued.to_vec(),
         choice: decision.per_node.clone(),
         unschedulable: decision.unschedulable,
-    })
+    }))
 }
 
 fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView, now: Duration) {
@@ -573,6 +582,15 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
         .map(|d| d.unwrap_or(0.0))
         .collect();
     let serving_ms = measured(&sc.serving);
+    let occupancy = |pick: fn(&(u32, u32)) -> u32| -> Vec<u32> {
+        fleet
+            .nodes
+            .iter()
+            .map(|n| sc.occupancy.get(&n.name).map_or(0, pick))
+            .collect()
+    };
+    let in_flight = occupancy(|o| o.0);
+    let queued = occupancy(|o| o.1);
     let input = PlacementInput {
         fleet,
         revision,
@@ -580,6 +598,8 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
         current: &current,
         demand: &demand,
         serving_ms: &serving_ms,
+        in_flight: &in_flight,
+        queued: &queued,
         resources: sc.resources,
         params: &sc.policy.1,
         now,

@@ -589,19 +589,23 @@ impl DataPlane {
         let revisions: Vec<Arc<RevisionState>> =
             self.inner.revisions.read().values().cloned().collect();
         // What this node's instances served, per revision: count and total time.
-        let mut hosted: HashMap<RevKey, (u64, Duration)> = HashMap::new();
+        let mut hosted: HashMap<RevKey, (u64, Duration, u32, u32)> = HashMap::new();
         for i in self.inner.local.read().values() {
             let (n, t) = i.take_serving();
+            let waiting = i.waiting() as u32;
             let e = hosted.entry(i.revision.clone()).or_default();
             e.0 += n;
             e.1 += t;
+            e.2 += i.in_flight().saturating_sub(waiting);
+            e.3 += waiting;
         }
         revisions
             .iter()
             .filter_map(|r| {
                 let (concurrency, requests, held, current) = r.take_load();
                 let active = concurrency > 0.0 || requests > 0.0 || held > 0 || current > 0;
-                let (served, total) = hosted.get(&r.key).copied().unwrap_or_default();
+                let (served, total, in_instances, queued) =
+                    hosted.get(&r.key).copied().unwrap_or_default();
                 (active || hosted.contains_key(&r.key)).then(|| RevisionLoad {
                     namespace: r.key.0.clone(),
                     revision: r.key.1.clone(),
@@ -614,6 +618,8 @@ impl DataPlane {
                     } else {
                         0.0
                     },
+                    instance_in_flight: in_instances,
+                    instance_queued: queued,
                 })
             })
             .collect()

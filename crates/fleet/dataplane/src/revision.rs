@@ -511,7 +511,7 @@ impl RevisionState {
         picked: Option<usize>,
     ) -> Decision {
         let node_name = |i: usize| net.nodes.get(i).cloned().unwrap_or_default();
-        Decision::LoadBalance(LoadBalanceRecord {
+        Decision::LoadBalance(Box::new(LoadBalanceRecord {
             time: kantai_api::time::now(),
             t: ctx.now.as_secs_f64(),
             node: node_name(net.me),
@@ -529,7 +529,7 @@ impl RevisionState {
             serving_ms: ctx.serving_ms.to_vec(),
             nodes: net.nodes.clone(),
             choice: picked.and_then(|i| backends.get(i)).map(|b| b.name.clone()),
-        })
+        }))
     }
 
     /// Serves held requests, in the discipline's order, while the balancer finds room.

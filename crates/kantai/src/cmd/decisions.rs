@@ -117,6 +117,8 @@ pub fn replay_placement(p: &PlacementRecord) -> Result<PlacementDecision, String
         current: &p.current,
         demand: &p.demand,
         serving_ms: &p.serving_ms,
+        in_flight: &p.in_flight,
+        queued: &p.queued,
         resources: Resources {
             cpu: p.resources.0,
             memory: p.resources.1,

@@ -375,6 +375,8 @@ fn run_placement(text: &str) -> Result<(), Vec<String>> {
                 current: &current,
                 demand: &demand,
                 serving_ms: &serving,
+                in_flight: &vec![0; names.len()],
+                queued: &vec![0; names.len()],
                 resources,
                 params: &params,
                 now: secs(s.now)?,

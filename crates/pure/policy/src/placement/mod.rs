@@ -38,6 +38,10 @@ pub struct PlacementInput<'a> {
     /// Average time an instance on each node takes to serve a request, in ms (`None`:
     /// nothing measured there).
     pub serving_ms: &'a [Option<f64>],
+    /// Requests in this revision's instances on each node now (being served).
+    pub in_flight: &'a [u32],
+    /// Requests waiting for a slot of this revision's instances on each node now.
+    pub queued: &'a [u32],
     /// What one instance asks for.
     pub resources: Resources,
     /// The revision's policy parameters.
