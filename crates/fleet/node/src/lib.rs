@@ -103,6 +103,10 @@ pub(crate) struct Agent {
     pub(crate) runtime: Runtime,
     pub(crate) cache: Cache,
     pub(crate) changed: Notify,
+    /// Wakes every watch loop waiting to retry once one of them reaches the control plane
+    /// again, so after a control-plane restart all resources resume together rather than
+    /// each at the end of its own back-off (routes seen seconds after placements).
+    pub(crate) reconnected: Notify,
     pub(crate) local: Mutex<HashMap<String, Local>>,
     /// The fleet-wide default policies (the fleet config's `policies` section).
     pub(crate) policies: PoliciesConfig,
@@ -210,6 +214,7 @@ pub async fn run(
         dp: dp.clone(),
         cache: Cache::default(),
         changed: Notify::new(),
+        reconnected: Notify::new(),
         local: Mutex::new(HashMap::new()),
         policies: fleet_policies(&fleet.config, &cfg.name),
         order: topology.nodes.iter().map(|n| n.name.clone()).collect(),

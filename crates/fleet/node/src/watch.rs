@@ -71,12 +71,20 @@ fn key(v: &Value) -> Key {
 /// on any interruption, list again.
 pub async fn run(agent: Arc<Agent>, r: Resource) {
     let mut wait = Duration::from_millis(50);
+    let mut failing = false;
     loop {
         let Ok(list) = agent.client.get_json(&r.collection_path(None)).await else {
-            tokio::time::sleep(wait).await;
+            failing = true;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = agent.reconnected.notified() => {}
+            }
             wait = (wait * 2).min(Duration::from_secs(2));
             continue;
         };
+        if std::mem::take(&mut failing) {
+            agent.reconnected.notify_waiters();
+        }
         let rv = list["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or("0")

@@ -24,6 +24,19 @@ pub struct Args {
     /// Show the control plane's and the agents' logs.
     #[arg(short, long)]
     verbose: bool,
+    /// The fleet's policies: ikukantai's (latency-aware placement and the FaaSt balancer, as
+    /// the seed's demo runs with yukari enabled) or Knative's defaults.
+    #[arg(long, value_enum, default_value_t = Policies::Ikukantai)]
+    policies: Policies,
+}
+
+/// Which policies the demo fleet runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policies {
+    /// latency-aware placement, faast load balancing.
+    Ikukantai,
+    /// spread placement, knative load balancing.
+    Knative,
 }
 
 /// Runs the demo; every process it starts is gone when it returns.
@@ -37,9 +50,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             n.gateway = n.address.map(|a| std::net::SocketAddr::new(a, 0));
         }
         println!("Starting the seed's testbed: node1 and node2 in the cloud, node3 at the edge (50 ms ± 10 ms round trip).");
+        std::fs::create_dir_all(&state)
+            .with_context(|| format!("cannot create {}", state.display()))?;
+        let config = state.join("demo-config.yaml");
+        let (placement, lb) = match args.policies {
+            Policies::Ikukantai => ("latency-aware", "faast"),
+            Policies::Knative => ("spread", "knative"),
+        };
+        std::fs::write(
+            &config,
+            format!("policies:\n  placement: {placement}\n  load-balancer: {lb}\n"),
+        )
+        .with_context(|| format!("cannot write {}", config.display()))?;
+        println!("Policies: {placement} placement, {lb} load balancing (--policies knative|ikukantai).");
         let mut fleet = Fleet::start(Launch {
             topology: &topology,
-            config: None,
+            config: Some(&config),
             state_dir: &state,
             listen: "127.0.0.1:0".parse()?,
             show_logs: args.verbose,
@@ -110,6 +136,7 @@ async fn demo(fleet: &Fleet, requests: u32) -> anyhow::Result<()> {
             bail!("the request failed: {}", a.status);
         }
     }
+    settle(&client).await;
     let svc = client.get(SERVICES, "default", "hello").await?;
     show(&client, &svc, &order).await;
 
@@ -123,6 +150,7 @@ async fn demo(fleet: &Fleet, requests: u32) -> anyhow::Result<()> {
         a.status,
         a.elapsed.as_secs_f64() * 1e3
     );
+    settle(&client).await;
     let svc = client.get(SERVICES, "default", "hello").await?;
     show(&client, &svc, &order).await;
     Ok(())
@@ -169,6 +197,23 @@ async fn wait_zero(client: &Client, order: &[String]) -> anyhow::Result<()> {
         println!("  placement.kantai.dev/hello-00001   {}", p.summary(order));
     }
     Ok(())
+}
+
+/// Waits (briefly) for the agents' next reports, so the status shown is the instance that
+/// just answered, Running, rather than the Pending it was a moment before it did.
+async fn settle(client: &Client) {
+    let _ = wait_for(
+        Duration::from_secs(5),
+        "the instances to report ready",
+        || async {
+            let items = client.list(INSTANCES, Some("default")).await.ok()?;
+            items
+                .iter()
+                .all(|i| i["status"]["ready"] == true)
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 async fn show(client: &Client, svc: &Value, order: &[String]) {
