@@ -426,8 +426,13 @@ fn update_statuses(s: &Shared, now: &str) {
             && ready_nodes
                 .iter()
                 .all(|n| acks.get(n).copied().unwrap_or(0) >= wanted);
-        let st = derive::route_status(&route, &s.config.domain, &resolved, programmed, now);
+        let mut st = derive::route_status(&route, &s.config.domain, &resolved, programmed, now);
         let traffic_changed = route.status.as_ref().map(|o| &o.traffic) != Some(&st.traffic);
+        if traffic_changed && programmed {
+            // The acks above are for the traffic stored before this pass; the traffic written
+            // now is on no gateway yet, so it must not be announced Ready in the same breath.
+            st = derive::route_status(&route, &s.config.domain, &resolved, false, now);
+        }
         write_status(
             store,
             &ROUTES,
