@@ -71,6 +71,8 @@ pub struct Fleet {
     pub api: String,
     /// Gateway address of each node, in topology order.
     pub gateways: Vec<(String, SocketAddr)>,
+    /// The kubeconfig the control plane wrote (API address and token).
+    pub kubeconfig: Option<PathBuf>,
     procs: Vec<Proc>,
 }
 
@@ -160,6 +162,15 @@ async fn wait_ready(p: &mut Proc, file: &Path, limit: Duration) -> anyhow::Resul
 }
 
 impl Fleet {
+    /// A client of the fleet's API, with its token.
+    pub fn client(&self) -> anyhow::Result<kantai_api::Client> {
+        let token = match &self.kubeconfig {
+            Some(k) => crate::kubeconfig::read(k)?.token,
+            None => None,
+        };
+        Ok(kantai_api::Client::new(&self.api)?.with_token(token))
+    }
+
     /// Starts the control plane, then every node agent, and waits until all serve.
     pub async fn start(l: Launch<'_>) -> anyhow::Result<Fleet> {
         std::fs::create_dir_all(l.state_dir)
@@ -174,6 +185,7 @@ impl Fleet {
 
         let mut fleet = Fleet {
             api: String::new(),
+            kubeconfig: None,
             gateways: Vec::new(),
             procs: Vec::new(),
         };
@@ -214,6 +226,8 @@ impl Fleet {
             .as_str()
             .ok_or_else(|| anyhow!("bad ready file of the control plane"))?
             .to_owned();
+        fleet.kubeconfig = v["kubeconfig"].as_str().map(PathBuf::from);
+        let token_file = crate::kubeconfig::token_path(l.state_dir);
         let mut waiting = Vec::new();
         for n in &l.topology.nodes {
             let file = ready_dir.join(format!("{}.json", n.name));
@@ -223,6 +237,8 @@ impl Fleet {
                 fleet.api.clone(),
                 "--name".to_owned(),
                 n.name.clone(),
+                "--token-file".to_owned(),
+                token_file.display().to_string(),
                 "--ready-file".to_owned(),
                 file.display().to_string(),
             ];

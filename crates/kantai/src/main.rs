@@ -3,6 +3,7 @@
 mod cmd;
 mod fleet_config;
 mod input;
+mod kubeconfig;
 mod launch;
 
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ enum Command {
     Control(cmd::control::Args),
     /// Run a node agent that joins a control plane (multi-host mode).
     Node(cmd::node::Args),
+    /// Print the fleet's kubeconfig (API address and bearer token) for kubectl.
+    Kubeconfig(cmd::kubeconfig::Args),
     /// Create or update the objects of manifests.
     Apply(cmd::client::ApplyArgs),
     /// List or show objects.
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
             init_logs("info");
             cmd::node::run(a)
         }
+        Command::Kubeconfig(a) => cmd::kubeconfig::run(a),
         Command::Apply(a) => cmd::client::apply(a),
         Command::Get(a) => cmd::client::get(a),
         Command::Delete(a) => cmd::client::delete(a),

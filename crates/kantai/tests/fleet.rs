@@ -78,8 +78,9 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
         ),
     )
     .expect("write");
-    let out = std::process::Command::new(common::kantai_bin())
-        .args(["apply", "--server", &f.api, "-f"])
+    let out = f
+        .kantai()
+        .args(["apply", "-f"])
         .arg(&zero)
         .output()
         .expect("kantai apply");
@@ -99,8 +100,9 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
         ),
     )
     .expect("write");
-    let out = std::process::Command::new(common::kantai_bin())
-        .args(["apply", "--server", &f.api, "-f"])
+    let out = f
+        .kantai()
+        .args(["apply", "-f"])
         .arg(&mixed)
         .output()
         .expect("kantai apply");

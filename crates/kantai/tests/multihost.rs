@@ -194,6 +194,8 @@ async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows(
             &api,
             "--name",
             "node1",
+            "--token-file",
+            &format!("{state}/token"),
             "--ready-file",
             &nready,
         ],
@@ -202,7 +204,10 @@ async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows(
         .as_str()
         .expect("gw")
         .to_owned();
-    let client = Client::new(&api).expect("client");
+    let token = std::fs::read_to_string(format!("{state}/token")).expect("token");
+    let client = Client::new(&api)
+        .expect("client")
+        .with_token(Some(token.trim().to_owned()));
     deploy(
         &client,
         &hello("steady", &[("autoscaling.knative.dev/min-scale", "1")], ""),
@@ -363,6 +368,11 @@ async fn a_fleet_over_two_hosts_in_network_namespaces() {
         ],
     );
     read_ready(Path::new(&cready)).await;
+    // Host b gets its own copy of the fleet's token, as an operator would copy it.
+    let token_a = format!("{state}/token");
+    let token_b = d.join("host-b-token").display().to_string();
+    std::fs::copy(&token_a, &token_b).expect("copy the token");
+    let kubeconfig = format!("{state}/kubeconfig");
     let r1 = d.join("n1.json").display().to_string();
     let r2 = d.join("n2.json").display().to_string();
     let _n1 = spawn(
@@ -373,6 +383,8 @@ async fn a_fleet_over_two_hosts_in_network_namespaces() {
             "http://10.77.0.1:7400",
             "--name",
             "node1",
+            "--token-file",
+            &token_a,
             "--ready-file",
             &r1,
         ],
@@ -385,6 +397,8 @@ async fn a_fleet_over_two_hosts_in_network_namespaces() {
             "http://10.77.0.1:7400",
             "--name",
             "node2",
+            "--token-file",
+            &token_b,
             "--ready-file",
             &r2,
         ],
@@ -403,7 +417,12 @@ async fn a_fleet_over_two_hosts_in_network_namespaces() {
         let out = Command::new("ip")
             .args(["netns", "exec", b, kantai_bin()])
             .args(args)
-            .args(["--server", "http://10.77.0.1:7400"])
+            .args([
+                "--server",
+                "http://10.77.0.1:7400",
+                "--kubeconfig",
+                &kubeconfig,
+            ])
             .output()
             .expect("kantai in host b");
         (

@@ -3,6 +3,8 @@
 
 mod client;
 pub mod decisions;
+pub mod openapi;
+pub mod printers;
 pub mod resources;
 pub mod time;
 pub mod wire;

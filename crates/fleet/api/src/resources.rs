@@ -102,7 +102,40 @@ pub const EVENTS: Resource = Resource {
     short_names: &["ev"],
 };
 
-/// Every served resource.
+/// Core `v1` Pods: kantai's instances seen as Kubernetes pods (read-only), so kubectl's
+/// `get pod`, `logs` and `describe pod` work.
+pub const PODS: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "pods",
+    singular: "pod",
+    kind: "Pod",
+    namespaced: true,
+    short_names: &["po"],
+};
+/// Core `v1` Nodes: kantai's nodes seen as Kubernetes nodes (read-only).
+pub const CORE_NODES: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "nodes",
+    singular: "node",
+    kind: "Node",
+    namespaced: false,
+    short_names: &[],
+};
+/// Core `v1` Namespaces: every namespace holding an object, and `default` (read-only).
+pub const NAMESPACES: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "namespaces",
+    singular: "namespace",
+    kind: "Namespace",
+    namespaced: false,
+    short_names: &["ns"],
+};
+
+/// Every served resource. Lookups by name take the first match, so kantai's own kinds
+/// (its `nodes`) come before the core views of them.
 pub const ALL: &[Resource] = &[
     SERVICES,
     CONFIGURATIONS,
@@ -112,6 +145,16 @@ pub const ALL: &[Resource] = &[
     INSTANCES,
     NODES,
     EVENTS,
+    PODS,
+    CORE_NODES,
+    NAMESPACES,
+];
+
+/// The group versions served, in discovery order: the core group first, as Kubernetes does.
+pub const GROUP_VERSIONS: &[(&str, &str)] = &[
+    ("", "v1"),
+    ("serving.knative.dev", "v1"),
+    ("kantai.dev", "v1alpha1"),
 ];
 
 impl Resource {

@@ -2,7 +2,8 @@
 //! an object. A repeated event (same object and reason) updates its count and last time
 //! instead of piling up, as Kubernetes' event recorder does.
 
-use kantai_api::resources::{EVENTS, REVISIONS};
+use kantai_api::Resource;
+use kantai_api::resources::{CONFIGURATIONS, EVENTS, REVISIONS, SERVICES};
 use serde_json::{Value, json};
 use tracing::warn;
 
@@ -10,8 +11,7 @@ use crate::Shared;
 
 /// The object an event is about.
 pub struct Involved {
-    api_version: String,
-    kind: &'static str,
+    resource: Resource,
     name: String,
 }
 
@@ -19,19 +19,69 @@ impl Involved {
     /// A Revision.
     pub fn revision(name: &str) -> Involved {
         Involved {
-            api_version: REVISIONS.api_version(),
-            kind: REVISIONS.kind,
+            resource: REVISIONS,
+            name: name.to_owned(),
+        }
+    }
+
+    /// A Service.
+    pub fn service(name: &str) -> Involved {
+        Involved {
+            resource: SERVICES,
+            name: name.to_owned(),
+        }
+    }
+
+    /// A Configuration.
+    pub fn configuration(name: &str) -> Involved {
+        Involved {
+            resource: CONFIGURATIONS,
             name: name.to_owned(),
         }
     }
 }
 
-/// Records a warning about `involved` in namespace `ns`.
+/// Records a warning about `involved` in namespace `ns`; a repeated one (same object and
+/// reason) counts up, whatever its message.
 pub fn record(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: &str) {
     warn!(object = %involved.name, reason, "{message}");
-    let now = kantai_api::time::now();
-    // One event per object and reason, like the recorder's aggregation key.
     let name = format!("{}.{}", involved.name, reason.to_ascii_lowercase());
+    write(s, ns, involved, "Warning", reason, message, &name);
+}
+
+/// Records a normal event (`Created Route "hello"`), one per distinct message, as Knative's
+/// controllers do on the objects they create.
+pub fn normal(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: &str) {
+    // FNV-1a of the message keeps distinct messages apart under a short, stable name.
+    let hash = message.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let name = format!(
+        "{}.{}.{:08x}",
+        involved.name,
+        reason.to_ascii_lowercase(),
+        hash as u32
+    );
+    write(s, ns, involved, "Normal", reason, message, &name);
+}
+
+fn write(
+    s: &Shared,
+    ns: &str,
+    involved: &Involved,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    name: &str,
+) {
+    let now = kantai_api::time::now();
+    // kubectl describe finds an object's events by its uid too.
+    let uid = s
+        .store
+        .get(&involved.resource, ns, &involved.name)
+        .map(|o| o["metadata"]["uid"].clone())
+        .unwrap_or(Value::Null);
+    let name = name.to_owned();
     let result = match s.store.get(&EVENTS, ns, &name) {
         Some(old) => {
             let mut e: Value = (*old).clone();
@@ -46,14 +96,15 @@ pub fn record(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: 
                 "kind": "Event",
                 "metadata": {"name": name, "namespace": ns},
                 "involvedObject": {
-                    "apiVersion": involved.api_version,
-                    "kind": involved.kind,
+                    "apiVersion": involved.resource.api_version(),
+                    "kind": involved.resource.kind,
                     "name": involved.name,
                     "namespace": ns,
+                    "uid": uid,
                 },
                 "reason": reason,
                 "message": message,
-                "type": "Warning",
+                "type": type_,
                 "count": 1,
                 "firstTimestamp": now,
                 "lastTimestamp": now,

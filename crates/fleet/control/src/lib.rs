@@ -8,7 +8,9 @@ mod logs;
 pub mod metrics;
 pub mod reconcile;
 pub mod scaling;
+pub mod ssa;
 pub mod store;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +43,21 @@ pub struct ControlConfig {
     pub decision_log: Option<Arc<kantai_api::decisions::DecisionLog>>,
     /// The fleet's topology.
     pub topology: Topology,
+    /// The bearer token every API request must carry (agents and users alike).
+    pub token: String,
+    /// The secure port for kubectl: its address and the PEM certificate and key it serves.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The API's secure port.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// Listen address (port 0 picks one).
+    pub listen: SocketAddr,
+    /// PEM certificate (chain).
+    pub cert_pem: String,
+    /// PEM private key.
+    pub key_pem: String,
 }
 
 /// A value per node: `(node name, value)`.
@@ -80,6 +97,8 @@ pub struct Shared {
     pub traffic_versions: Mutex<HashMap<(String, String), u64>>,
     /// Becomes true when the control plane stops (open watches end).
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The bearer token every API request must carry.
+    pub token: String,
 }
 
 impl Shared {
@@ -107,6 +126,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -121,6 +143,8 @@ pub enum StartError {
 pub struct ControlPlane {
     /// The address the API listens on.
     pub addr: SocketAddr,
+    /// The address of the API's TLS port, if it has one.
+    pub tls_addr: Option<SocketAddr>,
     /// Shared state (for tests and embedding).
     pub shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
@@ -151,6 +175,7 @@ impl ControlPlane {
             route_acks: Mutex::new(HashMap::new()),
             traffic_versions: Mutex::new(HashMap::new()),
             stopping,
+            token: cfg.token,
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -164,6 +189,29 @@ impl ControlPlane {
         })?;
         info!(%addr, state = %cfg.state_dir.display(), "control plane listening");
         let app = api::router(shared.clone());
+        let mut tasks = Vec::new();
+        let mut tls_addr = None;
+        if let Some(t) = &cfg.tls {
+            let acceptor = tls::acceptor(&t.cert_pem, &t.key_pem)?;
+            let l = tokio::net::TcpListener::bind(t.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: t.listen,
+                    source,
+                })?;
+            let a = l.local_addr().map_err(|source| StartError::Listen {
+                addr: t.listen,
+                source,
+            })?;
+            info!(addr = %a, "API secure port (TLS) listening");
+            tls_addr = Some(a);
+            tasks.push(tokio::spawn(tls::serve(
+                l,
+                acceptor,
+                app.clone(),
+                shared.stopping.clone(),
+            )));
+        }
         let mut stop_rx = shared.stopping.clone();
         let server = tokio::spawn(async move {
             let graceful = async move {
@@ -176,13 +224,14 @@ impl ControlPlane {
                 tracing::error!("the API server stopped: {e}");
             }
         });
-        let tasks = vec![
+        tasks.extend([
             tokio::spawn(reconcile::run(shared.clone())),
             tokio::spawn(scaling::run(shared.clone(), rx)),
             tokio::spawn(reconcile::watch_nodes(shared.clone())),
-        ];
+        ]);
         Ok(ControlPlane {
             addr,
+            tls_addr,
             shared,
             server,
             stop: stop_tx,

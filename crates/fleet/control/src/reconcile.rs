@@ -151,7 +151,18 @@ fn reconcile_service(s: &Shared, svc: &Service, now: &str) {
             o.remove("status");
         }
     }
+    let new_configuration = store.get(&CONFIGURATIONS, &ns, &name).is_none();
     write(store, &CONFIGURATIONS, &ns, &name, cfg_json, now);
+    if new_configuration {
+        let msg = format!("Created Configuration {name:?}");
+        crate::events::normal(
+            s,
+            &ns,
+            &crate::events::Involved::service(&name),
+            "Created",
+            &msg,
+        );
+    }
     if let Some(rev) = new_revision {
         // Owner references need the configuration's uid, known once it is stored.
         let stored = store
@@ -168,6 +179,14 @@ fn reconcile_service(s: &Shared, svc: &Service, now: &str) {
                 o.remove("status");
             }
             write(store, &REVISIONS, &ns, &rev.metadata.name, json, now);
+            let msg = format!("Created Revision {:?}", rev.metadata.name);
+            crate::events::normal(
+                s,
+                &ns,
+                &crate::events::Involved::configuration(&name),
+                "Created",
+                &msg,
+            );
         }
     }
     let route = derive::route_for(svc);
@@ -177,7 +196,18 @@ fn reconcile_service(s: &Shared, svc: &Service, now: &str) {
     {
         route_json["status"] = st.clone();
     }
+    let new_route = store.get(&ROUTES, &ns, &name).is_none();
     write(store, &ROUTES, &ns, &name, route_json, now);
+    if new_route {
+        let msg = format!("Created Route {name:?}");
+        crate::events::normal(
+            s,
+            &ns,
+            &crate::events::Involved::service(&name),
+            "Created",
+            &msg,
+        );
+    }
 }
 
 /// Deletes everything a Service owns.
@@ -194,6 +224,21 @@ pub fn cascade_delete(store: &Store, ns: &str, service: &str) {
                 let (_, name) = ns_name(&o);
                 let _ = store.delete(&r, ns, &name);
             }
+        }
+    }
+    // Its events go too, so a new Service of the same name starts with a clean history.
+    let revision_prefix = format!("{service}-");
+    for e in store.list(&kantai_api::resources::EVENTS, Some(ns)).0 {
+        let o = &e["involvedObject"];
+        let name = o["name"].as_str().unwrap_or("");
+        let owned = match o["kind"].as_str() {
+            Some("Service" | "Configuration" | "Route") => name == service,
+            Some("Revision") => name.starts_with(&revision_prefix),
+            _ => false,
+        };
+        if owned {
+            let (_, ev) = ns_name(&e);
+            let _ = store.delete(&kantai_api::resources::EVENTS, ns, &ev);
         }
     }
 }

@@ -11,6 +11,8 @@ use kantai_model::ServingConfig;
 use kantai_model::topology::Topology;
 use serde_json::{Value, json};
 
+const TOKEN: &str = "test-token";
+
 async fn start(dir: &std::path::Path) -> (ControlPlane, Client) {
     let cp = ControlPlane::start(ControlConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -19,10 +21,14 @@ async fn start(dir: &std::path::Path) -> (ControlPlane, Client) {
         config_text: String::new(),
         decision_log: None,
         topology: Topology::seed_testbed(),
+        token: TOKEN.to_owned(),
+        tls: None,
     })
     .await
     .expect("start");
-    let client = Client::new(&format!("http://{}", cp.addr)).expect("client");
+    let client = Client::new(&format!("http://{}", cp.addr))
+        .expect("client")
+        .with_token(Some(TOKEN.to_owned()));
     (cp, client)
 }
 
@@ -318,5 +324,184 @@ async fn routes_can_stand_alone_but_not_replace_a_services() {
         front["status"]["url"],
         "http://front.default.svc.cluster.local"
     );
+    cp.shutdown().await;
+}
+
+async fn call_json(c: &Client, method: Method, path: &str, body: &Value, ct: &str) -> Value {
+    let b = c
+        .call(
+            method,
+            path,
+            Some((serde_json::to_vec(body).expect("json"), ct)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_slice(&b).expect("json answer")
+}
+
+#[tokio::test]
+async fn kubectl_needs_the_token_discovery_views_selectors_and_apply() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+
+    // No token, or another one: 401 with a Status; health checks stay open.
+    let anonymous = Client::new(&format!("http://{}", cp.addr)).expect("client");
+    let e = anonymous.get_json("/api").await.expect_err("no token");
+    assert_eq!(status_of(&e).reason, "Unauthorized");
+    let wrong = anonymous.clone().with_token(Some("nope".into()));
+    assert_eq!(
+        wrong.get_json("/version").await.expect_err("wrong").code(),
+        Some(401)
+    );
+    anonymous
+        .call(Method::GET, "/healthz", None)
+        .await
+        .expect("healthz");
+
+    // Discovery: groups, versions, resources with short names and verbs.
+    let groups = c.get_json("/apis").await.expect("apis");
+    let names: Vec<&str> = groups["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, ["serving.knative.dev", "kantai.dev"]);
+    let serving = c
+        .get_json("/apis/serving.knative.dev/v1")
+        .await
+        .expect("serving");
+    let ksvc = serving["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "services")
+        .expect("services");
+    assert_eq!(ksvc["shortNames"], json!(["ksvc", "kservice"]));
+    assert!(
+        ksvc["verbs"]
+            .as_array()
+            .expect("verbs")
+            .contains(&json!("patch"))
+    );
+    let core = c.get_json("/api/v1").await.expect("core");
+    for want in ["pods", "pods/log", "nodes", "namespaces", "events"] {
+        assert!(
+            core["resources"]
+                .as_array()
+                .expect("r")
+                .iter()
+                .any(|r| r["name"] == want),
+            "{want}"
+        );
+    }
+    assert_eq!(c.get_json("/version").await.expect("version")["major"], "1");
+    let index = c.get_json("/openapi/v3").await.expect("openapi");
+    assert!(index["paths"]["apis/serving.knative.dev/v1"].is_object());
+
+    // dryRun admits and answers without storing.
+    let dry = c
+        .send_json(
+            Method::POST,
+            &format!("{}?dryRun=All", SERVICES.collection_path(Some("default"))),
+            &service("dry", "img"),
+        )
+        .await
+        .expect("dry run");
+    assert_eq!(dry["spec"]["template"]["spec"]["timeoutSeconds"], 300);
+    assert!(c.get(SERVICES, "default", "dry").await.is_err());
+
+    // Server-side apply creates, records its manager, and re-applies without a change.
+    let path = format!(
+        "{}?fieldManager=kubectl&force=false",
+        SERVICES.object_path("default", "applied")
+    );
+    let ssa = call_json(
+        &c,
+        Method::PATCH,
+        &path,
+        &service("applied", "img:1"),
+        "application/apply-patch+yaml",
+    )
+    .await;
+    assert_eq!(ssa["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(ssa["metadata"]["managedFields"][0]["operation"], "Apply");
+    // A JSON patch (RFC 6902) changes the image; a stale resourceVersion test fails.
+    let patched = call_json(
+        &c,
+        Method::PATCH,
+        &SERVICES.object_path("default", "applied"),
+        &json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "img:2"}]),
+        "application/json-patch+json",
+    )
+    .await;
+    assert_eq!(
+        patched["spec"]["template"]["spec"]["containers"][0]["image"],
+        "img:2"
+    );
+    assert_eq!(patched["metadata"]["generation"], 2);
+    let stale = c
+        .call(
+            Method::PATCH,
+            &SERVICES.object_path("default", "applied"),
+            Some((
+                br#"[{"op":"test","path":"/metadata/resourceVersion","value":"1"}]"#.to_vec(),
+                "application/json-patch+json",
+            )),
+        )
+        .await
+        .expect_err("stale test");
+    assert_eq!(stale.code(), Some(422));
+
+    // Selectors, URL-encoded as kubectl sends them.
+    c.create(SERVICES, "default", &service("other", "img"))
+        .await
+        .expect("other");
+    let only = c
+        .get_json(&format!(
+            "{}?fieldSelector=metadata.name%3Dother",
+            SERVICES.collection_path(Some("default"))
+        ))
+        .await
+        .expect("field selector");
+    assert_eq!(only["items"].as_array().expect("items").len(), 1);
+    assert_eq!(only["items"][0]["metadata"]["name"], "other");
+    let bad = c
+        .get_json(&format!(
+            "{}?fieldSelector=spam%3Deggs",
+            SERVICES.collection_path(None)
+        ))
+        .await
+        .expect_err("unsupported field");
+    assert_eq!(bad.code(), Some(400));
+
+    // Knative's events on the Service, with its uid (kubectl describe searches by it).
+    let uid = c.get(SERVICES, "default", "other").await.expect("svc")["metadata"]["uid"].clone();
+    let events = eventually("the service's events", || async {
+        let list = c
+            .get_json(&format!(
+                "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dother,involvedObject.uid%3D{}",
+                uid.as_str().unwrap_or("")
+            ))
+            .await
+            .ok()?;
+        let items = list["items"].as_array()?.clone();
+        (items.len() >= 2).then_some(items)
+    })
+    .await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "Created Route \"other\"")
+    );
+
+    // Core views: namespaces from the objects; pods and nodes are read-only.
+    let ns = c.get_json("/api/v1/namespaces").await.expect("namespaces");
+    assert_eq!(ns["items"][0]["metadata"]["name"], "default");
+    let refused = c
+        .send_json(Method::POST, "/api/v1/namespaces/default/pods", &json!({}))
+        .await
+        .expect_err("read-only");
+    assert_eq!(refused.code(), Some(405));
     cp.shutdown().await;
 }

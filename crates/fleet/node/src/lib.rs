@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Where this node's load-balancing decisions are recorded, if anywhere.
     pub decision_log: Option<Arc<kantai_api::decisions::DecisionLog>>,
+    /// The fleet's bearer token, sent with every API request.
+    pub token: Option<String>,
 }
 
 /// Why the agent could not run.
@@ -135,10 +137,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Bound>>,
 ) -> Result<(), AgentError> {
-    let base = Client::new(&cfg.control).map_err(|e| AgentError::Fleet {
-        node: cfg.name.clone(),
-        detail: e.to_string(),
-    })?;
+    let base = Client::new(&cfg.control)
+        .map_err(|e| AgentError::Fleet {
+            node: cfg.name.clone(),
+            detail: e.to_string(),
+        })?
+        .with_token(cfg.token.clone());
     let fleet = fetch_fleet(&base, &cfg.name).await?;
     let topology = Topology::from_node(&DocNode::from_json(&fleet.topology)).map_err(|e| {
         AgentError::Fleet {

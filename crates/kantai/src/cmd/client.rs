@@ -9,34 +9,60 @@ use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::ValueEnum;
 use http_body_util::{BodyExt, Full};
+use kantai_api::printers;
 use kantai_api::resources::{self, NODES, Resource};
-use kantai_api::time::{age, parse_rfc3339};
 use kantai_api::{ApiError, Client, FleetInfo};
 use kantai_model::manifest;
 use serde_json::Value;
 
 use crate::{fleet_config, input};
 
-/// Where the API is and which namespace to use.
+/// Where the API is, the credentials, and which namespace to use.
 #[derive(clap::Args, Clone)]
 pub struct Conn {
-    /// The control plane's API.
+    /// The control plane's API (default: the kubeconfig's server, else
+    /// http://127.0.0.1:7400).
+    #[arg(long, value_name = "URL", env = "KANTAI_SERVER")]
+    pub server: Option<String>,
+    /// The fleet's bearer token (default: the kubeconfig's).
     #[arg(
         long,
-        value_name = "URL",
-        env = "KANTAI_SERVER",
-        default_value = "http://127.0.0.1:7400"
+        value_name = "TOKEN",
+        env = "KANTAI_TOKEN",
+        hide_env_values = true
     )]
-    pub server: String,
+    pub token: Option<String>,
+    /// The kubeconfig to read the server and token from (default: the one `kantai up`
+    /// writes in its state directory).
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<String>,
     /// Namespace.
     #[arg(short, long, default_value = "default")]
     pub namespace: String,
 }
 
 impl Conn {
-    /// A client of the API.
+    /// A client of the API, with the token.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.server)?)
+        // KUBECONFIG may list several files; as kubectl, the first one that exists counts.
+        let path = match &self.kubeconfig {
+            Some(list) => list.split(':').map(PathBuf::from).find(|p| p.exists()),
+            None => Some(crate::kubeconfig::kubeconfig_path(
+                &super::control::default_state_dir(),
+            ))
+            .filter(|p| p.exists()),
+        };
+        let creds = match path {
+            Some(p) => Some(crate::kubeconfig::read(&p)?),
+            None => None,
+        };
+        let server = self
+            .server
+            .clone()
+            .or_else(|| creds.as_ref().and_then(|c| c.server.clone()))
+            .unwrap_or_else(|| "http://127.0.0.1:7400".to_owned());
+        let token = self.token.clone().or_else(|| creds.and_then(|c| c.token));
+        Ok(Client::new(&server)?.with_token(token))
     }
 }
 
@@ -335,30 +361,8 @@ async fn node_order(client: &Client) -> Vec<String> {
     order
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn condition(v: &Value, t: &str) -> (String, String) {
-    v["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == t))
-        .map(|c| (s(&c["status"]), s(&c["reason"])))
-        .unwrap_or_else(|| ("Unknown".into(), String::new()))
-}
-
-fn age_of(v: &Value) -> String {
-    v["metadata"]["creationTimestamp"]
-        .as_str()
-        .and_then(parse_rfc3339)
-        .map(|t| age(t, SystemTime::now()))
-        .unwrap_or_else(|| "<unknown>".into())
-}
-
+/// The rows `kantai get` prints: the same columns as the server's Tables for kubectl
+/// (`kantai_api::printers`), headers upper-cased as kubectl shows them.
 fn table(
     r: Resource,
     items: &[Value],
@@ -366,133 +370,33 @@ fn table(
     all_ns: bool,
     order: &[String],
 ) -> Vec<Vec<String>> {
-    let mut header: Vec<&str> = match r.plural {
-        "services" => vec![
-            "NAME",
-            "URL",
-            "LATESTCREATED",
-            "LATESTREADY",
-            "READY",
-            "REASON",
-        ],
-        "configurations" => vec!["NAME", "LATESTCREATED", "LATESTREADY", "READY", "REASON"],
-        "revisions" => vec![
-            "NAME",
-            "CONFIG NAME",
-            "GENERATION",
-            "READY",
-            "REASON",
-            "ACTUAL REPLICAS",
-            "DESIRED REPLICAS",
-        ],
-        "routes" => vec!["NAME", "URL", "READY", "REASON"],
-        "placements" => vec!["NAME", "NODES", "READY"],
-        "instances" => vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
-        _ => vec!["NAME", "STATUS", "AGE"],
-    };
-    if wide {
-        match r.plural {
-            "instances" => header.extend(["IP", "NODE", "REVISION"]),
-            "nodes" => header.extend(["GATEWAY", "TIER"]),
-            "placements" => header.extend(["ACTIVATOR", "UNSCHEDULABLE"]),
-            _ => {}
-        }
-    }
+    let cols = printers::columns(&r);
+    let shown: Vec<usize> = (0..cols.len())
+        .filter(|&i| wide || cols[i].priority == 0)
+        .collect();
+    let mut header: Vec<String> = shown
+        .iter()
+        .map(|&i| cols[i].name.to_ascii_uppercase())
+        .collect();
     if all_ns && r.namespaced {
-        header.insert(0, "NAMESPACE");
+        header.insert(0, "NAMESPACE".into());
     }
-    let mut rows = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
+    let mut rows = vec![header];
+    let now = SystemTime::now();
     for v in items {
-        let name = s(&v["metadata"]["name"]);
-        let (ready, reason) = condition(v, "Ready");
-        let mut row = match r.plural {
-            "services" => vec![
-                name,
-                s(&v["status"]["url"]),
-                s(&v["status"]["latestCreatedRevisionName"]),
-                s(&v["status"]["latestReadyRevisionName"]),
-                ready,
-                reason,
-            ],
-            "configurations" => vec![
-                name,
-                s(&v["status"]["latestCreatedRevisionName"]),
-                s(&v["status"]["latestReadyRevisionName"]),
-                ready,
-                reason,
-            ],
-            "revisions" => vec![
-                name,
-                s(&v["metadata"]["labels"]["serving.knative.dev/configuration"]),
-                s(&v["metadata"]["labels"]["serving.knative.dev/configurationGeneration"]),
-                ready,
-                reason,
-                s(&v["status"]["actualReplicas"]),
-                s(&v["status"]["desiredReplicas"]),
-            ],
-            "routes" => vec![name, s(&v["status"]["url"]), ready, reason],
-            "placements" => {
-                let p = kantai_model::fleet::from_json::<kantai_model::fleet::Placement>(v)
-                    .unwrap_or_default();
-                let nodes = format!(
-                    "[{}]",
-                    order
-                        .iter()
-                        .map(|n| format!("{n:?}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
-                let mut row = vec![name, nodes, p.summary(order)];
-                if wide {
-                    row.push(p.spec.activator_in_path.to_string());
-                    row.push(p.spec.unschedulable.to_string());
-                }
-                row
-            }
-            "instances" => {
-                let st = &v["status"];
-                let phase = s(&st["phase"]);
-                let mut row = vec![
-                    name,
-                    format!("{}/1", u8::from(st["ready"] == true)),
-                    if phase.is_empty() {
-                        "Pending".into()
-                    } else {
-                        phase
-                    },
-                    st["restarts"].as_u64().unwrap_or(0).to_string(),
-                    st["startTime"]
-                        .as_str()
-                        .and_then(parse_rfc3339)
-                        .map(|t| age(t, SystemTime::now()))
-                        .unwrap_or_else(|| age_of(v)),
-                ];
-                if wide {
-                    row.push(s(&st["address"]));
-                    row.push(s(&v["spec"]["node"]));
-                    row.push(s(&v["spec"]["revision"]));
-                }
-                row
-            }
-            _ => {
-                let mut row = vec![
-                    name,
-                    if ready == "True" {
-                        "Ready".into()
-                    } else {
-                        "NotReady".into()
-                    },
-                    age_of(v),
-                ];
-                if wide {
-                    row.push(s(&v["spec"]["gateway"]));
-                    row.push(s(&v["metadata"]["labels"]["tier"]));
-                }
-                row
-            }
-        };
+        let cells = printers::cells(&r, v, order, now);
+        let mut row: Vec<String> = shown
+            .iter()
+            .map(|&i| match &cells[i] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
         if all_ns && r.namespaced {
-            row.insert(0, s(&v["metadata"]["namespace"]));
+            row.insert(
+                0,
+                v["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+            );
         }
         rows.push(row);
     }
@@ -608,7 +512,7 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
                     order.join(", ")
                 )
             })?;
-        let gateway = s(&node["spec"]["gateway"]);
+        let gateway = node["spec"]["gateway"].as_str().unwrap_or("").to_owned();
         let host = match &args.tag {
             Some(t) => format!(
                 "{t}-{}.{}.{}",

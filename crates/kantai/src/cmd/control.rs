@@ -9,7 +9,7 @@ use kantai_control::{ControlConfig, ControlPlane};
 use kantai_model::topology::Topology;
 use serde_json::json;
 
-use crate::{fleet_config, input, launch};
+use crate::{fleet_config, input, kubeconfig, launch};
 
 /// Arguments of `kantai control`.
 #[derive(clap::Args)]
@@ -29,6 +29,14 @@ pub struct Args {
     /// Record every placement decision, with its inputs (JSON lines), in FILE.
     #[arg(long, value_name = "FILE")]
     decision_log: Option<PathBuf>,
+    /// Address of the API's secure (TLS) port, which kubectl uses (default: the API's
+    /// address, any port; written to the kubeconfig).
+    #[arg(long, value_name = "ADDR")]
+    secure_listen: Option<SocketAddr>,
+    /// The fleet's bearer token (created, mode 0600, if missing; default STATE_DIR/token).
+    /// Node agents and clients need the same token.
+    #[arg(long, value_name = "FILE", env = "KANTAI_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Write the API address to this file once serving (for scripts and `kantai up`).
     #[arg(long, value_name = "FILE", hide = true)]
     ready_file: Option<PathBuf>,
@@ -62,10 +70,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = fleet_config::load(args.config.as_deref())?;
     let topology = load_topology(args.topology.as_deref())?;
     let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
+    let token_file = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| kubeconfig::token_path(&state_dir));
+    let token = kubeconfig::ensure_token(&token_file)?;
+    let kubeconfig_file = kubeconfig::kubeconfig_path(&state_dir);
+    let listen = args.listen.unwrap_or(topology.control.listen);
+    let secure_listen = args
+        .secure_listen
+        .unwrap_or(SocketAddr::new(listen.ip(), 0));
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    for ip in [listen.ip(), secure_listen.ip()] {
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+    }
+    let (cert_pem, key_pem) = kubeconfig::ensure_certificate(&state_dir, &names)?;
+    let ca_file = state_dir.join("tls.crt");
     let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     rt.block_on(async move {
         let cp = ControlPlane::start(ControlConfig {
-            listen: args.listen.unwrap_or(topology.control.listen),
+            listen,
             state_dir,
             serving: cfg.serving,
             config_text: cfg.text,
@@ -77,10 +107,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 None => None,
             },
             topology,
+            token: token.clone(),
+            tls: Some(kantai_control::TlsConfig {
+                listen: secure_listen,
+                cert_pem,
+                key_pem,
+            }),
         })
         .await?;
+        let api = format!("http://{}", cp.addr);
+        let secure = cp
+            .tls_addr
+            .map(|a| {
+                // A wildcard listen address is reached on loopback from this host.
+                let ip = if a.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    a.ip()
+                };
+                format!("https://{}", SocketAddr::new(ip, a.port()))
+            })
+            .unwrap_or_default();
+        kubeconfig::write_private(
+            &kubeconfig_file,
+            &kubeconfig::render(&secure, &ca_file, &api, &token),
+        )?;
+        tracing::info!(kubeconfig = %kubeconfig_file.display(), "credentials written");
         if let Some(f) = &args.ready_file {
-            launch::write_ready(f, &json!({"api": format!("http://{}", cp.addr)}))?;
+            launch::write_ready(
+                f,
+                &json!({
+                    "api": api,
+                    "kubeconfig": kubeconfig_file.display().to_string(),
+                    "token_file": token_file.display().to_string(),
+                }),
+            )?;
         }
         launch::stop_signal().await;
         cp.shutdown().await;

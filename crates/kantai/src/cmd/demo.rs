@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn demo(fleet: &Fleet, requests: u32) -> anyhow::Result<()> {
-    let client = Client::new(&fleet.api)?;
+    let client = fleet.client()?;
     let info: FleetInfo =
         serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
     let node3 = fleet

@@ -6,6 +6,7 @@ pub mod control;
 pub mod decisions;
 pub mod demo;
 pub mod func;
+pub mod kubeconfig;
 pub mod node;
 pub mod up;
 pub mod validate;

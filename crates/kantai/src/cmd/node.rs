@@ -35,6 +35,9 @@ pub struct Args {
     /// A label of the node, `KEY=VALUE` (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// The fleet's token (the control plane's `STATE_DIR/token`, copied to this host).
+    #[arg(long, value_name = "FILE", env = "KANTAI_TOKEN_FILE")]
+    token_file: PathBuf,
     /// Fleet config file (for the image map).
     #[arg(long, value_name = "FILE", env = "KANTAI_CONFIG")]
     config: Option<PathBuf>,
@@ -59,7 +62,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         labels.insert(k.to_owned(), v.to_owned());
     }
+    let token = crate::kubeconfig::read_token(&args.token_file)?;
     let node = NodeConfig {
+        token: Some(token),
         name: args.name.clone(),
         control: args.join.clone(),
         address: args.address,

@@ -87,8 +87,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             println!("  {name:<8} gateway {gw}{tier}{far}");
         }
+        if let Some(k) = &fleet.kubeconfig {
+            println!("Credentials (API address and token) for kubectl and kantai: {}", k.display());
+            println!("  export KUBECONFIG={}", k.display());
+        }
         if let Some((name, gw)) = fleet.gateways.last() {
             println!("Try:");
+            println!("  kubectl apply -f examples/hello.yaml; kubectl get ksvc,pod,seika");
             println!("  kantai apply -f examples/hello.yaml");
             println!("  kantai invoke hello --from {name}");
             println!("  curl -H 'Host: hello.default.svc.cluster.local' http://{gw}/");

@@ -39,6 +39,10 @@ pub struct TestFleet {
     pub gateways: Vec<(String, SocketAddr)>,
     pub admins: Vec<(String, SocketAddr)>,
     pub state: tempfile::TempDir,
+    /// The fleet's kubeconfig (API address and bearer token).
+    pub kubeconfig: std::path::PathBuf,
+    /// The fleet's bearer token.
+    pub token: String,
     http: HttpClient<HttpConnector, Full<Bytes>>,
 }
 
@@ -194,7 +198,15 @@ impl TestFleet {
             ));
         }
         let api = control["api"].as_str().expect("api").to_owned();
-        let client = Client::new(&api).expect("client");
+        let kubeconfig =
+            std::path::PathBuf::from(control["kubeconfig"].as_str().expect("kubeconfig"));
+        let token = std::fs::read_to_string(data.join("token"))
+            .expect("token")
+            .trim()
+            .to_owned();
+        let client = Client::new(&api)
+            .expect("client")
+            .with_token(Some(token.clone()));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = HttpClient::builder(TokioExecutor::new()).build(connector);
@@ -205,6 +217,8 @@ impl TestFleet {
             gateways,
             admins,
             state,
+            kubeconfig,
+            token,
             http,
         };
         // Every node reported at least once.
@@ -231,6 +245,10 @@ impl TestFleet {
     /// A plain GET of `path` on `addr` (no Host games): the body, if it answered 200.
     pub async fn fetch(&self, addr: &str, path: &str) -> Option<String> {
         let req = http::Request::get(format!("http://{addr}{path}"))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
             .body(Full::new(Bytes::new()))
             .ok()?;
         let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
@@ -242,6 +260,15 @@ impl TestFleet {
         }
         let body = resp.into_body().collect().await.ok()?.to_bytes();
         Some(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The `kantai` command, pointed at this fleet by its kubeconfig.
+    pub fn kantai(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(kantai_bin());
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("KANTAI_SERVER")
+            .env_remove("KANTAI_TOKEN");
+        c
     }
 
     /// A node agent's admin address (its `/metrics`).

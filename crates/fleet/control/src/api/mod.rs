@@ -23,6 +23,15 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::store::{Event, StoreError};
 
+mod auth;
+mod core;
+mod discovery;
+mod select;
+mod table;
+
+use select::Selector;
+use table::Include;
+
 /// Largest request body the API accepts (Kubernetes' limit).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
@@ -34,6 +43,10 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route(FLEET_PATH, axum::routing::get(fleet_info))
         .route(REPORTS_PATH, axum::routing::post(report))
         .fallback(api)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::require_token,
+        ))
         .with_state(shared)
 }
 
@@ -54,6 +67,13 @@ impl IntoResponse for ApiFailure {
 
 fn fail(code: u16, reason: &str, message: impl Into<String>) -> ApiFailure {
     ApiFailure(Box::new(Status::failure(code, reason, message)))
+}
+
+impl ApiFailure {
+    /// Names the object concerned.
+    fn with_details(self, group: &str, kind: &str, name: &str) -> ApiFailure {
+        ApiFailure(Box::new(self.0.with_details(group, kind, name)))
+    }
 }
 
 fn store_failure(e: StoreError, r: &Resource) -> ApiFailure {
@@ -178,8 +198,36 @@ fn parse_path(path: &str) -> Result<Target, ApiFailure> {
 fn query_param(req: &Request, key: &str) -> Option<String> {
     req.uri().query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then(|| v.to_owned())
+        (percent_decode(k) == key).then(|| percent_decode(v))
     })
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`%3D` → `=`, `+` → space); a broken
+/// escape is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn read_body(req: Request) -> Result<Bytes, ApiFailure> {
@@ -242,8 +290,257 @@ async fn api(State(s): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
+/// Discovery and OpenAPI documents, if `path` is one.
+fn documents(req: &Request) -> Option<Result<Response, ApiFailure>> {
+    let path = req.uri().path().trim_end_matches('/');
+    let ok = |v: Value| Some(Ok(json_response(StatusCode::OK, &v)));
+    let seg: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match seg.as_slice() {
+        ["version"] => ok(discovery::version()),
+        ["api"] => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            ok(discovery::core_versions(host))
+        }
+        ["api", v] => Some(discovery::resources("", v).map_or_else(
+            || Err(not_found()),
+            |d| Ok(json_response(StatusCode::OK, &d)),
+        )),
+        ["apis"] => ok(discovery::groups()),
+        ["apis", g] => Some(discovery::group(g).map_or_else(
+            || Err(not_found()),
+            |d| Ok(json_response(StatusCode::OK, &d)),
+        )),
+        ["apis", g, v] => Some(discovery::resources(g, v).map_or_else(
+            || Err(not_found()),
+            |d| Ok(json_response(StatusCode::OK, &d)),
+        )),
+        ["openapi", "v2"] => {
+            // kubectl asks for the protobuf encoding only and would misread JSON; kantai
+            // serves OpenAPI v2 as JSON, and v3 (which kubectl prefers) for everything.
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("*/*");
+            if accept.contains("json") || accept.contains("*/*") {
+                ok(kantai_api::openapi::v2())
+            } else {
+                Some(Err(fail(
+                    406,
+                    "NotAcceptable",
+                    "kantai serves OpenAPI v2 as application/json only (and OpenAPI v3 at /openapi/v3)",
+                )))
+            }
+        }
+        ["openapi", "v3"] => ok(kantai_api::openapi::v3_index()),
+        ["openapi", "v3", rest @ ..] => Some(
+            kantai_api::openapi::v3_group_version(&rest.join("/")).map_or_else(
+                || Err(not_found()),
+                |d| Ok(json_response(StatusCode::OK, &d)),
+            ),
+        ),
+        _ => None,
+    }
+}
+
+fn not_found() -> ApiFailure {
+    fail(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+fn bad_selector(e: String) -> ApiFailure {
+    fail(400, "BadRequest", format!("invalid selector: {e}"))
+}
+
+/// The fleet's node order (placements print their counts in it).
+fn node_order(s: &Shared) -> Vec<String> {
+    s.topology.nodes.iter().map(|n| n.name.clone()).collect()
+}
+
+/// A list (or a Table of it, if asked for) of objects already filtered.
+fn list_response(
+    req: &Request,
+    r: &Resource,
+    items: Vec<Value>,
+    rv: u64,
+    order: &[String],
+) -> Response {
+    if table::wanted(req.headers()) {
+        let include = Include::parse(query_param(req, "includeObject").as_deref());
+        return json_response(
+            StatusCode::OK,
+            &table::table(r, &items, &rv.to_string(), include, order),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "apiVersion": r.api_version(),
+            "kind": format!("{}List", r.kind),
+            "metadata": {"resourceVersion": rv.to_string()},
+            "items": items,
+        }),
+    )
+}
+
+/// One object (or a one-row Table of it, if asked for).
+fn object_response(req: &Request, r: &Resource, obj: &Value, order: &[String]) -> Response {
+    if table::wanted(req.headers()) {
+        let include = Include::parse(query_param(req, "includeObject").as_deref());
+        let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        return json_response(
+            StatusCode::OK,
+            &table::table(r, std::slice::from_ref(obj), rv, include, order),
+        );
+    }
+    json_response(StatusCode::OK, obj)
+}
+
+/// `?dryRun=All`: admit and answer, store nothing.
+fn dry_run(req: &Request) -> bool {
+    query_param(req, "dryRun").is_some_and(|v| !v.is_empty())
+}
+
+/// Who is writing: `?fieldManager=`, else the user agent's program name, as Kubernetes
+/// defaults it.
+fn field_manager(req: &Request) -> String {
+    query_param(req, "fieldManager")
+        .filter(|m| !m.is_empty())
+        .or_else(|| {
+            req.headers()
+                .get(header::USER_AGENT)
+                .and_then(|u| u.to_str().ok())
+                .and_then(|u| u.split('/').next())
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Whether this resource's writes record field managers (the user-facing, spec-bearing ones).
+fn tracks_managers(r: &Resource) -> bool {
+    matches!(r.plural, "services" | "routes")
+}
+
+/// An apply configuration: JSON, or YAML (one document).
+fn apply_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
+    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+        return Ok(v);
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| fail(400, "BadRequest", "the apply configuration is not UTF-8"))?;
+    let docs = kantai_model::node::parse_documents(text, Default::default()).map_err(|e| {
+        fail(
+            400,
+            "BadRequest",
+            format!("the apply configuration is not valid YAML: {e}"),
+        )
+    })?;
+    match docs.as_slice() {
+        [one] => Ok(one.to_json()),
+        _ => Err(fail(
+            400,
+            "BadRequest",
+            "an apply configuration must be exactly one object",
+        )),
+    }
+}
+
+fn selector_of(req: &Request) -> Result<Selector, ApiFailure> {
+    Selector::parse(
+        query_param(req, "labelSelector").as_deref(),
+        query_param(req, "fieldSelector").as_deref(),
+    )
+    .map_err(bad_selector)
+}
+
+/// Reads of the core views (pods, nodes, namespaces); everything else about them is refused.
+async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Response, ApiFailure> {
+    let r = t.resource;
+    let order = node_order(s);
+    let ns = t.namespace.clone().unwrap_or_default();
+    if req.method() != Method::GET {
+        let why = match r.plural {
+            "pods" => {
+                "pods are kantai's instances, started and stopped by its placement: change the Service (or its scale annotations) instead"
+            }
+            "nodes" => "nodes join and leave with their node agents (`kantai node`)",
+            _ => "namespaces exist while they hold objects; create objects in one to create it",
+        };
+        return Err(fail(
+            405,
+            "MethodNotAllowed",
+            format!("{} cannot be written through the API: {why}", r.plural),
+        ));
+    }
+    let sel = selector_of(&req)?;
+    if r.plural == "namespaces" {
+        let all = core::namespaces(s);
+        return match &t.name {
+            Some(n) => all
+                .into_iter()
+                .find(|o| o["metadata"]["name"] == n.as_str())
+                .map(|o| object_response(&req, &r, &o, &order))
+                .ok_or_else(|| {
+                    fail(404, "NotFound", format!("namespaces {n:?} not found")).with_details(
+                        "",
+                        "namespaces",
+                        n,
+                    )
+                }),
+            None => {
+                let rv = s.store.list(&resources::SERVICES, None).1;
+                let items = all.into_iter().filter(|o| sel.matches(o)).collect();
+                Ok(list_response(&req, &r, items, rv, &order))
+            }
+        };
+    }
+    let Some(backing) = core::backing(&r) else {
+        return Err(not_found());
+    };
+    match (t.name.as_deref(), t.sub.as_deref()) {
+        (None, None) => {
+            if query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1") {
+                return watch_response(s, &req, r, t.namespace.as_deref(), sel);
+            }
+            let (items, rv) = s.store.list(&backing, t.namespace.as_deref());
+            let items = items
+                .iter()
+                .map(|o| core::view(s, &r, o))
+                .filter(|o| sel.matches(o))
+                .collect();
+            Ok(list_response(&req, &r, items, rv, &order))
+        }
+        (Some(name), None | Some("status")) => {
+            let o = s.store.get(&backing, &ns, name).ok_or_else(|| {
+                fail(404, "NotFound", format!("{} {name:?} not found", r.plural))
+                    .with_details(r.group, r.plural, name)
+            })?;
+            Ok(object_response(&req, &r, &core::view(s, &r, &o), &order))
+        }
+        (Some(name), Some("log")) if r.plural == "pods" => {
+            let tail = query_param(&req, "tailLines");
+            crate::logs::proxy(s, &ns, name, tail).await
+        }
+        _ => Err(not_found()),
+    }
+}
+
 async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
+    if let Some(doc) = documents(&req) {
+        return doc;
+    }
     let t = parse_path(req.uri().path())?;
+    if t.resource.group.is_empty() && t.resource.plural != "events" {
+        return handle_view(s, req, &t).await;
+    }
     let r = t.resource;
     if r.namespaced && t.name.is_some() && t.namespace.is_none() {
         return Err(fail(
@@ -261,24 +558,28 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
         (&Method::GET, None, None) => {
             let watch = query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1");
             let ns_filter = t.namespace.as_deref();
+            let sel = selector_of(&req)?;
             if watch {
-                let since = query_param(&req, "resourceVersion")
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .filter(|v| *v > 0);
-                return watch_response(s, r, ns_filter, since);
+                return watch_response(s, &req, r, ns_filter, sel);
             }
             let (items, rv) = s.store.list(&r, ns_filter);
-            let list = json!({
-                "apiVersion": r.api_version(),
-                "kind": format!("{}List", r.kind),
-                "metadata": {"resourceVersion": rv.to_string()},
-                "items": items.iter().map(|o| (**o).clone()).collect::<Vec<_>>(),
-            });
-            Ok(json_response(StatusCode::OK, &list))
+            let items = items
+                .iter()
+                .filter(|o| sel.matches(o))
+                .map(|o| (**o).clone())
+                .collect();
+            Ok(list_response(&req, &r, items, rv, &node_order(s)))
         }
         (&Method::POST, None, None) => {
+            let (dry, manager) = (dry_run(&req), field_manager(&req));
             let body = json_body(&read_body(req).await?)?;
-            let obj = admit(s, &r, &ns, None, body, None)?;
+            let mut obj = admit(s, &r, &ns, None, body, None)?;
+            if dry {
+                return Ok(json_response(StatusCode::CREATED, &obj));
+            }
+            if tracks_managers(&r) {
+                crate::ssa::record_update(None, &mut obj, &manager, &kantai_api::time::now());
+            }
             let created = s
                 .store
                 .create(&r, &ns, obj, &kantai_api::time::now())
@@ -296,16 +597,28 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                     &r,
                 )
             })?;
-            Ok(json_response(StatusCode::OK, &o))
+            Ok(object_response(&req, &r, &o, &node_order(s)))
         }
         (&Method::PUT, Some(name), None) => {
+            let (dry, manager) = (dry_run(&req), field_manager(&req));
             let body = json_body(&read_body(req).await?)?;
             let name = name.to_owned();
             let existing = s.store.get(&r, &ns, &name);
             let rv = body["metadata"]["resourceVersion"]
                 .as_str()
                 .map(str::to_owned);
-            let obj = admit(s, &r, &ns, Some(&name), body, existing.as_deref())?;
+            let mut obj = admit(s, &r, &ns, Some(&name), body, existing.as_deref())?;
+            if dry {
+                return Ok(json_response(StatusCode::OK, &obj));
+            }
+            if tracks_managers(&r) {
+                crate::ssa::record_update(
+                    existing.as_deref(),
+                    &mut obj,
+                    &manager,
+                    &kantai_api::time::now(),
+                );
+            }
             let stored = match existing {
                 Some(_) => s.store.update(&r, &ns, &name, obj, rv.as_deref()),
                 // Kubernetes creates on PUT only for some resources; kantai's agents register
@@ -329,14 +642,22 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
-            if !ct.starts_with("application/merge-patch+json")
+            let (dry, manager) = (dry_run(&req), field_manager(&req));
+            if ct.starts_with("application/apply-patch") {
+                return server_side_apply(s, req, &r, &ns, name, dry).await;
+            }
+            let json_patch = ct.starts_with("application/json-patch+json");
+            if !json_patch
+                && !ct.starts_with("application/merge-patch+json")
                 && !ct.starts_with("application/strategic-merge-patch+json")
                 && !ct.starts_with("application/json")
             {
                 return Err(fail(
                     415,
                     "UnsupportedMediaType",
-                    format!("patch type {ct:?} is not supported; use application/merge-patch+json"),
+                    format!(
+                        "patch type {ct:?} is not supported; use application/merge-patch+json or application/apply-patch+yaml"
+                    ),
                 ));
             }
             let patch = json_body(&read_body(req).await?)?;
@@ -351,11 +672,42 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 )
             })?;
             let mut merged = (*existing).clone();
-            merge_patch(&mut merged, &patch);
-            let rv = patch["metadata"]["resourceVersion"]
-                .as_str()
-                .map(str::to_owned);
-            let obj = admit(s, &r, &ns, Some(&name), merged, Some(&existing))?;
+            let rv = if json_patch {
+                // RFC 6902: a list of operations (kubectl patch --type=json, and kubectl's
+                // move of client-side-apply ownership to server-side apply).
+                let ops: json_patch::Patch = serde_json::from_value(patch)
+                    .map_err(|e| fail(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut merged, &ops).map_err(|e| {
+                    fail(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch does not apply: {e}"),
+                    )
+                })?;
+                // A `test` of the resourceVersion is the precondition; the result's own
+                // resourceVersion (unchanged unless the patch replaced it) is checked too.
+                merged["metadata"]["resourceVersion"]
+                    .as_str()
+                    .filter(|v| Some(*v) != existing["metadata"]["resourceVersion"].as_str())
+                    .map(str::to_owned)
+            } else {
+                merge_patch(&mut merged, &patch);
+                patch["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned)
+            };
+            let mut obj = admit(s, &r, &ns, Some(&name), merged, Some(&existing))?;
+            if dry {
+                return Ok(json_response(StatusCode::OK, &obj));
+            }
+            if tracks_managers(&r) {
+                crate::ssa::record_update(
+                    Some(&existing),
+                    &mut obj,
+                    &manager,
+                    &kantai_api::time::now(),
+                );
+            }
             let stored = s
                 .store
                 .update(&r, &ns, &name, obj, rv.as_deref())
@@ -431,6 +783,63 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             format!("{method} is not supported on {}", req.uri().path()),
         )),
     }
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: Kubernetes' server-side apply, creating the
+/// object if it does not exist.
+async fn server_side_apply(
+    s: &Arc<Shared>,
+    req: Request,
+    r: &Resource,
+    ns: &str,
+    name: &str,
+    dry: bool,
+) -> Result<Response, ApiFailure> {
+    if !tracks_managers(r) {
+        return Err(read_only(r));
+    }
+    let Some(manager) = query_param(&req, "fieldManager").filter(|m| !m.is_empty()) else {
+        return Err(fail(
+            400,
+            "BadRequest",
+            "fieldManager is required for apply requests (kubectl sends it)",
+        ));
+    };
+    let force = query_param(&req, "force").is_some_and(|f| f == "true");
+    let applied = apply_body(&read_body(req).await?)?;
+    let existing = s.store.get(r, ns, name);
+    let rv = applied["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
+    let out = crate::ssa::apply(
+        existing.as_deref(),
+        &applied,
+        &manager,
+        force,
+        &kantai_api::time::now(),
+    )
+    .map_err(|e| match e {
+        crate::ssa::ApplyError::Conflict { .. } => {
+            fail(409, "Conflict", e.to_string()).with_details(r.group, r.plural, name)
+        }
+        crate::ssa::ApplyError::Invalid(m) => fail(400, "BadRequest", m),
+    })?;
+    let obj = admit(s, r, ns, Some(name), out.object, existing.as_deref())?;
+    let code = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    if dry {
+        return Ok(json_response(code, &obj));
+    }
+    let stored = match existing {
+        Some(_) => s.store.update(r, ns, name, obj, rv.as_deref()),
+        None => s.store.create(r, ns, obj, &kantai_api::time::now()),
+    }
+    .map_err(|e| store_failure(e, r))?;
+    s.changed();
+    Ok(json_response(code, &stored))
 }
 
 fn writable_by_clients(r: &Resource) -> bool {
@@ -648,45 +1057,99 @@ fn watch_line(type_: &str, object: &Value) -> Bytes {
 
 fn watch_response(
     s: &Arc<Shared>,
+    req: &Request,
     r: Resource,
     ns: Option<&str>,
-    since: Option<u64>,
+    sel: Selector,
 ) -> Result<Response, ApiFailure> {
+    let since = query_param(req, "resourceVersion")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| *v > 0);
+    // A view (pods, nodes) watches what it is computed from.
+    let backing = core::backing(&r).unwrap_or(r);
     let (snapshot, past, rx) = s
         .store
-        .watch(&r, ns, since)
+        .watch(&backing, ns, since)
         .map_err(|e| store_failure(e, &r))?;
     let ns_filter = if r.namespaced {
         ns.map(str::to_owned)
     } else {
         None
     };
-    let plural = r.plural;
+    let as_table = table::wanted(req.headers()).then(|| {
+        (
+            Include::parse(query_param(req, "includeObject").as_deref()),
+            node_order(s),
+        )
+    });
+    let timeout = query_param(req, "timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(std::time::Duration::from_secs);
+    let plural = backing.plural;
+    let shared = s.clone();
+    let mut first = true;
+    // Each event as a line: the object as the client sees it (a view, or a one-row Table),
+    // or nothing if the selector does not match.
+    let mut render = move |type_: &str, stored: &Value| -> Option<Bytes> {
+        let obj = if backing == r {
+            stored.clone()
+        } else {
+            core::view(&shared, &r, stored)
+        };
+        if !sel.matches(&obj) {
+            return None;
+        }
+        let obj = match &as_table {
+            Some((include, order)) => {
+                let t = table::watch_object(&r, &obj, *include, order, first);
+                first = false;
+                t
+            }
+            None => obj,
+        };
+        Some(watch_line(type_, &obj))
+    };
     let matches = move |e: &Event| {
         e.resource == plural && ns_filter.as_ref().is_none_or(|n| *n == e.namespace)
     };
-    let mut pending: VecDeque<Bytes> = snapshot.iter().map(|o| watch_line("ADDED", o)).collect();
+    let mut pending: VecDeque<Bytes> = snapshot.iter().filter_map(|o| render("ADDED", o)).collect();
     pending.extend(
         past.iter()
             .filter(|e| matches(e))
-            .map(|e| watch_line(e.type_.as_str(), &e.object)),
+            .filter_map(|e| render(e.type_.as_str(), &e.object)),
     );
     let stopping = s.stopping.clone();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let stream = futures_util::stream::unfold(
-        (pending, rx, matches, stopping),
-        |(mut pending, mut rx, matches, mut stopping)| async move {
+        (pending, rx, matches, stopping, render),
+        move |(mut pending, mut rx, matches, mut stopping, mut render)| async move {
             loop {
                 if let Some(b) = pending.pop_front() {
-                    return Some((Ok::<Bytes, Infallible>(b), (pending, rx, matches, stopping)));
+                    return Some((
+                        Ok::<Bytes, Infallible>(b),
+                        (pending, rx, matches, stopping, render),
+                    ));
                 }
+                let expire = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     e = rx.recv() => match e {
-                        Ok(e) if matches(&e) => pending.push_back(watch_line(e.type_.as_str(), &e.object)),
+                        Ok(e) if matches(&e) => {
+                            if let Some(line) = render(e.type_.as_str(), &e.object) {
+                                pending.push_back(line);
+                            }
+                        }
                         Ok(_) => {}
                         // A watcher too slow to keep up is ended; it lists and watches again.
                         Err(_) => return None,
                     },
                     _ = stopping.wait_for(|s| *s) => return None,
+                    // `timeoutSeconds`: the watch ends cleanly, as kubectl expects.
+                    _ = expire => return None,
                 }
             }
         },
@@ -723,7 +1186,11 @@ mod tests {
             (None, Some("node1"), Some("status"))
         );
         assert!(parse_path("/apis/apps/v1/namespaces/default/deployments").is_err());
-        assert!(parse_path("/api/v1/pods").is_err());
+        assert!(parse_path("/api/v1/secrets").is_err());
+        assert_eq!(
+            parse_path("/api/v1/pods").ok().map(|t| t.resource.kind),
+            Some("Pod")
+        );
         let Ok(t) = parse_path("/api/v1/namespaces/default/events") else {
             panic!("events are served")
         };
@@ -731,6 +1198,17 @@ mod tests {
             (t.resource.plural, t.namespace.as_deref()),
             ("events", Some("default"))
         );
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(
+            percent_decode("metadata.name%3Dhello"),
+            "metadata.name=hello"
+        );
+        assert_eq!(percent_decode("a+b%2Cc"), "a b,c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 
     #[test]

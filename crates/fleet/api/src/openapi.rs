@@ -1,0 +1,2471 @@
+//! The OpenAPI documents kubectl reads from the API server: `/openapi/v3` (an index of one
+//! document per group-version), `/openapi/v3/{gv}`, and `/openapi/v2` (one Swagger 2.0
+//! document with every definition).
+//!
+//! What kubectl (1.27 and later) does with them:
+//! - `kubectl explain` reads the group-version's v3 document as JSON, finds the resource's
+//!   paths (`…/{plural}`, `…/{plural}/{name}`, with or without `namespaces/{namespace}`), takes
+//!   the `x-kubernetes-group-version-kind` *object* of their first operation, and then the
+//!   schema in `components.schemas` whose `x-kubernetes-group-version-kind` *list* contains
+//!   exactly that object. Nested fields are followed through `$ref`, `allOf`, `items` and
+//!   `additionalProperties`.
+//! - `kubectl apply`/`create` look for the PATCH operation carrying the kind's
+//!   `x-kubernetes-group-version-kind` in the v3 document; when its own `parameters` name
+//!   `fieldValidation`, kubectl leaves validation to the server (`?fieldValidation=Strict`).
+//!   Otherwise it validates on the client with the v2 document, which kubectl only reads as
+//!   protobuf.
+//! - The PATCH operation's request content types decide the patch kubectl computes: without
+//!   `application/strategic-merge-patch+json` it sends a JSON merge patch, which kantai applies.
+//!
+//! The schemas are written once, in a neutral form whose `$ref`s are bare schema names, and
+//! rendered for each OpenAPI version.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value, json};
+
+use crate::resources::{self, Resource};
+
+/// Kubernetes' core `v1` views kantai serves read-only so that kubectl's pod, node and
+/// namespace commands work. The documents describe them even while `resources::ALL` does not
+/// list them; when it does, its entries are used and these are skipped.
+const CORE_VIEWS: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+    },
+];
+
+/// `/openapi/v3`: the index of group-version documents.
+pub fn v3_index() -> Value {
+    V3_INDEX.clone()
+}
+
+/// `/openapi/v3/{gv}` where gv is e.g. "apis/serving.knative.dev/v1", "apis/kantai.dev/v1alpha1", "api/v1"; None if unknown.
+pub fn v3_group_version(gv: &str) -> Option<Value> {
+    // Lenient about a leading slash or a `?hash=` the caller forgot to strip.
+    let gv = gv.trim_start_matches('/');
+    let gv = gv.split_once('?').map_or(gv, |(p, _)| p);
+    V3_DOCS
+        .iter()
+        .find(|(key, _)| key == gv)
+        .map(|(_, doc)| doc.clone())
+}
+
+/// `/openapi/v2`: one Swagger 2.0 document with every definition.
+pub fn v2() -> Value {
+    V2_DOC.clone()
+}
+
+static DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(definitions);
+
+static V3_DOCS: LazyLock<Vec<(String, Value)>> = LazyLock::new(|| {
+    group_versions()
+        .into_iter()
+        .map(|(key, rs)| {
+            let doc = v3_document(&rs);
+            (key, doc)
+        })
+        .collect()
+});
+
+static V3_INDEX: LazyLock<Value> = LazyLock::new(|| {
+    let paths: Map<String, Value> = V3_DOCS
+        .iter()
+        .map(|(key, doc)| {
+            let url = format!("/openapi/v3/{key}?hash={}", content_hash(doc));
+            (key.clone(), json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    json!({ "paths": paths })
+});
+
+static V2_DOC: LazyLock<Value> = LazyLock::new(v2_document);
+
+/// A stable hash of a document's content (FNV-1a over its JSON), for the index's
+/// cache-busting `?hash=`: kubectl caches each document under its URL.
+fn content_hash(doc: &Value) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in doc.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016X}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavor {
+    V2,
+    V3,
+}
+
+const GVK: &str = "x-kubernetes-group-version-kind";
+const PRESERVE: &str = "x-kubernetes-preserve-unknown-fields";
+
+/// Turns a neutral schema or path tree into one OpenAPI version's form.
+fn render(v: &Value, f: Flavor) -> Value {
+    match v {
+        Value::Object(m) => {
+            // Swagger 2.0 cannot keep unknown fields beside declared ones, and kubectl's v2
+            // validator rejects fields a schema does not declare: like the apiextensions
+            // server, publish such objects to v2 without their properties.
+            let open = f == Flavor::V2 && m.get(PRESERVE) == Some(&Value::Bool(true));
+            // Swagger 2.0 has no oneOf/anyOf; kubectl's v2 validator takes any scalar for a
+            // string, which is what quantities and int-or-strings need.
+            let alternatives =
+                f == Flavor::V2 && (m.contains_key("oneOf") || m.contains_key("anyOf"));
+            let mut out = Map::new();
+            if alternatives {
+                out.insert("type".into(), "string".into());
+            }
+            for (k, val) in m {
+                let dropped = match k.as_str() {
+                    "$ref" => true,
+                    "properties" | "required" => open,
+                    "oneOf" | "anyOf" => alternatives,
+                    "nullable" => f == Flavor::V2,
+                    _ => false,
+                };
+                if !dropped {
+                    out.insert(k.clone(), render(val, f));
+                }
+            }
+            let Some(Value::String(name)) = m.get("$ref") else {
+                return Value::Object(out);
+            };
+            match f {
+                Flavor::V2 => {
+                    let mut with_ref = Map::new();
+                    with_ref.insert("$ref".into(), format!("#/definitions/{name}").into());
+                    with_ref.extend(out);
+                    Value::Object(with_ref)
+                }
+                // OpenAPI 3.0 ignores a $ref's siblings, so a described reference becomes an
+                // allOf of one, as Kubernetes publishes it.
+                Flavor::V3 => {
+                    let target = json!({ "$ref": format!("#/components/schemas/{name}") });
+                    if out.is_empty() {
+                        return target;
+                    }
+                    let mut wrapped = Map::new();
+                    wrapped.insert("allOf".into(), json!([target]));
+                    wrapped.extend(out);
+                    Value::Object(wrapped)
+                }
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|i| render(i, f)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Every schema name a neutral tree refers to.
+fn collect_refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(name)) = m.get("$ref") {
+                out.insert(name.clone());
+            }
+            m.values().for_each(|x| collect_refs(x, out));
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// The schemas reachable from `roots`, sorted by name.
+fn closure(roots: BTreeSet<String>) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = roots.into_iter().collect();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some(schema) = DEFINITIONS.get(&name) {
+            let mut refs = BTreeSet::new();
+            collect_refs(schema, &mut refs);
+            todo.extend(refs.into_iter().filter(|r| !seen.contains(r)));
+        }
+    }
+    seen
+}
+
+fn rendered_schemas(names: &BTreeSet<String>, f: Flavor) -> Map<String, Value> {
+    names
+        .iter()
+        .filter_map(|n| DEFINITIONS.get(n).map(|s| (n.clone(), render(s, f))))
+        .collect()
+}
+
+fn info() -> Value {
+    json!({ "title": "kantai", "version": env!("CARGO_PKG_VERSION") })
+}
+
+fn security_scheme() -> Value {
+    json!({
+        "BearerToken": {
+            "type": "apiKey",
+            "name": "authorization",
+            "in": "header",
+            "description": "The fleet's bearer token: `Authorization: Bearer TOKEN` (see `kantai kubeconfig`)."
+        }
+    })
+}
+
+fn v3_document(rs: &[Resource]) -> Value {
+    let paths = neutral_paths(rs, Flavor::V3);
+    let mut roots = BTreeSet::new();
+    collect_refs(&paths, &mut roots);
+    let schemas = rendered_schemas(&closure(roots), Flavor::V3);
+    json!({
+        "openapi": "3.0.0",
+        "info": info(),
+        "paths": render(&paths, Flavor::V3),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": security_scheme(),
+        },
+        "security": [{ "BearerToken": [] }],
+    })
+}
+
+fn v2_document() -> Value {
+    let all = served();
+    let paths = neutral_paths(&all, Flavor::V2);
+    let names: BTreeSet<String> = DEFINITIONS.keys().cloned().collect();
+    json!({
+        "swagger": "2.0",
+        "info": info(),
+        "paths": render(&paths, Flavor::V2),
+        "definitions": rendered_schemas(&names, Flavor::V2),
+        "securityDefinitions": security_scheme(),
+        "security": [{ "BearerToken": [] }],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources and paths
+// ---------------------------------------------------------------------------------------------
+
+/// Every resource the documents describe: `resources::ALL` and the core views it lacks.
+fn served() -> Vec<Resource> {
+    let mut out: Vec<Resource> = resources::ALL.to_vec();
+    for view in CORE_VIEWS {
+        let known = out
+            .iter()
+            .any(|r| r.group == view.group && r.version == view.version && r.plural == view.plural);
+        if !known {
+            out.push(*view);
+        }
+    }
+    out
+}
+
+/// The group-versions, keyed as the v3 index keys them (`api/v1`, `apis/GROUP/VERSION`).
+fn group_versions() -> Vec<(String, Vec<Resource>)> {
+    let mut out: Vec<(String, Vec<Resource>)> = Vec::new();
+    for r in served() {
+        let key = r.group_path().trim_start_matches('/').to_owned();
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, rs)) => rs.push(r),
+            None => out.push((key, vec![r])),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// `serving.knative.dev` + `v1` → `dev.knative.serving.v1`; the core group is
+/// `io.k8s.api.core.v1`, as Kubernetes names its definitions.
+fn schema_prefix(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        return format!("io.k8s.api.core.{version}");
+    }
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    format!("{}.{version}", reversed.join("."))
+}
+
+fn kind_schema_name(r: &Resource) -> String {
+    format!("{}.{}", schema_prefix(r.group, r.version), r.kind)
+}
+
+fn list_schema_name(r: &Resource) -> String {
+    format!("{}List", kind_schema_name(r))
+}
+
+/// What kantai's API server lets clients do with a resource.
+struct Verbs {
+    /// POST, PUT and PATCH.
+    write: bool,
+    /// DELETE.
+    delete: bool,
+    /// PUT on `/status`.
+    write_status: bool,
+}
+
+fn verbs(r: &Resource) -> Verbs {
+    // Users write Services and Routes; node agents register Nodes and Instances.
+    let write = matches!(
+        (r.group, r.plural),
+        ("serving.knative.dev", "services" | "routes") | ("kantai.dev", "nodes" | "instances")
+    );
+    Verbs {
+        write,
+        delete: write || (r.group == "serving.knative.dev" && r.plural == "revisions"),
+        write_status: r.group == "kantai.dev" && matches!(r.plural, "nodes" | "instances"),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    List,
+    ListAllNamespaces,
+    Create,
+    Read,
+    Replace,
+    Patch,
+    Delete,
+    ReadStatus,
+    ReplaceStatus,
+}
+
+/// The paths of the given resources, with neutral `$ref`s.
+fn neutral_paths(rs: &[Resource], f: Flavor) -> Value {
+    let mut paths = Map::new();
+    for r in rs {
+        let v = verbs(r);
+        let collection = if r.namespaced {
+            format!("{}/namespaces/{{namespace}}/{}", r.group_path(), r.plural)
+        } else {
+            format!("{}/{}", r.group_path(), r.plural)
+        };
+        let object = format!("{collection}/{{name}}");
+        let scope: &[&str] = if r.namespaced { &["namespace"] } else { &[] };
+        let named: &[&str] = if r.namespaced {
+            &["name", "namespace"]
+        } else {
+            &["name"]
+        };
+
+        let mut ops = vec![Action::List];
+        if v.write {
+            ops.push(Action::Create);
+        }
+        paths.insert(collection.clone(), path_item(r, scope, &ops, f));
+
+        let mut ops = vec![Action::Read];
+        if v.write {
+            ops.extend([Action::Replace, Action::Patch]);
+        }
+        if v.delete {
+            ops.push(Action::Delete);
+        }
+        paths.insert(object.clone(), path_item(r, named, &ops, f));
+
+        let mut ops = vec![Action::ReadStatus];
+        if v.write_status {
+            ops.push(Action::ReplaceStatus);
+        }
+        paths.insert(format!("{object}/status"), path_item(r, named, &ops, f));
+
+        if r.namespaced {
+            paths.insert(
+                format!("{}/{}", r.group_path(), r.plural),
+                path_item(r, &[], &[Action::ListAllNamespaces], f),
+            );
+        }
+    }
+    Value::Object(paths)
+}
+
+fn path_item(r: &Resource, path_params: &[&str], actions: &[Action], f: Flavor) -> Value {
+    let mut item = Map::new();
+    for a in actions {
+        let method = match a {
+            Action::List | Action::ListAllNamespaces | Action::Read | Action::ReadStatus => "get",
+            Action::Create => "post",
+            Action::Replace | Action::ReplaceStatus => "put",
+            Action::Patch => "patch",
+            Action::Delete => "delete",
+        };
+        item.insert(method.into(), operation(r, *a, f));
+    }
+    let params: Vec<Value> = path_params
+        .iter()
+        .map(|p| {
+            let what = if *p == "name" {
+                format!("name of the {}", r.kind)
+            } else {
+                "namespace of the objects".to_owned()
+            };
+            param(p, "path", "string", &what, true, f)
+        })
+        .collect();
+    if !params.is_empty() {
+        item.insert("parameters".into(), Value::Array(params));
+    }
+    Value::Object(item)
+}
+
+fn param(
+    name: &str,
+    location: &str,
+    ty: &str,
+    description: &str,
+    required: bool,
+    f: Flavor,
+) -> Value {
+    let mut p = Map::new();
+    p.insert("name".into(), name.into());
+    p.insert("in".into(), location.into());
+    p.insert("description".into(), description.into());
+    if required {
+        p.insert("required".into(), true.into());
+    }
+    match f {
+        Flavor::V2 => {
+            p.insert("type".into(), ty.into());
+            p.insert("uniqueItems".into(), true.into());
+        }
+        Flavor::V3 => {
+            p.insert("schema".into(), json!({ "type": ty, "uniqueItems": true }));
+        }
+    }
+    Value::Object(p)
+}
+
+const MERGE_PATCH: &str = "application/merge-patch+json";
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    MERGE_PATCH,
+    "application/apply-patch+yaml",
+];
+
+fn dry_run(f: Flavor) -> Value {
+    param(
+        "dryRun",
+        "query",
+        "string",
+        "When present, indicates that modifications should not be persisted. The only valid \
+         value is `All`: process the request in full but do not store the result.",
+        false,
+        f,
+    )
+}
+
+fn write_params(f: Flavor, patch: bool) -> Vec<Value> {
+    let mut out = vec![
+        dry_run(f),
+        param(
+            "fieldManager",
+            "query",
+            "string",
+            "A name for the actor making these changes, at most 128 printable characters.",
+            false,
+            f,
+        ),
+        param(
+            "fieldValidation",
+            "query",
+            "string",
+            "How the server handles fields the schema does not know and duplicate fields: \
+             `Ignore`, `Warn` or `Strict`. kantai always validates strictly: unknown fields \
+             are rejected with the closest known name suggested.",
+            false,
+            f,
+        ),
+    ];
+    if patch {
+        out.push(param(
+            "force",
+            "query",
+            "boolean",
+            "For apply patches: take over fields managed by others instead of failing on \
+             conflicts.",
+            false,
+            f,
+        ));
+    }
+    out
+}
+
+fn list_params(f: Flavor) -> Vec<Value> {
+    vec![
+        param(
+            "watch",
+            "query",
+            "boolean",
+            "Stream added, modified and deleted objects instead of returning a list.",
+            false,
+            f,
+        ),
+        param(
+            "resourceVersion",
+            "query",
+            "string",
+            "With `watch`, stream the changes after this resource version (from a list's \
+             `metadata.resourceVersion`).",
+            false,
+            f,
+        ),
+    ]
+}
+
+/// `serving.knative.dev` → `ServingKnativeDev`, the core group → `Core`: the pieces of
+/// Kubernetes-style operation ids.
+fn camel(s: &str) -> String {
+    if s.is_empty() {
+        return "Core".into();
+    }
+    s.split(['.', '-'])
+        .map(|w| {
+            let mut cs = w.chars();
+            cs.next()
+                .map(|c| c.to_ascii_uppercase().to_string() + cs.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn operation(r: &Resource, a: Action, f: Flavor) -> Value {
+    let kind = r.kind;
+    let kind_schema = kind_schema_name(r);
+    let status_schema = "io.k8s.apimachinery.pkg.apis.meta.v1.Status".to_owned();
+    let (verb, action, description, suffix) = match a {
+        Action::List => (
+            "list",
+            "list",
+            format!("list or watch objects of kind {kind}"),
+            "",
+        ),
+        Action::ListAllNamespaces => (
+            "list",
+            "list",
+            format!("list or watch objects of kind {kind} in every namespace"),
+            "ForAllNamespaces",
+        ),
+        Action::Create => ("create", "post", format!("create a {kind}"), ""),
+        Action::Read => ("read", "get", format!("read the specified {kind}"), ""),
+        Action::Replace => (
+            "replace",
+            "put",
+            format!("replace the specified {kind}"),
+            "",
+        ),
+        Action::Patch => (
+            "patch",
+            "patch",
+            format!("partially update the specified {kind}"),
+            "",
+        ),
+        Action::Delete => ("delete", "delete", format!("delete a {kind}"), ""),
+        Action::ReadStatus => (
+            "read",
+            "get",
+            format!("read status of the specified {kind}"),
+            "Status",
+        ),
+        Action::ReplaceStatus => (
+            "replace",
+            "put",
+            format!("replace status of the specified {kind}"),
+            "Status",
+        ),
+    };
+    let namespaced = if r.namespaced && a != Action::ListAllNamespaces {
+        "Namespaced"
+    } else {
+        ""
+    };
+    let operation_id = format!(
+        "{verb}{}{}{namespaced}{kind}{suffix}",
+        camel(r.group),
+        camel(r.version)
+    );
+
+    // (request schema, content types, required)
+    let body: Option<(String, Vec<&str>, bool)> = match a {
+        Action::Create | Action::Replace | Action::ReplaceStatus => {
+            Some((kind_schema.clone(), vec!["application/json"], true))
+        }
+        Action::Patch => Some((
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".to_owned(),
+            PATCH_TYPES.to_vec(),
+            true,
+        )),
+        Action::Delete => Some((
+            "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".to_owned(),
+            vec!["application/json"],
+            false,
+        )),
+        _ => None,
+    };
+    let listing = matches!(a, Action::List | Action::ListAllNamespaces);
+    let (response_schema, produces): (String, Vec<&str>) = match a {
+        _ if listing => (
+            list_schema_name(r),
+            vec!["application/json", "application/json;stream=watch"],
+        ),
+        Action::Delete => (status_schema, vec!["application/json"]),
+        _ => (kind_schema, vec!["application/json"]),
+    };
+    let mut responses = Map::new();
+    let ok = |code: &str, text: &str| -> (String, Value) {
+        let resp = match f {
+            Flavor::V2 => json!({ "description": text, "schema": { "$ref": response_schema } }),
+            Flavor::V3 => {
+                let content: Map<String, Value> = produces
+                    .iter()
+                    .map(|ct| {
+                        (
+                            (*ct).to_owned(),
+                            json!({ "schema": { "$ref": response_schema } }),
+                        )
+                    })
+                    .collect();
+                json!({ "description": text, "content": content })
+            }
+        };
+        (code.to_owned(), resp)
+    };
+    let (code, resp) = ok("200", "OK");
+    responses.insert(code, resp);
+    if a == Action::Create {
+        let (code, resp) = ok("201", "Created");
+        responses.insert(code, resp);
+    }
+    responses.insert("401".into(), json!({ "description": "Unauthorized" }));
+
+    let mut query = Vec::new();
+    match a {
+        Action::List | Action::ListAllNamespaces => query.extend(list_params(f)),
+        Action::Create | Action::Replace | Action::ReplaceStatus => {
+            query.extend(write_params(f, false));
+        }
+        Action::Patch => query.extend(write_params(f, true)),
+        Action::Delete => query.push(dry_run(f)),
+        Action::Read | Action::ReadStatus => {}
+    }
+
+    let mut op = Map::new();
+    op.insert(
+        "tags".into(),
+        json!([format!(
+            "{}_{}",
+            if r.group.is_empty() { "core" } else { r.group },
+            r.version
+        )]),
+    );
+    op.insert("description".into(), description.into());
+    op.insert("operationId".into(), operation_id.into());
+    let mut parameters = Vec::new();
+    match f {
+        Flavor::V2 => {
+            if let Some((schema, types, required)) = &body {
+                op.insert("consumes".into(), json!(types));
+                let mut p = json!({ "name": "body", "in": "body", "schema": { "$ref": schema } });
+                if *required {
+                    p["required"] = true.into();
+                }
+                parameters.push(p);
+            }
+            op.insert("produces".into(), json!(produces));
+            op.insert("schemes".into(), json!(["https"]));
+        }
+        Flavor::V3 => {
+            if let Some((schema, types, required)) = &body {
+                let content: Map<String, Value> = types
+                    .iter()
+                    .map(|ct| ((*ct).to_owned(), json!({ "schema": { "$ref": schema } })))
+                    .collect();
+                let mut rb = json!({ "content": content });
+                if *required {
+                    rb["required"] = true.into();
+                }
+                op.insert("requestBody".into(), rb);
+            }
+        }
+    }
+    parameters.extend(query);
+    if !parameters.is_empty() {
+        op.insert("parameters".into(), Value::Array(parameters));
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    op.insert("x-kubernetes-action".into(), action.into());
+    // An object, not a list: kubectl reads operations' GVK as map[string]string.
+    op.insert(
+        GVK.into(),
+        json!({ "group": r.group, "kind": kind, "version": r.version }),
+    );
+    Value::Object(op)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas (neutral form: `$ref` is a bare schema name)
+// ---------------------------------------------------------------------------------------------
+
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+const TIME: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Time";
+const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
+const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
+const CORE: &str = "io.k8s.api.core.v1";
+const SERVING: &str = "dev.knative.serving.v1";
+const KANTAI: &str = "dev.kantai.v1alpha1";
+const CONDITION: &str = "dev.knative.pkg.apis.Condition";
+const ADDRESSABLE: &str = "dev.knative.pkg.apis.duck.v1.Addressable";
+
+fn string(d: &str) -> Value {
+    json!({ "type": "string", "description": d })
+}
+
+fn int64(d: &str) -> Value {
+    json!({ "type": "integer", "format": "int64", "description": d })
+}
+
+fn int32(d: &str) -> Value {
+    json!({ "type": "integer", "format": "int32", "description": d })
+}
+
+fn boolean(d: &str) -> Value {
+    json!({ "type": "boolean", "description": d })
+}
+
+fn strings(d: &str) -> Value {
+    json!({ "type": "array", "items": { "type": "string" }, "description": d })
+}
+
+fn string_map(d: &str) -> Value {
+    json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": d })
+}
+
+fn quantity_map(d: &str) -> Value {
+    json!({ "type": "object", "additionalProperties": { "$ref": QUANTITY }, "description": d })
+}
+
+fn reference(name: &str, d: &str) -> Value {
+    json!({ "$ref": name, "description": d })
+}
+
+fn time(d: &str) -> Value {
+    reference(TIME, d)
+}
+
+fn list_of(name: &str, d: &str) -> Value {
+    json!({ "type": "array", "items": { "$ref": name }, "description": d })
+}
+
+fn object(d: &str, required: &[&str], properties: Value) -> Value {
+    let mut o = json!({ "description": d, "type": "object", "properties": properties });
+    if !required.is_empty() {
+        o["required"] = json!(required);
+    }
+    o
+}
+
+/// An object kantai keeps verbatim: its properties document the usual fields, and any other
+/// field is allowed too.
+fn kept_object(d: &str, properties: Value) -> Value {
+    let mut o = object(d, &[], properties);
+    o[PRESERVE] = true.into();
+    o
+}
+
+/// An object kantai keeps verbatim, without documented fields.
+fn free_object(d: &str) -> Value {
+    json!({ "description": d, "type": "object", PRESERVE: true })
+}
+
+fn gvk_list(group: &str, version: &str, kind: &str) -> Value {
+    json!([{ "group": group, "kind": kind, "version": version }])
+}
+
+fn api_version_prop(api_version: &str) -> Value {
+    string(&format!(
+        "The versioned schema of this representation of an object: `{api_version}`."
+    ))
+}
+
+fn kind_prop(kind: &str) -> Value {
+    string(&format!(
+        "The REST resource this object represents: `{kind}`. In CamelCase."
+    ))
+}
+
+/// A top-level kind with `metadata`, `spec` and `status`.
+fn kind_schema(r: &Resource, description: &str, spec: (&str, &str), status: (&str, &str)) -> Value {
+    let mut s = object(
+        description,
+        &[],
+        json!({
+            "apiVersion": api_version_prop(&r.api_version()),
+            "kind": kind_prop(r.kind),
+            "metadata": reference(OBJECT_META, "Standard object metadata: name, namespace, labels, annotations, ..."),
+            "spec": reference(spec.0, spec.1),
+            "status": reference(status.0, status.1),
+        }),
+    );
+    s[GVK] = gvk_list(r.group, r.version, r.kind);
+    s
+}
+
+/// The `…List` kind of a resource.
+fn list_kind_schema(r: &Resource) -> Value {
+    let list_kind = format!("{}List", r.kind);
+    let mut s = object(
+        &format!("A list of {} objects.", r.kind),
+        &["items"],
+        json!({
+            "apiVersion": api_version_prop(&r.api_version()),
+            "items": list_of(&kind_schema_name(r), &format!("The {} objects.", r.kind)),
+            "kind": kind_prop(&list_kind),
+            "metadata": reference(LIST_META, "Standard list metadata: the resourceVersion to watch from."),
+        }),
+    );
+    s[GVK] = gvk_list(r.group, r.version, &list_kind);
+    s
+}
+
+fn definitions() -> Map<String, Value> {
+    let mut d = Map::new();
+    meta_definitions(&mut d);
+    container_definitions(&mut d);
+    serving_definitions(&mut d);
+    kantai_definitions(&mut d);
+    core_definitions(&mut d);
+    // Every served resource has a List kind of the same shape.
+    for r in served() {
+        d.insert(list_schema_name(&r), list_kind_schema(&r));
+    }
+    d
+}
+
+fn insert(d: &mut Map<String, Value>, prefix: &str, name: &str, schema: Value) {
+    d.insert(format!("{prefix}.{name}"), schema);
+}
+
+fn meta_definitions(d: &mut Map<String, Value>) {
+    insert(
+        d,
+        META,
+        "ObjectMeta",
+        object(
+            "Metadata every persisted object has. kantai sets uid, resourceVersion, generation and \
+         creationTimestamp; it keeps finalizers, managedFields and the other bookkeeping fields \
+         as they are.",
+            &[],
+            json!({
+                "name": string("Name, unique within the namespace. Knative objects need a DNS-1035 label: lowercase letters, digits and '-', starting with a letter, at most 63 characters."),
+                "generateName": string("Prefix for a server-generated name. Kept, not acted on by kantai."),
+                "namespace": string("Namespace of the object; `default` when not given."),
+                "selfLink": string("Deprecated; kept as given."),
+                "uid": string("Unique id assigned by the server on creation."),
+                "resourceVersion": string("Opaque version of the object, for optimistic concurrency and watches. Send it back unchanged on updates."),
+                "generation": int64("Sequence number of the desired state, incremented by the server on every spec change."),
+                "creationTimestamp": time("When the object was created (set by the server)."),
+                "deletionTimestamp": time("When the object will be deleted. Kept as given."),
+                "deletionGracePeriodSeconds": int64("Seconds allowed for graceful termination. Kept as given."),
+                "labels": string_map("Key/value pairs for selecting objects. Keys are `[prefix/]name`, values at most 63 characters of [A-Za-z0-9_.-]."),
+                "annotations": string_map("Unstructured key/value settings. Knative's autoscaling settings (`autoscaling.knative.dev/*`) and kantai's live here. Values must be strings."),
+                "ownerReferences": list_of(&format!("{META}.OwnerReference"), "Objects this one depends on: a Revision is owned by its Configuration, which is owned by its Service."),
+                "finalizers": strings("Finalizers. Kept as given."),
+                "managedFields": list_of(&format!("{META}.ManagedFieldsEntry"), "Field ownership written by server-side apply clients. Kept as given."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        META,
+        "OwnerReference",
+        object(
+            "Identifies an owning object.",
+            &["apiVersion", "kind", "name", "uid"],
+            json!({
+                "apiVersion": string("API version of the owner."),
+                "kind": string("Kind of the owner."),
+                "name": string("Name of the owner."),
+                "uid": string("UID of the owner."),
+                "controller": boolean("Whether the owner is the managing controller."),
+                "blockOwnerDeletion": boolean("Whether deleting the owner waits for this object."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        META,
+        "ManagedFieldsEntry",
+        object(
+            "The fields a manager owns.",
+            &[],
+            json!({
+                "manager": string("Name of the manager."),
+                "operation": string("`Apply` or `Update`."),
+                "apiVersion": string("Version of the fields' schema."),
+                "time": time("When the fields were last changed."),
+                "fieldsType": string("Format of fieldsV1: `FieldsV1`."),
+                "fieldsV1": reference(&format!("{META}.FieldsV1"), "The owned fields."),
+                "subresource": string("The subresource the fields were written through."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        META,
+        "FieldsV1",
+        json!({
+            "description": "A set of fields, encoded as a trie of JSON objects.",
+            "type": "object",
+        }),
+    );
+    insert(
+        d,
+        META,
+        "ListMeta",
+        object(
+            "Metadata of a list.",
+            &[],
+            json!({
+                "resourceVersion": string("Version of the list; watch from it to see later changes."),
+                "continue": string("Token for the next page; kantai returns every item at once."),
+                "remainingItemCount": int64("Items after this page, when paginated."),
+                "selfLink": string("Deprecated."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        META,
+        "Time",
+        json!({
+            "description": "An RFC 3339 timestamp in UTC, such as 2026-11-26T18:38:24Z.",
+            "type": "string",
+            "format": "date-time",
+        }),
+    );
+    let mut status = object(
+        "The result of an operation that returns no object: every error, and deletes.",
+        &[],
+        json!({
+            "apiVersion": api_version_prop("v1"),
+            "kind": kind_prop("Status"),
+            "metadata": reference(LIST_META, "Standard list metadata."),
+            "status": string("`Success` or `Failure`."),
+            "message": string("Human-readable description of the status."),
+            "reason": string("Machine-readable reason: NotFound, AlreadyExists, Conflict, Invalid, ..."),
+            "details": reference(&format!("{META}.StatusDetails"), "The object concerned and, for Invalid, every cause."),
+            "code": int32("HTTP status code."),
+        }),
+    );
+    status[GVK] = gvk_list("", "v1", "Status");
+    insert(d, META, "Status", status);
+    insert(
+        d,
+        META,
+        "StatusDetails",
+        object(
+            "Details of a Status.",
+            &[],
+            json!({
+                "name": string("Name of the object concerned."),
+                "group": string("Group of the object concerned."),
+                "kind": string("Kind (resource) of the object concerned."),
+                "uid": string("UID of the object concerned."),
+                "causes": list_of(&format!("{META}.StatusCause"), "Every problem found, for validation failures."),
+                "retryAfterSeconds": int32("Seconds to wait before retrying."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        META,
+        "StatusCause",
+        object(
+            "One cause of a failure.",
+            &[],
+            json!({
+                "reason": string("Machine-readable cause: FieldValueInvalid, FieldValueRequired, FieldValueNotSupported, ..."),
+                "message": string("What is wrong."),
+                "field": string("Path of the field concerned, such as `spec.template.spec.containers[0].image`."),
+            }),
+        ),
+    );
+    let mut delete = object(
+        "Options of a delete. kantai deletes at once and cascades from a Service to its \
+         Configuration, Route and Revisions.",
+        &[],
+        json!({
+            "apiVersion": string("The versioned schema of this representation of an object."),
+            "kind": kind_prop("DeleteOptions"),
+            "gracePeriodSeconds": int64("Seconds before the object is deleted."),
+            "preconditions": reference(&format!("{META}.Preconditions"), "Must match for the delete to happen."),
+            "propagationPolicy": string("`Orphan`, `Background` or `Foreground`."),
+            "orphanDependents": boolean("Deprecated: use propagationPolicy."),
+            "dryRun": strings("`All` to process the request without deleting."),
+        }),
+    );
+    delete[GVK] = json!([
+        { "group": "", "kind": "DeleteOptions", "version": "v1" },
+        { "group": "kantai.dev", "kind": "DeleteOptions", "version": "v1alpha1" },
+        { "group": "serving.knative.dev", "kind": "DeleteOptions", "version": "v1" },
+    ]);
+    insert(d, META, "DeleteOptions", delete);
+    insert(
+        d,
+        META,
+        "Preconditions",
+        object(
+            "Conditions for a delete.",
+            &[],
+            json!({
+                "uid": string("The object's UID."),
+                "resourceVersion": string("The object's resourceVersion."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        META,
+        "Patch",
+        json!({
+            "description": "A patch document: a JSON merge patch (application/merge-patch+json), a JSON patch (application/json-patch+json) or an apply configuration (application/apply-patch+yaml).",
+            "type": "object",
+        }),
+    );
+    d.insert(QUANTITY.into(), json!({
+        "description": "A resource amount: a number with an optional suffix, such as 500m (half a CPU), 2, 128Mi or 1G.",
+        "oneOf": [{ "type": "string" }, { "type": "number" }],
+    }));
+    d.insert(
+        INT_OR_STRING.into(),
+        json!({
+            "description": "A port number or a port name.",
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{ "type": "integer" }, { "type": "string" }],
+        }),
+    );
+}
+
+/// The container and pod-spec pieces Knative's RevisionSpec takes from Kubernetes.
+fn container_definitions(d: &mut Map<String, Value>) {
+    let kept = "Accepted for Knative compatibility and kept as given; kantai's process runtime does not act on it.";
+    insert(
+        d,
+        CORE,
+        "Container",
+        object(
+            "The container of a revision. kantai runs exactly one per revision, as a process \
+         started from the image's mapping.",
+            &["image"],
+            json!({
+                "name": string("Name of the container; `user-container` when not given. A DNS-1123 label."),
+                "image": string("Image reference, mapped to a program by kantai's runtime. Required."),
+                "command": strings("Entrypoint, replacing the image's. Not run in a shell."),
+                "args": strings("Arguments to the entrypoint."),
+                "workingDir": string("Working directory of the process."),
+                "env": list_of(&format!("{CORE}.EnvVar"), "Environment variables. PORT, K_SERVICE, K_CONFIGURATION and K_REVISION are reserved."),
+                "envFrom": list_of(&format!("{CORE}.EnvFromSource"), kept),
+                "ports": list_of(&format!("{CORE}.ContainerPort"), "At most one port: the one the process serves on, passed as $PORT (8080 when not given)."),
+                "resources": reference(&format!("{CORE}.ResourceRequirements"), "CPU and memory requests and limits; requests decide placement."),
+                "readinessProbe": reference(&format!("{CORE}.Probe"), "How to tell that an instance can take requests; a TCP probe of the serving port when not given."),
+                "livenessProbe": reference(&format!("{CORE}.Probe"), kept),
+                "startupProbe": reference(&format!("{CORE}.Probe"), kept),
+                "volumeMounts": list_of(&format!("{CORE}.VolumeMount"), kept),
+                "securityContext": reference(&format!("{CORE}.SecurityContext"), kept),
+                "imagePullPolicy": string(&format!("`Always`, `IfNotPresent` or `Never`. {kept}")),
+                "terminationMessagePath": string(kept),
+                "terminationMessagePolicy": string(kept),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ContainerPort",
+        object(
+            "The port the process listens on.",
+            &["containerPort"],
+            json!({
+                "name": string("Protocol of the port: `http1`, `h2c` or empty (HTTP/1.1)."),
+                "containerPort": int32("Port number, 1-65535; 8012, 8013, 8022, 9090 and 9091 are reserved."),
+                "protocol": string("Only `TCP`."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "EnvVar",
+        object(
+            "An environment variable.",
+            &["name"],
+            json!({
+                "name": string("Name: letters, digits, '_', '-' and '.', not starting with a digit."),
+                "value": string("Literal value. Exclusive with valueFrom."),
+                "valueFrom": reference(&format!("{CORE}.EnvVarSource"), "A reference to a secret, config map or field. Kept, but kantai has none to read from: the variable is empty."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "EnvVarSource",
+        kept_object(
+            "Where a variable's value comes from. Kept as given, not resolved by kantai.",
+            json!({
+                "configMapKeyRef": free_object("A key of a config map."),
+                "secretKeyRef": free_object("A key of a secret."),
+                "fieldRef": free_object("A field of the pod."),
+                "resourceFieldRef": free_object("A resource limit or request of the container."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "EnvFromSource",
+        kept_object(
+            &format!("Variables from a config map or secret. {kept}"),
+            json!({
+                "prefix": string("Prefix added to each variable name."),
+                "configMapRef": free_object("The config map."),
+                "secretRef": free_object("The secret."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ResourceRequirements",
+        object(
+            "Compute resources of the container.",
+            &[],
+            json!({
+                "limits": quantity_map("Upper bounds, by resource name (cpu, memory, ephemeral-storage)."),
+                "requests": quantity_map("Reservations, by resource name; used to place instances on nodes. Not above the limits."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "Probe",
+        object(
+            "A health check: exactly one handler, with its timing.",
+            &[],
+            json!({
+                "httpGet": reference(&format!("{CORE}.HTTPGetAction"), "An HTTP GET; success is a status from 200 to 399."),
+                "tcpSocket": reference(&format!("{CORE}.TCPSocketAction"), "A TCP connect."),
+                "exec": reference(&format!("{CORE}.ExecAction"), "A command; success is exit status 0."),
+                "grpc": reference(&format!("{CORE}.GRPCAction"), "A gRPC health check."),
+                "initialDelaySeconds": int32("Seconds before the first check."),
+                "timeoutSeconds": int32("Seconds before a check times out (1 with periodSeconds set)."),
+                "periodSeconds": int32("Seconds between checks; 0 means Knative's aggressive probing until ready."),
+                "successThreshold": int32("Consecutive successes needed (1)."),
+                "failureThreshold": int32("Consecutive failures tolerated (3 with periodSeconds set)."),
+                "terminationGracePeriodSeconds": int64("Not used by readiness probes."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "HTTPGetAction",
+        object(
+            "An HTTP GET check.",
+            &[],
+            json!({
+                "path": string("Request path."),
+                "port": reference(INT_OR_STRING, "Port; the serving port when not given."),
+                "host": string("Host header."),
+                "scheme": string("Only `HTTP`."),
+                "httpHeaders": list_of(&format!("{CORE}.HTTPHeader"), "Extra request headers."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "HTTPHeader",
+        object(
+            "A request header.",
+            &["name", "value"],
+            json!({ "name": string("Header name."), "value": string("Header value.") }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "TCPSocketAction",
+        object(
+            "A TCP connect check.",
+            &[],
+            json!({
+                "port": reference(INT_OR_STRING, "Port; absent or 0 means the serving port."),
+                "host": string("Host to connect to."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ExecAction",
+        object(
+            "A command check.",
+            &[],
+            json!({ "command": strings("The command and its arguments, not run in a shell.") }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "GRPCAction",
+        object(
+            "A gRPC health check.",
+            &["port"],
+            json!({
+                "port": int32("Port of the gRPC service."),
+                "service": string("Service name sent in the health check request."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "VolumeMount",
+        kept_object(
+            &format!("Where a volume is mounted. {kept}"),
+            json!({
+                "name": string("Name of the volume."),
+                "mountPath": string("Path in the container."),
+                "readOnly": boolean("Mount read-only."),
+                "subPath": string("Path within the volume."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "SecurityContext",
+        kept_object(
+            &format!("Security options of the container. {kept}"),
+            json!({
+                "runAsUser": int64("UID to run as."),
+                "runAsGroup": int64("GID to run as."),
+                "runAsNonRoot": boolean("Refuse to run as root."),
+                "readOnlyRootFilesystem": boolean("Read-only root filesystem."),
+                "allowPrivilegeEscalation": boolean("Allow privilege escalation."),
+                "capabilities": free_object("Capabilities to add or drop."),
+                "seccompProfile": free_object("Seccomp profile."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "PodSecurityContext",
+        kept_object(
+            &format!("Security options of the pod. {kept}"),
+            json!({
+                "runAsUser": int64("UID to run as."),
+                "runAsGroup": int64("GID to run as."),
+                "runAsNonRoot": boolean("Refuse to run as root."),
+                "fsGroup": int64("Group owning the volumes."),
+                "seccompProfile": free_object("Seccomp profile."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "Volume",
+        kept_object(
+            &format!("A volume. {kept}"),
+            json!({
+                "name": string("Name of the volume."),
+                "configMap": free_object("A config map's keys as files."),
+                "secret": free_object("A secret's keys as files."),
+                "projected": free_object("Several sources in one directory."),
+                "emptyDir": free_object("A scratch directory."),
+                "persistentVolumeClaim": free_object("A persistent volume claim."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "LocalObjectReference",
+        kept_object(
+            "A reference to an object in the same namespace.",
+            json!({ "name": string("Name of the object.") }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "Toleration",
+        kept_object(
+            &format!("Tolerates a node taint. {kept}"),
+            json!({
+                "key": string("Taint key."),
+                "operator": string("`Exists` or `Equal`."),
+                "value": string("Taint value."),
+                "effect": string("`NoSchedule`, `PreferNoSchedule` or `NoExecute`."),
+                "tolerationSeconds": int64("How long a NoExecute taint is tolerated."),
+            }),
+        ),
+    );
+}
+
+fn serving_definitions(d: &mut Map<String, Value>) {
+    let kept = "Accepted for Knative compatibility and kept as given; kantai's process runtime does not act on it.";
+    let traffic_ref = format!("{SERVING}.TrafficTarget");
+    insert(
+        d,
+        SERVING,
+        "Service",
+        kind_schema(
+            &resources::SERVICES,
+            "A Knative Service: a revision template and a traffic split in one object. Every change \
+         of the template creates a new immutable Revision (through the Service's Configuration); \
+         the traffic split routes requests over the revisions (through its Route). kantai runs \
+         each revision as processes placed on the fleet's nodes and scales them with Knative's \
+         autoscaling annotations.",
+            (
+                &format!("{SERVING}.ServiceSpec"),
+                "Desired state: the revision template and the traffic split.",
+            ),
+            (
+                &format!("{SERVING}.ServiceStatus"),
+                "Observed state, written by kantai; accepted in input but never trusted.",
+            ),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "ServiceSpec",
+        object(
+            "The desired state of a Service: a ConfigurationSpec (template) and a RouteSpec \
+         (traffic) inlined.",
+            &["template"],
+            json!({
+                "template": reference(&format!("{SERVING}.RevisionTemplateSpec"), "The template of the revisions this Service creates. Changing it creates a new revision; changing only traffic does not."),
+                "traffic": list_of(&traffic_ref, "How requests are split over revisions; the percents sum to 100. Empty means 100% to the latest ready revision. A Service's targets may not name a configurationName."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "Configuration",
+        kind_schema(
+            &resources::CONFIGURATIONS,
+            "A Knative Configuration: the template half of a Service, which creates a Revision at \
+         every template change. kantai derives Configurations from Services; they cannot be \
+         written through the API.",
+            (
+                &format!("{SERVING}.ConfigurationSpec"),
+                "Desired state: the revision template.",
+            ),
+            (
+                &format!("{SERVING}.ConfigurationStatus"),
+                "Observed state, written by kantai.",
+            ),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "ConfigurationSpec",
+        object(
+            "The desired state of a Configuration.",
+            &["template"],
+            json!({
+                "template": reference(&format!("{SERVING}.RevisionTemplateSpec"), "The template of the revisions."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "Revision",
+        kind_schema(
+            &resources::REVISIONS,
+            "A Knative Revision: an immutable snapshot of a template, named \
+         {configuration}-{generation:05}. kantai creates them; they can be deleted, not written.",
+            (
+                &format!("{SERVING}.RevisionSpec"),
+                "The snapshot of the template's spec.",
+            ),
+            (
+                &format!("{SERVING}.RevisionStatus"),
+                "Observed state, written by kantai.",
+            ),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "RevisionTemplateSpec",
+        object(
+            "The template of a revision.",
+            &["spec"],
+            json!({
+                "metadata": reference(&format!("{SERVING}.RevisionTemplateMeta"), "Metadata copied onto each revision: its name, labels and annotations (autoscaling settings live here)."),
+                "spec": reference(&format!("{SERVING}.RevisionSpec"), "The revision's spec."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "RevisionTemplateMeta",
+        object(
+            "The metadata Knative allows in a revision template.",
+            &[],
+            json!({
+                "name": string("An explicit revision name: a DNS-1035 label starting with the owner's name and '-'. Generated when not given."),
+                "labels": string_map("Labels copied onto the revision."),
+                "annotations": string_map("Annotations copied onto the revision: `autoscaling.knative.dev/*` (min-scale, max-scale, target, metric, window, ...) and kantai's."),
+                "creationTimestamp": {
+                    "$ref": TIME,
+                    "description": "Must be null or absent (kubectl prints `creationTimestamp: null` here).",
+                    "nullable": true,
+                },
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "RevisionSpec",
+        object(
+            "Knative's RevisionSpec: the pod-spec subset a revision runs, and its request limits.",
+            &["containers"],
+            json!({
+                "containers": list_of(&format!("{CORE}.Container"), "The containers: exactly one, the serving process (Knative's multi-container sidecars are not supported by kantai)."),
+                "containerConcurrency": int64("Most in-flight requests per instance, 0-1000; 0 means unlimited (the default, from config `container-concurrency`)."),
+                "timeoutSeconds": int64("Limit on a request's duration, in seconds, at most `max-revision-timeout-seconds` (600); 300 by default."),
+                "responseStartTimeoutSeconds": int64("Limit on the time until the first response byte, in seconds, at most timeoutSeconds."),
+                "idleTimeoutSeconds": int64("Limit on the time between response bytes, in seconds."),
+                "enableServiceLinks": boolean("Whether service environment variables are injected; false by default, as in Knative."),
+                "serviceAccountName": string(kept),
+                "automountServiceAccountToken": boolean(kept),
+                "imagePullSecrets": list_of(&format!("{CORE}.LocalObjectReference"), kept),
+                "volumes": list_of(&format!("{CORE}.Volume"), kept),
+                "affinity": free_object(&format!("Scheduling affinity. {kept}")),
+                "nodeSelector": string_map(kept),
+                "tolerations": list_of(&format!("{CORE}.Toleration"), kept),
+                "topologySpreadConstraints": { "type": "array", "items": free_object("A spread constraint."), "description": kept },
+                "securityContext": reference(&format!("{CORE}.PodSecurityContext"), kept),
+                "runtimeClassName": string(kept),
+                "priorityClassName": string(kept),
+                "schedulerName": string(kept),
+                "hostAliases": { "type": "array", "items": free_object("Extra /etc/hosts entries."), "description": kept },
+                "dnsPolicy": string(kept),
+                "dnsConfig": free_object(&format!("DNS options. {kept}")),
+                "shareProcessNamespace": boolean(kept),
+                "initContainers": { "type": "array", "items": free_object("An init container."), "description": kept },
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "Route",
+        kind_schema(
+            &resources::ROUTES,
+            "A Knative Route: a traffic split over revisions, reachable at its URL; the traffic half \
+         of a Service.",
+            (
+                &format!("{SERVING}.RouteSpec"),
+                "Desired state: the traffic split.",
+            ),
+            (
+                &format!("{SERVING}.RouteStatus"),
+                "Observed state, written by kantai.",
+            ),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "RouteSpec",
+        object(
+            "The desired state of a Route.",
+            &[],
+            json!({
+                "traffic": list_of(&traffic_ref, "How requests are split over revisions; the percents sum to 100. Each target names a revisionName or a configurationName."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "TrafficTarget",
+        object(
+            "A share of the traffic.",
+            &[],
+            json!({
+                "tag": string("Gives the target its own URL, http://{tag}-{name}.{namespace}.{domain}. A DNS-1123 label, unique among the targets."),
+                "revisionName": string("A fixed revision. Not allowed with latestRevision: true, required with latestRevision: false."),
+                "configurationName": string("The configuration whose latest ready revision is meant (Routes only)."),
+                "latestRevision": boolean("Follow the latest ready revision; true exactly when no revisionName is given, by default."),
+                "percent": int64("Share of the requests, 0-100."),
+                "url": string("The tag's URL (status only)."),
+            }),
+        ),
+    );
+    let conditions = |which: &str| {
+        list_of(
+            CONDITION,
+            &format!("The latest observations of the object's state: {which}."),
+        )
+    };
+    let observed = || int64("The generation this status describes.");
+    insert(
+        d,
+        SERVING,
+        "ServiceStatus",
+        object(
+            "The observed state of a Service.",
+            &[],
+            json!({
+                "observedGeneration": observed(),
+                "conditions": conditions("Ready, ConfigurationsReady, RoutesReady"),
+                "url": string("The external URL, http://{name}.{namespace}.{domain}."),
+                "address": reference(ADDRESSABLE, "The cluster-local address."),
+                "latestCreatedRevisionName": string("The newest revision created from the template."),
+                "latestReadyRevisionName": string("The newest revision that became ready."),
+                "traffic": list_of(&traffic_ref, "The traffic split resolved to concrete revisions, with tag URLs."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "ConfigurationStatus",
+        object(
+            "The observed state of a Configuration.",
+            &[],
+            json!({
+                "observedGeneration": observed(),
+                "conditions": conditions("Ready"),
+                "latestCreatedRevisionName": string("The newest revision created."),
+                "latestReadyRevisionName": string("The newest revision that became ready."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "RevisionStatus",
+        object(
+            "The observed state of a Revision.",
+            &[],
+            json!({
+                "observedGeneration": observed(),
+                "conditions": conditions("Ready, ResourcesAvailable, ContainerHealthy, Active"),
+                "actualReplicas": int32("Ready instances."),
+                "desiredReplicas": int32("Instances the autoscaler wants."),
+                "containerStatuses": list_of(&format!("{SERVING}.ContainerStatus"), "Reported by Knative; accepted in input, not kept by kantai."),
+                "logUrl": string("Reported by Knative; accepted in input, not kept by kantai."),
+                "imageDigest": string("Reported by Knative; accepted in input, not kept by kantai."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "ContainerStatus",
+        object(
+            "The image a container resolved to.",
+            &[],
+            json!({ "name": string("Container name."), "imageDigest": string("Image digest.") }),
+        ),
+    );
+    insert(
+        d,
+        SERVING,
+        "RouteStatus",
+        object(
+            "The observed state of a Route.",
+            &[],
+            json!({
+                "observedGeneration": observed(),
+                "conditions": conditions("Ready, AllTrafficAssigned, IngressReady, CertificateProvisioned"),
+                "url": string("The external URL."),
+                "address": reference(ADDRESSABLE, "The cluster-local address."),
+                "traffic": list_of(&traffic_ref, "The traffic split resolved to concrete revisions, with tag URLs."),
+            }),
+        ),
+    );
+    d.insert(CONDITION.into(), object(
+        "A Knative condition: one aspect of an object's state.",
+        &["type", "status"],
+        json!({
+            "type": string("Type of the condition: Ready, ... ."),
+            "status": { "type": "string", "enum": ["True", "False", "Unknown"], "description": "True, False or Unknown (in progress)." },
+            "severity": string("`Error` (empty) for conditions that decide readiness; `Warning` or `Info` otherwise."),
+            "lastTransitionTime": time("When the status last changed."),
+            "reason": string("Machine-readable reason, in CamelCase."),
+            "message": string("Human-readable explanation."),
+        }),
+    ));
+    d.insert(
+        ADDRESSABLE.into(),
+        object(
+            "An address.",
+            &[],
+            json!({ "url": string("The URL, http://{name}.{namespace}.svc.cluster.local.") }),
+        ),
+    );
+}
+
+fn kantai_definitions(d: &mut Map<String, Value>) {
+    let node_count = format!("{KANTAI}.NodeCount");
+    insert(
+        d,
+        KANTAI,
+        "Placement",
+        kind_schema(
+            &resources::PLACEMENTS,
+            "Per revision, how many instances each node should run and how many are ready \
+         (ikukantai's Seika). Named after the revision; decided by kantai's placement policy, \
+         not writable through the API.",
+            (
+                &format!("{KANTAI}.PlacementSpec"),
+                "The placement policy's decision.",
+            ),
+            (
+                &format!("{KANTAI}.PlacementStatus"),
+                "What the nodes report.",
+            ),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "PlacementSpec",
+        object(
+            "The desired instances of a revision on each node.",
+            &["revision"],
+            json!({
+                "revision": string("The revision placed."),
+                "service": string("Its service."),
+                "nodes": list_of(&node_count, "Desired instances per node, in the fleet's node order."),
+                "activatorInPath": boolean("Whether requests pass an activator that waits for capacity (Knative's proxy mode); true when not given."),
+                "unschedulable": { "type": "integer", "format": "int64", "minimum": 0, "description": "Instances the autoscaler wanted that fit on no node." },
+                "policy": string("The placement policy that decided: spread, latency-aware, ... ."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "PlacementStatus",
+        object(
+            "The ready instances of a revision on each node.",
+            &[],
+            json!({
+                "nodes": list_of(&node_count, "Ready instances per node, in the same order as the spec."),
+                "conditions": list_of(CONDITION, "Scheduled: whether every instance the autoscaler wants fits on a node."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "NodeCount",
+        object(
+            "A count of instances on a node.",
+            &["node"],
+            json!({
+                "node": string("Node name."),
+                "count": { "type": "integer", "format": "int64", "minimum": 0, "description": "Instance count." },
+            }),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "Instance",
+        kind_schema(
+            &resources::INSTANCES,
+            "One running copy of a revision on a node: kantai's Pod. Named \
+         {service}-{node}-{5 letters} and labelled with its service, revision and node; \
+         registered and updated by the node's agent.",
+            (&format!("{KANTAI}.InstanceSpec"), "What runs where."),
+            (
+                &format!("{KANTAI}.InstanceStatus"),
+                "What the node's agent observes.",
+            ),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "InstanceSpec",
+        object(
+            "What an instance runs, and where.",
+            &["revision", "node"],
+            json!({
+                "revision": string("The revision."),
+                "service": string("The revision's service; empty for a bare Configuration."),
+                "node": string("The node running it."),
+                "containerConcurrency": { "type": "integer", "format": "int64", "minimum": 0, "description": "The revision's containerConcurrency (0 = unlimited), for load balancing." },
+            }),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "InstanceStatus",
+        object(
+            "The state of an instance.",
+            &[],
+            json!({
+                "phase": { "type": "string", "enum": ["Pending", "Running", "Terminating", "Failed"], "description": "Lifecycle phase: Pending (starting), Running (ready or not), Terminating (draining), Failed (exited and not restarted)." },
+                "ready": boolean("Whether it passes its readiness probe and takes requests."),
+                "address": string("Where the node's queue role reaches it (127.0.0.1:port)."),
+                "restarts": { "type": "integer", "format": "int64", "minimum": 0, "description": "How often the process was restarted." },
+                "startTime": time("When the current process started."),
+                "message": string("Why it is not ready, or failed."),
+                "lastExitCode": int32("Exit code of the last process that ended."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "Node",
+        kind_schema(
+            &resources::NODES,
+            "A node of the fleet, registered by its agent; cluster-scoped.",
+            (
+                &format!("{KANTAI}.NodeSpec"),
+                "How to reach the node and what it can run.",
+            ),
+            (
+                &format!("{KANTAI}.NodeStatus"),
+                "Health, from the agent's heartbeats.",
+            ),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "NodeSpec",
+        object(
+            "How to reach a node, and its capacity.",
+            &["gateway", "data", "admin"],
+            json!({
+                "gateway": string("Where clients send requests (host:port)."),
+                "data": string("Where other nodes forward requests for this node's instances (host:port)."),
+                "admin": string("The agent's own endpoint: logs and metrics (host:port)."),
+                "capacity": reference(&format!("{KANTAI}.Capacity"), "What the node can run."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "Capacity",
+        object(
+            "What a node can run.",
+            &[],
+            json!({
+                "instances": { "type": "integer", "format": "int64", "minimum": 0, "description": "Most instances the node runs at once; unlimited when not given." },
+                "cpu": reference(QUANTITY, "CPU cores available to instances."),
+                "memory": reference(QUANTITY, "Memory available to instances."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        KANTAI,
+        "NodeStatus",
+        object(
+            "The health of a node.",
+            &[],
+            json!({
+                "conditions": list_of(CONDITION, "Ready: whether the agent's heartbeats arrive."),
+                "lastHeartbeatTime": time("When the last heartbeat arrived."),
+            }),
+        ),
+    );
+}
+
+/// Kubernetes' core kinds, as kantai's read-only views fill them.
+fn core_definitions(d: &mut Map<String, Value>) {
+    let pods = CORE_VIEWS[0];
+    let nodes = CORE_VIEWS[1];
+    let namespaces = CORE_VIEWS[2];
+    insert(
+        d,
+        CORE,
+        "Pod",
+        kind_schema(
+            &pods,
+            "A view of a kantai Instance as a Kubernetes Pod, so that kubectl's pod commands work. \
+         Read-only.",
+            (&format!("{CORE}.PodSpec"), "What runs where."),
+            (&format!("{CORE}.PodStatus"), "The instance's state."),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "PodSpec",
+        object(
+            "The spec of a pod.",
+            &["containers"],
+            json!({
+                "nodeName": string("The node running the pod."),
+                "containers": list_of(&format!("{CORE}.Container"), "The pod's containers: the revision's one container."),
+                "restartPolicy": string("`Always`: kantai restarts a process that exits."),
+                "serviceAccountName": string("Service account, if the revision names one."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "PodStatus",
+        object(
+            "The state of a pod.",
+            &[],
+            json!({
+                "phase": string("Pending, Running, Succeeded, Failed or Unknown."),
+                "podIP": string("The address the instance serves on."),
+                "podIPs": { "type": "array", "items": { "type": "object", "properties": { "ip": string("An address.") } }, "description": "The pod's addresses." },
+                "hostIP": string("The address of the node."),
+                "startTime": time("When the process started."),
+                "conditions": list_of(&format!("{CORE}.PodCondition"), "Ready, ContainersReady, PodScheduled, ... ."),
+                "containerStatuses": list_of(&format!("{CORE}.ContainerStatus"), "The state of each container."),
+                "message": string("Why the pod is in this state."),
+                "reason": string("Machine-readable reason for the state."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "PodCondition",
+        object(
+            "A condition of a pod.",
+            &["type", "status"],
+            json!({
+                "type": string("Ready, ContainersReady, Initialized, PodScheduled."),
+                "status": string("True, False or Unknown."),
+                "lastProbeTime": time("When the condition was last probed."),
+                "lastTransitionTime": time("When the status last changed."),
+                "reason": string("Machine-readable reason."),
+                "message": string("Human-readable explanation."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ContainerStatus",
+        object(
+            "The state of a container.",
+            &["name", "ready", "restartCount", "image", "imageID"],
+            json!({
+                "name": string("Container name."),
+                "image": string("The container's image."),
+                "imageID": string("The image's id."),
+                "containerID": string("The process's id."),
+                "ready": boolean("Whether it passes its readiness probe."),
+                "started": boolean("Whether the process has started."),
+                "restartCount": int32("How often the process was restarted."),
+                "state": reference(&format!("{CORE}.ContainerState"), "The current state."),
+                "lastState": reference(&format!("{CORE}.ContainerState"), "The state of the last process that ended."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ContainerState",
+        kept_object(
+            "A container's state: exactly one of waiting, running and terminated.",
+            json!({
+                "waiting": free_object("Not running yet: reason and message."),
+                "running": free_object("Running since startedAt."),
+                "terminated": free_object("Ended: exitCode, reason, startedAt, finishedAt."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "Node",
+        kind_schema(
+            &nodes,
+            "A view of a kantai Node as a Kubernetes Node, so that kubectl's node commands work. \
+         Read-only.",
+            (&format!("{CORE}.NodeSpec"), "The node's spec."),
+            (&format!("{CORE}.NodeStatus"), "The node's state."),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "NodeSpec",
+        object(
+            "The spec of a node.",
+            &[],
+            json!({
+                "unschedulable": boolean("Whether new pods may be placed here."),
+                "providerID": string("The node's id at its provider."),
+                "podCIDR": string("Addresses assigned to the node's pods."),
+                "taints": { "type": "array", "items": free_object("A taint."), "description": "The node's taints." },
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "NodeStatus",
+        object(
+            "The state of a node.",
+            &[],
+            json!({
+                "conditions": list_of(&format!("{CORE}.NodeCondition"), "Ready, from the agent's heartbeats."),
+                "addresses": list_of(&format!("{CORE}.NodeAddress"), "How to reach the node."),
+                "capacity": quantity_map("What the node has: cpu, memory, pods."),
+                "allocatable": quantity_map("What pods may use of it."),
+                "nodeInfo": free_object("Versions and ids of the node's software."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "NodeCondition",
+        object(
+            "A condition of a node.",
+            &["type", "status"],
+            json!({
+                "type": string("Ready, ... ."),
+                "status": string("True, False or Unknown."),
+                "lastHeartbeatTime": time("When the condition was last reported."),
+                "lastTransitionTime": time("When the status last changed."),
+                "reason": string("Machine-readable reason."),
+                "message": string("Human-readable explanation."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "NodeAddress",
+        object(
+            "An address of a node.",
+            &["type", "address"],
+            json!({
+                "type": string("Hostname, InternalIP or ExternalIP."),
+                "address": string("The address."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "Namespace",
+        kind_schema(
+            &namespaces,
+            "A namespace that holds kantai objects. Read-only: namespaces exist while they hold \
+         objects.",
+            (&format!("{CORE}.NamespaceSpec"), "The namespace's spec."),
+            (&format!("{CORE}.NamespaceStatus"), "The namespace's state."),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "NamespaceSpec",
+        object(
+            "The spec of a namespace.",
+            &[],
+            json!({ "finalizers": strings("Finalizers of the namespace.") }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "NamespaceStatus",
+        object(
+            "The state of a namespace.",
+            &[],
+            json!({ "phase": string("Active or Terminating.") }),
+        ),
+    );
+    let events = resources::EVENTS;
+    let mut event = object(
+        "Something kantai's controllers want an operator to know about an object, such as an \
+         instance that fits on no node. A repeated event updates its count and lastTimestamp.",
+        &["metadata", "involvedObject"],
+        json!({
+            "apiVersion": api_version_prop(&events.api_version()),
+            "kind": kind_prop(events.kind),
+            "metadata": reference(OBJECT_META, "Standard object metadata."),
+            "involvedObject": reference(&format!("{CORE}.ObjectReference"), "The object the event is about."),
+            "reason": string("Machine-readable reason, in CamelCase."),
+            "message": string("Human-readable description."),
+            "type": string("`Normal` or `Warning`."),
+            "count": int32("How often the event occurred."),
+            "firstTimestamp": time("When the event first occurred."),
+            "lastTimestamp": time("When the event last occurred."),
+            "source": reference(&format!("{CORE}.EventSource"), "The component reporting the event."),
+            "reportingComponent": string("The controller that emitted the event."),
+            "reportingInstance": string("Which instance of that controller."),
+            "action": string("What was done, or failed to be done."),
+        }),
+    );
+    event[GVK] = gvk_list(events.group, events.version, events.kind);
+    insert(d, CORE, "Event", event);
+    insert(
+        d,
+        CORE,
+        "ObjectReference",
+        object(
+            "A reference to an object.",
+            &[],
+            json!({
+                "apiVersion": string("API version of the object."),
+                "kind": string("Kind of the object."),
+                "name": string("Name of the object."),
+                "namespace": string("Namespace of the object."),
+                "uid": string("UID of the object."),
+                "resourceVersion": string("Version of the object the reference was taken from."),
+                "fieldPath": string("A field within the object."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "EventSource",
+        object(
+            "The source of an event.",
+            &[],
+            json!({
+                "component": string("The component, such as kantai-control."),
+                "host": string("The node it runs on."),
+            }),
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every served resource with the group-version key of its v3 document.
+    fn every_resource() -> Vec<Resource> {
+        let mut rs = resources::ALL.to_vec();
+        rs.extend(CORE_VIEWS);
+        rs
+    }
+
+    fn gv_key(r: &Resource) -> String {
+        r.group_path().trim_start_matches('/').to_owned()
+    }
+
+    fn gvk_in_list(schema: &Value, group: &str, version: &str, kind: &str) -> bool {
+        let want = json!({ "group": group, "kind": kind, "version": version });
+        schema[GVK].as_array().is_some_and(|l| l.contains(&want))
+    }
+
+    fn walk<'a>(v: &'a Value, f: &mut dyn FnMut(&'a Map<String, Value>)) {
+        match v {
+            Value::Object(m) => {
+                f(m);
+                m.values().for_each(|x| walk(x, f));
+            }
+            Value::Array(items) => items.iter().for_each(|x| walk(x, f)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_kind_has_a_schema_with_its_gvk_in_v2_and_v3() {
+        let v2 = v2();
+        for r in every_resource() {
+            let name = kind_schema_name(&r);
+            let list = format!("{}List", r.kind);
+            let defs = &v2["definitions"];
+            assert!(
+                gvk_in_list(&defs[&name], r.group, r.version, r.kind),
+                "v2 {name}"
+            );
+            assert!(gvk_in_list(
+                &defs[list_schema_name(&r)],
+                r.group,
+                r.version,
+                &list
+            ));
+            let doc = v3_group_version(&gv_key(&r)).expect("a v3 document");
+            let schemas = &doc["components"]["schemas"];
+            assert!(
+                gvk_in_list(&schemas[&name], r.group, r.version, r.kind),
+                "v3 {name}"
+            );
+            assert!(gvk_in_list(
+                &schemas[list_schema_name(&r)],
+                r.group,
+                r.version,
+                &list
+            ));
+        }
+        assert_eq!(
+            kind_schema_name(&resources::SERVICES),
+            "dev.knative.serving.v1.Service"
+        );
+        assert_eq!(
+            kind_schema_name(&resources::PLACEMENTS),
+            "dev.kantai.v1alpha1.Placement"
+        );
+        assert_eq!(kind_schema_name(&CORE_VIEWS[0]), "io.k8s.api.core.v1.Pod");
+    }
+
+    #[test]
+    fn every_ref_resolves() {
+        let mut docs: Vec<(Value, &str)> = vec![(v2(), "#/definitions/")];
+        for (key, _) in V3_DOCS.iter() {
+            let doc = v3_group_version(key).expect("indexed");
+            docs.push((doc, "#/components/schemas/"));
+        }
+        for (doc, prefix) in &docs {
+            let defined = if *prefix == "#/definitions/" {
+                &doc["definitions"]
+            } else {
+                &doc["components"]["schemas"]
+            };
+            let mut refs = 0;
+            walk(doc, &mut |m| {
+                if let Some(r) = m.get("$ref") {
+                    let r = r.as_str().expect("a string ref");
+                    let name = r.strip_prefix(*prefix).unwrap_or_else(|| panic!("{r}"));
+                    assert!(defined.get(name).is_some(), "dangling {r}");
+                    refs += 1;
+                }
+            });
+            assert!(refs > 10);
+        }
+    }
+
+    #[test]
+    fn v3_refs_have_no_siblings_and_v2_keeps_to_swagger_2() {
+        for (key, _) in V3_DOCS.iter() {
+            let doc = v3_group_version(key).expect("indexed");
+            walk(&doc, &mut |m| {
+                if m.contains_key("$ref") {
+                    assert_eq!(m.len(), 1, "{m:?}");
+                }
+            });
+        }
+        walk(&v2(), &mut |m| {
+            for k in ["allOf", "anyOf", "oneOf", "nullable", "requestBody"] {
+                assert!(!m.contains_key(k), "{k} in {m:?}");
+            }
+            if m.get(PRESERVE) == Some(&Value::Bool(true)) {
+                assert!(!m.contains_key("properties"), "{m:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn index_hashes_are_stable_and_follow_content() {
+        let a = v3_index();
+        assert_eq!(a, v3_index());
+        let paths = a["paths"].as_object().expect("paths");
+        for key in [
+            "apis/serving.knative.dev/v1",
+            "apis/kantai.dev/v1alpha1",
+            "api/v1",
+        ] {
+            let url = paths[key]["serverRelativeURL"].as_str().expect("a URL");
+            let doc = v3_group_version(key).expect("indexed");
+            assert_eq!(
+                url,
+                format!("/openapi/v3/{key}?hash={}", content_hash(&doc))
+            );
+        }
+        assert_eq!(paths.len(), 3);
+        let doc = v3_group_version("apis/serving.knative.dev/v1").expect("indexed");
+        let mut changed = doc.clone();
+        changed["info"]["version"] = "something else".into();
+        assert_ne!(content_hash(&doc), content_hash(&changed));
+        assert_eq!(content_hash(&doc), content_hash(&doc.clone()));
+        assert!(v3_group_version("/apis/kantai.dev/v1alpha1?hash=X").is_some());
+        assert!(v3_group_version("apis/apps/v1").is_none());
+    }
+
+    /// Follows a v3 schema through `$ref` and single-element `allOf`, as kubectl explain does.
+    fn resolve<'a>(doc: &'a Value, mut s: &'a Value) -> &'a Value {
+        loop {
+            if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+                let name = r.trim_start_matches("#/components/schemas/");
+                s = &doc["components"]["schemas"][name];
+            } else if let Some(first) = s.get("allOf").and_then(|a| a.get(0)) {
+                s = first;
+            } else {
+                return s;
+            }
+        }
+    }
+
+    fn field<'a>(doc: &'a Value, s: &'a Value, path: &[&str]) -> &'a Value {
+        let mut s = s;
+        for p in path {
+            let here = resolve(doc, s);
+            let next = if *p == "[]" {
+                &here["items"]
+            } else {
+                &here["properties"][*p]
+            };
+            assert!(!next.is_null(), "no {p} in {here}");
+            s = next;
+        }
+        resolve(doc, s)
+    }
+
+    #[test]
+    fn service_schema_reaches_containers_and_traffic() {
+        let doc = v3_group_version("apis/serving.knative.dev/v1").expect("indexed");
+        let svc = &doc["components"]["schemas"]["dev.knative.serving.v1.Service"];
+        let container = field(&doc, svc, &["spec", "template", "spec", "containers", "[]"]);
+        assert_eq!(container["properties"]["image"]["type"], "string");
+        let target = field(&doc, svc, &["spec", "traffic", "[]"]);
+        assert_eq!(target["properties"]["percent"]["type"], "integer");
+        // Described references keep their description beside an allOf.
+        let spec = &svc["properties"]["spec"];
+        assert!(spec["description"].is_string() && spec["allOf"].is_array());
+    }
+
+    /// kubectl's `supportsQueryParamV3`: the first PATCH operation with the kind's GVK decides.
+    fn patch_supports(
+        doc: &Value,
+        group: &str,
+        version: &str,
+        kind: &str,
+        param: &str,
+    ) -> Option<bool> {
+        let want = json!({ "group": group, "kind": kind, "version": version });
+        let paths = doc["paths"].as_object()?;
+        paths.values().find_map(|p| {
+            let op = p.get("patch")?;
+            (op[GVK] == want).then(|| {
+                op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|x| x["name"] == param && x["in"] == "query"))
+            })
+        })
+    }
+
+    #[test]
+    fn writable_kinds_advertise_field_validation_on_patch() {
+        let doc = v3_group_version("apis/serving.knative.dev/v1").expect("indexed");
+        assert_eq!(
+            patch_supports(
+                &doc,
+                "serving.knative.dev",
+                "v1",
+                "Service",
+                "fieldValidation"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            patch_supports(
+                &doc,
+                "serving.knative.dev",
+                "v1",
+                "Route",
+                "fieldValidation"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            patch_supports(
+                &doc,
+                "serving.knative.dev",
+                "v1",
+                "Revision",
+                "fieldValidation"
+            ),
+            None
+        );
+        let svc =
+            &doc["paths"]["/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}"];
+        let names: Vec<&str> = svc["patch"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(names.contains(&"dryRun") && names.contains(&"fieldManager"));
+        let content = svc["patch"]["requestBody"]["content"]
+            .as_object()
+            .expect("content");
+        assert!(content.contains_key(MERGE_PATCH));
+        // A strategic merge patch type would make kubectl send patches kantai cannot apply.
+        assert!(!content.contains_key("application/strategic-merge-patch+json"));
+        for m in ["post", "put"] {
+            let op = if m == "post" {
+                &doc["paths"]["/apis/serving.knative.dev/v1/namespaces/{namespace}/services"][m]
+            } else {
+                &svc[m]
+            };
+            assert!(
+                op["parameters"]
+                    .as_array()
+                    .expect("params")
+                    .iter()
+                    .any(|p| p["name"] == "fieldValidation")
+            );
+        }
+        let v2 = v2();
+        let op = &v2["paths"]["/apis/serving.knative.dev/v1/namespaces/{namespace}/services/{name}"]
+            ["patch"];
+        assert_eq!(op["consumes"], json!(PATCH_TYPES));
+        assert!(
+            op["parameters"]
+                .as_array()
+                .expect("params")
+                .iter()
+                .any(|p| p["name"] == "fieldValidation" && p["type"] == "string")
+        );
+    }
+
+    /// kubectl explain's lookup: an operation's GVK object on the resource's paths, then a
+    /// schema listing exactly that object.
+    #[test]
+    fn explain_finds_every_kind() {
+        for r in every_resource() {
+            let doc = v3_group_version(&gv_key(&r)).expect("indexed");
+            let base = r.group_path();
+            let candidates = [
+                format!("{base}/{}", r.plural),
+                format!("{base}/{}/{{name}}", r.plural),
+                format!("{base}/namespaces/{{namespace}}/{}", r.plural),
+                format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural),
+            ];
+            let gvk = candidates
+                .iter()
+                .filter_map(|p| doc["paths"].get(p))
+                .flat_map(|p| ["get", "post", "put", "patch", "delete"].map(|m| &p[m][GVK]))
+                .find(|g| !g.is_null())
+                .unwrap_or_else(|| panic!("no GVK for {}", r.plural));
+            assert_eq!(gvk.as_object().expect("an object").len(), 3);
+            let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+            let found = schemas
+                .values()
+                .find(|s| s[GVK].as_array().is_some_and(|l| l.contains(gvk)))
+                .unwrap_or_else(|| panic!("no schema for {gvk}"));
+            assert!(found["properties"]["metadata"].is_object());
+        }
+    }
+
+    #[test]
+    fn kept_fields_are_open_and_strict_fields_are_declared() {
+        let doc = v3_group_version("apis/serving.knative.dev/v1").expect("indexed");
+        let schemas = &doc["components"]["schemas"];
+        let spec = &schemas["dev.knative.serving.v1.RevisionSpec"]["properties"];
+        for k in [
+            "serviceAccountName",
+            "volumes",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+            "affinity",
+            "nodeSelector",
+            "tolerations",
+            "topologySpreadConstraints",
+            "securityContext",
+            "runtimeClassName",
+            "priorityClassName",
+            "schedulerName",
+            "hostAliases",
+            "dnsPolicy",
+            "dnsConfig",
+            "shareProcessNamespace",
+            "initContainers",
+            "containerConcurrency",
+            "timeoutSeconds",
+            "responseStartTimeoutSeconds",
+            "idleTimeoutSeconds",
+            "enableServiceLinks",
+        ] {
+            assert!(spec.get(k).is_some(), "RevisionSpec.{k}");
+        }
+        let c = &schemas["io.k8s.api.core.v1.Container"]["properties"];
+        for k in [
+            "livenessProbe",
+            "startupProbe",
+            "securityContext",
+            "volumeMounts",
+            "imagePullPolicy",
+            "envFrom",
+            "terminationMessagePath",
+            "terminationMessagePolicy",
+            "name",
+            "image",
+            "command",
+            "args",
+            "workingDir",
+            "env",
+            "ports",
+            "resources",
+            "readinessProbe",
+        ] {
+            assert!(c.get(k).is_some(), "Container.{k}");
+        }
+        assert_eq!(schemas["io.k8s.api.core.v1.Volume"][PRESERVE], true);
+        let meta = &schemas[OBJECT_META]["properties"];
+        for k in [
+            "generateName",
+            "finalizers",
+            "managedFields",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "ownerReferences",
+            "uid",
+        ] {
+            assert!(meta.get(k).is_some(), "ObjectMeta.{k}");
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! What `get` shows of each resource: the columns (Knative's printer columns for its kinds,
+//! kubectl's for pods and nodes) and each object's cells. The server sends them as a
+//! `meta.k8s.io/v1` Table to kubectl; `kantai get` renders the same ones.
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::resources::Resource;
+use crate::time::{age, parse_rfc3339};
+
+/// One column of a table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Column {
+    /// Header, as Kubernetes spells it (kubectl prints it upper-cased).
+    pub name: &'static str,
+    /// OpenAPI type of the cells: `string` or `integer`.
+    pub kind: &'static str,
+    /// 0: always shown; 1: only with `-o wide`.
+    pub priority: u8,
+    /// What the column shows.
+    pub description: &'static str,
+}
+
+const fn col(name: &'static str, description: &'static str) -> Column {
+    Column {
+        name,
+        kind: "string",
+        priority: 0,
+        description,
+    }
+}
+
+const fn wide(name: &'static str, description: &'static str) -> Column {
+    Column {
+        name,
+        kind: "string",
+        priority: 1,
+        description,
+    }
+}
+
+const NAME: Column = col("Name", "Name must be unique within a namespace.");
+const READY: Column = col("Ready", "The Ready condition's status.");
+const REASON: Column = col("Reason", "The Ready condition's reason.");
+const AGE: Column = col("Age", "Time since the object was created.");
+
+/// The columns of a resource's table, `Name` first.
+pub fn columns(r: &Resource) -> Vec<Column> {
+    let mut c = vec![NAME];
+    c.extend(match (r.group, r.plural) {
+        (_, "services") => vec![
+            col("URL", "The service's external URL."),
+            col("LatestCreated", "The latest revision created."),
+            col("LatestReady", "The latest revision ready."),
+            READY,
+            REASON,
+        ],
+        (_, "configurations") => vec![
+            col("LatestCreated", "The latest revision created."),
+            col("LatestReady", "The latest revision ready."),
+            READY,
+            REASON,
+        ],
+        (_, "revisions") => vec![
+            col("Config Name", "The configuration the revision belongs to."),
+            col(
+                "Generation",
+                "The configuration generation it was created from.",
+            ),
+            READY,
+            REASON,
+            col("Actual Replicas", "Instances running."),
+            col("Desired Replicas", "Instances the autoscaler wants."),
+        ],
+        (_, "routes") => vec![col("URL", "The route's external URL."), READY, REASON],
+        (_, "placements") => vec![
+            col("Nodes", "The fleet's nodes, in the order of the counts."),
+            col(
+                "Ready",
+                "Desired-per-node / ready-per-node instance counts.",
+            ),
+            wide(
+                "Activator",
+                "Whether requests go through the activator role.",
+            ),
+            wide("Unschedulable", "Desired instances that fit on no node."),
+        ],
+        (_, "instances") => vec![
+            col("Ready", "Ready containers / containers."),
+            col("Status", "The instance's phase."),
+            Column {
+                kind: "integer",
+                ..col("Restarts", "How often the process was restarted.")
+            },
+            AGE,
+            wide("IP", "Where the node's queue role reaches it."),
+            wide("Node", "The node running it."),
+            wide("Revision", "The revision it runs."),
+        ],
+        ("", "pods") => vec![
+            col("Ready", "Ready containers / containers."),
+            col("Status", "The aggregate status of the containers."),
+            Column {
+                kind: "integer",
+                ..col("Restarts", "The number of times the containers restarted.")
+            },
+            AGE,
+            wide("IP", "The pod's IP address."),
+            wide("Node", "The node the pod runs on."),
+            wide("Nominated Node", "Not used by kantai."),
+            wide("Readiness Gates", "Not used by kantai."),
+        ],
+        ("", "nodes") => vec![
+            col(
+                "Status",
+                "Ready when its agent reported within the timeout.",
+            ),
+            col("Roles", "The node's tier label."),
+            AGE,
+            col("Version", "The node agent's version."),
+            wide("Internal-IP", "The node's address."),
+        ],
+        (_, "nodes") => vec![
+            col(
+                "Status",
+                "Ready when its agent reported within the timeout.",
+            ),
+            AGE,
+            wide("Gateway", "Where clients send requests."),
+            wide("Tier", "The node's tier label."),
+        ],
+        (_, "namespaces") => vec![col("Status", "The namespace's phase."), AGE],
+        (_, "events") => vec![
+            col("Last Seen", "Time since the event was last seen."),
+            col("Type", "Normal or Warning."),
+            col("Reason", "Why."),
+            col("Object", "The object concerned."),
+            col("Message", "What happened."),
+        ],
+        _ => vec![AGE],
+    });
+    c
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn condition(v: &Value, t: &str) -> (String, String) {
+    v["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+        .map(|c| (s(&c["status"]), s(&c["reason"])))
+        .unwrap_or_else(|| ("Unknown".into(), String::new()))
+}
+
+fn age_at(v: &Value, now: SystemTime) -> String {
+    v.as_str()
+        .and_then(parse_rfc3339)
+        .map(|t| age(t, now))
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+/// The cells of one object's row, one per column of [`columns`]. `order` is the fleet's
+/// node order (placement counts follow it).
+pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<Value> {
+    let name = json!(s(&v["metadata"]["name"]));
+    let created = age_at(&v["metadata"]["creationTimestamp"], now);
+    let (ready, reason) = condition(v, "Ready");
+    let st = &v["status"];
+    let mut row = vec![name];
+    row.extend(match (r.group, r.plural) {
+        (_, "services") => vec![
+            json!(s(&st["url"])),
+            json!(s(&st["latestCreatedRevisionName"])),
+            json!(s(&st["latestReadyRevisionName"])),
+            json!(ready),
+            json!(reason),
+        ],
+        (_, "configurations") => vec![
+            json!(s(&st["latestCreatedRevisionName"])),
+            json!(s(&st["latestReadyRevisionName"])),
+            json!(ready),
+            json!(reason),
+        ],
+        (_, "revisions") => vec![
+            json!(s(
+                &v["metadata"]["labels"]["serving.knative.dev/configuration"]
+            )),
+            json!(s(
+                &v["metadata"]["labels"]["serving.knative.dev/configurationGeneration"]
+            )),
+            json!(ready),
+            json!(reason),
+            json!(s(&st["actualReplicas"])),
+            json!(s(&st["desiredReplicas"])),
+        ],
+        (_, "routes") => vec![json!(s(&st["url"])), json!(ready), json!(reason)],
+        (_, "placements") => {
+            let p = kantai_model::fleet::from_json::<kantai_model::fleet::Placement>(v)
+                .unwrap_or_default();
+            let nodes = format!(
+                "[{}]",
+                order
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            vec![
+                json!(nodes),
+                json!(p.summary(order)),
+                json!(p.spec.activator_in_path.to_string()),
+                json!(p.spec.unschedulable.to_string()),
+            ]
+        }
+        (_, "instances") => {
+            let phase = s(&st["phase"]);
+            vec![
+                json!(format!("{}/1", u8::from(st["ready"] == true))),
+                json!(if phase.is_empty() {
+                    "Pending".into()
+                } else {
+                    phase
+                }),
+                json!(st["restarts"].as_u64().unwrap_or(0)),
+                json!(match st["startTime"].as_str() {
+                    Some(_) => age_at(&st["startTime"], now),
+                    None => created,
+                }),
+                json!(s(&st["address"])),
+                json!(s(&v["spec"]["node"])),
+                json!(s(&v["spec"]["revision"])),
+            ]
+        }
+        ("", "pods") => {
+            let cs = &st["containerStatuses"][0];
+            let status = if v["metadata"]["deletionTimestamp"].is_string() {
+                "Terminating".to_owned()
+            } else if let Some(w) = cs["state"]["waiting"]["reason"].as_str() {
+                w.to_owned()
+            } else if let Some(t) = cs["state"]["terminated"]["reason"].as_str() {
+                t.to_owned()
+            } else {
+                s(&st["phase"])
+            };
+            vec![
+                json!(format!("{}/1", u8::from(cs["ready"] == true))),
+                json!(status),
+                json!(cs["restartCount"].as_u64().unwrap_or(0)),
+                json!(created),
+                json!(st["podIP"].as_str().unwrap_or("<none>")),
+                json!(s(&v["spec"]["nodeName"])),
+                json!("<none>"),
+                json!("<none>"),
+            ]
+        }
+        ("", "nodes") => {
+            let ip = st["addresses"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                .map(|x| s(&x["address"]))
+                .unwrap_or_default();
+            vec![
+                json!(if ready == "True" { "Ready" } else { "NotReady" }),
+                json!(v["metadata"]["labels"]["tier"].as_str().unwrap_or("<none>")),
+                json!(created),
+                json!(s(&st["nodeInfo"]["kubeletVersion"])),
+                json!(ip),
+            ]
+        }
+        (_, "nodes") => vec![
+            json!(if ready == "True" { "Ready" } else { "NotReady" }),
+            json!(created),
+            json!(s(&v["spec"]["gateway"])),
+            json!(s(&v["metadata"]["labels"]["tier"])),
+        ],
+        (_, "namespaces") => vec![json!(s(&st["phase"])), json!(created)],
+        (_, "events") => {
+            let o = &v["involvedObject"];
+            let last = if v["lastTimestamp"].is_string() {
+                &v["lastTimestamp"]
+            } else {
+                &v["metadata"]["creationTimestamp"]
+            };
+            vec![
+                json!(age_at(last, now)),
+                json!(s(&v["type"])),
+                json!(s(&v["reason"])),
+                json!(format!(
+                    "{}/{}",
+                    s(&o["kind"]).to_ascii_lowercase(),
+                    s(&o["name"])
+                )),
+                json!(s(&v["message"])),
+            ]
+        }
+        _ => vec![json!(created)],
+    });
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{ALL, PODS, SERVICES};
+
+    #[test]
+    fn every_resource_has_as_many_cells_as_columns() {
+        let now = SystemTime::now();
+        let v = json!({"metadata": {"name": "x"}, "status": {}, "spec": {}});
+        for r in ALL {
+            assert_eq!(
+                columns(r).len(),
+                cells(r, &v, &["node1".into()], now).len(),
+                "{}",
+                r.plural
+            );
+            assert_eq!(columns(r)[0].name, "Name");
+        }
+    }
+
+    #[test]
+    fn services_show_knative_columns() {
+        let names: Vec<_> = columns(&SERVICES).iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "Name",
+                "URL",
+                "LatestCreated",
+                "LatestReady",
+                "Ready",
+                "Reason"
+            ]
+        );
+        let v = json!({"metadata": {"name": "hello"}, "status": {
+            "url": "http://hello.default.svc.cluster.local",
+            "latestCreatedRevisionName": "hello-00001", "latestReadyRevisionName": "hello-00001",
+            "conditions": [{"type": "Ready", "status": "True"}]}});
+        let c = cells(&SERVICES, &v, &[], SystemTime::now());
+        assert_eq!(c[4], "True");
+        assert_eq!(c[1], "http://hello.default.svc.cluster.local");
+    }
+
+    #[test]
+    fn pods_show_waiting_reasons_and_wide_columns() {
+        let v = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "node3"},
+            "status": {"phase": "Pending", "containerStatuses": [{"ready": false, "restartCount": 2,
+                "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
+        let c = cells(&PODS, &v, &[], SystemTime::now());
+        assert_eq!(c[1], "0/1");
+        assert_eq!(c[2], "ContainerCreating");
+        assert_eq!(c[3], 2);
+        assert_eq!(c[6], "node3");
+        assert_eq!(columns(&PODS)[6].priority, 1);
+    }
+}

@@ -1,0 +1,120 @@
+//! Discovery, as kubectl reads it: `/version`, `/api`, `/apis` and each group version's
+//! resource list, in the legacy (unaggregated) format. kubectl asks for the aggregated
+//! format first and falls back to these when the answer is plain `application/json`.
+
+use kantai_api::resources::{self, Resource};
+use serde_json::{Value, json};
+
+/// The Kubernetes version kantai's API follows (what kubectl's version skew check reads).
+const KUBE_MINOR: &str = "32";
+
+/// `/version`.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v1.{KUBE_MINOR}.0-kantai.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+/// `/api`.
+pub fn core_versions(host: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+    })
+}
+
+/// `/apis`: every named group (the core group is at `/api`).
+pub fn groups() -> Value {
+    let groups: Vec<Value> = resources::GROUP_VERSIONS
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/{group}` (one group's versions), if served.
+pub fn group(name: &str) -> Option<Value> {
+    let (g, v) = resources::GROUP_VERSIONS
+        .iter()
+        .find(|(g, _)| !g.is_empty() && *g == name)?;
+    let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g,
+                "versions": [gv.clone()], "preferredVersion": gv}))
+}
+
+fn verbs(r: &Resource) -> &'static [&'static str] {
+    match r.plural {
+        "services" | "routes" => &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
+        // Revisions can be deleted (Knative allows it); the rest are kantai's to write.
+        "revisions" => &["delete", "get", "list", "watch"],
+        _ => &["get", "list", "watch"],
+    }
+}
+
+fn categories(r: &Resource) -> &'static [&'static str] {
+    match r.group {
+        "serving.knative.dev" => &["all", "knative", "serving"],
+        "kantai.dev" => &["kantai"],
+        _ if r.plural == "pods" => &["all"],
+        _ => &[],
+    }
+}
+
+/// `/api/v1` or `/apis/{group}/{version}`: the resources of a group version, if served.
+pub fn resources(group: &str, version: &str) -> Option<Value> {
+    if !resources::GROUP_VERSIONS.contains(&(group, version)) {
+        return None;
+    }
+    let mut list = Vec::new();
+    for r in resources::ALL
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        list.push(json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": verbs(r),
+            "shortNames": r.short_names,
+            "categories": categories(r),
+        }));
+        let sub = |name: &str, kind: &str, verbs: &[&str]| {
+            json!({"name": format!("{}/{name}", r.plural), "singularName": "",
+                   "namespaced": r.namespaced, "kind": kind, "verbs": verbs})
+        };
+        match r.plural {
+            "services" | "routes" | "configurations" | "revisions" => {
+                list.push(sub("status", r.kind, &["get"]));
+            }
+            "pods" | "instances" => list.push(sub("log", "Pod", &["get"])),
+            _ => {}
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": list,
+    }))
+}
