@@ -253,6 +253,22 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         "{}",
         o.stderr
     );
+    // Namespaces: created (kubectl sends protobuf for it), used, deleted with what they hold.
+    let out = k.ok(&["create", "namespace", "edge-apps"]);
+    assert!(out.contains("namespace/edge-apps created"), "{out}");
+    let elsewhere = write(
+        dir,
+        "elsewhere.yaml",
+        &hello("away", &[], "").replace("  name: away\n", "  name: away\n  namespace: edge-apps\n"),
+    );
+    k.apply(&["-f", &elsewhere]);
+    assert!(k.ok(&["get", "ksvc", "-n", "edge-apps"]).contains("away"));
+    assert!(k.ok(&["get", "ns"]).contains("edge-apps"));
+    k.ok(&["delete", "namespace", "edge-apps"]);
+    let o = k.run(&["get", "ksvc,rev", "-n", "edge-apps"]);
+    assert!(o.ok && !o.stdout.contains("away"), "{}", o.stdout);
+    let o = k.run(&["delete", "namespace", "default"]);
+    assert!(!o.ok && o.stderr.contains("Forbidden"), "{}", o.stderr);
     let out = k.ok(&["get", "nodes"]);
     assert_eq!(
         out.lines().filter(|l| l.contains(" Ready ")).count(),

@@ -204,7 +204,13 @@ fn node(n: &Value) -> Value {
             Value::String(name.to_owned()),
         );
     }
-    let conditions = n["status"]["conditions"].clone();
+    // kubectl describe node shows when each condition was last heard of: the heartbeat.
+    let mut conditions = n["status"]["conditions"].clone();
+    if let Some(cs) = conditions.as_array_mut() {
+        for c in cs {
+            c["lastHeartbeatTime"] = n["status"]["lastHeartbeatTime"].clone();
+        }
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -230,8 +236,10 @@ fn node(n: &Value) -> Value {
     })
 }
 
-/// Every namespace holding an object, and `default`, as Namespace objects.
+/// Every namespace: those created through the API, `default`, and any other holding an
+/// object, as Namespace objects.
 pub fn namespaces(s: &Shared) -> Vec<Value> {
+    let stored = s.store.list(&resources::NAMESPACES, None).0;
     let mut names: BTreeSet<String> = BTreeSet::from(["default".to_owned()]);
     for r in resources::ALL
         .iter()
@@ -243,22 +251,54 @@ pub fn namespaces(s: &Shared) -> Vec<Value> {
             }
         }
     }
+    for o in &stored {
+        names.remove(o["metadata"]["name"].as_str().unwrap_or(""));
+    }
     let started = kantai_api::time::rfc3339(s.started);
-    names
-        .into_iter()
-        .map(|n| {
-            json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": n,
-                    "uid": format!("kantai-namespace-{n}"),
-                    "creationTimestamp": started,
-                    "labels": {"kubernetes.io/metadata.name": n},
-                },
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            })
+    let mut all: Vec<Value> = stored.iter().map(|o| (**o).clone()).collect();
+    all.extend(names.into_iter().map(|n| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": n,
+                "uid": format!("kantai-namespace-{n}"),
+                "creationTimestamp": started,
+                "labels": {"kubernetes.io/metadata.name": n},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
         })
-        .collect()
+    }));
+    all.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
+    all
+}
+
+/// A namespace to store, from what a client sent: its name (a DNS-1123 label) and labels.
+pub fn new_namespace(body: &Value) -> Result<Value, String> {
+    let name = body["metadata"]["name"].as_str().unwrap_or("");
+    if !kantai_model::serving::naming::is_dns1123_label(name) {
+        return Err(format!(
+            "metadata.name: {name:?} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
+        ));
+    }
+    let mut labels = body["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(
+        "kubernetes.io/metadata.name".into(),
+        Value::String(name.to_owned()),
+    );
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }))
 }

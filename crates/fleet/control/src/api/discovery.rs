@@ -62,6 +62,7 @@ fn verbs(r: &Resource) -> &'static [&'static str] {
         ],
         // Revisions can be deleted (Knative allows it); the rest are kantai's to write.
         "revisions" => &["delete", "get", "list", "watch"],
+        "namespaces" => &["create", "delete", "get", "list"],
         _ => &["get", "list", "watch"],
     }
 }

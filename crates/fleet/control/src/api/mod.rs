@@ -26,6 +26,7 @@ use crate::store::{Event, StoreError};
 mod auth;
 mod core;
 mod discovery;
+mod protobuf;
 mod select;
 mod table;
 
@@ -466,13 +467,95 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
     let r = t.resource;
     let order = node_order(s);
     let ns = t.namespace.clone().unwrap_or_default();
+    if r.plural == "namespaces" && req.method() == Method::POST && t.name.is_none() {
+        let protobuf = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+        let bytes = read_body(req).await?;
+        let body = if protobuf {
+            protobuf::namespace(&bytes)
+                .map_err(|e| fail(400, "BadRequest", format!("cannot read the Namespace: {e}")))?
+        } else {
+            json_body(&bytes)?
+        };
+        let obj = core::new_namespace(&body)
+            .map_err(|m| fail(422, "Invalid", format!("Namespace is invalid: {m}")))?;
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        if core::namespaces(s)
+            .iter()
+            .any(|n| n["metadata"]["name"] == name.as_str())
+        {
+            return Err(fail(
+                409,
+                "AlreadyExists",
+                format!("namespaces {name:?} already exists"),
+            )
+            .with_details("", "namespaces", &name));
+        }
+        let created = s
+            .store
+            .create(&r, "", obj, &kantai_api::time::now())
+            .map_err(|e| store_failure(e, &r))?;
+        return Ok(json_response(StatusCode::CREATED, &created));
+    }
+    if r.plural == "namespaces"
+        && req.method() == Method::DELETE
+        && let Some(name) = t.name.as_deref()
+    {
+        if name == "default" {
+            return Err(fail(
+                403,
+                "Forbidden",
+                "namespaces \"default\" is forbidden: this namespace may not be deleted",
+            ));
+        }
+        if !core::namespaces(s)
+            .iter()
+            .any(|n| n["metadata"]["name"] == name)
+        {
+            return Err(
+                fail(404, "NotFound", format!("namespaces {name:?} not found")).with_details(
+                    "",
+                    "namespaces",
+                    name,
+                ),
+            );
+        }
+        // Without finalizers: everything in it goes now, services with what they own.
+        for svc in s.store.list(&resources::SERVICES, Some(name)).0 {
+            if let Some(n) = svc["metadata"]["name"].as_str() {
+                let _ = s.store.delete(&resources::SERVICES, name, n);
+                crate::reconcile::cascade_delete(&s.store, name, n);
+            }
+        }
+        for kind in [resources::ROUTES, resources::EVENTS] {
+            for o in s.store.list(&kind, Some(name)).0 {
+                if let Some(n) = o["metadata"]["name"].as_str() {
+                    let _ = s.store.delete(&kind, name, n);
+                }
+            }
+        }
+        let _ = s.store.delete(&r, "", name);
+        s.changed();
+        let status = Status::success(format!("namespaces {name:?} deleted")).with_details(
+            "",
+            "namespaces",
+            name,
+        );
+        return Ok(json_response(
+            StatusCode::OK,
+            &serde_json::to_value(status).unwrap_or_default(),
+        ));
+    }
     if req.method() != Method::GET {
         let why = match r.plural {
             "pods" => {
                 "pods are kantai's instances, started and stopped by its placement: change the Service (or its scale annotations) instead"
             }
             "nodes" => "nodes join and leave with their node agents (`kantai node`)",
-            _ => "namespaces exist while they hold objects; create objects in one to create it",
+            _ => "namespaces can be created and deleted, not changed",
         };
         return Err(fail(
             405,

@@ -42,12 +42,11 @@ impl Include {
 fn column_definitions(r: &Resource) -> Value {
     printers::columns(r)
         .iter()
-        .enumerate()
-        .map(|(i, c)| {
+        .map(|c| {
             json!({
                 "name": c.name,
                 "type": c.kind,
-                "format": if i == 0 { "name" } else { "" },
+                "format": if c.name == "Name" { "name" } else { "" },
                 "description": c.description,
                 "priority": c.priority,
             })
