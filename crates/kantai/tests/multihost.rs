@@ -171,6 +171,8 @@ async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows(
             "control".to_owned(),
             "--listen".to_owned(),
             listen.to_owned(),
+            "--secure-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
             "--state-dir".to_owned(),
             state.clone(),
             "--topology".to_owned(),

@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     decision_log: Option<PathBuf>,
     /// Address of the API's secure (TLS) port, which kubectl uses (default: the API's
-    /// address, any port; written to the kubeconfig).
+    /// address and the next port, 7401 beside 7400; written to the kubeconfig).
     #[arg(long, value_name = "ADDR")]
     secure_listen: Option<SocketAddr>,
     /// The fleet's bearer token (created, mode 0600, if missing; default STATE_DIR/token).
@@ -77,9 +77,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = kubeconfig::ensure_token(&token_file)?;
     let kubeconfig_file = kubeconfig::kubeconfig_path(&state_dir);
     let listen = args.listen.unwrap_or(topology.control.listen);
-    let secure_listen = args
-        .secure_listen
-        .unwrap_or(SocketAddr::new(listen.ip(), 0));
+    // The port after the API's, so a kubeconfig handed out stays valid across restarts
+    // (any free port when the API's is picked by the system).
+    let secure_listen = args.secure_listen.unwrap_or(SocketAddr::new(
+        listen.ip(),
+        if listen.port() == 0 {
+            0
+        } else {
+            listen.port().saturating_add(1)
+        },
+    ));
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
