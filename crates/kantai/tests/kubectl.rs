@@ -386,6 +386,66 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
     })
     .await;
 
+    // logs -f follows an instance's output as it is written.
+    let ticker = write(
+        dir,
+        "ticker.yaml",
+        &format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: ticker\nspec:\n  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/min-scale: \"1\"\n    spec:\n      containers:\n        - image: ticker\n          command: [\"/bin/sh\", \"-c\", \"(i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sleep 0.1; done) & exec {} fn hello\"]\n",
+            common::kantai_bin()
+        ),
+    );
+    k.apply(&["-f", &ticker]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "ksvc/ticker",
+        "--timeout=60s",
+    ]);
+    let pod = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "serving.knative.dev/service=ticker",
+            "-o",
+            "name",
+        ])
+        .trim()
+        .to_owned();
+    let before = k.ok(&["logs", &pod]).lines().count();
+    let mut follow = k
+        .cmd(&k.kubeconfig, &["logs", "-f", &pod])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl logs -f");
+    let mut stdout = follow.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut buf, mut text) = ([0u8; 4096], String::new());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && text.lines().count() < before + 10 {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        text
+    });
+    let followed = reader.join().expect("reader");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(follow.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = follow.wait();
+    assert!(
+        followed.lines().count() >= before + 10 && followed.contains("tick"),
+        "only {} lines followed after {before}:\n{followed}",
+        followed.lines().count()
+    );
+    k.ok(&["delete", "ksvc", "ticker"]);
+
     // The seed: once hello scaled to zero, a request from node3 starts its instance on node3.
     until(Duration::from_secs(90), "hello to scale to zero", || {
         !k.ok(&["get", "pods"]).contains("hello-")

@@ -214,6 +214,27 @@ impl Client {
             })?
     }
 
+    /// GET whose answer is streamed (a followed log): the body, once the status is a
+    /// success; an error status is read whole into [`ApiError::Status`]. Only the wait for
+    /// the answer's head is bounded by the client's timeout.
+    pub async fn stream(&self, path: &str) -> Result<Incoming, ApiError> {
+        let url = format!("{}{path}", self.base);
+        let resp = tokio::time::timeout(self.timeout, self.send(Method::GET, path, None))
+            .await
+            .map_err(|_| ApiError::Timeout {
+                url: url.clone(),
+                after: self.timeout,
+            })??;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.into_body());
+        }
+        let bytes = read_limited(resp.into_body(), MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|detail| ApiError::Protocol { url, detail })?;
+        Err(status_error(status, &bytes))
+    }
+
     /// GET a JSON document.
     pub async fn get_json(&self, path: &str) -> Result<Value, ApiError> {
         let b = self.call(Method::GET, path, None).await?;

@@ -19,6 +19,7 @@ pub async fn proxy(
     ns: &str,
     name: &str,
     tail: Option<String>,
+    follow: bool,
 ) -> Result<Response, ApiFailure> {
     let inst = s.store.get(&INSTANCES, ns, name).ok_or_else(|| {
         ApiFailure(Box::new(Status::failure(
@@ -44,6 +45,24 @@ pub async fn proxy(
     let mut path = agent_path(ns, name);
     if let Some(t) = tail.filter(|t| t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty()) {
         path.push_str(&format!("?tailLines={t}"));
+    }
+    let unreachable = |e: kantai_api::ApiError| {
+        ApiFailure(Box::new(Status::failure(
+            e.code().unwrap_or(502),
+            "BadGateway",
+            format!("cannot get the log of {name:?} from node {node:?}: {e}"),
+        )))
+    };
+    if follow {
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str("follow=true");
+        let body = client.stream(&path).await.map_err(unreachable)?;
+        let mut r = Response::new(axum::body::Body::new(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return Ok(r);
     }
     let text = client
         .call(axum::http::Method::GET, &path, None)

@@ -382,6 +382,22 @@ pub async fn stop_all(agent: &Arc<Agent>) {
 }
 
 /// The recent output of a local instance.
+/// An instance's output buffer, to follow it (`logs -f`).
+pub fn log_buffer(agent: &Agent, ns: &str, name: &str) -> Option<Arc<LogBuffer>> {
+    let local = agent.local.lock();
+    let l = local.get(name).filter(|l| l.key.0 == ns)?;
+    l.logs.clone()
+}
+
+/// Whether the instance still runs here (a follower stops when it is gone).
+pub fn is_here(agent: &Agent, ns: &str, name: &str) -> bool {
+    agent
+        .local
+        .lock()
+        .get(name)
+        .is_some_and(|l| l.key.0 == ns && !l.stopping)
+}
+
 pub fn logs(agent: &Agent, ns: &str, name: &str, tail: Option<usize>) -> Option<String> {
     let local = agent.local.lock();
     let l = local.get(name).filter(|l| l.key.0 == ns)?;

@@ -651,6 +651,38 @@ async fn probe_loop(agent: Arc<Agent>) {
     }
 }
 
+/// `logs -f`: what is there, then each new line as it comes, until the instance stops here
+/// (or the client goes away).
+fn follow_logs(
+    agent: Arc<Agent>,
+    ns: String,
+    name: String,
+    buf: Arc<kantai_runtime::LogBuffer>,
+    first: String,
+) -> axum::body::Body {
+    let mut rx = buf.subscribe();
+    let seen = *rx.borrow_and_update();
+    let start =
+        futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from(first))]);
+    let rest = futures_util::stream::unfold((seen, rx), move |(seen, mut rx)| {
+        let (agent, ns, name, buf) = (agent.clone(), ns.clone(), name.clone(), buf.clone());
+        async move {
+            loop {
+                if !instances::is_here(&agent, &ns, &name) {
+                    return None;
+                }
+                let (text, total) = buf.since(seen);
+                if !text.is_empty() {
+                    return Some((Ok(bytes::Bytes::from(text)), (total, rx)));
+                }
+                // Woken by a new line, or every 2 s to notice the instance is gone.
+                let _ = tokio::time::timeout(Duration::from_secs(2), rx.changed()).await;
+            }
+        }
+    });
+    axum::body::Body::from_stream(futures_util::StreamExt::chain(start, rest))
+}
+
 async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
     use axum::extract::{Path, Query};
     let a = agent.clone();
@@ -678,13 +710,19 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
                       Query(q): Query<HashMap<String, String>>| {
                     let a = a.clone();
                     async move {
+                        use axum::response::IntoResponse;
                         let tail = q.get("tailLines").and_then(|t| t.parse().ok());
-                        match instances::logs(&a, &ns, &name, tail) {
-                            Some(text) => (http::StatusCode::OK, text),
-                            None => (
+                        let follow = q.get("follow").is_some_and(|f| f == "true");
+                        let Some(text) = instances::logs(&a, &ns, &name, tail) else {
+                            return (
                                 http::StatusCode::NOT_FOUND,
                                 format!("instance {ns}/{name} is not on node {}\n", a.name),
-                            ),
+                            )
+                                .into_response();
+                        };
+                        match instances::log_buffer(&a, &ns, &name).filter(|_| follow) {
+                            Some(buf) => follow_logs(a, ns, name, buf, text).into_response(),
+                            None => (http::StatusCode::OK, text).into_response(),
                         }
                     }
                 },

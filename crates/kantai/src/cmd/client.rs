@@ -151,6 +151,9 @@ pub struct LogsArgs {
     /// Only the last lines.
     #[arg(long, value_name = "LINES")]
     tail: Option<usize>,
+    /// Keep printing new output until the instance stops (or Ctrl-C).
+    #[arg(short, long)]
+    follow: bool,
 }
 
 fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -586,6 +589,26 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(t) = args.tail {
             path.push_str(&format!("?tailLines={t}"));
+        }
+        if args.follow {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str("follow=true");
+            let mut body = match client.stream(&path).await {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("Error from server: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            use std::io::Write;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&data)?;
+                    out.flush()?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         match client.call(http::Method::GET, &path, None).await {
             Ok(text) => {

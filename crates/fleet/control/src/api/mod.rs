@@ -610,7 +610,8 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
         }
         (Some(name), Some("log")) if r.plural == "pods" => {
             let tail = query_param(&req, "tailLines");
-            crate::logs::proxy(s, &ns, name, tail).await
+            let follow = query_param(&req, "follow").is_some_and(|f| f == "true");
+            crate::logs::proxy(s, &ns, name, tail, follow).await
         }
         _ => Err(not_found()),
     }
@@ -858,7 +859,8 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
         }
         (&Method::GET, Some(name), Some("log")) if r.plural == "instances" => {
             let tail = query_param(&req, "tailLines");
-            crate::logs::proxy(s, &ns, name, tail).await
+            let follow = query_param(&req, "follow").is_some_and(|f| f == "true");
+            crate::logs::proxy(s, &ns, name, tail, follow).await
         }
         _ => Err(fail(
             405,
