@@ -37,6 +37,9 @@ pub struct Local {
     grace: Duration,
     /// The Instance object as last written (status included).
     object: serde_json::Value,
+    /// When `object` was last written (or attempted): a stored status that still differs a
+    /// while later was lost, and is written again.
+    written: std::time::Instant,
 }
 
 fn random_suffix() -> String {
@@ -82,10 +85,46 @@ pub fn reconcile(agent: &Arc<Agent>) {
     reassert(agent);
 }
 
+/// How long a status write may take to come back through the watch before the agent
+/// writes it again.
+const STATUS_SETTLE: Duration = Duration::from_secs(2);
+
 /// Instance objects are this agent's to keep: one missing from the API (a control plane
-/// that lost it in a crash, or an object someone deleted) is written again.
+/// that lost it in a crash, or an object someone deleted) is written again, and so is a
+/// status the API does not show a while after it was written (a write that failed or was
+/// overtaken), so the control plane never counts a serving instance as Pending.
 fn reassert(agent: &Arc<Agent>) {
     let snap = agent.cache.snapshot();
+    let stale: Vec<(String, String, serde_json::Value)> = agent
+        .local
+        .lock()
+        .iter()
+        .filter(|(name, l)| {
+            !l.stopping
+                && l.written.elapsed() > STATUS_SETTLE
+                && snap
+                    .instances
+                    .get(&(l.key.0.clone(), (*name).clone()))
+                    .is_some_and(|stored| stored.get("status") != l.object.get("status"))
+        })
+        .map(|(name, l)| (l.key.0.clone(), name.clone(), l.object.clone()))
+        .collect();
+    for (ns, name, obj) in stale {
+        if let Some(l) = agent.local.lock().get_mut(&name) {
+            l.written = std::time::Instant::now();
+        }
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            tracing::info!(instance = %name, "the stored status is behind; writing it again");
+            if let Err(e) = agent
+                .client
+                .replace_status(INSTANCES, &ns, &name, &obj)
+                .await
+            {
+                warn!(instance = %name, "cannot update the instance status: {e}");
+            }
+        });
+    }
     let missing: Vec<(String, String)> = agent
         .local
         .lock()
@@ -193,6 +232,7 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
             logs,
             grace,
             object: fleet::to_json("Instance", &object),
+            written: std::time::Instant::now(),
         },
     );
     tokio::spawn(mirror(agent.clone(), name, key, cc, object, state, failure));
@@ -271,6 +311,7 @@ async fn mirror(
             obj["status"] = serde_json::to_value(&status).unwrap_or_default();
             if let Some(l) = agent.local.lock().get_mut(&name) {
                 l.object = obj.clone();
+                l.written = std::time::Instant::now();
             }
             match agent
                 .client
