@@ -584,6 +584,32 @@ async fn a_killed_instance_is_replaced() {
     .await;
     let a = f.call("node1", "sturdy", "/").await;
     assert_eq!(a.status, 200, "{}", a.body);
+
+    // A status write lost on the way (here: overwritten with a stale one) is written again by
+    // the agent, so the control plane does not count a serving instance as Pending for long.
+    let mut stale = f
+        .client
+        .get(kantai_api::resources::INSTANCES, "default", &name)
+        .await
+        .expect("instance");
+    stale["status"] = serde_json::json!({"phase": "Pending", "ready": false, "restarts": 0});
+    f.client
+        .replace_status(kantai_api::resources::INSTANCES, "default", &name, &stale)
+        .await
+        .expect("overwrite");
+    f.wait_for(
+        Duration::from_secs(10),
+        "the agent to restore the status",
+        || async {
+            let i = f
+                .client
+                .get(kantai_api::resources::INSTANCES, "default", &name)
+                .await
+                .ok()?;
+            (i["status"]["ready"] == true && i["status"]["phase"] == "Running").then_some(())
+        },
+    )
+    .await;
     f.stop();
 }
 
