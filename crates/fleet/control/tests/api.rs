@@ -505,3 +505,58 @@ async fn kubectl_needs_the_token_discovery_views_selectors_and_apply() {
     assert_eq!(refused.code(), Some(405));
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn watches_end_at_their_timeout_with_a_bookmark_when_allowed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    c.create(SERVICES, "default", &service("marked", "img"))
+        .await
+        .expect("create");
+    let path = format!(
+        "{}?watch=true&allowWatchBookmarks=true&timeoutSeconds=1",
+        SERVICES.collection_path(Some("default"))
+    );
+    let started = Instant::now();
+    let mut w = c.watch_path(&path).await.expect("watch");
+    let mut types = Vec::new();
+    let mut last = Value::Null;
+    while let Some(ev) = w.next().await {
+        let ev = ev.expect("event");
+        types.push(ev.type_.clone());
+        last = ev.object;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the watch outlived its timeout"
+    );
+    assert_eq!(types.first().map(String::as_str), Some("ADDED"));
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("BOOKMARK"),
+        "{types:?}"
+    );
+    let rv: u64 = last["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("a resourceVersion");
+    let listed = c
+        .get_json(&SERVICES.collection_path(Some("default")))
+        .await
+        .expect("list");
+    let now: u64 = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("rv");
+    assert!(rv > 0 && rv <= now, "bookmark {rv}, store {now}");
+    // Without the flag, no bookmark.
+    let path = format!(
+        "{}?watch=true&timeoutSeconds=1",
+        SERVICES.collection_path(Some("default"))
+    );
+    let mut w = c.watch_path(&path).await.expect("watch");
+    while let Some(ev) = w.next().await {
+        assert_ne!(ev.expect("event").type_, "BOOKMARK");
+    }
+    cp.shutdown().await;
+}

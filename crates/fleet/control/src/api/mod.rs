@@ -1140,6 +1140,21 @@ fn watch_line(type_: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// How often a watch that allows bookmarks gets one while nothing it selects changes.
+const BOOKMARK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A watch stream's state between events.
+struct WatchState {
+    pending: VecDeque<Bytes>,
+    rx: tokio::sync::broadcast::Receiver<Event>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// The newest store version seen (for bookmarks).
+    last_rv: u64,
+    next_bookmark: tokio::time::Instant,
+    /// The watch timed out: send what is pending, then end.
+    ended: bool,
+}
+
 fn watch_response(
     s: &Arc<Shared>,
     req: &Request,
@@ -1171,6 +1186,19 @@ fn watch_response(
         .and_then(|t| t.parse::<u64>().ok())
         .map(std::time::Duration::from_secs);
     let plural = backing.plural;
+    let bookmarks = query_param(req, "allowWatchBookmarks").is_some_and(|b| b == "true");
+    // The store's version as of the snapshot; bookmarks carry the latest seen since.
+    let start_rv = since.unwrap_or_else(|| s.store.list(&backing, ns).1);
+    let bookmark = move |rv: u64| {
+        watch_line(
+            "BOOKMARK",
+            &json!({
+                "kind": r.kind,
+                "apiVersion": r.api_version(),
+                "metadata": {"resourceVersion": rv.to_string()},
+            }),
+        )
+    };
     let shared = s.clone();
     let mut first = true;
     // Each event as a line: the object as the client sees it (a view, or a one-row Table),
@@ -1205,15 +1233,23 @@ fn watch_response(
     );
     let stopping = s.stopping.clone();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let state = WatchState {
+        pending,
+        rx,
+        stopping,
+        last_rv: start_rv,
+        next_bookmark: tokio::time::Instant::now() + BOOKMARK_EVERY,
+        ended: false,
+    };
     let stream = futures_util::stream::unfold(
-        (pending, rx, matches, stopping, render),
-        move |(mut pending, mut rx, matches, mut stopping, mut render)| async move {
+        (state, matches, render),
+        move |(mut st, matches, mut render)| async move {
             loop {
-                if let Some(b) = pending.pop_front() {
-                    return Some((
-                        Ok::<Bytes, Infallible>(b),
-                        (pending, rx, matches, stopping, render),
-                    ));
+                if let Some(b) = st.pending.pop_front() {
+                    return Some((Ok::<Bytes, Infallible>(b), (st, matches, render)));
+                }
+                if st.ended {
+                    return None;
                 }
                 let expire = async {
                     match deadline {
@@ -1221,20 +1257,40 @@ fn watch_response(
                         None => std::future::pending().await,
                     }
                 };
+                let mark = async {
+                    if bookmarks {
+                        tokio::time::sleep_until(st.next_bookmark).await
+                    } else {
+                        std::future::pending().await
+                    }
+                };
                 tokio::select! {
-                    e = rx.recv() => match e {
-                        Ok(e) if matches(&e) => {
-                            if let Some(line) = render(e.type_.as_str(), &e.object) {
-                                pending.push_back(line);
+                    e = st.rx.recv() => match e {
+                        Ok(e) => {
+                            st.last_rv = st.last_rv.max(e.rv);
+                            if matches(&e)
+                                && let Some(line) = render(e.type_.as_str(), &e.object)
+                            {
+                                st.pending.push_back(line);
                             }
                         }
-                        Ok(_) => {}
                         // A watcher too slow to keep up is ended; it lists and watches again.
                         Err(_) => return None,
                     },
-                    _ = stopping.wait_for(|s| *s) => return None,
-                    // `timeoutSeconds`: the watch ends cleanly, as kubectl expects.
-                    _ = expire => return None,
+                    _ = st.stopping.wait_for(|s| *s) => return None,
+                    // A bookmark: the client may resume from here without a list.
+                    _ = mark => {
+                        st.pending.push_back(bookmark(st.last_rv));
+                        st.next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
+                    }
+                    // `timeoutSeconds`: the watch ends cleanly (after a last bookmark, when
+                    // asked for), as kubectl and informers expect.
+                    _ = expire => {
+                        if bookmarks {
+                            st.pending.push_back(bookmark(st.last_rv));
+                        }
+                        st.ended = true;
+                    }
                 }
             }
         },
