@@ -66,7 +66,9 @@ async fn edge_requests_stay_at_the_edge_with_latency_aware_and_faast_and_pay_the
     let (lat, bodies) = warm(&f, "node3", "edge", 60).await;
     assert!(bodies.iter().all(|b| b.trim_end().ends_with(" in node3")));
     let p95 = percentile(lat.clone(), 95.0);
-    assert!(p95 < 10.0, "p95 at node3 {p95:.1} ms: {lat:?}");
+    // Crossing the link costs at least 40 ms (50 ± 10); staying at the edge costs a few ms,
+    // more on a loaded 2-core CI machine. Half the cheapest crossing tells them apart.
+    assert!(p95 < 20.0, "p95 at node3 {p95:.1} ms: {lat:?}");
 
     // Knative's pair: the instance goes to the least-loaded node, a cloud node, and every
     // request from the edge crosses the 50 ms link.

@@ -12,6 +12,9 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::debug;
 
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid TLS certificate or key: {0}")]
@@ -35,6 +38,11 @@ pub fn acceptor(cert_pem: &str, key_pem: &str) -> Result<TlsAcceptor, TlsError> 
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Resolves once the control plane stops (without holding the channel's lock after).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
 /// Serves `app` over TLS until `stop` turns true; open connections end with it.
 pub async fn serve(
     listener: TcpListener,
@@ -48,27 +56,42 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
+                    // Out of descriptors, typically: pause rather than spin.
                     debug!("TLS accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     continue;
                 }
             },
-            _ = stopping.wait_for(|s| *s) => return,
+            () = stopped(&mut stopping) => return,
         };
         let (acceptor, app, mut stop) = (acceptor.clone(), app.clone(), stop.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
+            // A client that connects and never says hello must not hold a task forever.
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            let tls = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                () = stopped(&mut stop) => return,
             };
             let service = hyper_util::service::TowerToHyperService::new(app);
+            // Idle or slow clients are cut off at the header read, as axum::serve does not
+            // do for us here.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), service);
             tokio::select! {
                 r = conn => if let Err(e) = r { debug!(%peer, "TLS connection: {e}"); },
-                _ = stop.wait_for(|s| *s) => {}
+                () = stopped(&mut stop) => {}
             }
         });
     }

@@ -560,3 +560,72 @@ async fn watches_end_at_their_timeout_with_a_bookmark_when_allowed() {
     }
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn dry_runs_bad_metadata_and_filtered_watches_behave_as_kubernetes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    let mut svc = service("labelled", "img");
+    svc["metadata"]["labels"] = json!({"app": "x"});
+    c.create(SERVICES, "default", &svc).await.expect("create");
+
+    // A dry-run delete (kubectl puts dryRun in the DeleteOptions body) deletes nothing.
+    c.call(
+        Method::DELETE,
+        &SERVICES.object_path("default", "labelled"),
+        Some((
+            br#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["All"]}"#.to_vec(),
+            "application/json",
+        )),
+    )
+    .await
+    .expect("dry-run delete");
+    assert!(c.get(SERVICES, "default", "labelled").await.is_ok());
+
+    // metadata that is not an object, and a create without a namespace: 400, no panic.
+    let bad = c
+        .call(
+            Method::POST,
+            &SERVICES.collection_path(Some("default")),
+            Some((br#"{"metadata":1}"#.to_vec(), "application/json")),
+        )
+        .await
+        .expect_err("bad metadata");
+    assert_eq!(bad.code(), Some(400));
+    let nowhere = c
+        .send_json(
+            Method::POST,
+            &SERVICES.collection_path(None),
+            &service("nowhere", "img"),
+        )
+        .await
+        .expect_err("no namespace");
+    assert_eq!(nowhere.code(), Some(404));
+
+    // A label-selected watch sees the object leave the selection as DELETED.
+    let path = format!(
+        "{}?watch=true&labelSelector=app%3Dx&timeoutSeconds=2",
+        SERVICES.collection_path(Some("default"))
+    );
+    let mut w = c.watch_path(&path).await.expect("watch");
+    let first = w.next().await.expect("event").expect("ok");
+    assert_eq!(first.type_, "ADDED");
+    c.merge_patch(
+        SERVICES,
+        "default",
+        "labelled",
+        &json!({"metadata": {"labels": {"app": "y"}}}),
+    )
+    .await
+    .expect("relabel");
+    let mut types = Vec::new();
+    while let Some(ev) = w.next().await {
+        types.push(ev.expect("event").type_);
+    }
+    assert_eq!(
+        types.first().map(String::as_str),
+        Some("DELETED"),
+        "{types:?}"
+    );
+    cp.shutdown().await;
+}

@@ -115,6 +115,15 @@ fn reassert(agent: &Arc<Agent>) {
         }
         let agent = agent.clone();
         tokio::spawn(async move {
+            // A newer write (or a stop) since the check makes this one stale: skip it.
+            let current = agent
+                .local
+                .lock()
+                .get(&name)
+                .is_some_and(|l| !l.stopping && l.object == obj);
+            if !current {
+                return;
+            }
             tracing::info!(instance = %name, "the stored status is behind; writing it again");
             if let Err(e) = agent
                 .client
@@ -258,6 +267,11 @@ async fn mirror(
             ..InstanceStatus::default()
         })
         .unwrap_or_default();
+    }
+    // What is written is what the agent keeps re-asserting (a failure included).
+    if let Some(l) = agent.local.lock().get_mut(&name) {
+        l.object = json.clone();
+        l.written = std::time::Instant::now();
     }
     if let Err(e) = agent.client.replace(INSTANCES, &ns, &name, &json).await {
         warn!(instance = %name, "cannot register the instance: {e}");

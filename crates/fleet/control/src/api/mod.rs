@@ -409,6 +409,23 @@ fn dry_run(req: &Request) -> bool {
     query_param(req, "dryRun").is_some_and(|v| !v.is_empty())
 }
 
+/// Whether a DELETE is a dry run: `?dryRun=All`, or `dryRun` in its DeleteOptions body (where
+/// kubectl puts it).
+async fn delete_dry_run(req: Request) -> Result<bool, ApiFailure> {
+    if dry_run(&req) {
+        return Ok(true);
+    }
+    let body = read_body(req).await?;
+    Ok(serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|o| {
+            o.get("dryRun")
+                .and_then(Value::as_array)
+                .map(|a| !a.is_empty())
+        })
+        .unwrap_or(false))
+}
+
 /// Who is writing: `?fieldManager=`, else the user agent's program name, as Kubernetes
 /// defaults it.
 fn field_manager(req: &Request) -> String {
@@ -468,6 +485,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
     let order = node_order(s);
     let ns = t.namespace.clone().unwrap_or_default();
     if r.plural == "namespaces" && req.method() == Method::POST && t.name.is_none() {
+        let dry = dry_run(&req);
         let protobuf = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -494,6 +512,9 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
             )
             .with_details("", "namespaces", &name));
         }
+        if dry {
+            return Ok(json_response(StatusCode::CREATED, &obj));
+        }
         let created = s
             .store
             .create(&r, "", obj, &kantai_api::time::now())
@@ -511,10 +532,10 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
                 "namespaces \"default\" is forbidden: this namespace may not be deleted",
             ));
         }
-        if !core::namespaces(s)
-            .iter()
-            .any(|n| n["metadata"]["name"] == name)
-        {
+        let Some(found) = core::namespaces(s)
+            .into_iter()
+            .find(|n| n["metadata"]["name"] == name)
+        else {
             return Err(
                 fail(404, "NotFound", format!("namespaces {name:?} not found")).with_details(
                     "",
@@ -522,7 +543,12 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
                     name,
                 ),
             );
+        };
+        let name = name.to_owned();
+        if delete_dry_run(req).await? {
+            return Ok(json_response(StatusCode::OK, &found));
         }
+        let name = name.as_str();
         // Without finalizers: everything in it goes now, services with what they own.
         for svc in s.store.list(&resources::SERVICES, Some(name)).0 {
             if let Some(n) = svc["metadata"]["name"].as_str() {
@@ -564,6 +590,15 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
         ));
     }
     let sel = selector_of(&req)?;
+    if r.plural == "namespaces"
+        && query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1")
+    {
+        return Err(fail(
+            405,
+            "MethodNotAllowed",
+            "namespaces cannot be watched in kantai; list them again instead",
+        ));
+    }
     if r.plural == "namespaces" {
         let all = core::namespaces(s);
         return match &t.name {
@@ -626,7 +661,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
         return handle_view(s, req, &t).await;
     }
     let r = t.resource;
-    if r.namespaced && t.name.is_some() && t.namespace.is_none() {
+    if r.namespaced && t.namespace.is_none() && (t.name.is_some() || req.method() != Method::GET) {
         return Err(fail(
             404,
             "NotFound",
@@ -746,62 +781,91 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             }
             let patch = json_body(&read_body(req).await?)?;
             let name = name.to_owned();
-            let existing = s.store.get(&r, &ns, &name).ok_or_else(|| {
-                store_failure(
-                    StoreError::NotFound {
-                        resource: r.plural,
-                        name: name.clone(),
-                    },
-                    &r,
-                )
-            })?;
-            let mut merged = (*existing).clone();
-            let rv = if json_patch {
-                // RFC 6902: a list of operations (kubectl patch --type=json, and kubectl's
-                // move of client-side-apply ownership to server-side apply).
-                let ops: json_patch::Patch = serde_json::from_value(patch)
-                    .map_err(|e| fail(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut merged, &ops).map_err(|e| {
-                    fail(
-                        422,
-                        "Invalid",
-                        format!("the JSON patch does not apply: {e}"),
+            // As Kubernetes' GuaranteedUpdate: the patch applies to the version read, and is
+            // applied again to a newer one if another write came in between (unless the
+            // client made a version its precondition).
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let existing = s.store.get(&r, &ns, &name).ok_or_else(|| {
+                    store_failure(
+                        StoreError::NotFound {
+                            resource: r.plural,
+                            name: name.clone(),
+                        },
+                        &r,
                     )
                 })?;
-                // A `test` of the resourceVersion is the precondition; the result's own
-                // resourceVersion (unchanged unless the patch replaced it) is checked too.
-                merged["metadata"]["resourceVersion"]
+                let read_rv = existing["metadata"]["resourceVersion"]
                     .as_str()
-                    .filter(|v| Some(*v) != existing["metadata"]["resourceVersion"].as_str())
-                    .map(str::to_owned)
-            } else {
-                merge_patch(&mut merged, &patch);
-                patch["metadata"]["resourceVersion"]
-                    .as_str()
-                    .map(str::to_owned)
-            };
-            let mut obj = admit(s, &r, &ns, Some(&name), merged, Some(&existing))?;
-            if dry {
-                return Ok(json_response(StatusCode::OK, &obj));
+                    .map(str::to_owned);
+                let mut merged = (*existing).clone();
+                let client_rv = if json_patch {
+                    // RFC 6902: a list of operations (kubectl patch --type=json, and kubectl's
+                    // move of client-side-apply ownership to server-side apply).
+                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                        .map_err(|e| fail(400, "BadRequest", format!("invalid JSON patch: {e}")))?;
+                    json_patch::patch(&mut merged, &ops).map_err(|e| {
+                        fail(
+                            422,
+                            "Invalid",
+                            format!("the JSON patch does not apply: {e}"),
+                        )
+                    })?;
+                    // A `test` of the resourceVersion is the client's precondition, or a
+                    // replaced resourceVersion.
+                    let tested = ops.iter().any(|op| {
+                        matches!(op, json_patch::PatchOperation::Test(t)
+                            if t.path.as_str() == "/metadata/resourceVersion")
+                    });
+                    merged["metadata"]["resourceVersion"]
+                        .as_str()
+                        .filter(|v| tested || Some(*v) != read_rv.as_deref())
+                        .map(str::to_owned)
+                } else {
+                    merge_patch(&mut merged, &patch);
+                    patch["metadata"]["resourceVersion"]
+                        .as_str()
+                        .map(str::to_owned)
+                };
+                let mut obj = admit(s, &r, &ns, Some(&name), merged, Some(&existing))?;
+                if dry {
+                    return Ok(json_response(StatusCode::OK, &obj));
+                }
+                if tracks_managers(&r) {
+                    crate::ssa::record_update(
+                        Some(&existing),
+                        &mut obj,
+                        &manager,
+                        &kantai_api::time::now(),
+                    );
+                }
+                let expect = client_rv.clone().or(read_rv);
+                match s.store.update(&r, &ns, &name, obj, expect.as_deref()) {
+                    Ok(stored) => {
+                        s.changed();
+                        return Ok(json_response(StatusCode::OK, &stored));
+                    }
+                    Err(StoreError::Conflict { .. }) if client_rv.is_none() && attempt < 5 => {}
+                    Err(e) => return Err(store_failure(e, &r)),
+                }
             }
-            if tracks_managers(&r) {
-                crate::ssa::record_update(
-                    Some(&existing),
-                    &mut obj,
-                    &manager,
-                    &kantai_api::time::now(),
-                );
-            }
-            let stored = s
-                .store
-                .update(&r, &ns, &name, obj, rv.as_deref())
-                .map_err(|e| store_failure(e, &r))?;
-            s.changed();
-            Ok(json_response(StatusCode::OK, &stored))
         }
         (&Method::DELETE, Some(name), None) => {
             if !writable_by_clients(&r) && r.plural != "revisions" {
                 return Err(read_only(&r));
+            }
+            if delete_dry_run(req).await? {
+                let o = s.store.get(&r, &ns, name).ok_or_else(|| {
+                    store_failure(
+                        StoreError::NotFound {
+                            resource: r.plural,
+                            name: name.to_owned(),
+                        },
+                        &r,
+                    )
+                })?;
+                return Ok(json_response(StatusCode::OK, &o));
             }
             let old = s
                 .store
@@ -892,39 +956,55 @@ async fn server_side_apply(
     };
     let force = query_param(&req, "force").is_some_and(|f| f == "true");
     let applied = apply_body(&read_body(req).await?)?;
-    let existing = s.store.get(r, ns, name);
-    let rv = applied["metadata"]["resourceVersion"]
+    let client_rv = applied["metadata"]["resourceVersion"]
         .as_str()
         .map(str::to_owned);
-    let out = crate::ssa::apply(
-        existing.as_deref(),
-        &applied,
-        &manager,
-        force,
-        &kantai_api::time::now(),
-    )
-    .map_err(|e| match e {
-        crate::ssa::ApplyError::Conflict { .. } => {
-            fail(409, "Conflict", e.to_string()).with_details(r.group, r.plural, name)
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let existing = s.store.get(r, ns, name);
+        let out = crate::ssa::apply(
+            existing.as_deref(),
+            &applied,
+            &manager,
+            force,
+            &kantai_api::time::now(),
+        )
+        .map_err(|e| match e {
+            crate::ssa::ApplyError::Conflict { .. } => {
+                fail(409, "Conflict", e.to_string()).with_details(r.group, r.plural, name)
+            }
+            crate::ssa::ApplyError::Invalid(m) => fail(400, "BadRequest", m),
+        })?;
+        let obj = admit(s, r, ns, Some(name), out.object, existing.as_deref())?;
+        let code = if out.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        if dry {
+            return Ok(json_response(code, &obj));
         }
-        crate::ssa::ApplyError::Invalid(m) => fail(400, "BadRequest", m),
-    })?;
-    let obj = admit(s, r, ns, Some(name), out.object, existing.as_deref())?;
-    let code = if out.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    if dry {
-        return Ok(json_response(code, &obj));
+        // Applied to the version read: a write in between means applying again.
+        let expect = client_rv.clone().or_else(|| {
+            existing
+                .as_ref()
+                .and_then(|e| e["metadata"]["resourceVersion"].as_str().map(str::to_owned))
+        });
+        let result = match &existing {
+            Some(_) => s.store.update(r, ns, name, obj, expect.as_deref()),
+            None => s.store.create(r, ns, obj, &kantai_api::time::now()),
+        };
+        match result {
+            Ok(stored) => {
+                s.changed();
+                return Ok(json_response(code, &stored));
+            }
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. })
+                if client_rv.is_none() && attempt < 5 => {}
+            Err(e) => return Err(store_failure(e, r)),
+        }
     }
-    let stored = match existing {
-        Some(_) => s.store.update(r, ns, name, obj, rv.as_deref()),
-        None => s.store.create(r, ns, obj, &kantai_api::time::now()),
-    }
-    .map_err(|e| store_failure(e, r))?;
-    s.changed();
-    Ok(json_response(code, &stored))
 }
 
 fn writable_by_clients(r: &Resource) -> bool {
@@ -965,6 +1045,17 @@ fn admit(
             "BadRequest",
             "the request body must be a JSON object",
         ));
+    }
+    match body.get("metadata") {
+        None | Some(Value::Null) => body["metadata"] = json!({}),
+        Some(Value::Object(_)) => {}
+        Some(_) => {
+            return Err(fail(
+                400,
+                "BadRequest",
+                "metadata must be an object (name, namespace, labels, annotations, ...)",
+            ));
+        }
     }
     let want_version = r.api_version();
     match body.get("apiVersion").and_then(Value::as_str) {
@@ -1203,15 +1294,42 @@ fn watch_response(
     let mut first = true;
     // Each event as a line: the object as the client sees it (a view, or a one-row Table),
     // or nothing if the selector does not match.
+    // Objects the client was told match the selector: one that stops matching is DELETED
+    // for it, one that starts is ADDED, as Kubernetes' filtered watches do.
+    let mut shown: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut render = move |type_: &str, stored: &Value| -> Option<Bytes> {
         let obj = if backing == r {
             stored.clone()
         } else {
             core::view(&shared, &r, stored)
         };
-        if !sel.matches(&obj) {
-            return None;
-        }
+        let key = (
+            obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            obj["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+        );
+        let was = shown.contains(&key);
+        let type_ = match (type_, sel.matches(&obj), was) {
+            // Without a selector everything matches: events go as they are.
+            (t, _, _) if sel.is_empty() => t,
+            ("DELETED", _, true) => {
+                shown.remove(&key);
+                "DELETED"
+            }
+            ("DELETED", _, false) => return None,
+            (_, true, false) => {
+                shown.insert(key);
+                "ADDED"
+            }
+            (t, true, true) => t,
+            (_, false, true) => {
+                shown.remove(&key);
+                "DELETED"
+            }
+            (_, false, false) => return None,
+        };
         let obj = match &as_table {
             Some((include, order)) => {
                 let t = table::watch_object(&r, &obj, *include, order, first);
