@@ -50,12 +50,21 @@ fn write(store: &Store, r: &Resource, ns: &str, name: &str, obj: Value, now: &st
             if *old == obj {
                 return;
             }
-            store.update(r, ns, name, obj, None).map(|_| ())
+            // Written over the version read: a write in between wins, and the next pass
+            // derives again from it.
+            let rv = old["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned);
+            store.update(r, ns, name, obj, rv.as_deref()).map(|_| ())
         }
         None => store.create(r, ns, obj, now).map(|_| ()),
     };
-    if let Err(e) = result {
-        warn!("cannot write {} {ns}/{name}: {e}", r.plural);
+    match result {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Conflict { .. }) => {
+            tracing::debug!("{} {ns}/{name} changed meanwhile; next pass", r.plural);
+        }
+        Err(e) => warn!("cannot write {} {ns}/{name}: {e}", r.plural),
     }
 }
 
@@ -69,8 +78,20 @@ fn write_status(store: &Store, r: &Resource, ns: &str, name: &str, status: Value
     }
     let mut obj = (*old).clone();
     obj["status"] = status;
-    if let Err(e) = store.update(r, ns, name, obj, None) {
-        warn!("cannot update the status of {} {ns}/{name}: {e}", r.plural);
+    // Over the version read, so a user's write in between (a new spec) is never reverted;
+    // the next pass computes the status again.
+    let rv = old["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
+    match store.update(r, ns, name, obj, rv.as_deref()) {
+        Ok(_) => {}
+        Err(crate::store::StoreError::Conflict { .. }) => {
+            tracing::debug!(
+                "{} {ns}/{name} changed meanwhile; status next pass",
+                r.plural
+            );
+        }
+        Err(e) => warn!("cannot update the status of {} {ns}/{name}: {e}", r.plural),
     }
 }
 
