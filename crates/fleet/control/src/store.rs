@@ -103,7 +103,10 @@ type Key = (&'static str, String, String);
 
 /// The start of a watch: the current objects, the events since the requested version, and a
 /// receiver of every later event.
-pub type WatchStart = (Vec<Arc<Value>>, Vec<Event>, broadcast::Receiver<Event>);
+/// What a watch starts from: the current objects (or none, when resuming), the events
+/// since the version resumed from, a receiver of every later event, and the store's version
+/// at that moment (for bookmarks).
+pub type WatchStart = (Vec<Arc<Value>>, Vec<Event>, broadcast::Receiver<Event>, u64);
 
 struct Inner {
     objects: BTreeMap<Key, Arc<Value>>,
@@ -293,7 +296,7 @@ impl Store {
         let inner = self.inner.lock();
         let rx = self.events.subscribe();
         match since {
-            None => Ok((Self::select(&inner, r, ns), Vec::new(), rx)),
+            None => Ok((Self::select(&inner, r, ns), Vec::new(), rx, inner.rv)),
             Some(rv) => {
                 let oldest = inner
                     .history
@@ -308,7 +311,7 @@ impl Store {
                     .filter(|e| e.rv > rv)
                     .cloned()
                     .collect();
-                Ok((Vec::new(), past, rx))
+                Ok((Vec::new(), past, rx, inner.rv))
             }
         }
     }
@@ -586,7 +589,7 @@ mod tests {
                 None,
             )
             .expect("u");
-        let (_, past, _) = store.watch(&NODES, None, Some(rv)).expect("resume");
+        let (_, past, _, _) = store.watch(&NODES, None, Some(rv)).expect("resume");
         assert_eq!(past.len(), 1);
         assert_eq!(past[0].type_, EventType::Modified);
     }

@@ -658,10 +658,12 @@ fn follow_logs(
     ns: String,
     name: String,
     buf: Arc<kantai_runtime::LogBuffer>,
-    first: String,
+    tail: Option<usize>,
 ) -> axum::body::Body {
+    // Subscribed before reading, and the text read with its count: no line falls between.
     let mut rx = buf.subscribe();
-    let seen = *rx.borrow_and_update();
+    rx.borrow_and_update();
+    let (first, seen) = buf.text_and_count(tail);
     let start =
         futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from(first))]);
     let rest = futures_util::stream::unfold((seen, rx), move |(seen, mut rx)| {
@@ -721,7 +723,7 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
                                 .into_response();
                         };
                         match instances::log_buffer(&a, &ns, &name).filter(|_| follow) {
-                            Some(buf) => follow_logs(a, ns, name, buf, text).into_response(),
+                            Some(buf) => follow_logs(a, ns, name, buf, tail).into_response(),
                             None => (http::StatusCode::OK, text).into_response(),
                         }
                     }

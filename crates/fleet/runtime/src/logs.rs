@@ -61,6 +61,20 @@ impl LogBuffer {
         (out, total)
     }
 
+    /// The last `tail` lines (all when `None`) and the count of lines pushed so far, read
+    /// together, so a follower continues exactly after them.
+    pub fn text_and_count(&self, tail: Option<usize>) -> (String, u64) {
+        let lines = self.lines.lock();
+        let total = *self.pushed.borrow();
+        let skip = tail.map_or(0, |t| lines.len().saturating_sub(t));
+        let mut out = String::new();
+        for l in lines.iter().skip(skip) {
+            out.push_str(l);
+            out.push('\n');
+        }
+        (out, total)
+    }
+
     /// Changes whenever a line is pushed (for `logs -f`).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.pushed.subscribe()

@@ -1258,7 +1258,7 @@ fn watch_response(
         .filter(|v| *v > 0);
     // A view (pods, nodes) watches what it is computed from.
     let backing = core::backing(&r).unwrap_or(r);
-    let (snapshot, past, rx) = s
+    let (snapshot, past, rx, start_rv) = s
         .store
         .watch(&backing, ns, since)
         .map_err(|e| store_failure(e, &r))?;
@@ -1278,8 +1278,7 @@ fn watch_response(
         .map(std::time::Duration::from_secs);
     let plural = backing.plural;
     let bookmarks = query_param(req, "allowWatchBookmarks").is_some_and(|b| b == "true");
-    // The store's version as of the snapshot; bookmarks carry the latest seen since.
-    let start_rv = since.unwrap_or_else(|| s.store.list(&backing, ns).1);
+    // Bookmarks carry the newest version seen: the store's at the snapshot, then each event's.
     let bookmark = move |rv: u64| {
         watch_line(
             "BOOKMARK",
