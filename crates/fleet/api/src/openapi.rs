@@ -27,39 +27,6 @@ use serde_json::{Map, Value, json};
 
 use crate::resources::{self, Resource};
 
-/// Kubernetes' core `v1` views kantai serves read-only so that kubectl's pod, node and
-/// namespace commands work. The documents describe them even while `resources::ALL` does not
-/// list them; when it does, its entries are used and these are skipped.
-const CORE_VIEWS: &[Resource] = &[
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "pods",
-        singular: "pod",
-        kind: "Pod",
-        namespaced: true,
-        short_names: &["po"],
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "nodes",
-        singular: "node",
-        kind: "Node",
-        namespaced: false,
-        short_names: &[],
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        plural: "namespaces",
-        singular: "namespace",
-        kind: "Namespace",
-        namespaced: false,
-        short_names: &["ns"],
-    },
-];
-
 /// `/openapi/v3`: the index of group-version documents.
 pub fn v3_index() -> Value {
     V3_INDEX.clone()
@@ -258,7 +225,7 @@ fn v3_document(rs: &[Resource]) -> Value {
 }
 
 fn v2_document() -> Value {
-    let all = served();
+    let all = resources::ALL.to_vec();
     let paths = neutral_paths(&all, Flavor::V2);
     let names: BTreeSet<String> = DEFINITIONS.keys().cloned().collect();
     json!({
@@ -275,24 +242,10 @@ fn v2_document() -> Value {
 // Resources and paths
 // ---------------------------------------------------------------------------------------------
 
-/// Every resource the documents describe: `resources::ALL` and the core views it lacks.
-fn served() -> Vec<Resource> {
-    let mut out: Vec<Resource> = resources::ALL.to_vec();
-    for view in CORE_VIEWS {
-        let known = out
-            .iter()
-            .any(|r| r.group == view.group && r.version == view.version && r.plural == view.plural);
-        if !known {
-            out.push(*view);
-        }
-    }
-    out
-}
-
 /// The group-versions, keyed as the v3 index keys them (`api/v1`, `apis/GROUP/VERSION`).
 fn group_versions() -> Vec<(String, Vec<Resource>)> {
     let mut out: Vec<(String, Vec<Resource>)> = Vec::new();
-    for r in served() {
+    for r in resources::ALL.iter().copied() {
         let key = r.group_path().trim_start_matches('/').to_owned();
         match out.iter_mut().find(|(k, _)| *k == key) {
             Some((_, rs)) => rs.push(r),
@@ -863,8 +816,8 @@ fn definitions() -> Map<String, Value> {
     kantai_definitions(&mut d);
     core_definitions(&mut d);
     // Every served resource has a List kind of the same shape.
-    for r in served() {
-        d.insert(list_schema_name(&r), list_kind_schema(&r));
+    for r in resources::ALL {
+        d.insert(list_schema_name(r), list_kind_schema(r));
     }
     d
 }
@@ -1827,9 +1780,11 @@ fn kantai_definitions(d: &mut Map<String, Value>) {
 
 /// Kubernetes' core kinds, as kantai's read-only views fill them.
 fn core_definitions(d: &mut Map<String, Value>) {
-    let pods = CORE_VIEWS[0];
-    let nodes = CORE_VIEWS[1];
-    let namespaces = CORE_VIEWS[2];
+    let (pods, nodes, namespaces) = (
+        resources::PODS,
+        resources::CORE_NODES,
+        resources::NAMESPACES,
+    );
     insert(
         d,
         CORE,
@@ -2095,9 +2050,7 @@ mod tests {
 
     /// Every served resource with the group-version key of its v3 document.
     fn every_resource() -> Vec<Resource> {
-        let mut rs = resources::ALL.to_vec();
-        rs.extend(CORE_VIEWS);
-        rs
+        resources::ALL.to_vec()
     }
 
     fn gv_key(r: &Resource) -> String {
@@ -2158,7 +2111,7 @@ mod tests {
             kind_schema_name(&resources::PLACEMENTS),
             "dev.kantai.v1alpha1.Placement"
         );
-        assert_eq!(kind_schema_name(&CORE_VIEWS[0]), "io.k8s.api.core.v1.Pod");
+        assert_eq!(kind_schema_name(&resources::PODS), "io.k8s.api.core.v1.Pod");
     }
 
     #[test]

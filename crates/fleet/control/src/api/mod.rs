@@ -356,6 +356,17 @@ fn not_found() -> ApiFailure {
     )
 }
 
+/// 404 for an object of `r` that does not exist.
+fn not_found_in(r: &Resource, name: impl Into<String>) -> ApiFailure {
+    store_failure(
+        StoreError::NotFound {
+            resource: r.plural,
+            name: name.into(),
+        },
+        r,
+    )
+}
+
 fn bad_selector(e: String) -> ApiFailure {
     fail(400, "BadRequest", format!("invalid selector: {e}"))
 }
@@ -707,15 +718,10 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             Ok(json_response(StatusCode::CREATED, &created))
         }
         (&Method::GET, Some(name), None) => {
-            let o = s.store.get(&r, &ns, name).ok_or_else(|| {
-                store_failure(
-                    StoreError::NotFound {
-                        resource: r.plural,
-                        name: name.to_owned(),
-                    },
-                    &r,
-                )
-            })?;
+            let o = s
+                .store
+                .get(&r, &ns, name)
+                .ok_or_else(|| not_found_in(&r, name.to_owned()))?;
             Ok(object_response(&req, &r, &o, &node_order(s)))
         }
         (&Method::PUT, Some(name), None) => {
@@ -787,15 +793,10 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let existing = s.store.get(&r, &ns, &name).ok_or_else(|| {
-                    store_failure(
-                        StoreError::NotFound {
-                            resource: r.plural,
-                            name: name.clone(),
-                        },
-                        &r,
-                    )
-                })?;
+                let existing = s
+                    .store
+                    .get(&r, &ns, &name)
+                    .ok_or_else(|| not_found_in(&r, name.clone()))?;
                 let read_rv = existing["metadata"]["resourceVersion"]
                     .as_str()
                     .map(str::to_owned);
@@ -856,15 +857,10 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 return Err(read_only(&r));
             }
             if delete_dry_run(req).await? {
-                let o = s.store.get(&r, &ns, name).ok_or_else(|| {
-                    store_failure(
-                        StoreError::NotFound {
-                            resource: r.plural,
-                            name: name.to_owned(),
-                        },
-                        &r,
-                    )
-                })?;
+                let o = s
+                    .store
+                    .get(&r, &ns, name)
+                    .ok_or_else(|| not_found_in(&r, name.to_owned()))?;
                 return Ok(json_response(StatusCode::OK, &o));
             }
             let old = s
@@ -887,15 +883,10 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             }
             let body = json_body(&read_body(req).await?)?;
             let name = name.to_owned();
-            let existing = s.store.get(&r, &ns, &name).ok_or_else(|| {
-                store_failure(
-                    StoreError::NotFound {
-                        resource: r.plural,
-                        name: name.clone(),
-                    },
-                    &r,
-                )
-            })?;
+            let existing = s
+                .store
+                .get(&r, &ns, &name)
+                .ok_or_else(|| not_found_in(&r, name.clone()))?;
             let mut obj = (*existing).clone();
             obj["status"] = body.get("status").cloned().unwrap_or(Value::Null);
             let obj = admit(s, &r, &ns, Some(&name), obj, Some(&existing))?;
@@ -910,15 +901,10 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             Ok(json_response(StatusCode::OK, &stored))
         }
         (&Method::GET, Some(name), Some("status")) => {
-            let o = s.store.get(&r, &ns, name).ok_or_else(|| {
-                store_failure(
-                    StoreError::NotFound {
-                        resource: r.plural,
-                        name: name.to_owned(),
-                    },
-                    &r,
-                )
-            })?;
+            let o = s
+                .store
+                .get(&r, &ns, name)
+                .ok_or_else(|| not_found_in(&r, name.to_owned()))?;
             Ok(json_response(StatusCode::OK, &o))
         }
         (&Method::GET, Some(name), Some("log")) if r.plural == "instances" => {
@@ -1141,30 +1127,10 @@ fn admit(
         ApiFailure(Box::new(st))
     };
     match r.plural {
-        "services" => {
-            // The status of a Service is kantai's to write.
-            if let Some(old) = existing {
-                body["status"] = old.get("status").cloned().unwrap_or(Value::Null);
-            } else if let Some(o) = body.as_object_mut() {
-                o.remove("status");
-            }
-            let keep_status = body.get("status").cloned().filter(|v| !v.is_null());
-            if let Some(o) = body.as_object_mut() {
-                o.remove("status");
-            }
-            let doc = manifest::read_one(&Node::from_json(&body), 0, &s.config);
-            if doc.findings.has_errors() {
-                return Err(invalid(doc.findings));
-            }
-            let obj = doc
-                .object
-                .ok_or_else(|| fail(400, "BadRequest", "not a Service"))?;
-            let mut out = obj.to_json();
-            if let Some(st) = keep_status {
-                out["status"] = st;
-            }
-            Ok(out)
-        }
+        "services" => read_serving(s, body, existing, "Service").map_err(|f| match f {
+            Admission::Invalid(findings) => invalid(findings),
+            Admission::Failed(f) => f,
+        }),
         "routes" => {
             if s.store.get(&resources::SERVICES, ns, &name).is_some() {
                 return Err(fail(
@@ -1175,24 +1141,10 @@ fn admit(
                     ),
                 ));
             }
-            if let Some(o) = body.as_object_mut() {
-                o.remove("status");
-            }
-            let doc = manifest::read_one(&Node::from_json(&body), 0, &s.config);
-            if doc.findings.has_errors() {
-                return Err(invalid(doc.findings));
-            }
-            let obj = doc
-                .object
-                .ok_or_else(|| fail(400, "BadRequest", "not a Route"))?;
-            let mut out = obj.to_json();
-            if let Some(st) = existing
-                .and_then(|o| o.get("status"))
-                .filter(|v| !v.is_null())
-            {
-                out["status"] = st.clone();
-            }
-            Ok(out)
+            read_serving(s, body, existing, "Route").map_err(|f| match f {
+                Admission::Invalid(findings) => invalid(findings),
+                Admission::Failed(f) => f,
+            })
         }
         "instances" => fleet::from_json::<fleet::Instance>(&body)
             .map(|_| body)
@@ -1202,6 +1154,43 @@ fn admit(
             .map_err(invalid),
         _ => Err(read_only(r)),
     }
+}
+
+/// Why a serving object was not admitted.
+enum Admission {
+    /// The model's findings (rendered as 422 by the caller, which names the object).
+    Invalid(kantai_model::Findings),
+    /// Anything else.
+    Failed(ApiFailure),
+}
+
+/// Reads a Service or Route through the model (defaults and validation, as Knative's
+/// webhooks); its status is kantai's to write, so the stored one is kept and the client's
+/// ignored.
+fn read_serving(
+    s: &Shared,
+    mut body: Value,
+    existing: Option<&Value>,
+    kind: &str,
+) -> Result<Value, Admission> {
+    if let Some(o) = body.as_object_mut() {
+        o.remove("status");
+    }
+    let doc = manifest::read_one(&Node::from_json(&body), 0, &s.config);
+    if doc.findings.has_errors() {
+        return Err(Admission::Invalid(doc.findings));
+    }
+    let obj = doc
+        .object
+        .ok_or_else(|| Admission::Failed(fail(400, "BadRequest", format!("not a {kind}"))))?;
+    let mut out = obj.to_json();
+    if let Some(st) = existing
+        .and_then(|o| o.get("status"))
+        .filter(|v| !v.is_null())
+    {
+        out["status"] = st.clone();
+    }
+    Ok(out)
 }
 
 /// RFC 7386 JSON merge patch.

@@ -173,3 +173,40 @@ pub fn keep_current(input: &PlacementInput<'_>, room: &mut Room) -> Vec<u32> {
         })
         .collect()
 }
+
+/// The whole frame of a policy that moves one instance at a time: keep the current instances
+/// (`keep_current`), then remove one at a time from the node `remove_from` names until no more
+/// than `desired` remain, then add one at a time on the node `add_to` names until `desired` are
+/// placed; what no node takes is unschedulable. Both choosers see the counts so far and the
+/// room left.
+pub fn one_at_a_time(
+    input: &PlacementInput<'_>,
+    remove_from: impl Fn(&[u32], &Room) -> Option<usize>,
+    add_to: impl Fn(&[u32], &Room) -> Option<usize>,
+) -> PlacementDecision {
+    let mut room = Room::new(&input.fleet.nodes, input.current, input.resources);
+    let mut per_node = keep_current(input, &mut room);
+    let mut total: u32 = per_node.iter().sum();
+    while total > input.desired {
+        let Some(i) = remove_from(&per_node, &room) else {
+            break;
+        };
+        per_node[i] -= 1;
+        room.give(i);
+        total -= 1;
+    }
+    let mut unschedulable = 0;
+    while total < input.desired {
+        let Some(i) = add_to(&per_node, &room) else {
+            unschedulable = input.desired - total;
+            break;
+        };
+        per_node[i] += 1;
+        room.take(i);
+        total += 1;
+    }
+    PlacementDecision {
+        per_node,
+        unschedulable,
+    }
+}

@@ -3,10 +3,9 @@
 //! (1 s unless set). A full queue pushes out the request with the latest deadline when the
 //! newcomer's is earlier; otherwise the newcomer is turned away.
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::{Admission, QueueDiscipline, Seq};
+use super::{Admission, QueueDiscipline, Ranked};
 use crate::params::{DEADLINE_HEADER, Params, parse_duration};
 use crate::request::RequestInfo;
 
@@ -14,9 +13,8 @@ use crate::request::RequestInfo;
 #[derive(Clone, Debug, Default)]
 pub struct Edf {
     default_deadline: Duration,
-    order: BTreeMap<(Duration, u64), u64>,
-    index: HashMap<u64, (Duration, u64)>,
-    seq: Seq,
+    /// Ranked by deadline.
+    queue: Ranked<Duration>,
 }
 
 impl Edf {
@@ -35,37 +33,18 @@ impl QueueDiscipline for Edf {
             .header(DEADLINE_HEADER)
             .and_then(parse_duration)
             .unwrap_or(self.default_deadline);
-        let deadline = now + within;
-        let mut outcome = Admission::Queued;
-        if self.order.len() >= limit {
-            let Some((&(latest, seq), &victim)) = self.order.iter().next_back() else {
-                return Admission::Rejected;
-            };
-            if latest <= deadline {
-                return Admission::Rejected;
-            }
-            self.order.remove(&(latest, seq));
-            self.index.remove(&victim);
-            outcome = Admission::Evicted(victim);
-        }
-        let key = (deadline, self.seq.next());
-        self.order.insert(key, id);
-        self.index.insert(id, key);
-        outcome
+        self.queue.push(id, now + within, limit)
     }
 
     fn peek(&self) -> Option<u64> {
-        self.order.values().next().copied()
+        self.queue.peek()
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        match self.index.remove(&id) {
-            Some(k) => self.order.remove(&k).is_some(),
-            None => false,
-        }
+        self.queue.remove(id)
     }
 
     fn len(&self) -> usize {
-        self.order.len()
+        self.queue.len()
     }
 }

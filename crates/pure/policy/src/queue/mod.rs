@@ -51,13 +51,65 @@ pub trait QueueDiscipline: Send {
     }
 }
 
-/// The next number in arrival order, for tie-breaking.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Seq(u64);
+/// Waiting requests ordered by a rank (then arrival): the lowest rank is served first, and a
+/// full queue pushes out its highest-ranked (newest among equals) request for a newcomer
+/// ranked strictly lower, else turns the newcomer away. `priority`, `edf` and `sjf` differ
+/// only in how they rank.
+#[derive(Clone, Debug)]
+pub(crate) struct Ranked<R> {
+    order: std::collections::BTreeMap<(R, u64), u64>,
+    index: std::collections::HashMap<u64, (R, u64)>,
+    /// Arrivals so far: ties in rank go in arrival order.
+    seq: u64,
+}
 
-impl Seq {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 += 1;
-        self.0
+impl<R> Default for Ranked<R> {
+    fn default() -> Self {
+        Ranked {
+            order: std::collections::BTreeMap::new(),
+            index: std::collections::HashMap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<R: Ord + Copy> Ranked<R> {
+    /// Queues `id` at `rank`, evicting to keep at most `limit` waiting.
+    pub(crate) fn push(&mut self, id: u64, rank: R, limit: usize) -> Admission {
+        let mut outcome = Admission::Queued;
+        if self.order.len() >= limit {
+            let Some((&(worst, seq), &victim)) = self.order.iter().next_back() else {
+                return Admission::Rejected;
+            };
+            if worst <= rank {
+                return Admission::Rejected;
+            }
+            self.order.remove(&(worst, seq));
+            self.index.remove(&victim);
+            outcome = Admission::Evicted(victim);
+        }
+        self.seq += 1;
+        let key = (rank, self.seq);
+        self.order.insert(key, id);
+        self.index.insert(id, key);
+        outcome
+    }
+
+    /// The request to serve next.
+    pub(crate) fn peek(&self) -> Option<u64> {
+        self.order.values().next().copied()
+    }
+
+    /// Takes a request out; whether it was there.
+    pub(crate) fn remove(&mut self, id: u64) -> bool {
+        match self.index.remove(&id) {
+            Some(k) => self.order.remove(&k).is_some(),
+            None => false,
+        }
+    }
+
+    /// Requests waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
     }
 }

@@ -5,10 +5,9 @@
 //! newcomer's class is higher; otherwise the newcomer is turned away.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::{Admission, QueueDiscipline, Seq};
+use super::{Admission, QueueDiscipline, Ranked};
 use crate::params::{PRIORITY_HEADER, Params, parse_class, rule_class};
 use crate::request::RequestInfo;
 
@@ -19,9 +18,8 @@ pub const NORMAL: u8 = 4;
 #[derive(Clone, Debug, Default)]
 pub struct Priority {
     rules: Vec<(String, u8)>,
-    order: BTreeMap<(Reverse<u8>, u64), u64>,
-    index: HashMap<u64, (Reverse<u8>, u64)>,
-    seq: Seq,
+    /// Higher classes rank lower (served first).
+    queue: Ranked<Reverse<u8>>,
 }
 
 impl Priority {
@@ -45,37 +43,18 @@ impl Priority {
 impl QueueDiscipline for Priority {
     fn push(&mut self, id: u64, req: &dyn RequestInfo, _now: Duration, limit: usize) -> Admission {
         let class = self.class_of(req);
-        let mut outcome = Admission::Queued;
-        if self.order.len() >= limit {
-            // The lowest class, newest first.
-            let Some((&(Reverse(low), seq), &victim)) = self.order.iter().next_back() else {
-                return Admission::Rejected;
-            };
-            if low >= class {
-                return Admission::Rejected;
-            }
-            self.order.remove(&(Reverse(low), seq));
-            self.index.remove(&victim);
-            outcome = Admission::Evicted(victim);
-        }
-        let key = (Reverse(class), self.seq.next());
-        self.order.insert(key, id);
-        self.index.insert(id, key);
-        outcome
+        self.queue.push(id, Reverse(class), limit)
     }
 
     fn peek(&self) -> Option<u64> {
-        self.order.values().next().copied()
+        self.queue.peek()
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        match self.index.remove(&id) {
-            Some(k) => self.order.remove(&k).is_some(),
-            None => false,
-        }
+        self.queue.remove(id)
     }
 
     fn len(&self) -> usize {
-        self.order.len()
+        self.queue.len()
     }
 }

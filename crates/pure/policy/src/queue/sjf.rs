@@ -5,12 +5,12 @@
 //! longest when the newcomer is expected to be shorter; otherwise the newcomer is turned
 //! away.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use kantai_latency::Ewma;
 
-use super::{Admission, QueueDiscipline, Seq};
+use super::{Admission, QueueDiscipline, Ranked};
 use crate::request::{RequestInfo, RequestKey};
 
 /// How long a learned duration is remembered (half-life).
@@ -23,10 +23,8 @@ pub const MAX_KINDS: usize = 4096;
 pub struct Sjf {
     learned: HashMap<RequestKey, Ewma>,
     overall: Ewma,
-    /// (expected nanoseconds, arrival order) → id.
-    order: BTreeMap<(u64, u64), u64>,
-    index: HashMap<u64, (u64, u64)>,
-    seq: Seq,
+    /// Ranked by expected nanoseconds.
+    queue: Ranked<u64>,
 }
 
 impl Default for Sjf {
@@ -34,9 +32,7 @@ impl Default for Sjf {
         Sjf {
             learned: HashMap::new(),
             overall: Ewma::new(HALF_LIFE),
-            order: BTreeMap::new(),
-            index: HashMap::new(),
-            seq: Seq::default(),
+            queue: Ranked::default(),
         }
     }
 }
@@ -57,37 +53,19 @@ impl Sjf {
 impl QueueDiscipline for Sjf {
     fn push(&mut self, id: u64, req: &dyn RequestInfo, _now: Duration, limit: usize) -> Admission {
         let expected = self.expected(req);
-        let mut outcome = Admission::Queued;
-        if self.order.len() >= limit {
-            let Some((&(longest, seq), &victim)) = self.order.iter().next_back() else {
-                return Admission::Rejected;
-            };
-            if longest <= expected {
-                return Admission::Rejected;
-            }
-            self.order.remove(&(longest, seq));
-            self.index.remove(&victim);
-            outcome = Admission::Evicted(victim);
-        }
-        let key = (expected, self.seq.next());
-        self.order.insert(key, id);
-        self.index.insert(id, key);
-        outcome
+        self.queue.push(id, expected, limit)
     }
 
     fn peek(&self) -> Option<u64> {
-        self.order.values().next().copied()
+        self.queue.peek()
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        match self.index.remove(&id) {
-            Some(k) => self.order.remove(&k).is_some(),
-            None => false,
-        }
+        self.queue.remove(id)
     }
 
     fn len(&self) -> usize {
-        self.order.len()
+        self.queue.len()
     }
 
     fn learn(&mut self, key: RequestKey, service: Duration, now: Duration) {
