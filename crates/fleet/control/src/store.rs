@@ -285,6 +285,11 @@ impl Store {
             .collect()
     }
 
+    /// The store's current resourceVersion.
+    pub fn version(&self) -> u64 {
+        self.inner.lock().rv
+    }
+
     /// A consistent snapshot for a watch: the current objects, and a receiver of every later
     /// event (or the events since `since`, when given and still in history).
     pub fn watch(

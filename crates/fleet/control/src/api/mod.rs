@@ -625,7 +625,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
                     )
                 }),
             None => {
-                let rv = s.store.list(&resources::SERVICES, None).1;
+                let rv = s.store.version();
                 let items = all.into_iter().filter(|o| sel.matches(o)).collect();
                 Ok(list_response(&req, &r, items, rv, &order))
             }
