@@ -111,7 +111,7 @@ fn fleet_crates() -> Vec<PathBuf> {
 /// never runs instances or serves requests; the data plane and the runtime know nothing of
 /// each other (the agent joins them).
 const FLEET_LAYERS: &[(&str, &[&str])] = &[
-    ("api", &["kantai-model"]),
+    ("api", &["kantai-model", "kantai-decisions"]),
     ("runtime", &["kantai-model"]),
     (
         "dataplane",

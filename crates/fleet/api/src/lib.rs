@@ -2,12 +2,15 @@
 //! resources and their Kubernetes-style paths, the wire types, and a client.
 
 mod client;
-pub mod decisions;
 pub mod openapi;
 pub mod printers;
 pub mod resources;
-pub mod time;
 pub mod wire;
+
+/// The decision log (records shared with the simulator).
+pub use kantai_decisions as decisions;
+/// RFC 3339 timestamps.
+pub use kantai_decisions::time;
 
 pub use client::{ApiError, Client, DelayFn, Watch};
 pub use resources::Resource;

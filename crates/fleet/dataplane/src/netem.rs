@@ -7,10 +7,7 @@ use std::time::Duration;
 use kantai_model::topology::Link;
 use parking_lot::{Mutex, RwLock};
 use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
-
-/// TCP's minimum retransmission timeout: what a lost packet costs at least.
-const MIN_RTO: Duration = Duration::from_millis(200);
+use rand::SeedableRng;
 
 /// The emulated links from this node to every other.
 pub struct Netem {
@@ -37,30 +34,14 @@ impl Netem {
         self.links.read().get(peer).copied().unwrap_or(Link::LOCAL)
     }
 
-    /// The time one crossing towards `peer` takes for a message of `bytes` bytes: half the
-    /// round trip, ± half the jitter, plus transmission time at the link's bandwidth, plus a
-    /// retransmission when the message is lost.
+    /// The time one crossing towards `peer` takes for a message of `bytes` bytes
+    /// ([`Link::one_way`]).
     pub fn one_way(&self, peer: &str, bytes: u64) -> Duration {
         let link = self.link(peer);
         if link.is_free() {
             return Duration::ZERO;
         }
-        let mut rng = self.rng.lock();
-        let half = link.rtt.as_secs_f64() / 2.0;
-        let jitter = link.jitter.as_secs_f64() / 2.0;
-        let mut d = half
-            + if jitter > 0.0 {
-                rng.random_range(-jitter..=jitter)
-            } else {
-                0.0
-            };
-        if let Some(bw) = link.bandwidth {
-            d += bytes as f64 * 8.0 / bw as f64;
-        }
-        if link.loss > 0.0 && rng.random_bool(link.loss) {
-            d += MIN_RTO.max(link.rtt).as_secs_f64();
-        }
-        Duration::from_secs_f64(d.max(0.0))
+        link.one_way(bytes, &mut *self.rng.lock())
     }
 
     /// Waits one crossing towards `peer`.

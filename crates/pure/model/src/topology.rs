@@ -116,7 +116,36 @@ impl Link {
     pub fn is_free(&self) -> bool {
         self.rtt.is_zero() && self.jitter.is_zero() && self.loss == 0.0 && self.bandwidth.is_none()
     }
+
+    /// The time one crossing takes for a message of `bytes` bytes: half the round trip,
+    /// ± half the jitter (uniform), plus transmission time at the link's bandwidth, plus a
+    /// retransmission (at least TCP's minimum RTO) when the message is lost. The live fleet's
+    /// link emulation and the simulator both draw from here.
+    pub fn one_way(&self, bytes: u64, rng: &mut dyn rand::Rng) -> Duration {
+        use rand::RngExt;
+        if self.is_free() {
+            return Duration::ZERO;
+        }
+        let half = self.rtt.as_secs_f64() / 2.0;
+        let jitter = self.jitter.as_secs_f64() / 2.0;
+        let mut d = half
+            + if jitter > 0.0 {
+                rng.random_range(-jitter..=jitter)
+            } else {
+                0.0
+            };
+        if let Some(bw) = self.bandwidth {
+            d += bytes as f64 * 8.0 / bw as f64;
+        }
+        if self.loss > 0.0 && rng.random_bool(self.loss) {
+            d += MIN_RTO.max(self.rtt).as_secs_f64();
+        }
+        Duration::from_secs_f64(d.max(0.0))
+    }
 }
+
+/// TCP's minimum retransmission timeout: what a lost message costs at least.
+pub const MIN_RTO: Duration = Duration::from_millis(200);
 
 impl Serialize for Link {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -2,7 +2,10 @@
 //! made from and the choice, one JSON object per line. A run can be explained from it, and
 //! placement decisions replayed (`kantai decisions replay FILE`) through the same policy
 //! code. Writing never blocks a decision: records go through a bounded channel to a writer
-//! thread, and what does not fit is counted and reported at the end.
+//! thread, and what does not fit is counted and reported at the end. The simulator writes
+//! the same records synchronously (its output must be byte-identical run to run).
+
+pub mod time;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
