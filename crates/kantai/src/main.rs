@@ -53,6 +53,9 @@ enum Command {
     /// Built-in functions.
     #[command(subcommand)]
     Fn(cmd::func::Command),
+    /// Simulate a fleet in virtual time (deterministic, up to 10,000 nodes) with the same
+    /// autoscaler and policies as the live fleet.
+    Sim(cmd::sim::Args),
 }
 
 fn init_logs(default: &str) {
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Autoscale(c) => cmd::autoscale::run(c),
         Command::Decisions(c) => cmd::decisions::run(c),
         Command::Fn(c) => cmd::func::run(c),
+        Command::Sim(a) => cmd::sim::run(a),
     };
     match result {
         Ok(code) => code,

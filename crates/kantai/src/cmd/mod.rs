@@ -8,5 +8,6 @@ pub mod demo;
 pub mod func;
 pub mod kubeconfig;
 pub mod node;
+pub mod sim;
 pub mod up;
 pub mod validate;

@@ -30,10 +30,23 @@ pub struct NodeView {
 /// Measured round-trip times between nodes, in milliseconds. Unknown pairs are `None`; a
 /// node's round trip to itself is 0; a pair measured in one direction only is assumed
 /// symmetric.
+///
+/// Large fleets are described by groups (sites): nodes of a group share their round trips
+/// to every other node ([`RttMatrix::grouped`]), so 10,000 nodes in 100 sites cost a
+/// 100×100 matrix instead of a 10,000×10,000 one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RttMatrix {
     n: usize,
+    /// Row-major `n`×`n` (dense) or `g`×`g` (grouped) milliseconds, NaN when unknown.
     ms: Vec<f64>,
+    /// Each node's group, when grouped.
+    groups: Option<Groups>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Groups {
+    of: Vec<u32>,
+    count: usize,
 }
 
 impl RttMatrix {
@@ -42,6 +55,21 @@ impl RttMatrix {
         RttMatrix {
             n,
             ms: vec![f64::NAN; n * n],
+            groups: None,
+        }
+    }
+
+    /// A matrix over nodes in groups: `group_of[i]` is node `i`'s group (below `groups`);
+    /// [`RttMatrix::set`] then takes group indices, and the round trip between two nodes is
+    /// their groups' (between two nodes of one group: that group's own entry, `set(g, g)`).
+    pub fn grouped(group_of: Vec<u32>, groups: usize) -> RttMatrix {
+        RttMatrix {
+            n: group_of.len(),
+            ms: vec![f64::NAN; groups * groups],
+            groups: Some(Groups {
+                of: group_of,
+                count: groups,
+            }),
         }
     }
 
@@ -55,12 +83,17 @@ impl RttMatrix {
         self.n == 0
     }
 
-    /// Records the round trip from node `from` to node `to` (ignored out of range or if not
-    /// a finite, non-negative number).
+    /// Records the round trip from node `from` to node `to` (groups, when grouped); ignored
+    /// out of range or if not a finite, non-negative number.
     pub fn set(&mut self, from: usize, to: usize, ms: f64) {
-        if from < self.n && to < self.n && ms.is_finite() && ms >= 0.0 {
-            self.ms[from * self.n + to] = ms;
+        let side = self.side();
+        if from < side && to < side && ms.is_finite() && ms >= 0.0 {
+            self.ms[from * side + to] = ms;
         }
+    }
+
+    fn side(&self) -> usize {
+        self.groups.as_ref().map_or(self.n, |g| g.count)
     }
 
     /// The round trip from `from` to `to` in milliseconds, if known.
@@ -71,9 +104,13 @@ impl RttMatrix {
         if from >= self.n || to >= self.n {
             return None;
         }
-        let v = self.ms[from * self.n + to];
+        let (a, b, side) = match &self.groups {
+            Some(g) => (g.of[from] as usize, g.of[to] as usize, g.count),
+            None => (from, to, self.n),
+        };
+        let v = self.ms.get(a * side + b).copied().unwrap_or(f64::NAN);
         let v = if v.is_nan() {
-            self.ms[to * self.n + from]
+            self.ms.get(b * side + a).copied().unwrap_or(f64::NAN)
         } else {
             v
         };

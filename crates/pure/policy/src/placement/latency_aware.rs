@@ -47,6 +47,10 @@ fn cmp_f64(a: f64, b: f64) -> Ordering {
 }
 
 impl Placement for LatencyAware {
+    fn rebalances(&self) -> bool {
+        true
+    }
+
     fn place(&mut self, input: &PlacementInput<'_>, _rng: &mut dyn Rng) -> PlacementDecision {
         let n = input.fleet.nodes.len();
         let demand = |k: usize| input.demand.get(k).copied().unwrap_or(0.0).max(0.0);

@@ -1,0 +1,251 @@
+//! The control loop, as the live control plane's `scaling.rs` runs it: load reports every
+//! second feed each revision's [`kantai_autoscaler::RevisionAutoscaler`] and the per-origin
+//! demand and per-node serving time; every 2 s (and at once on a poke of a revision at
+//! zero) the autoscaler decides and the revision's placement policy splits the decision over
+//! the nodes; each node applies its share after the control plane's link delay.
+
+use std::time::Duration;
+
+use kantai_autoscaler::Observation;
+use kantai_decisions::{Decision, PlacementRecord};
+use kantai_latency::Ewma;
+use kantai_policy::PlacementInput;
+
+use crate::engine::{Ev, IState, REPORT_NS, Sim};
+
+/// How long measured demand and serving times are remembered (the control plane's).
+const MEASURE_HALF_LIFE: Duration = Duration::from_secs(10);
+
+impl Sim {
+    fn now_d(&self) -> Duration {
+        Duration::from_nanos(self.now)
+    }
+
+    /// Every agent's report, once a second.
+    pub(crate) fn report(&mut self) {
+        let now = self.now;
+        let t = self.now_d();
+        for f in 0..self.funcs.len() {
+            let (concurrency, requests) = self.funcs[f].take_load(now);
+            let wake = self.funcs[f].autoscaler.record(
+                t,
+                Observation {
+                    concurrency,
+                    requests,
+                    ..Observation::default()
+                },
+            );
+            let func = &mut self.funcs[f];
+            for &g in &func.gates {
+                let gate = &mut self.gates[g as usize];
+                let rate = gate.arrivals as f64 * 1e9 / REPORT_NS as f64;
+                gate.arrivals = 0;
+                func.demand
+                    .entry(gate.origin)
+                    .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
+                    .record(t, rate);
+            }
+            if !func.served_since.is_empty() {
+                if func.serving_dense.is_empty() {
+                    func.serving_dense = vec![None; self.net.nodes.len()];
+                }
+                let served = std::mem::take(&mut func.served_since);
+                for (node, (count, total)) in served {
+                    let e = func
+                        .serving
+                        .entry(node)
+                        .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE));
+                    e.record(t, total as f64 / count as f64 / 1e6);
+                    func.serving_dense[node as usize] = e.value();
+                }
+            }
+            if wake {
+                self.tick_function(f as u32);
+            }
+        }
+        self.rtt_dirty = true;
+        if self.running() {
+            self.at(now + REPORT_NS, Ev::Report);
+        }
+    }
+
+    /// A gateway's poke: the revision's load is reported at once, and a revision at zero
+    /// gets its decision now.
+    pub(crate) fn poke(&mut self, f: u32) {
+        let now = self.now;
+        let t = self.now_d();
+        let func = &mut self.funcs[f as usize];
+        let (concurrency, requests) = func.take_load(now);
+        let wake = func.autoscaler.record(
+            t,
+            Observation {
+                concurrency,
+                requests,
+                ..Observation::default()
+            },
+        );
+        if wake || func.autoscaler.replicas() == 0 {
+            self.tick_function(f);
+        }
+    }
+
+    /// The autoscaler's tick for every revision.
+    pub(crate) fn tick(&mut self) {
+        if self.rtt_dirty {
+            self.fleet.rtt = self.net.matrix();
+            self.rtt_dirty = false;
+        }
+        for f in 0..self.funcs.len() as u32 {
+            self.tick_function(f);
+        }
+        if self.running() {
+            let next = self.now + kantai_autoscaler::TICK.as_nanos() as u64;
+            self.at(next, Ev::Tick);
+        }
+    }
+
+    /// One revision's decision, then its placement when something it decides on changed.
+    pub(crate) fn tick_function(&mut self, f: u32) {
+        let t = self.now_d();
+        let func = &mut self.funcs[f as usize];
+        let ready = func.ready.len() as u32;
+        let d = func.autoscaler.tick(t, ready);
+        func.activator_in_path = d.activator_in_path;
+        func.desired_max = func.desired_max.max(d.desired);
+        if func.placed_once && d.desired == func.placed_total && !func.placement.rebalances() {
+            return;
+        }
+        self.place(f, d.desired);
+    }
+
+    /// The placement policy splits `desired` over the nodes; changed nodes hear of it after
+    /// the control plane's link delay.
+    fn place(&mut self, f: u32, desired: u32) {
+        let n = self.net.nodes.len();
+        let now = self.now_d();
+        let func = &mut self.funcs[f as usize];
+        self.buf_f64.iter_mut().for_each(|x| *x = 0.0);
+        for (&node, e) in &func.demand {
+            self.buf_f64[node as usize] = e.value().unwrap_or(0.0);
+        }
+        self.buf_in_flight.iter_mut().for_each(|x| *x = 0);
+        self.buf_queued.iter_mut().for_each(|x| *x = 0);
+        for (&node, list) in &func.on_node {
+            for &i in list {
+                let inst = &self.insts[i as usize];
+                self.buf_in_flight[node as usize] += inst.busy;
+                self.buf_queued[node as usize] += inst.queued;
+            }
+        }
+        let input = PlacementInput {
+            fleet: &self.fleet,
+            revision: &func.revision,
+            desired,
+            current: &func.placed,
+            demand: &self.buf_f64,
+            serving_ms: &func.serving_dense,
+            in_flight: &self.buf_in_flight,
+            queued: &self.buf_queued,
+            resources: func.resources,
+            params: &func.params,
+            now,
+        };
+        let decision = func.placement.place(&input, &mut func.prng);
+        let record = self.decisions.is_some().then(|| {
+            let nodes = &input.fleet.nodes;
+            Decision::Placement(Box::new(PlacementRecord {
+                time: String::new(),
+                t: now.as_secs_f64(),
+                namespace: func.namespace.clone(),
+                revision: func.revision.clone(),
+                policy: func.placement_name.clone(),
+                annotations: func.params.to_annotations(),
+                nodes: nodes.iter().map(|v| v.name.clone()).collect(),
+                ready: nodes.iter().map(|v| v.ready).collect(),
+                max_instances: nodes.iter().map(|v| v.max_instances).collect(),
+                instances: nodes.iter().map(|v| v.instances).collect(),
+                cpu: nodes.iter().map(|v| v.cpu).collect(),
+                memory: nodes.iter().map(|v| v.memory).collect(),
+                cpu_used: nodes.iter().map(|v| v.cpu_used).collect(),
+                memory_used: nodes.iter().map(|v| v.memory_used).collect(),
+                resources: (input.resources.cpu, input.resources.memory),
+                rtt_ms: (0..n).map(|i| input.fleet.rtt.row(i)).collect(),
+                desired,
+                current: input.current.to_vec(),
+                demand: input.demand.to_vec(),
+                serving_ms: (0..n)
+                    .map(|i| input.serving_ms.get(i).copied().flatten())
+                    .collect(),
+                in_flight: input.in_flight.to_vec(),
+                queued: input.queued.to_vec(),
+                choice: decision.per_node.clone(),
+                unschedulable: decision.unschedulable,
+            }))
+        });
+        let res = func.resources;
+        func.placed_once = true;
+        func.placed_total = decision.per_node.iter().sum();
+        let mut changed = Vec::new();
+        for (i, (&new, old)) in decision.per_node.iter().zip(func.placed.iter_mut()).enumerate() {
+            if new != *old {
+                let node = &mut self.fleet.nodes[i];
+                node.instances = node.instances + new - *old;
+                let delta = f64::from(new) - f64::from(*old);
+                node.cpu_used += res.cpu * delta;
+                node.memory_used += res.memory * delta;
+                *old = new;
+                changed.push(i as u32);
+            }
+        }
+        if let Some(mut rec) = record {
+            if let Decision::Placement(p) = &mut rec {
+                p.time = self.record_time();
+            }
+            self.log(&rec);
+        }
+        for node in changed {
+            let t = self.now + self.cp_delay[node as usize];
+            self.at(t, Ev::Apply(f, node));
+        }
+    }
+
+    /// A node applies its share of a placement: starts or drains instances.
+    pub(crate) fn apply(&mut self, f: u32, node: u32) {
+        let target = self.funcs[f as usize].placed[node as usize];
+        let live: Vec<u32> = self.funcs[f as usize]
+            .on_node
+            .get(&node)
+            .map(|l| {
+                l.iter()
+                    .copied()
+                    .filter(|&i| {
+                        matches!(
+                            self.insts[i as usize].state,
+                            IState::Starting | IState::Ready
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let count = live.len() as u32;
+        if count < target {
+            for _ in count..target {
+                self.start_instance(f, node);
+            }
+        } else if count > target {
+            // Starting instances go first (newest first), then the least busy.
+            let mut order = live;
+            order.sort_by_key(|&i| {
+                let x = &self.insts[i as usize];
+                (
+                    x.state != IState::Starting,
+                    x.busy + x.queued,
+                    std::cmp::Reverse(x.seq),
+                )
+            });
+            for &i in order.iter().take((count - target) as usize) {
+                self.drain(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The event loop and the simulated fleet's state. Time is virtual (ns since the start);
+//! events at the same time run in the order they were scheduled, so a run is a function
+//! of its scenario and seed alone.
+//!
+//! The request path follows the live fleet's (`gateway.rs`: the gateway and activator role
+//! of the request's origin node, `instance.rs`: the queue-proxy role and the instance),
+//! and so does the control loop (`control.rs`: reports each second, the KPA every 2 s,
+//! placement, the nodes applying it).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::io::Write;
+
+use hdrhistogram::Histogram;
+use kantai_autoscaler::RevisionAutoscaler;
+use kantai_latency::Ewma;
+use kantai_policy::{FleetView, LoadBalancer, Params, Placement, QueueDiscipline, Resources};
+use rand::rngs::SmallRng;
+
+use crate::dist::Dist;
+use crate::network::Network;
+use crate::workload::Source;
+
+/// One second, in ns: the agents' report period.
+pub(crate) const REPORT_NS: u64 = 1_000_000_000;
+/// A terminating instance keeps answering forwarded requests this long (the fleet's drain
+/// propagation), so gateways that have not heard of it yet do not fail.
+pub(crate) const DRAIN_PROPAGATION_NS: u64 = 1_000_000_000;
+/// A gateway pokes the control plane about a revision at most this often.
+pub(crate) const POKE_EVERY_NS: u64 = 100_000_000;
+/// Knative's queue depth at an instance: 10 per containerConcurrency slot.
+pub(crate) const QUEUE_DEPTH_FACTOR: u32 = 10;
+/// Requests a gateway holds per revision by default (the fleet's `dataplane.hold-limit`).
+pub const DEFAULT_HOLD_LIMIT: u32 = 10_000;
+/// How many events between two progress reports.
+const PROGRESS_EVERY: u64 = 1 << 20;
+
+/// Something that happens at a time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ev {
+    /// The next request of a source arrives.
+    Arrive(u32),
+    /// A request reaches its instance's node.
+    AtInstance(u32),
+    /// An instance finished a request.
+    Done(u32),
+    /// A response reaches the origin's gateway.
+    Respond(u32),
+    /// A request's deadline (with the request's generation).
+    Timeout(u32, u32),
+    /// The agents report load.
+    Report,
+    /// The autoscaler's tick.
+    Tick,
+    /// The instances-per-node series takes a sample.
+    Sample,
+    /// A gateway's poke reaches the control plane.
+    Poke(u32),
+    /// A placement reaches a node (function, node).
+    Apply(u32, u32),
+    /// An instance finished its cold start (instance, generation).
+    Ready(u32, u32),
+    /// A gateway learns of a new instance: serve what it holds.
+    Dispatch(u32),
+    /// A draining instance may stop (instance, generation).
+    Stop(u32, u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    t: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.t, self.seq) == (o.t, o.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    // Reversed: the heap pops the earliest, then the first scheduled.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.t, o.seq).cmp(&(self.t, self.seq))
+    }
+}
+
+/// Where a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum St {
+    /// Not in use.
+    Free,
+    /// Held at the origin's gateway (activator role).
+    Held,
+    /// On its way to the instance's node.
+    Transit,
+    /// Waiting for a containerConcurrency slot.
+    Queued,
+    /// Being served.
+    Serving,
+    /// The response is on its way back.
+    Returning,
+}
+
+/// A request in flight.
+#[derive(Clone, Debug)]
+pub(crate) struct Req {
+    pub gate: u32,
+    pub kind: u32,
+    pub inst: u32,
+    pub epoch: u32,
+    pub arrived: u64,
+    pub deadline: u64,
+    pub service_ns: u64,
+    pub hop_out: u64,
+    pub hop_back: u64,
+    pub wait_from: u64,
+    pub waited: u64,
+    pub at_instance: u64,
+    pub code: u16,
+    pub state: St,
+    pub cold: bool,
+    pub counted: bool,
+    /// The gateway has answered it (504): what is left of it only frees resources.
+    pub answered: bool,
+    pub timeout_armed: bool,
+}
+
+impl Req {
+    /// A request slot not in use.
+    pub(crate) fn free_value() -> Req {
+        Req {
+            gate: 0,
+            kind: 0,
+            inst: u32::MAX,
+            epoch: 0,
+            arrived: 0,
+            deadline: 0,
+            service_ns: 0,
+            hop_out: 0,
+            hop_back: 0,
+            wait_from: 0,
+            waited: 0,
+            at_instance: 0,
+            code: 0,
+            state: St::Free,
+            cold: false,
+            counted: false,
+            answered: false,
+            timeout_armed: false,
+        }
+    }
+}
+
+/// A request's method, path and headers, as policies see them.
+#[derive(Clone, Debug, Default)]
+pub struct Kind {
+    /// The path.
+    pub path: String,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+}
+
+impl kantai_policy::RequestInfo for Kind {
+    fn method(&self) -> &str {
+        "GET"
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What one gateway recorded for one function.
+pub(crate) struct GateStats {
+    pub latency: Histogram<u64>,
+    pub ok: u64,
+    pub overflow: u64,
+    pub timeout: u64,
+    pub cold: u64,
+    pub cold_wait: Option<Box<Histogram<u64>>>,
+    pub queueing: Option<Box<Histogram<u64>>>,
+    pub queued: u64,
+}
+
+/// Microseconds from 1 µs to about an hour, within 1 %.
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).unwrap_or_else(|_| Histogram::new(2).expect("hdr"))
+}
+
+/// The activator role of one node for one function: its balancer, the requests it holds,
+/// its leases on instances.
+pub(crate) struct Gate {
+    pub function: u32,
+    pub origin: u32,
+    pub lb: Box<dyn LoadBalancer>,
+    pub rng: SmallRng,
+    pub held: Box<dyn QueueDiscipline>,
+    /// Requests this gateway has in flight to each instance (by the function's slot).
+    pub in_flight: Vec<u32>,
+    pub last_poke: Option<u64>,
+    /// Arrivals since the last report (the per-origin demand).
+    pub arrivals: u64,
+    pub stats: GateStats,
+}
+
+/// An instance's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IState {
+    Starting,
+    Ready,
+    Draining,
+    Stopped,
+}
+
+/// One instance.
+pub(crate) struct Inst {
+    pub function: u32,
+    pub node: u32,
+    pub slot: u32,
+    pub seq: u64,
+    pub epoch: u32,
+    pub state: IState,
+    pub started: u64,
+    pub visible_at: u64,
+    pub drain_at: u64,
+    pub busy: u32,
+    pub queued: u32,
+    pub queue: Option<Box<dyn QueueDiscipline>>,
+    /// Leases gateways hold on it; its slot is reused only once they are all returned.
+    pub leases: u32,
+    pub stop_scheduled: bool,
+}
+
+/// A function (one service, its one revision) and everything kept about it.
+pub(crate) struct Func {
+    pub namespace: String,
+    pub service: String,
+    pub revision: String,
+    pub cc: u32,
+    pub timeout_ns: u64,
+    pub service_time: Dist,
+    pub cold_start: Dist,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub autoscaler: RevisionAutoscaler,
+    pub placement: Box<dyn Placement>,
+    pub placement_name: String,
+    pub lb_name: String,
+    pub queue_name: String,
+    pub params: Params,
+    pub prng: SmallRng,
+    pub resources: Resources,
+    pub activator_in_path: bool,
+    /// Ready instances in start order (the balancers' candidates).
+    pub ready: Vec<u32>,
+    /// Live instances per node.
+    pub on_node: BTreeMap<u32, Vec<u32>>,
+    /// The placement: desired instances per node.
+    pub placed: Vec<u32>,
+    pub placed_total: u32,
+    pub placed_once: bool,
+    pub free_slots: Vec<u32>,
+    pub next_slot: u32,
+    /// Requests in the fleet (arrived, not answered) and their time integral since the
+    /// last report.
+    pub in_flight: u32,
+    pub area: f64,
+    pub last_change: u64,
+    pub arrivals: u64,
+    pub last_take: u64,
+    pub demand: BTreeMap<u32, Ewma>,
+    pub serving: BTreeMap<u32, Ewma>,
+    pub served_since: BTreeMap<u32, (u64, u64)>,
+    pub serving_dense: Vec<Option<f64>>,
+    pub gates: Vec<u32>,
+    pub instance_ns: u128,
+    pub instances_started: u64,
+    pub desired_max: u32,
+}
+
+impl Func {
+    pub(crate) fn change_in_flight(&mut self, now: u64, up: bool) {
+        self.area += f64::from(self.in_flight) * (now - self.last_change) as f64;
+        self.last_change = now;
+        if up {
+            self.in_flight += 1;
+            self.arrivals += 1;
+        } else {
+            self.in_flight -= 1;
+        }
+    }
+
+    /// Average concurrency and arrivals per second since the last call (the agents'
+    /// `take_load`).
+    pub(crate) fn take_load(&mut self, now: u64) -> (f64, f64) {
+        self.area += f64::from(self.in_flight) * (now - self.last_change) as f64;
+        self.last_change = now;
+        let span = (now - self.last_take) as f64;
+        let out = if span > 0.0 {
+            (self.area / span, self.arrivals as f64 * 1e9 / span)
+        } else {
+            (f64::from(self.in_flight), 0.0)
+        };
+        self.area = 0.0;
+        self.arrivals = 0;
+        self.last_take = now;
+        out
+    }
+}
+
+/// How far a run is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Simulated time, ns.
+    pub now_ns: u64,
+    /// The scenario's duration, ns.
+    pub duration_ns: u64,
+    /// Requests answered.
+    pub answered: u64,
+    /// Events processed.
+    pub events: u64,
+}
+
+/// The simulated fleet.
+pub struct Sim {
+    pub(crate) now: u64,
+    pub(crate) duration: u64,
+    pub(crate) warmup: u64,
+    seq: u64,
+    heap: BinaryHeap<Entry>,
+    pub(crate) net: Network,
+    /// Node names, in index order.
+    pub(crate) node_names: Vec<String>,
+    /// Half the configured round trip from the control plane to each node.
+    pub(crate) cp_delay: Vec<u64>,
+    pub(crate) fleet: FleetView,
+    pub(crate) rtt_dirty: bool,
+    pub(crate) funcs: Vec<Func>,
+    pub(crate) gates: Vec<Gate>,
+    pub(crate) gate_index: HashMap<(u32, u32), u32>,
+    pub(crate) insts: Vec<Inst>,
+    pub(crate) free_insts: Vec<u32>,
+    pub(crate) inst_seq: u64,
+    pub(crate) reqs: Vec<Req>,
+    pub(crate) free_reqs: Vec<u32>,
+    pub(crate) live_reqs: u64,
+    pub(crate) sources: Vec<Source>,
+    pub(crate) kinds: Vec<Kind>,
+    pub(crate) hold_limit: u32,
+    pub(crate) service_rng: SmallRng,
+    pub(crate) net_rng: SmallRng,
+    pub(crate) cold_rng: SmallRng,
+    pub(crate) seed: u64,
+    pub(crate) node_ready: Vec<u32>,
+    pub(crate) node_starting: Vec<u32>,
+    pub(crate) sample_every: u64,
+    /// (t, node, ready, starting) for nodes with instances, every `sample_every`.
+    pub(crate) series: Vec<(u64, u32, u32, u32)>,
+    pub(crate) answered: u64,
+    pub(crate) events: u64,
+    pub(crate) decisions: Option<Box<dyn Write>>,
+    pub(crate) lb_decisions: bool,
+    pub(crate) decisions_error: Option<std::io::Error>,
+    /// Reusable per-node buffers for placement inputs.
+    pub(crate) buf_f64: Vec<f64>,
+    pub(crate) buf_in_flight: Vec<u32>,
+    pub(crate) buf_queued: Vec<u32>,
+    pub(crate) candidates: Vec<kantai_policy::Candidate>,
+    pub(crate) cand_insts: Vec<u32>,
+}
+
+/// What [`Sim::new`] needs besides the network.
+pub(crate) struct Setup {
+    pub duration: u64,
+    pub warmup: u64,
+    pub seed: u64,
+    pub funcs: Vec<Func>,
+    pub sources: Vec<Source>,
+    pub kinds: Vec<Kind>,
+    pub hold_limit: u32,
+    pub sample_every: u64,
+    pub decisions: Option<Box<dyn Write>>,
+    pub lb_decisions: bool,
+}
+
+/// A generator for one purpose of a run, independent of the others.
+pub(crate) fn stream(seed: u64, purpose: u64) -> SmallRng {
+    use rand::SeedableRng;
+    SmallRng::seed_from_u64(seed ^ purpose.wrapping_mul(0xd1b5_4a32_d192_ed03))
+}
+
+impl Sim {
+    pub(crate) fn new(net: Network, s: Setup) -> Sim {
+        let n = net.nodes.len();
+        let cp_delay = (0..n as u32)
+            .map(|i| net.mean_one_way(net.control, i))
+            .collect();
+        let fleet = FleetView {
+            nodes: net.node_views(),
+            rtt: net.matrix(),
+        };
+        let node_names = net.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut sim = Sim {
+            node_names,
+            now: 0,
+            duration: s.duration,
+            warmup: s.warmup,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            net,
+            cp_delay,
+            fleet,
+            rtt_dirty: false,
+            funcs: s.funcs,
+            gates: Vec::new(),
+            gate_index: HashMap::new(),
+            insts: Vec::new(),
+            free_insts: Vec::new(),
+            inst_seq: 0,
+            reqs: Vec::new(),
+            free_reqs: Vec::new(),
+            live_reqs: 0,
+            sources: s.sources,
+            kinds: s.kinds,
+            hold_limit: s.hold_limit,
+            service_rng: stream(s.seed, 1),
+            net_rng: stream(s.seed, 2),
+            cold_rng: stream(s.seed, 3),
+            seed: s.seed,
+            node_ready: vec![0; n],
+            node_starting: vec![0; n],
+            sample_every: s.sample_every,
+            series: Vec::new(),
+            answered: 0,
+            events: 0,
+            decisions: s.decisions,
+            lb_decisions: s.lb_decisions,
+            decisions_error: None,
+            buf_f64: vec![0.0; n],
+            buf_in_flight: vec![0; n],
+            buf_queued: vec![0; n],
+            candidates: Vec::new(),
+            cand_insts: Vec::new(),
+        };
+        if sim.kinds.is_empty() {
+            sim.kinds.push(Kind {
+                path: "/".into(),
+                headers: Vec::new(),
+            });
+        }
+        for i in 0..sim.sources.len() {
+            if let Some(t) = sim.sources[i].peek() {
+                sim.at(t, Ev::Arrive(i as u32));
+            }
+        }
+        sim.at(0, Ev::Tick);
+        sim.at(REPORT_NS, Ev::Report);
+        sim.at(0, Ev::Sample);
+        sim
+    }
+
+    /// Schedules `ev` at `t`.
+    pub(crate) fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Entry {
+            t: t.max(self.now),
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    /// Whether periodic work goes on: before the end, or while requests are in flight.
+    pub(crate) fn running(&self) -> bool {
+        self.now < self.duration || self.live_reqs > 0
+    }
+
+    /// Runs to the end, reporting progress every million events or so.
+    pub fn run(&mut self, progress: &mut dyn FnMut(Progress)) {
+        while let Some(e) = self.heap.pop() {
+            self.now = e.t;
+            self.events += 1;
+            if self.events.is_multiple_of(PROGRESS_EVERY) {
+                progress(self.progress());
+            }
+            match e.ev {
+                Ev::Arrive(s) => self.arrive(s),
+                Ev::AtInstance(r) => self.at_instance(r),
+                Ev::Done(r) => self.done(r),
+                Ev::Respond(r) => self.respond(r),
+                Ev::Timeout(r, g) => self.timeout(r, g),
+                Ev::Report => self.report(),
+                Ev::Tick => self.tick(),
+                Ev::Sample => self.sample(),
+                Ev::Poke(f) => self.poke(f),
+                Ev::Apply(f, n) => self.apply(f, n),
+                Ev::Ready(i, g) => self.ready(i, g),
+                Ev::Dispatch(g) => self.dispatch(g),
+                Ev::Stop(i, g) => self.stop(i, g),
+            }
+            // Arrivals end with the duration: once every request is answered, what is left
+            // (stale deadlines, drains) changes no result.
+            if self.now >= self.duration && self.live_reqs == 0 {
+                break;
+            }
+        }
+        self.now = self.now.max(self.duration);
+        self.finish_instances();
+        progress(self.progress());
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            now_ns: self.now,
+            duration_ns: self.duration,
+            answered: self.answered,
+            events: self.events,
+        }
+    }
+
+    fn arrive(&mut self, s: u32) {
+        let Some(a) = self.sources[s as usize].pop() else {
+            return;
+        };
+        if let Some(t) = self.sources[s as usize].peek() {
+            self.at(t, Ev::Arrive(s));
+        }
+        self.enter(a);
+    }
+
+    fn sample(&mut self) {
+        for i in 0..self.node_ready.len() {
+            let (r, s) = (self.node_ready[i], self.node_starting[i]);
+            if r > 0 || s > 0 {
+                self.series.push((self.now, i as u32, r, s));
+            }
+        }
+        if self.now < self.duration {
+            let next = self.now + self.sample_every;
+            self.at(next, Ev::Sample);
+        }
+    }
+
+    /// Instances still alive at the end are counted until then.
+    fn finish_instances(&mut self) {
+        let end = self.now;
+        for i in 0..self.insts.len() {
+            let inst = &mut self.insts[i];
+            if inst.state != IState::Stopped {
+                let from = inst.started.max(self.warmup);
+                let f = inst.function as usize;
+                self.funcs[f].instance_ns += u128::from(end.saturating_sub(from));
+                inst.state = IState::Stopped;
+            }
+        }
+    }
+
+    /// Allocates a request.
+    pub(crate) fn alloc_req(&mut self) -> u32 {
+        self.live_reqs += 1;
+        if let Some(i) = self.free_reqs.pop() {
+            return i;
+        }
+        self.reqs.push(Req::free_value());
+        (self.reqs.len() - 1) as u32
+    }
+
+    /// Frees a request (its generation moves on, so stale timeouts find nothing).
+    pub(crate) fn free_req(&mut self, r: u32) {
+        let q = &mut self.reqs[r as usize];
+        let epoch = q.epoch.wrapping_add(1);
+        *q = Req::free_value();
+        q.epoch = epoch;
+        self.live_reqs -= 1;
+        self.free_reqs.push(r);
+    }
+
+    /// The time the decision records carry: the run's clock as RFC 3339 from the epoch.
+    pub(crate) fn record_time(&self) -> String {
+        kantai_decisions::time::rfc3339(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.now),
+        )
+    }
+
+    /// Writes a decision record (JSON line).
+    pub(crate) fn log(&mut self, d: &kantai_decisions::Decision) {
+        if let Some(w) = &mut self.decisions
+            && self.decisions_error.is_none()
+        {
+            let r = serde_json::to_writer(&mut *w, d)
+                .map_err(std::io::Error::other)
+                .and_then(|()| w.write_all(b"\n"));
+            if let Err(e) = r {
+                self.decisions_error = Some(e);
+            }
+        }
+    }
+
+    /// Flushes the decision log; its first write error, if any.
+    pub(crate) fn close_log(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.decisions_error.take() {
+            return Err(e);
+        }
+        if let Some(w) = &mut self.decisions {
+            w.flush()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,598 @@
+//! Building a run from a scenario: files are read here (the only file input of the
+//! simulator), functions are made from Knative Services exactly as the control plane makes
+//! revisions from them, and the workload is resolved to function and node indices.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kantai_autoscaler::{RevisionAutoscaler, ScalingSpec};
+use kantai_model::autoscaling::AutoscalingAnnotations;
+use kantai_model::manifest;
+use kantai_model::serving::Object;
+use kantai_model::serving::Service;
+use kantai_model::serving::derive::{configuration_for, revision_for};
+use kantai_model::topology::Topology;
+use kantai_model::{FieldPath, Findings, ServingConfig};
+use kantai_policy::registry::{self, Kind as PolicyKind};
+use kantai_policy::{Params, Resources};
+
+use crate::SimError;
+use crate::dist::Dist;
+use crate::engine::{DEFAULT_HOLD_LIMIT, Func, Kind, Setup, Sim, stream};
+use crate::network::Network;
+use crate::scenario::{FunctionSpec, Scenario, TopologySpec, TraceFile, WorkloadSpec};
+use crate::workload::{self, Process, Row, Source, azure, synthetic};
+
+/// Cold start when a scenario gives none: a second, the order of a container's start.
+pub const DEFAULT_COLD_START: Duration = Duration::from_secs(1);
+/// Service time when a scenario gives none.
+pub const DEFAULT_SERVICE_TIME: Duration = Duration::from_millis(10);
+/// Above this many nodes, the placement records (an n×n matrix each) are refused.
+pub const MAX_NODES_FOR_DECISIONS: usize = 2_000;
+
+/// A function's definition before the run.
+struct FunctionDef {
+    service: Service,
+    spec: FunctionSpec,
+}
+
+/// Everything needed to run, read from the scenario's files.
+pub struct Prepared {
+    /// The simulator, ready to run.
+    pub sim: Sim,
+    /// The scenario.
+    pub scenario: Scenario,
+}
+
+fn read(path: &Path) -> Result<String, SimError> {
+    std::fs::read_to_string(path).map_err(|e| SimError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+fn bad(file: &Path, message: impl Into<String>) -> SimError {
+    SimError::Scenario {
+        file: file.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Reads a scenario file and everything it names. `decisions` receives the decision log
+/// when the scenario asks for one.
+pub fn prepare(
+    path: &Path,
+    decisions: Option<Box<dyn Write>>,
+) -> Result<Prepared, SimError> {
+    let text = read(path)?;
+    let scenario = Scenario::parse(&text, &path.display().to_string())?;
+    prepare_parsed(scenario, path, decisions)
+}
+
+/// [`prepare`] for a scenario already parsed; `path` is the file relative paths start from.
+pub fn prepare_parsed(
+    scenario: Scenario,
+    path: &Path,
+    decisions: Option<Box<dyn Write>>,
+) -> Result<Prepared, SimError> {
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let at = |p: &Path| Scenario::resolve(&base, p);
+    let seed = scenario.seed;
+
+    // The fleet config, as the control plane reads it.
+    let (config, hold_limit) = match &scenario.config {
+        Some(p) => read_config(&at(p))?,
+        None => (ServingConfig::default(), DEFAULT_HOLD_LIMIT),
+    };
+    let mut config = config;
+    if let Some(p) = &scenario.policies {
+        for (kind, name, slot) in [
+            (PolicyKind::Placement, &p.placement, &mut config.policies.placement),
+            (PolicyKind::LoadBalancer, &p.load_balancer, &mut config.policies.load_balancer),
+            (PolicyKind::Queue, &p.queue, &mut config.policies.queue),
+        ] {
+            if let Some(n) = name {
+                if !kind.knows(n) {
+                    return Err(bad(path, format!("policies: {}", registry::unknown(kind, n))));
+                }
+                *slot = n.clone();
+            }
+        }
+    }
+
+    let net = match &scenario.topology {
+        None => Network::from_topology(&Topology::seed_testbed()),
+        Some(TopologySpec::File(p)) => {
+            let p = at(p);
+            let t = Topology::parse(&read(&p)?)
+                .map_err(|e| bad(&p, format!("invalid topology:\n{e}")))?;
+            Network::from_topology(&t)
+        }
+        Some(TopologySpec::Generate(g)) => Network::generate(g, &mut stream(seed, 4)),
+    };
+    if (scenario.output.placement_decisions || scenario.output.load_balancing_decisions)
+        && net.nodes.len() > MAX_NODES_FOR_DECISIONS
+    {
+        return Err(bad(
+            path,
+            format!(
+                "output: decision records hold a row per node (placement: the n×n round-trip matrix); \
+                 with {} nodes they would not fit. Record decisions on {MAX_NODES_FOR_DECISIONS} nodes or fewer.",
+                net.nodes.len()
+            ),
+        ));
+    }
+    let node_index: HashMap<String, u32> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i as u32))
+        .collect();
+
+    // Functions: the services of the manifests, then synthetic and trace functions.
+    let mut defs: Vec<FunctionDef> = Vec::new();
+    for p in &scenario.services {
+        let p = at(p);
+        for svc in services(&read(&p)?, &p, &config)? {
+            let spec = scenario
+                .functions
+                .get(&svc.metadata.name)
+                .cloned()
+                .unwrap_or_default();
+            defs.push(FunctionDef { service: svc, spec });
+        }
+    }
+    for name in scenario.functions.keys() {
+        if !defs.iter().any(|d| d.service.metadata.name == *name) {
+            return Err(bad(
+                path,
+                format!("functions.{name}: no service of that name in `services`"),
+            ));
+        }
+    }
+    let template = |p: &Option<PathBuf>| -> Result<Service, SimError> {
+        match p {
+            Some(p) => {
+                let p = at(p);
+                let mut list = services(&read(&p)?, &p, &config)?;
+                if list.len() != 1 {
+                    return Err(bad(&p, "a template file holds exactly one Service"));
+                }
+                Ok(list.remove(0))
+            }
+            None => Ok(services(DEFAULT_TEMPLATE, Path::new("(built-in template)"), &config)?
+                .remove(0)),
+        }
+    };
+
+    let duration = scenario.duration.0.as_nanos() as u64;
+    let mut sources: Vec<Source> = Vec::new();
+    let mut kinds: Vec<Kind> = vec![Kind {
+        path: "/".into(),
+        headers: Vec::new(),
+    }];
+
+    if let Some(s) = &scenario.synthetic {
+        let tpl = template(&s.template)?;
+        let timeout = timeout_of(&tpl);
+        let mut rng = stream(seed, 5);
+        let list = synthetic::functions(
+            s.functions,
+            s.rate,
+            s.origins_per_function,
+            net.nodes.len() as u32,
+            timeout,
+            &mut rng,
+        );
+        let width = s.functions.to_string().len();
+        for (i, sf) in list.iter().enumerate() {
+            let index = defs.len() as u32;
+            let mut svc = tpl.clone();
+            svc.metadata.name = format!("fn-{i:0width$}");
+            svc.spec.template.metadata.name = None;
+            defs.push(FunctionDef {
+                service: svc,
+                spec: FunctionSpec {
+                    service_time: Some(Dist::lognormal_mean(sf.mean_exec, s.invocation_sigma)),
+                    cold_start: s.cold_start.clone(),
+                    ..FunctionSpec::default()
+                },
+            });
+            let origins: Vec<(u32, f64)> = sf.origins.iter().map(|&o| (o, 1.0)).collect();
+            sources.push(Source::process(
+                index,
+                &origins,
+                synthetic::process(sf),
+                0,
+                duration,
+                0,
+                synthetic::rng_for(seed, i as u32),
+            ));
+        }
+    }
+
+    let by_name = |defs: &[FunctionDef], name: &str| -> Option<u32> {
+        let (ns, n) = name.split_once('/').unwrap_or(("", name));
+        defs.iter()
+            .position(|d| {
+                d.service.metadata.name == n
+                    && (ns.is_empty()
+                        || d.service.metadata.namespace.as_deref().unwrap_or("default") == ns)
+            })
+            .map(|i| i as u32)
+    };
+    let weights = |origins: &BTreeMap<String, f64>, at: &str| -> Result<Vec<(u32, f64)>, SimError> {
+        if origins.is_empty() {
+            return Ok((0..net.nodes.len() as u32).map(|i| (i, 1.0)).collect());
+        }
+        origins
+            .iter()
+            .map(|(n, w)| {
+                node_index
+                    .get(n)
+                    .map(|&i| (i, *w))
+                    .ok_or_else(|| bad(path, format!("{at}.origins: {n:?} is not a node of the topology")))
+            })
+            .collect()
+    };
+
+    for (k, w) in scenario.workload.iter().enumerate() {
+        let here = format!("workload[{k}]");
+        match w {
+            WorkloadSpec::Generated(g) => {
+                let f = by_name(&defs, &g.function).ok_or_else(|| {
+                    bad(
+                        path,
+                        format!(
+                            "{here}.function: {:?} is not a service of this scenario (services: {})",
+                            g.function,
+                            defs.iter()
+                                .take(10)
+                                .map(|d| d.service.metadata.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?;
+                let origins = weights(&g.origins, &here)?;
+                let kind = if g.path.is_none() && g.headers.is_empty() {
+                    0
+                } else {
+                    kinds.push(Kind {
+                        path: g.path.clone().unwrap_or_else(|| "/".into()),
+                        headers: g
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect(),
+                    });
+                    (kinds.len() - 1) as u32
+                };
+                let end = g.end.map_or(duration, |e| (e.0.as_nanos() as u64).min(duration));
+                sources.push(Source::process(
+                    f,
+                    &origins,
+                    Process::new(&g.arrivals),
+                    g.start.0.as_nanos() as u64,
+                    end,
+                    kind,
+                    stream(seed, 100 + k as u64),
+                ));
+            }
+            WorkloadSpec::Trace(t) => match &t.trace {
+                TraceFile::Csv(p) => {
+                    let p = at(p);
+                    let text = read(&p)?;
+                    let rows = workload::read_csv(
+                        &text,
+                        &p.display().to_string(),
+                        |n| by_name(&defs, n),
+                        |n| node_index.get(n).copied(),
+                    )
+                    .map_err(|m| bad(&p, m))?;
+                    let rows = rows.into_iter().filter(|r| r.t < duration).collect();
+                    sources.push(Source::trace(rows));
+                }
+                TraceFile::Azure2019(a) => {
+                    let inv = at(&a.invocations);
+                    let minutes = scenario.duration.0.as_secs().div_ceil(60) as u32;
+                    let list = azure::read_invocations(
+                        &read(&inv)?,
+                        &inv.display().to_string(),
+                        a.max_functions,
+                        a.first_minute,
+                        minutes,
+                    )
+                    .map_err(|m| bad(&inv, m))?;
+                    let durations = match &a.durations {
+                        Some(d) => {
+                            let d = at(d);
+                            azure::read_durations(&read(&d)?, &d.display().to_string())
+                                .map_err(|m| bad(&d, m))?
+                        }
+                        None => HashMap::new(),
+                    };
+                    let tpl = template(&a.template)?;
+                    let origins = weights(&a.origins, &here)?;
+                    let total: f64 = origins.iter().map(|o| o.1).sum();
+                    let mut rng = stream(seed, 200 + k as u64);
+                    let mut rows: Vec<Row> = Vec::new();
+                    for tf in list {
+                        let index = defs.len() as u32;
+                        let mut svc = tpl.clone();
+                        let short: String = tf.hash.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+                        svc.metadata.name = format!("f-{}", short.to_ascii_lowercase());
+                        svc.spec.template.metadata.name = None;
+                        let service_time = durations.get(&tf.hash).cloned().unwrap_or_else(|| {
+                            use rand_distr::{Distribution, LogNormal};
+                            let mean = LogNormal::new(synthetic::EXEC_MU, synthetic::EXEC_SIGMA)
+                                .map_or(0.68, |d| d.sample(&mut rng))
+                                .min(timeout_of(&tpl).as_secs_f64());
+                            Dist::lognormal_mean(Duration::from_secs_f64(mean), 0.5)
+                        });
+                        defs.push(FunctionDef {
+                            service: svc,
+                            spec: FunctionSpec {
+                                service_time: Some(service_time),
+                                ..scenario.function_defaults.clone()
+                            },
+                        });
+                        for t in azure::spread(&tf.minutes, &mut rng) {
+                            if t >= duration {
+                                break;
+                            }
+                            let x = rand::RngExt::random::<f64>(&mut rng) * total;
+                            let mut acc = 0.0;
+                            let origin = origins
+                                .iter()
+                                .find(|o| {
+                                    acc += o.1;
+                                    x < acc
+                                })
+                                .or(origins.last())
+                                .map_or(0, |o| o.0);
+                            rows.push(Row {
+                                t,
+                                function: index,
+                                origin,
+                                service_ns: u64::MAX,
+                            });
+                        }
+                    }
+                    sources.push(Source::trace(rows));
+                }
+            },
+        }
+    }
+    if defs.is_empty() {
+        return Err(bad(
+            path,
+            "no function: give `services` (Knative manifests), `synthetic`, or an azure-2019 trace",
+        ));
+    }
+    if sources.is_empty() {
+        return Err(bad(path, "no workload: give `workload` or `synthetic`"));
+    }
+
+    let n = net.nodes.len();
+    let mut funcs = Vec::with_capacity(defs.len());
+    for d in &defs {
+        funcs.push(function(d, &config, &scenario, n, seed).map_err(|m| bad(path, m))?);
+    }
+    let sim = Sim::new(
+        net,
+        Setup {
+            duration,
+            warmup: scenario.warmup.0.as_nanos() as u64,
+            seed,
+            funcs,
+            sources,
+            kinds,
+            hold_limit,
+            sample_every: scenario.output.sample_every.0.as_nanos() as u64,
+            decisions: if scenario.output.placement_decisions
+                || scenario.output.load_balancing_decisions
+            {
+                decisions
+            } else {
+                None
+            },
+            lb_decisions: scenario.output.load_balancing_decisions,
+        },
+    );
+    Ok(Prepared { sim, scenario })
+}
+
+/// The hello function's manifest: the template of generated functions without one.
+const DEFAULT_TEMPLATE: &str = "apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: template
+spec:
+  template:
+    spec:
+      containers:
+        - image: kantai/hello
+";
+
+fn timeout_of(svc: &Service) -> Duration {
+    Duration::from_secs(svc.spec.template.spec.timeout_seconds.unwrap_or(300).max(1) as u64)
+}
+
+/// The Services of a manifest file, defaulted and validated as the API admits them.
+fn services(text: &str, file: &Path, config: &ServingConfig) -> Result<Vec<Service>, SimError> {
+    let docs = manifest::read(text, config).map_err(|e| bad(file, e.to_string()))?;
+    let mut out = Vec::new();
+    for d in docs {
+        if d.findings.has_errors() {
+            let errs: Vec<String> = d
+                .findings
+                .errors()
+                .map(|e| {
+                    if e.pos.is_known() {
+                        format!("line {}: {e}", e.pos.line)
+                    } else {
+                        e.to_string()
+                    }
+                })
+                .collect();
+            return Err(bad(file, errs.join("\n")));
+        }
+        match d.object {
+            Some(Object::Service(s)) => out.push(s),
+            Some(_) => {
+                return Err(bad(
+                    file,
+                    format!(
+                        "line {}: only Services are simulated (a Configuration or Route alone has no traffic of its own)",
+                        d.line
+                    ),
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+fn read_config(p: &Path) -> Result<(ServingConfig, u32), SimError> {
+    use kantai_model::node::{ParseLimits, parse_documents};
+    let text = read(p)?;
+    let docs = parse_documents(&text, ParseLimits::default())
+        .map_err(|e| bad(p, format!("line {}: {}", e.pos.line, e.message)))?;
+    let Some(doc) = docs.first() else {
+        return Ok((ServingConfig::default(), DEFAULT_HOLD_LIMIT));
+    };
+    let mut out = Findings::new();
+    let cfg = ServingConfig::decode_sections(doc, &mut out, &["runtime", "dataplane"]);
+    out.locate_in(doc);
+    let cfg = match cfg {
+        Some(c) if !out.has_errors() => c,
+        _ => {
+            let errs: Vec<String> = out
+                .errors()
+                .map(|e| format!("line {}: {e}", e.pos.line))
+                .collect();
+            return Err(bad(p, errs.join("\n")));
+        }
+    };
+    let hold = match doc.get("dataplane").and_then(|d| d.get("hold-limit")) {
+        None => DEFAULT_HOLD_LIMIT,
+        Some(h) => h
+            .to_json()
+            .as_u64()
+            .and_then(|h| u32::try_from(h).ok())
+            .filter(|h| *h > 0)
+            .ok_or_else(|| {
+                bad(
+                    p,
+                    format!(
+                        "line {}: dataplane.hold-limit must be a whole number of requests from 1",
+                        h.pos.line
+                    ),
+                )
+            })?,
+    };
+    Ok((cfg, hold))
+}
+
+/// A function as the control plane and the agents would run it.
+fn function(
+    d: &FunctionDef,
+    config: &ServingConfig,
+    scenario: &Scenario,
+    nodes: usize,
+    seed: u64,
+) -> Result<Func, String> {
+    let revision = revision_for(&configuration_for(&d.service), 1);
+    let anns = &revision.metadata.annotations;
+    let name = revision.metadata.name.clone();
+    let mut out = Findings::new();
+    let parsed = AutoscalingAnnotations::parse(anns, &config.autoscaler, &FieldPath::root(), &mut out);
+    let cc = u32::try_from(revision.spec.container_concurrency.unwrap_or(0)).unwrap_or(0);
+    let mut spec = ScalingSpec::resolve(&config.autoscaler, &parsed, cc, config.progress_deadline);
+    spec.reachable = true;
+    let chosen = |k: PolicyKind| config.policies.chosen(k, anns).to_owned();
+    let (params, errors) = Params::parse(anns);
+    if let Some(e) = errors.first() {
+        return Err(format!("service {}: annotation {}: {}", d.service.metadata.name, e.key, e.message));
+    }
+    for k in [PolicyKind::Placement, PolicyKind::LoadBalancer, PolicyKind::Queue] {
+        let n = chosen(k);
+        if !k.knows(&n) {
+            return Err(format!("service {}: {}", d.service.metadata.name, registry::unknown(k, &n)));
+        }
+    }
+    let placement_name = chosen(PolicyKind::Placement);
+    let placement = registry::placement(&placement_name, &params)
+        .ok_or_else(|| registry::unknown(PolicyKind::Placement, &placement_name))?;
+    let container = revision.spec.containers.first();
+    let quantity = |name: &str| {
+        container.and_then(|c| {
+            c.resources
+                .requests
+                .get(name)
+                .or_else(|| c.resources.limits.get(name))
+                .map(|q| q.value())
+        })
+    };
+    let defaults = &scenario.function_defaults;
+    let ns = d.service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let who = format!("{ns}/{name}");
+    let timeout = revision.spec.timeout_seconds.unwrap_or(300).max(1) as u64;
+    Ok(Func {
+        namespace: ns,
+        service: d.service.metadata.name.clone(),
+        revision: name,
+        cc,
+        timeout_ns: timeout * 1_000_000_000,
+        service_time: d
+            .spec
+            .service_time
+            .clone()
+            .or_else(|| defaults.service_time.clone())
+            .unwrap_or(Dist::Constant(DEFAULT_SERVICE_TIME)),
+        cold_start: d
+            .spec
+            .cold_start
+            .clone()
+            .or_else(|| defaults.cold_start.clone())
+            .unwrap_or(Dist::Constant(DEFAULT_COLD_START)),
+        request_bytes: d.spec.request_bytes.or(defaults.request_bytes).unwrap_or(200),
+        response_bytes: d.spec.response_bytes.or(defaults.response_bytes).unwrap_or(200),
+        autoscaler: RevisionAutoscaler::new(spec, Duration::ZERO, 0),
+        placement,
+        placement_name,
+        lb_name: chosen(PolicyKind::LoadBalancer),
+        queue_name: chosen(PolicyKind::Queue),
+        params,
+        prng: stream(kantai_policy::request::stable_hash(who.as_bytes()) ^ seed, 6),
+        resources: Resources {
+            cpu: quantity("cpu").unwrap_or(0.0),
+            memory: quantity("memory").unwrap_or(0.0),
+        },
+        activator_in_path: true,
+        ready: Vec::new(),
+        on_node: BTreeMap::new(),
+        placed: vec![0; nodes],
+        placed_total: 0,
+        placed_once: false,
+        free_slots: Vec::new(),
+        next_slot: 0,
+        in_flight: 0,
+        area: 0.0,
+        last_change: 0,
+        arrivals: 0,
+        last_take: 0,
+        demand: BTreeMap::new(),
+        serving: BTreeMap::new(),
+        served_since: BTreeMap::new(),
+        serving_dense: Vec::new(),
+        gates: Vec::new(),
+        instance_ns: 0,
+        instances_started: 0,
+        desired_max: 0,
+    })
+}

@@ -1,0 +1,361 @@
+//! What a run produces: a JSON summary (per function and per origin node, with the live
+//! fleet's metric names as keys), `requests.csv` (a row per function and origin) and
+//! `instances.csv` (instances per node over time). Everything is in a fixed order and
+//! formatted the same way on every platform, so a run's output is byte-identical for the
+//! same scenario and seed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::engine::{GateStats, Sim, histogram};
+
+/// Percentiles of a histogram, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let s = |us: u64| round(us as f64 / 1e6);
+        Percentiles {
+            count: h.len(),
+            mean: round(h.mean() / 1e6),
+            p50: s(h.value_at_quantile(0.5)),
+            p90: s(h.value_at_quantile(0.9)),
+            p95: s(h.value_at_quantile(0.95)),
+            p99: s(h.value_at_quantile(0.99)),
+            p999: s(h.value_at_quantile(0.999)),
+            max: s(h.max()),
+        }
+    }
+}
+
+/// Seconds to the microsecond: what the histograms resolve, and stable text.
+fn round(s: f64) -> f64 {
+    (s * 1e6).round() / 1e6
+}
+
+/// The results at one gateway, one function, or the whole fleet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Results {
+    /// Answered requests by status code.
+    pub kantai_requests_total: BTreeMap<String, u64>,
+    /// Arrival at the gateway to the response back at it (holding, queueing, links and
+    /// service included), counted requests only.
+    pub kantai_request_duration_seconds: Percentiles,
+    /// Requests that found no instance and waited for one to start.
+    pub kantai_cold_starts_total: u64,
+    /// Their share of the answered requests.
+    pub cold_start_share: f64,
+    /// How long those requests waited for it.
+    pub kantai_cold_start_duration_seconds: Percentiles,
+    /// Requests that waited (held at the gateway or queued at an instance).
+    pub queued_requests: u64,
+    /// How long they waited in all.
+    pub kantai_queueing_seconds: Percentiles,
+}
+
+struct Acc {
+    latency: Histogram<u64>,
+    cold_wait: Histogram<u64>,
+    queueing: Histogram<u64>,
+    ok: u64,
+    overflow: u64,
+    timeout: u64,
+    cold: u64,
+    queued: u64,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc {
+            latency: histogram(),
+            cold_wait: histogram(),
+            queueing: histogram(),
+            ok: 0,
+            overflow: 0,
+            timeout: 0,
+            cold: 0,
+            queued: 0,
+        }
+    }
+
+    fn add(&mut self, s: &GateStats) {
+        let _ = self.latency.add(&s.latency);
+        if let Some(h) = &s.cold_wait {
+            let _ = self.cold_wait.add(h.as_ref());
+        }
+        if let Some(h) = &s.queueing {
+            let _ = self.queueing.add(h.as_ref());
+        }
+        self.ok += s.ok;
+        self.overflow += s.overflow;
+        self.timeout += s.timeout;
+        self.cold += s.cold;
+        self.queued += s.queued;
+    }
+
+    fn results(&self) -> Results {
+        let total = self.ok + self.overflow + self.timeout;
+        let mut codes = BTreeMap::new();
+        for (c, n) in [("200", self.ok), ("503", self.overflow), ("504", self.timeout)] {
+            if n > 0 {
+                codes.insert(c.to_owned(), n);
+            }
+        }
+        Results {
+            kantai_requests_total: codes,
+            kantai_request_duration_seconds: Percentiles::of(&self.latency),
+            kantai_cold_starts_total: self.cold,
+            cold_start_share: if total > 0 {
+                round(self.cold as f64 / total as f64)
+            } else {
+                0.0
+            },
+            kantai_cold_start_duration_seconds: Percentiles::of(&self.cold_wait),
+            queued_requests: self.queued,
+            kantai_queueing_seconds: Percentiles::of(&self.queueing),
+        }
+    }
+}
+
+/// One origin node's view of one function.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OriginResults {
+    /// The node requests entered.
+    pub origin_node: String,
+    /// What they got.
+    #[serde(flatten)]
+    pub results: Results,
+}
+
+/// One function.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FunctionResults {
+    /// Namespace.
+    pub namespace: String,
+    /// Service.
+    pub service: String,
+    /// Revision.
+    pub revision: String,
+    /// Placement policy.
+    pub placement: String,
+    /// Load balancer.
+    pub load_balancer: String,
+    /// Queue discipline.
+    pub queue: String,
+    /// containerConcurrency.
+    pub container_concurrency: u32,
+    /// Instance-seconds after the warm-up (the cost): from each start to its stop.
+    pub kantai_instance_seconds_total: f64,
+    /// Instances started.
+    pub instances_started: u64,
+    /// The most instances the autoscaler wanted at once.
+    pub kantai_autoscaler_desired_instances_max: u32,
+    /// All origins together.
+    #[serde(flatten)]
+    pub results: Results,
+    /// Per origin node.
+    pub origins: Vec<OriginResults>,
+}
+
+/// The fleet's instances at one time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InstanceSample {
+    /// Seconds since the start.
+    pub t: f64,
+    /// Ready instances (draining ones included).
+    pub ready: u32,
+    /// Instances in their cold start.
+    pub starting: u32,
+}
+
+/// A run's summary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// The scenario's seed.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Functions.
+    pub functions: usize,
+    /// The scenario's duration (arrivals stop then).
+    pub duration_seconds: f64,
+    /// When the last request was answered.
+    pub simulated_seconds: f64,
+    /// Requests arriving before this were not counted.
+    pub warmup_seconds: f64,
+    /// Events processed.
+    pub events: u64,
+    /// Instance-seconds of all functions after the warm-up.
+    pub kantai_instance_seconds_total: f64,
+    /// Every function at every origin.
+    #[serde(flatten)]
+    pub results: Results,
+    /// Per function.
+    pub by_function: Vec<FunctionResults>,
+    /// The fleet's instances over time.
+    pub instances: Vec<InstanceSample>,
+}
+
+/// What a run writes.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The summary.
+    pub summary: Summary,
+    /// `requests.csv`.
+    pub requests_csv: String,
+    /// `instances.csv`.
+    pub instances_csv: String,
+}
+
+impl Outcome {
+    /// The summary as pretty JSON.
+    pub fn summary_json(&self) -> String {
+        serde_json::to_string_pretty(&self.summary).unwrap_or_default() + "\n"
+    }
+}
+
+impl Sim {
+    /// The results of a finished run.
+    pub fn outcome(&self) -> Outcome {
+        let mut fleet = Acc::new();
+        let mut by_function = Vec::with_capacity(self.funcs.len());
+        let mut csv = String::from(
+            "namespace,service,revision,origin_node,requests,code_200,code_503,code_504,\
+             p50_ms,p90_ms,p95_ms,p99_ms,max_ms,mean_ms,cold_starts,cold_start_p50_ms,\
+             queued,queueing_p50_ms,queueing_p95_ms\n",
+        );
+        let mut total_instance_ns: u128 = 0;
+        for f in &self.funcs {
+            let mut acc = Acc::new();
+            let mut gates: Vec<u32> = f.gates.clone();
+            gates.sort_by_key(|g| self.gates[*g as usize].origin);
+            let mut origins = Vec::with_capacity(gates.len());
+            for g in gates {
+                let gate = &self.gates[g as usize];
+                acc.add(&gate.stats);
+                let mut one = Acc::new();
+                one.add(&gate.stats);
+                let r = one.results();
+                let node = self.net.nodes[gate.origin as usize].name.clone();
+                csv_row(&mut csv, f, &node, &one, &r);
+                origins.push(OriginResults {
+                    origin_node: node,
+                    results: r,
+                });
+            }
+            fleet.latency.add(&acc.latency).ok();
+            fleet.cold_wait.add(&acc.cold_wait).ok();
+            fleet.queueing.add(&acc.queueing).ok();
+            fleet.ok += acc.ok;
+            fleet.overflow += acc.overflow;
+            fleet.timeout += acc.timeout;
+            fleet.cold += acc.cold;
+            fleet.queued += acc.queued;
+            total_instance_ns += f.instance_ns;
+            by_function.push(FunctionResults {
+                namespace: f.namespace.clone(),
+                service: f.service.clone(),
+                revision: f.revision.clone(),
+                placement: f.placement_name.clone(),
+                load_balancer: f.lb_name.clone(),
+                queue: f.queue_name.clone(),
+                container_concurrency: f.cc,
+                kantai_instance_seconds_total: round(f.instance_ns as f64 / 1e9),
+                instances_started: f.instances_started,
+                kantai_autoscaler_desired_instances_max: f.desired_max,
+                results: acc.results(),
+                origins,
+            });
+        }
+        let mut samples: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+        let mut instances_csv = String::from("t,node,ready,starting\n");
+        for &(t, node, ready, starting) in &self.series {
+            let e = samples.entry(t).or_default();
+            e.0 += ready;
+            e.1 += starting;
+            let _ = writeln!(
+                instances_csv,
+                "{:.3},{},{ready},{starting}",
+                t as f64 / 1e9,
+                self.net.nodes[node as usize].name
+            );
+        }
+        let instances = samples
+            .into_iter()
+            .map(|(t, (ready, starting))| InstanceSample {
+                t: round(t as f64 / 1e9),
+                ready,
+                starting,
+            })
+            .collect();
+        Outcome {
+            summary: Summary {
+                seed: self.seed,
+                nodes: self.net.nodes.len(),
+                functions: self.funcs.len(),
+                duration_seconds: self.duration as f64 / 1e9,
+                simulated_seconds: round(self.now as f64 / 1e9),
+                warmup_seconds: self.warmup as f64 / 1e9,
+                events: self.events,
+                kantai_instance_seconds_total: round(total_instance_ns as f64 / 1e9),
+                results: fleet.results(),
+                by_function,
+                instances,
+            },
+            requests_csv: csv,
+            instances_csv,
+        }
+    }
+}
+
+fn csv_row(out: &mut String, f: &crate::engine::Func, node: &str, a: &Acc, r: &Results) {
+    let ms = |s: f64| s * 1e3;
+    let l = &r.kantai_request_duration_seconds;
+    let _ = writeln!(
+        out,
+        "{},{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{:.3},{},{:.3},{:.3}",
+        f.namespace,
+        f.service,
+        f.revision,
+        node,
+        a.ok + a.overflow + a.timeout,
+        a.ok,
+        a.overflow,
+        a.timeout,
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p95),
+        ms(l.p99),
+        ms(l.max),
+        ms(l.mean),
+        a.cold,
+        ms(r.kantai_cold_start_duration_seconds.p50),
+        a.queued,
+        ms(r.kantai_queueing_seconds.p50),
+        ms(r.kantai_queueing_seconds.p95),
+    );
+}
