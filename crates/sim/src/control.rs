@@ -110,7 +110,10 @@ impl Sim {
         let func = &mut self.funcs[f as usize];
         let ready = func.ready.len() as u32;
         let d = func.autoscaler.tick(t, ready);
-        func.activator_in_path = d.activator_in_path;
+        if func.activator_in_path != d.activator_in_path {
+            func.activator_in_path = d.activator_in_path;
+            func.ready_version += 1;
+        }
         func.desired_max = func.desired_max.max(d.desired);
         if func.placed_once && d.desired == func.placed_total && !func.placement.rebalances() {
             return;
@@ -186,7 +189,12 @@ impl Sim {
         func.placed_once = true;
         func.placed_total = decision.per_node.iter().sum();
         let mut changed = Vec::new();
-        for (i, (&new, old)) in decision.per_node.iter().zip(func.placed.iter_mut()).enumerate() {
+        for (i, (&new, old)) in decision
+            .per_node
+            .iter()
+            .zip(func.placed.iter_mut())
+            .enumerate()
+        {
             if new != *old {
                 let node = &mut self.fleet.nodes[i];
                 node.instances = node.instances + new - *old;

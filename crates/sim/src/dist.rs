@@ -162,7 +162,10 @@ mod tests {
             ("5ms", 5.0),
             ("{exponential: {mean: 5ms}}", 5.0),
             ("{lognormal: {mean: 5ms, sigma: 0.5}}", 5.0),
-            ("{lognormal: {median: 5ms, sigma: 0.5}}", 5.0 * (0.125f64).exp()),
+            (
+                "{lognormal: {median: 5ms, sigma: 0.5}}",
+                5.0 * (0.125f64).exp(),
+            ),
             ("{uniform: {min: 1ms, max: 9ms}}", 5.0),
         ] {
             let d = parse(y);

@@ -7,8 +7,7 @@
 //! and so does the control loop (`control.rs`: reports each second, the KPA every 2 s,
 //! placement, the nodes applying it).
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use hdrhistogram::Histogram;
@@ -19,6 +18,7 @@ use rand::rngs::SmallRng;
 
 use crate::dist::Dist;
 use crate::network::Network;
+use crate::queue::EventQueue;
 use crate::workload::Source;
 
 /// One second, in ns: the agents' report period.
@@ -64,31 +64,6 @@ pub(crate) enum Ev {
     Dispatch(u32),
     /// A draining instance may stop (instance, generation).
     Stop(u32, u32),
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    t: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.t, self.seq) == (o.t, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    // Reversed: the heap pops the earliest, then the first scheduled.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.t, o.seq).cmp(&(self.t, self.seq))
-    }
 }
 
 /// Where a request is.
@@ -196,7 +171,8 @@ pub(crate) struct GateStats {
 
 /// Microseconds from 1 µs to about an hour, within 1 %.
 pub(crate) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).unwrap_or_else(|_| Histogram::new(2).expect("hdr"))
+    Histogram::new_with_bounds(1, 3_600_000_000, 2)
+        .unwrap_or_else(|_| Histogram::new(2).expect("hdr"))
 }
 
 /// The activator role of one node for one function: its balancer, the requests it holds,
@@ -210,6 +186,15 @@ pub(crate) struct Gate {
     /// Requests this gateway has in flight to each instance (by the function's slot).
     pub in_flight: Vec<u32>,
     pub last_poke: Option<u64>,
+    /// The balancer's candidates as this node sees them, rebuilt when the function's
+    /// instances change (`cand_version`) or a known one becomes visible here (`cand_until`);
+    /// in-flight counts are kept up to date in place.
+    pub cands: Vec<kantai_policy::Candidate>,
+    pub cand_insts: Vec<u32>,
+    pub cand_version: u64,
+    pub cand_until: u64,
+    /// Position in `cands` of each instance slot (`u32::MAX`: not a candidate).
+    pub cand_pos: Vec<u32>,
     /// Arrivals since the last report (the per-origin demand).
     pub arrivals: u64,
     pub stats: GateStats,
@@ -265,6 +250,8 @@ pub(crate) struct Func {
     pub activator_in_path: bool,
     /// Ready instances in start order (the balancers' candidates).
     pub ready: Vec<u32>,
+    /// Bumped whenever `ready` or how balancers see capacity changes.
+    pub ready_version: u64,
     /// Live instances per node.
     pub on_node: BTreeMap<u32, Vec<u32>>,
     /// The placement: desired instances per node.
@@ -338,8 +325,7 @@ pub struct Sim {
     pub(crate) now: u64,
     pub(crate) duration: u64,
     pub(crate) warmup: u64,
-    seq: u64,
-    heap: BinaryHeap<Entry>,
+    queue: EventQueue<Ev>,
     pub(crate) net: Network,
     /// Node names, in index order.
     pub(crate) node_names: Vec<String>,
@@ -356,6 +342,8 @@ pub struct Sim {
     pub(crate) reqs: Vec<Req>,
     pub(crate) free_reqs: Vec<u32>,
     pub(crate) live_reqs: u64,
+    /// Requests arrived and not answered yet.
+    pub(crate) open: u64,
     pub(crate) sources: Vec<Source>,
     pub(crate) kinds: Vec<Kind>,
     pub(crate) hold_limit: u32,
@@ -377,8 +365,6 @@ pub struct Sim {
     pub(crate) buf_f64: Vec<f64>,
     pub(crate) buf_in_flight: Vec<u32>,
     pub(crate) buf_queued: Vec<u32>,
-    pub(crate) candidates: Vec<kantai_policy::Candidate>,
-    pub(crate) cand_insts: Vec<u32>,
 }
 
 /// What [`Sim::new`] needs besides the network.
@@ -417,8 +403,7 @@ impl Sim {
             now: 0,
             duration: s.duration,
             warmup: s.warmup,
-            seq: 0,
-            heap: BinaryHeap::new(),
+            queue: EventQueue::default(),
             net,
             cp_delay,
             fleet,
@@ -432,6 +417,7 @@ impl Sim {
             reqs: Vec::new(),
             free_reqs: Vec::new(),
             live_reqs: 0,
+            open: 0,
             sources: s.sources,
             kinds: s.kinds,
             hold_limit: s.hold_limit,
@@ -451,8 +437,6 @@ impl Sim {
             buf_f64: vec![0.0; n],
             buf_in_flight: vec![0; n],
             buf_queued: vec![0; n],
-            candidates: Vec::new(),
-            cand_insts: Vec::new(),
         };
         if sim.kinds.is_empty() {
             sim.kinds.push(Kind {
@@ -473,22 +457,17 @@ impl Sim {
 
     /// Schedules `ev` at `t`.
     pub(crate) fn at(&mut self, t: u64, ev: Ev) {
-        self.seq += 1;
-        self.heap.push(Entry {
-            t: t.max(self.now),
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(t.max(self.now), ev);
     }
 
     /// Whether periodic work goes on: before the end, or while requests are in flight.
     pub(crate) fn running(&self) -> bool {
-        self.now < self.duration || self.live_reqs > 0
+        self.now < self.duration || self.open > 0
     }
 
     /// Runs to the end, reporting progress every million events or so.
     pub fn run(&mut self, progress: &mut dyn FnMut(Progress)) {
-        while let Some(e) = self.heap.pop() {
+        while let Some(e) = self.queue.pop() {
             self.now = e.t;
             self.events += 1;
             if self.events.is_multiple_of(PROGRESS_EVERY) {
@@ -511,7 +490,7 @@ impl Sim {
             }
             // Arrivals end with the duration: once every request is answered, what is left
             // (stale deadlines, drains) changes no result.
-            if self.now >= self.duration && self.live_reqs == 0 {
+            if self.now >= self.duration && self.open == 0 {
                 break;
             }
         }

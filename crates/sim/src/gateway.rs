@@ -11,9 +11,7 @@ use kantai_decisions::{Decision, LoadBalanceRecord};
 use kantai_policy::registry;
 use kantai_policy::{Admission, Candidate, LbContext, RequestInfo};
 
-use crate::engine::{
-    Ev, Gate, GateStats, IState, POKE_EVERY_NS, Req, Sim, St, histogram, stream,
-};
+use crate::engine::{Ev, Gate, GateStats, IState, POKE_EVERY_NS, Req, Sim, St, histogram, stream};
 use crate::workload::Arrival;
 
 impl Sim {
@@ -42,6 +40,11 @@ impl Sim {
             held,
             in_flight: Vec::new(),
             last_poke: None,
+            cands: Vec::new(),
+            cand_insts: Vec::new(),
+            cand_version: 0,
+            cand_until: 0,
+            cand_pos: Vec::new(),
             arrivals: 0,
             stats: GateStats {
                 latency: histogram(),
@@ -72,6 +75,7 @@ impl Sim {
         let deadline = now + f.timeout_ns;
         self.gates[g as usize].arrivals += 1;
         let r = self.alloc_req();
+        self.open += 1;
         let q = &mut self.reqs[r as usize];
         let epoch = q.epoch;
         *q = Req {
@@ -101,10 +105,12 @@ impl Sim {
         let visible = self.visible_count(g);
         let gate = &mut self.gates[g as usize];
         let kind = &self.kinds[self.reqs[r as usize].kind as usize];
-        match gate
-            .held
-            .push(u64::from(r), kind, Duration::from_nanos(now), self.hold_limit as usize)
-        {
+        match gate.held.push(
+            u64::from(r),
+            kind,
+            Duration::from_nanos(now),
+            self.hold_limit as usize,
+        ) {
             Admission::Rejected => {
                 self.answer(r, 503);
                 self.free_req(r);
@@ -144,49 +150,67 @@ impl Sim {
     }
 
     /// Instances of the gate's function its node knows of (ready, and the news arrived).
-    fn visible_count(&self, g: u32) -> usize {
-        let gate = &self.gates[g as usize];
+    fn visible_count(&mut self, g: u32) -> usize {
+        self.refresh_candidates(g);
+        self.gates[g as usize].cands.len()
+    }
+
+    /// Rebuilds the gate's candidates if the function's instances changed or one became
+    /// visible at this node since.
+    fn refresh_candidates(&mut self, g: u32) {
+        let now = self.now;
+        let gate = &mut self.gates[g as usize];
         let f = &self.funcs[gate.function as usize];
+        if gate.cand_version == f.ready_version && now < gate.cand_until {
+            return;
+        }
+        gate.cand_version = f.ready_version;
+        gate.cand_until = u64::MAX;
         let delay = self.cp_delay[gate.origin as usize];
-        f.ready
-            .iter()
-            .filter(|&&i| self.insts[i as usize].visible_at + delay <= self.now)
-            .count()
+        // With the activator out of the path, requests go straight to an instance and queue
+        // there; the balancer then ignores capacity.
+        let capacity = if f.activator_in_path { f.cc } else { 0 };
+        for &i in &gate.cand_insts {
+            let slot = self.insts[i as usize].slot as usize;
+            if let Some(p) = gate.cand_pos.get_mut(slot) {
+                *p = u32::MAX;
+            }
+        }
+        gate.cands.clear();
+        gate.cand_insts.clear();
+        for &i in &f.ready {
+            let inst = &self.insts[i as usize];
+            let seen = inst.visible_at + delay;
+            if seen > now {
+                gate.cand_until = gate.cand_until.min(seen);
+                continue;
+            }
+            let slot = inst.slot as usize;
+            if gate.cand_pos.len() <= slot {
+                gate.cand_pos.resize(slot + 1, u32::MAX);
+            }
+            gate.cand_pos[slot] = gate.cands.len() as u32;
+            gate.cands.push(Candidate {
+                id: inst.seq,
+                node: inst.node as usize,
+                in_flight: gate.in_flight.get(slot).copied().unwrap_or(0),
+                capacity,
+            });
+            gate.cand_insts.push(i);
+        }
     }
 
     /// The balancer's choice for request `r` at gate `g`; takes a lease on it.
     fn choose(&mut self, g: u32, r: u32) -> Option<u32> {
+        self.refresh_candidates(g);
         let now = self.now;
         let gate = &mut self.gates[g as usize];
-        let f = &self.funcs[gate.function as usize];
-        let delay = self.cp_delay[gate.origin as usize];
-        // With the activator out of the path, requests go straight to an instance and queue
-        // there; the balancer then ignores capacity.
-        let (cc, capacity) = if f.activator_in_path {
-            (f.cc, f.cc)
-        } else {
-            (0, 0)
-        };
-        self.candidates.clear();
-        self.cand_insts.clear();
-        for &i in &f.ready {
-            let inst = &self.insts[i as usize];
-            if inst.visible_at + delay > now {
-                continue;
-            }
-            self.candidates.push(Candidate {
-                id: inst.seq,
-                node: inst.node as usize,
-                in_flight: gate.in_flight.get(inst.slot as usize).copied().unwrap_or(0),
-                capacity,
-            });
-            self.cand_insts.push(i);
-        }
-        if self.candidates.is_empty() {
+        if gate.cands.is_empty() {
             return None;
         }
+        let f = &self.funcs[gate.function as usize];
+        let cc = if f.activator_in_path { f.cc } else { 0 };
         let rtt = self.net.row(gate.origin, now);
-        let names = &self.node_names;
         let ctx = LbContext {
             origin: gate.origin as usize,
             rtt_ms: rtt,
@@ -195,41 +219,44 @@ impl Sim {
             now: Duration::from_nanos(now),
         };
         let kind = &self.kinds[self.reqs[r as usize].kind as usize];
-        let picked = gate.lb.pick(kind, &self.candidates, &ctx, &mut gate.rng);
-        let record = self.lb_decisions.then(|| {
-            let nodes = names;
+        let picked = gate.lb.pick(kind, &gate.cands, &ctx, &mut gate.rng);
+        if self.lb_decisions {
+            let names = &self.node_names;
             let name = |i: u32| format!("{}-{}", f.revision, self.insts[i as usize].seq);
-            Decision::LoadBalance(Box::new(LoadBalanceRecord {
+            let mut rec = Decision::LoadBalance(Box::new(LoadBalanceRecord {
                 time: String::new(),
                 t: now as f64 / 1e9,
-                node: nodes[gate.origin as usize].clone(),
+                node: names[gate.origin as usize].clone(),
                 namespace: f.namespace.clone(),
                 revision: f.revision.clone(),
                 policy: f.lb_name.clone(),
                 method: kind.method().to_owned(),
                 path: kind.path().to_owned(),
-                candidates: self
+                candidates: gate
                     .cand_insts
                     .iter()
-                    .zip(&self.candidates)
-                    .map(|(&i, c)| (name(i), nodes[c.node].clone(), c.in_flight, c.capacity))
+                    .zip(&gate.cands)
+                    .map(|(&i, c)| (name(i), names[c.node].clone(), c.in_flight, c.capacity))
                     .collect(),
                 rtt_ms: ctx.rtt_ms.to_vec(),
-                serving_ms: ctx.serving_ms.to_vec(),
-                nodes: nodes.clone(),
-                choice: picked.and_then(|p| self.cand_insts.get(p)).map(|&i| name(i)),
-            }))
-        });
-        let inst = picked.and_then(|p| self.cand_insts.get(p).copied());
-        if let Some(mut rec) = record {
+                serving_ms: (0..names.len())
+                    .map(|i| ctx.serving_ms.get(i).copied().flatten())
+                    .collect(),
+                nodes: names.clone(),
+                choice: picked
+                    .and_then(|p| gate.cand_insts.get(p))
+                    .map(|&i| name(i)),
+            }));
             if let Decision::LoadBalance(l) = &mut rec {
                 l.time = self.record_time();
             }
             self.log(&rec);
         }
-        let inst = inst?;
-        let slot = self.insts[inst as usize].slot as usize;
+        let p = picked?;
         let gate = &mut self.gates[g as usize];
+        let inst = *gate.cand_insts.get(p)?;
+        gate.cands[p].in_flight += 1;
+        let slot = self.insts[inst as usize].slot as usize;
         if gate.in_flight.len() <= slot {
             gate.in_flight.resize(slot + 1, 0);
         }
@@ -297,9 +324,16 @@ impl Sim {
         let function = self.gates[g].function as usize;
         self.funcs[function].change_in_flight(now, false);
         self.answered += 1;
+        self.open -= 1;
         if inst != u32::MAX {
             let slot = self.insts[inst as usize].slot as usize;
-            self.gates[g].in_flight[slot] -= 1;
+            let gate = &mut self.gates[g];
+            gate.in_flight[slot] -= 1;
+            if let Some(&p) = gate.cand_pos.get(slot)
+                && let Some(c) = gate.cands.get_mut(p as usize)
+            {
+                c.in_flight -= 1;
+            }
             self.release_lease(inst);
         }
         if counted {

@@ -174,7 +174,10 @@ impl Sim {
                 f.on_node.remove(&node);
             }
         }
-        f.ready.retain(|x| *x != inst);
+        if let Some(p) = f.ready.iter().position(|x| *x == inst) {
+            f.ready.remove(p);
+            f.ready_version += 1;
+        }
         if leases == 0 {
             self.free_instance(inst);
         }
@@ -256,6 +259,7 @@ impl Sim {
             .ready
             .partition_point(|&x| self.insts[x as usize].seq < seq);
         f.ready.insert(at, inst);
+        f.ready_version += 1;
         let gates = f.gates.clone();
         for g in gates {
             let gate = &self.gates[g as usize];
@@ -276,7 +280,11 @@ impl Sim {
                 i.state = IState::Draining;
                 i.drain_at = now;
                 let function = i.function;
-                self.funcs[function as usize].ready.retain(|x| *x != inst);
+                let f = &mut self.funcs[function as usize];
+                if let Some(p) = f.ready.iter().position(|x| *x == inst) {
+                    f.ready.remove(p);
+                    f.ready_version += 1;
+                }
                 self.maybe_stop(inst);
             }
             IState::Draining | IState::Stopped => {}

@@ -14,6 +14,7 @@ pub mod dist;
 pub mod engine;
 pub mod load;
 pub mod network;
+pub mod queue;
 pub mod report;
 pub mod scenario;
 pub mod workload;
@@ -51,7 +52,10 @@ pub enum SimError {
 }
 
 /// Runs a prepared simulation to the end; `progress` hears from it every million events.
-pub fn run(prepared: &mut Prepared, progress: &mut dyn FnMut(Progress)) -> std::io::Result<Outcome> {
+pub fn run(
+    prepared: &mut Prepared,
+    progress: &mut dyn FnMut(Progress),
+) -> std::io::Result<Outcome> {
     prepared.sim.run(progress);
     prepared.sim.close_log()?;
     Ok(prepared.sim.outcome())

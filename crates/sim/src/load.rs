@@ -62,10 +62,7 @@ fn bad(file: &Path, message: impl Into<String>) -> SimError {
 
 /// Reads a scenario file and everything it names. `decisions` receives the decision log
 /// when the scenario asks for one.
-pub fn prepare(
-    path: &Path,
-    decisions: Option<Box<dyn Write>>,
-) -> Result<Prepared, SimError> {
+pub fn prepare(path: &Path, decisions: Option<Box<dyn Write>>) -> Result<Prepared, SimError> {
     let text = read(path)?;
     let scenario = Scenario::parse(&text, &path.display().to_string())?;
     prepare_parsed(scenario, path, decisions)
@@ -89,13 +86,24 @@ pub fn prepare_parsed(
     let mut config = config;
     if let Some(p) = &scenario.policies {
         for (kind, name, slot) in [
-            (PolicyKind::Placement, &p.placement, &mut config.policies.placement),
-            (PolicyKind::LoadBalancer, &p.load_balancer, &mut config.policies.load_balancer),
+            (
+                PolicyKind::Placement,
+                &p.placement,
+                &mut config.policies.placement,
+            ),
+            (
+                PolicyKind::LoadBalancer,
+                &p.load_balancer,
+                &mut config.policies.load_balancer,
+            ),
             (PolicyKind::Queue, &p.queue, &mut config.policies.queue),
         ] {
             if let Some(n) = name {
                 if !kind.knows(n) {
-                    return Err(bad(path, format!("policies: {}", registry::unknown(kind, n))));
+                    return Err(bad(
+                        path,
+                        format!("policies: {}", registry::unknown(kind, n)),
+                    ));
                 }
                 *slot = n.clone();
             }
@@ -162,8 +170,9 @@ pub fn prepare_parsed(
                 }
                 Ok(list.remove(0))
             }
-            None => Ok(services(DEFAULT_TEMPLATE, Path::new("(built-in template)"), &config)?
-                .remove(0)),
+            None => Ok(
+                services(DEFAULT_TEMPLATE, Path::new("(built-in template)"), &config)?.remove(0),
+            ),
         }
     };
 
@@ -223,20 +232,23 @@ pub fn prepare_parsed(
             })
             .map(|i| i as u32)
     };
-    let weights = |origins: &BTreeMap<String, f64>, at: &str| -> Result<Vec<(u32, f64)>, SimError> {
-        if origins.is_empty() {
-            return Ok((0..net.nodes.len() as u32).map(|i| (i, 1.0)).collect());
-        }
-        origins
-            .iter()
-            .map(|(n, w)| {
-                node_index
-                    .get(n)
-                    .map(|&i| (i, *w))
-                    .ok_or_else(|| bad(path, format!("{at}.origins: {n:?} is not a node of the topology")))
-            })
-            .collect()
-    };
+    let weights =
+        |origins: &BTreeMap<String, f64>, at: &str| -> Result<Vec<(u32, f64)>, SimError> {
+            if origins.is_empty() {
+                return Ok((0..net.nodes.len() as u32).map(|i| (i, 1.0)).collect());
+            }
+            origins
+                .iter()
+                .map(|(n, w)| {
+                    node_index.get(n).map(|&i| (i, *w)).ok_or_else(|| {
+                        bad(
+                            path,
+                            format!("{at}.origins: {n:?} is not a node of the topology"),
+                        )
+                    })
+                })
+                .collect()
+        };
 
     for (k, w) in scenario.workload.iter().enumerate() {
         let here = format!("workload[{k}]");
@@ -270,7 +282,9 @@ pub fn prepare_parsed(
                     });
                     (kinds.len() - 1) as u32
                 };
-                let end = g.end.map_or(duration, |e| (e.0.as_nanos() as u64).min(duration));
+                let end = g
+                    .end
+                    .map_or(duration, |e| (e.0.as_nanos() as u64).min(duration));
                 sources.push(Source::process(
                     f,
                     &origins,
@@ -322,7 +336,12 @@ pub fn prepare_parsed(
                     for tf in list {
                         let index = defs.len() as u32;
                         let mut svc = tpl.clone();
-                        let short: String = tf.hash.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+                        let short: String = tf
+                            .hash
+                            .chars()
+                            .filter(char::is_ascii_alphanumeric)
+                            .take(12)
+                            .collect();
                         svc.metadata.name = format!("f-{}", short.to_ascii_lowercase());
                         svc.spec.template.metadata.name = None;
                         let service_time = durations.get(&tf.hash).cloned().unwrap_or_else(|| {
@@ -510,19 +529,31 @@ fn function(
     let anns = &revision.metadata.annotations;
     let name = revision.metadata.name.clone();
     let mut out = Findings::new();
-    let parsed = AutoscalingAnnotations::parse(anns, &config.autoscaler, &FieldPath::root(), &mut out);
+    let parsed =
+        AutoscalingAnnotations::parse(anns, &config.autoscaler, &FieldPath::root(), &mut out);
     let cc = u32::try_from(revision.spec.container_concurrency.unwrap_or(0)).unwrap_or(0);
     let mut spec = ScalingSpec::resolve(&config.autoscaler, &parsed, cc, config.progress_deadline);
     spec.reachable = true;
     let chosen = |k: PolicyKind| config.policies.chosen(k, anns).to_owned();
     let (params, errors) = Params::parse(anns);
     if let Some(e) = errors.first() {
-        return Err(format!("service {}: annotation {}: {}", d.service.metadata.name, e.key, e.message));
+        return Err(format!(
+            "service {}: annotation {}: {}",
+            d.service.metadata.name, e.key, e.message
+        ));
     }
-    for k in [PolicyKind::Placement, PolicyKind::LoadBalancer, PolicyKind::Queue] {
+    for k in [
+        PolicyKind::Placement,
+        PolicyKind::LoadBalancer,
+        PolicyKind::Queue,
+    ] {
         let n = chosen(k);
         if !k.knows(&n) {
-            return Err(format!("service {}: {}", d.service.metadata.name, registry::unknown(k, &n)));
+            return Err(format!(
+                "service {}: {}",
+                d.service.metadata.name,
+                registry::unknown(k, &n)
+            ));
         }
     }
     let placement_name = chosen(PolicyKind::Placement);
@@ -539,7 +570,12 @@ fn function(
         })
     };
     let defaults = &scenario.function_defaults;
-    let ns = d.service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = d
+        .service
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let who = format!("{ns}/{name}");
     let timeout = revision.spec.timeout_seconds.unwrap_or(300).max(1) as u64;
     Ok(Func {
@@ -560,21 +596,33 @@ fn function(
             .clone()
             .or_else(|| defaults.cold_start.clone())
             .unwrap_or(Dist::Constant(DEFAULT_COLD_START)),
-        request_bytes: d.spec.request_bytes.or(defaults.request_bytes).unwrap_or(200),
-        response_bytes: d.spec.response_bytes.or(defaults.response_bytes).unwrap_or(200),
+        request_bytes: d
+            .spec
+            .request_bytes
+            .or(defaults.request_bytes)
+            .unwrap_or(200),
+        response_bytes: d
+            .spec
+            .response_bytes
+            .or(defaults.response_bytes)
+            .unwrap_or(200),
         autoscaler: RevisionAutoscaler::new(spec, Duration::ZERO, 0),
         placement,
         placement_name,
         lb_name: chosen(PolicyKind::LoadBalancer),
         queue_name: chosen(PolicyKind::Queue),
         params,
-        prng: stream(kantai_policy::request::stable_hash(who.as_bytes()) ^ seed, 6),
+        prng: stream(
+            kantai_policy::request::stable_hash(who.as_bytes()) ^ seed,
+            6,
+        ),
         resources: Resources {
             cpu: quantity("cpu").unwrap_or(0.0),
             memory: quantity("memory").unwrap_or(0.0),
         },
         activator_in_path: true,
         ready: Vec::new(),
+        ready_version: 1,
         on_node: BTreeMap::new(),
         placed: vec![0; nodes],
         placed_total: 0,

@@ -6,7 +6,7 @@
 //! A topology file gives each node a site of its own; a generated topology puts many nodes
 //! in a site, so that what is kept per pair of sites stays small at 10,000 nodes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kantai_latency::RttEstimator;
@@ -45,7 +45,7 @@ pub struct Network {
     /// The node next to the control plane.
     pub control: u32,
     /// Round-trip estimators per (from site, to site), created by the first sample.
-    monitors: HashMap<(u32, u32), RttEstimator>,
+    monitors: Vec<Option<Box<RttEstimator>>>,
     /// Each site's row of estimated round trips to every node, as the balancers read it,
     /// rebuilt at most once a second when a sample changed it.
     rows: Vec<Row>,
@@ -142,14 +142,17 @@ impl Network {
             sites,
             links,
             control,
-            monitors: HashMap::new(),
+            monitors: (0..sites * sites).map(|_| None).collect(),
             rows: (0..sites).map(|_| Row::default()).collect(),
         }
     }
 
     /// The index of the node named `name`.
     pub fn index_of(&self, name: &str) -> Option<u32> {
-        self.nodes.iter().position(|n| n.name == name).map(|i| i as u32)
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| i as u32)
     }
 
     fn link(&self, a: u32, b: u32) -> &Link {
@@ -185,9 +188,8 @@ impl Network {
             return;
         }
         let (sa, sb) = (self.nodes[from as usize].site, self.nodes[to as usize].site);
-        self.monitors
-            .entry((sa, sb))
-            .or_default()
+        self.monitors[sa as usize * self.sites + sb as usize]
+            .get_or_insert_with(Box::default)
             .record(Duration::from_nanos(now_ns), rtt_ns as f64 / 1e6);
         self.rows[sa as usize].stale = true;
     }
@@ -195,8 +197,8 @@ impl Network {
     /// The estimated round trip between two sites in ms: the monitor's, else the link's
     /// configured value (what the agents' probes of idle peers find).
     pub fn estimate_sites(&self, sa: u32, sb: u32) -> f64 {
-        self.monitors
-            .get(&(sa, sb))
+        self.monitors[sa as usize * self.sites + sb as usize]
+            .as_deref()
             .and_then(RttEstimator::ewma_ms)
             .unwrap_or_else(|| {
                 self.links[sa as usize * self.sites + sb as usize]

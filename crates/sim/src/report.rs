@@ -120,7 +120,11 @@ impl Acc {
     fn results(&self) -> Results {
         let total = self.ok + self.overflow + self.timeout;
         let mut codes = BTreeMap::new();
-        for (c, n) in [("200", self.ok), ("503", self.overflow), ("504", self.timeout)] {
+        for (c, n) in [
+            ("200", self.ok),
+            ("503", self.overflow),
+            ("504", self.timeout),
+        ] {
             if n > 0 {
                 codes.insert(c.to_owned(), n);
             }

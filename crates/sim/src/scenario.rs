@@ -63,7 +63,9 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -71,7 +73,9 @@ impl<'de> Deserialize<'de> for Dur {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let ns = kantai_model::units::parse_go_duration(s.trim())?;
     if ns < 0 {
-        return Err(format!("{s:?} is negative; a duration here must be 0 or more"));
+        return Err(format!(
+            "{s:?} is negative; a duration here must be 0 or more"
+        ));
     }
     u64::try_from(ns)
         .map(Duration::from_nanos)
@@ -367,7 +371,9 @@ impl Scenario {
         for (i, w) in self.workload.iter().enumerate() {
             if let WorkloadSpec::Generated(g) = w {
                 let at = format!("workload[{i}]");
-                g.arrivals.check().map_err(|m| format!("{at}.arrivals: {m}"))?;
+                g.arrivals
+                    .check()
+                    .map_err(|m| format!("{at}.arrivals: {m}"))?;
                 for (node, weight) in &g.origins {
                     if !(weight.is_finite() && *weight >= 0.0) {
                         return Err(format!(

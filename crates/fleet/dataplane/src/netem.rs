@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use kantai_model::topology::Link;
 use parking_lot::{Mutex, RwLock};
-use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use rand::rngs::SmallRng;
 
 /// The emulated links from this node to every other.
 pub struct Netem {

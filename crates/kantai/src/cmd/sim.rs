@@ -38,8 +38,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(s) = a.seed {
         scenario.seed = s;
     }
-    let wants_log =
-        scenario.output.placement_decisions || scenario.output.load_balancing_decisions;
+    let wants_log = scenario.output.placement_decisions || scenario.output.load_balancing_decisions;
     let log: Option<Box<dyn Write>> = match (&a.out, wants_log) {
         (Some(dir), true) => {
             std::fs::create_dir_all(dir)
@@ -68,8 +67,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         eprint!("\r{}", progress_line(&p, started.elapsed().as_secs_f64()));
         let _ = std::io::stderr().flush();
     };
-    let outcome = kantai_sim::run(&mut prepared, &mut progress)
-        .context("cannot write the decision log")?;
+    let outcome =
+        kantai_sim::run(&mut prepared, &mut progress).context("cannot write the decision log")?;
     let wall = started.elapsed().as_secs_f64();
     if show {
         eprintln!("\r{:<100}", "");
@@ -122,7 +121,16 @@ fn progress_line(p: &Progress, wall: f64) -> String {
 fn print_table(s: &kantai_sim::Summary) {
     println!(
         "{:<24} {:<8} {:>9} {:>6} {:>6} {:>9} {:>9} {:>9} {:>7} {:>10}",
-        "SERVICE", "ORIGIN", "REQUESTS", "503", "504", "P50(ms)", "P95(ms)", "P99(ms)", "COLD", "INST-S"
+        "SERVICE",
+        "ORIGIN",
+        "REQUESTS",
+        "503",
+        "504",
+        "P50(ms)",
+        "P95(ms)",
+        "P99(ms)",
+        "COLD",
+        "INST-S"
     );
     let ms = |x: f64| x * 1e3;
     for f in s.by_function.iter().take(50) {
@@ -146,7 +154,8 @@ fn print_table(s: &kantai_sim::Summary) {
         }
         println!(
             "{:<24} {:<8} {:>9} {:>6} {:>6} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10.1}",
-            "", "(all)",
+            "",
+            "(all)",
             f.results.kantai_requests_total.values().sum::<u64>(),
             f.results.kantai_requests_total.get("503").unwrap_or(&0),
             f.results.kantai_requests_total.get("504").unwrap_or(&0),
@@ -158,7 +167,10 @@ fn print_table(s: &kantai_sim::Summary) {
         );
     }
     if s.by_function.len() > 50 {
-        println!("... {} more functions (see --out or --json)", s.by_function.len() - 50);
+        println!(
+            "... {} more functions (see --out or --json)",
+            s.by_function.len() - 50
+        );
     }
     let r = &s.results;
     println!(

@@ -209,9 +209,17 @@ mod tests {
 
     #[test]
     fn rates_give_their_counts() {
-        let (n, _) = count(&mut Process::new(&Arrivals::Constant { rate: 10.0 }), 100, 1);
+        let (n, _) = count(
+            &mut Process::new(&Arrivals::Constant { rate: 10.0 }),
+            100,
+            1,
+        );
         assert_eq!(n, 1000);
-        let (n, _) = count(&mut Process::new(&Arrivals::Poisson { rate: 10.0 }), 1000, 1);
+        let (n, _) = count(
+            &mut Process::new(&Arrivals::Poisson { rate: 10.0 }),
+            1000,
+            1,
+        );
         assert!((9_500..10_500).contains(&n), "{n}");
         let d = Arrivals::Diurnal {
             mean_rate: 10.0,
@@ -222,7 +230,12 @@ mod tests {
         let (n, times) = count(&mut Process::new(&d), 1000, 2);
         assert!((9_500..10_500).contains(&n), "{n}");
         // The first quarter of each cycle (rising to the peak) has more than the third.
-        let q = |k: u64| times.iter().filter(|t| (**t / 25_000_000_000) % 4 == k).count();
+        let q = |k: u64| {
+            times
+                .iter()
+                .filter(|t| (**t / 25_000_000_000) % 4 == k)
+                .count()
+        };
         assert!(q(0) > 2 * q(2), "{} vs {}", q(0), q(2));
     }
 

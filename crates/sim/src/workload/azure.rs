@@ -101,9 +101,9 @@ pub fn read_durations(text: &str, file: &str) -> Result<HashMap<String, Dist>, S
     };
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
     let col = |name: &str| {
-        cols.iter().position(|c| *c == name).ok_or_else(|| {
-            format!("{file}:1: no {name} column (not an Azure 2019 durations file)")
-        })
+        cols.iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| format!("{file}:1: no {name} column (not an Azure 2019 durations file)"))
     };
     let (hash, avg, p25, p50, p75) = (
         col("HashFunction")?,
@@ -196,8 +196,14 @@ mod tests {
     fn malformed_files_name_the_line() {
         let e = read_invocations("a,b\n", "inv.csv", None, 0, 1).expect_err("header");
         assert!(e.contains("inv.csv:1"), "{e}");
-        let e = read_invocations("HashOwner,HashApp,HashFunction,Trigger,1\no,a,f,http,x\n", "inv.csv", None, 0, 1)
-            .expect_err("count");
+        let e = read_invocations(
+            "HashOwner,HashApp,HashFunction,Trigger,1\no,a,f,http,x\n",
+            "inv.csv",
+            None,
+            0,
+            1,
+        )
+        .expect_err("count");
         assert!(e.contains("inv.csv:2: minute 1"), "{e}");
         let e = read_durations("HashFunction,Average\n", "dur.csv").expect_err("columns");
         assert!(e.contains("percentile_Average_25"), "{e}");

@@ -207,17 +207,12 @@ pub fn read_csv(
         let secs = |what: &str, v: &str| -> Result<u64, String> {
             match v.parse::<f64>() {
                 Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok((s * 1e9) as u64),
-                _ => Err(at(format!(
-                    "{what} {v:?} is not a number of seconds ≥ 0"
-                ))),
+                _ => Err(at(format!("{what} {v:?} is not a number of seconds ≥ 0"))),
             }
         };
         let t = secs("time", t)?;
-        let function = function(f).ok_or_else(|| {
-            at(format!(
-                "function {f:?} is not a service of this scenario"
-            ))
-        })?;
+        let function = function(f)
+            .ok_or_else(|| at(format!("function {f:?} is not a service of this scenario")))?;
         let origin = origin(o).ok_or_else(|| at(format!("origin {o:?} is not a node")))?;
         let service_ns = if d.is_empty() {
             u64::MAX
@@ -241,7 +236,12 @@ mod tests {
     #[test]
     fn csv_rows_resolve_names_and_report_lines() {
         let f = |n: &str| (n == "hello").then_some(0);
-        let o = |n: &str| ["node1", "node2"].iter().position(|x| *x == n).map(|i| i as u32);
+        let o = |n: &str| {
+            ["node1", "node2"]
+                .iter()
+                .position(|x| *x == n)
+                .map(|i| i as u32)
+        };
         let rows = read_csv(
             "time,function,origin,duration\n0.5,hello,node2,0.01\n0.25,hello,node1,\n",
             "t.csv",
@@ -257,10 +257,22 @@ mod tests {
         assert_eq!(s.pop().map(|a| a.t), Some(250_000_000));
         for (text, needle) in [
             ("time,fn\n", "t.csv:1: the header"),
-            ("time,function,origin,duration\n1,bye,node1,\n", "t.csv:2: function \"bye\""),
-            ("time,function,origin,duration\n1,hello,node9,\n", "t.csv:2: origin \"node9\""),
-            ("time,function,origin,duration\n\n-1,hello,node1,\n", "t.csv:3: time \"-1\""),
-            ("time,function,origin,duration\n1,hello\n", "t.csv:2: 2 columns"),
+            (
+                "time,function,origin,duration\n1,bye,node1,\n",
+                "t.csv:2: function \"bye\"",
+            ),
+            (
+                "time,function,origin,duration\n1,hello,node9,\n",
+                "t.csv:2: origin \"node9\"",
+            ),
+            (
+                "time,function,origin,duration\n\n-1,hello,node1,\n",
+                "t.csv:3: time \"-1\"",
+            ),
+            (
+                "time,function,origin,duration\n1,hello\n",
+                "t.csv:2: 2 columns",
+            ),
         ] {
             let e = read_csv(text, "t.csv", f, o).expect_err(text);
             assert!(e.contains(needle), "{e}");

@@ -82,7 +82,9 @@ pub fn functions(
     let daily = LogNormal::new(DAILY_MU, DAILY_SIGMA).ok();
     let mut out: Vec<SyntheticFunction> = (0..count)
         .map(|_| {
-            let mean = exec.map_or(0.68, |d| d.sample(rng)).min(max_exec.as_secs_f64());
+            let mean = exec
+                .map_or(0.68, |d| d.sample(rng))
+                .min(max_exec.as_secs_f64());
             let rate = daily.map_or(1.0, |d| d.sample(rng)) / 86_400.0;
             let pick = rng.random_range(0..100u32);
             let mut acc = 0;
