@@ -339,11 +339,13 @@ impl Sim {
         if counted {
             let s = &mut self.gates[g].stats;
             match code {
-                200 => s.ok += 1,
+                200 => {
+                    s.ok += 1;
+                    s.latency.saturating_record((latency / 1000).max(1));
+                }
                 503 => s.overflow += 1,
                 _ => s.timeout += 1,
             }
-            s.latency.saturating_record((latency / 1000).max(1));
             if waited > 0 {
                 s.queued += 1;
                 s.queueing
@@ -402,8 +404,13 @@ impl Sim {
                 self.free_req(r);
                 self.maybe_stop(inst);
             }
-            // The instance (or the way back) still has it: it is freed when it comes back.
-            St::Transit | St::Serving | St::Returning => self.answer(r, 504),
+            // The gateway drops the connection: the queue-proxy gives the slot back at once
+            // (the fleet's does), and the request is freed when its events come back.
+            St::Serving => {
+                self.answer(r, 504);
+                self.release_slot(inst);
+            }
+            St::Transit | St::Returning => self.answer(r, 504),
             St::Free => {}
         }
         self.dispatch(g);

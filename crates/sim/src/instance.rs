@@ -15,7 +15,8 @@ impl Sim {
         let now = self.now;
         let q = &mut self.reqs[r as usize];
         let inst = q.inst;
-        q.at_instance = now;
+        // From here, `wait_from` is when it reached the instance (its serving time starts).
+        q.wait_from = now;
         if q.answered {
             // Timed out on the way: the gateway dropped the connection.
             self.free_req(r);
@@ -52,7 +53,6 @@ impl Sim {
         }
         let q = &mut self.reqs[r as usize];
         q.state = St::Queued;
-        q.wait_from = now;
         let deadline = q.deadline;
         self.arm_timeout(r, deadline);
     }
@@ -85,12 +85,16 @@ impl Sim {
     pub(crate) fn done(&mut self, r: u32) {
         let now = self.now;
         let inst = self.reqs[r as usize].inst;
+        if self.reqs[r as usize].answered {
+            // Timed out while served: its slot was given back at the deadline.
+            self.free_req(r);
+            return;
+        }
         let (node, function) = {
-            let i = &mut self.insts[inst as usize];
-            i.busy -= 1;
+            let i = &self.insts[inst as usize];
             (i.node, i.function)
         };
-        let took = now - self.reqs[r as usize].at_instance;
+        let took = now - self.reqs[r as usize].wait_from;
         let e = self.funcs[function as usize]
             .served_since
             .entry(node)
@@ -102,16 +106,19 @@ impl Sim {
         if let Some(q) = &mut self.insts[inst as usize].queue {
             q.learn(key, service, Duration::from_nanos(now));
         }
-        if self.reqs[r as usize].answered {
-            self.free_req(r);
-        } else {
-            let q = &mut self.reqs[r as usize];
-            q.code = 200;
-            q.state = St::Returning;
-            let t = now + q.hop_back;
-            self.at(t, Ev::Respond(r));
-        }
-        // Hand the slot to the next waiting request.
+        let q = &mut self.reqs[r as usize];
+        q.code = 200;
+        q.state = St::Returning;
+        let t = now + q.hop_back;
+        self.at(t, Ev::Respond(r));
+        self.release_slot(inst);
+    }
+
+    /// A containerConcurrency slot frees (a request done, or cancelled by its gateway's
+    /// timeout as the fleet's queue-proxy sees it): the next waiting request gets it.
+    pub(crate) fn release_slot(&mut self, inst: u32) {
+        let now = self.now;
+        self.insts[inst as usize].busy -= 1;
         let mut next = None;
         if let Some(q) = &mut self.insts[inst as usize].queue
             && let Some(id) = q.peek()
@@ -123,6 +130,7 @@ impl Sim {
             let n = id as u32;
             self.insts[inst as usize].queued -= 1;
             let q = &mut self.reqs[n as usize];
+            // `wait_from` stays its arrival here: serving time includes queueing.
             q.waited += now - q.wait_from;
             self.start_service(n);
         }

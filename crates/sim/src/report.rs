@@ -63,7 +63,7 @@ pub struct Results {
     /// Answered requests by status code.
     pub kantai_requests_total: BTreeMap<String, u64>,
     /// Arrival at the gateway to the response back at it (holding, queueing, links and
-    /// service included), counted requests only.
+    /// service included), of the requests answered 200 (503s and 504s are counted by code).
     pub kantai_request_duration_seconds: Percentiles,
     /// Requests that found no instance and waited for one to start.
     pub kantai_cold_starts_total: u64,

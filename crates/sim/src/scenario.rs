@@ -189,9 +189,9 @@ fn half() -> f64 {
     0.5
 }
 
-/// A stream of requests.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+/// A stream of requests: `function` and `arrivals` (with `origins`, `start`, `end`,
+/// `path`, `headers`), or `trace`.
+#[derive(Clone, Debug)]
 pub enum WorkloadSpec {
     /// Requests of one function from an arrival process.
     Generated(GeneratedLoad),
@@ -199,28 +199,68 @@ pub enum WorkloadSpec {
     Trace(TraceLoad),
 }
 
-/// Requests of one function.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWorkload {
+    function: Option<String>,
+    #[serde(default)]
+    origins: BTreeMap<String, f64>,
+    arrivals: Option<Arrivals>,
+    #[serde(default)]
+    start: Dur,
+    end: Option<Dur>,
+    path: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    trace: Option<TraceFile>,
+}
+
+impl<'de> Deserialize<'de> for WorkloadSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let r = RawWorkload::deserialize(d)?;
+        match (r.trace, r.function, r.arrivals) {
+            (Some(trace), None, None) if r.origins.is_empty() => {
+                Ok(WorkloadSpec::Trace(TraceLoad { trace }))
+            }
+            (Some(_), _, _) => Err(D::Error::custom(
+                "a trace workload has only `trace` (the trace names functions and origins)",
+            )),
+            (None, Some(function), Some(arrivals)) => Ok(WorkloadSpec::Generated(GeneratedLoad {
+                function,
+                origins: r.origins,
+                arrivals,
+                start: r.start,
+                end: r.end,
+                path: r.path,
+                headers: r.headers,
+            })),
+            (None, None, _) => Err(D::Error::custom(
+                "a workload needs `function` and `arrivals`, or `trace`",
+            )),
+            (None, Some(_), None) => Err(D::Error::custom(
+                "missing `arrivals`: constant, poisson, mmpp or diurnal",
+            )),
+        }
+    }
+}
+
+/// Requests of one function.
+#[derive(Clone, Debug)]
 pub struct GeneratedLoad {
     /// The service (`name`, or `namespace/name`).
     pub function: String,
     /// Where requests enter: node name → weight. Every node equally when absent.
-    #[serde(default)]
     pub origins: BTreeMap<String, f64>,
     /// The arrival process.
     pub arrivals: Arrivals,
     /// When it starts.
-    #[serde(default)]
     pub start: Dur,
     /// When it ends (the scenario's duration when absent).
-    #[serde(default)]
     pub end: Option<Dur>,
     /// The request path policies see (consistent-hash, priority rules, sjf).
-    #[serde(default)]
     pub path: Option<String>,
     /// Request headers policies see (`kantai-priority`, `kantai-deadline`).
-    #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
 
@@ -272,8 +312,7 @@ fn day() -> Dur {
 }
 
 /// A trace to replay.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Clone, Debug)]
 pub struct TraceLoad {
     /// The trace.
     pub trace: TraceFile,
