@@ -9,9 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{TestFleet, hello};
+use common::{SEED_TOPOLOGY, TestFleet, hello};
 
 const CONFIG: &str = "autoscaler:\n  allow-zero-initial-scale: true\n";
+
+/// Seconds of load per service in the FaaSt workload: enough requests (300 per origin) that
+/// a 95th percentile does not flip between the two modes (local, across the link) when about
+/// a tenth of the requests cross.
+const MEASURE_SECS: f64 = 30.0;
 
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -299,6 +304,8 @@ async fn the_faast_workload_answers_more_requests_within_15_ms_with_faast() {
         );
     }
     let mut share = Vec::new();
+    // Latencies per (service, origin), for the comparison with the simulator below.
+    let mut cells: Vec<((&str, &str), Vec<f64>)> = Vec::new();
     for service in ["kn", "fa"] {
         let loads = [
             tokio::spawn(open_loop(
@@ -307,7 +314,7 @@ async fn the_faast_workload_answers_more_requests_within_15_ms_with_faast() {
                 service,
                 "/sleep/4",
                 10.0,
-                10.0,
+                MEASURE_SECS,
             )),
             tokio::spawn(open_loop(
                 f.clone(),
@@ -315,12 +322,14 @@ async fn the_faast_workload_answers_more_requests_within_15_ms_with_faast() {
                 service,
                 "/sleep/4",
                 10.0,
-                10.0,
+                MEASURE_SECS,
             )),
         ];
         let mut lat = Vec::new();
-        for l in loads {
-            lat.extend(l.await.expect("load"));
+        for (l, origin) in loads.into_iter().zip(["node3", "node1"]) {
+            let one = l.await.expect("load");
+            lat.extend(one.iter().copied());
+            cells.push(((service, origin), one));
         }
         let within = lat.iter().filter(|ms| **ms <= 15.0).count() as f64 / lat.len() as f64;
         println!(
@@ -340,5 +349,136 @@ async fn the_faast_workload_answers_more_requests_within_15_ms_with_faast() {
     );
     // Knative's pair leaves the edge's requests to the cloud: about half cross the link.
     assert!(share[0] < 0.75, "knative: {:.2}", share[0]);
+    let metrics = f
+        .fetch(f.api.trim_start_matches("http://"), "/metrics")
+        .await
+        .expect("control plane metrics");
+    the_simulator_agrees(&cells, &share, &metrics);
     Arc::try_unwrap(f).ok().expect("sole owner").stop();
+}
+
+/// The same workload in `kantai sim` gives each (service, origin) cell's p50 and p95 within
+/// 20 % of the live fleet's, and ranks the policy pairs the same (docs/simulator.md,
+/// "Agreement with the live fleet"). Method: the simulator knows the function only by its
+/// serving time, calibrated from the live fleet: the serving time the control plane measured
+/// (`kantai_revision_serving_time_seconds`: what the balancers and placement see) is the
+/// simulated service time, with the spread of the requests that cross no link (from node1,
+/// whose instances are on node1 and node2, one LAN), and what those requests take beyond it
+/// (proxies, client) is the gateway overhead. What the simulator must predict is where each
+/// policy pair puts the instances, where the balancers send requests, and what it costs.
+fn the_simulator_agrees(cells: &[((&str, &str), Vec<f64>)], live_share: &[f64], metrics: &str) {
+    let local: Vec<f64> = cells
+        .iter()
+        .filter(|((_, o), _)| *o == "node1")
+        .flat_map(|(_, l)| l.iter().copied())
+        .collect();
+    let (p50, p95) = (percentile(local.clone(), 50.0), percentile(local, 95.0));
+    let sigma = ((p95 / p50).ln() / 1.645).max(0.01);
+    let serving_ms = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("kantai_revision_serving_time_seconds{")
+                && l.contains("revision=\"kn-00001\"")
+                && l.contains("node=\"node1\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|s| s * 1e3)
+        .expect("kn's serving time on node1 in the control plane's metrics");
+    let overhead = (p50 - serving_ms).max(0.0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let two = [
+        ("autoscaling.knative.dev/min-scale", "2"),
+        ("autoscaling.knative.dev/initial-scale", "2"),
+    ];
+    let mut fa = two.to_vec();
+    fa.push(("kantai.dev/placement", "latency-aware"));
+    fa.push(("kantai.dev/load-balancer", "faast"));
+    let services = format!("{}---\n{}", hello("kn", &two, ""), hello("fa", &fa, ""));
+    std::fs::write(dir.path().join("services.yaml"), services).expect("write");
+    std::fs::write(dir.path().join("topology.yaml"), SEED_TOPOLOGY).expect("write");
+    let scenario = format!(
+        "seed: 1
+duration: 100s
+warmup: 40s
+topology: {{file: topology.yaml}}
+services: [services.yaml]
+gateway-overhead: {overhead}ms
+function-defaults:
+  service-time: {{lognormal: {{median: {serving_ms}ms, sigma: {sigma}}}}}
+  cold-start: 500ms
+workload:
+  - {{function: kn, origins: {{node3: 1}}, arrivals: {{constant: {{rate: 10}}}}}}
+  - {{function: kn, origins: {{node1: 1}}, arrivals: {{constant: {{rate: 10}}}}}}
+  - {{function: fa, origins: {{node3: 1}}, arrivals: {{constant: {{rate: 10}}}}}}
+  - {{function: fa, origins: {{node1: 1}}, arrivals: {{constant: {{rate: 10}}}}}}
+"
+    );
+    let path = dir.path().join("agreement.yaml");
+    std::fs::write(&path, &scenario).expect("write");
+    let parsed = kantai_sim::Scenario::parse(&scenario, "agreement.yaml").expect("scenario");
+    let mut p = kantai_sim::prepare_parsed(parsed, &path, None).expect("prepare");
+    let sim = kantai_sim::run(&mut p, &mut |_| {}).expect("run").summary;
+    let mut report = Vec::new();
+    let mut far = Vec::new();
+    for ((service, origin), live) in cells {
+        let f = sim
+            .by_function
+            .iter()
+            .find(|f| f.service == *service)
+            .expect("simulated service");
+        let o = f
+            .origins
+            .iter()
+            .find(|o| o.origin_node == *origin)
+            .expect("simulated origin");
+        let d = &o.results.kantai_request_duration_seconds;
+        for (what, l, s) in [
+            ("p50", percentile(live.clone(), 50.0), d.p50 * 1e3),
+            ("p95", percentile(live.clone(), 95.0), d.p95 * 1e3),
+        ] {
+            let off = (s - l).abs() / l;
+            report.push(format!(
+                "{service} from {origin} {what}: live {l:.1} ms, sim {s:.1} ms ({:+.0} %)",
+                (s - l) / l * 100.0
+            ));
+            if off > 0.2 {
+                far.push(report.last().cloned().unwrap_or_default());
+            }
+        }
+    }
+    println!("{}", report.join("\n"));
+    assert!(
+        far.is_empty(),
+        "the simulator is more than 20 % off:\n{}",
+        far.join("\n")
+    );
+    // The same ranking: faast's pair answers faster on average, live and simulated.
+    let live_mean = |service: &str| {
+        let l: Vec<f64> = cells
+            .iter()
+            .filter(|((s, _), _)| *s == service)
+            .flat_map(|(_, l)| l.iter().copied())
+            .collect();
+        l.iter().sum::<f64>() / l.len() as f64
+    };
+    let sim_mean = |service: &str| {
+        sim.by_function
+            .iter()
+            .find(|f| f.service == service)
+            .map_or(f64::NAN, |f| {
+                f.results.kantai_request_duration_seconds.mean * 1e3
+            })
+    };
+    println!(
+        "mean: live kn {:.1} ms, fa {:.1} ms; sim kn {:.1} ms, fa {:.1} ms",
+        live_mean("kn"),
+        live_mean("fa"),
+        sim_mean("kn"),
+        sim_mean("fa")
+    );
+    assert!(
+        live_mean("fa") < live_mean("kn") && sim_mean("fa") < sim_mean("kn"),
+        "the simulator ranks the policy pairs as the live fleet does"
+    );
+    assert!(live_share[1] >= live_share[0]);
 }

@@ -348,6 +348,7 @@ pub struct Sim {
     pub(crate) service_rng: SmallRng,
     pub(crate) net_rng: SmallRng,
     pub(crate) cold_rng: SmallRng,
+    pub(crate) overhead: Option<(Dist, SmallRng)>,
     pub(crate) seed: u64,
     pub(crate) node_ready: Vec<u32>,
     pub(crate) node_starting: Vec<u32>,
@@ -377,6 +378,7 @@ pub(crate) struct Setup {
     pub sample_every: u64,
     pub decisions: Option<Box<dyn Write>>,
     pub lb_decisions: bool,
+    pub overhead: Option<Dist>,
 }
 
 /// A generator for one purpose of a run, independent of the others.
@@ -422,6 +424,7 @@ impl Sim {
             service_rng: stream(s.seed, 1),
             net_rng: stream(s.seed, 2),
             cold_rng: stream(s.seed, 3),
+            overhead: s.overhead.map(|d| (d, stream(s.seed, 8))),
             seed: s.seed,
             node_ready: vec![0; n],
             node_starting: vec![0; n],

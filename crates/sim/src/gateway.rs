@@ -319,7 +319,12 @@ impl Sim {
         debug_assert!(!q.answered);
         q.answered = true;
         let (g, inst, counted) = (q.gate as usize, q.inst, q.counted);
-        let latency = now - q.arrived;
+        let mut latency = now - q.arrived;
+        if code == 200
+            && let Some((d, rng)) = &mut self.overhead
+        {
+            latency += d.sample_ns(rng);
+        }
         let waited = q.waited;
         let function = self.gates[g].function as usize;
         self.funcs[function].change_in_flight(now, false);

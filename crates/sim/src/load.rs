@@ -419,6 +419,7 @@ pub fn prepare_parsed(
                 None
             },
             lb_decisions: scenario.output.load_balancing_decisions,
+            overhead: scenario.gateway_overhead.clone(),
         },
     );
     Ok(Prepared { sim, scenario })

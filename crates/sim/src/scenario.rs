@@ -35,6 +35,11 @@ pub struct Scenario {
     /// Knative manifest files whose Services are the functions.
     #[serde(default)]
     pub services: Vec<PathBuf>,
+    /// Time the data plane and the client add to every answered request outside the
+    /// instance (proxying, connection handling): added to its latency, occupying nothing.
+    /// Calibrate it from a live fleet (docs/simulator.md); none by default.
+    #[serde(default)]
+    pub gateway_overhead: Option<Dist>,
     /// What the simulator needs to know of each service beyond its manifest.
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionSpec>,

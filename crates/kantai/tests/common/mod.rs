@@ -109,15 +109,7 @@ impl TestFleet {
     /// The seed's testbed, with more arguments for `kantai up` (`{state}` in them is the
     /// fleet's state directory).
     pub async fn seed_testbed_with(config: &str, up_args: &[&str]) -> TestFleet {
-        let topo = "nodes:\n\
-            \x20 - {name: node1, labels: {tier: cloud}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}\n\
-            \x20 - {name: node2, labels: {tier: cloud}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}\n\
-            \x20 - {name: node3, labels: {tier: edge}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}\n\
-            links:\n\
-            \x20 pairs:\n\
-            \x20   - {between: [node1, node3], rtt: 50ms, jitter: 10ms}\n\
-            \x20   - {between: [node2, node3], rtt: 50ms, jitter: 10ms}\n\
-            control: {node: node1, listen: \"127.0.0.1:0\"}\n";
+        let topo = SEED_TOPOLOGY;
         let state = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = up_args
             .iter()
@@ -472,6 +464,19 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
 pub const HELLO: &str = include_str!("../../../../examples/hello.yaml");
 
 /// A hello service with a name and extra template annotations and spec lines.
+/// The seed's testbed as the tests run it: three nodes on loopback, node3 50 ms ± 10 ms from
+/// the others (the simulator agreement test reads the same text).
+pub const SEED_TOPOLOGY: &str = "nodes:
+  - {name: node1, labels: {tier: cloud}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}
+  - {name: node2, labels: {tier: cloud}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}
+  - {name: node3, labels: {tier: edge}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {instances: 30}}
+links:
+  pairs:
+    - {between: [node1, node3], rtt: 50ms, jitter: 10ms}
+    - {between: [node2, node3], rtt: 50ms, jitter: 10ms}
+control: {node: node1, listen: \"127.0.0.1:0\"}
+";
+
 pub fn hello(name: &str, annotations: &[(&str, &str)], spec_extra: &str) -> String {
     let mut anns = String::new();
     for (k, v) in annotations {
