@@ -46,6 +46,7 @@ fn every_subcommand_has_help() {
         vec!["validate", "--help"],
         vec!["autoscale", "--help"],
         vec!["autoscale", "replay", "--help"],
+        vec!["sim", "--help"],
     ] {
         let out = kantai(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -213,4 +214,96 @@ fn replay_rejects_bad_input_clearly() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn sim_runs_the_seed_demo_and_writes_its_results() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().display().to_string();
+    let o = kantai(&[
+        "sim",
+        "examples/sim/seed-demo.yaml",
+        "--out",
+        &out,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let table = text(&o.stdout);
+    assert!(
+        table.contains("hello") && table.contains("node3"),
+        "{table}"
+    );
+    assert!(
+        text(&o.stderr).contains("requests/s"),
+        "{}",
+        text(&o.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("summary.json")).expect("summary.json"),
+    )
+    .expect("json");
+    // ikukantai's pair serves node3's requests next to it: the service time only.
+    let p50 = summary["kantai_request_duration_seconds"]["p50"]
+        .as_f64()
+        .expect("p50");
+    assert!((0.003..0.007).contains(&p50), "{p50}");
+    let csv = std::fs::read_to_string(dir.path().join("requests.csv")).expect("csv");
+    assert!(csv.starts_with("namespace,service,revision,origin_node,requests,"));
+    assert!(csv.contains("\ndefault,hello,hello-00001,node3,"), "{csv}");
+    let inst = std::fs::read_to_string(dir.path().join("instances.csv")).expect("csv");
+    assert!(
+        inst.starts_with("t,node,ready,starting\n") && inst.contains(",node3,1,0"),
+        "{inst}"
+    );
+    // --json prints the same summary.
+    let o = kantai(&["sim", "examples/sim/seed-demo.yaml", "--json", "--quiet"]);
+    assert!(o.status.success());
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(again, summary);
+}
+
+#[test]
+fn sim_decision_logs_replay_through_kantai_decisions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = dir.path().join("s.yaml");
+    let hello = repo().join("examples/hello.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "duration: 60s\nservices: [{}]\npolicies: {{placement: latency-aware}}\n\
+             workload:\n  - {{function: hello, origins: {{node1: 1, node3: 2}}, arrivals: {{poisson: {{rate: 80}}}}}}\n\
+             output: {{placement-decisions: true}}\n",
+            hello.display()
+        ),
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let o = kantai(&[
+        "sim",
+        &scenario.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let log = out.join("decisions.jsonl").display().to_string();
+    let o = kantai(&["decisions", "replay", &log]);
+    let said = text(&o.stdout);
+    assert!(o.status.success(), "{said}{}", text(&o.stderr));
+    assert!(said.contains("placement decisions"), "{said}");
+    // Without --out there is nowhere to write the log.
+    let o = kantai(&["sim", &scenario.display().to_string(), "-q"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("--out"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn sim_names_the_problem_in_a_scenario() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let scenario = dir.path().join("bad.yaml");
+    std::fs::write(&scenario, "duration: 10s\nseed: many\n").expect("write");
+    let o = kantai(&["sim", &scenario.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(e.contains("bad.yaml") && e.contains("line 2"), "{e}");
 }

@@ -113,7 +113,17 @@ impl Sim {
         if func.activator_in_path != d.activator_in_path {
             func.activator_in_path = d.activator_in_path;
             func.ready_version += 1;
+            // Capacity as the balancers see it changed: gateways serve what they hold.
+            let gates = func.gates.clone();
+            for g in gates {
+                let gate = &self.gates[g as usize];
+                if !gate.held.is_empty() {
+                    let t = self.now + self.cp_delay[gate.origin as usize];
+                    self.queue_dispatch(g, t);
+                }
+            }
         }
+        let func = &mut self.funcs[f as usize];
         func.desired_max = func.desired_max.max(d.desired);
         if func.placed_once && d.desired == func.placed_total && !func.placement.rebalances() {
             return;

@@ -461,6 +461,11 @@ impl Sim {
         self.queue.push(t.max(self.now), ev);
     }
 
+    /// A gateway serves what it holds at `t`.
+    pub(crate) fn queue_dispatch(&mut self, g: u32, t: u64) {
+        self.at(t, Ev::Dispatch(g));
+    }
+
     /// Whether periodic work goes on: before the end, or while requests are in flight.
     pub(crate) fn running(&self) -> bool {
         self.now < self.duration || self.open > 0
