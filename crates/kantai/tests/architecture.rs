@@ -171,6 +171,8 @@ fn every_crate_is_on_the_architecture_map() {
     let arch = fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let mut crates = pure_crates();
     crates.extend(fleet_crates());
+    crates.push(root().join("crates/decisions"));
+    crates.push(root().join("crates/sim"));
     crates.push(root().join("crates/kantai"));
     for dir in crates {
         let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
@@ -200,4 +202,62 @@ fn ci_runs_the_readme_test_command() {
     );
     assert!(ci.contains("cargo fmt --all -- --check"));
     assert!(ci.contains("cargo clippy --workspace --all-targets --locked -- -D warnings"));
+}
+
+/// The simulator is the third driver of the decision crates: it may use them and the
+/// decision records, never the live fleet (no tokio, no sockets, no HTTP), and its own
+/// clippy.toml bans the wall clock and global randomness (its output must be byte-identical
+/// for a seed). The decision records are shared by both drivers and depend on no kantai crate.
+#[test]
+fn the_simulator_drives_the_pure_crates_only() {
+    let manifest = fs::read_to_string(root().join("crates/sim/Cargo.toml")).expect("manifest");
+    for dep in dependencies(&manifest) {
+        assert!(
+            ![
+                "tokio",
+                "hyper",
+                "hyper-util",
+                "axum",
+                "kantai-api",
+                "kantai-control",
+                "kantai-node",
+                "kantai-dataplane",
+                "kantai-runtime"
+            ]
+            .contains(&dep.as_str()),
+            "crates/sim may not depend on {dep:?}: the simulator runs the decision crates in virtual time"
+        );
+        if dep.starts_with("kantai") {
+            assert!(
+                [
+                    "kantai-model",
+                    "kantai-autoscaler",
+                    "kantai-policy",
+                    "kantai-latency",
+                    "kantai-decisions"
+                ]
+                .contains(&dep.as_str()),
+                "crates/sim may not depend on {dep:?}"
+            );
+        }
+    }
+    let clippy = fs::read_to_string(root().join("crates/sim/clippy.toml")).expect("clippy.toml");
+    for needle in [
+        "std::time::Instant::now",
+        "std::time::SystemTime::now",
+        "rand::rng",
+    ] {
+        assert!(
+            clippy.contains(needle),
+            "crates/sim/clippy.toml no longer bans {needle}"
+        );
+    }
+    let decisions =
+        fs::read_to_string(root().join("crates/decisions/Cargo.toml")).expect("manifest");
+    for dep in dependencies(&decisions) {
+        assert!(
+            !dep.starts_with("kantai"),
+            "crates/decisions may not depend on {dep:?}"
+        );
+    }
 }
