@@ -84,6 +84,51 @@ pub struct PlacementRecord {
     pub unschedulable: u32,
 }
 
+impl PlacementRecord {
+    /// The record of a placement: every input the policy saw, and its decision. `time` is
+    /// the driver's clock as RFC 3339 (the simulator's virtual one, the fleet's wall clock).
+    pub fn new(
+        input: &kantai_policy::PlacementInput<'_>,
+        policy: &str,
+        params: &kantai_policy::Params,
+        decision: &kantai_policy::PlacementDecision,
+        namespace: &str,
+        time: String,
+    ) -> PlacementRecord {
+        let nodes = &input.fleet.nodes;
+        let n = nodes.len();
+        PlacementRecord {
+            time,
+            t: input.now.as_secs_f64(),
+            namespace: namespace.to_owned(),
+            revision: input.revision.to_owned(),
+            policy: policy.to_owned(),
+            annotations: params.to_annotations(),
+            nodes: nodes.iter().map(|v| v.name.clone()).collect(),
+            ready: nodes.iter().map(|v| v.ready).collect(),
+            max_instances: nodes.iter().map(|v| v.max_instances).collect(),
+            instances: nodes.iter().map(|v| v.instances).collect(),
+            cpu: nodes.iter().map(|v| v.cpu).collect(),
+            memory: nodes.iter().map(|v| v.memory).collect(),
+            cpu_used: nodes.iter().map(|v| v.cpu_used).collect(),
+            memory_used: nodes.iter().map(|v| v.memory_used).collect(),
+            resources: (input.resources.cpu, input.resources.memory),
+            rtt_ms: (0..n).map(|i| input.fleet.rtt.row(i)).collect(),
+            desired: input.desired,
+            current: input.current.to_vec(),
+            demand: input.demand.to_vec(),
+            // A driver may pass fewer entries than nodes (none measured beyond).
+            serving_ms: (0..n)
+                .map(|i| input.serving_ms.get(i).copied().flatten())
+                .collect(),
+            in_flight: input.in_flight.to_vec(),
+            queued: input.queued.to_vec(),
+            choice: decision.per_node.clone(),
+            unschedulable: decision.unschedulable,
+        }
+    }
+}
+
 /// A load-balancing decision and what it was made from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadBalanceRecord {

@@ -134,7 +134,6 @@ impl Sim {
     /// The placement policy splits `desired` over the nodes; changed nodes hear of it after
     /// the control plane's link delay.
     fn place(&mut self, f: u32, desired: u32) {
-        let n = self.net.nodes.len();
         let now = self.now_d();
         let func = &mut self.funcs[f as usize];
         self.buf_f64.iter_mut().for_each(|x| *x = 0.0);
@@ -165,35 +164,14 @@ impl Sim {
         };
         let decision = func.placement.place(&input, &mut func.prng);
         let record = self.decisions.is_some().then(|| {
-            let nodes = &input.fleet.nodes;
-            Decision::Placement(Box::new(PlacementRecord {
-                time: String::new(),
-                t: now.as_secs_f64(),
-                namespace: func.namespace.clone(),
-                revision: func.revision.clone(),
-                policy: func.placement_name.clone(),
-                annotations: func.params.to_annotations(),
-                nodes: nodes.iter().map(|v| v.name.clone()).collect(),
-                ready: nodes.iter().map(|v| v.ready).collect(),
-                max_instances: nodes.iter().map(|v| v.max_instances).collect(),
-                instances: nodes.iter().map(|v| v.instances).collect(),
-                cpu: nodes.iter().map(|v| v.cpu).collect(),
-                memory: nodes.iter().map(|v| v.memory).collect(),
-                cpu_used: nodes.iter().map(|v| v.cpu_used).collect(),
-                memory_used: nodes.iter().map(|v| v.memory_used).collect(),
-                resources: (input.resources.cpu, input.resources.memory),
-                rtt_ms: (0..n).map(|i| input.fleet.rtt.row(i)).collect(),
-                desired,
-                current: input.current.to_vec(),
-                demand: input.demand.to_vec(),
-                serving_ms: (0..n)
-                    .map(|i| input.serving_ms.get(i).copied().flatten())
-                    .collect(),
-                in_flight: input.in_flight.to_vec(),
-                queued: input.queued.to_vec(),
-                choice: decision.per_node.clone(),
-                unschedulable: decision.unschedulable,
-            }))
+            PlacementRecord::new(
+                &input,
+                &func.placement_name,
+                &func.params,
+                &decision,
+                &func.namespace,
+                String::new(),
+            )
         });
         let res = func.resources;
         func.placed_once = true;
@@ -216,10 +194,8 @@ impl Sim {
             }
         }
         if let Some(mut rec) = record {
-            if let Decision::Placement(p) = &mut rec {
-                p.time = self.record_time();
-            }
-            self.log(&rec);
+            rec.time = self.record_time();
+            self.log(&Decision::Placement(Box::new(rec)));
         }
         for node in changed {
             let t = self.now + self.cp_delay[node as usize];

@@ -132,28 +132,7 @@ impl Req {
 }
 
 /// A request's method, path and headers, as policies see them.
-#[derive(Clone, Debug, Default)]
-pub struct Kind {
-    /// The path.
-    pub path: String,
-    /// Headers (lower-case names).
-    pub headers: Vec<(String, String)>,
-}
-
-impl kantai_policy::RequestInfo for Kind {
-    fn method(&self) -> &str {
-        "GET"
-    }
-    fn path(&self) -> &str {
-        &self.path
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub type Kind = kantai_policy::SimpleRequest;
 
 /// What one gateway recorded for one function.
 pub(crate) struct GateStats {
@@ -440,10 +419,7 @@ impl Sim {
             buf_queued: vec![0; n],
         };
         if sim.kinds.is_empty() {
-            sim.kinds.push(Kind {
-                path: "/".into(),
-                headers: Vec::new(),
-            });
+            sim.kinds.push(Kind::get("/"));
         }
         for i in 0..sim.sources.len() {
             if let Some(t) = sim.sources[i].peek() {

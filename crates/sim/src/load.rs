@@ -178,10 +178,7 @@ pub fn prepare_parsed(
 
     let duration = scenario.duration.0.as_nanos() as u64;
     let mut sources: Vec<Source> = Vec::new();
-    let mut kinds: Vec<Kind> = vec![Kind {
-        path: "/".into(),
-        headers: Vec::new(),
-    }];
+    let mut kinds: Vec<Kind> = vec![Kind::get("/")];
 
     if let Some(s) = &scenario.synthetic {
         let tpl = template(&s.template)?;
@@ -272,14 +269,11 @@ pub fn prepare_parsed(
                 let kind = if g.path.is_none() && g.headers.is_empty() {
                     0
                 } else {
-                    kinds.push(Kind {
-                        path: g.path.clone().unwrap_or_else(|| "/".into()),
-                        headers: g
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                            .collect(),
-                    });
+                    let mut kind = Kind::get(g.path.as_deref().unwrap_or("/"));
+                    for (k, v) in &g.headers {
+                        kind = kind.with_header(k, v);
+                    }
+                    kinds.push(kind);
                     (kinds.len() - 1) as u32
                 };
                 let end = g
@@ -329,8 +323,7 @@ pub fn prepare_parsed(
                         None => HashMap::new(),
                     };
                     let tpl = template(&a.template)?;
-                    let origins = weights(&a.origins, &here)?;
-                    let total: f64 = origins.iter().map(|o| o.1).sum();
+                    let origins = workload::Mix::new(&weights(&a.origins, &here)?);
                     let mut rng = stream(seed, 200 + k as u64);
                     let mut rows: Vec<Row> = Vec::new();
                     for tf in list {
@@ -362,16 +355,7 @@ pub fn prepare_parsed(
                             if t >= duration {
                                 break;
                             }
-                            let x = rand::RngExt::random::<f64>(&mut rng) * total;
-                            let mut acc = 0.0;
-                            let origin = origins
-                                .iter()
-                                .find(|o| {
-                                    acc += o.1;
-                                    x < acc
-                                })
-                                .or(origins.last())
-                                .map_or(0, |o| o.0);
+                            let origin = origins.draw(&mut rng);
                             rows.push(Row {
                                 t,
                                 function: index,
@@ -491,11 +475,8 @@ fn read_config(p: &Path) -> Result<(ServingConfig, u32), SimError> {
     let cfg = match cfg {
         Some(c) if !out.has_errors() => c,
         _ => {
-            let errs: Vec<String> = out
-                .errors()
-                .map(|e| format!("line {}: {e}", e.pos.line))
-                .collect();
-            return Err(bad(p, errs.join("\n")));
+            let errs = kantai_model::config::ConfigError(out.errors().cloned().collect());
+            return Err(bad(p, errs.to_string()));
         }
     };
     let hold = match doc.get("dataplane").and_then(|d| d.get("hold-limit")) {

@@ -521,44 +521,6 @@ fn fleet_view(s: &Shared) -> FleetView {
     FleetView { nodes, rtt }
 }
 
-/// The decision-log record of a placement: every input, and the choice.
-fn placement_record(
-    input: &PlacementInput<'_>,
-    policy: &(String, Params),
-    decision: &kantai_policy::PlacementDecision,
-    ns: &str,
-) -> kantai_api::decisions::Decision {
-    use kantai_api::decisions::{Decision as Logged, PlacementRecord};
-    let nodes = &input.fleet.nodes;
-    let n = nodes.len();
-    Logged::Placement(Box::new(PlacementRecord {
-        time: kantai_api::time::now(),
-        t: input.now.as_secs_f64(),
-        namespace: ns.to_owned(),
-        revision: input.revision.to_owned(),
-        policy: policy.0.clone(),
-        annotations: policy.1.to_annotations(),
-        nodes: nodes.iter().map(|v| v.name.clone()).collect(),
-        ready: nodes.iter().map(|v| v.ready).collect(),
-        max_instances: nodes.iter().map(|v| v.max_instances).collect(),
-        instances: nodes.iter().map(|v| v.instances).collect(),
-        cpu: nodes.iter().map(|v| v.cpu).collect(),
-        memory: nodes.iter().map(|v| v.memory).collect(),
-        cpu_used: nodes.iter().map(|v| v.cpu_used).collect(),
-        memory_used: nodes.iter().map(|v| v.memory_used).collect(),
-        resources: (input.resources.cpu, input.resources.memory),
-        rtt_ms: (0..n).map(|i| input.fleet.rtt.row(i)).collect(),
-        desired: input.desired,
-        current: input.current.to_vec(),
-        demand: input.demand.to_vec(),
-        serving_ms: input.serving_ms.to_vec(),
-        in_flight: input.in_flight.to_vec(),
-        queued: input.queued.to_vec(),
-        choice: decision.per_node.clone(),
-        unschedulable: decision.unschedulable,
-    }))
-}
-
 fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView, now: Duration) {
     let (ns, revision) = key;
     let existing = s
@@ -606,7 +568,16 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
     };
     let decision = sc.placement.place(&input, &mut sc.rng);
     if let Some(log) = &s.decision_log {
-        log.record(placement_record(&input, &sc.policy, &decision, ns));
+        log.record(kantai_api::decisions::Decision::Placement(Box::new(
+            kantai_api::decisions::PlacementRecord::new(
+                &input,
+                &sc.policy.0,
+                &sc.policy.1,
+                &decision,
+                ns,
+                kantai_api::time::now(),
+            ),
+        )));
     }
     let service = sc.service.clone();
     let spec = PlacementSpec {

@@ -40,14 +40,52 @@ pub struct Row {
     pub service_ns: u64,
 }
 
+/// Nodes with weights, drawn from in proportion.
+#[derive(Clone, Debug)]
+pub struct Mix {
+    /// (node, cumulative weight); the last is the total.
+    cumulative: Vec<(u32, f64)>,
+}
+
+impl Mix {
+    /// A mix of `(node, weight)`; nodes of weight 0 are never drawn.
+    pub fn new(weights: &[(u32, f64)]) -> Mix {
+        let mut acc = 0.0;
+        let cumulative = weights
+            .iter()
+            .filter(|(_, w)| *w > 0.0)
+            .map(|&(n, w)| {
+                acc += w;
+                (n, acc)
+            })
+            .collect();
+        Mix { cumulative }
+    }
+
+    /// One node, by weight (one draw from `rng` unless there is a single node).
+    pub fn draw(&self, rng: &mut SmallRng) -> u32 {
+        match self.cumulative.as_slice() {
+            [(n, _)] => *n,
+            list => {
+                let total = list.last().map_or(0.0, |l| l.1);
+                let x = rng.random::<f64>() * total;
+                list.iter()
+                    .find(|(_, c)| x < *c)
+                    .or(list.last())
+                    .map_or(0, |l| l.0)
+            }
+        }
+    }
+}
+
 /// A stream of arrivals.
 pub enum Source {
     /// An arrival process for one function.
     Process {
         /// The function.
         function: u32,
-        /// Origin nodes with cumulative weights (the last is the total).
-        origins: Vec<(u32, f64)>,
+        /// Origin nodes by weight.
+        origins: Mix,
         /// The process.
         process: Process,
         /// No arrival at or after this (ns).
@@ -79,15 +117,7 @@ impl Source {
         kind: u32,
         mut rng: SmallRng,
     ) -> Source {
-        let mut acc = 0.0;
-        let origins = origins
-            .iter()
-            .filter(|(_, w)| *w > 0.0)
-            .map(|&(n, w)| {
-                acc += w;
-                (n, acc)
-            })
-            .collect();
+        let origins = Mix::new(origins);
         let next = process.first(start, &mut rng).filter(|t| *t < end);
         Source::Process {
             function,
@@ -127,17 +157,7 @@ impl Source {
                 next,
             } => {
                 let t = (*next)?;
-                let origin = match origins.as_slice() {
-                    [(n, _)] => *n,
-                    list => {
-                        let total = list.last().map_or(0.0, |l| l.1);
-                        let x = rng.random::<f64>() * total;
-                        list.iter()
-                            .find(|(_, c)| x < *c)
-                            .or(list.last())
-                            .map_or(0, |l| l.0)
-                    }
-                };
+                let origin = origins.draw(rng);
                 *next = process.next(t, rng).filter(|n| *n < *end);
                 Some(Arrival {
                     t,
