@@ -431,18 +431,8 @@ fn services(text: &str, file: &Path, config: &ServingConfig) -> Result<Vec<Servi
     let mut out = Vec::new();
     for d in docs {
         if d.findings.has_errors() {
-            let errs: Vec<String> = d
-                .findings
-                .errors()
-                .map(|e| {
-                    if e.pos.is_known() {
-                        format!("line {}: {e}", e.pos.line)
-                    } else {
-                        e.to_string()
-                    }
-                })
-                .collect();
-            return Err(bad(file, errs.join("\n")));
+            let errs = kantai_model::config::ConfigError(d.findings.errors().cloned().collect());
+            return Err(bad(file, errs.to_string()));
         }
         match d.object {
             Some(Object::Service(s)) => out.push(s),
