@@ -198,8 +198,12 @@ impl Sim {
             self.log(&Decision::Placement(Box::new(rec)));
         }
         for node in changed {
-            let t = self.now + self.cp_delay[node as usize];
-            self.at(t, Ev::Apply(f, node));
+            // The placement crosses the link from the control plane's node (drawn: jitter
+            // and loss apply to control traffic too).
+            let d = self
+                .net
+                .one_way(self.net.control, node, 0, &mut self.net_rng);
+            self.at(self.now + d, Ev::Apply(f, node));
         }
     }
 

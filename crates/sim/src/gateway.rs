@@ -72,7 +72,6 @@ impl Sim {
             None => f.service_time.sample_ns(&mut self.service_rng),
         };
         f.change_in_flight(now, true);
-        let deadline = now + f.timeout_ns;
         self.gates[g as usize].arrivals += 1;
         let r = self.alloc_req();
         self.open += 1;
@@ -80,13 +79,11 @@ impl Sim {
         let epoch = q.epoch;
         *q = Req {
             gate: g,
-            kind: a.kind,
+            kind: a.kind as u16,
             epoch,
             arrived: now,
-            deadline,
             service_ns,
             state: St::Held,
-            counted: now >= self.warmup,
             ..Req::free_with_epoch(epoch)
         };
         self.acquire(r);
@@ -127,7 +124,7 @@ impl Sim {
         q.state = St::Held;
         q.wait_from = now;
         q.cold = visible == 0;
-        let deadline = q.deadline;
+        let deadline = self.deadline(r);
         self.arm_timeout(r, deadline);
         let gate = &mut self.gates[g as usize];
         if gate.last_poke.is_none_or(|t| now >= t + POKE_EVERY_NS) {
@@ -276,7 +273,7 @@ impl Sim {
         let back = self.net.one_way(node, origin, sb, &mut self.net_rng);
         let q = &mut self.reqs[r as usize];
         q.inst = inst;
-        q.hop_out = out;
+        q.hop_out = u32::try_from(out).unwrap_or(u32::MAX);
         q.hop_back = back;
         q.state = St::Transit;
         let t = self.now + out;
@@ -297,7 +294,7 @@ impl Sim {
             let now = self.now;
             let q = &mut self.reqs[r as usize];
             q.waited += now - q.wait_from;
-            if q.cold && q.counted {
+            if q.cold && q.arrived >= self.warmup {
                 let waited = now - q.arrived;
                 let stats = &mut self.gates[g as usize].stats;
                 stats.cold += 1;
@@ -318,7 +315,7 @@ impl Sim {
         let q = &mut self.reqs[r as usize];
         debug_assert!(!q.answered);
         q.answered = true;
-        let (g, inst, counted) = (q.gate as usize, q.inst, q.counted);
+        let (g, inst, counted) = (q.gate as usize, q.inst, q.arrived >= self.warmup);
         let mut latency = now - q.arrived;
         if code == 200
             && let Some((d, rng)) = &mut self.overhead
@@ -368,7 +365,7 @@ impl Sim {
             return;
         }
         let (g, code, inst) = (q.gate, q.code, q.inst);
-        let rtt = q.hop_out + q.hop_back;
+        let rtt = u64::from(q.hop_out) + q.hop_back;
         if code == 200 {
             let origin = self.gates[g as usize].origin;
             let node = self.insts[inst as usize].node;

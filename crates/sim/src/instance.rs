@@ -51,9 +51,8 @@ impl Sim {
             // The newcomer takes the evicted one's place: the count stays.
             Admission::Evicted(v) => self.bounce(v as u32, 503),
         }
-        let q = &mut self.reqs[r as usize];
-        q.state = St::Queued;
-        let deadline = q.deadline;
+        self.reqs[r as usize].state = St::Queued;
+        let deadline = self.deadline(r);
         self.arm_timeout(r, deadline);
     }
 
@@ -69,11 +68,11 @@ impl Sim {
     /// The instance starts on request `r`.
     fn start_service(&mut self, r: u32) {
         let now = self.now;
+        let deadline = self.deadline(r);
         let q = &mut self.reqs[r as usize];
         q.state = St::Serving;
         let end = now + q.service_ns;
-        let late = end + q.hop_back > q.deadline;
-        let deadline = q.deadline;
+        let late = end + q.hop_back > deadline;
         self.insts[q.inst as usize].busy += 1;
         if late {
             self.arm_timeout(r, deadline);
@@ -258,7 +257,12 @@ impl Sim {
         }
         i.state = IState::Ready;
         let node = i.node;
-        i.visible_at = now + self.cp_delay[node as usize];
+        // Its status crosses the link to the control plane (drawn); every gateway's watch
+        // then takes half its configured round trip (`cp_delay`).
+        i.visible_at = now
+            + self
+                .net
+                .one_way(node, self.net.control, 0, &mut self.net_rng);
         let (visible, seq, function) = (i.visible_at, i.seq, i.function);
         self.node_starting[node as usize] -= 1;
         self.node_ready[node as usize] += 1;

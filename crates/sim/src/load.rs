@@ -369,6 +369,12 @@ pub fn prepare_parsed(
             },
         }
     }
+    if kinds.len() > usize::from(u16::MAX) {
+        return Err(bad(
+            path,
+            "more than 65,535 workloads with a path or headers",
+        ));
+    }
     if defs.is_empty() {
         return Err(bad(
             path,
