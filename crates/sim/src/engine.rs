@@ -254,6 +254,8 @@ pub(crate) struct Func {
     pub instance_ns: u128,
     pub instances_started: u64,
     pub desired_max: u32,
+    /// Latencies of the 200s answered since the last sample (the latency-over-time series).
+    pub window: Option<Box<Histogram<u64>>>,
 }
 
 impl Func {
@@ -336,6 +338,10 @@ pub struct Sim {
     pub(crate) sample_every: u64,
     /// (t, node, ready, starting) for nodes with instances, every `sample_every`.
     pub(crate) series: Vec<(u64, u32, u32, u32)>,
+    /// Latencies of every function's 200s since the last sample, and the series they make:
+    /// (t, function or `u32::MAX` for the fleet, count, p50, p95, p99 in µs).
+    pub(crate) fleet_window: Histogram<u64>,
+    pub(crate) latency_series: Vec<(u64, u32, u64, u64, u64, u64)>,
     pub(crate) answered: u64,
     pub(crate) events: u64,
     pub(crate) decisions: Option<Box<dyn Write>>,
@@ -411,6 +417,8 @@ impl Sim {
             node_starting: vec![0; n],
             sample_every: s.sample_every,
             series: Vec::new(),
+            fleet_window: histogram(),
+            latency_series: Vec::new(),
             answered: 0,
             events: 0,
             decisions: s.decisions,
@@ -503,6 +511,7 @@ impl Sim {
     }
 
     fn sample(&mut self) {
+        self.close_windows();
         for i in 0..self.node_ready.len() {
             let (r, s) = (self.node_ready[i], self.node_starting[i]);
             if r > 0 || s > 0 {
@@ -515,8 +524,36 @@ impl Sim {
         }
     }
 
+    /// Ends the latency window at `now`: a row per function with answers, one for the fleet.
+    fn close_windows(&mut self) {
+        let now = self.now;
+        let row = |h: &Histogram<u64>| {
+            (
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.95),
+                h.value_at_quantile(0.99),
+            )
+        };
+        for (i, f) in self.funcs.iter_mut().enumerate() {
+            if let Some(h) = &mut f.window
+                && !h.is_empty()
+            {
+                let (n, a, b, c) = row(h);
+                self.latency_series.push((now, i as u32, n, a, b, c));
+                h.reset();
+            }
+        }
+        if !self.fleet_window.is_empty() {
+            let (n, a, b, c) = row(&self.fleet_window);
+            self.latency_series.push((now, u32::MAX, n, a, b, c));
+            self.fleet_window.reset();
+        }
+    }
+
     /// Instances still alive at the end are counted until then.
     fn finish_instances(&mut self) {
+        self.close_windows();
         let end = self.now;
         for i in 0..self.insts.len() {
             let inst = &mut self.insts[i];

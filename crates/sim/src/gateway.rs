@@ -343,7 +343,13 @@ impl Sim {
             match code {
                 200 => {
                     s.ok += 1;
-                    s.latency.saturating_record((latency / 1000).max(1));
+                    let us = (latency / 1000).max(1);
+                    s.latency.saturating_record(us);
+                    self.fleet_window.saturating_record(us);
+                    self.funcs[function]
+                        .window
+                        .get_or_insert_with(|| Box::new(histogram()))
+                        .saturating_record(us);
                 }
                 503 => s.overflow += 1,
                 _ => s.timeout += 1,

@@ -620,5 +620,6 @@ fn function(
         instance_ns: 0,
         instances_started: 0,
         desired_max: 0,
+        window: None,
     })
 }

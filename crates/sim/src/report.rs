@@ -71,11 +71,20 @@ pub struct Results {
     pub cold_start_share: f64,
     /// How long those requests waited for it.
     pub kantai_cold_start_duration_seconds: Percentiles,
+    /// The latency distribution of the 200s as (seconds, fraction at or below) points, for
+    /// plotting a CDF: the quantiles in [`CDF_QUANTILES`].
+    pub latency_cdf: Vec<(f64, f64)>,
     /// Requests that waited (held at the gateway or queued at an instance).
     pub queued_requests: u64,
     /// How long they waited in all.
     pub kantai_queueing_seconds: Percentiles,
 }
+
+/// The quantiles of `latency_cdf`: dense in the tail, where policies differ.
+pub const CDF_QUANTILES: [f64; 24] = [
+    0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96,
+    0.97, 0.98, 0.99, 0.995, 0.999, 0.9999, 1.0,
+];
 
 struct Acc {
     latency: Histogram<u64>,
@@ -139,6 +148,14 @@ impl Acc {
                 0.0
             },
             kantai_cold_start_duration_seconds: Percentiles::of(&self.cold_wait),
+            latency_cdf: if self.latency.is_empty() {
+                Vec::new()
+            } else {
+                CDF_QUANTILES
+                    .iter()
+                    .map(|&q| (round(self.latency.value_at_quantile(q) as f64 / 1e6), q))
+                    .collect()
+            },
             queued_requests: self.queued,
             kantai_queueing_seconds: Percentiles::of(&self.queueing),
         }
@@ -196,6 +213,21 @@ pub struct InstanceSample {
     pub starting: u32,
 }
 
+/// The fleet's latency (200s) over one sampling interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LatencySample {
+    /// End of the interval, seconds since the start.
+    pub t: f64,
+    /// Requests answered 200 in it.
+    pub requests: u64,
+    /// Median, seconds.
+    pub p50: f64,
+    /// 95th percentile, seconds.
+    pub p95: f64,
+    /// 99th percentile, seconds.
+    pub p99: f64,
+}
+
 /// A run's summary.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
@@ -222,6 +254,8 @@ pub struct Summary {
     pub by_function: Vec<FunctionResults>,
     /// The fleet's instances over time.
     pub instances: Vec<InstanceSample>,
+    /// The fleet's latency over time (every `sample-every`; per function in `latency.csv`).
+    pub latency_over_time: Vec<LatencySample>,
 }
 
 /// What a run writes.
@@ -233,6 +267,8 @@ pub struct Outcome {
     pub requests_csv: String,
     /// `instances.csv`.
     pub instances_csv: String,
+    /// `latency.csv`: per function (and `*` for the fleet) and sampling interval.
+    pub latency_csv: String,
 }
 
 impl Outcome {
@@ -316,8 +352,35 @@ impl Sim {
                 starting,
             })
             .collect();
+        let mut latency_csv = String::from("t,namespace,service,requests,p50_ms,p95_ms,p99_ms\n");
+        let mut latency_over_time = Vec::new();
+        for &(t, f, n, p50, p95, p99) in &self.latency_series {
+            let (ns, svc) = match self.funcs.get(f as usize) {
+                Some(f) => (f.namespace.as_str(), f.service.as_str()),
+                None => {
+                    latency_over_time.push(LatencySample {
+                        t: round(t as f64 / 1e9),
+                        requests: n,
+                        p50: round(p50 as f64 / 1e6),
+                        p95: round(p95 as f64 / 1e6),
+                        p99: round(p99 as f64 / 1e6),
+                    });
+                    ("", "*")
+                }
+            };
+            let _ = writeln!(
+                latency_csv,
+                "{:.3},{ns},{svc},{n},{:.3},{:.3},{:.3}",
+                t as f64 / 1e9,
+                p50 as f64 / 1e3,
+                p95 as f64 / 1e3,
+                p99 as f64 / 1e3
+            );
+        }
         Outcome {
+            latency_csv,
             summary: Summary {
+                latency_over_time,
                 seed: self.seed,
                 nodes: self.net.nodes.len(),
                 functions: self.funcs.len(),

@@ -15,8 +15,8 @@ use kantai_sim::{Progress, Scenario};
 pub struct Args {
     /// The scenario file (docs/simulator.md).
     scenario: PathBuf,
-    /// Write summary.json, requests.csv, instances.csv (and decisions.jsonl when the
-    /// scenario records decisions) into this directory.
+    /// Write summary.json, requests.csv, instances.csv, latency.csv (and decisions.jsonl
+    /// when the scenario records decisions) into this directory.
     #[arg(long, short)]
     out: Option<PathBuf>,
     /// Override the scenario's seed.
@@ -79,6 +79,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             ("summary.json", outcome.summary_json()),
             ("requests.csv", outcome.requests_csv.clone()),
             ("instances.csv", outcome.instances_csv.clone()),
+            ("latency.csv", outcome.latency_csv.clone()),
         ] {
             let p = dir.join(name);
             std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
