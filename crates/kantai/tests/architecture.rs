@@ -173,6 +173,7 @@ fn every_crate_is_on_the_architecture_map() {
     crates.extend(fleet_crates());
     crates.push(root().join("crates/decisions"));
     crates.push(root().join("crates/sim"));
+    crates.push(root().join("crates/report"));
     crates.push(root().join("crates/kantai"));
     for dir in crates {
         let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
@@ -234,7 +235,8 @@ fn the_simulator_drives_the_pure_crates_only() {
                     "kantai-autoscaler",
                     "kantai-policy",
                     "kantai-latency",
-                    "kantai-decisions"
+                    "kantai-decisions",
+                    "kantai-report"
                 ]
                 .contains(&dep.as_str()),
                 "crates/sim may not depend on {dep:?}"

@@ -250,6 +250,18 @@ fn sim_runs_the_seed_demo_and_writes_its_results() {
     let csv = std::fs::read_to_string(dir.path().join("requests.csv")).expect("csv");
     assert!(csv.starts_with("namespace,service,revision,origin_node,requests,"));
     assert!(csv.contains("\ndefault,hello,hello-00001,node3,"), "{csv}");
+    // The report: one self-contained page, and Markdown with its charts beside it.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).expect("report.html");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 3);
+    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("report.md");
+    for chart in ["latency-cdf.svg", "latency-over-time.svg", "instances.svg"] {
+        assert!(md.contains(&format!("]({chart})")), "{md}");
+        let svg = std::fs::read_to_string(dir.path().join(chart)).expect("chart");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("(ms") || svg.contains("(s)"),
+            "{chart}"
+        );
+    }
     let inst = std::fs::read_to_string(dir.path().join("instances.csv")).expect("csv");
     assert!(
         inst.starts_with("t,node,ready,starting\n") && inst.contains(",node3,1,0"),

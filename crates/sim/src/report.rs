@@ -426,3 +426,171 @@ fn csv_row(out: &mut String, f: &crate::engine::Func, node: &str, a: &Acc, r: &R
         ms(r.kantai_queueing_seconds.p95),
     );
 }
+
+impl Outcome {
+    /// The run as a report page: tables of results, the latency CDF of the busiest
+    /// functions, the fleet's latency and instances over time.
+    pub fn page(&self, title: &str) -> kantai_report::Page {
+        use kantai_report::{Block, Chart, Page, Scale, Series, Table};
+        let s = &self.summary;
+        let ms = |x: f64| format!("{:.2}", x * 1e3);
+        let total = |r: &Results| r.kantai_requests_total.values().sum::<u64>();
+        let code = |r: &Results, c: &str| r.kantai_requests_total.get(c).copied().unwrap_or(0);
+        let mut page = Page {
+            title: title.to_owned(),
+            blocks: Vec::new(),
+        };
+        page.push(Block::Text(format!(
+            "{} nodes, {} functions, {:.0} s simulated ({:.0} s of arrivals, the first {:.0} s not counted), seed {}: {} requests answered, {} × 503, {} × 504, p50 {} ms, p95 {} ms, p99 {} ms, {} cold starts, {:.1} instance-seconds.",
+            s.nodes,
+            s.functions,
+            s.simulated_seconds,
+            s.duration_seconds,
+            s.warmup_seconds,
+            s.seed,
+            total(&s.results),
+            code(&s.results, "503"),
+            code(&s.results, "504"),
+            ms(s.results.kantai_request_duration_seconds.p50),
+            ms(s.results.kantai_request_duration_seconds.p95),
+            ms(s.results.kantai_request_duration_seconds.p99),
+            s.results.kantai_cold_starts_total,
+            s.kantai_instance_seconds_total,
+        )));
+        let mut busiest: Vec<&FunctionResults> = s.by_function.iter().collect();
+        busiest.sort_by_key(|f| std::cmp::Reverse(total(&f.results)));
+        let shown = busiest.len().min(20);
+        page.push(Block::Heading(if shown < busiest.len() {
+            format!("The {shown} busiest of {} functions", busiest.len())
+        } else {
+            "Functions".to_owned()
+        }));
+        let mut table = Table {
+            headers: [
+                "service",
+                "origin",
+                "policies",
+                "requests",
+                "503",
+                "504",
+                "p50 (ms)",
+                "p95 (ms)",
+                "p99 (ms)",
+                "cold starts",
+                "instance-s",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            rows: Vec::new(),
+        };
+        for f in &busiest[..shown] {
+            let policies = format!("{} + {} + {}", f.placement, f.load_balancer, f.queue);
+            let row = |origin: &str, r: &Results, cost: String| {
+                vec![
+                    f.service.clone(),
+                    origin.to_owned(),
+                    policies.clone(),
+                    total(r).to_string(),
+                    code(r, "503").to_string(),
+                    code(r, "504").to_string(),
+                    ms(r.kantai_request_duration_seconds.p50),
+                    ms(r.kantai_request_duration_seconds.p95),
+                    ms(r.kantai_request_duration_seconds.p99),
+                    r.kantai_cold_starts_total.to_string(),
+                    cost,
+                ]
+            };
+            table.rows.push(row(
+                "all",
+                &f.results,
+                format!("{:.1}", f.kantai_instance_seconds_total),
+            ));
+            if f.origins.len() > 1 && f.origins.len() <= 5 {
+                for o in &f.origins {
+                    table
+                        .rows
+                        .push(row(&o.origin_node, &o.results, String::new()));
+                }
+            }
+        }
+        page.push(Block::Table(table));
+        page.push(Block::Heading("Latency".to_owned()));
+        let cdf = Chart {
+            title: "Latency distribution (answered requests)".to_owned(),
+            x_label: "latency (ms, log scale)".to_owned(),
+            y_label: "share of requests at or below".to_owned(),
+            x_scale: Scale::Log,
+            y_range: Some((0.0, 1.0)),
+            series: busiest
+                .iter()
+                .take(8)
+                .filter(|f| !f.results.latency_cdf.is_empty())
+                .map(|f| Series {
+                    label: f.service.clone(),
+                    points: f
+                        .results
+                        .latency_cdf
+                        .iter()
+                        .map(|&(x, q)| (x * 1e3, q))
+                        .collect(),
+                    step: false,
+                })
+                .collect(),
+        };
+        page.push(Block::Chart("latency-cdf.svg".to_owned(), cdf));
+        let over = |pick: fn(&LatencySample) -> f64, label: &str| Series {
+            label: label.to_owned(),
+            points: s
+                .latency_over_time
+                .iter()
+                .map(|l| (l.t, pick(l) * 1e3))
+                .collect(),
+            // Each point is the interval ending there.
+            step: false,
+        };
+        page.push(Block::Chart(
+            "latency-over-time.svg".to_owned(),
+            Chart {
+                title: "The fleet's latency over time".to_owned(),
+                x_label: "time (s)".to_owned(),
+                y_label: "latency (ms)".to_owned(),
+                x_scale: Scale::Linear,
+                y_range: None,
+                series: vec![
+                    over(|l| l.p50, "p50"),
+                    over(|l| l.p95, "p95"),
+                    over(|l| l.p99, "p99"),
+                ],
+            },
+        ));
+        page.push(Block::Heading("Instances".to_owned()));
+        let count = |pick: fn(&InstanceSample) -> u32, label: &str| Series {
+            label: label.to_owned(),
+            points: s
+                .instances
+                .iter()
+                .map(|i| (i.t, f64::from(pick(i))))
+                .collect(),
+            step: true,
+        };
+        page.push(Block::Chart(
+            "instances.svg".to_owned(),
+            Chart {
+                title: "Instances in the fleet".to_owned(),
+                x_label: "time (s)".to_owned(),
+                y_label: "instances".to_owned(),
+                x_scale: Scale::Linear,
+                y_range: None,
+                series: vec![
+                    count(|i| i.ready, "ready"),
+                    count(|i| i.starting, "starting"),
+                ],
+            },
+        ));
+        page.push(Block::Text(
+            "Per node: instances.csv. Raw results: summary.json, requests.csv, latency.csv."
+                .to_owned(),
+        ));
+        page
+    }
+}

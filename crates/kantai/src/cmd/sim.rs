@@ -15,8 +15,9 @@ use kantai_sim::{Progress, Scenario};
 pub struct Args {
     /// The scenario file (docs/simulator.md).
     scenario: PathBuf,
-    /// Write summary.json, requests.csv, instances.csv, latency.csv (and decisions.jsonl
-    /// when the scenario records decisions) into this directory.
+    /// Write summary.json, requests.csv, instances.csv, latency.csv, report.html,
+    /// report.md with its charts (SVG), and decisions.jsonl when the scenario records
+    /// decisions, into this directory.
     #[arg(long, short)]
     out: Option<PathBuf>,
     /// Override the scenario's seed.
@@ -75,12 +76,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        for (name, text) in [
-            ("summary.json", outcome.summary_json()),
-            ("requests.csv", outcome.requests_csv.clone()),
-            ("instances.csv", outcome.instances_csv.clone()),
-            ("latency.csv", outcome.latency_csv.clone()),
-        ] {
+        let title = format!("kantai sim {}", a.scenario.display());
+        let page = outcome.page(&title);
+        let (md, charts) = page.markdown();
+        let mut files = vec![
+            ("summary.json".to_owned(), outcome.summary_json()),
+            ("requests.csv".to_owned(), outcome.requests_csv.clone()),
+            ("instances.csv".to_owned(), outcome.instances_csv.clone()),
+            ("latency.csv".to_owned(), outcome.latency_csv.clone()),
+            ("report.html".to_owned(), page.html()),
+            ("report.md".to_owned(), md),
+        ];
+        files.extend(charts);
+        for (name, text) in &files {
             let p = dir.join(name);
             std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
         }
