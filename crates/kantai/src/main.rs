@@ -56,6 +56,8 @@ enum Command {
     /// Simulate a fleet in virtual time (deterministic, up to 10,000 nodes) with the same
     /// autoscaler and policies as the live fleet.
     Sim(cmd::sim::Args),
+    /// Compare policy sets over load levels (simulated today) and write a report.
+    Experiment(cmd::experiment::Args),
 }
 
 fn init_logs(default: &str) {
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::Decisions(c) => cmd::decisions::run(c),
         Command::Fn(c) => cmd::func::run(c),
         Command::Sim(a) => cmd::sim::run(a),
+        Command::Experiment(a) => cmd::experiment::run(a),
     };
     match result {
         Ok(code) => code,

@@ -174,6 +174,7 @@ fn every_crate_is_on_the_architecture_map() {
     crates.push(root().join("crates/decisions"));
     crates.push(root().join("crates/sim"));
     crates.push(root().join("crates/report"));
+    crates.push(root().join("crates/experiment"));
     crates.push(root().join("crates/kantai"));
     for dir in crates {
         let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");

@@ -47,6 +47,7 @@ fn every_subcommand_has_help() {
         vec!["autoscale", "--help"],
         vec!["autoscale", "replay", "--help"],
         vec!["sim", "--help"],
+        vec!["experiment", "--help"],
     ] {
         let out = kantai(&args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -318,4 +319,41 @@ fn sim_names_the_problem_in_a_scenario() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let e = text(&o.stderr);
     assert!(e.contains("bad.yaml") && e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn experiment_compares_policy_sets_and_writes_a_report() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("e.yaml");
+    let scenario = repo().join("examples/sim/faast-paper.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: small\nscenario: {}\nslo: 15ms\npolicies:\n  - {{name: kn, placement: spread, load-balancer: knative}}\n  - {{name: fa, placement: latency-aware, load-balancer: faast}}\nlevels: {{name: users, values: [1, 2]}}\n",
+            scenario.display()
+        ),
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let o = kantai(&[
+        "experiment",
+        &file.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("4 runs"));
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    let md = std::fs::read_to_string(out.join("report.md")).expect("md");
+    assert!(
+        md.contains("| kn | 1 |") && md.contains("| fa | 2 |"),
+        "{md}"
+    );
+    for chart in ["share-within-slo.svg", "p95.svg", "latency-cdf.svg"] {
+        assert!(out.join(chart).exists(), "{chart}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    assert!(html.contains("within 15 ms"));
 }

@@ -256,7 +256,32 @@ impl Chart {
                         .map(|s| s.label.chars().count())
                         .max()
                         .unwrap_or(0) as f64;
-            let (lx, ly) = (LEFT + 10.0, TOP + 8.0);
+            // The corner whose box covers the fewest drawn points.
+            let drawn: Vec<(f64, f64)> = self
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter())
+                .filter_map(|&(x, y)| Some((px(xs(x)?), py(y))))
+                .collect();
+            let corners = [
+                (LEFT + 10.0, TOP + 8.0),
+                (LEFT + pw - 10.0 - w, TOP + 8.0),
+                (LEFT + pw - 10.0 - w, TOP + ph - 8.0 - h),
+                (LEFT + 10.0, TOP + ph - 8.0 - h),
+            ];
+            let covered = |(x, y): (f64, f64)| {
+                drawn
+                    .iter()
+                    .filter(|p| {
+                        p.0 >= x - 4.0 && p.0 <= x + w + 4.0 && p.1 >= y - 4.0 && p.1 <= y + h + 4.0
+                    })
+                    .count()
+            };
+            let (lx, ly) = corners
+                .iter()
+                .copied()
+                .min_by_key(|c| covered(*c))
+                .unwrap_or(corners[0]);
             let _ = write!(
                 s,
                 r##"<rect x="{lx}" y="{ly}" width="{w:.1}" height="{h:.1}" fill="#ffffff" fill-opacity="0.9" stroke="#cccccc"/>"##

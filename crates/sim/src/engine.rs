@@ -332,6 +332,8 @@ pub struct Sim {
     pub(crate) net_rng: SmallRng,
     pub(crate) cold_rng: SmallRng,
     pub(crate) overhead: Option<(Dist, SmallRng)>,
+    /// The latency objective, µs.
+    pub(crate) slo_us: Option<u64>,
     pub(crate) seed: u64,
     pub(crate) node_ready: Vec<u32>,
     pub(crate) node_starting: Vec<u32>,
@@ -366,6 +368,7 @@ pub(crate) struct Setup {
     pub decisions: Option<Box<dyn Write>>,
     pub lb_decisions: bool,
     pub overhead: Option<Dist>,
+    pub slo_us: Option<u64>,
 }
 
 /// A generator for one purpose of a run, independent of the others.
@@ -412,6 +415,7 @@ impl Sim {
             net_rng: stream(s.seed, 2),
             cold_rng: stream(s.seed, 3),
             overhead: s.overhead.map(|d| (d, stream(s.seed, 8))),
+            slo_us: s.slo_us,
             seed: s.seed,
             node_ready: vec![0; n],
             node_starting: vec![0; n],

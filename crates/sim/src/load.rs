@@ -410,6 +410,7 @@ pub fn prepare_parsed(
             },
             lb_decisions: scenario.output.load_balancing_decisions,
             overhead: scenario.gateway_overhead.clone(),
+            slo_us: scenario.output.slo.map(|d| d.0.as_micros() as u64),
         },
     );
     Ok(Prepared { sim, scenario })

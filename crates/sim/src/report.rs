@@ -74,6 +74,10 @@ pub struct Results {
     /// The latency distribution of the 200s as (seconds, fraction at or below) points, for
     /// plotting a CDF: the quantiles in [`CDF_QUANTILES`].
     pub latency_cdf: Vec<(f64, f64)>,
+    /// With an objective (`output.slo`): the share of answered requests (errors included)
+    /// answered 200 within it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_within_slo: Option<f64>,
     /// Requests that waited (held at the gateway or queued at an instance).
     pub queued_requests: u64,
     /// How long they waited in all.
@@ -126,7 +130,7 @@ impl Acc {
         self.queued += s.queued;
     }
 
-    fn results(&self) -> Results {
+    fn results(&self, slo_us: Option<u64>) -> Results {
         let total = self.ok + self.overflow + self.timeout;
         let mut codes = BTreeMap::new();
         for (c, n) in [
@@ -156,6 +160,13 @@ impl Acc {
                     .map(|&q| (round(self.latency.value_at_quantile(q) as f64 / 1e6), q))
                     .collect()
             },
+            share_within_slo: slo_us.map(|slo| {
+                if total == 0 {
+                    0.0
+                } else {
+                    round(self.latency.count_between(0, slo) as f64 / total as f64)
+                }
+            }),
             queued_requests: self.queued,
             kantai_queueing_seconds: Percentiles::of(&self.queueing),
         }
@@ -299,7 +310,7 @@ impl Sim {
                 acc.add(&gate.stats);
                 let mut one = Acc::new();
                 one.add(&gate.stats);
-                let r = one.results();
+                let r = one.results(self.slo_us);
                 let node = self.net.nodes[gate.origin as usize].name.clone();
                 csv_row(&mut csv, f, &node, &one, &r);
                 origins.push(OriginResults {
@@ -327,7 +338,7 @@ impl Sim {
                 kantai_instance_seconds_total: round(f.instance_ns as f64 / 1e9),
                 instances_started: f.instances_started,
                 kantai_autoscaler_desired_instances_max: f.desired_max,
-                results: acc.results(),
+                results: acc.results(self.slo_us),
                 origins,
             });
         }
@@ -389,7 +400,7 @@ impl Sim {
                 warmup_seconds: self.warmup as f64 / 1e9,
                 events: self.events,
                 kantai_instance_seconds_total: round(total_instance_ns as f64 / 1e9),
-                results: fleet.results(),
+                results: fleet.results(self.slo_us),
                 by_function,
                 instances,
             },

@@ -372,6 +372,9 @@ pub struct OutputSpec {
     /// Write load-balancing decisions too (one record per request: small runs only).
     #[serde(default)]
     pub load_balancing_decisions: bool,
+    /// A latency objective: results give the share of answered requests within it.
+    #[serde(default)]
+    pub slo: Option<Dur>,
 }
 
 impl Default for OutputSpec {
@@ -380,6 +383,7 @@ impl Default for OutputSpec {
             sample_every: ten_seconds(),
             placement_decisions: false,
             load_balancing_decisions: false,
+            slo: None,
         }
     }
 }
@@ -474,6 +478,32 @@ impl Scenario {
         } else {
             base.join(p)
         }
+    }
+}
+
+impl Scenario {
+    /// The same scenario with every arrival process's rates (and the synthetic total)
+    /// multiplied by `factor`: a load level of an experiment. Traces are replayed as they are.
+    pub fn scaled(&self, factor: f64) -> Scenario {
+        let mut s = self.clone();
+        for w in &mut s.workload {
+            if let WorkloadSpec::Generated(g) = w {
+                match &mut g.arrivals {
+                    Arrivals::Constant { rate } | Arrivals::Poisson { rate } => *rate *= factor,
+                    Arrivals::Mmpp {
+                        on_rate, off_rate, ..
+                    } => {
+                        *on_rate *= factor;
+                        *off_rate *= factor;
+                    }
+                    Arrivals::Diurnal { mean_rate, .. } => *mean_rate *= factor,
+                }
+            }
+        }
+        if let Some(syn) = &mut s.synthetic {
+            syn.rate *= factor;
+        }
+        s
     }
 }
 

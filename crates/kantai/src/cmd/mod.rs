@@ -5,6 +5,7 @@ pub mod client;
 pub mod control;
 pub mod decisions;
 pub mod demo;
+pub mod experiment;
 pub mod func;
 pub mod kubeconfig;
 pub mod node;
