@@ -68,6 +68,10 @@ pub struct PolicySet {
     /// Queue discipline.
     #[serde(default)]
     pub queue: Option<String>,
+    /// Annotations over every service's (autoscaler settings such as
+    /// `autoscaling.knative.dev/scale-to-zero-pod-retention-period`).
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Load levels: every arrival rate of the scenario is multiplied by each value.
@@ -184,6 +188,7 @@ impl Experiment {
                         queue: p.queue.clone(),
                     });
                     s.output.slo = self.slo.or(s.output.slo);
+                    s.annotations.extend(p.annotations.clone());
                     s.output.placement_decisions = false;
                     s.output.load_balancing_decisions = false;
                     let mut prepared = kantai_sim::prepare_parsed(s, &scenario_path, None)?;
@@ -266,6 +271,11 @@ impl Experiment {
             headers.push(format!("within {ms} ms"));
         }
         headers.extend(["503", "504", "cold starts", "instance-s"].map(str::to_owned));
+        // Without levels there is one level: no column for it.
+        let leveled = self.levels.is_some();
+        if !leveled {
+            headers.remove(1);
+        }
         let mut table = Table {
             headers,
             rows: Vec::new(),
@@ -311,6 +321,9 @@ impl Experiment {
                     r(&|s| s.results.kantai_cold_starts_total as f64)
                 ));
                 row.push(format!("{:.1}", r(&|s| s.kantai_instance_seconds_total)));
+                if !leveled {
+                    row.remove(1);
+                }
                 table.rows.push(row);
             }
         }
@@ -326,7 +339,7 @@ impl Experiment {
                 })
                 .collect()
         };
-        if let Some(ms) = slo_ms {
+        if let (Some(ms), true) = (slo_ms, leveled) {
             page.push(Block::Heading(format!("Requests within {ms} ms")));
             page.push(Block::Chart(
                 "share-within-slo.svg".into(),
@@ -340,23 +353,29 @@ impl Experiment {
                 },
             ));
         }
-        page.push(Block::Heading("Tail latency".into()));
-        page.push(Block::Chart(
-            "p95.svg".into(),
-            Chart {
-                title: "95th percentile latency".into(),
-                x_label: level_name.to_string(),
-                y_label: "p95 latency (ms)".into(),
-                x_scale: Scale::Linear,
-                y_range: None,
-                series: per_level(&|s| s.results.kantai_request_duration_seconds.p95 * 1e3),
-            },
-        ));
+        page.push(Block::Heading("Latency".into()));
+        if leveled {
+            page.push(Block::Chart(
+                "p95.svg".into(),
+                Chart {
+                    title: "95th percentile latency".into(),
+                    x_label: level_name.to_string(),
+                    y_label: "p95 latency (ms)".into(),
+                    x_scale: Scale::Linear,
+                    y_range: None,
+                    series: per_level(&|s| s.results.kantai_request_duration_seconds.p95 * 1e3),
+                },
+            ));
+        }
         let top = levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         page.push(Block::Chart(
             "latency-cdf.svg".into(),
             Chart {
-                title: format!("Latency distribution at {top} {level_name}"),
+                title: if leveled {
+                    format!("Latency distribution at {top} {level_name}")
+                } else {
+                    "Latency distribution".to_owned()
+                },
                 x_label: "latency (ms, log scale)".into(),
                 y_label: "share of requests at or below".into(),
                 x_scale: Scale::Log,
@@ -376,6 +395,40 @@ impl Experiment {
                                 .map(|&(x, q)| (x * 1e3, q))
                                 .collect(),
                             step: false,
+                        })
+                    })
+                    .collect(),
+            },
+        ));
+        page.push(Block::Heading("Instances".into()));
+        page.push(Block::Chart(
+            "instances.svg".into(),
+            Chart {
+                title: if leveled {
+                    format!("Ready instances at {top} {level_name} (first repetition)")
+                } else {
+                    "Ready instances (first repetition)".to_owned()
+                },
+                x_label: "time (s)".into(),
+                y_label: "ready instances".into(),
+                x_scale: Scale::Linear,
+                y_range: None,
+                series: self
+                    .policies
+                    .iter()
+                    .filter_map(|p| {
+                        let r = runs
+                            .iter()
+                            .find(|r| r.policy == p.name && r.level == top && r.repetition == 0)?;
+                        Some(Series {
+                            label: p.name.clone(),
+                            points: r
+                                .summary
+                                .instances
+                                .iter()
+                                .map(|i| (i.t, f64::from(i.ready)))
+                                .collect(),
+                            step: true,
                         })
                     })
                     .collect(),
@@ -435,7 +488,7 @@ mod tests {
         assert_eq!(csv.lines().count(), 5);
         let page = e.page(&runs);
         let html = page.html();
-        assert!(html.contains("within 15 ms") && html.matches("<svg").count() == 3);
+        assert!(html.contains("within 15 ms") && html.matches("<svg").count() == 4);
     }
 
     #[test]

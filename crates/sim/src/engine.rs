@@ -340,6 +340,8 @@ pub struct Sim {
     pub(crate) sample_every: u64,
     /// (t, node, ready, starting) for nodes with instances, every `sample_every`.
     pub(crate) series: Vec<(u64, u32, u32, u32)>,
+    /// (t, ready, starting) of the whole fleet at every sample, zeros included.
+    pub(crate) totals: Vec<(u64, u32, u32)>,
     /// Latencies of every function's 200s since the last sample, and the series they make:
     /// (t, function or `u32::MAX` for the fleet, count, p50, p95, p99 in µs).
     pub(crate) fleet_window: Histogram<u64>,
@@ -421,6 +423,7 @@ impl Sim {
             node_starting: vec![0; n],
             sample_every: s.sample_every,
             series: Vec::new(),
+            totals: Vec::new(),
             fleet_window: histogram(),
             latency_series: Vec::new(),
             answered: 0,
@@ -516,12 +519,16 @@ impl Sim {
 
     fn sample(&mut self) {
         self.close_windows();
+        let (mut ready, mut starting) = (0, 0);
         for i in 0..self.node_ready.len() {
             let (r, s) = (self.node_ready[i], self.node_starting[i]);
             if r > 0 || s > 0 {
                 self.series.push((self.now, i as u32, r, s));
+                ready += r;
+                starting += s;
             }
         }
+        self.totals.push((self.now, ready, starting));
         if self.now < self.duration {
             let next = self.now + self.sample_every;
             self.at(next, Ev::Sample);

@@ -505,11 +505,20 @@ fn function(
     seed: u64,
 ) -> Result<Func, String> {
     let revision = revision_for(&configuration_for(&d.service), 1);
+    let mut revision = revision;
+    // The scenario's annotations go over the manifest's (an experiment's autoscaler settings).
+    for (k, v) in &scenario.annotations {
+        revision.metadata.annotations.insert(k.clone(), v.clone());
+    }
     let anns = &revision.metadata.annotations;
     let name = revision.metadata.name.clone();
     let mut out = Findings::new();
     let parsed =
         AutoscalingAnnotations::parse(anns, &config.autoscaler, &FieldPath::root(), &mut out);
+    if out.has_errors() {
+        let errs = kantai_model::config::ConfigError(out.errors().cloned().collect());
+        return Err(format!("service {}: {errs}", d.service.metadata.name));
+    }
     let cc = u32::try_from(revision.spec.container_concurrency.unwrap_or(0)).unwrap_or(0);
     let mut spec = ScalingSpec::resolve(&config.autoscaler, &parsed, cc, config.progress_deadline);
     spec.reachable = true;

@@ -342,12 +342,8 @@ impl Sim {
                 origins,
             });
         }
-        let mut samples: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
         let mut instances_csv = String::from("t,node,ready,starting\n");
         for &(t, node, ready, starting) in &self.series {
-            let e = samples.entry(t).or_default();
-            e.0 += ready;
-            e.1 += starting;
             let _ = writeln!(
                 instances_csv,
                 "{:.3},{},{ready},{starting}",
@@ -355,9 +351,10 @@ impl Sim {
                 self.net.nodes[node as usize].name
             );
         }
-        let instances = samples
-            .into_iter()
-            .map(|(t, (ready, starting))| InstanceSample {
+        let instances = self
+            .totals
+            .iter()
+            .map(|&(t, ready, starting)| InstanceSample {
                 t: round(t as f64 / 1e9),
                 ready,
                 starting,

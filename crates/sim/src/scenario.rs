@@ -40,6 +40,11 @@ pub struct Scenario {
     /// Calibrate it from a live fleet (docs/simulator.md); none by default.
     #[serde(default)]
     pub gateway_overhead: Option<Dist>,
+    /// Annotations added to every service's revision template, over the manifest's
+    /// (`autoscaling.knative.dev/*`, `kantai.dev/*`): how an experiment varies autoscaler
+    /// settings.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// What the simulator needs to know of each service beyond its manifest.
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionSpec>,

@@ -91,6 +91,12 @@ fn every_mistake_is_named() {
             &["5000 nodes", "2000 nodes or fewer"],
         ),
         ("duration: 1s\n".to_owned(), &["no function"]),
+        (
+            format!(
+                "duration: 1s\n{hello}{load}annotations: {{autoscaling.knative.dev/window: forever}}\n"
+            ),
+            &["service hello", "autoscaling.knative.dev/window"],
+        ),
     ] {
         let e = refusal(&text);
         for n in needles {
