@@ -370,35 +370,20 @@ impl Experiment {
         let top = levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         page.push(Block::Chart(
             "latency-cdf.svg".into(),
-            Chart {
-                title: if leveled {
+            kantai_sim::report::cdf_chart(
+                if leveled {
                     format!("Latency distribution at {top} {level_name}")
                 } else {
                     "Latency distribution".to_owned()
                 },
-                x_label: "latency (ms, log scale)".into(),
-                y_label: "share of requests at or below".into(),
-                x_scale: Scale::Log,
-                y_range: Some((0.0, 1.0)),
-                series: self
-                    .policies
+                self.policies
                     .iter()
                     .filter_map(|p| {
                         let r = runs.iter().find(|r| r.policy == p.name && r.level == top)?;
-                        Some(Series {
-                            label: p.name.clone(),
-                            points: r
-                                .summary
-                                .results
-                                .latency_cdf
-                                .iter()
-                                .map(|&(x, q)| (x * 1e3, q))
-                                .collect(),
-                            step: false,
-                        })
+                        Some(r.summary.results.cdf_series(&p.name))
                     })
                     .collect(),
-            },
+            ),
         ));
         page.push(Block::Heading("Instances".into()));
         page.push(Block::Chart(

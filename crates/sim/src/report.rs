@@ -523,28 +523,15 @@ impl Outcome {
         }
         page.push(Block::Table(table));
         page.push(Block::Heading("Latency".to_owned()));
-        let cdf = Chart {
-            title: "Latency distribution (answered requests)".to_owned(),
-            x_label: "latency (ms, log scale)".to_owned(),
-            y_label: "share of requests at or below".to_owned(),
-            x_scale: Scale::Log,
-            y_range: Some((0.0, 1.0)),
-            series: busiest
+        let cdf = cdf_chart(
+            "Latency distribution (answered requests)".to_owned(),
+            busiest
                 .iter()
                 .take(8)
                 .filter(|f| !f.results.latency_cdf.is_empty())
-                .map(|f| Series {
-                    label: f.service.clone(),
-                    points: f
-                        .results
-                        .latency_cdf
-                        .iter()
-                        .map(|&(x, q)| (x * 1e3, q))
-                        .collect(),
-                    step: false,
-                })
+                .map(|f| f.results.cdf_series(&f.service))
                 .collect(),
-        };
+        );
         page.push(Block::Chart("latency-cdf.svg".to_owned(), cdf));
         let over = |pick: fn(&LatencySample) -> f64, label: &str| Series {
             label: label.to_owned(),
@@ -600,5 +587,32 @@ impl Outcome {
                 .to_owned(),
         ));
         page
+    }
+}
+
+impl Results {
+    /// The latency CDF as a chart line (x in ms).
+    pub fn cdf_series(&self, label: &str) -> kantai_report::Series {
+        kantai_report::Series {
+            label: label.to_owned(),
+            points: self
+                .latency_cdf
+                .iter()
+                .map(|&(x, q)| (x * 1e3, q))
+                .collect(),
+            step: false,
+        }
+    }
+}
+
+/// A chart of latency CDFs: log-scale milliseconds against the share at or below.
+pub fn cdf_chart(title: String, series: Vec<kantai_report::Series>) -> kantai_report::Chart {
+    kantai_report::Chart {
+        title,
+        x_label: "latency (ms, log scale)".to_owned(),
+        y_label: "share of requests at or below".to_owned(),
+        x_scale: kantai_report::Scale::Log,
+        y_range: Some((0.0, 1.0)),
+        series,
     }
 }
