@@ -35,8 +35,8 @@ pub enum ExperimentError {
     /// A run could not start.
     #[error(transparent)]
     Sim(#[from] kantai_sim::SimError),
-    /// Writing failed.
-    #[error("cannot write the decision log: {0}")]
+    /// A run could not finish (its output could not be written).
+    #[error("a run could not finish: {0}")]
     Io(#[from] std::io::Error),
 }
 

@@ -63,7 +63,6 @@ impl Sim {
                 self.tick_function(f as u32);
             }
         }
-        self.rtt_dirty = true;
         if self.running() {
             self.at(now + REPORT_NS, Ev::Report);
         }
@@ -91,9 +90,9 @@ impl Sim {
 
     /// The autoscaler's tick for every revision.
     pub(crate) fn tick(&mut self) {
-        if self.rtt_dirty {
+        // Placement sees the round trips measured up to this tick.
+        if self.net.take_sampled() {
             self.fleet.rtt = self.net.matrix();
-            self.rtt_dirty = false;
         }
         for f in 0..self.funcs.len() as u32 {
             self.tick_function(f);
@@ -119,7 +118,7 @@ impl Sim {
                 let gate = &self.gates[g as usize];
                 if !gate.held.is_empty() {
                     let t = self.now + self.cp_delay[gate.origin as usize];
-                    self.queue_dispatch(g, t);
+                    self.at(t, Ev::Dispatch(g));
                 }
             }
         }

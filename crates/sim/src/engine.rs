@@ -313,7 +313,6 @@ pub struct Sim {
     /// Half the configured round trip from the control plane to each node.
     pub(crate) cp_delay: Vec<u64>,
     pub(crate) fleet: FleetView,
-    pub(crate) rtt_dirty: bool,
     pub(crate) funcs: Vec<Func>,
     pub(crate) gates: Vec<Gate>,
     pub(crate) gate_index: HashMap<(u32, u32), u32>,
@@ -399,7 +398,6 @@ impl Sim {
             net,
             cp_delay,
             fleet,
-            rtt_dirty: false,
             funcs: s.funcs,
             gates: Vec::new(),
             gate_index: HashMap::new(),
@@ -452,11 +450,6 @@ impl Sim {
     /// Schedules `ev` at `t`.
     pub(crate) fn at(&mut self, t: u64, ev: Ev) {
         self.queue.push(t.max(self.now), ev);
-    }
-
-    /// A gateway serves what it holds at `t`.
-    pub(crate) fn queue_dispatch(&mut self, g: u32, t: u64) {
-        self.at(t, Ev::Dispatch(g));
     }
 
     /// Whether periodic work goes on: before the end, or while requests are in flight.

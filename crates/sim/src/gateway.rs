@@ -84,7 +84,7 @@ impl Sim {
             arrived: now,
             service_ns,
             state: St::Held,
-            ..Req::free_with_epoch(epoch)
+            ..Req::free_value()
         };
         self.acquire(r);
     }
@@ -431,14 +431,5 @@ impl Sim {
         if i.leases == 0 && i.state == IState::Stopped {
             self.free_instance(inst);
         }
-    }
-}
-
-impl Req {
-    /// A free request that keeps its generation.
-    pub(crate) fn free_with_epoch(epoch: u32) -> Req {
-        let mut q = Req::free_value();
-        q.epoch = epoch;
-        q
     }
 }

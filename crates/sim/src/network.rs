@@ -49,6 +49,8 @@ pub struct Network {
     /// Each site's row of estimated round trips to every node, as the balancers read it,
     /// rebuilt at most once a second when a sample changed it.
     rows: Vec<Row>,
+    /// Whether a sample arrived since placement last read the matrix.
+    sampled: bool,
 }
 
 #[derive(Default)]
@@ -144,6 +146,7 @@ impl Network {
             control,
             monitors: (0..sites * sites).map(|_| None).collect(),
             rows: (0..sites).map(|_| Row::default()).collect(),
+            sampled: false,
         }
     }
 
@@ -192,6 +195,12 @@ impl Network {
             .get_or_insert_with(Box::default)
             .record(Duration::from_nanos(now_ns), rtt_ns as f64 / 1e6);
         self.rows[sa as usize].stale = true;
+        self.sampled = true;
+    }
+
+    /// Whether a round trip was sampled since the last call.
+    pub fn take_sampled(&mut self) -> bool {
+        std::mem::take(&mut self.sampled)
     }
 
     /// The estimated round trip between two sites in ms: the monitor's, else the link's

@@ -308,6 +308,7 @@ impl Sim {
             for g in gates {
                 let gate = &self.gates[g as usize];
                 acc.add(&gate.stats);
+                fleet.add(&gate.stats);
                 let mut one = Acc::new();
                 one.add(&gate.stats);
                 let r = one.results(self.slo_us);
@@ -318,14 +319,6 @@ impl Sim {
                     results: r,
                 });
             }
-            fleet.latency.add(&acc.latency).ok();
-            fleet.cold_wait.add(&acc.cold_wait).ok();
-            fleet.queueing.add(&acc.queueing).ok();
-            fleet.ok += acc.ok;
-            fleet.overflow += acc.overflow;
-            fleet.timeout += acc.timeout;
-            fleet.cold += acc.cold;
-            fleet.queued += acc.queued;
             total_instance_ns += f.instance_ns;
             by_function.push(FunctionResults {
                 namespace: f.namespace.clone(),
