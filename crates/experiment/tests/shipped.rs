@@ -11,11 +11,17 @@ use kantai_experiment::Experiment;
 fn committed_reports_match_the_shipped_experiments() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let update = std::env::var_os("UPDATE_REPORTS").is_some();
-    for name in ["seed-demo", "faast-paper", "keep-alive"] {
+    for name in [
+        "seed-demo",
+        "faast-paper",
+        "faast-paper-70",
+        "faast-paper-100",
+        "keep-alive",
+    ] {
         let file = root.join(format!("examples/experiments/{name}.yaml"));
         let text = std::fs::read_to_string(&file).expect("experiment");
         let e = Experiment::parse(&text, name).expect("parses");
-        let runs = e.run(&file, &mut |_, _, _| {}).expect("runs");
+        let runs = e.run(&file, &root, None, &mut |_, _, _| {}).expect("runs");
         let page = e.page(&runs);
         let (md, charts) = page.markdown();
         let mut files = vec![

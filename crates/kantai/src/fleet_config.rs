@@ -71,7 +71,8 @@ pub fn parse(text: &str) -> Result<FleetConfig, String> {
     }
 }
 
-/// The `dataplane` section: `max-request-body-bytes`, `header-read-timeout`, `hold-limit`.
+/// The `dataplane` section: `max-request-body-bytes`, `header-read-timeout`, `hold-limit`,
+/// `serving-headers`.
 fn decode_limits(
     node: &kantai_model::node::Node,
     path: &FieldPath,
@@ -108,11 +109,15 @@ fn decode_limits(
             )),
         }
     }
+    if let Some(b) = f.opt::<bool>("serving-headers", out) {
+        l.serving_headers = b;
+    }
     f.finish(
         &[
             "max-request-body-bytes",
             "header-read-timeout",
             "hold-limit",
+            "serving-headers",
         ],
         out,
     );

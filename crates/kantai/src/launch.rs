@@ -71,6 +71,8 @@ pub struct Fleet {
     pub api: String,
     /// Gateway address of each node, in topology order.
     pub gateways: Vec<(String, SocketAddr)>,
+    /// Admin address (health, metrics) of each node, in topology order.
+    pub admins: Vec<(String, SocketAddr)>,
     /// The kubeconfig the control plane wrote (API address and token).
     pub kubeconfig: Option<PathBuf>,
     procs: Vec<Proc>,
@@ -162,13 +164,17 @@ async fn wait_ready(p: &mut Proc, file: &Path, limit: Duration) -> anyhow::Resul
 }
 
 impl Fleet {
-    /// A client of the fleet's API, with its token.
-    pub fn client(&self) -> anyhow::Result<kantai_api::Client> {
-        let token = match &self.kubeconfig {
+    /// The API's bearer token, if it has one.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        Ok(match &self.kubeconfig {
             Some(k) => crate::kubeconfig::read(k)?.token,
             None => None,
-        };
-        Ok(kantai_api::Client::new(&self.api)?.with_token(token))
+        })
+    }
+
+    /// A client of the fleet's API, with its token.
+    pub fn client(&self) -> anyhow::Result<kantai_api::Client> {
+        Ok(kantai_api::Client::new(&self.api)?.with_token(self.token()?))
     }
 
     /// Starts the control plane, then every node agent, and waits until all serve.
@@ -187,6 +193,7 @@ impl Fleet {
             api: String::new(),
             kubeconfig: None,
             gateways: Vec::new(),
+            admins: Vec::new(),
             procs: Vec::new(),
         };
         let control_ready = ready_dir.join("control.json");
@@ -270,11 +277,13 @@ impl Fleet {
             let proc = &mut fleet.procs[i + 1];
             match wait_ready(proc, file, Duration::from_secs(30)).await {
                 Ok(v) => {
-                    let gw = v["gateway"]
-                        .as_str()
-                        .and_then(|g| g.parse().ok())
-                        .ok_or_else(|| anyhow!("bad ready file of {name}"))?;
-                    gateways.insert(i, (name.clone(), gw));
+                    let addr = |key: &str| -> anyhow::Result<SocketAddr> {
+                        v[key]
+                            .as_str()
+                            .and_then(|g| g.parse().ok())
+                            .ok_or_else(|| anyhow!("bad ready file of {name}: no {key} address"))
+                    };
+                    gateways.insert(i, (name.clone(), addr("gateway")?, addr("admin")?));
                 }
                 Err(e) => {
                     fleet.stop().await;
@@ -282,7 +291,10 @@ impl Fleet {
                 }
             }
         }
-        fleet.gateways = gateways.into_values().collect();
+        for (name, gw, admin) in gateways.into_values() {
+            fleet.gateways.push((name.clone(), gw));
+            fleet.admins.push((name, admin));
+        }
         Ok(fleet)
     }
 

@@ -357,3 +357,104 @@ fn experiment_compares_policy_sets_and_writes_a_report() {
     let html = std::fs::read_to_string(out.join("report.html")).expect("html");
     assert!(html.contains("within 15 ms"));
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_live_experiment_records_every_request_next_to_the_simulation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The seed's testbed; two instances from the start (hello-two); 6 s of load from the
+    // edge and the cloud.
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        format!(
+            "seed: 4\nduration: 6s\nwarmup: 1s\nservices: [{}]\nfunctions: {{hello: {{service-time: {{uniform: {{min: 3ms, max: 5ms}}}}}}}}\nworkload:\n  - {{function: hello, origins: {{node3: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n",
+            repo().join("examples/sim/hello-two.yaml").display()
+        ),
+    )
+    .expect("write");
+    let file = dir.path().join("e.yaml");
+    std::fs::write(
+        &file,
+        "name: live\nscenario: s.yaml\nmode: both\nslo: 15ms\npolicies:\n  - {name: faast, placement: latency-aware, load-balancer: faast}\n",
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .args([
+            "experiment",
+            &file.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+            "-q",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The fleet is gone: no process of this run's state directory is left.
+    let left = processes_mentioning(&format!("kantai-experiment-{pid}-"));
+    assert!(left.is_empty(), "left running: {left:?}");
+
+    let csv = std::fs::read_to_string(out.join("results.csv")).expect("csv");
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert_eq!((rows[0][1], rows[1][1]), ("live", "sim"));
+    // The live run sent the simulator's very requests: the same count, all answered 200.
+    assert_eq!(rows[0][5], rows[1][5], "{csv}");
+    assert_eq!(rows[0][6..9], ["0", "0", "0"], "{csv}");
+
+    let run = out.join("runs/faast-1-0");
+    let requests = std::fs::read_to_string(run.join("requests.csv")).expect("requests");
+    let mut lines = requests.lines();
+    assert_eq!(
+        lines.next(),
+        Some("t,function,origin,status,latency_ms,lag_ms,node,instance,cold,error")
+    );
+    let mut n = 0;
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!((f[1], f[3]), ("hello", "200"), "{l}");
+        assert!(["node1", "node2", "node3"].contains(&f[6]), "{l}");
+        assert!(f[7].starts_with(&format!("hello-{}-", f[6])), "{l}");
+        // A request from the edge served in the cloud pays the emulated round trip.
+        if f[2] == "node3" && f[6] != "node3" {
+            assert!(f[4].parse::<f64>().expect("ms") >= 35.0, "{l}");
+        }
+        n += 1;
+    }
+    assert!(n > 100, "{n} requests");
+    let timeline = std::fs::read_to_string(run.join("timeline.csv")).expect("timeline");
+    for metric in [
+        ",control,kantai_autoscaler_desired_instances,",
+        ",control,kantai_placement_instances,",
+        ",node3,kantai_node_instances,",
+    ] {
+        assert!(timeline.contains(metric), "{metric} missing:\n{timeline}");
+    }
+    assert!(!run.join("timeline-problems.txt").exists());
+    let decisions = std::fs::read_to_string(run.join("decisions/control.jsonl")).expect("log");
+    assert!(decisions.lines().count() > 0);
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    assert!(html.contains("faast (live)") && html.contains("faast (sim)"));
+}

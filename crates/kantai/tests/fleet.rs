@@ -42,6 +42,10 @@ async fn the_seed_demo_cold_start_scale_to_zero_and_back() {
         a.headers.get("app").map(|v| v.as_bytes()),
         Some(&b"shuka"[..])
     );
+    // Without `dataplane.serving-headers`, clients do not learn the fleet's layout.
+    assert!(
+        a.headers.get("kantai-served-by").is_none() && a.headers.get("kantai-cold-start").is_none()
+    );
 
     // Warm requests are fast and served by the same instance.
     let warm = f.call("node1", "hello", "/").await;
@@ -219,7 +223,7 @@ async fn requests_cross_emulated_links_to_other_nodes() {
                 rtt_to_first_ms: 60,
             },
         ],
-        "",
+        "dataplane:\n  serving-headers: true\n",
     )
     .await;
     f.deploy(&hello(
@@ -248,8 +252,19 @@ async fn requests_cross_emulated_links_to_other_nodes() {
         "remote {remote:?}"
     );
     assert!(min(&local) < Duration::from_millis(30), "local {local:?}");
-    let body = f.call(other, "far", "/").await.body;
-    assert!(body.contains(&format!(" in {node}")), "{body}");
+    let a = f.call(other, "far", "/").await;
+    assert!(a.body.contains(&format!(" in {node}")), "{}", a.body);
+    // The response names the instance and node that served it; a warm request is no cold start.
+    let header = |a: &common::Answer, name: &str| {
+        a.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header(&a, "kantai-served-on"), Some(node.clone()));
+    let by = header(&a, "kantai-served-by").expect("served-by");
+    assert!(by.starts_with(&format!("far-{node}-")), "{by}");
+    assert_eq!(header(&a, "kantai-cold-start"), None);
 
     // Scale to zero does not strand the far node: the moment the instance is gone from the
     // API, the far node's gateway (which hears of it one link delay later) still gets an
@@ -278,6 +293,9 @@ async fn requests_cross_emulated_links_to_other_nodes() {
     f.wait_zero("brief-00001", Duration::from_secs(60)).await;
     let after = f.call(far, "brief", "/").await;
     assert_eq!(after.status, 200, "{}", after.body);
+    // It waited for an instance to start, and says so.
+    assert_eq!(header(&after, "kantai-cold-start").as_deref(), Some("true"));
+    assert!(header(&after, "kantai-served-on").is_some());
     f.stop();
 }
 

@@ -25,6 +25,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Drawn as steps (a value holds until the next point), as for counts over time.
     pub step: bool,
+    /// Colour and dash pattern (indices into the palettes) instead of the series' position:
+    /// a pair of series of one thing (live and simulated) share a colour.
+    pub style: Option<(usize, usize)>,
 }
 
 /// A chart.
@@ -232,11 +235,12 @@ impl Chart {
                 }
                 prev = Some((x, y));
             }
-            let dash = DASHES[i % DASHES.len()];
+            let (colour, dash) = ser.style.unwrap_or((i, i));
+            let dash = DASHES[dash % DASHES.len()];
             let _ = write!(
                 s,
                 r#"<path d="{d}" stroke="{}"{}/>"#,
-                COLOURS[i % COLOURS.len()],
+                COLOURS[colour % COLOURS.len()],
                 if dash.is_empty() {
                     String::new()
                 } else {
@@ -288,7 +292,8 @@ impl Chart {
             );
             for (i, ser) in self.series.iter().enumerate() {
                 let y = ly + 16.0 + 20.0 * i as f64;
-                let dash = DASHES[i % DASHES.len()];
+                let (colour, dash) = ser.style.unwrap_or((i, i));
+                let dash = DASHES[dash % DASHES.len()];
                 let _ = write!(
                     s,
                     r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2"{}/><text x="{:.1}" y="{:.1}">{}</text>"#,
@@ -296,7 +301,7 @@ impl Chart {
                     y - 4.0,
                     lx + 24.0,
                     y - 4.0,
-                    COLOURS[i % COLOURS.len()],
+                    COLOURS[colour % COLOURS.len()],
                     if dash.is_empty() {
                         String::new()
                     } else {
@@ -347,11 +352,13 @@ mod tests {
                     label: "knative".into(),
                     points: vec![(1.0, 0.0), (10.0, 0.5), (100.0, 1.0)],
                     step: false,
+                    style: None,
                 },
                 Series {
                     label: "faast".into(),
                     points: vec![(0.5, 0.0), (0.0, 0.2), (5.0, 1.0)],
                     step: true,
+                    style: None,
                 },
             ],
         };

@@ -198,6 +198,7 @@ mod tests {
                         label: "knative".into(),
                         points: vec![(1.0, 0.1), (2.0, 1.0)],
                         step: false,
+                        style: None,
                     }],
                 },
             ));

@@ -555,10 +555,11 @@ impl Sim {
         }
     }
 
-    /// Instances still alive at the end are counted until then.
+    /// Instances still alive at the end are counted until the end of the arrivals (the
+    /// measured window is from the warm-up to then, live or simulated).
     fn finish_instances(&mut self) {
         self.close_windows();
-        let end = self.now;
+        let end = self.now.min(self.duration);
         for i in 0..self.insts.len() {
             let inst = &mut self.insts[i];
             if inst.state != IState::Stopped {

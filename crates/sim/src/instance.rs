@@ -174,7 +174,8 @@ impl Sim {
             IState::Stopped => return,
         }
         let f = &mut self.funcs[function as usize];
-        f.instance_ns += u128::from(now.saturating_sub(started.max(warmup)));
+        // Counted within the measured window, from the warm-up to the end of the arrivals.
+        f.instance_ns += u128::from(now.min(self.duration).saturating_sub(started.max(warmup)));
         if let Some(list) = f.on_node.get_mut(&node) {
             list.retain(|x| *x != inst);
             if list.is_empty() {

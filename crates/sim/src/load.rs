@@ -44,6 +44,9 @@ pub struct Prepared {
     pub sim: Sim,
     /// The scenario.
     pub scenario: Scenario,
+    /// The Services the functions are made from, with the scenario's annotations over their
+    /// templates': what a live fleet would be given.
+    pub services: Vec<Service>,
 }
 
 fn read(path: &Path) -> Result<String, SimError> {
@@ -413,7 +416,23 @@ pub fn prepare_parsed(
             slo_us: scenario.output.slo.map(|d| d.0.as_micros() as u64),
         },
     );
-    Ok(Prepared { sim, scenario })
+    let services = defs
+        .into_iter()
+        .map(|d| {
+            let mut svc = d.service;
+            svc.spec
+                .template
+                .metadata
+                .annotations
+                .extend(scenario.annotations.clone());
+            svc
+        })
+        .collect();
+    Ok(Prepared {
+        sim,
+        scenario,
+        services,
+    })
 }
 
 /// The hello function's manifest: the template of generated functions without one.

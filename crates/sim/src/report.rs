@@ -90,29 +90,74 @@ pub const CDF_QUANTILES: [f64; 24] = [
     0.97, 0.98, 0.99, 0.995, 0.999, 0.9999, 1.0,
 ];
 
-struct Acc {
+/// Requests tallied into [`Results`]: the simulator's gateways, or a live run's records.
+pub struct Tally {
     latency: Histogram<u64>,
     cold_wait: Histogram<u64>,
     queueing: Histogram<u64>,
     ok: u64,
     overflow: u64,
     timeout: u64,
+    /// Answers with other codes (a live fleet's 502, a client's 0 for no answer).
+    other: BTreeMap<u16, u64>,
     cold: u64,
     queued: u64,
 }
 
-impl Acc {
-    fn new() -> Acc {
-        Acc {
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally::new()
+    }
+}
+
+impl Tally {
+    /// Nothing yet.
+    pub fn new() -> Tally {
+        Tally {
             latency: histogram(),
             cold_wait: histogram(),
             queueing: histogram(),
             ok: 0,
             overflow: 0,
             timeout: 0,
+            other: BTreeMap::new(),
             cold: 0,
             queued: 0,
         }
+    }
+
+    /// One answered request: its status (0: no answer), its latency and, if it waited for
+    /// a cold start, that it did (a live client knows that it waited, not how long).
+    pub fn record(&mut self, status: u16, latency: std::time::Duration, cold: bool) {
+        match status {
+            200 => {
+                self.ok += 1;
+                let _ = self
+                    .latency
+                    .record((latency.as_micros() as u64).clamp(1, 3_600_000_000));
+            }
+            503 => self.overflow += 1,
+            504 => self.timeout += 1,
+            c => *self.other.entry(c).or_default() += 1,
+        }
+        if cold {
+            self.cold += 1;
+        }
+    }
+
+    /// Adds another tally.
+    pub fn merge(&mut self, o: &Tally) {
+        let _ = self.latency.add(&o.latency);
+        let _ = self.cold_wait.add(&o.cold_wait);
+        let _ = self.queueing.add(&o.queueing);
+        self.ok += o.ok;
+        self.overflow += o.overflow;
+        self.timeout += o.timeout;
+        for (c, n) in &o.other {
+            *self.other.entry(*c).or_default() += n;
+        }
+        self.cold += o.cold;
+        self.queued += o.queued;
     }
 
     fn add(&mut self, s: &GateStats) {
@@ -130,8 +175,9 @@ impl Acc {
         self.queued += s.queued;
     }
 
-    fn results(&self, slo_us: Option<u64>) -> Results {
-        let total = self.ok + self.overflow + self.timeout;
+    /// The results, with the share within `slo_us` when given.
+    pub fn results(&self, slo_us: Option<u64>) -> Results {
+        let total = self.ok + self.overflow + self.timeout + self.other.values().sum::<u64>();
         let mut codes = BTreeMap::new();
         for (c, n) in [
             ("200", self.ok),
@@ -141,6 +187,9 @@ impl Acc {
             if n > 0 {
                 codes.insert(c.to_owned(), n);
             }
+        }
+        for (c, n) in &self.other {
+            codes.insert(c.to_string(), *n);
         }
         Results {
             kantai_requests_total: codes,
@@ -213,6 +262,19 @@ pub struct FunctionResults {
     pub origins: Vec<OriginResults>,
 }
 
+/// One node's instances at one time (nodes with instances only).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeSample {
+    /// Seconds since the start.
+    pub t: f64,
+    /// The node.
+    pub node: String,
+    /// Ready instances on it.
+    pub ready: u32,
+    /// Instances starting on it.
+    pub starting: u32,
+}
+
 /// The fleet's instances at one time.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InstanceSample {
@@ -258,6 +320,9 @@ pub struct Summary {
     pub events: u64,
     /// Instance-seconds of all functions after the warm-up.
     pub kantai_instance_seconds_total: f64,
+    /// Instances per node over time (in instances.csv, not in summary.json).
+    #[serde(skip)]
+    pub nodes_over_time: Vec<NodeSample>,
     /// Every function at every origin.
     #[serde(flatten)]
     pub results: Results,
@@ -292,7 +357,7 @@ impl Outcome {
 impl Sim {
     /// The results of a finished run.
     pub fn outcome(&self) -> Outcome {
-        let mut fleet = Acc::new();
+        let mut fleet = Tally::new();
         let mut by_function = Vec::with_capacity(self.funcs.len());
         let mut csv = String::from(
             "namespace,service,revision,origin_node,requests,code_200,code_503,code_504,\
@@ -301,7 +366,7 @@ impl Sim {
         );
         let mut total_instance_ns: u128 = 0;
         for f in &self.funcs {
-            let mut acc = Acc::new();
+            let mut acc = Tally::new();
             let mut gates: Vec<u32> = f.gates.clone();
             gates.sort_by_key(|g| self.gates[*g as usize].origin);
             let mut origins = Vec::with_capacity(gates.len());
@@ -309,7 +374,7 @@ impl Sim {
                 let gate = &self.gates[g as usize];
                 acc.add(&gate.stats);
                 fleet.add(&gate.stats);
-                let mut one = Acc::new();
+                let mut one = Tally::new();
                 one.add(&gate.stats);
                 let r = one.results(self.slo_us);
                 let node = self.net.nodes[gate.origin as usize].name.clone();
@@ -336,7 +401,14 @@ impl Sim {
             });
         }
         let mut instances_csv = String::from("t,node,ready,starting\n");
+        let mut nodes_over_time = Vec::with_capacity(self.series.len());
         for &(t, node, ready, starting) in &self.series {
+            nodes_over_time.push(NodeSample {
+                t: round(t as f64 / 1e9),
+                node: self.net.nodes[node as usize].name.clone(),
+                ready,
+                starting,
+            });
             let _ = writeln!(
                 instances_csv,
                 "{:.3},{},{ready},{starting}",
@@ -390,6 +462,7 @@ impl Sim {
                 warmup_seconds: self.warmup as f64 / 1e9,
                 events: self.events,
                 kantai_instance_seconds_total: round(total_instance_ns as f64 / 1e9),
+                nodes_over_time,
                 results: fleet.results(self.slo_us),
                 by_function,
                 instances,
@@ -400,7 +473,7 @@ impl Sim {
     }
 }
 
-fn csv_row(out: &mut String, f: &crate::engine::Func, node: &str, a: &Acc, r: &Results) {
+fn csv_row(out: &mut String, f: &crate::engine::Func, node: &str, a: &Tally, r: &Results) {
     let ms = |s: f64| s * 1e3;
     let l = &r.kantai_request_duration_seconds;
     let _ = writeln!(
@@ -535,6 +608,7 @@ impl Outcome {
                 .collect(),
             // Each point is the interval ending there.
             step: false,
+            style: None,
         };
         page.push(Block::Chart(
             "latency-over-time.svg".to_owned(),
@@ -560,6 +634,7 @@ impl Outcome {
                 .map(|i| (i.t, f64::from(pick(i))))
                 .collect(),
             step: true,
+            style: None,
         };
         page.push(Block::Chart(
             "instances.svg".to_owned(),
@@ -594,6 +669,7 @@ impl Results {
                 .map(|&(x, q)| (x * 1e3, q))
                 .collect(),
             step: false,
+            style: None,
         }
     }
 }

@@ -63,6 +63,13 @@ pub const PING_PATH: &str = "/kantai/ping";
 /// that node (from receipt to response headers), so that the sender can tell the network's
 /// round trip from the serving time.
 pub const SERVER_TIME_HEADER: &str = "kantai-server-time-us";
+/// Response header naming the instance that served a request (with
+/// `dataplane.serving-headers: true`): what an experiment records per request.
+pub const SERVED_BY_HEADER: &str = "kantai-served-by";
+/// Response header naming the node of that instance.
+pub const SERVED_ON_HEADER: &str = "kantai-served-on";
+/// Response header present when the request waited for an instance to start (a cold start).
+pub const COLD_START_HEADER: &str = "kantai-cold-start";
 
 /// The latency monitor's estimate of the round trip to one peer.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,6 +112,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Requests held per revision before 503 (Knative's activator: 10,000).
     pub hold_limit: u32,
+    /// Whether responses name the instance and node that served them and say when the
+    /// request waited for a cold start ([`SERVED_BY_HEADER`], [`SERVED_ON_HEADER`],
+    /// [`COLD_START_HEADER`]). Off by default: clients need not learn the fleet's layout.
+    pub serving_headers: bool,
 }
 
 impl Default for Limits {
@@ -113,6 +124,7 @@ impl Default for Limits {
             max_body_bytes: 100 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             hold_limit: 10_000,
+            serving_headers: false,
         }
     }
 }

@@ -23,7 +23,8 @@ use crate::local::{Entering, LocalInstance};
 use crate::request::HttpRequest;
 use crate::revision::{Acquired, Lease, NoBackend, Target};
 use crate::{
-    Body, BoxError, DataPlane, INSTANCE_HEADER, ORIGIN_HEADER, PING_PATH, SERVER_TIME_HEADER,
+    Body, BoxError, COLD_START_HEADER, DataPlane, INSTANCE_HEADER, ORIGIN_HEADER, PING_PATH,
+    SERVED_BY_HEADER, SERVED_ON_HEADER, SERVER_TIME_HEADER,
 };
 
 /// The bound sockets of a node's data plane.
@@ -183,20 +184,23 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     // A request that finds no instance anywhere waits for a cold start.
     let cold = rev.backend_count() == 0;
     let work = async {
-        let lease = match acquired.map_err(no_backend)? {
-            Acquired::Now(l) => l,
+        let (lease, waited_cold) = match acquired.map_err(no_backend)? {
+            Acquired::Now(l) => (l, false),
             Acquired::Held(h) => {
                 let l = h.wait(deadline).await.map_err(no_backend)?;
                 if cold {
                     rev.record_cold_start(start.elapsed());
                 }
-                l
+                (l, cold)
             }
         };
         let sent = Instant::now();
-        let resp = forward(dp, &lease, req, client).await?;
+        let mut resp = forward(dp, &lease, req, client).await?;
         // Time to the response head: what latency-aware balancers learn from.
         rev.observe(&lease.backend, sent.elapsed());
+        if inner.limits.serving_headers {
+            serving_headers(&mut resp, &lease, &inner.node, waited_cold);
+        }
         Ok::<_, Response<Body>>((resp, lease))
     };
     let (resp, node) = match tokio::time::timeout_at(start_deadline, work).await {
@@ -219,6 +223,26 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     };
     rev.record(node, resp.status().as_u16(), start.elapsed());
     resp
+}
+
+/// Names the instance and node that served a response, and marks a cold start.
+fn serving_headers(resp: &mut Response<Body>, lease: &Lease, here: &str, cold: bool) {
+    let node = match &lease.backend.target {
+        Target::Local(_) => here,
+        Target::Remote { node, .. } => node.as_str(),
+    };
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (SERVED_BY_HEADER, lease.backend.name.as_str()),
+        (SERVED_ON_HEADER, node),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    if cold {
+        h.insert(COLD_START_HEADER, HeaderValue::from_static("true"));
+    }
 }
 
 fn timeout_response(d: std::time::Duration, what: &str) -> Response<Body> {

@@ -1,6 +1,6 @@
 //! `kantai fn hello`: the built-in demo function, behaving like the seed's demo app (shuka):
 //! `/` answers `<TARGET> from <PODNAME> in <NODENAME>`, `/nodename` the node, `/sleep/<ms>`
-//! after that many milliseconds. It listens on `$PORT` (8080 by default).
+//! after that many milliseconds (fractions allowed). It listens on `$PORT` (8080 by default).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -91,14 +91,16 @@ async fn serve(
     } else if path == "/nodename" {
         (StatusCode::OK, format!("{}\n", h.node))
     } else if let Some(ms) = path.strip_prefix("/sleep/") {
-        match ms.parse::<u64>() {
-            Ok(ms) => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+        // Fractions are accepted: `kantai experiment` asks for drawn service times such as
+        // `/sleep/3.712` (the timer resolves a millisecond, so the sleep may be up to 1 ms longer).
+        match ms.parse::<f64>() {
+            Ok(v) if (0.0..=3_600_000.0).contains(&v) => {
+                tokio::time::sleep(Duration::from_secs_f64(v / 1e3)).await;
                 (StatusCode::OK, format!("slept {ms} ms\n"))
             }
-            Err(_) => (
+            _ => (
                 StatusCode::BAD_REQUEST,
-                format!("not a number of milliseconds: {ms:?}\n"),
+                format!("not a number of milliseconds from 0 to 3600000: {ms:?}\n"),
             ),
         }
     } else {

@@ -5,12 +5,14 @@
 
 pub mod arrivals;
 pub mod azure;
+pub mod requests;
 pub mod synthetic;
 
 use rand::RngExt;
 use rand::rngs::SmallRng;
 
 pub use arrivals::Process;
+pub use requests::{Planned, Requests, Target};
 
 /// A request entering the fleet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
