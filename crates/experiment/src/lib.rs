@@ -318,7 +318,20 @@ impl Experiment {
                             }
                             _ => {
                                 let mut prepared = prepared;
-                                kantai_sim::run(&mut prepared, &mut |_: Progress| {})?.summary
+                                let summary =
+                                    kantai_sim::run(&mut prepared, &mut |_: Progress| {})?.summary;
+                                // Next to its live twin, for a closer look than the report's.
+                                if self.mode == Mode::Both {
+                                    let dir = out.join("runs").join(run_dir(&p.name, level, k));
+                                    std::fs::create_dir_all(&dir)?;
+                                    std::fs::write(
+                                        dir.join("sim-summary.json"),
+                                        serde_json::to_string_pretty(&summary)
+                                            .map_err(std::io::Error::other)?
+                                            + "\n",
+                                    )?;
+                                }
+                                summary
                             }
                         };
                         results.push(RunResult {

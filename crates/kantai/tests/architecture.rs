@@ -112,6 +112,8 @@ fn fleet_crates() -> Vec<PathBuf> {
 /// each other (the agent joins them).
 const FLEET_LAYERS: &[(&str, &[&str])] = &[
     ("api", &["kantai-model", "kantai-decisions"]),
+    // The load generator speaks HTTP and Prometheus' text, nothing of kantai's crates.
+    ("loadgen", &[]),
     ("runtime", &["kantai-model"]),
     (
         "dataplane",
@@ -255,12 +257,64 @@ fn the_simulator_drives_the_pure_crates_only() {
             "crates/sim/clippy.toml no longer bans {needle}"
         );
     }
+    // Experiments never start fleets themselves: live runs go to the driver the binary
+    // gives them, so the experiment crate uses no fleet crate but the load generator's types.
+    let experiment =
+        fs::read_to_string(root().join("crates/experiment/Cargo.toml")).expect("manifest");
+    for dep in dependencies(&experiment) {
+        assert!(
+            !dep.starts_with("kantai")
+                || ["kantai-sim", "kantai-report", "kantai-loadgen"].contains(&dep.as_str()),
+            "crates/experiment may not depend on {dep:?}"
+        );
+    }
     let decisions =
         fs::read_to_string(root().join("crates/decisions/Cargo.toml")).expect("manifest");
     for dep in dependencies(&decisions) {
         assert!(
             !dep.starts_with("kantai") || dep == "kantai-policy",
             "crates/decisions may depend on the policies' types only, not {dep:?}"
+        );
+    }
+}
+
+/// `scripts/bench` parses and finds every table it rewrites in BENCHMARKS.md (running it is
+/// the suite itself: minutes, not a test).
+#[test]
+fn the_bench_script_can_rewrite_benchmarks_md() {
+    let script = root().join("scripts/bench");
+    let ok = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .expect("bash");
+    assert!(ok.success(), "scripts/bench has a syntax error");
+    let text = fs::read_to_string(&script).expect("scripts/bench");
+    let bench = fs::read_to_string(root().join("BENCHMARKS.md")).expect("BENCHMARKS.md");
+    for name in ["tick", "fleet", "sim"] {
+        assert!(
+            text.contains("for name in tick fleet sim"),
+            "the script's tables changed"
+        );
+        for marker in [
+            format!("<!-- generated: {name} -->"),
+            format!("<!-- end: {name} -->"),
+        ] {
+            assert!(
+                bench.lines().any(|l| l == marker),
+                "BENCHMARKS.md lost {marker}"
+            );
+        }
+    }
+    for bench_cmd in [
+        "--bench tick",
+        "KANTAI_BENCH_MD=\"$out/fleet.md\" cargo bench -q -p kantai --bench fleet",
+        "KANTAI_BENCH_MD=\"$out/sim.md\" cargo bench -q -p kantai-sim --bench sim",
+        "nginx-light",
+    ] {
+        assert!(
+            text.contains(bench_cmd),
+            "scripts/bench no longer runs {bench_cmd}"
         );
     }
 }

@@ -375,12 +375,12 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 #[test]
 fn a_live_experiment_records_every_request_next_to_the_simulation() {
     let dir = tempfile::tempdir().expect("tmp");
-    // The seed's testbed; two instances from the start (hello-two); 6 s of load from the
-    // edge and the cloud.
+    // The seed's testbed; two instances from the start (hello-two); 6 s of open-loop load
+    // from the edge and the cloud, and two closed-loop users at node2.
     std::fs::write(
         dir.path().join("s.yaml"),
         format!(
-            "seed: 4\nduration: 6s\nwarmup: 1s\nservices: [{}]\nfunctions: {{hello: {{service-time: {{uniform: {{min: 3ms, max: 5ms}}}}}}}}\nworkload:\n  - {{function: hello, origins: {{node3: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n",
+            "seed: 4\nduration: 6s\nwarmup: 1s\nservices: [{}]\nfunctions: {{hello: {{service-time: {{uniform: {{min: 3ms, max: 5ms}}}}}}}}\nworkload:\n  - {{function: hello, origins: {{node3: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node2: 1}}, arrivals: {{users: {{count: 2, think: 200ms}}}}}}\n",
             repo().join("examples/sim/hello-two.yaml").display()
         ),
     )
@@ -420,21 +420,45 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
         .collect();
     assert_eq!(rows.len(), 2, "{csv}");
     assert_eq!((rows[0][1], rows[1][1]), ("live", "sim"));
-    // The live run sent the simulator's very requests: the same count, all answered 200.
-    assert_eq!(rows[0][5], rows[1][5], "{csv}");
     assert_eq!(rows[0][6..9], ["0", "0", "0"], "{csv}");
 
     let run = out.join("runs/faast-1-0");
+    // The live run sent the simulator's very open-loop requests: the same count per origin.
+    let origin_totals = |file: &str| -> Vec<(String, u64)> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join(file)).expect("summary"))
+                .expect("json");
+        v["by_function"][0]["origins"]
+            .as_array()
+            .expect("origins")
+            .iter()
+            .map(|o| {
+                let total = o["kantai_requests_total"].as_object().map_or(0, |m| {
+                    m.values().filter_map(serde_json::Value::as_u64).sum()
+                });
+                (o["origin_node"].as_str().unwrap_or("").to_owned(), total)
+            })
+            .collect()
+    };
+    let (live, sim) = (
+        origin_totals("summary.json"),
+        origin_totals("sim-summary.json"),
+    );
+    for node in ["node1", "node3"] {
+        let of = |v: &[(String, u64)]| v.iter().find(|(n, _)| n == node).map(|x| x.1);
+        assert_eq!(of(&live), of(&sim), "{node}: live {live:?}, sim {sim:?}");
+    }
     let requests = std::fs::read_to_string(run.join("requests.csv")).expect("requests");
     let mut lines = requests.lines();
     assert_eq!(
         lines.next(),
         Some("t,function,origin,status,latency_ms,lag_ms,node,instance,cold,error")
     );
-    let mut n = 0;
+    let (mut n, mut by_users) = (0, 0);
     for l in lines {
         let f: Vec<&str> = l.split(',').collect();
         assert_eq!((f[1], f[3]), ("hello", "200"), "{l}");
+        by_users += usize::from(f[2] == "node2");
         assert!(["node1", "node2", "node3"].contains(&f[6]), "{l}");
         assert!(f[7].starts_with(&format!("hello-{}-", f[6])), "{l}");
         // A request from the edge served in the cloud pays the emulated round trip.
@@ -444,6 +468,12 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
         n += 1;
     }
     assert!(n > 100, "{n} requests");
+    // Two users, each waiting for its answer and 200 ms more: at most 30 requests each in 6 s,
+    // the first one 200 ms in.
+    assert!(
+        (20..=60).contains(&by_users),
+        "{by_users} requests from the users"
+    );
     let timeline = std::fs::read_to_string(run.join("timeline.csv")).expect("timeline");
     for metric in [
         ",control,kantai_autoscaler_desired_instances,",
@@ -457,4 +487,51 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
     assert!(decisions.lines().count() > 0);
     let html = std::fs::read_to_string(out.join("report.html")).expect("html");
     assert!(html.contains("faast (live)") && html.contains("faast (sim)"));
+}
+
+#[test]
+fn hello_starts_listening_after_its_startup_delay() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let start = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .args(["fn", "hello"])
+        .env("PORT", port.to_string())
+        .env("STARTUP_DELAY", "400ms")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Poll (bounded) until it accepts a connection.
+    let mut up = None;
+    while start.elapsed() < std::time::Duration::from_secs(10) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = Some(start.elapsed());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let up = up.expect("hello never listened");
+    assert!(
+        up >= std::time::Duration::from_millis(400),
+        "listening after {up:?}"
+    );
+
+    let o = Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .args(["fn", "hello"])
+        .env("STARTUP_DELAY", "soon")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("STARTUP_DELAY=\"soon\""),
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -45,7 +45,7 @@ fn queue_only(events: u64, live: usize, horizon_ns: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-fn run(name: &str, file: &str) {
+fn run(name: &str, file: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(file);
@@ -58,7 +58,7 @@ fn run(name: &str, file: &str) {
     // The queue baseline: as many events, about as many waiting (a tenth of the requests in
     // flight at once is generous), a second ahead.
     let base = queue_only(s.events, 100_000, 1_000_000_000);
-    println!(
+    let row = format!(
         "| {name} | {} nodes, {} functions | {requests} | {:.2} s | {:.0} | {:.0} | {:.2} s ({:.1}×) | {:.0} MB |",
         s.nodes,
         s.functions,
@@ -69,6 +69,8 @@ fn run(name: &str, file: &str) {
         wall / base,
         peak_rss_mb(),
     );
+    println!("{row}");
+    row
 }
 
 fn main() {
@@ -76,12 +78,18 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    println!(
-        "| scenario | fleet | requests | wall | requests/s | events/s | event queue alone | peak RSS |"
+    let mut md = String::from(
+        "| scenario | fleet | requests | wall | requests/s | events/s | event queue alone | peak RSS |\n|---|---|---|---|---|---|---|---|\n",
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    run("reference (default.yaml)", "examples/sim/default.yaml");
+    print!("{md}");
+    md += &run("reference (default.yaml)", "examples/sim/default.yaml");
+    md.push('\n');
     if std::env::var_os("KANTAI_BENCH_QUICK").is_none() {
-        run("scale (scale.yaml)", "examples/sim/scale.yaml");
+        md += &run("scale (scale.yaml)", "examples/sim/scale.yaml");
+        md.push('\n');
+    }
+    // For `scripts/bench`, which splices the table into BENCHMARKS.md.
+    if let Some(path) = std::env::var_os("KANTAI_BENCH_MD") {
+        std::fs::write(&path, &md).expect("write the table");
     }
 }

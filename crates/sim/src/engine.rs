@@ -326,6 +326,10 @@ pub struct Sim {
     pub(crate) open: u64,
     pub(crate) sources: Vec<Source>,
     pub(crate) kinds: Vec<Kind>,
+    /// Whether each kind's path and headers came from the scenario.
+    pub(crate) kinds_given: Vec<bool>,
+    /// The closed-loop source each kind belongs to (`u32::MAX`: none).
+    pub(crate) user_source: Vec<u32>,
     pub(crate) hold_limit: u32,
     pub(crate) service_rng: SmallRng,
     pub(crate) net_rng: SmallRng,
@@ -364,6 +368,7 @@ pub(crate) struct Setup {
     pub funcs: Vec<Func>,
     pub sources: Vec<Source>,
     pub kinds: Vec<Kind>,
+    pub kinds_given: Vec<bool>,
     pub hold_limit: u32,
     pub sample_every: u64,
     pub decisions: Option<Box<dyn Write>>,
@@ -389,6 +394,14 @@ impl Sim {
             rtt: net.matrix(),
         };
         let node_names = net.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut user_source = vec![u32::MAX; s.kinds.len().max(1)];
+        for (i, src) in s.sources.iter().enumerate() {
+            if let crate::workload::Source::Users { kind, .. } = src
+                && let Some(slot) = user_source.get_mut(*kind as usize)
+            {
+                *slot = i as u32;
+            }
+        }
         let mut sim = Sim {
             node_names,
             now: 0,
@@ -409,7 +422,9 @@ impl Sim {
             live_reqs: 0,
             open: 0,
             sources: s.sources,
+            user_source,
             kinds: s.kinds,
+            kinds_given: s.kinds_given,
             hold_limit: s.hold_limit,
             service_rng: stream(s.seed, 1),
             net_rng: stream(s.seed, 2),
@@ -435,9 +450,12 @@ impl Sim {
         };
         if sim.kinds.is_empty() {
             sim.kinds.push(Kind::get("/"));
+            sim.kinds_given.push(false);
         }
         for i in 0..sim.sources.len() {
-            if let Some(t) = sim.sources[i].peek() {
+            // An open source has one event for its next arrival; closed-loop users one per
+            // user waiting to send.
+            for t in sim.sources[i].pending_times() {
                 sim.at(t, Ev::Arrive(i as u32));
             }
         }
@@ -501,13 +519,28 @@ impl Sim {
     }
 
     fn arrive(&mut self, s: u32) {
-        let Some(a) = self.sources[s as usize].pop() else {
+        let source = &mut self.sources[s as usize];
+        let Some(a) = source.pop() else {
             return;
         };
-        if let Some(t) = self.sources[s as usize].peek() {
+        if !source.closed()
+            && let Some(t) = source.peek()
+        {
             self.at(t, Ev::Arrive(s));
         }
         self.enter(a);
+    }
+
+    /// A closed-loop user's answer came: it thinks, then sends its next request.
+    pub(crate) fn user_answered(&mut self, kind: u16, origin: u32) {
+        let Some(&s) = self.user_source.get(usize::from(kind)) else {
+            return;
+        };
+        if s != u32::MAX
+            && let Some(t) = self.sources[s as usize].wake(self.now, origin)
+        {
+            self.at(t, Ev::Arrive(s));
+        }
     }
 
     fn sample(&mut self) {

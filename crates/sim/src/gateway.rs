@@ -315,7 +315,7 @@ impl Sim {
         let q = &mut self.reqs[r as usize];
         debug_assert!(!q.answered);
         q.answered = true;
-        let (g, inst, counted) = (q.gate as usize, q.inst, q.arrived >= self.warmup);
+        let (g, inst, counted, kind) = (q.gate as usize, q.inst, q.arrived >= self.warmup, q.kind);
         let mut latency = now - q.arrived;
         if code == 200
             && let Some((d, rng)) = &mut self.overhead
@@ -324,6 +324,7 @@ impl Sim {
         }
         let waited = q.waited;
         let function = self.gates[g].function as usize;
+        self.user_answered(kind, self.gates[g].origin);
         self.funcs[function].change_in_flight(now, false);
         self.answered += 1;
         self.open -= 1;

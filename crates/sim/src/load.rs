@@ -22,7 +22,7 @@ use crate::SimError;
 use crate::dist::Dist;
 use crate::engine::{DEFAULT_HOLD_LIMIT, Func, Kind, Setup, Sim, stream};
 use crate::network::Network;
-use crate::scenario::{FunctionSpec, Scenario, TopologySpec, TraceFile, WorkloadSpec};
+use crate::scenario::{Arrivals, FunctionSpec, Scenario, TopologySpec, TraceFile, WorkloadSpec};
 use crate::workload::{self, Process, Row, Source, azure, synthetic};
 
 /// Cold start when a scenario gives none: a second, the order of a container's start.
@@ -182,6 +182,8 @@ pub fn prepare_parsed(
     let duration = scenario.duration.0.as_nanos() as u64;
     let mut sources: Vec<Source> = Vec::new();
     let mut kinds: Vec<Kind> = vec![Kind::get("/")];
+    // Whether each kind's path and headers came from the scenario (not the default `GET /`).
+    let mut kinds_given: Vec<bool> = vec![false];
 
     if let Some(s) = &scenario.synthetic {
         let tpl = template(&s.template)?;
@@ -269,7 +271,11 @@ pub fn prepare_parsed(
                     )
                 })?;
                 let origins = weights(&g.origins, &here)?;
-                let kind = if g.path.is_none() && g.headers.is_empty() {
+                let given = g.path.is_some() || !g.headers.is_empty();
+                let closed = matches!(g.arrivals, Arrivals::Users { .. });
+                // Closed-loop users get a kind of their own: an answer finds its user's source
+                // by it.
+                let kind = if !given && !closed {
                     0
                 } else {
                     let mut kind = Kind::get(g.path.as_deref().unwrap_or("/"));
@@ -277,20 +283,30 @@ pub fn prepare_parsed(
                         kind = kind.with_header(k, v);
                     }
                     kinds.push(kind);
+                    kinds_given.push(given);
                     (kinds.len() - 1) as u32
                 };
                 let end = g
                     .end
                     .map_or(duration, |e| (e.0.as_nanos() as u64).min(duration));
-                sources.push(Source::process(
-                    f,
-                    &origins,
-                    Process::new(&g.arrivals),
-                    g.start.0.as_nanos() as u64,
-                    end,
-                    kind,
-                    stream(seed, 100 + k as u64),
-                ));
+                let start = g.start.0.as_nanos() as u64;
+                let rng = stream(seed, 100 + k as u64);
+                sources.push(match &g.arrivals {
+                    Arrivals::Users { count, think } => Source::users(
+                        f,
+                        &origins,
+                        count.round() as u32,
+                        think.clone(),
+                        start,
+                        end,
+                        kind,
+                        rng,
+                    ),
+                    open => match Process::new(open) {
+                        Some(p) => Source::process(f, &origins, p, start, end, kind, rng),
+                        None => Source::trace(Vec::new()),
+                    },
+                });
             }
             WorkloadSpec::Trace(t) => match &t.trace {
                 TraceFile::Csv(p) => {
@@ -402,6 +418,7 @@ pub fn prepare_parsed(
             funcs,
             sources,
             kinds,
+            kinds_given,
             hold_limit,
             sample_every: scenario.output.sample_every.0.as_nanos() as u64,
             decisions: if scenario.output.placement_decisions

@@ -249,7 +249,7 @@ impl<'de> Deserialize<'de> for WorkloadSpec {
                 "a workload needs `function` and `arrivals`, or `trace`",
             )),
             (None, Some(_), None) => Err(D::Error::custom(
-                "missing `arrivals`: constant, poisson, mmpp or diurnal",
+                "missing `arrivals`: constant, poisson, mmpp, diurnal or users",
             )),
         }
     }
@@ -314,6 +314,14 @@ pub enum Arrivals {
         /// Where in the cycle the run starts (the peak is at a quarter period).
         #[serde(default)]
         phase: Dur,
+    },
+    /// Closed-loop users: each sends a request, waits for its answer, thinks, then sends the
+    /// next; each user's first request comes one think time after `start`.
+    Users {
+        /// How many (a level multiplies them; rounded to the nearest whole user).
+        count: f64,
+        /// Time between an answer and the user's next request.
+        think: Dist,
     },
 }
 
@@ -502,6 +510,7 @@ impl Scenario {
                         *off_rate *= factor;
                     }
                     Arrivals::Diurnal { mean_rate, .. } => *mean_rate *= factor,
+                    Arrivals::Users { count, .. } => *count *= factor,
                 }
             }
         }
@@ -550,6 +559,15 @@ impl Arrivals {
                     return Err("period must be more than 0s".into());
                 }
                 Ok(())
+            }
+            Arrivals::Users { count, .. } => {
+                if count.is_finite() && (0.0..=1e6).contains(count) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "users count {count} must be a number from 0 to 1,000,000"
+                    ))
+                }
             }
         }
     }

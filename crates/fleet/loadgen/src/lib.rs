@@ -4,8 +4,10 @@
 //! earlier ones have been answered, and each request's latency is counted from its planned
 //! time, not from when it was sent. A generator that falls behind (a stalled connection, a
 //! busy machine) therefore cannot hide the delay it caused: the correction for coordinated
-//! omission. Every request becomes a [`Record`], with the instance and node that served it
-//! when the fleet names them (`dataplane.serving-headers`).
+//! omission. Alongside, it runs closed-loop [`User`]s, who send a request, wait for its
+//! answer, think, and send the next (their latency is from the send: a user who waits is the
+//! workload, not the generator's fault). Every request becomes a [`Record`], with the
+//! instance and node that served it when the fleet names them (`dataplane.serving-headers`).
 //!
 //! [`timeline`] scrapes Prometheus endpoints at a fixed interval and keeps the samples of
 //! chosen metrics: the fleet's own account of instances, desired counts, panic mode, queue
@@ -55,6 +57,28 @@ pub struct Shot {
     pub timeout: Duration,
 }
 
+/// A closed-loop user: one request out at a time.
+pub struct User {
+    /// Its gateway (index into the gateways given to [`fire`]).
+    pub origin: u32,
+    /// The function (the caller's index, copied into the records).
+    pub function: u32,
+    /// When it sends its first request, from the start of the run.
+    pub first: Duration,
+    /// It sends nothing at or after this.
+    pub end: Duration,
+    /// The `Host` header.
+    pub host: Arc<str>,
+    /// Method.
+    pub method: http::Method,
+    /// Extra headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Give up on a request after this long.
+    pub timeout: Duration,
+    /// The next request's path and the think time after its answer.
+    pub next: Box<dyn FnMut() -> (String, Duration) + Send>,
+}
+
 /// What happened to one request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -91,6 +115,20 @@ pub struct Options {
     pub deadline: Duration,
 }
 
+impl Shot {
+    fn request(&self, gw: SocketAddr, path: &str) -> Result<http::Request<Full<Bytes>>, String> {
+        let mut req = http::Request::builder()
+            .method(self.method.clone())
+            .uri(format!("http://{gw}{path}"))
+            .header(HOST, &*self.host);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req.body(Full::new(Bytes::new()))
+            .map_err(|e| format!("invalid request: {e}"))
+    }
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -119,14 +157,21 @@ pub enum LoadError {
     NoGateway(u32, usize),
 }
 
-/// Sends `shots` (in time order) open-loop to `gateways` and returns a record per shot, in
-/// the order they were planned. `progress` hears from the run about once a second.
+/// Sends `shots` (in time order) open-loop to `gateways` while `users` run closed-loop, and
+/// returns a record per request: the shots' in the order they were planned, then the users'
+/// by send time. `progress` hears from the run about once a second.
 pub async fn fire(
     shots: impl IntoIterator<Item = Shot>,
+    users: Vec<User>,
     gateways: &[SocketAddr],
     opts: &Options,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<Record>, LoadError> {
+    for u in &users {
+        if gateways.get(u.origin as usize).is_none() {
+            return Err(LoadError::NoGateway(u.origin, gateways.len()));
+        }
+    }
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
@@ -139,18 +184,33 @@ pub async fn fire(
     let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent_by_users = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let by_users = sent_by_users.clone();
     let report = |sent: u64, progress: &mut dyn FnMut(Progress)| {
         progress(Progress {
             elapsed: start.elapsed(),
-            sent,
+            sent: sent + by_users.load(std::sync::atomic::Ordering::Relaxed),
             done: done.load(std::sync::atomic::Ordering::Relaxed),
         });
     };
+    let user_tasks: Vec<_> = users
+        .into_iter()
+        .map(|u| {
+            let client = client.clone();
+            let gw = gateways[u.origin as usize];
+            let (done, sent) = (done.clone(), sent_by_users.clone());
+            let end = start + u.end.min(opts.deadline);
+            tokio::spawn(run_user(client, gw, u, start, end, done, sent))
+        })
+        .collect();
     let mut late = Vec::new();
     for shot in shots {
-        let gw = *gateways
-            .get(shot.origin as usize)
-            .ok_or(LoadError::NoGateway(shot.origin, gateways.len()))?;
+        let Some(&gw) = gateways.get(shot.origin as usize) else {
+            // Nothing of this run may go on behind the caller's back.
+            user_tasks.iter().for_each(tokio::task::JoinHandle::abort);
+            tasks.iter().for_each(tokio::task::JoinHandle::abort);
+            return Err(LoadError::NoGateway(shot.origin, gateways.len()));
+        };
         let due = start + shot.at;
         if due > end {
             late.push(shot);
@@ -171,7 +231,7 @@ pub async fn fire(
         let client = client.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
-            let r = one(&client, gw, &shot, due).await;
+            let r = exchange(&client, gw, &shot, &shot.path, due).await;
             drop(permit);
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             r
@@ -192,6 +252,21 @@ pub async fn fire(
             _ = tick.tick() => report(sent, progress),
         }
     }
+    let mut by_user = Vec::new();
+    for t in user_tasks {
+        let mut t = t;
+        loop {
+            tokio::select! {
+                r = &mut t => {
+                    if let Ok(r) = r {
+                        by_user.extend(r);
+                    }
+                    break;
+                }
+                _ = tick.tick() => report(sent, progress),
+            }
+        }
+    }
     out.extend(late.into_iter().map(|s| Record {
         at: s.at,
         lag: Duration::ZERO,
@@ -204,14 +279,54 @@ pub async fn fire(
         cold: false,
         error: Some("not sent: the run's deadline passed".into()),
     }));
+    by_user.sort_by_key(|r| r.at);
+    out.extend(by_user);
     report(sent, progress);
     Ok(out)
 }
 
-async fn one(
+/// One closed-loop user until `end`.
+async fn run_user(
+    client: Client<HttpConnector, Full<Bytes>>,
+    gw: SocketAddr,
+    mut u: User,
+    start: Instant,
+    end: Instant,
+    done: Arc<std::sync::atomic::AtomicU64>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut next = start + u.first;
+    let shot = Shot {
+        at: Duration::ZERO,
+        origin: u.origin,
+        function: u.function,
+        host: u.host.clone(),
+        method: u.method.clone(),
+        path: String::new(),
+        headers: std::mem::take(&mut u.headers),
+        timeout: u.timeout,
+    };
+    while next < end {
+        tokio::time::sleep_until(next).await;
+        let (path, think) = (u.next)();
+        let now = Instant::now();
+        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut r = exchange(&client, gw, &shot, &path, now).await;
+        r.at = now - start;
+        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        out.push(r);
+        next = Instant::now() + think;
+    }
+    out
+}
+
+/// One request and its record; latency from `due`.
+async fn exchange(
     client: &Client<HttpConnector, Full<Bytes>>,
     gw: SocketAddr,
     shot: &Shot,
+    path: &str,
     due: Instant,
 ) -> Record {
     let sent = Instant::now();
@@ -227,17 +342,10 @@ async fn one(
         cold: false,
         error: None,
     };
-    let mut req = http::Request::builder()
-        .method(shot.method.clone())
-        .uri(format!("http://{gw}{}", shot.path))
-        .header(HOST, &*shot.host);
-    for (k, v) in &shot.headers {
-        req = req.header(k, v);
-    }
-    let req = match req.body(Full::new(Bytes::new())) {
+    let req = match shot.request(gw, path) {
         Ok(r) => r,
         Err(e) => {
-            rec.error = Some(format!("invalid request: {e}"));
+            rec.error = Some(e);
             return rec;
         }
     };

@@ -78,7 +78,9 @@ async fn latency_counts_from_the_planned_time_when_the_generator_falls_behind() 
         ..Options::default()
     };
     let shots: Vec<Shot> = (0..5).map(|i| shot(i * 10, "/")).collect();
-    let recs = fire(shots, &[gw], &opts, &mut |_| {}).await.expect("run");
+    let recs = fire(shots, Vec::new(), &[gw], &opts, &mut |_| {})
+        .await
+        .expect("run");
     assert_eq!(recs.len(), 5);
     assert!(recs.iter().all(|r| r.status == 200), "{recs:?}");
     assert!(recs[0].latency >= Duration::from_millis(300));
@@ -98,6 +100,7 @@ async fn records_name_the_serving_instance_and_node_and_cold_starts() {
     let gw = server(Duration::ZERO).await;
     let recs = fire(
         vec![shot(0, "/"), shot(5, "/cold")],
+        Vec::new(),
         &[gw],
         &Options::default(),
         &mut |_| {},
@@ -127,6 +130,7 @@ async fn a_gateway_that_does_not_answer_is_recorded_not_fatal() {
     };
     let recs = fire(
         vec![shot(0, "/")],
+        Vec::new(),
         &[addr],
         &Options::default(),
         &mut |_| {},
@@ -140,6 +144,7 @@ async fn a_gateway_that_does_not_answer_is_recorded_not_fatal() {
             origin: 2,
             ..shot(0, "/")
         }],
+        Vec::new(),
         &[addr],
         &Options::default(),
         &mut |_| {},
@@ -158,6 +163,7 @@ async fn shots_past_the_deadline_are_recorded_as_not_sent() {
     };
     let recs = fire(
         vec![shot(0, "/"), shot(10_000, "/")],
+        Vec::new(),
         &[gw],
         &opts,
         &mut |_| {},
@@ -167,6 +173,53 @@ async fn shots_past_the_deadline_are_recorded_as_not_sent() {
     assert_eq!(recs[0].status, 200);
     assert_eq!(recs[1].status, 0);
     assert!(recs[1].error.as_deref().unwrap_or("").contains("deadline"));
+}
+
+#[tokio::test]
+async fn closed_loop_users_wait_for_their_answer_then_think() {
+    // The first request the server sees takes 300 ms: its user sends nothing meanwhile.
+    let gw = server(Duration::from_millis(300)).await;
+    let user = |first: u64| User {
+        origin: 0,
+        function: 1,
+        first: Duration::from_millis(first),
+        end: Duration::from_millis(600),
+        host: Arc::from("hello.default.example"),
+        method: http::Method::GET,
+        headers: Vec::new(),
+        timeout: Duration::from_secs(5),
+        next: Box::new(|| ("/".to_owned(), Duration::from_millis(100))),
+    };
+    let mut heard = Vec::new();
+    let recs = fire(
+        Vec::new(),
+        vec![user(0), user(50)],
+        &[gw],
+        &Options::default(),
+        &mut |p| heard.push(p.sent),
+    )
+    .await
+    .expect("run");
+    assert!(
+        recs.iter().all(|r| r.status == 200 && r.function == 1),
+        "{recs:?}"
+    );
+    assert!(recs.windows(2).all(|w| w[0].at <= w[1].at));
+    // The slow user: 0 ms (300 ms answer), thinks 100 ms, then sends at ~400 and ~500 ms.
+    // The other: every ~100 ms from 50 ms until 600 ms, about six requests.
+    let slow: Vec<_> = recs
+        .iter()
+        .filter(|r| r.latency >= Duration::from_millis(250))
+        .collect();
+    assert_eq!(slow.len(), 1, "{recs:?}");
+    assert!(
+        recs.len() >= 6 && recs.len() <= 10,
+        "{} requests: {recs:?}",
+        recs.len()
+    );
+    // Nothing sent at or after the end.
+    assert!(recs.iter().all(|r| r.at < Duration::from_millis(600)));
+    assert_eq!(heard.last().copied(), Some(recs.len() as u64));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `kantai fn hello`: the built-in demo function, behaving like the seed's demo app (shuka):
 //! `/` answers `<TARGET> from <PODNAME> in <NODENAME>`, `/nodename` the node, `/sleep/<ms>`
-//! after that many milliseconds (fractions allowed). It listens on `$PORT` (8080 by default).
+//! after that many milliseconds (fractions allowed). It listens on `$PORT` (8080 by default),
+//! after `$STARTUP_DELAY` (a duration such as `1s`: a container's start, for experiments on
+//! cold starts).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,6 +52,18 @@ fn hello() -> anyhow::Result<ExitCode> {
     } else {
         format!("{target} from {pod} in {node}\n")
     };
+    let delay = match std::env::var("STARTUP_DELAY") {
+        Ok(d) if !d.is_empty() => {
+            let ns = kantai_model::units::parse_go_duration(&d)
+                .ok()
+                .filter(|n| *n >= 0)
+                .with_context(|| {
+                    format!("STARTUP_DELAY={d:?} is not a duration such as 1s or 250ms")
+                })?;
+            Duration::from_nanos(ns as u64)
+        }
+        _ => Duration::ZERO,
+    };
     let state: &'static Hello = Box::leak(Box::new(Hello { greeting, node }));
     // A small runtime: the function is one of many processes on a node.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -57,6 +71,8 @@ fn hello() -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(async move {
+        // Not listening yet: the readiness probe fails until the "container" has started.
+        tokio::time::sleep(delay).await;
         // kantai reaches its instances over loopback; nothing else should.
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = tokio::net::TcpListener::bind(addr)

@@ -55,9 +55,10 @@ pub enum Process {
 }
 
 impl Process {
-    /// The process a scenario describes.
-    pub fn new(a: &Arrivals) -> Process {
-        match *a {
+    /// The process a scenario describes; `None` for closed-loop users, whose arrivals
+    /// follow their answers ([`crate::workload::Source::users`]).
+    pub fn new(a: &Arrivals) -> Option<Process> {
+        Some(match *a {
             Arrivals::Constant { rate } => Process::Constant {
                 interval: if rate > 0.0 {
                     (NS / rate).max(1.0) as u64
@@ -88,7 +89,8 @@ impl Process {
                 period: period.0.as_secs_f64(),
                 phase: phase.0.as_secs_f64(),
             },
-        }
+            Arrivals::Users { .. } => return None,
+        })
     }
 
     /// The first arrival at or after `start` (ns).
@@ -210,13 +212,13 @@ mod tests {
     #[test]
     fn rates_give_their_counts() {
         let (n, _) = count(
-            &mut Process::new(&Arrivals::Constant { rate: 10.0 }),
+            &mut Process::new(&Arrivals::Constant { rate: 10.0 }).expect("open"),
             100,
             1,
         );
         assert_eq!(n, 1000);
         let (n, _) = count(
-            &mut Process::new(&Arrivals::Poisson { rate: 10.0 }),
+            &mut Process::new(&Arrivals::Poisson { rate: 10.0 }).expect("open"),
             1000,
             1,
         );
@@ -227,7 +229,7 @@ mod tests {
             period: Dur(Duration::from_secs(100)),
             phase: Dur::default(),
         };
-        let (n, times) = count(&mut Process::new(&d), 1000, 2);
+        let (n, times) = count(&mut Process::new(&d).expect("open"), 1000, 2);
         assert!((9_500..10_500).contains(&n), "{n}");
         // The first quarter of each cycle (rising to the peak) has more than the third.
         let q = |k: u64| {
@@ -247,7 +249,7 @@ mod tests {
             mean_on: Dur(Duration::from_secs(1)),
             mean_off: Dur(Duration::from_secs(9)),
         };
-        let (n, times) = count(&mut Process::new(&m), 2000, 3);
+        let (n, times) = count(&mut Process::new(&m).expect("open"), 2000, 3);
         // Mean rate 100 × 1/10 = 10 per second.
         assert!((16_000..24_000).contains(&n), "{n}");
         let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();

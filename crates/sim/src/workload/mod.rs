@@ -8,8 +8,13 @@ pub mod azure;
 pub mod requests;
 pub mod synthetic;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use rand::RngExt;
 use rand::rngs::SmallRng;
+
+use crate::dist::Dist;
 
 pub use arrivals::Process;
 pub use requests::{Planned, Requests, Target};
@@ -99,6 +104,21 @@ pub enum Source {
         /// The next arrival's time.
         next: Option<u64>,
     },
+    /// Closed-loop users of one function: each has one request out at a time.
+    Users {
+        /// The function.
+        function: u32,
+        /// The request kind (the users' own: answers find their source by it).
+        kind: u32,
+        /// Think time after an answer.
+        think: Dist,
+        /// No request at or after this (ns).
+        end: u64,
+        /// Its own generator.
+        rng: SmallRng,
+        /// When each thinking user sends next, and from which node.
+        pending: BinaryHeap<Reverse<(u64, u32)>>,
+    },
     /// Rows of a trace, in time order.
     Trace {
         /// The rows.
@@ -132,6 +152,72 @@ impl Source {
         }
     }
 
+    /// `count` closed-loop users, each at an origin drawn by weight; each sends its first
+    /// request one think time after `start`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn users(
+        function: u32,
+        origins: &[(u32, f64)],
+        count: u32,
+        think: Dist,
+        start: u64,
+        end: u64,
+        kind: u32,
+        mut rng: SmallRng,
+    ) -> Source {
+        let mix = Mix::new(origins);
+        let mut pending = BinaryHeap::with_capacity(count as usize);
+        for _ in 0..count {
+            let origin = mix.draw(&mut rng);
+            let t = start.saturating_add(think.sample_ns(&mut rng));
+            if t < end {
+                pending.push(Reverse((t, origin)));
+            }
+        }
+        Source::Users {
+            function,
+            kind,
+            think,
+            end,
+            rng,
+            pending,
+        }
+    }
+
+    /// Whether its arrivals follow its answers (closed-loop users): every pending arrival
+    /// has an event of its own, scheduled by [`Source::wake`]'s caller.
+    pub fn closed(&self) -> bool {
+        matches!(self, Source::Users { .. })
+    }
+
+    /// The times of every pending arrival of closed-loop users (for their first events).
+    pub fn pending_times(&self) -> Vec<u64> {
+        match self {
+            Source::Users { pending, .. } => pending.iter().map(|r| r.0.0).collect(),
+            _ => self.peek().into_iter().collect(),
+        }
+    }
+
+    /// A closed-loop user at `origin` got its answer at `now`: when it sends its next request
+    /// (after its think time), if before the end. `None` for other sources.
+    pub fn wake(&mut self, now: u64, origin: u32) -> Option<u64> {
+        let Source::Users {
+            think,
+            end,
+            rng,
+            pending,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let t = now.saturating_add(think.sample_ns(rng));
+        (t < *end).then(|| {
+            pending.push(Reverse((t, origin)));
+            t
+        })
+    }
+
     /// A trace source (the rows are sorted here, stably).
     pub fn trace(mut rows: Vec<Row>) -> Source {
         rows.sort_by_key(|r| r.t);
@@ -142,6 +228,7 @@ impl Source {
     pub fn peek(&self) -> Option<u64> {
         match self {
             Source::Process { next, .. } => *next,
+            Source::Users { pending, .. } => pending.peek().map(|r| r.0.0),
             Source::Trace { rows, pos } => rows.get(*pos).map(|r| r.t),
         }
     }
@@ -169,6 +256,21 @@ impl Source {
                     kind: *kind,
                 })
             }
+            Source::Users {
+                function,
+                kind,
+                pending,
+                ..
+            } => {
+                let Reverse((t, origin)) = pending.pop()?;
+                Some(Arrival {
+                    t,
+                    function: *function,
+                    origin,
+                    service_ns: None,
+                    kind: *kind,
+                })
+            }
             Source::Trace { rows, pos } => {
                 let r = *rows.get(*pos)?;
                 *pos += 1;
@@ -187,7 +289,7 @@ impl Source {
     pub fn remaining(&self) -> Option<usize> {
         match self {
             Source::Trace { rows, pos } => Some(rows.len() - pos),
-            Source::Process { .. } => None,
+            Source::Process { .. } | Source::Users { .. } => None,
         }
     }
 }
@@ -304,7 +406,7 @@ mod tests {
     #[test]
     fn a_process_source_mixes_its_origins_by_weight() {
         use rand::SeedableRng;
-        let p = Process::new(&crate::scenario::Arrivals::Constant { rate: 1000.0 });
+        let p = Process::new(&crate::scenario::Arrivals::Constant { rate: 1000.0 }).expect("open");
         let mut s = Source::process(
             3,
             &[(0, 1.0), (1, 0.0), (2, 3.0)],

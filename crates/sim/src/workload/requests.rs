@@ -51,6 +51,34 @@ pub struct Planned {
     pub kind: u32,
 }
 
+/// One closed-loop user, for a driver that runs it: it sends its first request at `first`,
+/// then after each answer thinks for [`User::draw`]'s think time; none at or after `end`.
+pub struct User {
+    /// The function.
+    pub function: u32,
+    /// Its node.
+    pub origin: u32,
+    /// Its request kind (method, path, headers; see [`Requests::has_path`]).
+    pub kind: u32,
+    /// Its first request.
+    pub first: Duration,
+    /// No request at or after this.
+    pub end: Duration,
+    think: Dist,
+    service: Dist,
+    rng: SmallRng,
+}
+
+impl User {
+    /// The next request's service time and the think time after its answer.
+    pub fn draw(&mut self) -> (Duration, Duration) {
+        (
+            Duration::from_nanos(self.service.sample_ns(&mut self.rng)),
+            Duration::from_nanos(self.think.sample_ns(&mut self.rng)),
+        )
+    }
+}
+
 /// The requests of a scenario in time order.
 pub struct Requests {
     sources: Vec<Source>,
@@ -64,19 +92,47 @@ pub struct Requests {
     rng: SmallRng,
     duration: Duration,
     warmup: Duration,
+    users: Vec<User>,
 }
 
 impl Sim {
     /// The run's requests, for another driver; the simulator is consumed.
     pub fn into_requests(self) -> Requests {
         let mut next = BinaryHeap::new();
+        let mut users = Vec::new();
         for (i, s) in self.sources.iter().enumerate() {
+            if let Source::Users {
+                function,
+                kind,
+                think,
+                end,
+                pending,
+                ..
+            } = s
+            {
+                // Each user its own generator: live, users run concurrently.
+                for (k, Reverse((t, origin))) in pending.iter().enumerate() {
+                    users.push(User {
+                        function: *function,
+                        origin: *origin,
+                        kind: *kind,
+                        first: Duration::from_nanos(*t),
+                        end: Duration::from_nanos(*end),
+                        think: think.clone(),
+                        service: self.funcs[*function as usize].service_time.clone(),
+                        rng: stream(self.seed, 1_000_000 + ((i as u64) << 20) + k as u64),
+                    });
+                }
+                continue;
+            }
             if let Some(t) = s.peek() {
                 next.push(Reverse((t, i as u32)));
             }
         }
-        let given = (0..self.kinds.len()).map(|k| k > 0).collect();
+        users.sort_by_key(|u| (u.first, u.origin));
+        let given = self.kinds_given;
         Requests {
+            users,
             sources: self.sources,
             next,
             kinds: self.kinds,
@@ -120,6 +176,11 @@ impl Requests {
     /// The request kinds (method, path, headers), by index.
     pub fn kinds(&self) -> &[Kind] {
         &self.kinds
+    }
+
+    /// The closed-loop users (their requests are not in the iterator: they follow answers).
+    pub fn take_users(&mut self) -> Vec<User> {
+        std::mem::take(&mut self.users)
     }
 
     /// Whether a kind's path and headers were given by the workload (not the default `/`).
@@ -198,5 +259,38 @@ mod tests {
         assert!(all.iter().all(|p| r.has_path(p.kind) == (p.origin == 0)));
         // The same seed, the same requests.
         assert_eq!(all, plan().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn closed_loop_users_are_handed_over_one_by_one() {
+        let text = "seed: 3\nduration: 20s\nservices: [../../examples/hello.yaml]\n\
+                    workload:\n  - {function: hello, origins: {node3: 1}, start: 2s, arrivals: {users: {count: 4, think: 1s}}}\n";
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("s.yaml");
+        let s = Scenario::parse(text, "s.yaml").expect("scenario");
+        // A level of 2.4 makes 10 users (rounded).
+        let mut r = crate::prepare_parsed(s.scaled(2.4), &here, None)
+            .expect("prepared")
+            .sim
+            .into_requests();
+        let mut users = r.take_users();
+        assert_eq!(users.len(), 10);
+        // Their requests follow answers: none is planned ahead.
+        assert_eq!(r.next(), None);
+        let u = &mut users[0];
+        assert_eq!((u.origin, u.end), (2, std::time::Duration::from_secs(20)));
+        // First request one think time (1 s) after the start.
+        assert_eq!(u.first, std::time::Duration::from_secs(3));
+        let (service, think) = u.draw();
+        assert_eq!(think, std::time::Duration::from_secs(1));
+        assert!(service > std::time::Duration::ZERO);
+        assert!(!r.has_path(u.kind));
+        let bad = Scenario::parse(
+            "duration: 20s\nservices: [x.yaml]\nworkload:\n  - {function: hello, arrivals: {users: {count: -1, think: 1s}}}\n",
+            "s.yaml",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(bad.contains("users count -1"), "{bad}");
     }
 }

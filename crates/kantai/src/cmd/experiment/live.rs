@@ -180,7 +180,8 @@ async fn drive(
         }
     }
 
-    let requests = prepared.sim.into_requests();
+    let mut requests = prepared.sim.into_requests();
+    let sim_users = requests.take_users();
     let targets = requests.targets().to_vec();
     let nodes = requests.nodes().to_vec();
     let kinds = requests.kinds().to_vec();
@@ -204,16 +205,7 @@ async fn drive(
         .map(|t| Arc::from(format!("{}.{}.{}", t.service, t.namespace, info.domain)))
         .collect();
     let mut bad_header = None;
-    let shots = requests.map(|p| {
-        let t = &targets[p.function as usize];
-        let kind = &kinds[p.kind as usize];
-        // Without a path of its own, a request asks the built-in function to work for the
-        // drawn service time.
-        let path = if given[p.kind as usize] {
-            kind.path.clone()
-        } else {
-            format!("/sleep/{:.3}", p.service.as_secs_f64() * 1e3)
-        };
+    let mut headers_of = |kind: &kantai_policy::SimpleRequest| {
         let headers = kind
             .headers
             .iter()
@@ -228,14 +220,57 @@ async fn drive(
         if headers.len() != kind.headers.len() {
             bad_header.get_or_insert_with(|| format!("{:?}", kind.headers));
         }
+        headers
+    };
+    let method_of = |kind: &kantai_policy::SimpleRequest| {
+        http::Method::from_bytes(kind.method.as_bytes()).unwrap_or(http::Method::GET)
+    };
+    // Without a path of its own, a request asks the built-in function to work for the drawn
+    // service time.
+    let path_of = |kind: u32, service: Duration| {
+        if given[kind as usize] {
+            kinds[kind as usize].path.clone()
+        } else {
+            format!("/sleep/{:.3}", service.as_secs_f64() * 1e3)
+        }
+    };
+    let users: Vec<kantai_loadgen::User> = sim_users
+        .into_iter()
+        .map(|mut u| {
+            let kind = &kinds[u.kind as usize];
+            let (path_given, fixed) = (given[u.kind as usize], kind.path.clone());
+            kantai_loadgen::User {
+                origin: u.origin,
+                function: u.function,
+                first: u.first,
+                end: u.end,
+                host: hosts[u.function as usize].clone(),
+                method: method_of(kind),
+                headers: headers_of(kind),
+                timeout: targets[u.function as usize].timeout + Duration::from_secs(5),
+                next: Box::new(move || {
+                    let (service, think) = u.draw();
+                    let path = if path_given {
+                        fixed.clone()
+                    } else {
+                        format!("/sleep/{:.3}", service.as_secs_f64() * 1e3)
+                    };
+                    (path, think)
+                }),
+            }
+        })
+        .collect();
+    let shots = requests.map(|p| {
+        let t = &targets[p.function as usize];
+        let kind = &kinds[p.kind as usize];
         Shot {
             at: p.at,
             origin: p.origin,
             function: p.function,
             host: hosts[p.function as usize].clone(),
-            method: http::Method::from_bytes(kind.method.as_bytes()).unwrap_or(http::Method::GET),
-            path,
-            headers,
+            method: method_of(kind),
+            path: path_of(p.kind, p.service),
+            headers: headers_of(kind),
             timeout: t.timeout + Duration::from_secs(5),
         }
     });
@@ -255,6 +290,7 @@ async fn drive(
     let total = duration.as_secs_f64();
     let records = kantai_loadgen::fire(
         shots,
+        users,
         &gateways,
         &Options {
             deadline: duration + GRACE,

@@ -60,7 +60,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             !values.is_empty() && values.iter().all(|v| v.is_finite() && *v > 0.0),
             "--levels: give numbers above 0"
         );
-        let name = e.levels.as_ref().map_or_else(|| "level".to_owned(), |l| l.name.clone());
+        let name = e
+            .levels
+            .as_ref()
+            .map_or_else(|| "level".to_owned(), |l| l.name.clone());
         e.levels = Some(kantai_experiment::Levels { name, values });
     }
     if let Some(m) = a.mode {
