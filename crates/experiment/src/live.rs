@@ -170,10 +170,10 @@ pub fn summarize(info: &RunInfo<'_>, records: &[Record], timeline: &[Point]) -> 
         });
     }
 
-    // Latency over time: the 200s answered in each interval.
+    // Latency over time: the counted 200s answered in each interval (as the simulator).
     let every = info.sample_every.as_secs_f64().max(0.1);
     let mut windows: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.status == 200) {
+    for r in counted().filter(|r| r.status == 200) {
         let end = (r.at + r.latency).as_secs_f64();
         windows
             .entry((end / every).ceil() as u64)
@@ -222,6 +222,156 @@ fn round3(x: f64) -> f64 {
 
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// Live runs read back from the raw data an earlier run wrote (`kantai experiment --replot`):
+/// the report is rebuilt with today's code without repeating hours of live load.
+pub struct Recorded;
+
+impl crate::Live for Recorded {
+    fn run(&mut self, run: crate::LiveRun<'_>) -> Result<Summary, String> {
+        let crate::LiveRun {
+            prepared,
+            dir,
+            slo,
+            progress,
+            ..
+        } = run;
+        progress("reading its raw data");
+        // A file, or its gzip (committed reports keep their requests compressed).
+        let read = |name: &str| {
+            let p = dir.join(name);
+            let gz = dir.join(format!("{name}.gz"));
+            let text = if !p.exists() && gz.exists() {
+                std::fs::File::open(&gz).and_then(|f| {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(f), &mut s)?;
+                    Ok(s)
+                })
+            } else {
+                std::fs::read_to_string(&p)
+            };
+            text.map_err(|e| {
+                format!(
+                    "cannot read {} ({e}): --replot needs the raw data of a live run",
+                    p.display()
+                )
+            })
+        };
+        let seed = prepared.scenario.seed;
+        let sample_every = prepared.scenario.output.sample_every.0;
+        let requests = prepared.sim.into_requests();
+        let (targets, nodes) = (requests.targets().to_vec(), requests.nodes().to_vec());
+        let records = read_requests(&read("requests.csv")?, &targets, &nodes)
+            .map_err(|e| format!("{}: {e}", dir.join("requests.csv").display()))?;
+        let points = read_timeline(&read("timeline.csv")?)
+            .map_err(|e| format!("{}: {e}", dir.join("timeline.csv").display()))?;
+        let summary = summarize(
+            &RunInfo {
+                targets: &targets,
+                nodes: &nodes,
+                seed,
+                duration: requests.duration(),
+                warmup: requests.warmup(),
+                slo,
+                sample_every,
+            },
+            &records,
+            &points,
+        );
+        let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())? + "\n";
+        std::fs::write(dir.join("summary.json"), json)
+            .map_err(|e| format!("cannot write {}: {e}", dir.join("summary.json").display()))?;
+        Ok(summary)
+    }
+}
+
+/// Reads `requests.csv` as [`kantai_loadgen::csv`] writes it; functions and origins by name.
+pub fn read_requests(
+    text: &str,
+    targets: &[Target],
+    nodes: &[String],
+) -> Result<Vec<Record>, String> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h))
+            if h.starts_with("t,function,origin,status,latency_ms,lag_ms,node,instance,cold") => {}
+        _ => return Err("line 1: not a requests.csv header".into()),
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let bad = |what: &str| format!("line {}: {what}: {line}", i + 1);
+        // The error, last, may hold commas (quoted); the rest cannot.
+        let f: Vec<&str> = line.splitn(10, ',').collect();
+        if f.len() < 9 {
+            return Err(bad("too few fields"));
+        }
+        let secs = |s: &str, what: &str| -> Result<Duration, String> {
+            s.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| bad(what))
+        };
+        let function = targets
+            .iter()
+            .position(|t| t.service == f[1])
+            .ok_or_else(|| bad("unknown function"))? as u32;
+        let origin = nodes
+            .iter()
+            .position(|n| n == f[2])
+            .ok_or_else(|| bad("unknown origin"))? as u32;
+        let text_or_none = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        out.push(Record {
+            at: secs(f[0], "bad time")?,
+            lag: secs(f[5], "bad lag")? / 1000,
+            origin,
+            function,
+            status: f[3].parse().map_err(|_| bad("bad status"))?,
+            latency: secs(f[4], "bad latency")? / 1000,
+            instance: text_or_none(f[7]),
+            node: text_or_none(f[6]),
+            cold: f[8] == "true",
+            error: f.get(9).and_then(|e| text_or_none(e.trim_matches('"'))),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads `timeline.csv` as [`kantai_loadgen::timeline::csv`] writes it.
+pub fn read_timeline(text: &str) -> Result<Vec<Point>, String> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, "t,source,metric,labels,value")) => {}
+        _ => return Err("line 1: not a timeline.csv header".into()),
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        let bad = || format!("line {}: not t,source,metric,labels,value: {line}", i + 1);
+        let f: Vec<&str> = line.split(',').collect();
+        let [t, source, name, labels, value] = f[..] else {
+            return Err(bad());
+        };
+        let labels = labels
+            .split(';')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(Point {
+            t: t.parse().map_err(|_| bad())?,
+            source: source.to_owned(),
+            sample: kantai_loadgen::prom::Sample {
+                name: name.to_owned(),
+                labels,
+                value: value.parse().map_err(|_| bad())?,
+            },
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -321,6 +471,22 @@ mod tests {
                 .iter()
                 .any(|n| n.node == "node2" && n.ready == 1)
         );
-        assert!(!s.latency_over_time.is_empty());
+        // The 200s after the warm-up, by the second they were answered in: 3.005 s, 3.56 s.
+        let windows: Vec<(f64, u64)> = s
+            .latency_over_time
+            .iter()
+            .map(|l| (l.t, l.requests))
+            .collect();
+        assert_eq!(windows, [(4.0, 2)]);
+        // What a live run wrote reads back to the same summary (`--replot`).
+        let csv = kantai_loadgen::csv(&records, &|f| targets[f as usize].service.clone(), &|o| {
+            nodes[o as usize].clone()
+        });
+        let back = read_requests(&csv, &targets, &nodes).expect("requests.csv");
+        let points = read_timeline(&kantai_loadgen::timeline::csv(&timeline)).expect("timeline");
+        assert_eq!(summarize(&info, &back, &points), s);
+        let err = read_requests("t,function,origin,status,latency_ms,lag_ms,node,instance,cold,error\n1,nope,node1,200,1,0,,,false,\n", &targets, &nodes)
+            .expect_err("unknown function");
+        assert!(err.starts_with("line 2: unknown function"), "{err}");
     }
 }

@@ -487,6 +487,61 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
     assert!(decisions.lines().count() > 0);
     let html = std::fs::read_to_string(out.join("report.html")).expect("html");
     assert!(html.contains("faast (live)") && html.contains("faast (sim)"));
+
+    // --replot rebuilds the report from the raw data, starting no fleet.
+    std::fs::remove_file(out.join("report.html")).expect("rm");
+    let o = kantai(&[
+        "experiment",
+        &file.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--replot",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(out.join("report.html").exists());
+    let again = std::fs::read_to_string(out.join("results.csv")).expect("csv");
+    let live_row = |csv: &str| -> Vec<String> {
+        csv.lines()
+            .nth(1)
+            .expect("row")
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    };
+    let (before, after) = (live_row(&csv), live_row(&again));
+    // Counts are the same; latencies were written to the microsecond.
+    assert_eq!(before[..9], after[..9], "{csv}\n{again}");
+    let ms = |r: &[String], i: usize| r[i].parse::<f64>().expect("ms");
+    assert!((ms(&before, 9) - ms(&after, 9)).abs() <= 0.02 * ms(&before, 9));
+    let replot = || {
+        kantai(&[
+            "experiment",
+            &file.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+            "--replot",
+            "-q",
+        ])
+    };
+    // Compressed raw data (as the committed reports keep it) reads the same.
+    let gz = Command::new("gzip")
+        .arg(run.join("requests.csv"))
+        .status()
+        .expect("gzip");
+    assert!(gz.success());
+    let o = replot();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let third = std::fs::read_to_string(out.join("results.csv")).expect("csv");
+    assert_eq!(live_row(&third)[..9], after[..9]);
+    std::fs::remove_file(run.join("requests.csv.gz")).expect("rm");
+    let o = replot();
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("requests.csv"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

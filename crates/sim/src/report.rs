@@ -84,10 +84,13 @@ pub struct Results {
     pub kantai_queueing_seconds: Percentiles,
 }
 
-/// The quantiles of `latency_cdf`: dense in the tail, where policies differ.
-pub const CDF_QUANTILES: [f64; 24] = [
-    0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96,
-    0.97, 0.98, 0.99, 0.995, 0.999, 0.9999, 1.0,
+/// The quantiles of `latency_cdf`: every 2 % of requests (a smooth curve where most
+/// are), then dense in the tail, where policies differ.
+pub const CDF_QUANTILES: [f64; 56] = [
+    0.0, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.22, 0.24, 0.26, 0.28,
+    0.3, 0.32, 0.34, 0.36, 0.38, 0.4, 0.42, 0.44, 0.46, 0.48, 0.5, 0.52, 0.54, 0.56, 0.58, 0.6,
+    0.62, 0.64, 0.66, 0.68, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.84, 0.86, 0.88, 0.9, 0.92,
+    0.94, 0.96, 0.98, 0.99, 0.995, 0.999, 0.9999, 1.0,
 ];
 
 /// Requests tallied into [`Results`]: the simulator's gateways, or a live run's records.

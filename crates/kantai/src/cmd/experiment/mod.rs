@@ -33,6 +33,11 @@ pub struct Args {
     /// Run these levels instead of the file's (comma-separated, e.g. 5,25,50).
     #[arg(long, value_delimiter = ',', value_name = "LEVELS")]
     levels: Option<Vec<f64>>,
+    /// Rebuild the report from the raw data an earlier live run left in --out (requests.csv
+    /// and timeline.csv of each run) instead of starting fleets; simulated runs are repeated
+    /// (they are deterministic).
+    #[arg(long)]
+    replot: bool,
 }
 
 /// `--mode`.
@@ -76,14 +81,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let show = !a.quiet && std::io::stderr().is_terminal();
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let mut fleets = match e.mode {
-        Mode::Sim => None,
-        Mode::Live | Mode::Both => Some(live::LiveFleets::new(a.verbose)?),
+    let mut fleets = match (e.mode, a.replot) {
+        (Mode::Sim, _) => None,
+        (_, true) => Some(Box::new(kantai_experiment::live::Recorded) as Box<dyn Live>),
+        (Mode::Live | Mode::Both, false) => {
+            Some(Box::new(live::LiveFleets::new(a.verbose)?) as Box<dyn Live>)
+        }
     };
     let runs = e.run(
         &a.experiment,
         &a.out,
-        fleets.as_mut().map(|f| f as &mut dyn Live),
+        fleets.as_mut().map(|f| &mut **f as &mut dyn Live),
         &mut |done, total, what| {
             if show {
                 let width = 30;
