@@ -493,6 +493,17 @@ mod tests {
     }
 
     #[test]
+    fn only_the_owner_may_read_the_state() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let state = dir.path().join("state");
+        let _store = Store::open(&state).expect("open");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("store.redb")), 0o600);
+    }
+
+    #[test]
     fn metadata_rules_and_persistence() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(dir.path()).expect("open");

@@ -93,6 +93,24 @@ async fn an_instance_gets_knatives_environment_and_its_logs_are_kept() {
 }
 
 #[tokio::test]
+async fn commands_and_arguments_never_go_through_a_shell() {
+    let marker = std::env::temp_dir().join(format!("kantai-no-shell-{}", std::process::id()));
+    let arg = format!("$PORT; touch {}", marker.display());
+    let c = Container {
+        command: vec!["/bin/echo".into(), arg.clone()],
+        ..sh("")
+    };
+    let inst = runtime()
+        .start(spec("echo-node1-abcde", c, Duration::from_secs(1)))
+        .expect("starts");
+    // The argument arrives as written: no variable expanded, no second command run.
+    let logs = wait_logs(&inst, "$PORT;").await;
+    assert!(logs.contains(&arg), "{logs}");
+    inst.stop().await;
+    assert!(!marker.exists(), "a shell ran the argument");
+}
+
+#[tokio::test]
 async fn a_crashing_instance_is_restarted_with_backoff() {
     let inst = runtime()
         .start(spec("crash", sh("echo up; exit 3"), Duration::from_secs(1)))
