@@ -204,3 +204,97 @@ async fn the_api_refuses_hostile_input_with_reasons() {
     assert!(body.contains("\"items\":[]"), "{body}");
     f.stop();
 }
+
+/// A burst at ten times what a revision can serve: everything beyond the hold limit gets
+/// 503 with `Retry-After` at once (nothing hangs), the node agent's memory stays bounded,
+/// and the fleet serves normally afterwards without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_at_ten_times_capacity_is_shed_and_the_fleet_recovers() {
+    let f = std::sync::Arc::new(
+        TestFleet::start(
+            &[TestNode {
+                name: "node1",
+                rtt_to_first_ms: 0,
+            }],
+            "dataplane:\n  hold-limit: 50\n",
+        )
+        .await,
+    );
+    // One instance, one request at a time, 100 ms each: 10 requests per second.
+    let one = [
+        ("autoscaling.knative.dev/min-scale", "1"),
+        ("autoscaling.knative.dev/max-scale", "1"),
+    ];
+    f.deploy(&hello("narrow", &one, "      containerConcurrency: 1\n"))
+        .await;
+    let state = f.state.path().display().to_string();
+    let agents = common::node_agent_pids(&state);
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    let agent = agents[0];
+    let idle = common::rss_kb(agent);
+
+    // 100 requests per second for 3 s, open-loop.
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..300u64 {
+        tokio::time::sleep_until(start + Duration::from_millis(i * 10)).await;
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let a = tokio::time::timeout(
+                Duration::from_secs(30),
+                f.call("node1", "narrow", "/sleep/100"),
+            )
+            .await
+            .expect("a request hung");
+            (
+                a.status,
+                a.headers.get("retry-after").is_some(),
+                t.elapsed(),
+            )
+        }));
+    }
+    let mut peak = idle;
+    let mut answers = Vec::new();
+    for t in tasks {
+        peak = peak.max(common::rss_kb(agent));
+        answers.push(t.await.expect("task"));
+    }
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    let shed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!(
+        ok + shed.len(),
+        answers.len(),
+        "only 200 and 503: {answers:?}"
+    );
+    // About 3 s × 10/s served while the burst lasts, plus the 50 held; the rest shed at once.
+    assert!(
+        shed.len() >= 150,
+        "{} shed of {}",
+        shed.len(),
+        answers.len()
+    );
+    assert!(shed.iter().all(|a| a.1), "a 503 without Retry-After");
+    assert!(
+        shed.iter().all(|a| a.2 < Duration::from_secs(1)),
+        "a 503 took its time"
+    );
+    println!(
+        "node agent RSS: {:.1} MB idle, {:.1} MB at most during a 10x burst",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    assert!(
+        peak < idle + 64 * 1024,
+        "the agent grew from {idle} KiB to {peak} KiB"
+    );
+    // Recovered: the same agent (no restart) answers at once.
+    let a = f.call("node1", "narrow", "/sleep/1").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.elapsed < Duration::from_millis(500), "{:?}", a.elapsed);
+    assert_eq!(common::node_agent_pids(&state), [agent]);
+    std::sync::Arc::try_unwrap(f)
+        .ok()
+        .expect("sole owner")
+        .stop();
+}

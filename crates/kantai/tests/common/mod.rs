@@ -437,6 +437,36 @@ impl Drop for TestFleet {
 }
 
 /// Command lines of live processes that contain `needle`.
+/// A process's resident memory, in KiB (0 when it is gone).
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The node agents of the fleet whose state directory is `state`.
+pub fn node_agent_pids(state: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(" node ") && cmd.contains(state) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
