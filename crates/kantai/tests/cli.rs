@@ -478,7 +478,9 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
     for metric in [
         ",control,kantai_autoscaler_desired_instances,",
         ",control,kantai_placement_instances,",
-        ",node3,kantai_node_instances,",
+        // From the agents that host an instance (which ones is the placement's choice).
+        ",kantai_node_instances,",
+        ",node3,kantai_queue_depth,",
     ] {
         assert!(timeline.contains(metric), "{metric} missing:\n{timeline}");
     }
