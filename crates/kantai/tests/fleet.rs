@@ -732,3 +732,73 @@ async fn an_instance_that_fits_nowhere_is_reported() {
     assert_eq!(e["type"], "Warning");
     f.stop();
 }
+
+/// An instance that dies while it serves: its request gets 502 at once (not a hang), the
+/// other instance's request is answered, and the instance is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_crashes_mid_request_answers_502_at_once_and_is_replaced() {
+    let f = std::sync::Arc::new(TestFleet::one_node().await);
+    let two = [
+        ("autoscaling.knative.dev/min-scale", "2"),
+        ("autoscaling.knative.dev/max-scale", "2"),
+    ];
+    f.deploy(&hello("crashy", &two, "      containerConcurrency: 1\n"))
+        .await;
+    f.wait_for(Duration::from_secs(20), "two ready instances", || async {
+        (f.ready_instances("crashy-00001").await == 2).then_some(())
+    })
+    .await;
+    let call = |path: &'static str| {
+        let f = f.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let a = tokio::time::timeout(Duration::from_secs(30), f.call("node1", "crashy", path))
+                .await
+                .expect("a request hung");
+            (a.status, t.elapsed())
+        })
+    };
+    // Both instances busy for 3 s.
+    let busy = [call("/sleep/3000"), call("/sleep/3000")];
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let victim = f.instances().await[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let pid = common::pid_with_env(&format!("PODNAME={victim}")).expect("the instance's process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let mut results = Vec::new();
+    for b in busy {
+        results.push(b.await.expect("task"));
+    }
+    results.sort();
+    // One answered, one cut off with 502 — as soon as its instance died, not at its timeout.
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [200, 502],
+        "{results:?}"
+    );
+    // It was sent 600 ms before the kill; its instance would have answered at 3 s.
+    assert!(results[1].1 < Duration::from_millis(1800), "{results:?}");
+    f.wait_for(
+        Duration::from_secs(20),
+        "the instance to be replaced",
+        || async {
+            let i = f.instances().await;
+            let i = i
+                .iter()
+                .find(|i| i["metadata"]["name"] == victim.as_str())?;
+            (i["status"]["restarts"].as_u64() >= Some(1) && i["status"]["ready"] == true)
+                .then_some(())
+        },
+    )
+    .await;
+    std::sync::Arc::try_unwrap(f)
+        .ok()
+        .expect("sole owner")
+        .stop();
+}
