@@ -592,3 +592,70 @@ fn hello_starts_listening_after_its_startup_delay() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn an_interrupted_live_experiment_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        format!(
+            "duration: 120s\nservices: [{}]\nworkload:\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 5}}}}}}\n",
+            repo().join("examples/sim/hello-two.yaml").display()
+        ),
+    )
+    .expect("write");
+    let file = dir.path().join("e.yaml");
+    std::fs::write(
+        &file,
+        "name: long\nscenario: s.yaml\nmode: live\npolicies: [{name: default}]\n",
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .args([
+            "experiment",
+            &file.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+            "-q",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let state = format!("kantai-experiment-{pid}-");
+    // Wait (bounded) until the run's fleet is up and its service placed: the control
+    // plane's decision log has a placement.
+    let log = out.join("runs/default-1-0/decisions/control.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the fleet did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(processes_mentioning(&state).len() >= 4);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let o = child.wait_with_output().expect("wait");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("interrupted (Ctrl-C or SIGTERM)"),
+        "{}",
+        text(&o.stderr)
+    );
+    let left = processes_mentioning(&state);
+    assert!(left.is_empty(), "left running: {left:?}");
+    let dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&state))
+        .collect();
+    assert!(dirs.is_empty(), "state left: {dirs:?}");
+}

@@ -26,23 +26,54 @@ use crate::launch::{Fleet, Launch};
 pub struct LiveFleets {
     rt: tokio::runtime::Runtime,
     verbose: bool,
+    interrupt: Arc<Interrupt>,
+}
+
+/// Ctrl-C or SIGTERM during an experiment: a live run stops its fleet and removes its state
+/// before the experiment ends; between live runs (a simulated run, the report) the process
+/// ends at once; a second signal ends it at once too (the fleet's processes die with it).
+#[derive(Default)]
+struct Interrupt {
+    in_live_run: std::sync::atomic::AtomicBool,
+    asked: tokio::sync::Notify,
 }
 
 impl LiveFleets {
     /// A driver; `verbose` shows the fleets' logs.
     pub fn new(verbose: bool) -> anyhow::Result<LiveFleets> {
+        let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+        let interrupt = Arc::new(Interrupt::default());
+        let watch = interrupt.clone();
+        rt.spawn(async move {
+            crate::launch::stop_signal().await;
+            if watch.in_live_run.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!(
+                    "\nkantai: interrupted; stopping the run's fleet (again to quit at once)"
+                );
+                watch.asked.notify_one();
+                crate::launch::stop_signal().await;
+            }
+            eprintln!("\nkantai: interrupted");
+            std::process::exit(130);
+        });
         Ok(LiveFleets {
-            rt: tokio::runtime::Runtime::new().context("cannot start the runtime")?,
+            rt,
             verbose,
+            interrupt,
         })
     }
 }
 
 impl Live for LiveFleets {
     fn run(&mut self, run: LiveRun<'_>) -> Result<Summary, String> {
-        self.rt
-            .block_on(one_run(run, self.verbose))
-            .map_err(|e| format!("{e:#}"))
+        use std::sync::atomic::Ordering::SeqCst;
+        self.interrupt.in_live_run.store(true, SeqCst);
+        let r = self
+            .rt
+            .block_on(one_run(run, self.verbose, &self.interrupt.asked))
+            .map_err(|e| format!("{e:#}"));
+        self.interrupt.in_live_run.store(false, SeqCst);
+        r
     }
 }
 
@@ -51,7 +82,11 @@ const READY_LIMIT: Duration = Duration::from_secs(120);
 /// How long after its planned end a run may go on (slow answers, timeouts).
 const GRACE: Duration = Duration::from_secs(60);
 
-async fn one_run(run: LiveRun<'_>, verbose: bool) -> anyhow::Result<Summary> {
+async fn one_run(
+    run: LiveRun<'_>,
+    verbose: bool,
+    interrupted: &tokio::sync::Notify,
+) -> anyhow::Result<Summary> {
     let LiveRun {
         prepared,
         scenario_path,
@@ -85,16 +120,29 @@ async fn one_run(run: LiveRun<'_>, verbose: bool) -> anyhow::Result<Summary> {
         .with_context(|| format!("cannot write {}", config.display()))?;
     progress("starting the fleet");
     let decisions = dir.join("decisions");
-    let mut fleet = Fleet::start(Launch {
-        topology: &topology,
-        config: Some(&config),
-        state_dir: &state,
-        listen: "127.0.0.1:0".parse()?,
-        show_logs: verbose,
-        decision_log: Some((&decisions, false)),
-    })
-    .await?;
-    let result = drive(&fleet, prepared, dir, slo, progress).await;
+    let started = tokio::select! {
+        f = Fleet::start(Launch {
+            topology: &topology,
+            config: Some(&config),
+            state_dir: &state,
+            listen: "127.0.0.1:0".parse()?,
+            show_logs: verbose,
+            decision_log: Some((&decisions, false)),
+        }) => f,
+        // The half-started fleet's processes are killed as it is dropped.
+        () = interrupted.notified() => Err(anyhow!("interrupted while the fleet started")),
+    };
+    let mut fleet = match started {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&state);
+            return Err(e);
+        }
+    };
+    let result = tokio::select! {
+        r = drive(&fleet, prepared, dir, slo, &mut *progress) => r,
+        () = interrupted.notified() => Err(anyhow!("interrupted (Ctrl-C or SIGTERM)")),
+    };
     progress("stopping the fleet");
     fleet.stop().await;
     let _ = std::fs::remove_dir_all(&state);
