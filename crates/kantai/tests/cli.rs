@@ -611,7 +611,7 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
     )
     .expect("write");
     let out = dir.path().join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kantai"))
+    let child = Command::new(env!("CARGO_BIN_EXE_kantai"))
         .args([
             "experiment",
             &file.display().to_string(),
