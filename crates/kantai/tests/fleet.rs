@@ -802,3 +802,93 @@ async fn an_instance_that_crashes_mid_request_answers_502_at_once_and_is_replace
         .expect("sole owner")
         .stop();
 }
+
+/// Under steady load, a scale-down (3 instances to 1) and then a rollout to a new revision
+/// fail no request: instances are drained before they stop, and the route moves only to a
+/// ready revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_down_and_a_rollout_under_steady_load_fail_no_request() {
+    let f = std::sync::Arc::new(TestFleet::one_node().await);
+    let anns = [
+        ("autoscaling.knative.dev/initial-scale", "3"),
+        ("autoscaling.knative.dev/min-scale", "1"),
+        ("autoscaling.knative.dev/window", "6s"),
+    ];
+    let v1 = hello("steady", &anns, "");
+    f.deploy(&v1).await;
+    f.wait_for(Duration::from_secs(20), "three ready instances", || async {
+        (f.ready_instances("steady-00001").await == 3).then_some(())
+    })
+    .await;
+    // 20 requests per second until told to stop (60 s at most).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (f, stop) = (f.clone(), stop.clone());
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut tasks = Vec::new();
+            for i in 0..1200u64 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep_until(start + Duration::from_millis(i * 50)).await;
+                let f = f.clone();
+                tasks.push(tokio::spawn(async move {
+                    let a = f.call("node1", "steady", "/sleep/10").await;
+                    (a.status, a.body)
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("request"));
+            }
+            out
+        })
+    };
+    // The light load needs one instance: two are drained and stopped while it runs.
+    f.wait_for(Duration::from_secs(40), "the scale-down to one", || async {
+        (f.ready_instances("steady-00001").await == 1 && f.instances().await.len() == 1)
+            .then_some(())
+    })
+    .await;
+    // A new revision takes over while the load goes on.
+    let docs =
+        kantai_model::manifest::read(&v1.replace("Konnichiwa", "Ohayo"), &Default::default())
+            .expect("yaml");
+    let mut obj = docs[0].object.as_ref().expect("object").to_json();
+    let cur = f
+        .client
+        .get(kantai_api::resources::SERVICES, "default", "steady")
+        .await
+        .expect("get");
+    obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+    f.client
+        .replace(kantai_api::resources::SERVICES, "default", "steady", &obj)
+        .await
+        .expect("update");
+    f.wait_for(
+        Duration::from_secs(30),
+        "steady-00002 to take the traffic",
+        || async {
+            let a = f.call("node1", "steady", "/").await;
+            a.body.starts_with("Ohayo").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers = load.await.expect("load");
+    let failed: Vec<_> = answers.iter().filter(|a| a.0 != 200).collect();
+    assert!(answers.len() > 100, "{} requests", answers.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        answers.len(),
+        &failed[..failed.len().min(5)]
+    );
+    std::sync::Arc::try_unwrap(f)
+        .ok()
+        .expect("sole owner")
+        .stop();
+}
