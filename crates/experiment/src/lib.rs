@@ -291,6 +291,8 @@ impl Experiment {
                     // Latency and instances over time in about 60 points (a second at least).
                     let fine = (s.duration.0 / 60).max(std::time::Duration::from_secs(1));
                     s.output.sample_every.0 = s.output.sample_every.0.min(fine);
+                    // Where a live run (and, in `both`, its simulated twin) keeps its data.
+                    let dir = out.join("runs").join(run_dir(&p.name, level, k));
                     for &mode in modes {
                         let label = format!("{} {level} #{k} {}", p.name, mode.word());
                         let done = results.len();
@@ -298,7 +300,6 @@ impl Experiment {
                         let prepared = kantai_sim::prepare_parsed(s.clone(), &scenario_path, None)?;
                         let summary = match (mode, live.as_deref_mut()) {
                             (Mode::Live, Some(l)) => {
-                                let dir = out.join("runs").join(run_dir(&p.name, level, k));
                                 std::fs::create_dir_all(&dir)?;
                                 l.run(LiveRun {
                                     prepared,
@@ -322,7 +323,6 @@ impl Experiment {
                                     kantai_sim::run(&mut prepared, &mut |_: Progress| {})?.summary;
                                 // Next to its live twin, for a closer look than the report's.
                                 if self.mode == Mode::Both {
-                                    let dir = out.join("runs").join(run_dir(&p.name, level, k));
                                     std::fs::create_dir_all(&dir)?;
                                     std::fs::write(
                                         dir.join("sim-summary.json"),

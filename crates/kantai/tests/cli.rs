@@ -1,5 +1,7 @@
 //! The `kantai` binary as a user runs it: real processes, real files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -358,40 +360,17 @@ fn experiment_compares_policy_sets_and_writes_a_report() {
     assert!(html.contains("within 15 ms"));
 }
 
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                out.push(cmd);
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn a_live_experiment_records_every_request_next_to_the_simulation() {
-    let dir = tempfile::tempdir().expect("tmp");
-    // The seed's testbed; two instances from the start (hello-two); 6 s of open-loop load
-    // from the edge and the cloud, and two closed-loop users at node2.
-    std::fs::write(
-        dir.path().join("s.yaml"),
-        format!(
-            "seed: 4\nduration: 6s\nwarmup: 1s\nservices: [{}]\nfunctions: {{hello: {{service-time: {{uniform: {{min: 3ms, max: 5ms}}}}}}}}\nworkload:\n  - {{function: hello, origins: {{node3: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node2: 1}}, arrivals: {{users: {{count: 2, think: 200ms}}}}}}\n",
-            repo().join("examples/sim/hello-two.yaml").display()
-        ),
-    )
-    .expect("write");
-    let file = dir.path().join("e.yaml");
-    std::fs::write(
-        &file,
-        "name: live\nscenario: s.yaml\nmode: both\nslo: 15ms\npolicies:\n  - {name: faast, placement: latency-aware, load-balancer: faast}\n",
-    )
-    .expect("write");
-    let out = dir.path().join("out");
+/// Writes a scenario (`s.yaml`) and an experiment naming it into `dir`, and starts
+/// `kantai experiment` on them, writing to `dir/out`: the process, and the out directory.
+fn start_experiment(
+    dir: &Path,
+    scenario: &str,
+    experiment: &str,
+) -> (std::process::Child, PathBuf) {
+    std::fs::write(dir.join("s.yaml"), scenario).expect("write");
+    let file = dir.join("e.yaml");
+    std::fs::write(&file, experiment).expect("write");
+    let out = dir.join("out");
     let child = Command::new(env!("CARGO_BIN_EXE_kantai"))
         .args([
             "experiment",
@@ -401,15 +380,32 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
             "-q",
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    (child, out)
+}
+
+#[test]
+fn a_live_experiment_records_every_request_next_to_the_simulation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The seed's testbed; two instances from the start (hello-two); 6 s of open-loop load
+    // from the edge and the cloud, and two closed-loop users at node2.
+    let (child, out) = start_experiment(
+        dir.path(),
+        &format!(
+            "seed: 4\nduration: 6s\nwarmup: 1s\nservices: [{}]\nfunctions: {{hello: {{service-time: {{uniform: {{min: 3ms, max: 5ms}}}}}}}}\nworkload:\n  - {{function: hello, origins: {{node3: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node2: 1}}, arrivals: {{users: {{count: 2, think: 200ms}}}}}}\n",
+            repo().join("examples/sim/hello-two.yaml").display()
+        ),
+        "name: live\nscenario: s.yaml\nmode: both\nslo: 15ms\npolicies:\n  - {name: faast, placement: latency-aware, load-balancer: faast}\n",
+    );
+    let file = dir.path().join("e.yaml");
     let pid = child.id();
     let o = child.wait_with_output().expect("wait");
     assert!(o.status.success(), "{}", text(&o.stderr));
     // The fleet is gone: no process of this run's state directory is left.
-    let left = processes_mentioning(&format!("kantai-experiment-{pid}-"));
+    let left = common::processes_mentioning(&format!("kantai-experiment-{pid}-"));
     assert!(left.is_empty(), "left running: {left:?}");
 
     let csv = std::fs::read_to_string(out.join("results.csv")).expect("csv");
@@ -596,34 +592,14 @@ fn hello_starts_listening_after_its_startup_delay() {
 #[test]
 fn an_interrupted_live_experiment_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(
-        dir.path().join("s.yaml"),
-        format!(
+    let (child, out) = start_experiment(
+        dir.path(),
+        &format!(
             "duration: 120s\nservices: [{}]\nworkload:\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 5}}}}}}\n",
             repo().join("examples/sim/hello-two.yaml").display()
         ),
-    )
-    .expect("write");
-    let file = dir.path().join("e.yaml");
-    std::fs::write(
-        &file,
         "name: long\nscenario: s.yaml\nmode: live\npolicies: [{name: default}]\n",
-    )
-    .expect("write");
-    let out = dir.path().join("out");
-    let child = Command::new(env!("CARGO_BIN_EXE_kantai"))
-        .args([
-            "experiment",
-            &file.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-            "-q",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    );
     let pid = child.id();
     let state = format!("kantai-experiment-{pid}-");
     // Wait (bounded) until the run's fleet is up and its service placed: the control
@@ -637,7 +613,7 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(processes_mentioning(&state).len() >= 4);
+    assert!(common::processes_mentioning(&state).len() >= 4);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -650,7 +626,7 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
         "{}",
         text(&o.stderr)
     );
-    let left = processes_mentioning(&state);
+    let left = common::processes_mentioning(&state);
     assert!(left.is_empty(), "left running: {left:?}");
     let dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .expect("tmp")

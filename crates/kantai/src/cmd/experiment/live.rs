@@ -273,20 +273,14 @@ async fn drive(
     let method_of = |kind: &kantai_policy::SimpleRequest| {
         http::Method::from_bytes(kind.method.as_bytes()).unwrap_or(http::Method::GET)
     };
-    // Without a path of its own, a request asks the built-in function to work for the drawn
-    // service time.
     let path_of = |kind: u32, service: Duration| {
-        if given[kind as usize] {
-            kinds[kind as usize].path.clone()
-        } else {
-            format!("/sleep/{:.3}", service.as_secs_f64() * 1e3)
-        }
+        request_path(given[kind as usize], &kinds[kind as usize].path, service)
     };
     let users: Vec<kantai_loadgen::User> = sim_users
         .into_iter()
         .map(|mut u| {
             let kind = &kinds[u.kind as usize];
-            let (path_given, fixed) = (given[u.kind as usize], kind.path.clone());
+            let (path_given, own) = (given[u.kind as usize], kind.path.clone());
             kantai_loadgen::User {
                 origin: u.origin,
                 function: u.function,
@@ -298,12 +292,7 @@ async fn drive(
                 timeout: targets[u.function as usize].timeout + Duration::from_secs(5),
                 next: Box::new(move || {
                     let (service, think) = u.draw();
-                    let path = if path_given {
-                        fixed.clone()
-                    } else {
-                        format!("/sleep/{:.3}", service.as_secs_f64() * 1e3)
-                    };
-                    (path, think)
+                    (request_path(path_given, &own, service), think)
                 }),
             }
         })
@@ -397,6 +386,16 @@ async fn drive(
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
     Ok(summary)
+}
+
+/// A request's path: the workload's own, or else the built-in function's `/sleep/<ms>` for
+/// the drawn service time.
+fn request_path(given: bool, own: &str, service: Duration) -> String {
+    if given {
+        own.to_owned()
+    } else {
+        format!("/sleep/{:.3}", service.as_secs_f64() * 1e3)
+    }
 }
 
 fn ready(v: &Value) -> bool {
