@@ -736,7 +736,8 @@ async fn an_instance_that_fits_nowhere_is_reported() {
 /// An instance that dies while it serves: its request gets 502 at once (not a hang), the
 /// other instance's request is answered, and the instance is replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_that_crashes_mid_request_answers_502_at_once_and_is_replaced() {
+async fn an_instance_that_crashes_mid_request_answers_502_at_once_its_held_requests_go_elsewhere_and_it_is_replaced()
+ {
     let f = std::sync::Arc::new(TestFleet::one_node().await);
     let two = [
         ("autoscaling.knative.dev/min-scale", "2"),
@@ -758,9 +759,11 @@ async fn an_instance_that_crashes_mid_request_answers_502_at_once_and_is_replace
             (a.status, t.elapsed())
         })
     };
-    // Both instances busy for 3 s.
+    // Both instances busy for 3 s, and a third request held for room.
     let busy = [call("/sleep/3000"), call("/sleep/3000")];
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = call("/");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let victim = f.instances().await[0]["metadata"]["name"]
         .as_str()
         .expect("name")
@@ -784,6 +787,10 @@ async fn an_instance_that_crashes_mid_request_answers_502_at_once_and_is_replace
     );
     // It was sent 600 ms before the kill; its instance would have answered at 3 s.
     assert!(results[1].1 < Duration::from_millis(1800), "{results:?}");
+    // The held request was freed by the crash, found the dead instance still listed (its
+    // agent had not noticed yet), could not connect, and went to another instance instead.
+    let (status, _) = held.await.expect("task");
+    assert_eq!(status, 200, "the request held for room");
     f.wait_for(
         Duration::from_secs(20),
         "the instance to be replaced",

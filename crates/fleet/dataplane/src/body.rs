@@ -1,12 +1,16 @@
 //! Response bodies that hold resources until they end, and enforce the revision's total and
-//! idle timeouts while they stream.
+//! idle timeouts while they stream; requests kept so that one that never left can be sent
+//! to another instance.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
+use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
 use crate::BoxError;
@@ -97,5 +101,145 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// A request that can go to another instance if it never left this node: its head is kept
+/// and its body can be taken back as long as nothing read it. A connection that fails
+/// before the request is written (the instance or its node died, unbeknown to this node
+/// yet) then costs a retry, not a 502.
+pub struct Resendable {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+    /// Where an unread body comes back to; `None` for a request without a body.
+    slot: Option<Arc<Mutex<Option<crate::Body>>>>,
+}
+
+impl Resendable {
+    /// Splits `req` into the request to send and what it takes to send it again.
+    pub fn keep(req: http::Request<crate::Body>) -> (http::Request<crate::Body>, Resendable) {
+        let (parts, body) = req.into_parts();
+        let (body, slot) = if body.is_end_stream() {
+            (body, None)
+        } else {
+            let slot = Arc::new(Mutex::new(None));
+            let body = Reclaimable {
+                body: Some(body),
+                read: false,
+                slot: slot.clone(),
+            };
+            (body.boxed_unsync(), Some(slot))
+        };
+        let kept = Resendable {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            slot,
+        };
+        (http::Request::from_parts(parts, body), kept)
+    }
+
+    /// The request again, once the one sent was dropped unsent; `None` if its body was read.
+    pub fn take_back(self) -> Option<http::Request<crate::Body>> {
+        let body = match self.slot {
+            None => http_body_util::Empty::new()
+                .map_err(|e: std::convert::Infallible| match e {})
+                .boxed_unsync(),
+            Some(slot) => slot.lock().take()?,
+        };
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        Some(req)
+    }
+}
+
+/// A body that returns to its slot when dropped unread.
+struct Reclaimable {
+    body: Option<crate::Body>,
+    read: bool,
+    slot: Arc<Mutex<Option<crate::Body>>>,
+}
+
+impl Body for Reclaimable {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        this.read = true;
+        match &mut this.body {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for Reclaimable {
+    fn drop(&mut self) {
+        if !self.read {
+            *self.slot.lock() = self.body.take();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    fn request(body: &'static str) -> http::Request<crate::Body> {
+        let body = if body.is_empty() {
+            http_body_util::Empty::new()
+                .map_err(|e: std::convert::Infallible| match e {})
+                .boxed_unsync()
+        } else {
+            Full::new(Bytes::from_static(body.as_bytes()))
+                .map_err(|e: std::convert::Infallible| match e {})
+                .boxed_unsync()
+        };
+        http::Request::post("http://a/p?q=1")
+            .header("x-k", "v")
+            .body(body)
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn an_unread_request_comes_back_whole() {
+        for text in ["", "payload"] {
+            let (sent, kept) = Resendable::keep(request(text));
+            drop(sent);
+            let again = kept.take_back().expect("unread, so it comes back");
+            assert_eq!(again.method(), http::Method::POST);
+            assert_eq!(again.uri(), "http://a/p?q=1");
+            assert_eq!(again.headers()["x-k"], "v");
+            let body = again.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(body, text.as_bytes());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_body_was_read_does_not_come_back() {
+        let (sent, kept) = Resendable::keep(request("payload"));
+        let _ = sent.into_body().frame().await;
+        assert!(kept.take_back().is_none());
     }
 }

@@ -55,6 +55,9 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Header naming the instance a request forwarded to a node's data port is for.
 pub const INSTANCE_HEADER: &str = "kantai-instance";
+/// Header on a data port's 503 for an instance that does not serve there: the request never
+/// reached it, and the sender may offer it to another instance.
+pub const NOT_SERVING_HEADER: &str = "kantai-not-serving";
 /// Header naming the node where a forwarded request entered the fleet.
 pub const ORIGIN_HEADER: &str = "kantai-origin-node";
 /// Path on every data port that answers at once: the agents' latency probe.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -93,7 +93,23 @@ pub struct Backend {
     pub node: usize,
     /// A stable identity for the balancer.
     pub id: u64,
-    in_flight: Arc<AtomicU32>,
+    tracked: Arc<Tracked>,
+}
+
+/// What this node keeps of an instance across updates of the backend list: its requests in
+/// flight from here, and until when it is left out after a connection to it failed.
+#[derive(Default)]
+struct Tracked {
+    in_flight: AtomicU32,
+    /// Milliseconds since the revision state's epoch; 0 when it is not left out.
+    ejected_until_ms: AtomicU64,
+}
+
+impl Backend {
+    /// Whether it is left out of the balancer's choice at `now_ms`.
+    fn ejected(&self, now_ms: u64) -> bool {
+        self.tracked.ejected_until_ms.load(Ordering::Acquire) > now_ms
+    }
 }
 
 /// The revision's policies and the requests waiting for capacity, under one lock so that a
@@ -120,7 +136,7 @@ pub struct RevisionState {
     pub key: RevKey,
     config: ArcSwap<RevisionConfig>,
     backends: ArcSwap<Vec<Arc<Backend>>>,
-    counters: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    counters: Mutex<HashMap<String, Arc<Tracked>>>,
     policies: Mutex<Policies>,
     /// Serving time on each node (fleet order), from the control plane.
     serving: ArcSwap<Vec<Option<f64>>>,
@@ -146,7 +162,10 @@ pub struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.backend.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.backend
+            .tracked
+            .in_flight
+            .fetch_sub(1, Ordering::AcqRel);
         // A slot is free: the next held request may go.
         if self.state.held.load(Ordering::Acquire) > 0 {
             self.state.dispatch();
@@ -410,7 +429,7 @@ impl RevisionState {
                 name,
                 target,
                 node,
-                in_flight: c,
+                tracked: c,
             }));
         }
         *counters = keep;
@@ -452,9 +471,45 @@ impl RevisionState {
         self.policies.lock().lb.observe(backend.id, latency, now);
     }
 
+    /// Leaves `backend` out of the balancer's choices for `period`: a connection to it
+    /// failed before the request was sent (the instance or its node died, and this node has
+    /// not heard yet), so the request goes to another one rather than fail. Held requests are
+    /// served again when the period ends, in case it was the only one.
+    pub fn eject(self: &Arc<Self>, backend: &Backend, period: Duration) {
+        let until = self.now() + period;
+        backend
+            .tracked
+            .ejected_until_ms
+            .store(until.as_millis() as u64, Ordering::Release);
+        warn!(
+            revision = %self.key.1,
+            instance = %backend.name,
+            "cannot reach the instance; leaving it out for {period:?}"
+        );
+        let state = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(period).await;
+            state.dispatch();
+        });
+    }
+
     /// The balancer's choice for `req`, under the policies' lock.
     fn choose(self: &Arc<Self>, p: &mut Policies, req: &dyn RequestInfo) -> Option<Lease> {
-        let backends = self.backends.load();
+        let all = self.backends.load();
+        let now_ms = self.now().as_millis() as u64;
+        // Rare: some backend was left out after a failed connection. The common path keeps
+        // the list as it is, without a copy.
+        let filtered;
+        let backends: &[Arc<Backend>] = if all.iter().any(|b| b.ejected(now_ms)) {
+            filtered = all
+                .iter()
+                .filter(|b| !b.ejected(now_ms))
+                .cloned()
+                .collect::<Vec<_>>();
+            &filtered
+        } else {
+            &all
+        };
         if backends.is_empty() {
             return None;
         }
@@ -471,7 +526,7 @@ impl RevisionState {
             .map(|b| Candidate {
                 id: b.id,
                 node: b.node,
-                in_flight: b.in_flight.load(Ordering::Acquire),
+                in_flight: b.tracked.in_flight.load(Ordering::Acquire),
                 capacity,
             })
             .collect();
@@ -488,10 +543,10 @@ impl RevisionState {
         if let Some(log) = self.decisions.get()
             && log.load_balancing()
         {
-            log.record(self.lb_record(p, req, &backends, &candidates, &ctx, &net, picked));
+            log.record(self.lb_record(p, req, backends, &candidates, &ctx, &net, picked));
         }
         let backend = backends.get(picked?)?.clone();
-        backend.in_flight.fetch_add(1, Ordering::AcqRel);
+        backend.tracked.in_flight.fetch_add(1, Ordering::AcqRel);
         Some(Lease {
             backend,
             state: self.clone(),

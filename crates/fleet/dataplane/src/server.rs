@@ -18,13 +18,13 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::body::Guarded;
+use crate::body::{Guarded, Resendable};
 use crate::local::{Entering, LocalInstance};
 use crate::request::HttpRequest;
 use crate::revision::{Acquired, Lease, NoBackend, Target};
 use crate::{
-    Body, BoxError, COLD_START_HEADER, DataPlane, INSTANCE_HEADER, ORIGIN_HEADER, PING_PATH,
-    SERVED_BY_HEADER, SERVED_ON_HEADER, SERVER_TIME_HEADER,
+    Body, BoxError, COLD_START_HEADER, DataPlane, INSTANCE_HEADER, NOT_SERVING_HEADER,
+    ORIGIN_HEADER, PING_PATH, SERVED_BY_HEADER, SERVED_ON_HEADER, SERVER_TIME_HEADER,
 };
 
 /// The bound sockets of a node's data plane.
@@ -184,7 +184,7 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     // A request that finds no instance anywhere waits for a cold start.
     let cold = rev.backend_count() == 0;
     let work = async {
-        let (lease, waited_cold) = match acquired.map_err(no_backend)? {
+        let (mut lease, waited_cold) = match acquired.map_err(no_backend)? {
             Acquired::Now(l) => (l, false),
             Acquired::Held(h) => {
                 let l = h.wait(deadline).await.map_err(no_backend)?;
@@ -194,14 +194,62 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
                 (l, cold)
             }
         };
-        let sent = Instant::now();
-        let mut resp = forward(dp, &lease, req, client).await?;
-        // Time to the response head: what latency-aware balancers learn from.
-        rev.observe(&lease.backend, sent.elapsed());
-        if inner.limits.serving_headers {
-            serving_headers(&mut resp, &lease, &inner.node, waited_cold);
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        add_forwarded_for(&mut parts.headers, client);
+        let mut req = Request::from_parts(parts, limited(dp, body));
+        let mut attempt = 1;
+        loop {
+            let sent = Instant::now();
+            match forward(dp, &lease, req).await {
+                Ok(mut resp) => {
+                    // Time to the response head: what latency-aware balancers learn from.
+                    rev.observe(&lease.backend, sent.elapsed());
+                    if inner.limits.serving_headers {
+                        serving_headers(&mut resp, &lease, &inner.node, waited_cold);
+                    }
+                    return Ok::<_, Response<Body>>((resp, lease));
+                }
+                Err(Failed::Answer(r)) => return Err(r),
+                Err(Failed::Unsent(again, why)) => {
+                    rev.eject(&lease.backend, EJECTION);
+                    if attempt >= MAX_ATTEMPTS {
+                        return Err(text(
+                            StatusCode::BAD_GATEWAY,
+                            format!(
+                                "kantai: no instance of {} could be reached after {attempt} attempts; the last: {why}",
+                                rev.key.1
+                            ),
+                        ));
+                    }
+                    attempt += 1;
+                    drop(lease);
+                    lease = {
+                        let view = HttpRequest::of(&again, Some(client.ip()));
+                        rev.acquire(
+                            &view,
+                            || view.to_owned(),
+                            limit,
+                            || {
+                                if rev.should_poke() {
+                                    let _ = pokes.send(key.clone());
+                                }
+                            },
+                        )
+                    }
+                    .map_err(no_backend)
+                    .map(|a| async move {
+                        match a {
+                            Acquired::Now(l) => Ok(l),
+                            Acquired::Held(h) => h.wait(deadline).await,
+                        }
+                    })?
+                    .await
+                    .map_err(no_backend)?;
+                    req = again;
+                }
+            }
         }
-        Ok::<_, Response<Body>>((resp, lease))
     };
     let (resp, node) = match tokio::time::timeout_at(start_deadline, work).await {
         Err(_) => {
@@ -320,16 +368,36 @@ fn set_target(req: &mut Request<Body>, authority: &str) -> Result<(), Response<B
     Ok(())
 }
 
+/// How many instances a request may be offered to when connections fail before it is sent.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// How long an instance that could not be reached is left out of this node's choices: long
+/// enough for the news of its death to arrive (its agent's report, or its node's NotReady).
+const EJECTION: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a request was not answered by an instance.
+enum Failed {
+    /// The client's answer (an error).
+    Answer(Response<Body>),
+    /// The request never reached the instance (its connection failed, or its node no longer
+    /// serves it): here it is again, for another instance, with the reason.
+    Unsent(Request<Body>, String),
+}
+
+/// `Failed::Unsent` when `kept` gives the request back (nothing of it was read), else the
+/// client's 502.
+fn unsent(kept: Resendable, why: String) -> Failed {
+    match kept.take_back() {
+        Some(req) => Failed::Unsent(req, why),
+        None => Failed::Answer(text(StatusCode::BAD_GATEWAY, why)),
+    }
+}
+
 async fn forward(
     dp: &DataPlane,
     lease: &Lease,
-    req: Request<Incoming>,
-    client: SocketAddr,
-) -> Result<Response<Body>, Response<Body>> {
-    let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    add_forwarded_for(&mut parts.headers, client);
-    let req = Request::from_parts(parts, limited(dp, body));
+    req: Request<Body>,
+) -> Result<Response<Body>, Failed> {
     match &lease.backend.target {
         Target::Local(inst) => to_instance(dp, inst, req).await,
         Target::Remote { node, addr } => {
@@ -347,23 +415,42 @@ async fn forward(
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_owned();
-            *req.uri_mut() = format!("http://{addr}{pq}")
-                .parse()
-                .map_err(|_| text(StatusCode::BAD_REQUEST, "kantai: invalid request path"))?;
+            *req.uri_mut() = format!("http://{addr}{pq}").parse().map_err(|_| {
+                Failed::Answer(text(
+                    StatusCode::BAD_REQUEST,
+                    "kantai: invalid request path",
+                ))
+            })?;
             let out_bytes = content_length(req.headers()).unwrap_or(0);
             let start = Instant::now();
             dp.inner.netem.cross(node, out_bytes).await;
-            let resp = dp.inner.client.request(req).await.map_err(|e| {
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
+            let (req, kept) = Resendable::keep(req);
+            let resp = match dp.inner.client.request(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let why = format!(
                         "kantai: node {node} did not answer for instance {}: {e}",
                         lease.backend.name
-                    ),
-                )
-            })?;
+                    );
+                    return Err(if e.is_connect() {
+                        unsent(kept, why)
+                    } else {
+                        Failed::Answer(text(StatusCode::BAD_GATEWAY, why))
+                    });
+                }
+            };
             let back_bytes = content_length(resp.headers()).unwrap_or(0);
             dp.inner.netem.cross(node, back_bytes).await;
+            if resp.headers().contains_key(NOT_SERVING_HEADER) {
+                return Err(unsent(
+                    kept,
+                    format!(
+                        "kantai: instance {} no longer serves on node {node}",
+                        lease.backend.name
+                    ),
+                ));
+            }
+            drop(kept);
             // A passive round-trip sample: the whole exchange minus the time the request
             // spent on the other node (monlat pinged; this measures the path requests take).
             let server_us = resp
@@ -388,7 +475,7 @@ async fn to_instance(
     dp: &DataPlane,
     inst: &Arc<LocalInstance>,
     mut req: Request<Body>,
-) -> Result<Response<Body>, Response<Body>> {
+) -> Result<Response<Body>, Failed> {
     let full = || {
         let mut r = text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -400,7 +487,7 @@ async fn to_instance(
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        r
+        Failed::Answer(r)
     };
     let entering = inst
         .enter(&HttpRequest::of(&req, None))
@@ -411,14 +498,19 @@ async fn to_instance(
     };
     req.headers_mut().remove(INSTANCE_HEADER);
     req.headers_mut().remove(ORIGIN_HEADER);
-    set_target(&mut req, &format!("127.0.0.1:{}", inst.port))?;
-    let resp = dp.inner.client.request(req).await.map_err(|e| {
-        text(
-            StatusCode::BAD_GATEWAY,
-            format!("kantai: instance {} failed to answer: {e}", inst.name),
-        )
-    })?;
-    Ok(resp.map(|b| Guarded::new(b, slot, None, None).boxed_unsync()))
+    set_target(&mut req, &format!("127.0.0.1:{}", inst.port)).map_err(Failed::Answer)?;
+    let (req, kept) = Resendable::keep(req);
+    match dp.inner.client.request(req).await {
+        Ok(resp) => Ok(resp.map(|b| Guarded::new(b, slot, None, None).boxed_unsync())),
+        Err(e) => {
+            let why = format!("kantai: instance {} failed to answer: {e}", inst.name);
+            Err(if e.is_connect() {
+                unsent(kept, why)
+            } else {
+                Failed::Answer(text(StatusCode::BAD_GATEWAY, why))
+            })
+        }
+    }
 }
 
 async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
@@ -438,13 +530,7 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
     };
     let inst = dp.inner.local.read().get(&name).cloned();
     let Some(inst) = inst.filter(|i| i.takes_forwarded()) else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "kantai: instance {name} is not serving on node {}",
-                dp.inner.node
-            ),
-        );
+        return not_serving(&name, &dp.inner.node);
     };
     let arrived = Instant::now();
     let (mut parts, body) = req.into_parts();
@@ -452,7 +538,9 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
     let _ = client;
     let req = Request::from_parts(parts, limited(dp, body));
     let mut resp = match to_instance(dp, &inst, req).await {
-        Ok(r) | Err(r) => r,
+        Ok(r) | Err(Failed::Answer(r)) => r,
+        // The sender may offer it to another instance.
+        Err(Failed::Unsent(..)) => not_serving(&name, &dp.inner.node),
     };
     // Lets the sender subtract this node's share from the round trip it measures.
     let us = arrived.elapsed().as_micros().to_string();
@@ -461,4 +549,16 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
             .insert(HeaderName::from_static(SERVER_TIME_HEADER), v);
     }
     resp
+}
+
+/// The data port's answer for an instance that does not serve here (any more): 503, marked
+/// so that the sending node knows the instance never saw the request.
+fn not_serving(name: &str, node: &str) -> Response<Body> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("kantai: instance {name} is not serving on node {node}"),
+    );
+    r.headers_mut()
+        .insert(NOT_SERVING_HEADER, HeaderValue::from_static("1"));
+    r
 }
