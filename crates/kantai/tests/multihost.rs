@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{hello, kantai_bin, processes_mentioning};
+use common::{hello, kantai_bin, pids_with_env, processes_mentioning};
 use kantai_api::Client;
-use kantai_api::resources::{INSTANCES, SERVICES};
+use kantai_api::resources::{INSTANCES, NODES, SERVICES};
 use serde_json::Value;
 
 /// A child process killed (SIGKILL) when dropped.
@@ -272,6 +272,222 @@ async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows(
     node.signal(nix::sys::signal::Signal::SIGTERM);
     control.signal(nix::sys::signal::Signal::SIGTERM);
     drop(node);
+    drop(control);
+    let left = processes_mentioning(&state);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The ready instances of a service, as (instance name, node) pairs.
+async fn ready_instances(client: &Client, service: &str) -> Vec<(String, String)> {
+    let list = client
+        .list(INSTANCES, Some("default"))
+        .await
+        .unwrap_or_default();
+    list.iter()
+        .filter(|i| i["spec"]["service"] == service && i["status"]["ready"] == true)
+        .map(|i| {
+            (
+                i["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                i["spec"]["node"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the Node object's Ready condition is `status` ("True" or "False").
+async fn node_ready_is(client: &Client, node: &str, status: &str) -> bool {
+    client.get(NODES, "", node).await.is_ok_and(|n| {
+        n["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == status)
+        })
+    })
+}
+
+/// A node agent killed without warning: the control plane marks its node NotReady within
+/// 5 s and places its instance on the other nodes, whose gateways keep answering every
+/// request meanwhile; the agent started again rejoins with no duplicate instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_agent_is_replaced_within_seconds_and_rejoins_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("topology.yaml"),
+        "nodes:\n\
+         \x20 - {name: node1, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
+         \x20 - {name: node2, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
+         \x20 - {name: node3, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
+         control: {node: node1}\n",
+    )
+    .expect("topology");
+    let state = d.join("state").display().to_string();
+    let topo = d.join("topology.yaml").display().to_string();
+    let cready = d.join("control.json");
+    let control = spawn(
+        &[],
+        &[
+            "control",
+            "--listen",
+            "127.0.0.1:0",
+            "--secure-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            &state,
+            "--topology",
+            &topo,
+            "--ready-file",
+            &cready.display().to_string(),
+        ],
+    );
+    let api = read_ready(&cready).await["api"]
+        .as_str()
+        .expect("api")
+        .to_owned();
+    let token_file = format!("{state}/token");
+    let start_node = |name: &str| {
+        let ready = d.join(format!("{name}.json"));
+        let _ = std::fs::remove_file(&ready);
+        let p = spawn(
+            &[],
+            &[
+                "node",
+                "--join",
+                &api,
+                "--name",
+                name,
+                "--token-file",
+                &token_file,
+                "--ready-file",
+                &ready.display().to_string(),
+            ],
+        );
+        (p, ready)
+    };
+    let mut gateways = Vec::new();
+    let mut agents = Vec::new();
+    for name in ["node1", "node2", "node3"] {
+        let (p, ready) = start_node(name);
+        gateways.push(
+            read_ready(&ready).await["gateway"]
+                .as_str()
+                .expect("gateway")
+                .to_owned(),
+        );
+        agents.push(p);
+    }
+    let token = std::fs::read_to_string(&token_file).expect("token");
+    let client = Client::new(&api)
+        .expect("client")
+        .with_token(Some(token.trim().to_owned()));
+    let three = [
+        ("autoscaling.knative.dev/min-scale", "3"),
+        ("autoscaling.knative.dev/max-scale", "3"),
+    ];
+    deploy(&client, &hello("sturdy", &three, "")).await;
+    let before = wait_for(
+        Duration::from_secs(30),
+        "an instance on each node",
+        || async {
+            let r = ready_instances(&client, "sturdy").await;
+            let mut nodes: Vec<&str> = r.iter().map(|(_, n)| n.as_str()).collect();
+            nodes.sort();
+            (nodes == ["node1", "node2", "node3"]).then_some(r)
+        },
+    )
+    .await;
+    let host = "sturdy.default.svc.cluster.local";
+
+    // node3's agent dies without warning (its instance with it).
+    let killed = Instant::now();
+    agents[2].signal(nix::sys::signal::Signal::SIGKILL);
+    agents[2].wait_exit(Duration::from_secs(5));
+    // Meanwhile the other nodes' gateways answer every request, 20 a second.
+    let load = {
+        let gateways = [gateways[0].clone(), gateways[1].clone()];
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..300usize {
+                let (status, body) = get(&gateways[i % 2], host).await;
+                out.push((status, body));
+                if out.len() >= 200 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            out
+        })
+    };
+    wait_for(Duration::from_secs(10), "node3 to be NotReady", || async {
+        node_ready_is(&client, "node3", "False").await.then_some(())
+    })
+    .await;
+    let noticed = killed.elapsed();
+    assert!(
+        noticed < Duration::from_secs(5),
+        "node3 was marked NotReady {noticed:?} after its agent died"
+    );
+    let moved = wait_for(
+        Duration::from_secs(20),
+        "three ready instances on node1 and node2",
+        || async {
+            let r = ready_instances(&client, "sturdy").await;
+            (r.len() == 3 && r.iter().all(|(_, n)| n != "node3")).then_some(r)
+        },
+    )
+    .await;
+    let answers = load.await.expect("load");
+    let failed: Vec<&(u16, String)> = answers.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed while node3 was down: {failed:?}",
+        failed.len(),
+        answers.len()
+    );
+    // The instances of node1 and node2 stayed where they were.
+    for (name, node) in before.iter().filter(|(_, n)| n != "node3") {
+        assert!(
+            moved.contains(&(name.clone(), node.clone())),
+            "{name} on {node} was replaced: {moved:?}"
+        );
+    }
+
+    // node3's agent comes back: it rejoins, its old instance is gone for good, and the
+    // revision still has exactly three instances (objects and processes).
+    let (p, ready) = start_node("node3");
+    agents[2] = p;
+    let gw3 = read_ready(&ready).await["gateway"]
+        .as_str()
+        .expect("gateway")
+        .to_owned();
+    wait_for(
+        Duration::from_secs(10),
+        "node3 to be Ready again",
+        || async { node_ready_is(&client, "node3", "True").await.then_some(()) },
+    )
+    .await;
+    let (status, body) = get(&gw3, host).await;
+    assert_eq!(status, 200, "through the rejoined node: {body}");
+    // Settled: two reports and a scaling tick later, nothing changes any more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = client
+        .list(INSTANCES, Some("default"))
+        .await
+        .expect("instances");
+    let names: Vec<&str> = all
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "after the rejoin: {names:?}");
+    assert_eq!(ready_instances(&client, "sturdy").await.len(), 3);
+    assert_eq!(
+        pids_with_env("K_SERVICE=sturdy").len(),
+        3,
+        "instance processes after the rejoin"
+    );
+    drop(agents);
     drop(control);
     let left = processes_mentioning(&state);
     assert!(left.is_empty(), "{left:?}");

@@ -552,9 +552,13 @@ fn update_statuses(s: &Shared, now: &str) {
 }
 
 /// Keeps every Node's `Ready` condition in line with its agent's reports: NotReady when the
-/// agent has been silent for [`crate::scaling::NODE_READY_TIMEOUT`].
+/// agent has been silent for [`crate::scaling::NODE_READY_TIMEOUT`]. The instances of a node
+/// that is not ready are marked not ready too (as Kubernetes' node lifecycle controller does
+/// with pods), so that no gateway sends them requests and the autoscaler does not count
+/// them; an agent that was only cut off writes their status again when it is back.
 pub async fn watch_nodes(s: Arc<Shared>) {
     loop {
+        mark_lost_instances(&s);
         let seen = s.nodes_seen.lock().clone();
         let now = std::time::SystemTime::now();
         for v in s.store.list(&NODES, None).0 {
@@ -603,6 +607,35 @@ pub async fn watch_nodes(s: Arc<Shared>) {
                 );
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Marks not ready every instance that its node's silence leaves unaccounted for.
+fn mark_lost_instances(s: &Shared) {
+    let now = std::time::SystemTime::now();
+    for v in s.store.list(&INSTANCES, None).0 {
+        if v["status"]["ready"] != true {
+            continue;
+        }
+        let Some(node) = v["spec"]["node"].as_str() else {
+            continue;
+        };
+        if s.node_alive(node, now) {
+            continue;
+        }
+        let (Some(ns), Some(name)) = (
+            v["metadata"]["namespace"].as_str(),
+            v["metadata"]["name"].as_str(),
+        ) else {
+            continue;
+        };
+        info!(instance = %name, node, "the instance's node stopped reporting; marking it not ready");
+        let mut st = v["status"].clone();
+        st["ready"] = Value::Bool(false);
+        st["message"] = Value::from(format!(
+            "node {node} stopped reporting: the instance is not counted and gets no requests until it does"
+        ));
+        write_status(&s.store, &INSTANCES, ns, name, st);
     }
 }

@@ -27,8 +27,11 @@ use tracing::{debug, info};
 
 use crate::Shared;
 
-/// A node whose agent has not been heard from for this long is not ready.
-pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A node whose agent has not been heard from for this long is not ready: three missed
+/// reports (agents report every second), so that a dead node is NotReady, and its instances
+/// placed elsewhere, within 5 s of its death (the bar), while a single late report
+/// under load does not move anything.
+pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 type Key = (String, String);
 

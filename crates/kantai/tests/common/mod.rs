@@ -520,6 +520,31 @@ pub fn hello(name: &str, annotations: &[(&str, &str)], spec_extra: &str) -> Stri
     )
 }
 
+/// The pids of live processes whose environment holds `entry` (such as `K_SERVICE=hello`).
+pub fn pids_with_env(entry: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if let Ok(env) = std::fs::read(e.path().join("environ"))
+            && !zombie
+            && env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes())
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// The pid of a process whose environment holds `entry` (such as `PODNAME=hello-node1-abcde`).
 pub fn pid_with_env(entry: &str) -> Option<i32> {
     let dir = std::fs::read_dir("/proc").ok()?;
