@@ -26,6 +26,9 @@ pub struct RuntimeConfig {
     /// Image patterns and their commands, first match wins; user entries come before the
     /// built-in ones.
     pub images: Vec<ImageCommand>,
+    /// Whom instances run as when kantai runs as root (`NAME`, `UID` or `UID:GID`; default
+    /// `nobody`; `root` to keep root).
+    pub user: Option<String>,
 }
 
 /// One image pattern and the command that runs it.
@@ -43,6 +46,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             images: builtin_images(),
+            user: None,
         }
     }
 }
@@ -97,9 +101,16 @@ impl Decode for RuntimeConfig {
     fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
         let mut f = Fields::open(node, path, out)?;
         let mut images: Vec<ImageCommand> = f.or_default("images", out);
-        f.finish(&["images"], out);
+        let user: Option<String> = f.opt("user", out);
+        f.finish(&["images", "user"], out);
+        if user.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            out.push(FieldError::error(
+                path.field("user"),
+                "must name a user (NAME, UID or UID:GID)",
+            ));
+        }
         images.extend(builtin_images());
-        Some(RuntimeConfig { images })
+        Some(RuntimeConfig { images, user })
     }
 }
 

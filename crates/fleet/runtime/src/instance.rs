@@ -264,12 +264,19 @@ impl Supervisor {
                 for f in cgroup_files {
                     c.arg("--cgroup").arg(f);
                 }
+                // The shim joins the cgroups while it may, then becomes this user.
+                if let Some(r) = self.runtime.run_as() {
+                    c.arg("--user").arg(format!("{}:{}", r.uid, r.gid));
+                }
                 c.arg("--").args(&self.cmd);
                 c
             }
             None => {
                 let mut c = Command::new(&self.cmd[0]);
                 c.args(&self.cmd[1..]);
+                if let Some(r) = self.runtime.run_as() {
+                    c.uid(r.uid).gid(r.gid);
+                }
                 c
             }
         };

@@ -29,6 +29,84 @@ pub enum StartError {
          under runtime.images in the fleet config"
     )]
     NoCommand(String),
+    /// The user instances should run as cannot be used.
+    #[error("{0}")]
+    User(String),
+}
+
+/// The unprivileged user instances run as when kantai runs as root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id (the only group: supplementary groups are dropped).
+    pub gid: u32,
+}
+
+/// Whom instances run as: as root, `runtime.user` (default `nobody`; `root` keeps root, with
+/// a warning); otherwise the agent's own user (switching needs root, so a `runtime.user`
+/// naming someone else is an error).
+fn resolve_user(wanted: Option<&str>) -> Result<Option<RunAs>, String> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let me = Uid::effective();
+    let lookup = |spec: &str| -> Result<RunAs, String> {
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let found = match user.parse::<u32>() {
+            Ok(id) => User::from_uid(Uid::from_raw(id)),
+            Err(_) => User::from_name(user),
+        }
+        .map_err(|e| format!("runtime.user: cannot look up {user:?}: {e}"))?;
+        let (uid, primary) = match (found, user.parse::<u32>()) {
+            (Some(u), _) => (u.uid.as_raw(), u.gid.as_raw()),
+            // A bare number needs no entry in /etc/passwd; its group is the same number.
+            (None, Ok(id)) => (id, id),
+            (None, Err(_)) => {
+                return Err(format!(
+                    "runtime.user: there is no user {user:?} on this host (give an existing user, a UID, or UID:GID)"
+                ));
+            }
+        };
+        let gid = match group {
+            None => primary,
+            Some(g) => match g.parse::<u32>() {
+                Ok(id) => id,
+                Err(_) => Group::from_name(g)
+                    .map_err(|e| format!("runtime.user: cannot look up group {g:?}: {e}"))?
+                    .ok_or_else(|| format!("runtime.user: there is no group {g:?} on this host"))?
+                    .gid
+                    .as_raw(),
+            },
+        };
+        let _ = Gid::from_raw(gid);
+        Ok(RunAs { uid, gid })
+    };
+    if me.is_root() {
+        return match wanted.unwrap_or("nobody") {
+            "root" | "0" | "0:0" => {
+                tracing::warn!(
+                    "runtime.user is root: functions run with every privilege of this host"
+                );
+                Ok(None)
+            }
+            spec => lookup(spec).map(Some),
+        };
+    }
+    match wanted {
+        None => Ok(None),
+        Some(spec) => {
+            let r = lookup(spec)?;
+            if r.uid == me.as_raw() {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "runtime.user is {spec:?}, but kantai runs as uid {me} and only root can start processes as another user: run kantai as root, or remove runtime.user"
+                ))
+            }
+        }
+    }
 }
 
 /// Starts and stops instances on this node.
@@ -42,6 +120,7 @@ struct Inner {
     launcher: Option<PathBuf>,
     cgroups: Option<Cgroups>,
     warned: AtomicBool,
+    run_as: Result<Option<RunAs>, String>,
 }
 
 impl Runtime {
@@ -49,14 +128,26 @@ impl Runtime {
     /// instance's life to this process (without it, instances are spawned directly).
     /// `scope` names this node's cgroup directory.
     pub fn new(config: RuntimeConfig, launcher: Option<PathBuf>, scope: &str) -> Runtime {
+        let run_as = resolve_user(config.user.as_deref());
+        match &run_as {
+            Ok(Some(r)) => tracing::info!(uid = r.uid, gid = r.gid, "instances run unprivileged"),
+            Ok(None) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
         Runtime {
             inner: Arc::new(Inner {
                 config,
                 launcher,
                 cgroups: Cgroups::detect(scope),
                 warned: AtomicBool::new(false),
+                run_as,
             }),
         }
+    }
+
+    /// The user instances run as, when not the agent's own.
+    pub fn run_as(&self) -> Option<RunAs> {
+        self.inner.run_as.clone().ok().flatten()
     }
 
     /// Whether CPU and memory limits are enforced on this host.
@@ -101,6 +192,7 @@ impl Runtime {
 
     /// Starts an instance.
     pub fn start(&self, spec: InstanceSpec) -> Result<Instance, StartError> {
+        self.inner.run_as.clone().map_err(StartError::User)?;
         let cmd = self.command_for(&spec.container)?;
         Ok(Instance::start(self, spec, cmd))
     }
@@ -109,5 +201,45 @@ impl Runtime {
         if !self.inner.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!("CPU and memory limits are not enforced: {why}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_run_as_nobody_under_root_and_as_the_agent_otherwise() {
+        let root = nix::unistd::Uid::effective().is_root();
+        if root {
+            assert_eq!(
+                resolve_user(None),
+                Ok(Some(RunAs {
+                    uid: 65534,
+                    gid: 65534
+                }))
+            );
+            assert_eq!(resolve_user(Some("root")), Ok(None));
+            assert_eq!(
+                resolve_user(Some("4242:4343")),
+                Ok(Some(RunAs {
+                    uid: 4242,
+                    gid: 4343
+                }))
+            );
+            assert_eq!(
+                resolve_user(Some("31337")),
+                Ok(Some(RunAs {
+                    uid: 31337,
+                    gid: 31337
+                }))
+            );
+        } else {
+            assert_eq!(resolve_user(None), Ok(None));
+            let err = resolve_user(Some("0")).expect_err("needs root");
+            assert!(err.contains("only root"), "{err}");
+        }
+        let err = resolve_user(Some("no-such-user-here")).expect_err("unknown");
+        assert!(err.contains("no user \"no-such-user-here\""), "{err}");
     }
 }

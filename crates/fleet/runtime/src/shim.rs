@@ -1,9 +1,16 @@
-//! The launcher shim: `kantai __shim --parent PID [--cgroup FILE]... -- PROGRAM ARGS...`.
+//! The launcher shim:
+//! `kantai __shim --parent PID [--cgroup FILE]... [--user UID:GID] -- PROGRAM ARGS...`.
 //!
-//! It asks the kernel to kill it when its parent (the node agent) dies, checks the parent is
-//! still there, joins the instance's cgroups, and then becomes the program (exec), which keeps
-//! the parent-death signal. So an instance never outlives its agent, even when the agent is
-//! killed with SIGKILL.
+//! It joins the instance's cgroups (while it still may), becomes the unprivileged user it is
+//! given (no supplementary groups), asks the kernel to kill it when its parent (the node
+//! agent) dies, checks the parent is still there, and then becomes the program (exec), which
+//! keeps the parent-death signal. So an instance never outlives its agent, even when the
+//! agent is killed with SIGKILL.
+//!
+//! The program is opened before the user changes and executed from that open file, so it
+//! need not be reachable by the user along its path (kantai's own binary in a private
+//! directory, say); what it reads while it runs must be. Scripts (`#!`) are run by path,
+//! since their interpreter opens them by name.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -15,6 +22,8 @@ pub struct ShimArgs {
     pub parent: u32,
     /// `cgroup.procs` files to join.
     pub cgroups: Vec<PathBuf>,
+    /// The user and group to become.
+    pub user: Option<(u32, u32)>,
     /// Program and arguments.
     pub command: Vec<String>,
 }
@@ -23,6 +32,7 @@ pub struct ShimArgs {
 pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
     let mut parent = None;
     let mut cgroups = Vec::new();
+    let mut user = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -30,6 +40,13 @@ pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
                 parent = it.next().and_then(|p| p.parse().ok());
             }
             "--cgroup" => cgroups.extend(it.next().map(PathBuf::from)),
+            "--user" => {
+                let ids = it
+                    .next()
+                    .and_then(|v| v.split_once(':'))
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+                user = Some(ids.ok_or("--user needs UID:GID")?);
+            }
             "--" => {
                 let command: Vec<String> = it.cloned().collect();
                 if command.is_empty() {
@@ -38,6 +55,7 @@ pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
                 return Ok(ShimArgs {
                     parent: parent.ok_or("--parent PID is required")?,
                     cgroups,
+                    user,
                     command,
                 });
             }
@@ -49,6 +67,24 @@ pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
 
 /// Runs the shim; returns only on failure (the exit code to use).
 pub fn run(args: &ShimArgs) -> i32 {
+    for f in &args.cgroups {
+        if let Err(e) = std::fs::write(f, std::process::id().to_string()) {
+            eprintln!("kantai shim: cannot join {}: {e}", f.display());
+        }
+    }
+    let program = match args.user {
+        Some((uid, gid)) => {
+            // Opened while the path is still ours to walk.
+            let program = open_program(&args.command[0]);
+            if let Err(e) = become_user(uid, gid) {
+                eprintln!("kantai shim: cannot become uid {uid} gid {gid}: {e}");
+                return 126;
+            }
+            program
+        }
+        None => None,
+    };
+    // After the user change, which clears the parent-death signal.
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         eprintln!("kantai shim: cannot set the parent-death signal: {e}");
         return 126;
@@ -57,16 +93,60 @@ pub fn run(args: &ShimArgs) -> i32 {
     if std::os::unix::process::parent_id() != args.parent {
         return 125;
     }
-    for f in &args.cgroups {
-        if let Err(e) = std::fs::write(f, std::process::id().to_string()) {
-            eprintln!("kantai shim: cannot join {}: {e}", f.display());
-        }
+    if let Some(file) = program {
+        let argv: Vec<std::ffi::CString> = args
+            .command
+            .iter()
+            .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
+            .collect();
+        let env: Vec<std::ffi::CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_encoded_bytes();
+                kv.push(b'=');
+                kv.extend(v.into_encoded_bytes());
+                std::ffi::CString::new(kv).ok()
+            })
+            .collect();
+        let err = nix::unistd::fexecve(&file, &argv, &env).unwrap_err();
+        eprintln!("kantai shim: cannot run {:?}: {err}", args.command[0]);
+        return 127;
     }
     let err = std::process::Command::new(&args.command[0])
         .args(&args.command[1..])
         .exec();
     eprintln!("kantai shim: cannot run {:?}: {err}", args.command[0]);
     127
+}
+
+/// The program file, opened for execution from it; `None` for a script (run by path) or a
+/// program that cannot be opened (exec by path then reports why).
+fn open_program(program: &str) -> Option<std::fs::File> {
+    use std::io::Read;
+    let path = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())?
+    };
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut magic = [0u8; 2];
+    if file.read_exact(&mut magic).is_ok() && magic == *b"#!" {
+        return None;
+    }
+    Some(file)
+}
+
+/// Drops every group, then becomes `gid` and `uid` (in that order: after the user change
+/// the group could not be changed any more).
+fn become_user(uid: u32, gid: u32) -> nix::Result<()> {
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    setgroups(&[])?;
+    setgid(Gid::from_raw(gid))?;
+    setuid(Uid::from_raw(uid))
 }
 
 #[cfg(test)]
@@ -91,6 +171,21 @@ mod tests {
         assert_eq!(p.parent, 42);
         assert_eq!(p.cgroups, [PathBuf::from("/x/cgroup.procs")]);
         assert_eq!(p.command, ["prog", "--flag"]);
+        assert_eq!(p.user, None);
+        let with_user: Vec<String> = ["--parent", "1", "--user", "65534:65534", "--", "p"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(parse(&with_user).expect("valid").user, Some((65534, 65534)));
+        assert!(
+            parse(&[
+                "--parent".into(),
+                "1".into(),
+                "--user".into(),
+                "nobody".into()
+            ])
+            .is_err()
+        );
         assert!(parse(&["--parent".into(), "1".into()]).is_err());
         assert!(parse(&["--".into(), "x".into()]).is_err());
     }
