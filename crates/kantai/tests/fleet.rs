@@ -899,3 +899,197 @@ async fn a_scale_down_and_a_rollout_under_steady_load_fail_no_request() {
         .expect("sole owner")
         .stop();
 }
+
+/// Faults on an emulated link between two nodes: a lossy link costs retransmission time and
+/// nothing else; a stalled link costs a request its response-start timeout (504, on time,
+/// never a hang), after which the node fails over to instances it can reach, until the link
+/// is back. The admin port changes links only for the holder of the fleet's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_or_stalled_link_costs_time_or_a_timely_504_and_requests_fail_over() {
+    let topo = "nodes:
+  - {name: node1, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}
+  - {name: node2, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}
+links:
+  pairs:
+    - {between: [node1, node2], rtt: 20ms, loss: 0.3}
+control: {node: node1, listen: \"127.0.0.1:0\"}
+";
+    let state = tempfile::tempdir().expect("tempdir");
+    let f = TestFleet::start_topology(
+        state,
+        topo,
+        &["node1", "node2"],
+        "dataplane:\n  serving-headers: true\n",
+    )
+    .await;
+    let pinned = |counts: &'static str| {
+        [
+            ("kantai.dev/placement", "pinned"),
+            ("kantai.dev/pinned", counts),
+            ("autoscaling.knative.dev/min-scale", "1"),
+        ]
+    };
+    let timeouts = "      timeoutSeconds: 3\n      responseStartTimeoutSeconds: 1\n";
+    f.deploy(&hello("far", &pinned("node2=1"), timeouts)).await;
+    f.deploy(&hello("both", &pinned("node1=1,node2=1"), timeouts))
+        .await;
+    f.wait_for(Duration::from_secs(30), "the instances", || async {
+        (f.ready_instances("far-00001").await == 1 && f.ready_instances("both-00001").await == 2)
+            .then_some(())
+    })
+    .await;
+
+    // Loss: 30 % of crossings pay a retransmission (200 ms); every request still answers.
+    let mut slow = 0;
+    for _ in 0..40 {
+        let a = f.call("node1", "far", "/").await;
+        assert_eq!(a.status, 200, "over the lossy link: {}", a.body);
+        assert!(a.elapsed < Duration::from_secs(1), "{:?}", a.elapsed);
+        if a.elapsed >= Duration::from_millis(200) {
+            slow += 1;
+        }
+    }
+    assert!(slow >= 1, "no request paid for a lost message in 40");
+
+    // The admin port changes links for the token's holder only, and checks what it is told.
+    let admin = format!("http://{}/kantai/v1/links", f.admin("node1"));
+    let auth = format!("Bearer {}", f.token);
+    let with_token = [("authorization", auth.as_str())];
+    let (status, _) = f
+        .send("PUT", &format!("{admin}/node2"), &[], "{down: true}")
+        .await;
+    assert_eq!(status, 401, "a link change without the token");
+    let (status, body) = f
+        .send("PUT", &format!("{admin}/node2"), &with_token, "{loss: 2}")
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("loss: 2 must be in [0, 1)"), "{body}");
+    let (status, body) = f
+        .send(
+            "PUT",
+            &format!("{admin}/node9"),
+            &with_token,
+            "{down: true}",
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Stall: nothing crosses from node1 to node2 any more.
+    let (status, body) = f
+        .send(
+            "PUT",
+            &format!("{admin}/node2"),
+            &with_token,
+            "{rtt: 20ms, down: true}",
+        )
+        .await;
+    assert_eq!(
+        (status, body.contains("\"down\":true")),
+        (200, true),
+        "{body}"
+    );
+    let a = f.call("node1", "far", "/").await;
+    assert_eq!(a.status, 504, "{}", a.body);
+    assert!(a.body.contains("responseStartTimeoutSeconds"), "{}", a.body);
+    assert!(
+        a.elapsed >= Duration::from_millis(950) && a.elapsed < Duration::from_secs(2),
+        "a 1 s response-start timeout answered after {:?}",
+        a.elapsed
+    );
+    // node1 found node2 unreachable (a probe after that timeout): requests go to the
+    // instance it can reach, at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..20 {
+        let a = f.call("node1", "both", "/").await;
+        assert_eq!(a.status, 200, "with node2 out of reach: {}", a.body);
+        assert_eq!(
+            a.headers.get("kantai-served-on").map(|v| v.as_bytes()),
+            Some(&b"node1"[..])
+        );
+        assert!(a.elapsed < Duration::from_millis(500), "{:?}", a.elapsed);
+    }
+
+    // The link is back: node2's instances serve node1's clients again.
+    let (status, _) = f
+        .send("PUT", &format!("{admin}/node2"), &with_token, "{rtt: 20ms}")
+        .await;
+    assert_eq!(status, 200);
+    f.wait_for(
+        Duration::from_secs(10),
+        "far to answer over the link",
+        || async { (f.call("node1", "far", "/").await.status == 200).then_some(()) },
+    )
+    .await;
+    let (status, links) = f.send("GET", &admin, &with_token, "").await;
+    assert_eq!(status, 200);
+    let links: serde_json::Value = serde_json::from_str(&links).expect("json");
+    assert_eq!(links["node2"]["down"], false, "{links}");
+    assert_eq!(links["node2"]["rtt"], "20ms", "{links}");
+    f.stop();
+}
+
+/// A function's process: an unprivileged user with no supplementary group when kantai runs
+/// as root (kantai's own user otherwise), and only the environment Knative defines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_run_unprivileged_with_a_clean_environment() {
+    let f = TestFleet::one_node().await;
+    f.deploy(&hello(
+        "plain",
+        &[("autoscaling.knative.dev/min-scale", "1")],
+        "",
+    ))
+    .await;
+    f.wait_ready("plain").await;
+    assert_eq!(f.call("node1", "plain", "/").await.status, 200);
+    let name = f.instances().await[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let pid = common::pid_with_env(&format!("PODNAME={name}")).expect("the instance's process");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    let me = nix::unistd::Uid::effective();
+    if me.is_root() {
+        assert_eq!(field("Uid:"), [65534; 4], "{status}");
+        assert_eq!(field("Gid:"), [65534; 4], "{status}");
+        assert!(field("Groups:").is_empty(), "{status}");
+    } else {
+        assert_eq!(field("Uid:")[0], me.as_raw());
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    let mut keys: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.split_once('=').map(|(k, _)| k.to_owned())
+        })
+        .collect();
+    keys.sort();
+    // The agent runs with KANTAI_LOG and whatever the test harness has: none of it passes.
+    let allowed = [
+        "K_CONFIGURATION",
+        "K_REVISION",
+        "K_SERVICE",
+        "LANG",
+        "NODENAME",
+        "PATH",
+        "PODNAME",
+        "PORT",
+        "RUST_BACKTRACE",
+        "TARGET",
+        "TZ",
+    ];
+    assert!(
+        keys.iter().all(|k| allowed.contains(&k.as_str())),
+        "the instance's environment: {keys:?}"
+    );
+    f.stop();
+}

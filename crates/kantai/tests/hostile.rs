@@ -130,6 +130,58 @@ async fn the_gateway_refuses_hostile_requests_and_keeps_serving() {
         "the gateway connected to the address in the Host header"
     );
 
+    // The data port (where nodes forward requests to each other's instances) serves only
+    // the fleet's nodes: without the peer token, or with a wrong one, 403 and no instance
+    // reached; the admin port wants the API token.
+    let node: serde_json::Value = f
+        .client
+        .get(kantai_api::resources::NODES, "", "node1")
+        .await
+        .expect("node");
+    let data = node["spec"]["data"].as_str().expect("data address");
+    let instance = f.instances().await[0]["metadata"]["name"]
+        .as_str()
+        .expect("instance")
+        .to_owned();
+    for token in [None, Some("not-the-token")] {
+        let mut headers = vec![("kantai-instance", instance.as_str())];
+        if let Some(t) = token {
+            headers.push(("kantai-peer-token", t));
+        }
+        let (status, body) = f
+            .send("GET", &format!("http://{data}/"), &headers, "")
+            .await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("clients use the gateway"), "{body}");
+        let (status, _) = f
+            .send("GET", &format!("http://{data}/kantai/ping"), &headers, "")
+            .await;
+        assert_eq!(status, 403, "a probe without the peer token");
+    }
+    let peer_token =
+        std::fs::read_to_string(f.state.path().join("data/peer-token")).expect("peer token");
+    let (status, body) = f
+        .send(
+            "GET",
+            &format!("http://{data}/"),
+            &[
+                ("kantai-instance", &instance),
+                ("kantai-peer-token", peer_token.trim()),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "with the peer token: {body}");
+    let admin = format!("http://{}/metrics", f.admin("node1"));
+    assert_eq!(f.send("GET", &admin, &[], "").await.0, 401);
+    let auth = format!("Bearer {}", f.token);
+    assert_eq!(
+        f.send("GET", &admin, &[("authorization", &auth)], "")
+            .await
+            .0,
+        200
+    );
+
     // Through all of it, the gateway serves.
     let ok = f.call("node1", "hello", "/").await;
     assert_eq!(ok.status, 200, "{}", ok.body);

@@ -1,6 +1,7 @@
 //! The control plane's HTTP API, shared by its server, the node agents and the CLI: the
 //! resources and their Kubernetes-style paths, the wire types, and a client.
 
+pub mod auth;
 mod client;
 pub mod openapi;
 pub mod printers;

@@ -196,4 +196,8 @@ pub struct FleetInfo {
     /// clients check manifests against the fleet's own limits before sending anything.
     #[serde(default)]
     pub config: String,
+    /// The token node agents present to each other's data ports
+    /// ([`crate::auth::PEER_TOKEN_HEADER`]); only holders of the API token get it.
+    #[serde(default, rename = "peerToken")]
+    pub peer_token: String,
 }

@@ -45,6 +45,8 @@ pub struct ControlConfig {
     pub topology: Topology,
     /// The bearer token every API request must carry (agents and users alike).
     pub token: String,
+    /// The token node agents present to each other, handed to them with the fleet's info.
+    pub peer_token: String,
     /// The secure port for kubectl: its address and the PEM certificate and key it serves.
     pub tls: Option<TlsConfig>,
 }
@@ -99,6 +101,8 @@ pub struct Shared {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The bearer token every API request must carry.
     pub token: String,
+    /// The token node agents present to each other.
+    pub peer_token: String,
 }
 
 impl Shared {
@@ -176,6 +180,7 @@ impl ControlPlane {
             traffic_versions: Mutex::new(HashMap::new()),
             stopping,
             token: cfg.token,
+            peer_token: cfg.peer_token,
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await

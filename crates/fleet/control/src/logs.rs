@@ -41,7 +41,8 @@ pub async fn proxy(
             )))
         })?;
     let client = Client::new(&format!("http://{admin}"))
-        .map_err(|e| ApiFailure(Box::new(Status::failure(502, "BadGateway", e.to_string()))))?;
+        .map_err(|e| ApiFailure(Box::new(Status::failure(502, "BadGateway", e.to_string()))))?
+        .with_token(Some(s.token.clone()));
     let mut path = agent_path(ns, name);
     if let Some(t) = tail.filter(|t| t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty()) {
         path.push_str(&format!("?tailLines={t}"));

@@ -22,6 +22,7 @@ async fn start(dir: &std::path::Path) -> (ControlPlane, Client) {
         decision_log: None,
         topology: Topology::seed_testbed(),
         token: TOKEN.to_owned(),
+        peer_token: "test-peer-token".to_owned(),
         tls: None,
     })
     .await

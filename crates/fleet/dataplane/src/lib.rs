@@ -55,6 +55,10 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Header naming the instance a request forwarded to a node's data port is for.
 pub const INSTANCE_HEADER: &str = "kantai-instance";
+/// How long a probe of a suspected peer may take (at least; three round trips of a slower
+/// link) before the peer counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Header on a data port's 503 for an instance that does not serve there: the request never
 /// reached it, and the sender may offer it to another instance.
 pub const NOT_SERVING_HEADER: &str = "kantai-not-serving";
@@ -159,6 +163,10 @@ struct Inner {
     rng: Mutex<SmallRng>,
     seed: u64,
     pokes: mpsc::UnboundedSender<RevKey>,
+    /// Peers being probed after a request to them timed out.
+    suspects: Mutex<HashSet<String>>,
+    /// The token this node presents to other nodes' data ports and requires on its own.
+    peer_token: std::sync::OnceLock<http::HeaderValue>,
 }
 
 impl DataPlane {
@@ -202,6 +210,8 @@ impl DataPlane {
                 rng: Mutex::new(SmallRng::seed_from_u64(seed)),
                 seed,
                 pokes: tx,
+                suspects: Mutex::new(HashSet::new()),
+                peer_token: std::sync::OnceLock::new(),
             }),
         };
         (dp, rx)
@@ -210,6 +220,16 @@ impl DataPlane {
     /// Records this node's load-balancing decisions in `log` (set once, before serving).
     pub fn set_decision_log(&self, log: Arc<kantai_api::decisions::DecisionLog>) {
         let _ = self.inner.decisions.set(log);
+    }
+
+    /// Sets the fleet's peer token (once, before serving): sent with every request to
+    /// another node's data port, and required on this node's. Without one (a data plane
+    /// built by a test), the data port takes any request.
+    pub fn set_peer_token(&self, token: &str) -> Result<(), http::header::InvalidHeaderValue> {
+        let mut v = http::HeaderValue::from_str(token)?;
+        v.set_sensitive(true);
+        let _ = self.inner.peer_token.set(v);
+        Ok(())
     }
 
     /// This node's name.
@@ -288,6 +308,89 @@ impl DataPlane {
                 e.record(now, ms);
                 l.insert(peer.to_owned(), e);
             }
+        }
+    }
+
+    /// A request forwarded to `peer` got no answer in time. Is the peer reachable? Its data
+    /// port is probed; while it does not answer within [`PROBE_TIMEOUT`] (or three round trips
+    /// of its link), its instances are left out of this node's choices and it is probed again
+    /// every second, so that requests fail over to instances elsewhere instead of each paying
+    /// its timeout. One probe loop per peer at a time.
+    pub fn suspect(&self, peer: &str) {
+        if !self.inner.suspects.lock().insert(peer.to_owned()) {
+            return;
+        }
+        let dp = self.clone();
+        let peer = peer.to_owned();
+        tokio::spawn(async move {
+            loop {
+                if !dp.inner.peers.read().contains_key(&peer) {
+                    break;
+                }
+                if dp.ping(&peer).await {
+                    dp.each_revision(|r| r.eject_node(&peer, None));
+                    break;
+                }
+                tracing::warn!(
+                    node = %dp.inner.node,
+                    peer = %peer,
+                    "node {peer} does not answer probes; its instances get no requests from here until it does"
+                );
+                let until = Some(Duration::from_secs(3600));
+                dp.each_revision(|r| r.eject_node(&peer, until));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            dp.inner.suspects.lock().remove(&peer);
+        });
+    }
+
+    /// Whether `peer`'s data port answers a probe in time (through the emulated link).
+    async fn ping(&self, peer: &str) -> bool {
+        self.probe_rtt(peer).await.is_some()
+    }
+
+    /// Probes `peer`'s data port through the emulated link: the round trip in ms, or `None`
+    /// when it does not answer within [`PROBE_TIMEOUT`] (or three round trips of its link).
+    pub async fn probe_rtt(&self, peer: &str) -> Option<f64> {
+        let addr = self.inner.peers.read().get(peer).copied()?;
+        use http_body_util::BodyExt;
+        let empty = http_body_util::Empty::new()
+            .map_err(|e: std::convert::Infallible| match e {})
+            .boxed_unsync();
+        let mut req = http::Request::get(format!("http://{addr}{PING_PATH}"))
+            .body(empty)
+            .ok()?;
+        if let Some(t) = self.inner.peer_token.get() {
+            req.headers_mut()
+                .insert(kantai_api::auth::PEER_TOKEN_HEADER, t.clone());
+        }
+        let limit = PROBE_TIMEOUT.max(self.inner.netem.link(peer).rtt * 3);
+        let start = tokio::time::Instant::now();
+        let exchange = async {
+            self.inner.netem.cross(peer, 0).await;
+            let resp = self.inner.client.request(req).await.ok()?;
+            self.inner.netem.cross(peer, 0).await;
+            resp.status().is_success().then_some(())
+        };
+        tokio::time::timeout(limit, exchange).await.ok()??;
+        Some(start.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Whether a request to the data port carries this fleet's peer token (any request does
+    /// when none is set).
+    pub(crate) fn is_from_peer(&self, headers: &http::HeaderMap) -> bool {
+        let Some(want) = self.inner.peer_token.get() else {
+            return true;
+        };
+        headers
+            .get(kantai_api::auth::PEER_TOKEN_HEADER)
+            .is_some_and(|got| kantai_api::auth::tokens_match(got.as_bytes(), want.as_bytes()))
+    }
+
+    fn each_revision(&self, f: impl Fn(&Arc<RevisionState>)) {
+        let all: Vec<Arc<RevisionState>> = self.inner.revisions.read().values().cloned().collect();
+        for r in all {
+            f(&r);
         }
     }
 

@@ -493,6 +493,22 @@ impl RevisionState {
         });
     }
 
+    /// Leaves out (until `until`, as time since now) or lets back in (`None`) every instance
+    /// of this revision on node `peer`.
+    pub(crate) fn eject_node(self: &Arc<Self>, peer: &str, until: Option<Duration>) {
+        let stamp = until.map_or(0, |d| (self.now() + d).as_millis() as u64);
+        let mut changed = false;
+        for b in self.backends.load().iter() {
+            if matches!(&b.target, Target::Remote { node, .. } if node == peer) {
+                let old = b.tracked.ejected_until_ms.swap(stamp, Ordering::AcqRel);
+                changed |= old != stamp;
+            }
+        }
+        if changed && until.is_none() {
+            self.dispatch();
+        }
+    }
+
     /// The balancer's choice for `req`, under the policies' lock.
     fn choose(self: &Arc<Self>, p: &mut Policies, req: &dyn RequestInfo) -> Option<Lease> {
         let all = self.backends.load();

@@ -26,6 +26,7 @@ use crate::{
     Body, BoxError, COLD_START_HEADER, DataPlane, INSTANCE_HEADER, NOT_SERVING_HEADER,
     ORIGIN_HEADER, PING_PATH, SERVED_BY_HEADER, SERVED_ON_HEADER, SERVER_TIME_HEADER,
 };
+use kantai_api::auth::PEER_TOKEN_HEADER;
 
 /// The bound sockets of a node's data plane.
 pub struct Listeners {
@@ -183,6 +184,8 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     };
     // A request that finds no instance anywhere waits for a cold start.
     let cold = rev.backend_count() == 0;
+    // The remote instance a request went to last: suspected when the request times out.
+    let mut forwarded: Option<Arc<crate::revision::Backend>> = None;
     let work = async {
         let (mut lease, waited_cold) = match acquired.map_err(no_backend)? {
             Acquired::Now(l) => (l, false),
@@ -201,6 +204,9 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
         let mut attempt = 1;
         loop {
             let sent = Instant::now();
+            if matches!(lease.backend.target, Target::Remote { .. }) {
+                forwarded = Some(lease.backend.clone());
+            }
             match forward(dp, &lease, req).await {
                 Ok(mut resp) => {
                     // Time to the response head: what latency-aware balancers learn from.
@@ -253,6 +259,12 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     };
     let (resp, node) = match tokio::time::timeout_at(start_deadline, work).await {
         Err(_) => {
+            // No answer in time from another node: is that node (or the link to it) alive?
+            if let Some(b) = &forwarded
+                && let Target::Remote { node, .. } = &b.target
+            {
+                dp.suspect(node);
+            }
             let (d, what) = match cfg.response_start {
                 Some(d) if start + d < deadline => (d, "responseStartTimeoutSeconds"),
                 _ => (cfg.timeout, "timeoutSeconds"),
@@ -409,6 +421,15 @@ async fn forward(
             if let Ok(v) = HeaderValue::from_str(&dp.inner.node) {
                 h.insert(ORIGIN_HEADER, v);
             }
+            match dp.inner.peer_token.get() {
+                Some(t) => {
+                    h.insert(PEER_TOKEN_HEADER, t.clone());
+                }
+                // Whatever the client sent under that name goes no further.
+                None => {
+                    h.remove(PEER_TOKEN_HEADER);
+                }
+            }
             // The Host stays the client's: the data port routes by the instance header.
             let pq = req
                 .uri()
@@ -514,6 +535,16 @@ async fn to_instance(
 }
 
 async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    if !dp.is_from_peer(req.headers()) {
+        debug!(%client, "a request without the fleet's peer token on the data port");
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "kantai: the data port of node {} serves the fleet's nodes only (no valid {PEER_TOKEN_HEADER} header); clients use the gateway",
+                dp.inner.node
+            ),
+        );
+    }
     if req.uri().path() == PING_PATH {
         return text(StatusCode::OK, "pong");
     }
@@ -535,6 +566,8 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
     let arrived = Instant::now();
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // The instance never sees the fleet's secret.
+    parts.headers.remove(PEER_TOKEN_HEADER);
     let _ = client;
     let req = Request::from_parts(parts, limited(dp, body));
     let mut resp = match to_instance(dp, &inst, req).await {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
 use kantai_api::wire::{FLEET_PATH, REPORTS_PATH};
 use kantai_api::{Client, FleetInfo, Report, ReportReply, RttSample};
-use kantai_dataplane::{DataPlane, Limits, Listeners, PING_PATH, RevisionConfig, RouteSpec};
+use kantai_dataplane::{DataPlane, Limits, Listeners, RevisionConfig, RouteSpec};
 use kantai_model::config::{PoliciesConfig, ServingConfig};
 use kantai_model::fleet::{self, Instance, Placement};
 use kantai_model::node::Node as DocNode;
@@ -194,6 +194,17 @@ pub async fn run(
         .bytes()
         .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     let (dp, pokes) = DataPlane::new(&cfg.name, cfg.limits.clone(), seed);
+    if fleet.peer_token.is_empty() {
+        return Err(AgentError::Fleet {
+            node: cfg.name.clone(),
+            detail: "it has no peer token (is the control plane an older kantai?)".to_owned(),
+        });
+    }
+    dp.set_peer_token(&fleet.peer_token)
+        .map_err(|_| AgentError::Fleet {
+            node: cfg.name.clone(),
+            detail: "its peer token is not a valid header value".to_owned(),
+        })?;
     if let Some(log) = &cfg.decision_log {
         dp.set_decision_log(log.clone());
     }
@@ -239,7 +250,11 @@ pub async fn run(
     )));
     tasks.push(tokio::spawn(report_loop(agent.clone(), pokes)));
     tasks.push(tokio::spawn(probe_loop(agent.clone())));
-    tasks.push(tokio::spawn(admin_server(agent.clone(), admin)));
+    tasks.push(tokio::spawn(admin_server(
+        agent.clone(),
+        admin,
+        cfg.token.clone().unwrap_or_default(),
+    )));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(kantai_dataplane::serve(
         dp.clone(),
@@ -631,22 +646,20 @@ async fn probe_loop(agent: Arc<Agent>) {
             })
             .filter(|(name, _)| *name != agent.name)
             .collect();
-        for (peer, addr) in peers {
-            if !agent.dp.rtt_is_stale(&peer, PROBE_WHEN_STALE) {
-                continue;
-            }
-            let Ok(c) = Client::new(&format!("http://{addr}")) else {
-                continue;
-            };
-            let dp = agent.dp.clone();
-            let p = peer.clone();
-            let c = c.with_delay(Arc::new(move || dp.netem().one_way(&p, 0)));
-            let start = tokio::time::Instant::now();
-            if c.call(http::Method::GET, PING_PATH, None).await.is_ok() {
-                let ms = start.elapsed().as_secs_f64() * 1e3;
-                agent.dp.record_rtt(&peer, ms);
-            }
-        }
+        // Each peer probed on its own, within a bound: a stalled link must not hold up the
+        // probes of the others.
+        let probes = peers
+            .into_iter()
+            .filter(|(peer, _)| agent.dp.rtt_is_stale(peer, PROBE_WHEN_STALE))
+            .map(|(peer, _)| {
+                let agent = agent.clone();
+                async move {
+                    if let Some(ms) = agent.dp.probe_rtt(&peer).await {
+                        agent.dp.record_rtt(&peer, ms);
+                    }
+                }
+            });
+        futures_util::future::join_all(probes).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
@@ -685,7 +698,80 @@ fn follow_logs(
     axum::body::Body::from_stream(futures_util::StreamExt::chain(start, rest))
 }
 
-async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
+/// The emulated links from this node as set now: `{peer: {rtt, jitter, loss, bandwidth, down}}`.
+fn links_json(agent: &Agent) -> Value {
+    let mut out = serde_json::Map::new();
+    for (peer, s) in agent.dp.netem().settings() {
+        let mut v = serde_json::to_value(s.link).unwrap_or_default();
+        v["down"] = Value::Bool(s.down);
+        out.insert(peer, v);
+    }
+    Value::Object(out)
+}
+
+/// Changes the emulated link from this node to `peer` (fault injection: loss, delay, or a
+/// stall with `down: true`); the other direction is the peer's to change.
+fn set_link(agent: &Agent, peer: &str, body: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if peer == agent.name || !node_order(agent).iter().any(|n| n == peer) {
+        return (
+            http::StatusCode::NOT_FOUND,
+            format!(
+                "{peer:?} is not another node of this fleet; node {} has links to: {}\n",
+                agent.name,
+                node_order(agent)
+                    .into_iter()
+                    .filter(|n| *n != agent.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+            .into_response();
+    }
+    match kantai_model::topology::LinkSetting::parse(body) {
+        Ok(setting) => {
+            info!(node = %agent.name, peer, ?setting, "link changed");
+            agent.dp.netem().set(peer, setting);
+            axum::Json(links_json(agent)[peer].clone()).into_response()
+        }
+        Err(e) => (
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the link setting for {peer} is invalid: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The admin port answers only requests with the fleet's API token (`/healthz` aside): it
+/// shows every instance's output and changes the emulated links.
+async fn require_token(
+    axum::extract::State(token): axum::extract::State<Arc<String>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ok = req.uri().path() == "/healthz"
+        || req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(kantai_api::auth::bearer)
+            .is_some_and(|t| {
+                !token.is_empty() && kantai_api::auth::tokens_match(t.as_bytes(), token.as_bytes())
+            });
+    if ok {
+        next.run(req).await
+    } else {
+        (
+            http::StatusCode::UNAUTHORIZED,
+            [(http::header::WWW_AUTHENTICATE, "Bearer")],
+            "the admin port needs the fleet's API token (Authorization: Bearer TOKEN; STATE_DIR/token)\n",
+        )
+            .into_response()
+    }
+}
+
+async fn admin_server(agent: Arc<Agent>, listener: TcpListener, token: String) {
     use axum::extract::{Path, Query};
     let a = agent.clone();
     let app = axum::Router::new()
@@ -705,6 +791,26 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
                 }
             })
         })
+        .route(
+            "/kantai/v1/links",
+            axum::routing::get({
+                let a = agent.clone();
+                move || {
+                    let a = a.clone();
+                    async move { axum::Json(links_json(&a)) }
+                }
+            }),
+        )
+        .route(
+            "/kantai/v1/links/{peer}",
+            axum::routing::put({
+                let a = agent.clone();
+                move |Path(peer): Path<String>, body: String| {
+                    let a = a.clone();
+                    async move { set_link(&a, &peer, &body) }
+                }
+            }),
+        )
         .route(
             "/kantai/v1/logs/{ns}/{name}",
             axum::routing::get(
@@ -729,7 +835,11 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener) {
                     }
                 },
             ),
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ));
     if let Err(e) = axum::serve(listener, app).await {
         warn!(node = %agent.name, "admin server stopped: {e}");
     }

@@ -75,6 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| kubeconfig::token_path(&state_dir));
     let token = kubeconfig::ensure_token(&token_file)?;
+    // Node agents present it to each other; kept across restarts like the API token, so
+    // agents that outlive a control-plane restart keep talking.
+    let peer_token = kubeconfig::ensure_token(&state_dir.join("peer-token"))?;
     let kubeconfig_file = kubeconfig::kubeconfig_path(&state_dir);
     let listen = args.listen.unwrap_or(topology.control.listen);
     // The port after the API's, so a kubeconfig handed out stays valid across restarts
@@ -115,6 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
             topology,
             token: token.clone(),
+            peer_token,
             tls: Some(kantai_control::TlsConfig {
                 listen: secure_listen,
                 cert_pem,

@@ -234,6 +234,35 @@ impl TestFleet {
         fleet
     }
 
+    /// Any request to `url`, with `headers`: the status and the body.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut req = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
+            .await
+            .expect("no answer within 10 s")
+            .expect("request");
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// A plain GET of `path` on `addr` (no Host games): the body, if it answered 200.
     pub async fn fetch(&self, addr: &str, path: &str) -> Option<String> {
         let req = http::Request::get(format!("http://{addr}{path}"))

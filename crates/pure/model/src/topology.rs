@@ -577,6 +577,45 @@ fn decode_link(
     })
 }
 
+/// A link as changed while the fleet runs (a node agent's `PUT /kantai/v1/links/{peer}`):
+/// the topology's link fields, plus `down`, a stalled link that no message crosses.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinkSetting {
+    /// Delay, jitter, loss and bandwidth.
+    pub link: Link,
+    /// Stalled: every crossing waits until the caller's own timeout.
+    pub down: bool,
+}
+
+impl LinkSetting {
+    /// Reads a setting from YAML or JSON text (`{rtt: 50ms, loss: 0.2}`, `{down: true}`).
+    pub fn parse(text: &str) -> Result<LinkSetting, ConfigError> {
+        let docs = parse_documents(text, ParseLimits::default()).map_err(|e| {
+            ConfigError(vec![FieldError {
+                pos: e.pos,
+                ..FieldError::error(FieldPath::root(), e.message)
+            }])
+        })?;
+        let [doc] = docs.as_slice() else {
+            return Err(ConfigError(vec![FieldError::error(
+                FieldPath::root(),
+                "a link setting is exactly one YAML or JSON document",
+            )]));
+        };
+        let mut out = Findings::new();
+        let root = FieldPath::root();
+        let link = decode_link(doc, &root, &mut out, &["down"]);
+        let down = Fields::open(doc, &root, &mut out)
+            .and_then(|mut f| f.opt::<bool>("down", &mut out))
+            .unwrap_or(false);
+        out.locate_in(doc);
+        match link {
+            Some(link) if !out.has_errors() => Ok(LinkSetting { link, down }),
+            _ => Err(ConfigError(out.errors().cloned().collect())),
+        }
+    }
+}
+
 /// A scalar written as a string or a number (`rtt: 0` and `rtt: "50ms"`).
 struct ScalarText(String);
 
@@ -614,6 +653,20 @@ pub fn parse_bandwidth(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_settings_read_like_topology_links_plus_down() {
+        let s = LinkSetting::parse("{rtt: 20ms, loss: 0.3}").expect("setting");
+        assert_eq!(s.link.rtt, Duration::from_millis(20));
+        assert!((s.link.loss - 0.3).abs() < 1e-12);
+        assert!(!s.down);
+        assert!(LinkSetting::parse("{\"down\": true}").expect("json").down);
+        let err = LinkSetting::parse("{loss: 1.5, dwn: true}")
+            .expect_err("bad")
+            .to_string();
+        assert!(err.contains("loss: 1.5 must be in [0, 1)"), "{err}");
+        assert!(err.contains("dwn"), "{err}");
+    }
 
     #[test]
     fn the_seed_testbed() {

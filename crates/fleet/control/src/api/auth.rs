@@ -24,10 +24,11 @@ pub async fn require_token(State(s): State<Arc<Shared>>, req: Request, next: Nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(kantai_api::auth::bearer);
     match presented {
-        Some(t) if same(t.as_bytes(), s.token.as_bytes()) => next.run(req).await,
+        Some(t) if kantai_api::auth::tokens_match(t.as_bytes(), s.token.as_bytes()) => {
+            next.run(req).await
+        }
         Some(_) => fail(401, "Unauthorized", "Unauthorized: the bearer token is not this fleet's (see `kantai kubeconfig`)").into_response(),
         None => fail(
             401,
@@ -35,22 +36,5 @@ pub async fn require_token(State(s): State<Arc<Shared>>, req: Request, next: Nex
             "Unauthorized: the request has no bearer token (use the kubeconfig `kantai up` writes, or `kantai kubeconfig`)",
         )
         .into_response(),
-    }
-}
-
-/// Compares in time independent of where the first difference is, so the token cannot be
-/// guessed byte by byte from response times.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(super::same(b"abc", b"abc"));
-        assert!(!super::same(b"abc", b"abd"));
-        assert!(!super::same(b"abc", b"abcd"));
-        assert!(!super::same(b"", b"a"));
     }
 }

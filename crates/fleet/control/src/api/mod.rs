@@ -115,6 +115,7 @@ async fn fleet_info(State(s): State<Arc<Shared>>) -> Response {
         topology: serde_json::to_value(&s.topology).unwrap_or_default(),
         domain: s.config.domain.clone(),
         config: s.config_text.clone(),
+        peer_token: s.peer_token.clone(),
     };
     axum::Json(info).into_response()
 }

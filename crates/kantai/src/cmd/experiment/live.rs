@@ -312,15 +312,17 @@ async fn drive(
         }
     });
 
+    // Both the control plane and the agents' admin ports want the API token.
+    let token = fleet.token()?;
     let mut endpoints = vec![Endpoint {
         name: "control".to_owned(),
         url: format!("{}/metrics", fleet.api),
-        token: fleet.token()?,
+        token: token.clone(),
     }];
     endpoints.extend(fleet.admins.iter().map(|(n, a)| Endpoint {
         name: n.clone(),
         url: format!("http://{a}/metrics"),
-        token: None,
+        token: token.clone(),
     }));
     let timeline =
         kantai_loadgen::timeline::start(endpoints, &TIMELINE_METRICS, Duration::from_secs(1));
