@@ -589,6 +589,55 @@ fn hello_starts_listening_after_its_startup_delay() {
     );
 }
 
+/// hello reads request bodies to the end, so a connection carries request after request
+/// (a server that answers without reading closes the connection, and the proxy in front
+/// finds its pooled connection gone: 502s under load).
+#[test]
+fn hello_reads_bodies_and_keeps_the_connection() {
+    use std::io::{Read, Write};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .args(["fn", "hello"])
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    let mut conn = loop {
+        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break c;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "hello never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let body = vec![b'x'; 200_000];
+    let first = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(first.as_bytes()).expect("first head");
+    conn.write_all(&body).expect("first body");
+    let second =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    conn.write_all(second.as_bytes())
+        .expect("second request on the same connection");
+    let mut answers = String::new();
+    let _ = conn.read_to_string(&mut answers);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answers.matches("HTTP/1.1 200").count(), 2, "{answers}");
+}
+
 #[test]
 fn an_interrupted_live_experiment_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -97,12 +97,24 @@ fn hello() -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The largest request body hello reads (it answers 413 beyond).
+const MAX_BODY: usize = 16 << 20;
+
 async fn serve(
     h: &'static Hello,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path();
-    let (status, body) = if path == "/" {
+    let (parts, body) = req.into_parts();
+    // Read to the end, as a well-behaved server does: an unread body makes hyper close the
+    // connection after the answer, and the proxy in front finds its pooled connection gone.
+    let read = Limited::new(body, MAX_BODY).collect().await;
+    let path = parts.uri.path();
+    let (status, body) = if read.is_err() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is over {MAX_BODY} bytes, or was cut off\n"),
+        )
+    } else if path == "/" {
         (StatusCode::OK, h.greeting.clone())
     } else if path == "/nodename" {
         (StatusCode::OK, format!("{}\n", h.node))
