@@ -1772,7 +1772,7 @@ fn kantai_definitions(d: &mut Map<String, Value>) {
             &[],
             json!({
                 "conditions": list_of(CONDITION, "Ready: whether the agent's heartbeats arrive."),
-                "lastHeartbeatTime": time("When the last heartbeat arrived."),
+                "lastHeartbeatTime": time("When the agent's heartbeat was last recorded (every 30 s at most while nothing else changes)."),
             }),
         ),
     );

@@ -557,6 +557,8 @@ fn update_statuses(s: &Shared, now: &str) {
 /// with pods), so that no gateway sends them requests and the autoscaler does not count
 /// them; an agent that was only cut off writes their status again when it is back.
 pub async fn watch_nodes(s: Arc<Shared>) {
+    // When each node's heartbeat time was last written.
+    let mut written: HashMap<String, std::time::Instant> = HashMap::new();
     loop {
         mark_lost_instances(&s);
         let seen = s.nodes_seen.lock().clone();
@@ -588,7 +590,21 @@ pub async fn watch_nodes(s: Arc<Shared>) {
                 );
             }
             st.last_heartbeat_time = last.map(kantai_api::time::rfc3339);
+            // A heartbeat alone is written every HEARTBEAT_WRITE at most: every write is an
+            // event for every agent's watch and a place in the store's history, and a report
+            // a second from each node would make those the bulk of both (Kubernetes moved
+            // heartbeats to Leases for the same reason). Readiness changes go out at once.
+            let only_heartbeat = node.status.as_ref().is_some_and(|old| {
+                old.conditions == st.conditions && old.last_heartbeat_time.is_some()
+            });
+            let recently = written
+                .get(&name)
+                .is_some_and(|t| t.elapsed() < HEARTBEAT_WRITE);
+            if only_heartbeat && recently {
+                continue;
+            }
             if node.status.as_ref() != Some(&st) {
+                written.insert(name.clone(), std::time::Instant::now());
                 if ready
                     != node
                         .status
@@ -610,6 +626,9 @@ pub async fn watch_nodes(s: Arc<Shared>) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// How often a Node's `lastHeartbeatTime` is written when nothing else changed.
+const HEARTBEAT_WRITE: Duration = Duration::from_secs(30);
 
 /// Marks not ready every instance that its node's silence leaves unaccounted for.
 fn mark_lost_instances(s: &Shared) {

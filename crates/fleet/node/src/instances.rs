@@ -333,6 +333,9 @@ async fn mirror(
                 .await
             {
                 Ok(_) => last_status = Some(status),
+                // Removed meanwhile: a scale-down's (nothing to say), or someone's, which
+                // `reassert` writes back.
+                Err(e) if e.is_not_found() => {}
                 Err(e) => warn!(instance = %name, "cannot update the instance status: {e}"),
             }
         }
