@@ -27,6 +27,19 @@ impl<'a> HttpRequest<'a> {
         }
     }
 
+    /// The view of a request's head.
+    pub fn of_parts(
+        head: &'a http::request::Parts,
+        source: Option<std::net::IpAddr>,
+    ) -> HttpRequest<'a> {
+        HttpRequest {
+            method: &head.method,
+            path: head.uri.path(),
+            headers: &head.headers,
+            source,
+        }
+    }
+
     /// An owned copy, for a request that waits in a queue.
     pub fn to_owned(&self) -> OwnedRequest {
         OwnedRequest {

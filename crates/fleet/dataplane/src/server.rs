@@ -169,8 +169,8 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
         ),
     };
     // The decision borrows the request; only the wait is asynchronous.
-    let acquired = {
-        let view = HttpRequest::of(&req, Some(client.ip()));
+    let acquire = |req: &http::request::Parts| {
+        let view = HttpRequest::of_parts(req, Some(client.ip()));
         rev.acquire(
             &view,
             || view.to_owned(),
@@ -182,6 +182,8 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
             },
         )
     };
+    let (head, body) = req.into_parts();
+    let acquired = acquire(&head);
     // A request that finds no instance anywhere waits for a cold start.
     let cold = rev.backend_count() == 0;
     // The remote instance a request went to last: suspected when the request times out.
@@ -197,7 +199,7 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
                 (l, cold)
             }
         };
-        let (mut parts, body) = req.into_parts();
+        let mut parts = head;
         strip_hop_by_hop(&mut parts.headers);
         add_forwarded_for(&mut parts.headers, client);
         let mut req = Request::from_parts(parts, limited(dp, body));
@@ -230,29 +232,18 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
                     }
                     attempt += 1;
                     drop(lease);
-                    lease = {
-                        let view = HttpRequest::of(&again, Some(client.ip()));
-                        rev.acquire(
-                            &view,
-                            || view.to_owned(),
-                            limit,
-                            || {
-                                if rev.should_poke() {
-                                    let _ = pokes.send(key.clone());
-                                }
-                            },
-                        )
-                    }
-                    .map_err(no_backend)
-                    .map(|a| async move {
-                        match a {
-                            Acquired::Now(l) => Ok(l),
-                            Acquired::Held(h) => h.wait(deadline).await,
-                        }
-                    })?
-                    .await
-                    .map_err(no_backend)?;
-                    req = again;
+                    let (head, body) = again.into_parts();
+                    lease = acquire(&head)
+                        .map_err(no_backend)
+                        .map(|a| async move {
+                            match a {
+                                Acquired::Now(l) => Ok(l),
+                                Acquired::Held(h) => h.wait(deadline).await,
+                            }
+                        })?
+                        .await
+                        .map_err(no_backend)?;
+                    req = Request::from_parts(head, body);
                 }
             }
         }

@@ -654,8 +654,11 @@ async fn probe_loop(agent: Arc<Agent>) {
             .map(|(peer, _)| {
                 let agent = agent.clone();
                 async move {
-                    if let Some(ms) = agent.dp.probe_rtt(&peer).await {
-                        agent.dp.record_rtt(&peer, ms);
+                    match agent.dp.probe_rtt(&peer).await {
+                        Some(ms) => agent.dp.record_rtt(&peer, ms),
+                        // Silent: its instances get no requests from here until it answers,
+                        // whatever their requests' timeouts.
+                        None => agent.dp.suspect(&peer),
                     }
                 }
             });

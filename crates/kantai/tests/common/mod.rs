@@ -242,25 +242,44 @@ impl TestFleet {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
+        let a = self
+            .request(method, url, headers, Bytes::from(body.to_owned()))
+            .await;
+        (a.status, a.body)
+    }
+
+    /// Any request, answered within 60 s.
+    async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Answer {
         let mut req = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .expect("request");
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
+        let req = req.body(Full::new(body)).expect("request");
+        let start = Instant::now();
+        let resp = tokio::time::timeout(Duration::from_secs(60), self.http.request(req))
             .await
-            .expect("no answer within 10 s")
+            .expect("no answer within 60 s")
             .expect("request");
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let body = resp
             .into_body()
             .collect()
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            elapsed: start.elapsed(),
+            headers,
+        }
     }
 
     /// A plain GET of `path` on `addr` (no Host games): the body, if it answered 200.
@@ -392,31 +411,14 @@ impl TestFleet {
 
     pub async fn call_host(&self, node: &str, host: &str, path: &str, body: Bytes) -> Answer {
         let gw = self.gateway(node);
-        let req = http::Request::builder()
-            .method(if body.is_empty() { "GET" } else { "POST" })
-            .uri(format!("http://{gw}{path}"))
-            .header(http::header::HOST, host)
-            .body(Full::new(body))
-            .expect("request");
-        let start = Instant::now();
-        let resp = tokio::time::timeout(Duration::from_secs(60), self.http.request(req))
-            .await
-            .expect("no answer within 60 s")
-            .expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        Answer {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            elapsed: start.elapsed(),
-            headers,
-        }
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        self.request(
+            method,
+            &format!("http://{gw}{path}"),
+            &[("host", host)],
+            body,
+        )
+        .await
     }
 
     /// Waits until the revision has no instance left.

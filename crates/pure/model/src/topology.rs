@@ -260,19 +260,10 @@ impl Topology {
 
     /// Parses a topology file; errors name the line and the field.
     pub fn parse(text: &str) -> Result<Topology, ConfigError> {
-        let docs = parse_documents(text, ParseLimits::default()).map_err(|e| {
-            ConfigError(vec![FieldError {
-                pos: e.pos,
-                ..FieldError::error(FieldPath::root(), e.message)
-            }])
-        })?;
-        let [doc] = docs.as_slice() else {
-            return Err(ConfigError(vec![FieldError::error(
-                FieldPath::root(),
-                "a topology file holds exactly one YAML document",
-            )]));
-        };
-        Topology::from_node(doc)
+        Topology::from_node(&one_document(
+            text,
+            "a topology file holds exactly one YAML document",
+        )?)
     }
 
     /// Reads a topology from a parsed document (also used for JSON from the API).
@@ -590,18 +581,7 @@ pub struct LinkSetting {
 impl LinkSetting {
     /// Reads a setting from YAML or JSON text (`{rtt: 50ms, loss: 0.2}`, `{down: true}`).
     pub fn parse(text: &str) -> Result<LinkSetting, ConfigError> {
-        let docs = parse_documents(text, ParseLimits::default()).map_err(|e| {
-            ConfigError(vec![FieldError {
-                pos: e.pos,
-                ..FieldError::error(FieldPath::root(), e.message)
-            }])
-        })?;
-        let [doc] = docs.as_slice() else {
-            return Err(ConfigError(vec![FieldError::error(
-                FieldPath::root(),
-                "a link setting is exactly one YAML or JSON document",
-            )]));
-        };
+        let doc = &one_document(text, "a link setting is exactly one YAML or JSON document")?;
         let mut out = Findings::new();
         let root = FieldPath::root();
         let link = decode_link(doc, &root, &mut out, &["down"]);
@@ -613,6 +593,23 @@ impl LinkSetting {
             Some(link) if !out.has_errors() => Ok(LinkSetting { link, down }),
             _ => Err(ConfigError(out.errors().cloned().collect())),
         }
+    }
+}
+
+/// The one document of `text`; `otherwise` says what is wrong when there are more or none.
+fn one_document(text: &str, otherwise: &str) -> Result<DocNode, ConfigError> {
+    let docs = parse_documents(text, ParseLimits::default()).map_err(|e| {
+        ConfigError(vec![FieldError {
+            pos: e.pos,
+            ..FieldError::error(FieldPath::root(), e.message)
+        }])
+    })?;
+    match <[DocNode; 1]>::try_from(docs) {
+        Ok([doc]) => Ok(doc),
+        Err(_) => Err(ConfigError(vec![FieldError::error(
+            FieldPath::root(),
+            otherwise,
+        )])),
     }
 }
 
