@@ -17,8 +17,14 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// resourceVersions reserved durably at a time (one extra disk sync per this many writes).
 const RV_RESERVE: u64 = 10_000;
 
-/// How many past events a watch may resume from.
+/// How many past events a watch may resume from, at most.
 const HISTORY: usize = 10_000;
+
+/// How old an event a watch may resume from, at most: a watcher that was away longer lists
+/// again (410 Gone), as with Kubernetes' watch cache. Without it the history holds the last
+/// 10,000 versions of whole objects however old, a memory cost that grows for an hour in a
+/// quiet fleet before it levels off.
+const HISTORY_AGE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +117,8 @@ pub type WatchStart = (Vec<Arc<Value>>, Vec<Event>, broadcast::Receiver<Event>, 
 struct Inner {
     objects: BTreeMap<Key, Arc<Value>>,
     rv: u64,
-    history: VecDeque<Event>,
+    /// Past events, oldest first, with when they happened.
+    history: VecDeque<(std::time::Instant, Event)>,
 }
 
 /// The store.
@@ -252,11 +259,24 @@ impl Store {
             namespace: key.1.clone(),
             object,
         };
+        let now = std::time::Instant::now();
+        Self::prune(inner, now);
         if inner.history.len() == HISTORY {
             inner.history.pop_front();
         }
-        inner.history.push_back(e.clone());
+        inner.history.push_back((now, e.clone()));
         let _ = self.events.send(e);
+    }
+
+    /// Forgets events older than [`HISTORY_AGE`] at `now`.
+    fn prune(inner: &mut Inner, now: std::time::Instant) {
+        while inner
+            .history
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > HISTORY_AGE)
+        {
+            inner.history.pop_front();
+        }
     }
 
     /// One object.
@@ -306,15 +326,15 @@ impl Store {
                 let oldest = inner
                     .history
                     .front()
-                    .map_or(inner.rv, |e| e.rv.saturating_sub(1));
+                    .map_or(inner.rv, |(_, e)| e.rv.saturating_sub(1));
                 if rv < oldest {
                     return Err(StoreError::Gone(rv));
                 }
                 let past = inner
                     .history
                     .iter()
-                    .filter(|e| e.rv > rv)
-                    .cloned()
+                    .filter(|(_, e)| e.rv > rv)
+                    .map(|(_, e)| e.clone())
                     .collect();
                 Ok((Vec::new(), past, rx, inner.rv))
             }
@@ -608,5 +628,18 @@ mod tests {
         let (_, past, _, _) = store.watch(&NODES, None, Some(rv)).expect("resume");
         assert_eq!(past.len(), 1);
         assert_eq!(past[0].type_, EventType::Modified);
+        // Five minutes later the history is gone: a watch from there lists again.
+        Store::prune(
+            &mut store.inner.lock(),
+            std::time::Instant::now() + HISTORY_AGE + std::time::Duration::from_secs(1),
+        );
+        assert!(matches!(
+            store.watch(&NODES, None, Some(rv)),
+            Err(StoreError::Gone(_))
+        ));
+        let (_, past, _, _) = store
+            .watch(&NODES, None, Some(store.version()))
+            .expect("from now");
+        assert!(past.is_empty());
     }
 }
