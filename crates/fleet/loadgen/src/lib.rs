@@ -174,7 +174,9 @@ pub async fn fire(
     }
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    // The timer lets the pool evict idle connections (without one it never does).
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
     let permits = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
