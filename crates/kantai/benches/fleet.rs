@@ -486,12 +486,12 @@ async fn main() {
             let k = num(&row["kantai"][q]);
             let _ = write!(
                 md,
-                "| {q} at {rate:.0} req/s | {d:.3} ms | {k:.3} ms | +{:.3} ms |",
+                "| {q} at {rate:.0} req/s | {d:.3} ms | {k:.3} ms | {:+.3} ms |",
                 k - d
             );
             if has_nginx {
                 let n = num(&row["nginx"][q]);
-                let _ = write!(md, " {n:.3} ms | +{:.3} ms |", n - d);
+                let _ = write!(md, " {n:.3} ms | {:+.3} ms |", n - d);
             }
             let _ = writeln!(md);
         }
