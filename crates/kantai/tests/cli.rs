@@ -542,22 +542,30 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
     );
 }
 
-#[test]
-fn hello_starts_listening_after_its_startup_delay() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let start = std::time::Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kantai"))
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `kantai fn hello` on `port`, with more environment.
+fn spawn_hello(port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kantai"))
         .args(["fn", "hello"])
         .env("PORT", port.to_string())
-        .env("STARTUP_DELAY", "400ms")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+#[test]
+fn hello_starts_listening_after_its_startup_delay() {
+    let port = free_port();
+    let start = std::time::Instant::now();
+    let mut child = spawn_hello(port, &[("STARTUP_DELAY", "400ms")]);
     // Poll (bounded) until it accepts a connection.
     let mut up = None;
     while start.elapsed() < std::time::Duration::from_secs(10) {
@@ -595,18 +603,8 @@ fn hello_starts_listening_after_its_startup_delay() {
 #[test]
 fn hello_reads_bodies_and_keeps_the_connection() {
     use std::io::{Read, Write};
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kantai"))
-        .args(["fn", "hello"])
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let port = free_port();
+    let mut child = spawn_hello(port, &[]);
     let start = std::time::Instant::now();
     let mut conn = loop {
         if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
