@@ -274,29 +274,6 @@ fn list_schema_name(r: &Resource) -> String {
     format!("{}List", kind_schema_name(r))
 }
 
-/// What kantai's API server lets clients do with a resource.
-struct Verbs {
-    /// POST, PUT and PATCH.
-    write: bool,
-    /// DELETE.
-    delete: bool,
-    /// PUT on `/status`.
-    write_status: bool,
-}
-
-fn verbs(r: &Resource) -> Verbs {
-    // Users write Services and Routes; node agents register Nodes and Instances.
-    let write = matches!(
-        (r.group, r.plural),
-        ("serving.knative.dev", "services" | "routes") | ("kantai.dev", "nodes" | "instances")
-    );
-    Verbs {
-        write,
-        delete: write || (r.group == "serving.knative.dev" && r.plural == "revisions"),
-        write_status: r.group == "kantai.dev" && matches!(r.plural, "nodes" | "instances"),
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     List,
@@ -314,7 +291,7 @@ enum Action {
 fn neutral_paths(rs: &[Resource], f: Flavor) -> Value {
     let mut paths = Map::new();
     for r in rs {
-        let v = verbs(r);
+        let v = r.verbs;
         let collection = if r.namespaced {
             format!("{}/namespaces/{{namespace}}/{}", r.group_path(), r.plural)
         } else {
@@ -329,25 +306,30 @@ fn neutral_paths(rs: &[Resource], f: Flavor) -> Value {
         };
 
         let mut ops = vec![Action::List];
-        if v.write {
+        if v.create {
             ops.push(Action::Create);
         }
         paths.insert(collection.clone(), path_item(r, scope, &ops, f));
 
         let mut ops = vec![Action::Read];
-        if v.write {
-            ops.extend([Action::Replace, Action::Patch]);
+        if v.update {
+            ops.push(Action::Replace);
+        }
+        if v.patch {
+            ops.push(Action::Patch);
         }
         if v.delete {
             ops.push(Action::Delete);
         }
         paths.insert(object.clone(), path_item(r, named, &ops, f));
 
-        let mut ops = vec![Action::ReadStatus];
-        if v.write_status {
-            ops.push(Action::ReplaceStatus);
+        if v.get_status {
+            let mut ops = vec![Action::ReadStatus];
+            if v.update_status {
+                ops.push(Action::ReplaceStatus);
+            }
+            paths.insert(format!("{object}/status"), path_item(r, named, &ops, f));
         }
-        paths.insert(format!("{object}/status"), path_item(r, named, &ops, f));
 
         if r.namespaced {
             paths.insert(

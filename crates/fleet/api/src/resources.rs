@@ -17,6 +17,71 @@ pub struct Resource {
     pub namespaced: bool,
     /// Short names (`ksvc`).
     pub short_names: &'static [&'static str],
+    /// What clients may do with it: the one table the API's dispatch, discovery and the
+    /// OpenAPI documents all read.
+    pub verbs: Verbs,
+}
+
+/// The verbs a resource answers. Reads (`get`, `list`) are always allowed; everything else
+/// is refused with 405 and the reason, and left out of discovery and OpenAPI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verbs {
+    /// `watch=true` on the collection.
+    pub watch: bool,
+    /// `POST` on the collection.
+    pub create: bool,
+    /// `PUT` on an object (for nodes and instances, also how their agents create them).
+    pub update: bool,
+    /// `PATCH` on an object (merge, JSON and apply patches).
+    pub patch: bool,
+    /// `DELETE` on an object.
+    pub delete: bool,
+    /// `PUT` on `/status`.
+    pub update_status: bool,
+    /// `GET` on `/status`.
+    pub get_status: bool,
+    /// `GET` on `/log`.
+    pub log: bool,
+}
+
+impl Verbs {
+    /// Read and watch only.
+    pub const READ: Verbs = Verbs {
+        watch: true,
+        create: false,
+        update: false,
+        patch: false,
+        delete: false,
+        update_status: false,
+        get_status: false,
+        log: false,
+    };
+
+    /// Every verb a user's own objects take (Services, Routes).
+    pub const USER: Verbs = Verbs {
+        create: true,
+        update: true,
+        patch: true,
+        delete: true,
+        get_status: true,
+        ..Verbs::READ
+    };
+
+    /// Kubernetes' names of the collection and object verbs, in discovery's order.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.create, "create"),
+            (self.delete, "delete"),
+            (true, "get"),
+            (true, "list"),
+            (self.patch, "patch"),
+            (self.update, "update"),
+            (self.watch, "watch"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
 }
 
 /// Knative Services.
@@ -28,6 +93,7 @@ pub const SERVICES: Resource = Resource {
     kind: "Service",
     namespaced: true,
     short_names: &["ksvc", "kservice"],
+    verbs: Verbs::USER,
 };
 /// Knative Configurations.
 pub const CONFIGURATIONS: Resource = Resource {
@@ -38,6 +104,10 @@ pub const CONFIGURATIONS: Resource = Resource {
     kind: "Configuration",
     namespaced: true,
     short_names: &["config", "cfg"],
+    verbs: Verbs {
+        get_status: true,
+        ..Verbs::READ
+    },
 };
 /// Knative Revisions.
 pub const REVISIONS: Resource = Resource {
@@ -48,6 +118,11 @@ pub const REVISIONS: Resource = Resource {
     kind: "Revision",
     namespaced: true,
     short_names: &["rev"],
+    verbs: Verbs {
+        delete: true,
+        get_status: true,
+        ..Verbs::READ
+    },
 };
 /// Knative Routes.
 pub const ROUTES: Resource = Resource {
@@ -58,6 +133,7 @@ pub const ROUTES: Resource = Resource {
     kind: "Route",
     namespaced: true,
     short_names: &["rt"],
+    verbs: Verbs::USER,
 };
 /// kantai Placements (per revision, instances per node).
 pub const PLACEMENTS: Resource = Resource {
@@ -68,6 +144,10 @@ pub const PLACEMENTS: Resource = Resource {
     kind: "Placement",
     namespaced: true,
     short_names: &["seika", "pl"],
+    verbs: Verbs {
+        get_status: true,
+        ..Verbs::READ
+    },
 };
 /// kantai Instances (the Pod equivalent).
 pub const INSTANCES: Resource = Resource {
@@ -78,6 +158,14 @@ pub const INSTANCES: Resource = Resource {
     kind: "Instance",
     namespaced: true,
     short_names: &["inst"],
+    verbs: Verbs {
+        update: true,
+        delete: true,
+        update_status: true,
+        get_status: true,
+        log: true,
+        ..Verbs::READ
+    },
 };
 /// kantai Nodes.
 pub const NODES: Resource = Resource {
@@ -88,6 +176,12 @@ pub const NODES: Resource = Resource {
     kind: "Node",
     namespaced: false,
     short_names: &["no"],
+    verbs: Verbs {
+        update: true,
+        delete: true,
+        get_status: true,
+        ..Verbs::READ
+    },
 };
 
 /// Events (Kubernetes' core `v1` Events): what kantai's controllers want an operator to
@@ -100,6 +194,7 @@ pub const EVENTS: Resource = Resource {
     kind: "Event",
     namespaced: true,
     short_names: &["ev"],
+    verbs: Verbs::READ,
 };
 
 /// Core `v1` Pods: kantai's instances seen as Kubernetes pods (read-only), so kubectl's
@@ -112,6 +207,11 @@ pub const PODS: Resource = Resource {
     kind: "Pod",
     namespaced: true,
     short_names: &["po"],
+    verbs: Verbs {
+        log: true,
+        get_status: true,
+        ..Verbs::READ
+    },
 };
 /// Core `v1` Nodes: kantai's nodes seen as Kubernetes nodes (read-only).
 pub const CORE_NODES: Resource = Resource {
@@ -122,6 +222,10 @@ pub const CORE_NODES: Resource = Resource {
     kind: "Node",
     namespaced: false,
     short_names: &[],
+    verbs: Verbs {
+        get_status: true,
+        ..Verbs::READ
+    },
 };
 /// Core `v1` Namespaces: every namespace holding an object, and `default` (read-only).
 pub const NAMESPACES: Resource = Resource {
@@ -132,6 +236,12 @@ pub const NAMESPACES: Resource = Resource {
     kind: "Namespace",
     namespaced: false,
     short_names: &["ns"],
+    verbs: Verbs {
+        watch: false,
+        create: true,
+        delete: true,
+        ..Verbs::READ
+    },
 };
 
 /// Every served resource. Lookups by name take the first match, so kantai's own kinds

@@ -55,18 +55,6 @@ pub fn group(name: &str) -> Option<Value> {
                 "versions": [gv.clone()], "preferredVersion": gv}))
 }
 
-fn verbs(r: &Resource) -> &'static [&'static str] {
-    match r.plural {
-        "services" | "routes" => &[
-            "create", "delete", "get", "list", "patch", "update", "watch",
-        ],
-        // Revisions can be deleted (Knative allows it); the rest are kantai's to write.
-        "revisions" => &["delete", "get", "list", "watch"],
-        "namespaces" => &["create", "delete", "get", "list"],
-        _ => &["get", "list", "watch"],
-    }
-}
-
 fn categories(r: &Resource) -> &'static [&'static str] {
     match r.group {
         "serving.knative.dev" => &["all", "knative", "serving"],
@@ -91,7 +79,7 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": verbs(r),
+            "verbs": r.verbs.names(),
             "shortNames": r.short_names,
             "categories": categories(r),
         }));
@@ -99,12 +87,17 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
             json!({"name": format!("{}/{name}", r.plural), "singularName": "",
                    "namespaced": r.namespaced, "kind": kind, "verbs": verbs})
         };
-        match r.plural {
-            "services" | "routes" | "configurations" | "revisions" => {
-                list.push(sub("status", r.kind, &["get"]));
-            }
-            "pods" | "instances" => list.push(sub("log", "Pod", &["get"])),
-            _ => {}
+        let v = r.verbs;
+        if v.get_status {
+            let verbs: &[&str] = if v.update_status {
+                &["get", "update"]
+            } else {
+                &["get"]
+            };
+            list.push(sub("status", r.kind, verbs));
+        }
+        if v.log {
+            list.push(sub("log", "Pod", &["get"]));
         }
     }
     let group_version = if group.is_empty() {
