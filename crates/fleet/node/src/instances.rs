@@ -192,6 +192,7 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
     let name = format!("{service}-{}-{}", agent.name, random_suffix());
     let grace = Duration::from_secs(rev.spec.timeout_seconds.unwrap_or(300).max(1) as u64);
     let cc = rev.spec.container_concurrency.unwrap_or(0).max(0) as u32;
+    let image = container.image.clone();
     let spec = kantai_runtime::InstanceSpec {
         name: name.clone(),
         namespace: key.0.clone(),
@@ -214,6 +215,7 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
             service,
             node: agent.name.clone(),
             container_concurrency: cc,
+            image,
         },
         status: Some(InstanceStatus::default()),
     };

@@ -162,6 +162,10 @@ pub struct InstanceSpec {
     pub node: String,
     /// The revision's containerConcurrency (0 = unlimited), for load balancing.
     pub container_concurrency: u32,
+    /// The image it runs, as the revision names it: kept here so that the instance reads the
+    /// same while it drains after its revision is gone.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub image: String,
 }
 
 /// The lifecycle phase of an instance.
@@ -383,9 +387,16 @@ impl Decode for InstanceSpec {
             service: f.opt("service", out).unwrap_or_default(),
             node: f.req("node", out).unwrap_or_default(),
             container_concurrency: u32_field(&mut f, "containerConcurrency", out),
+            image: f.opt("image", out).unwrap_or_default(),
         };
         f.finish(
-            &["revision", "service", "node", "containerConcurrency"],
+            &[
+                "revision",
+                "service",
+                "node",
+                "containerConcurrency",
+                "image",
+            ],
             out,
         );
         Some(s)
@@ -498,6 +509,7 @@ mod tests {
                 service: "hello".into(),
                 node: "node3".into(),
                 container_concurrency: 0,
+                image: "docker.io/bonavadeur/shuka:v1.3".into(),
             },
             status: Some(InstanceStatus {
                 phase: Phase::Running,

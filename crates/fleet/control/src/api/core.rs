@@ -60,7 +60,13 @@ fn pod(s: &Shared, inst: &Value) -> Value {
         .as_ref()
         .map(|r| r["spec"]["containers"][0].clone())
         .unwrap_or(Value::Null);
-    let image = container["image"].clone();
+    // The instance names its image itself: its revision may be gone while it drains.
+    let image = spec["image"]
+        .as_str()
+        .filter(|i| !i.is_empty())
+        .or_else(|| container["image"].as_str())
+        .unwrap_or("")
+        .to_owned();
     let mut labels = inst["metadata"]["labels"]
         .as_object()
         .cloned()
