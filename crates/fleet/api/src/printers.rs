@@ -274,6 +274,9 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
             let cs = &st["containerStatuses"][0];
             let status = if v["metadata"]["deletionTimestamp"].is_string() {
                 "Terminating".to_owned()
+            } else if st["phase"] == "Unknown" {
+                // Its node stopped reporting: whatever the container last said is stale.
+                "Unknown".to_owned()
             } else if let Some(w) = cs["state"]["waiting"]["reason"].as_str() {
                 w.to_owned()
             } else if let Some(t) = cs["state"]["terminated"]["reason"].as_str() {
@@ -372,5 +375,17 @@ mod tests {
         assert_eq!(c[3], 2);
         assert_eq!(c[6], "node3");
         assert_eq!(columns(&PODS)[6].priority, 1);
+    }
+
+    #[test]
+    fn pods_on_a_lost_node_show_unknown() {
+        let v = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "node3"},
+            "status": {"phase": "Unknown", "reason": "NodeLost", "containerStatuses": [{
+                "ready": false, "restartCount": 0, "state": {"running": {}}}]}});
+        let c = cells(&PODS, &v, &[], SystemTime::now());
+        assert_eq!(
+            (c[1].as_str(), c[2].as_str()),
+            (Some("0/1"), Some("Unknown"))
+        );
     }
 }

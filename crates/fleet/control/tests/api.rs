@@ -630,3 +630,95 @@ async fn dry_runs_bad_metadata_and_filtered_watches_behave_as_kubernetes() {
     );
     cp.shutdown().await;
 }
+
+async fn register_node_and_instance(c: &Client, instance: Value) {
+    c.replace(
+        kantai_api::resources::NODES,
+        "",
+        "node1",
+        &json!({"metadata": {"name": "node1"},
+                "spec": {"gateway": "127.0.0.1:8080", "data": "127.0.0.1:9000",
+                         "admin": "127.0.0.1:9001"}}),
+    )
+    .await
+    .expect("node");
+    let name = instance["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    c.replace(
+        kantai_api::resources::INSTANCES,
+        "default",
+        &name,
+        &instance,
+    )
+    .await
+    .expect("instance");
+}
+
+fn instance(name: &str, revision: &str, image: Option<&str>) -> Value {
+    let mut i = json!({"metadata": {"name": name},
+                       "spec": {"revision": revision, "service": "gone", "node": "node1"},
+                       "status": {"phase": "Running", "ready": true, "restarts": 0,
+                                  "address": "127.0.0.1:40001",
+                                  "startTime": "2026-11-26T15:08:55Z"}});
+    if let Some(img) = image {
+        i["spec"]["image"] = Value::from(img);
+    }
+    i
+}
+
+#[tokio::test]
+async fn a_draining_pod_keeps_its_image_when_its_revision_is_gone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    register_node_and_instance(
+        &c,
+        instance("gone-node1-bcdfg", "gone-00001", Some("hello")),
+    )
+    .await;
+    let pod = c
+        .get_json("/api/v1/namespaces/default/pods/gone-node1-bcdfg")
+        .await
+        .expect("pod");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "hello", "{pod}");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["image"], "hello",
+        "{pod}"
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pod_whose_image_is_unknown_names_an_empty_image_not_null() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    register_node_and_instance(&c, instance("gone-node1-hjklm", "gone-00001", None)).await;
+    let pods = c.get_json("/api/v1/pods").await.expect("pods");
+    let cs = &pods["items"][0]["status"]["containerStatuses"][0];
+    assert_eq!(cs["image"], "", "{pods}");
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pod_on_a_node_that_stopped_reporting_is_unknown() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    // node1's agent never reports: once the control plane's grace is over it is NotReady.
+    register_node_and_instance(
+        &c,
+        instance("lost-node1-npqrs", "lost-00001", Some("hello")),
+    )
+    .await;
+    let pod = eventually("the pod to turn Unknown", || async {
+        let p = c
+            .get_json("/api/v1/namespaces/default/pods/lost-node1-npqrs")
+            .await
+            .ok()?;
+        (p["status"]["phase"] == "Unknown").then_some(p)
+    })
+    .await;
+    assert_eq!(pod["status"]["reason"], "NodeLost", "{pod}");
+    assert_eq!(pod["status"]["containerStatuses"][0]["ready"], false);
+    cp.shutdown().await;
+}

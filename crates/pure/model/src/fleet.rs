@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use crate::decode::{Decode, Fields, wrong_type};
 use crate::error::{FieldError, FieldPath, Findings};
-use crate::meta::ObjectMeta;
+use crate::meta::{NameRule, ObjectMeta};
 use crate::node::{Node as DocNode, Value};
 use crate::serving::Conditions;
+use crate::serving::naming::dns1035_problem;
 use crate::topology::Capacity;
 
 /// The group and version of kantai's resources.
@@ -441,6 +442,98 @@ pub fn to_json<T: Serialize>(kind: &str, obj: &T) -> serde_json::Value {
         map.extend(fields);
     }
     serde_json::Value::Object(map)
+}
+
+/// Checks a kantai object beyond its shape: names, addresses and times, as the API admits it.
+pub trait Validate {
+    /// Records every problem in `out`.
+    fn validate(&self, out: &mut Findings);
+}
+
+impl Validate for Node {
+    fn validate(&self, out: &mut Findings) {
+        let meta = FieldPath::fields("metadata");
+        crate::meta::validate(&self.metadata, &meta, NameRule::Dns1123Subdomain, out);
+        let spec = FieldPath::fields("spec");
+        check_address(&self.spec.gateway, &spec.field("gateway"), out);
+        check_address(&self.spec.data, &spec.field("data"), out);
+        check_address(&self.spec.admin, &spec.field("admin"), out);
+        if let Some(st) = &self.status {
+            let path = FieldPath::fields("status");
+            st.conditions.validate(&path.field("conditions"), out);
+            if let Some(t) = &st.last_heartbeat_time {
+                crate::meta::check_time(t, &path.field("lastHeartbeatTime"), out);
+            }
+        }
+    }
+}
+
+impl Validate for Instance {
+    fn validate(&self, out: &mut Findings) {
+        let meta = FieldPath::fields("metadata");
+        crate::meta::validate(&self.metadata, &meta, NameRule::Dns1123Subdomain, out);
+        let spec = FieldPath::fields("spec");
+        if let Some(p) = dns1035_problem(&self.spec.revision) {
+            out.push(FieldError::invalid(
+                spec.field("revision"),
+                &self.spec.revision,
+                &p,
+            ));
+        }
+        if !self.spec.service.is_empty()
+            && let Some(p) = dns1035_problem(&self.spec.service)
+        {
+            out.push(FieldError::invalid(
+                spec.field("service"),
+                &self.spec.service,
+                &p,
+            ));
+        }
+        if let Some(p) = NameRule::Dns1123Subdomain.problem(&self.spec.node) {
+            out.push(FieldError::invalid(spec.field("node"), &self.spec.node, &p));
+        }
+        if let Some(st) = &self.status {
+            let path = FieldPath::fields("status");
+            if let Some(a) = &st.address {
+                check_address(a, &path.field("address"), out);
+            }
+            if let Some(t) = &st.start_time {
+                crate::meta::check_time(t, &path.field("startTime"), out);
+            }
+        }
+    }
+}
+
+/// Records a finding unless `value` is `IP:port` with a port other than 0 (where a node or an
+/// instance listens: a wrong one would send requests nowhere until they time out).
+fn check_address(value: &str, path: &FieldPath, out: &mut Findings) {
+    match value.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 => {}
+        Ok(_) => out.push(FieldError::invalid(
+            path.clone(),
+            value,
+            "the port must be 1 to 65535",
+        )),
+        Err(_) => out.push(FieldError::invalid(
+            path.clone(),
+            value,
+            "must be IP:port, such as 127.0.0.1:8080 or [::1]:8080",
+        )),
+    }
+}
+
+/// Decodes and validates a kantai object an API client sent: every problem at once.
+pub fn admit<T: Decode + Validate>(json: &serde_json::Value) -> Result<T, Findings> {
+    let node = DocNode::from_json(json);
+    let mut out = Findings::new();
+    let v = T::decode(&node, &FieldPath::root(), &mut out);
+    if let Some(v) = &v {
+        v.validate(&mut out);
+    }
+    match v {
+        Some(v) if !out.has_errors() => Ok(v),
+        _ => Err(out),
+    }
 }
 
 /// Decodes a kantai object from JSON (an API body or a stored object), all problems at once.

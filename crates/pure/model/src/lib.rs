@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod meta;
 pub mod node;
 pub mod serving;
+pub mod time;
 pub mod topology;
 pub mod units;
 

@@ -5,8 +5,120 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::decode::{Decode, Fields};
-use crate::error::{FieldPath, Findings};
+use crate::error::{FieldError, FieldPath, Findings};
 use crate::node::Node;
+use crate::serving::naming::{
+    dns1035_problem, is_dns1123_label, is_dns1123_subdomain, is_label_value, qualified_name_problem,
+};
+use crate::time::rfc3339_problem;
+
+/// Kubernetes' limit on the total size of an object's annotations.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// The rule an object's name follows, by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// Knative's objects: a DNS-1035 label (starts with a letter, at most 63 characters).
+    Dns1035Label,
+    /// Nodes, instances and most Kubernetes objects: a DNS-1123 subdomain (at most 253).
+    Dns1123Subdomain,
+}
+
+impl NameRule {
+    /// Why `name` breaks the rule, if it does.
+    pub fn problem(self, name: &str) -> Option<String> {
+        match self {
+            NameRule::Dns1035Label => dns1035_problem(name),
+            NameRule::Dns1123Subdomain => (!is_dns1123_subdomain(name)).then(|| {
+                "a DNS-1123 subdomain must consist of lower case alphanumeric characters, '-' \
+                 or '.', start and end with an alphanumeric character, and be at most 253 \
+                 characters"
+                    .to_owned()
+            }),
+        }
+    }
+}
+
+/// Kubernetes' rules for `metadata`, every kind alike: the name by `rule`, the namespace,
+/// label and annotation keys and values, and the timestamps a client may send back.
+pub fn validate(meta: &ObjectMeta, path: &FieldPath, rule: NameRule, out: &mut Findings) {
+    if meta.name.is_empty() {
+        out.push(FieldError::missing(path.field("name")));
+    } else if let Some(p) = rule.problem(&meta.name) {
+        out.push(FieldError::invalid(path.field("name"), &meta.name, &p));
+    }
+    if let Some(ns) = &meta.namespace
+        && !is_dns1123_label(ns)
+    {
+        out.push(FieldError::invalid(
+            path.field("namespace"),
+            ns,
+            "a namespace must be a DNS-1123 label (lowercase letters, digits, '-')",
+        ));
+    }
+    validate_labels(&meta.labels, &path.field("labels"), out);
+    validate_annotations(&meta.annotations, &path.field("annotations"), out);
+    if let Some(t) = &meta.creation_timestamp {
+        check_time(t, &path.field("creationTimestamp"), out);
+    }
+    if let Some(serde_json::Value::String(t)) = meta.extra.get("deletionTimestamp") {
+        check_time(t, &path.field("deletionTimestamp"), out);
+    }
+    if let Some(serde_json::Value::Array(entries)) = meta.extra.get("managedFields") {
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(serde_json::Value::String(t)) = e.get("time") {
+                check_time(t, &path.field("managedFields").index(i).field("time"), out);
+            }
+        }
+    }
+}
+
+/// Records a finding if `value` is not an RFC 3339 time.
+pub fn check_time(value: &str, path: &FieldPath, out: &mut Findings) {
+    if let Some(p) = rfc3339_problem(value) {
+        out.push(FieldError::invalid(path.clone(), value, p));
+    }
+}
+
+/// Label keys are qualified names, values at most 63 characters of `[A-Za-z0-9_.-]`.
+pub fn validate_labels(labels: &BTreeMap<String, String>, path: &FieldPath, out: &mut Findings) {
+    for (k, v) in labels {
+        if let Some(p) = qualified_name_problem(k) {
+            out.push(FieldError::error(
+                path.key(k.clone()),
+                format!("invalid label key: {p}"),
+            ));
+        }
+        if !is_label_value(v) {
+            out.push(FieldError::invalid(
+                path.key(k.clone()),
+                v,
+                "a label value must be at most 63 characters of [A-Za-z0-9_.-], starting and \
+                 ending with an alphanumeric character",
+            ));
+        }
+    }
+}
+
+/// Annotation keys are qualified names; all annotations together at most 256 KiB.
+pub fn validate_annotations(anns: &BTreeMap<String, String>, path: &FieldPath, out: &mut Findings) {
+    let mut size = 0;
+    for (k, v) in anns {
+        size += k.len() + v.len();
+        if let Some(p) = qualified_name_problem(k) {
+            out.push(FieldError::error(
+                path.key(k.clone()),
+                format!("invalid annotation key: {p}"),
+            ));
+        }
+    }
+    if size > MAX_ANNOTATIONS_BYTES {
+        out.push(FieldError::error(
+            path.clone(),
+            format!("annotations total {size} bytes, must be at most {MAX_ANNOTATIONS_BYTES}"),
+        ));
+    }
+}
 
 /// `metadata` of a top-level object.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

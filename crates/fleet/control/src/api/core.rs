@@ -88,18 +88,27 @@ fn pod(s: &Shared, inst: &Value) -> Value {
             labels.insert(k.to_owned(), Value::String(v.to_owned()));
         }
     }
-    let ready = st["ready"] == true;
+    let node_name = spec["node"].as_str().unwrap_or("");
+    let node = s.store.get(&resources::NODES, "", node_name);
+    // As Kubernetes' node lifecycle controller does for the pods of a node that stopped
+    // reporting: what runs there is not known, so the pod says Unknown, not Running.
+    let node_lost = node.as_ref().is_none_or(|n| {
+        n["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .is_some_and(|c| c["status"] != "True")
+    });
+    let ready = st["ready"] == true && !node_lost;
     let phase = match st["phase"].as_str() {
+        _ if node_lost => "Unknown",
         Some("Running" | "Terminating") => "Running",
         Some("Failed") => "Failed",
         _ => "Pending",
     };
     let address = st["address"].as_str().unwrap_or("");
     let ip = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    let node_name = spec["node"].as_str().unwrap_or("");
-    let host_ip = s
-        .store
-        .get(&resources::NODES, "", node_name)
+    let host_ip = node
+        .as_ref()
         .and_then(|n| {
             let data = n["spec"]["data"].as_str()?.to_owned();
             Some(
@@ -173,6 +182,12 @@ fn pod(s: &Shared, inst: &Value) -> Value {
     }
     if let Some(m) = st["message"].as_str() {
         out["status"]["message"] = Value::String(m.to_owned());
+    }
+    if node_lost {
+        out["status"]["reason"] = Value::from("NodeLost");
+        out["status"]["message"] = Value::from(format!(
+            "node {node_name} is not ready: its agent stopped reporting or its node object is gone, so this instance's state is unknown"
+        ));
     }
     if let Some(owner) = rev {
         out["metadata"]["ownerReferences"] = json!([{

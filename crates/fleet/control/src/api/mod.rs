@@ -14,22 +14,23 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use kantai_api::resources::{self, Resource};
 use kantai_api::wire::{FLEET_PATH, REPORTS_PATH};
-use kantai_api::{FleetInfo, Report, Status, StatusCause};
-use kantai_model::fleet;
-use kantai_model::manifest;
-use kantai_model::node::Node;
+use kantai_api::{FleetInfo, Report, Status};
 use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::store::{Event, StoreError};
 
+mod admission;
 mod auth;
 mod core;
 mod discovery;
+mod options;
 mod protobuf;
 mod select;
 mod table;
 
+use admission::{admit, read_only};
+use options::{Options, delete_options, dry_run};
 use select::Selector;
 use table::Include;
 
@@ -40,6 +41,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/livez", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(metrics))
         .route(FLEET_PATH, axum::routing::get(fleet_info))
         .route(REPORTS_PATH, axum::routing::post(report))
@@ -108,6 +111,15 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         crate::metrics::text(&s),
     )
         .into_response()
+}
+
+/// Ready while the control plane serves: 503 once it is stopping, so that a load balancer
+/// in front of it moves on.
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    if *s.stopping.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    "ok".into_response()
 }
 
 async fn fleet_info(State(s): State<Arc<Shared>>) -> Response {
@@ -202,6 +214,19 @@ fn query_param(req: &Request, key: &str) -> Option<String> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (percent_decode(k) == key).then(|| percent_decode(v))
     })
+}
+
+/// Every value of a repeated query parameter (`dryRun=All&dryRun=All`).
+fn query_params(req: &Request, key: &str) -> Vec<String> {
+    req.uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k) == key).then(|| percent_decode(v))
+        })
+        .collect()
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (`%3D` → `=`, `+` → space); a broken
@@ -416,28 +441,6 @@ fn object_response(req: &Request, r: &Resource, obj: &Value, order: &[String]) -
     json_response(StatusCode::OK, obj)
 }
 
-/// `?dryRun=All`: admit and answer, store nothing.
-fn dry_run(req: &Request) -> bool {
-    query_param(req, "dryRun").is_some_and(|v| !v.is_empty())
-}
-
-/// Whether a DELETE is a dry run: `?dryRun=All`, or `dryRun` in its DeleteOptions body (where
-/// kubectl puts it).
-async fn delete_dry_run(req: Request) -> Result<bool, ApiFailure> {
-    if dry_run(&req) {
-        return Ok(true);
-    }
-    let body = read_body(req).await?;
-    Ok(serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|o| {
-            o.get("dryRun")
-                .and_then(Value::as_array)
-                .map(|a| !a.is_empty())
-        })
-        .unwrap_or(false))
-}
-
 /// Who is writing: `?fieldManager=`, else the user agent's program name, as Kubernetes
 /// defaults it.
 fn field_manager(req: &Request) -> String {
@@ -491,13 +494,91 @@ fn selector_of(req: &Request) -> Result<Selector, ApiFailure> {
     .map_err(bad_selector)
 }
 
-/// Reads of the core views (pods, nodes, namespaces); everything else about them is refused.
+/// Whether a list asks for a watch.
+fn wants_watch(req: &Request) -> bool {
+    query_param(req, "watch").is_some_and(|w| w == "true" || w == "1")
+}
+
+/// Refuses what the resource's verb table does not allow: 404 for a subresource it does not
+/// have, 405 with the reason for a verb it does not take.
+fn gate(req: &Request, t: &Target) -> Result<(), ApiFailure> {
+    let v = t.resource.verbs;
+    let named = t.name.is_some();
+    let allowed = match (req.method(), named, t.sub.as_deref()) {
+        (_, true, Some("status")) if !v.get_status => return Err(not_found()),
+        (_, true, Some("log")) if !v.log => return Err(not_found()),
+        (_, true, Some(sub)) if sub != "status" && sub != "log" => return Err(not_found()),
+        (&Method::GET, false, None) if wants_watch(req) && !v.watch => {
+            return Err(fail(
+                405,
+                "MethodNotAllowed",
+                format!(
+                    "{} cannot be watched in kantai; list them again instead",
+                    t.resource.plural
+                ),
+            ));
+        }
+        (&Method::GET, _, _) => true,
+        (&Method::POST, false, None) => v.create,
+        (&Method::PUT, true, None) => v.update,
+        (&Method::PATCH, true, None) => v.patch,
+        (&Method::DELETE, true, None) => v.delete,
+        (&Method::PUT, true, Some("status")) => v.update_status,
+        (m, _, _) => {
+            return Err(fail(
+                405,
+                "MethodNotAllowed",
+                format!("{m} is not supported on {}", req.uri().path()),
+            ));
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(read_only(&t.resource))
+    }
+}
+
+/// A DELETE's preconditions: 409 when the object is not the one (uid) or the version the
+/// client meant, as Kubernetes answers.
+fn preconditions(
+    opts: &options::DeleteOptions,
+    r: &Resource,
+    name: &str,
+    found: &Value,
+) -> Result<(), ApiFailure> {
+    let stored = |k: &str| found["metadata"][k].as_str().unwrap_or("").to_owned();
+    for (k, want) in [
+        ("uid", &opts.uid),
+        ("resourceVersion", &opts.resource_version),
+    ] {
+        if let Some(want) = want
+            && *want != stored(k)
+        {
+            return Err(fail(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {}.{} {name:?}: Precondition failed: {k} in precondition: {want}, {k} in object meta: {}",
+                    r.plural,
+                    r.group,
+                    stored(k)
+                ),
+            )
+            .with_details(r.group, r.plural, name));
+        }
+    }
+    Ok(())
+}
+
+/// Reads of the core views (pods, nodes, namespaces), and namespaces' create and delete.
 async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Response, ApiFailure> {
     let r = t.resource;
     let order = node_order(s);
     let ns = t.namespace.clone().unwrap_or_default();
+    gate(&req, t)?;
     if r.plural == "namespaces" && req.method() == Method::POST && t.name.is_none() {
-        let dry = dry_run(&req);
+        let dry = dry_run(&req, Options::Create)?;
         let protobuf = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -557,7 +638,9 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
             );
         };
         let name = name.to_owned();
-        if delete_dry_run(req).await? {
+        let opts = delete_options(req).await?;
+        preconditions(&opts, &r, &name, &found)?;
+        if opts.dry_run {
             return Ok(json_response(StatusCode::OK, &found));
         }
         let name = name.as_str();
@@ -587,30 +670,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
             &serde_json::to_value(status).unwrap_or_default(),
         ));
     }
-    if req.method() != Method::GET {
-        let why = match r.plural {
-            "pods" => {
-                "pods are kantai's instances, started and stopped by its placement: change the Service (or its scale annotations) instead"
-            }
-            "nodes" => "nodes join and leave with their node agents (`kantai node`)",
-            _ => "namespaces can be created and deleted, not changed",
-        };
-        return Err(fail(
-            405,
-            "MethodNotAllowed",
-            format!("{} cannot be written through the API: {why}", r.plural),
-        ));
-    }
     let sel = selector_of(&req)?;
-    if r.plural == "namespaces"
-        && query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1")
-    {
-        return Err(fail(
-            405,
-            "MethodNotAllowed",
-            "namespaces cannot be watched in kantai; list them again instead",
-        ));
-    }
     if r.plural == "namespaces" {
         let all = core::namespaces(s);
         return match &t.name {
@@ -683,6 +743,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             ),
         ));
     }
+    gate(&req, &t)?;
     let ns = t.namespace.clone().unwrap_or_default();
     let method = req.method().clone();
     match (&method, t.name.as_deref(), t.sub.as_deref()) {
@@ -702,7 +763,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             Ok(list_response(&req, &r, items, rv, &node_order(s)))
         }
         (&Method::POST, None, None) => {
-            let (dry, manager) = (dry_run(&req), field_manager(&req));
+            let (dry, manager) = (dry_run(&req, Options::Create)?, field_manager(&req));
             let body = json_body(&read_body(req).await?)?;
             let mut obj = admit(s, &r, &ns, None, body, None)?;
             if dry {
@@ -726,7 +787,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             Ok(object_response(&req, &r, &o, &node_order(s)))
         }
         (&Method::PUT, Some(name), None) => {
-            let (dry, manager) = (dry_run(&req), field_manager(&req));
+            let (dry, manager) = (dry_run(&req, Options::Update)?, field_manager(&req));
             let body = json_body(&read_body(req).await?)?;
             let name = name.to_owned();
             let existing = s.store.get(&r, &ns, &name);
@@ -768,7 +829,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
-            let (dry, manager) = (dry_run(&req), field_manager(&req));
+            let (dry, manager) = (dry_run(&req, Options::Patch)?, field_manager(&req));
             if ct.starts_with("application/apply-patch") {
                 return server_side_apply(s, req, &r, &ns, name, dry).await;
             }
@@ -854,14 +915,13 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             }
         }
         (&Method::DELETE, Some(name), None) => {
-            if !writable_by_clients(&r) && r.plural != "revisions" {
-                return Err(read_only(&r));
-            }
-            if delete_dry_run(req).await? {
-                let o = s
-                    .store
-                    .get(&r, &ns, name)
-                    .ok_or_else(|| not_found_in(&r, name.to_owned()))?;
+            let opts = delete_options(req).await?;
+            let o = s
+                .store
+                .get(&r, &ns, name)
+                .ok_or_else(|| not_found_in(&r, name.to_owned()))?;
+            preconditions(&opts, &r, name, &o)?;
+            if opts.dry_run {
                 return Ok(json_response(StatusCode::OK, &o));
             }
             let old = s
@@ -879,19 +939,18 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
             Ok(json_response(StatusCode::OK, &v))
         }
         (&Method::PUT, Some(name), Some("status")) => {
-            if !matches!(r.plural, "nodes" | "instances") {
-                return Err(read_only(&r));
-            }
+            let dry = dry_run(&req, Options::Update)?;
             let body = json_body(&read_body(req).await?)?;
             let name = name.to_owned();
             let existing = s
                 .store
                 .get(&r, &ns, &name)
                 .ok_or_else(|| not_found_in(&r, name.clone()))?;
-            let mut obj = (*existing).clone();
-            obj["status"] = body.get("status").cloned().unwrap_or(Value::Null);
-            let obj = admit(s, &r, &ns, Some(&name), obj, Some(&existing))?;
-            let rv = body["metadata"]["resourceVersion"]
+            let obj = admission::admit_status(s, &r, &ns, &name, body, &existing)?;
+            if dry {
+                return Ok(json_response(StatusCode::OK, &obj));
+            }
+            let rv = obj["metadata"]["resourceVersion"]
                 .as_str()
                 .map(str::to_owned);
             let stored = s
@@ -992,206 +1051,6 @@ async fn server_side_apply(
             Err(e) => return Err(store_failure(e, r)),
         }
     }
-}
-
-fn writable_by_clients(r: &Resource) -> bool {
-    matches!(r.plural, "services" | "routes" | "nodes" | "instances")
-}
-
-fn read_only(r: &Resource) -> ApiFailure {
-    let why = match r.plural {
-        "configurations" | "revisions" => {
-            "kantai derives configurations and revisions from Services; create or change a Service instead"
-        }
-        "placements" => "placements are decided by kantai's placement policy",
-        "events" => "events are written by kantai's controllers",
-        _ => "this resource is managed by kantai",
-    };
-    fail(
-        405,
-        "MethodNotAllowed",
-        format!("{} cannot be written through the API: {why}", r.plural),
-    )
-}
-
-/// Checks and normalises an object before it is stored: the webhooks' work.
-fn admit(
-    s: &Shared,
-    r: &Resource,
-    ns: &str,
-    name: Option<&str>,
-    mut body: Value,
-    existing: Option<&Value>,
-) -> Result<Value, ApiFailure> {
-    if !writable_by_clients(r) {
-        return Err(read_only(r));
-    }
-    if !body.is_object() {
-        return Err(fail(
-            400,
-            "BadRequest",
-            "the request body must be a JSON object",
-        ));
-    }
-    match body.get("metadata") {
-        None | Some(Value::Null) => body["metadata"] = json!({}),
-        Some(Value::Object(_)) => {}
-        Some(_) => {
-            return Err(fail(
-                400,
-                "BadRequest",
-                "metadata must be an object (name, namespace, labels, annotations, ...)",
-            ));
-        }
-    }
-    let want_version = r.api_version();
-    match body.get("apiVersion").and_then(Value::as_str) {
-        Some(v) if v == want_version => {}
-        None => body["apiVersion"] = Value::String(want_version.clone()),
-        Some(v) => {
-            return Err(fail(
-                400,
-                "BadRequest",
-                format!("apiVersion {v:?} does not match {want_version:?} of the URL"),
-            ));
-        }
-    }
-    match body.get("kind").and_then(Value::as_str) {
-        Some(k) if k == r.kind => {}
-        None => body["kind"] = Value::String(r.kind.to_owned()),
-        Some(k) => {
-            return Err(fail(
-                400,
-                "BadRequest",
-                format!("kind {k:?} does not match {:?} of the URL", r.kind),
-            ));
-        }
-    }
-    let body_ns = body["metadata"]["namespace"].as_str().map(str::to_owned);
-    if r.namespaced {
-        match body_ns {
-            Some(b) if b != ns => {
-                return Err(fail(
-                    400,
-                    "BadRequest",
-                    format!(
-                        "the namespace of the object ({b:?}) does not match the namespace of the request ({ns:?})"
-                    ),
-                ));
-            }
-            _ => body["metadata"]["namespace"] = Value::String(ns.to_owned()),
-        }
-    }
-    let body_name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
-    if let Some(n) = name {
-        if body_name.is_empty() {
-            body["metadata"]["name"] = Value::String(n.to_owned());
-        } else if body_name != n {
-            return Err(fail(
-                400,
-                "BadRequest",
-                format!(
-                    "the name of the object ({body_name:?}) does not match the name in the URL ({n:?})"
-                ),
-            ));
-        }
-    }
-    let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
-    let invalid = |findings: kantai_model::Findings| {
-        let errors: Vec<_> = findings.errors().collect();
-        let summary = errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut st = Status::failure(
-            422,
-            "Invalid",
-            format!("{}.{} {name:?} is invalid: {summary}", r.kind, r.group),
-        )
-        .with_details(r.group, r.kind, &name);
-        if let Some(d) = &mut st.details {
-            d.causes = errors
-                .iter()
-                .map(|e| StatusCause {
-                    reason: if e.message.contains("missing") {
-                        "FieldValueRequired"
-                    } else {
-                        "FieldValueInvalid"
-                    }
-                    .into(),
-                    message: e.message.clone(),
-                    field: e.path.to_string(),
-                })
-                .collect();
-        }
-        ApiFailure(Box::new(st))
-    };
-    match r.plural {
-        "services" => read_serving(s, body, existing, "Service").map_err(|f| match f {
-            Admission::Invalid(findings) => invalid(findings),
-            Admission::Failed(f) => f,
-        }),
-        "routes" => {
-            if s.store.get(&resources::SERVICES, ns, &name).is_some() {
-                return Err(fail(
-                    409,
-                    "Conflict",
-                    format!(
-                        "route {name:?} belongs to Service {name:?}; change the Service's traffic instead"
-                    ),
-                ));
-            }
-            read_serving(s, body, existing, "Route").map_err(|f| match f {
-                Admission::Invalid(findings) => invalid(findings),
-                Admission::Failed(f) => f,
-            })
-        }
-        "instances" => fleet::from_json::<fleet::Instance>(&body)
-            .map(|_| body)
-            .map_err(invalid),
-        "nodes" => fleet::from_json::<fleet::Node>(&body)
-            .map(|_| body)
-            .map_err(invalid),
-        _ => Err(read_only(r)),
-    }
-}
-
-/// Why a serving object was not admitted.
-enum Admission {
-    /// The model's findings (rendered as 422 by the caller, which names the object).
-    Invalid(kantai_model::Findings),
-    /// Anything else.
-    Failed(ApiFailure),
-}
-
-/// Reads a Service or Route through the model (defaults and validation, as Knative's
-/// webhooks); its status is kantai's to write, so the stored one is kept and the client's
-/// ignored.
-fn read_serving(
-    s: &Shared,
-    mut body: Value,
-    existing: Option<&Value>,
-    kind: &str,
-) -> Result<Value, Admission> {
-    if let Some(o) = body.as_object_mut() {
-        o.remove("status");
-    }
-    let doc = manifest::read_one(&Node::from_json(&body), 0, &s.config);
-    if doc.findings.has_errors() {
-        return Err(Admission::Invalid(doc.findings));
-    }
-    let obj = doc
-        .object
-        .ok_or_else(|| Admission::Failed(fail(400, "BadRequest", format!("not a {kind}"))))?;
-    let mut out = obj.to_json();
-    if let Some(st) = existing
-        .and_then(|o| o.get("status"))
-        .filter(|v| !v.is_null())
-    {
-        out["status"] = st.clone();
-    }
-    Ok(out)
 }
 
 /// RFC 7386 JSON merge patch.

@@ -126,6 +126,27 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Characters of a generated name's suffix: Kubernetes' (no vowels, no look-alikes), so that
+/// no word appears by chance.
+const SUFFIX_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Length of a generated name's suffix (`generateName`, instance names).
+pub const SUFFIX_LEN: usize = 5;
+
+/// A random suffix for a generated name, drawn from the generator passed in.
+pub fn random_suffix(rng: &mut impl rand::RngExt) -> String {
+    (0..SUFFIX_LEN)
+        .map(|_| char::from(SUFFIX_CHARS[rng.random_range(0..SUFFIX_CHARS.len())]))
+        .collect()
+}
+
+/// `prefix` + a random suffix, the prefix cut so that the whole stays a DNS label (what
+/// Kubernetes makes of `metadata.generateName`).
+pub fn generate_name(prefix: &str, rng: &mut impl rand::RngExt) -> String {
+    let cut: String = prefix.chars().take(DNS_LABEL_MAX - SUFFIX_LEN).collect();
+    format!("{cut}{}", random_suffix(rng))
+}
+
 /// The name of a configuration's revision of a given generation: `hello-00001`.
 pub fn revision_name(configuration: &str, generation: i64) -> String {
     child_name(configuration, &format!("-{generation:05}"))
@@ -151,6 +172,18 @@ pub fn cluster_local_host(name: &str, namespace: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_names_keep_the_prefix_and_stay_labels() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let n = generate_name("hello-", &mut rng);
+        assert!(n.starts_with("hello-") && n.len() == 11, "{n}");
+        assert!(n[6..].bytes().all(|c| SUFFIX_CHARS.contains(&c)), "{n}");
+        let long = generate_name(&"a".repeat(80), &mut rng);
+        assert_eq!(long.len(), DNS_LABEL_MAX);
+        assert!(is_dns1035_label(&long));
+    }
 
     #[test]
     fn dns1035() {

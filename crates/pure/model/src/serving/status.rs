@@ -142,6 +142,29 @@ impl Decode for Condition {
     }
 }
 
+impl Conditions {
+    /// Checks conditions a client wrote: each has a type, appears once and carries an
+    /// RFC 3339 `lastTransitionTime` if any (clients parse it as a time).
+    pub fn validate(&self, path: &FieldPath, out: &mut Findings) {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in self.0.iter().enumerate() {
+            let at = path.index(i);
+            if c.type_.is_empty() {
+                out.push(crate::error::FieldError::missing(at.field("type")));
+            } else if !seen.insert(c.type_.as_str()) {
+                out.push(crate::error::FieldError::invalid(
+                    at.field("type"),
+                    &c.type_,
+                    "each condition type may appear only once",
+                ));
+            }
+            if let Some(t) = &c.last_transition_time {
+                crate::meta::check_time(t, &at.field("lastTransitionTime"), out);
+            }
+        }
+    }
+}
+
 /// A list of conditions with Knative's set/get semantics.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(transparent)]

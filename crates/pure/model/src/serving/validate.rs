@@ -8,10 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::autoscaling::AutoscalingAnnotations;
 use crate::config::ServingConfig;
 use crate::error::{FieldError, FieldPath, Findings};
-use crate::meta::ObjectMeta;
-use crate::serving::naming::{
-    dns1035_problem, is_dns1123_label, is_label_value, qualified_name_problem, tag_host,
-};
+use crate::meta::{NameRule, ObjectMeta};
+use crate::serving::naming::{dns1035_problem, is_dns1123_label, tag_host};
 use crate::serving::revision::IntOrString;
 use crate::serving::{Container, Object, Probe, RevisionSpec, RevisionTemplate, TrafficTarget};
 
@@ -19,14 +17,12 @@ use crate::serving::{Container, Object, Probe, RevisionSpec, RevisionTemplate, T
 pub const RESERVED_PORTS: &[i64] = &[8012, 8013, 8022, 9090, 9091];
 /// Environment variables the platform sets for every instance.
 pub const RESERVED_ENV: &[&str] = &["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
-/// Kubernetes' limit on the total size of an object's annotations.
-pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
 
 /// Validates an object; every problem is in the result, errors and warnings.
 pub fn validate(obj: &Object, config: &ServingConfig) -> Findings {
     let mut out = Findings::new();
     let meta_path = FieldPath::fields("metadata");
-    validate_meta(obj.metadata(), &meta_path, &mut out);
+    crate::meta::validate(obj.metadata(), &meta_path, NameRule::Dns1035Label, &mut out);
     match obj {
         Object::Service(s) => {
             let path = FieldPath::fields("spec.template");
@@ -61,63 +57,6 @@ pub fn validate(obj: &Object, config: &ServingConfig) -> Findings {
         ),
     }
     out
-}
-
-fn validate_meta(meta: &ObjectMeta, path: &FieldPath, out: &mut Findings) {
-    if meta.name.is_empty() {
-        out.push(FieldError::missing(path.field("name")));
-    } else if let Some(p) = dns1035_problem(&meta.name) {
-        out.push(FieldError::invalid(path.field("name"), &meta.name, &p));
-    }
-    if let Some(ns) = &meta.namespace
-        && !is_dns1123_label(ns)
-    {
-        out.push(FieldError::invalid(
-            path.field("namespace"),
-            ns,
-            "a namespace must be a DNS-1123 label (lowercase letters, digits, '-')",
-        ));
-    }
-    validate_labels(&meta.labels, &path.field("labels"), out);
-    validate_annotation_keys(&meta.annotations, &path.field("annotations"), out);
-}
-
-fn validate_labels(labels: &BTreeMap<String, String>, path: &FieldPath, out: &mut Findings) {
-    for (k, v) in labels {
-        if let Some(p) = qualified_name_problem(k) {
-            out.push(FieldError::error(
-                path.key(k.clone()),
-                format!("invalid label key: {p}"),
-            ));
-        }
-        if !is_label_value(v) {
-            out.push(FieldError::invalid(
-                path.key(k.clone()),
-                v,
-                "a label value must be at most 63 characters of [A-Za-z0-9_.-], starting and \
-                 ending with an alphanumeric character",
-            ));
-        }
-    }
-}
-
-fn validate_annotation_keys(anns: &BTreeMap<String, String>, path: &FieldPath, out: &mut Findings) {
-    let mut size = 0;
-    for (k, v) in anns {
-        size += k.len() + v.len();
-        if let Some(p) = qualified_name_problem(k) {
-            out.push(FieldError::error(
-                path.key(k.clone()),
-                format!("invalid annotation key: {p}"),
-            ));
-        }
-    }
-    if size > MAX_ANNOTATIONS_BYTES {
-        out.push(FieldError::error(
-            path.clone(),
-            format!("annotations total {size} bytes, must be at most {MAX_ANNOTATIONS_BYTES}"),
-        ));
-    }
 }
 
 fn validate_autoscaling(
@@ -167,8 +106,8 @@ fn validate_template(
             ));
         }
     }
-    validate_labels(&t.metadata.labels, &meta.field("labels"), out);
-    validate_annotation_keys(&t.metadata.annotations, &meta.field("annotations"), out);
+    crate::meta::validate_labels(&t.metadata.labels, &meta.field("labels"), out);
+    crate::meta::validate_annotations(&t.metadata.annotations, &meta.field("annotations"), out);
     validate_autoscaling(
         &t.metadata.annotations,
         &meta.field("annotations"),

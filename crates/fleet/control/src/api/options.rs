@@ -1,0 +1,234 @@
+//! A write's options, checked before anything else happens: `?dryRun=`, and a DELETE's
+//! `DeleteOptions` (body or query), as Kubernetes' handlers check them.
+
+use axum::extract::Request;
+use kantai_api::{Status, StatusCause};
+use serde_json::Value;
+
+use super::{ApiFailure, fail, query_params, read_body};
+
+/// Which options a request carries (they are named in errors, as Kubernetes names them).
+#[derive(Clone, Copy, Debug)]
+pub enum Options {
+    /// POST.
+    Create,
+    /// PUT.
+    Update,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+}
+
+impl Options {
+    fn kind(self) -> &'static str {
+        match self {
+            Options::Create => "CreateOptions",
+            Options::Update => "UpdateOptions",
+            Options::Patch => "PatchOptions",
+            Options::Delete => "DeleteOptions",
+        }
+    }
+}
+
+/// `?dryRun=All` (possibly repeated) makes a write a dry run; any other value is refused with
+/// 422 naming it, as Kubernetes does, rather than taken for a dry run or a real write.
+pub fn dry_run(req: &Request, options: Options) -> Result<bool, ApiFailure> {
+    check_dry_run(&query_params(req, "dryRun"), options)
+}
+
+fn check_dry_run(values: &[String], options: Options) -> Result<bool, ApiFailure> {
+    let causes: Vec<StatusCause> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.as_str() != "All")
+        .map(|(i, v)| StatusCause {
+            reason: "FieldValueNotSupported".into(),
+            message: format!("Unsupported value: {v:?}: supported values: \"All\""),
+            field: format!("dryRun[{i}]"),
+        })
+        .collect();
+    if causes.is_empty() {
+        Ok(!values.is_empty())
+    } else {
+        Err(invalid(options, causes))
+    }
+}
+
+fn invalid(options: Options, causes: Vec<StatusCause>) -> ApiFailure {
+    let summary = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut st = Status::failure(
+        422,
+        "Invalid",
+        format!("{}.meta.k8s.io \"\" is invalid: {summary}", options.kind()),
+    )
+    .with_details("meta.k8s.io", options.kind(), "");
+    if let Some(d) = &mut st.details {
+        d.causes = causes;
+    }
+    ApiFailure(Box::new(st))
+}
+
+/// A DELETE's options: from its body (where kubectl and client libraries put them) and its
+/// query, checked as Kubernetes checks them.
+#[derive(Debug, Default)]
+pub struct DeleteOptions {
+    /// Store nothing.
+    pub dry_run: bool,
+    /// Delete only the object with this uid.
+    pub uid: Option<String>,
+    /// Delete only this version of the object.
+    pub resource_version: Option<String>,
+}
+
+/// Propagation policies Kubernetes knows; kantai deletes what an object owns at once, which
+/// is what each of them ends in without finalizers.
+const PROPAGATION: &[&str] = &["Orphan", "Background", "Foreground"];
+
+/// Reads and checks a DELETE's options.
+pub async fn delete_options(req: Request) -> Result<DeleteOptions, ApiFailure> {
+    let mut dry = query_params(&req, "dryRun");
+    let mut causes = Vec::new();
+    let mut propagation = query_params(&req, "propagationPolicy");
+    let grace = query_params(&req, "gracePeriodSeconds");
+    let body = read_body(req).await?;
+    let mut out = DeleteOptions::default();
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            fail(
+                400,
+                "BadRequest",
+                format!("the DeleteOptions in the request body are not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Object(o) = v else {
+            return Err(fail(
+                400,
+                "BadRequest",
+                "the request body of a DELETE must be a DeleteOptions object",
+            ));
+        };
+        for (k, v) in &o {
+            match (k.as_str(), v) {
+                ("apiVersion" | "kind", Value::String(_)) | (_, Value::Null) => {}
+                ("dryRun", Value::Array(a)) => {
+                    for (i, x) in a.iter().enumerate() {
+                        match x.as_str() {
+                            Some(s) => dry.push(s.to_owned()),
+                            None => causes.push(wrong_type(&format!("dryRun[{i}]"), "a string")),
+                        }
+                    }
+                }
+                ("propagationPolicy", Value::String(p)) => propagation.push(p.clone()),
+                ("gracePeriodSeconds", Value::Number(n)) if n.as_i64().is_some_and(|g| g >= 0) => {}
+                ("orphanDependents", Value::Bool(_)) => {}
+                ("preconditions", Value::Object(p)) => {
+                    for (pk, pv) in p {
+                        match (pk.as_str(), pv) {
+                            ("uid", Value::String(u)) => out.uid = Some(u.clone()),
+                            ("resourceVersion", Value::String(r)) => {
+                                out.resource_version = Some(r.clone());
+                            }
+                            (_, Value::Null) => {}
+                            ("uid" | "resourceVersion", _) => {
+                                causes.push(wrong_type(&format!("preconditions.{pk}"), "a string"))
+                            }
+                            _ => causes.push(unknown(&format!("preconditions.{pk}"))),
+                        }
+                    }
+                }
+                (
+                    "dryRun" | "propagationPolicy" | "gracePeriodSeconds" | "orphanDependents"
+                    | "preconditions" | "apiVersion" | "kind",
+                    _,
+                ) => causes.push(wrong_type(k, expected(k))),
+                _ => causes.push(unknown(k)),
+            }
+        }
+    }
+    for g in grace {
+        if g.parse::<i64>().map_or(true, |g| g < 0) {
+            causes.push(StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {g:?}: must be a whole number of seconds, 0 or more"
+                ),
+                field: "gracePeriodSeconds".into(),
+            });
+        }
+    }
+    for p in propagation {
+        if !PROPAGATION.contains(&p.as_str()) {
+            causes.push(StatusCause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!(
+                    "Unsupported value: {p:?}: supported values: \"Orphan\", \"Background\", \"Foreground\""
+                ),
+                field: "propagationPolicy".into(),
+            });
+        }
+    }
+    match check_dry_run(&dry, Options::Delete) {
+        Ok(d) => out.dry_run = d,
+        Err(ApiFailure(st)) => causes.extend(st.details.map(|d| d.causes).unwrap_or_default()),
+    }
+    if causes.is_empty() {
+        Ok(out)
+    } else {
+        Err(invalid(Options::Delete, causes))
+    }
+}
+
+fn expected(field: &str) -> &'static str {
+    match field {
+        "dryRun" => "a list of strings",
+        "gracePeriodSeconds" => "a whole number of seconds, 0 or more",
+        "orphanDependents" => "true or false",
+        "preconditions" => "an object (uid, resourceVersion)",
+        _ => "a string",
+    }
+}
+
+fn wrong_type(field: &str, expected: &str) -> StatusCause {
+    StatusCause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("must be {expected}"),
+        field: field.to_owned(),
+    }
+}
+
+fn unknown(field: &str) -> StatusCause {
+    StatusCause {
+        reason: "FieldValueInvalid".into(),
+        message: "unknown field".into(),
+        field: field.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_all_is_a_dry_run() {
+        assert!(!check_dry_run(&[], Options::Create).ok().expect("no value"));
+        assert!(
+            check_dry_run(&["All".into(), "All".into()], Options::Create)
+                .ok()
+                .expect("All")
+        );
+        for bad in ["junk", "false", "", "all"] {
+            let Err(ApiFailure(st)) = check_dry_run(&[bad.into()], Options::Delete) else {
+                panic!("{bad:?} accepted");
+            };
+            assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
+            let causes = st.details.expect("details").causes;
+            assert_eq!(causes[0].field, "dryRun[0]");
+            assert!(causes[0].message.contains(&format!("{bad:?}")));
+        }
+    }
+}

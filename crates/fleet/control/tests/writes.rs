@@ -1,0 +1,282 @@
+//! Every write path of the API against `tests/data/writes.yaml`: each case a request and the
+//! answer Kubernetes would give (code, reason, the fields named), checked on a fresh control
+//! plane in-process on loopback, and a refused write leaves the object it names as it was.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use kantai_control::{ControlConfig, ControlPlane};
+use kantai_model::ServingConfig;
+use kantai_model::topology::Topology;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token";
+
+struct Answer {
+    code: u16,
+    body: Value,
+}
+
+struct Api {
+    base: String,
+    http: HttpClient<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+        token: bool,
+    ) -> Answer {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", content_type);
+        if token {
+            req = req.header("authorization", format!("Bearer {TOKEN}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer within 10 s"))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer { code, body }
+    }
+
+    async fn json(&self, method: &str, path: &str, body: &Value) -> Answer {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.send(method, path, Some(bytes), "application/json", true)
+            .await
+    }
+}
+
+/// A fresh control plane with node1, Service hello and an instance of it on node1.
+async fn fleet(dir: &std::path::Path) -> (ControlPlane, Api) {
+    let cp = ControlPlane::start(ControlConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        state_dir: dir.to_owned(),
+        serving: ServingConfig::default(),
+        config_text: String::new(),
+        decision_log: None,
+        topology: Topology::seed_testbed(),
+        token: TOKEN.to_owned(),
+        peer_token: "test-peer-token".to_owned(),
+        tls: None,
+    })
+    .await
+    .expect("start");
+    let api = Api {
+        base: format!("http://{}", cp.addr),
+        http: HttpClient::builder(TokioExecutor::new()).build_http(),
+    };
+    let setup = [
+        (
+            "/apis/kantai.dev/v1alpha1/nodes/node1",
+            json!({"metadata": {"name": "node1"},
+                   "spec": {"gateway": "127.0.0.1:8080", "data": "127.0.0.1:9000",
+                            "admin": "127.0.0.1:9001", "capacity": {"instances": 10}}}),
+        ),
+        (
+            "/apis/kantai.dev/v1alpha1/namespaces/default/instances/hello-node1-abcde",
+            json!({"metadata": {"name": "hello-node1-abcde"},
+                   "spec": {"revision": "hello-00001", "service": "hello", "node": "node1",
+                            "containerConcurrency": 0, "image": "hello"},
+                   "status": {"phase": "Pending", "ready": false, "restarts": 0}}),
+        ),
+    ];
+    for (path, body) in setup {
+        let a = api.json("PUT", path, &body).await;
+        assert_eq!(a.code, 200, "setup PUT {path}: {}", a.body);
+    }
+    let a = api
+        .json(
+            "POST",
+            "/apis/serving.knative.dev/v1/namespaces/default/services",
+            &json!({"metadata": {"name": "hello"},
+                    "spec": {"template": {"spec": {"containers": [{"image": "hello"}]}}}}),
+        )
+        .await;
+    assert_eq!(a.code, 201, "setup service: {}", a.body);
+    (cp, api)
+}
+
+fn field<'a>(v: &'a Value, dotted: &str) -> &'a Value {
+    dotted.split('.').fold(v, |v, k| match k.parse::<usize>() {
+        Ok(i) => &v[i],
+        Err(_) => &v[k],
+    })
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or("").to_owned()
+}
+
+/// The part of an object a client writes: what a refused write must leave alone.
+fn written(obj: &Value) -> Value {
+    let mut meta = obj["metadata"].clone();
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    json!({"metadata": meta, "spec": obj["spec"]})
+}
+
+fn cases() -> Vec<Value> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/writes.yaml"),
+    )
+    .expect("writes.yaml");
+    let docs = kantai_model::node::parse_documents(&text, Default::default()).expect("yaml");
+    docs[0].to_json()["cases"]
+        .as_array()
+        .expect("cases")
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_path_answers_as_kubernetes() {
+    let mut failures = Vec::new();
+    let all = cases();
+    assert!(all.len() > 30, "the case file lost its cases");
+    for case in &all {
+        let name = text(case, "name");
+        let dir = tempfile::tempdir().expect("tmp");
+        let (cp, api) = fleet(dir.path()).await;
+        let request = text(case, "request");
+        let (method, path) = request.split_once(' ').expect("METHOD PATH");
+        let object_path = path
+            .split('?')
+            .next()
+            .unwrap_or(path)
+            .trim_end_matches("/status");
+        let before = api.send("GET", object_path, None, "", true).await;
+        let body = match (&case["body"], case["raw_body"].as_str()) {
+            (_, Some(raw)) => Some(raw.as_bytes().to_vec()),
+            (Value::Null, None) => None,
+            (b, None) => Some(serde_json::to_vec(b).expect("json")),
+        };
+        let ct = case["content_type"]
+            .as_str()
+            .unwrap_or("application/json")
+            .to_owned();
+        let token = case["token"] != false;
+        let answer = api.send(method, path, body, &ct, token).await;
+        let expect = &case["expect"];
+        let mut problems = Vec::new();
+        let want_code = expect["code"].as_u64().unwrap_or(0) as u16;
+        // A create answers 201, any other write 200: `200` in the file means success.
+        let code_ok = if want_code == 200 {
+            (200..300).contains(&answer.code)
+        } else {
+            answer.code == want_code
+        };
+        if !code_ok {
+            problems.push(format!("code {} (wanted {want_code})", answer.code));
+        }
+        if let Some(reason) = expect["reason"].as_str()
+            && answer.body["reason"] != reason
+        {
+            problems.push(format!(
+                "reason {} (wanted {reason})",
+                answer.body["reason"]
+            ));
+        }
+        if let Some(m) = expect["message"].as_str()
+            && !answer.body["message"].as_str().unwrap_or("").contains(m)
+        {
+            problems.push(format!("message lacks {m:?}"));
+        }
+        if let Some(want) = expect["causes"].as_array() {
+            let got: Vec<String> = answer.body["details"]["causes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| text(c, "field"))
+                .collect();
+            let want: Vec<String> = want
+                .iter()
+                .map(|w| w.as_str().unwrap_or("").to_owned())
+                .collect();
+            let mut sorted = got.clone();
+            sorted.sort();
+            let mut want_sorted = want.clone();
+            want_sorted.sort();
+            if sorted != want_sorted {
+                problems.push(format!("causes {got:?} (wanted {want:?})"));
+            }
+        }
+        if answer.code >= 400 && before.code == 200 {
+            let after = api.send("GET", object_path, None, "", true).await;
+            if after.code != 200 || written(&after.body) != written(&before.body) {
+                problems.push(format!(
+                    "the refused write changed {object_path}: {} -> {}",
+                    written(&before.body),
+                    written(&after.body)
+                ));
+            }
+        }
+        for check in case["then"].as_array().into_iter().flatten() {
+            let p = text(check, "get");
+            let got = api.send("GET", &p, None, "", true).await;
+            if check["missing"] == true {
+                if got.code != 404 {
+                    problems.push(format!("{p} exists (code {})", got.code));
+                }
+                continue;
+            }
+            if got.code != 200 {
+                problems.push(format!("GET {p}: {} {}", got.code, got.body));
+                continue;
+            }
+            for (k, v) in check["fields"].as_object().into_iter().flatten() {
+                if field(&got.body, k) != v {
+                    problems.push(format!("{p}: {k} is {} (wanted {v})", field(&got.body, k)));
+                }
+            }
+            for k in check["absent"].as_array().into_iter().flatten() {
+                let k = k.as_str().unwrap_or("");
+                if !field(&got.body, k).is_null() {
+                    problems.push(format!(
+                        "{p}: {k} is {} (wanted absent)",
+                        field(&got.body, k)
+                    ));
+                }
+            }
+            for (k, v) in check["not"].as_object().into_iter().flatten() {
+                if field(&got.body, k) == v {
+                    problems.push(format!(
+                        "{p}: {k} is {v}, which the write should not have stored"
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{name}\n  {request}\n  answer {}: {}\n  {}",
+                answer.code,
+                answer.body,
+                problems.join("\n  ")
+            ));
+        }
+        cp.shutdown().await;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n\n")
+    );
+}
