@@ -118,6 +118,43 @@ pub(crate) struct Agent {
     pub(crate) routes_version: std::sync::atomic::AtomicU64,
     /// Wakes the reporter to acknowledge new routes at once.
     pub(crate) routes_applied: Notify,
+    /// This node's Node object as the agent registers it, and what the API stored of it.
+    pub(crate) registration: Registration,
+    /// Wakes the node keeper when a Node object changed in the cache.
+    pub(crate) nodes_changed: Notify,
+}
+
+/// The Node object an agent keeps registered.
+pub(crate) struct Registration {
+    /// The object the agent writes (no status: that is the control plane's).
+    object: Value,
+    /// The spec the API answered the last registration with: what the stored object
+    /// should still say (the API's own rendering, so defaults it fills in are no change).
+    stored_spec: Mutex<Value>,
+}
+
+impl Registration {
+    fn new(cfg: &NodeConfig, capacity: &Capacity, bound: Bound) -> Registration {
+        let node = fleet::Node {
+            metadata: kantai_model::meta::ObjectMeta {
+                name: cfg.name.clone(),
+                labels: cfg.labels.clone(),
+                ..Default::default()
+            },
+            spec: fleet::NodeSpec {
+                gateway: bound.gateway.to_string(),
+                data: bound.data.to_string(),
+                admin: bound.admin.to_string(),
+                capacity: capacity.clone(),
+            },
+            status: None,
+        };
+        let object = fleet::to_json("Node", &node);
+        Registration {
+            stored_spec: Mutex::new(object["spec"].clone()),
+            object,
+        }
+    }
 }
 
 async fn bind(node: &str, addr: SocketAddr) -> Result<TcpListener, AgentError> {
@@ -235,8 +272,10 @@ pub async fn run(
         order: topology.nodes.iter().map(|n| n.name.clone()).collect(),
         routes_version: std::sync::atomic::AtomicU64::new(0),
         routes_applied: Notify::new(),
+        registration: Registration::new(&cfg, &capacity, bound),
+        nodes_changed: Notify::new(),
     });
-    register(&agent, &cfg, &capacity, bound).await;
+    register(&agent).await;
     remove_stale_instances(&agent).await;
     info!(node = %cfg.name, gateway = %bound.gateway, data = %bound.data, "node agent serving");
 
@@ -250,6 +289,7 @@ pub async fn run(
     )));
     tasks.push(tokio::spawn(report_loop(agent.clone(), pokes)));
     tasks.push(tokio::spawn(probe_loop(agent.clone())));
+    tasks.push(tokio::spawn(keep_node_loop(agent.clone())));
     tasks.push(tokio::spawn(admin_server(
         agent.clone(),
         admin,
@@ -326,31 +366,130 @@ async fn fetch_fleet(client: &Client, node: &str) -> Result<FleetInfo, AgentErro
     }
 }
 
-async fn register(agent: &Agent, cfg: &NodeConfig, capacity: &Capacity, bound: Bound) {
-    let node = fleet::Node {
-        metadata: kantai_model::meta::ObjectMeta {
-            name: cfg.name.clone(),
-            labels: cfg.labels.clone(),
-            ..Default::default()
-        },
-        spec: fleet::NodeSpec {
-            gateway: bound.gateway.to_string(),
-            data: bound.data.to_string(),
-            admin: bound.admin.to_string(),
-            capacity: capacity.clone(),
-        },
-        status: None,
-    };
-    let json = fleet::to_json("Node", &node);
+/// Registers this node (create or replace its Node object), retrying with back-off until
+/// the API takes it.
+async fn register(agent: &Agent) {
     let mut wait = Duration::from_millis(50);
+    while let Err(e) = register_once(agent).await {
+        warn!(node = %agent.name, "cannot register the node yet: {e}");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One registration attempt; on success, remembers the spec as stored.
+async fn register_once(agent: &Agent) -> Result<(), kantai_api::ApiError> {
+    let r = &agent.registration;
+    let stored = agent
+        .client
+        .replace(NODES, "", &agent.name, &r.object)
+        .await?;
+    let spec = match stored.get("spec") {
+        Some(spec) if spec.is_object() => spec.clone(),
+        _ => r.object["spec"].clone(),
+    };
+    *r.stored_spec.lock() = spec;
+    Ok(())
+}
+
+/// How often the node keeper looks at the cache when no Node event woke it.
+const NODE_CHECK: Duration = Duration::from_secs(1);
+/// Restores closer together than this count as a fight over the object.
+const FIGHT_WINDOW: Duration = Duration::from_secs(10);
+/// Restores within `FIGHT_WINDOW` before the keeper backs off.
+const FIGHT_RESTORES: usize = 3;
+
+/// Why this node's Node object needs registering again.
+#[derive(Debug, PartialEq)]
+enum Drift {
+    /// The object is gone.
+    Deleted,
+    /// The object's spec is not what this agent registered.
+    Replaced {
+        /// The spec stored now.
+        found: Value,
+    },
+}
+
+/// Compares the stored Node object (if any) with what this agent registered.
+fn drift(stored: Option<&Value>, registered: &Value) -> Option<Drift> {
+    match stored {
+        None => Some(Drift::Deleted),
+        Some(v) if v.get("spec") == Some(registered) => None,
+        Some(v) => Some(Drift::Replaced {
+            found: v.get("spec").cloned().unwrap_or(Value::Null),
+        }),
+    }
+}
+
+/// Keeps this node's Node object registered, like the kubelet keeps its Node: an object
+/// another client deleted, or whose spec it replaced, while this agent lives is written
+/// again. Driven by the watch cache (woken by Node events, and every second), confirmed
+/// with a read of the object so that a cache that is merely behind changes nothing.
+async fn keep_node_loop(agent: Arc<Agent>) {
+    const FIRST_RETRY: Duration = Duration::from_millis(100);
+    let mut retry = FIRST_RETRY;
+    let mut hold = FIRST_RETRY;
+    let mut restores: Vec<std::time::Instant> = Vec::new();
+    let key = (String::new(), agent.name.clone());
     loop {
-        match agent.client.replace(NODES, "", &cfg.name, &json).await {
-            Ok(_) => return,
+        tokio::select! {
+            _ = agent.nodes_changed.notified() => {}
+            _ = tokio::time::sleep(NODE_CHECK) => {}
+        }
+        let registered = agent.registration.stored_spec.lock().clone();
+        if drift(agent.cache.snapshot().nodes.get(&key), &registered).is_none() {
+            continue;
+        }
+        let why = match agent.client.get(NODES, "", &agent.name).await {
+            Ok(v) => drift(Some(&v), &registered),
+            Err(e) if e.is_not_found() => Some(Drift::Deleted),
             Err(e) => {
-                warn!(node = %cfg.name, "cannot register the node yet: {e}");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
+                warn!(node = %agent.name, "cannot read this node's Node object (retrying in {retry:?}): {e}");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
             }
+        };
+        // None: the cache was behind, and the stored object is this agent's.
+        let Some(why) = why else { continue };
+        match &why {
+            Drift::Deleted => info!(
+                node = %agent.name,
+                "node {}'s Node object was deleted while its agent runs; registering it again (to remove a node for good, stop its agent first, then delete the object)",
+                agent.name
+            ),
+            Drift::Replaced { found } => info!(
+                node = %agent.name,
+                %found,
+                "node {}'s Node object no longer has the spec its agent registered (another client replaced it); restoring it",
+                agent.name
+            ),
+        }
+        if let Err(e) = register_once(&agent).await {
+            warn!(node = %agent.name, "cannot register the node again (retrying in {retry:?}): {e}");
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        retry = FIRST_RETRY;
+        // A deleted node's instance objects may be gone too: the next pass writes them again.
+        agent.changed.notify_one();
+        restores.retain(|t| t.elapsed() < FIGHT_WINDOW);
+        restores.push(std::time::Instant::now());
+        if restores.len() > FIGHT_RESTORES {
+            // Someone keeps rewriting it (a second agent under this name, or a controller):
+            // restoring at full speed would only feed the fight.
+            hold = (hold * 2).min(Duration::from_secs(30));
+            warn!(
+                node = %agent.name,
+                "node {}'s Node object was changed by another client {} times in {FIGHT_WINDOW:?}; is a second agent running under this name? Waiting {hold:?} before restoring it again",
+                agent.name,
+                restores.len(),
+            );
+            tokio::time::sleep(hold).await;
+        } else {
+            hold = FIRST_RETRY;
         }
     }
 }
@@ -845,5 +984,35 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener, token: String) {
         ));
     if let Err(e) = axum::serve(listener, app).await {
         warn!(node = %agent.name, "admin server stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Drift, drift};
+
+    #[test]
+    fn a_node_object_drifts_when_gone_or_its_spec_differs_but_not_for_status_or_metadata() {
+        let spec = json!({"gateway": "127.0.0.1:8080", "data": "127.0.0.1:9000"});
+        assert_eq!(drift(None, &spec), Some(Drift::Deleted));
+        let same = json!({
+            "metadata": {"name": "n1", "resourceVersion": "7", "labels": {"k": "v"}},
+            "spec": spec.clone(),
+            "status": {"conditions": []},
+        });
+        assert_eq!(drift(Some(&same), &spec), None);
+        let moved = json!({"spec": {"gateway": "127.0.0.1:8080", "data": "10.0.0.9:9000"}});
+        assert_eq!(
+            drift(Some(&moved), &spec),
+            Some(Drift::Replaced {
+                found: moved["spec"].clone()
+            })
+        );
+        assert_eq!(
+            drift(Some(&json!({"metadata": {}})), &spec),
+            Some(Drift::Replaced { found: json!(null) })
+        );
     }
 }

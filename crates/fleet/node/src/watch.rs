@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kantai_api::Resource;
+use kantai_api::resources::NODES;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tracing::debug;
@@ -67,6 +68,14 @@ fn key(v: &Value) -> Key {
     )
 }
 
+/// Wakes the reconciler, and the node keeper for a change of nodes.
+fn notify(agent: &Agent, r: &Resource) {
+    agent.changed.notify_one();
+    if r.plural == NODES.plural {
+        agent.nodes_changed.notify_one();
+    }
+}
+
 /// Keeps one resource's objects current, forever: list, then watch from the list's version;
 /// on any interruption, list again.
 pub async fn run(agent: Arc<Agent>, r: Resource) {
@@ -96,7 +105,7 @@ pub async fn run(agent: Arc<Agent>, r: Resource) {
             .map(|v| (key(v), v.clone()))
             .collect();
         agent.cache.update(|s| *s.map(&r) = items);
-        agent.changed.notify_one();
+        notify(&agent, &r);
         let path = format!(
             "{}?watch=true&resourceVersion={rv}",
             r.collection_path(None)
@@ -121,7 +130,7 @@ pub async fn run(agent: Arc<Agent>, r: Resource) {
                 }),
                 _ => continue,
             }
-            agent.changed.notify_one();
+            notify(&agent, &r);
         }
         debug!("watch of {} ended; listing again", r.plural);
     }
