@@ -83,6 +83,61 @@ pub fn reconcile(agent: &Arc<Agent>) {
         stop(agent, &name);
     }
     reassert(agent);
+    remove_foreign(agent);
+}
+
+/// How long an Instance object naming this node, that this agent does not run, stays before
+/// it is removed: the object of an instance just stopped may still be in the cache (its
+/// delete's event on the way), and the grace lets such an object go by itself.
+const FOREIGN_GRACE: Duration = Duration::from_secs(3);
+
+/// Instance objects naming this node are this agent's: one it does not run (left by an
+/// earlier run, or written by another client) would have gateways send requests to nothing,
+/// and is removed once it has been seen for `FOREIGN_GRACE`. An instance the agent starts
+/// is in `local` before its object is first written, so it is never taken for one.
+fn remove_foreign(agent: &Arc<Agent>) {
+    let snap = agent.cache.snapshot();
+    let now = std::time::Instant::now();
+    let due: Vec<(String, String)> = {
+        let local = agent.local.lock();
+        let mut foreign = agent.foreign.lock();
+        let seen: Vec<(String, String)> = snap
+            .instances
+            .iter()
+            .filter(|(_, i)| i["spec"]["node"].as_str() == Some(agent.name.as_str()))
+            .map(|(k, _)| k.clone())
+            .filter(|(ns, name)| local.get(name).is_none_or(|l| l.key.0 != *ns))
+            .collect();
+        // Forget what went or became ours: its grace starts over if it comes back.
+        foreign.retain(|k, _| seen.contains(k));
+        let mut due = Vec::new();
+        for k in seen {
+            let first = foreign.entry(k.clone()).or_insert(now);
+            if now.duration_since(*first) >= FOREIGN_GRACE {
+                // Once per grace at most: a delete that fails is tried again later.
+                *first = now;
+                due.push(k);
+            }
+        }
+        due
+    };
+    for (ns, name) in due {
+        info!(
+            instance = %name,
+            namespace = %ns,
+            node = %agent.name,
+            "removing instance object {ns}/{name}: it names node {}, whose agent does not run it (left by an earlier run, or written by another client)",
+            agent.name
+        );
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            if let Err(e) = agent.client.delete(INSTANCES, &ns, &name).await
+                && !e.is_not_found()
+            {
+                warn!(instance = %name, "cannot remove the instance object: {e}");
+            }
+        });
+    }
 }
 
 /// How long a status write may take to come back through the watch before the agent

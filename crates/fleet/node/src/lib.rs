@@ -122,6 +122,9 @@ pub(crate) struct Agent {
     pub(crate) registration: Registration,
     /// Wakes the node keeper when a Node object changed in the cache.
     pub(crate) nodes_changed: Notify,
+    /// Instance objects naming this node that the agent does not run, and since when it
+    /// has seen them (removed once they outlast a grace).
+    pub(crate) foreign: Mutex<HashMap<(String, String), std::time::Instant>>,
 }
 
 /// The Node object an agent keeps registered.
@@ -274,6 +277,7 @@ pub async fn run(
         routes_applied: Notify::new(),
         registration: Registration::new(&cfg, &capacity, bound),
         nodes_changed: Notify::new(),
+        foreign: Mutex::new(HashMap::new()),
     });
     register(&agent).await;
     remove_stale_instances(&agent).await;
