@@ -105,13 +105,15 @@ fn render(v: &Value, f: Flavor) -> Value {
             // validator rejects fields a schema does not declare: like the apiextensions
             // server, publish such objects to v2 without their properties.
             let open = f == Flavor::V2 && m.get(PRESERVE) == Some(&Value::Bool(true));
-            // Swagger 2.0 has no oneOf/anyOf; kubectl's v2 validator takes any scalar for a
-            // string, which is what quantities and int-or-strings need.
+            // Swagger 2.0 has no oneOf/anyOf. A `type` would reject one of the alternatives
+            // (`type: string` the integer port of a probe), so the schema is left untyped,
+            // which every JSON Schema validator (and kubectl's, as "arbitrary") accepts, with
+            // Kubernetes' `format: int-or-string` where that is what it is.
             let alternatives =
                 f == Flavor::V2 && (m.contains_key("oneOf") || m.contains_key("anyOf"));
             let mut out = Map::new();
-            if alternatives {
-                out.insert("type".into(), "string".into());
+            if alternatives && m.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+                out.insert("format".into(), "int-or-string".into());
             }
             for (k, val) in m {
                 let dropped = match k.as_str() {
@@ -285,9 +287,12 @@ enum Action {
     Delete,
     ReadStatus,
     ReplaceStatus,
+    ReadLog,
 }
 
-/// The paths of the given resources, with neutral `$ref`s.
+/// The paths of the given resources, with neutral `$ref`s: exactly the verbs of each
+/// resource's table, so a client (or a fuzzer) is never told of an operation the server
+/// refuses.
 fn neutral_paths(rs: &[Resource], f: Flavor) -> Value {
     let mut paths = Map::new();
     for r in rs {
@@ -331,6 +336,13 @@ fn neutral_paths(rs: &[Resource], f: Flavor) -> Value {
             paths.insert(format!("{object}/status"), path_item(r, named, &ops, f));
         }
 
+        if v.log {
+            paths.insert(
+                format!("{object}/log"),
+                path_item(r, named, &[Action::ReadLog], f),
+            );
+        }
+
         if r.namespaced {
             paths.insert(
                 format!("{}/{}", r.group_path(), r.plural),
@@ -345,7 +357,11 @@ fn path_item(r: &Resource, path_params: &[&str], actions: &[Action], f: Flavor) 
     let mut item = Map::new();
     for a in actions {
         let method = match a {
-            Action::List | Action::ListAllNamespaces | Action::Read | Action::ReadStatus => "get",
+            Action::List
+            | Action::ListAllNamespaces
+            | Action::Read
+            | Action::ReadStatus
+            | Action::ReadLog => "get",
             Action::Create => "post",
             Action::Replace | Action::ReplaceStatus => "put",
             Action::Patch => "patch",
@@ -361,7 +377,7 @@ fn path_item(r: &Resource, path_params: &[&str], actions: &[Action], f: Flavor) 
             } else {
                 "namespace of the objects".to_owned()
             };
-            param(p, "path", "string", &what, true, f)
+            param(p, "path", json!({ "type": "string" }), &what, true, f)
         })
         .collect();
     if !params.is_empty() {
@@ -370,10 +386,12 @@ fn path_item(r: &Resource, path_params: &[&str], actions: &[Action], f: Flavor) 
     Value::Object(item)
 }
 
+/// A parameter whose value is described by `schema` (a scalar's type, format and enum):
+/// inline in Swagger 2.0, under `schema` in OpenAPI 3.
 fn param(
     name: &str,
     location: &str,
-    ty: &str,
+    schema: Value,
     description: &str,
     required: bool,
     f: Flavor,
@@ -387,14 +405,19 @@ fn param(
     }
     match f {
         Flavor::V2 => {
-            p.insert("type".into(), ty.into());
-            p.insert("uniqueItems".into(), true.into());
+            if let Value::Object(s) = schema {
+                p.extend(s);
+            }
         }
         Flavor::V3 => {
-            p.insert("schema".into(), json!({ "type": ty, "uniqueItems": true }));
+            p.insert("schema".into(), schema);
         }
     }
     Value::Object(p)
+}
+
+fn query(name: &str, schema: Value, description: &str, f: Flavor) -> Value {
+    param(name, "query", schema, description, false, f)
 }
 
 const MERGE_PATCH: &str = "application/merge-patch+json";
@@ -405,13 +428,12 @@ const PATCH_TYPES: &[&str] = &[
 ];
 
 fn dry_run(f: Flavor) -> Value {
-    param(
+    query(
         "dryRun",
-        "query",
-        "string",
+        json!({ "type": "string", "enum": ["All"] }),
         "When present, indicates that modifications should not be persisted. The only valid \
-         value is `All`: process the request in full but do not store the result.",
-        false,
+         value is `All`: process the request in full but do not store the result; any other \
+         is refused with 422.",
         f,
     )
 }
@@ -419,56 +441,116 @@ fn dry_run(f: Flavor) -> Value {
 fn write_params(f: Flavor, patch: bool) -> Vec<Value> {
     let mut out = vec![
         dry_run(f),
-        param(
+        query(
             "fieldManager",
-            "query",
-            "string",
+            json!({ "type": "string" }),
             "A name for the actor making these changes, at most 128 printable characters.",
-            false,
             f,
         ),
-        param(
+        query(
             "fieldValidation",
-            "query",
-            "string",
+            json!({ "type": "string", "enum": ["Ignore", "Warn", "Strict"] }),
             "How the server handles fields the schema does not know and duplicate fields: \
              `Ignore`, `Warn` or `Strict`. kantai always validates strictly: unknown fields \
              are rejected with the closest known name suggested.",
-            false,
             f,
         ),
     ];
     if patch {
-        out.push(param(
+        out.push(query(
             "force",
-            "query",
-            "boolean",
+            json!({ "type": "boolean" }),
             "For apply patches: take over fields managed by others instead of failing on \
              conflicts.",
-            false,
             f,
         ));
     }
     out
 }
 
-fn list_params(f: Flavor) -> Vec<Value> {
+fn delete_params(f: Flavor) -> Vec<Value> {
     vec![
-        param(
-            "watch",
-            "query",
-            "boolean",
-            "Stream added, modified and deleted objects instead of returning a list.",
-            false,
+        dry_run(f),
+        query(
+            "gracePeriodSeconds",
+            json!({ "type": "integer" }),
+            "Seconds before the object is deleted, 0 or more. kantai deletes at once.",
             f,
         ),
-        param(
-            "resourceVersion",
-            "query",
-            "string",
-            "With `watch`, stream the changes after this resource version (from a list's \
-             `metadata.resourceVersion`).",
-            false,
+        query(
+            "propagationPolicy",
+            json!({ "type": "string", "enum": ["Orphan", "Background", "Foreground"] }),
+            "Whether and how dependents are deleted. kantai deletes what an object owns at \
+             once, which is what each policy ends in without finalizers.",
+            f,
+        ),
+    ]
+}
+
+fn list_params(r: &Resource, f: Flavor) -> Vec<Value> {
+    let mut out = vec![
+        query(
+            "labelSelector",
+            json!({ "type": "string" }),
+            "Only objects whose labels match: `key=value`, `key!=value`, `key in (a,b)`, \
+             `key notin (a,b)`, `key`, `!key`, joined by commas. A malformed selector is \
+             refused with 400.",
+            f,
+        ),
+        query(
+            "fieldSelector",
+            json!({ "type": "string" }),
+            "Only objects whose fields match: `metadata.name=hello`, `spec.node!=node1`, \
+             joined by commas. A malformed selector is refused with 400.",
+            f,
+        ),
+    ];
+    if r.verbs.watch {
+        out.extend([
+            query(
+                "watch",
+                json!({ "type": "boolean" }),
+                "Stream added, modified and deleted objects instead of returning a list.",
+                f,
+            ),
+            query(
+                "resourceVersion",
+                json!({ "type": "string" }),
+                "With `watch`, stream the changes after this resource version (from a list's \
+                 `metadata.resourceVersion`); one older than the server's history is refused \
+                 with 410 `Expired`.",
+                f,
+            ),
+            query(
+                "timeoutSeconds",
+                json!({ "type": "integer" }),
+                "With `watch`, end the stream cleanly after this many seconds.",
+                f,
+            ),
+            query(
+                "allowWatchBookmarks",
+                json!({ "type": "boolean" }),
+                "With `watch`, send `BOOKMARK` events carrying the latest resourceVersion \
+                 every 30 s and when the watch ends.",
+                f,
+            ),
+        ]);
+    }
+    out
+}
+
+fn log_params(f: Flavor) -> Vec<Value> {
+    vec![
+        query(
+            "tailLines",
+            json!({ "type": "integer" }),
+            "Only this many of the last lines (the node keeps an instance's last 2,000).",
+            f,
+        ),
+        query(
+            "follow",
+            json!({ "type": "boolean" }),
+            "Stream the output until the instance stops.",
             f,
         ),
     ]
@@ -490,21 +572,104 @@ fn camel(s: &str) -> String {
         .collect()
 }
 
+const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+
+/// The failures an action can answer, each as a Kubernetes `Status` with its code and reason:
+/// declared so that clients (and conformance checks) know every answer but a server error.
+fn failures(a: Action) -> &'static [(&'static str, &'static str)] {
+    const BAD: (&str, &str) = (
+        "400",
+        "BadRequest: a malformed request (body, selector or parameter)",
+    );
+    const UNAUTHORIZED: (&str, &str) = ("401", "Unauthorized: no token, or another one");
+    const FORBIDDEN: (&str, &str) = ("403", "Forbidden: this object may not be deleted");
+    const NOT_FOUND: (&str, &str) = ("404", "NotFound: no such object or resource");
+    const CONFLICT: (&str, &str) = (
+        "409",
+        "Conflict or AlreadyExists: a stale resourceVersion, a field another manager owns, \
+         an object owned by another, a name in use",
+    );
+    const EXPIRED: (&str, &str) = (
+        "410",
+        "Expired: the watch's resourceVersion is older than the server's history",
+    );
+    const TOO_LARGE: (&str, &str) = (
+        "413",
+        "RequestEntityTooLarge: the body is over the server's limit",
+    );
+    const MEDIA: (&str, &str) = (
+        "415",
+        "UnsupportedMediaType: a patch type the server does not apply",
+    );
+    const INVALID: (&str, &str) = (
+        "422",
+        "Invalid: the object or the options fail validation; every cause is named",
+    );
+    match a {
+        Action::List | Action::ListAllNamespaces => &[BAD, UNAUTHORIZED, NOT_FOUND, EXPIRED],
+        Action::Read | Action::ReadStatus => &[UNAUTHORIZED, NOT_FOUND],
+        Action::ReadLog => &[BAD, UNAUTHORIZED, NOT_FOUND],
+        Action::Create | Action::Replace | Action::ReplaceStatus | Action::Patch => &[
+            BAD,
+            UNAUTHORIZED,
+            NOT_FOUND,
+            CONFLICT,
+            TOO_LARGE,
+            MEDIA,
+            INVALID,
+        ],
+        Action::Delete => &[
+            BAD,
+            UNAUTHORIZED,
+            FORBIDDEN,
+            NOT_FOUND,
+            CONFLICT,
+            TOO_LARGE,
+            INVALID,
+        ],
+    }
+}
+
+/// A response: its description, and each content type with its (neutral) schema.
+fn response(description: &str, content: &[(&str, Value)], f: Flavor) -> Value {
+    match f {
+        // Swagger 2.0 gives content types per operation (`produces`), one schema per response.
+        Flavor::V2 => match content.first() {
+            Some((_, schema)) => json!({ "description": description, "schema": schema }),
+            None => json!({ "description": description }),
+        },
+        Flavor::V3 => {
+            let content: Map<String, Value> = content
+                .iter()
+                .map(|(ct, schema)| ((*ct).to_owned(), json!({ "schema": schema })))
+                .collect();
+            json!({ "description": description, "content": content })
+        }
+    }
+}
+
 fn operation(r: &Resource, a: Action, f: Flavor) -> Value {
     let kind = r.kind;
     let kind_schema = kind_schema_name(r);
-    let status_schema = "io.k8s.apimachinery.pkg.apis.meta.v1.Status".to_owned();
     let (verb, action, description, suffix) = match a {
         Action::List => (
             "list",
             "list",
-            format!("list or watch objects of kind {kind}"),
+            if r.verbs.watch {
+                format!("list or watch objects of kind {kind}")
+            } else {
+                format!("list objects of kind {kind}")
+            },
             "",
         ),
         Action::ListAllNamespaces => (
             "list",
             "list",
-            format!("list or watch objects of kind {kind} in every namespace"),
+            if r.verbs.watch {
+                format!("list or watch objects of kind {kind} in every namespace")
+            } else {
+                format!("list objects of kind {kind} in every namespace")
+            },
             "ForAllNamespaces",
         ),
         Action::Create => ("create", "post", format!("create a {kind}"), ""),
@@ -533,6 +698,12 @@ fn operation(r: &Resource, a: Action, f: Flavor) -> Value {
             "put",
             format!("replace status of the specified {kind}"),
             "Status",
+        ),
+        Action::ReadLog => (
+            "read",
+            "get",
+            format!("read log of the specified {kind}"),
+            "Log",
         ),
     };
     let namespaced = if r.namespaced && a != Action::ListAllNamespaces {
@@ -563,50 +734,43 @@ fn operation(r: &Resource, a: Action, f: Flavor) -> Value {
         )),
         _ => None,
     };
-    let listing = matches!(a, Action::List | Action::ListAllNamespaces);
-    let (response_schema, produces): (String, Vec<&str>) = match a {
-        _ if listing => (
-            list_schema_name(r),
+    let (success, success_types): (Value, Vec<&str>) = match a {
+        Action::List | Action::ListAllNamespaces if r.verbs.watch => (
+            json!({ "$ref": list_schema_name(r) }),
             vec!["application/json", "application/json;stream=watch"],
         ),
-        Action::Delete => (status_schema, vec!["application/json"]),
-        _ => (kind_schema, vec!["application/json"]),
+        Action::List | Action::ListAllNamespaces => (
+            json!({ "$ref": list_schema_name(r) }),
+            vec!["application/json"],
+        ),
+        Action::Delete => (json!({ "$ref": STATUS }), vec!["application/json"]),
+        Action::ReadLog => (json!({ "type": "string" }), vec!["text/plain"]),
+        _ => (json!({ "$ref": kind_schema }), vec!["application/json"]),
     };
+    let ok: Vec<(&str, Value)> = success_types
+        .iter()
+        .map(|ct| (*ct, success.clone()))
+        .collect();
     let mut responses = Map::new();
-    let ok = |code: &str, text: &str| -> (String, Value) {
-        let resp = match f {
-            Flavor::V2 => json!({ "description": text, "schema": { "$ref": response_schema } }),
-            Flavor::V3 => {
-                let content: Map<String, Value> = produces
-                    .iter()
-                    .map(|ct| {
-                        (
-                            (*ct).to_owned(),
-                            json!({ "schema": { "$ref": response_schema } }),
-                        )
-                    })
-                    .collect();
-                json!({ "description": text, "content": content })
-            }
-        };
-        (code.to_owned(), resp)
-    };
-    let (code, resp) = ok("200", "OK");
-    responses.insert(code, resp);
-    if a == Action::Create {
-        let (code, resp) = ok("201", "Created");
-        responses.insert(code, resp);
+    responses.insert("200".into(), response("OK", &ok, f));
+    // Creating answers 201, and so do an apply patch and a PUT that create the object.
+    if matches!(a, Action::Create | Action::Replace | Action::Patch) {
+        responses.insert("201".into(), response("Created", &ok, f));
     }
-    responses.insert("401".into(), json!({ "description": "Unauthorized" }));
+    let status = [("application/json", json!({ "$ref": STATUS }))];
+    for (code, description) in failures(a) {
+        responses.insert((*code).into(), response(description, &status, f));
+    }
 
     let mut query = Vec::new();
     match a {
-        Action::List | Action::ListAllNamespaces => query.extend(list_params(f)),
+        Action::List | Action::ListAllNamespaces => query.extend(list_params(r, f)),
         Action::Create | Action::Replace | Action::ReplaceStatus => {
             query.extend(write_params(f, false));
         }
         Action::Patch => query.extend(write_params(f, true)),
-        Action::Delete => query.push(dry_run(f)),
+        Action::Delete => query.extend(delete_params(f)),
+        Action::ReadLog => query.extend(log_params(f)),
         Action::Read | Action::ReadStatus => {}
     }
 
@@ -631,6 +795,11 @@ fn operation(r: &Resource, a: Action, f: Flavor) -> Value {
                     p["required"] = true.into();
                 }
                 parameters.push(p);
+            }
+            // Failures are JSON Statuses whatever the success's type.
+            let mut produces = success_types.clone();
+            if !produces.contains(&"application/json") {
+                produces.push("application/json");
             }
             op.insert("produces".into(), json!(produces));
             op.insert("schemes".into(), json!(["https"]));
@@ -2140,6 +2309,222 @@ mod tests {
                 assert!(!m.contains_key("properties"), "{m:?}");
             }
         });
+    }
+
+    #[test]
+    fn v2_alternatives_take_every_alternative() {
+        let v2 = v2();
+        let defs = &v2["definitions"];
+        // A probe's port comes back as an integer or a name: no `type` may refuse either.
+        let ios = &defs[INT_OR_STRING];
+        assert_eq!(ios["format"], "int-or-string");
+        assert!(ios.get("type").is_none(), "{ios}");
+        let q = &defs[QUANTITY];
+        assert!(q.get("type").is_none(), "{q}");
+        assert!(q["description"].is_string());
+        // Every schema that had alternatives in v3 is untyped in v2.
+        for (key, _) in V3_DOCS.iter() {
+            let doc = v3_group_version(key).expect("indexed");
+            for (name, s) in doc["components"]["schemas"].as_object().expect("schemas") {
+                if s.get("anyOf").is_some() || s.get("oneOf").is_some() {
+                    assert!(
+                        defs[name].get("type").is_none(),
+                        "v2 {name}: {}",
+                        defs[name]
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every operation of a document: (path, method, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("a path item") {
+                if method != "parameters" {
+                    out.push((path.clone(), method.clone(), op.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn all_documents() -> Vec<(String, Value)> {
+        let mut docs = vec![("v2".to_owned(), v2())];
+        for (key, _) in V3_DOCS.iter() {
+            docs.push((key.clone(), v3_group_version(key).expect("indexed")));
+        }
+        docs
+    }
+
+    #[test]
+    fn parameters_are_scalars_without_array_keywords() {
+        for (name, doc) in all_documents() {
+            walk(&doc["paths"], &mut |m| {
+                if m.contains_key("in") && m["in"] != "body" {
+                    let schema = m.get("schema").and_then(Value::as_object).unwrap_or(m);
+                    assert_ne!(schema["type"], "array", "{name}: {m:?}");
+                    assert!(!schema.contains_key("uniqueItems"), "{name}: {m:?}");
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn every_operation_declares_its_failures_as_statuses() {
+        for (name, doc) in all_documents() {
+            for (path, method, op) in operations(&doc) {
+                let responses = op["responses"].as_object().expect("responses");
+                for code in ["200", "401"] {
+                    assert!(
+                        responses.contains_key(code),
+                        "{name} {method} {path}: {code}"
+                    );
+                }
+                let writes = matches!(method.as_str(), "post" | "put" | "patch");
+                if writes {
+                    for code in ["400", "404", "409", "413", "422"] {
+                        assert!(
+                            responses.contains_key(code),
+                            "{name} {method} {path}: {code}"
+                        );
+                    }
+                }
+                if method == "get" && !path.ends_with("}") && !path.ends_with("/status") {
+                    assert!(responses.contains_key("400"), "{name} {path}: selectors");
+                }
+                for (code, resp) in responses {
+                    if !code.starts_with('4') {
+                        continue;
+                    }
+                    let schema = if name == "v2" {
+                        &resp["schema"]
+                    } else {
+                        assert_eq!(
+                            resp["content"].as_object().map(|c| c.len()),
+                            Some(1),
+                            "{resp}"
+                        );
+                        &resp["content"]["application/json"]["schema"]
+                    };
+                    assert!(
+                        schema["$ref"]
+                            .as_str()
+                            .is_some_and(|r| r.ends_with("meta.v1.Status")),
+                        "{name} {method} {path} {code}: {resp}"
+                    );
+                }
+                if name == "v2" {
+                    let produces = op["produces"].as_array().expect("produces");
+                    assert!(produces.contains(&json!("application/json")), "{path}");
+                }
+            }
+        }
+    }
+
+    /// The operations each document declares are exactly the verbs of the resource table.
+    #[test]
+    fn operations_are_exactly_the_verbs_of_the_table() {
+        for r in every_resource() {
+            let v = r.verbs;
+            let gv = gv_key(&r);
+            for doc in [v2(), v3_group_version(&gv).expect("indexed")] {
+                let base = if r.namespaced {
+                    format!("{}/namespaces/{{namespace}}/{}", r.group_path(), r.plural)
+                } else {
+                    format!("{}/{}", r.group_path(), r.plural)
+                };
+                let object = format!("{base}/{{name}}");
+                let paths = &doc["paths"];
+                let has = |path: &str, method: &str| paths[path].get(method).is_some();
+                let what = format!("{} ({})", r.plural, r.api_version());
+                assert!(has(&base, "get"), "{what}: list");
+                assert_eq!(has(&base, "post"), v.create, "{what}: create");
+                assert!(!has(&base, "delete"), "{what}: no deletecollection");
+                assert!(has(&object, "get"), "{what}: get");
+                assert_eq!(has(&object, "put"), v.update, "{what}: update");
+                assert_eq!(has(&object, "patch"), v.patch, "{what}: patch");
+                assert_eq!(has(&object, "delete"), v.delete, "{what}: delete");
+                let status = format!("{object}/status");
+                assert_eq!(has(&status, "get"), v.get_status, "{what}: get status");
+                assert_eq!(
+                    has(&status, "put"),
+                    v.update_status,
+                    "{what}: update status"
+                );
+                assert!(!has(&status, "patch"), "{what}: no patch of status");
+                assert_eq!(has(&format!("{object}/log"), "get"), v.log, "{what}: log");
+                let mut lists = vec![base.clone()];
+                if r.namespaced {
+                    lists.push(format!("{}/{}", r.group_path(), r.plural));
+                    assert!(has(&lists[1], "get"), "{what}: list in every namespace");
+                }
+                for list in lists {
+                    let names: Vec<&str> = paths[&list]["get"]["parameters"]
+                        .as_array()
+                        .expect("parameters")
+                        .iter()
+                        .filter_map(|p| p["name"].as_str())
+                        .collect();
+                    for watch_only in ["watch", "timeoutSeconds", "allowWatchBookmarks"] {
+                        assert_eq!(
+                            names.contains(&watch_only),
+                            v.watch,
+                            "{what} {list}: {watch_only}"
+                        );
+                    }
+                    assert!(names.contains(&"labelSelector"), "{what}");
+                    let types = &paths[&list]["get"]["responses"]["200"];
+                    if let Some(content) = types.get("content") {
+                        assert_eq!(
+                            content.get("application/json;stream=watch").is_some(),
+                            v.watch,
+                            "{what}"
+                        );
+                    }
+                }
+            }
+        }
+        // Nothing is declared for a path no resource has.
+        let known: BTreeSet<String> = resources::ALL
+            .iter()
+            .flat_map(|r| {
+                let base = if r.namespaced {
+                    format!("{}/namespaces/{{namespace}}/{}", r.group_path(), r.plural)
+                } else {
+                    format!("{}/{}", r.group_path(), r.plural)
+                };
+                let object = format!("{base}/{{name}}");
+                [
+                    format!("{}/{}", r.group_path(), r.plural),
+                    base,
+                    format!("{object}/status"),
+                    format!("{object}/log"),
+                    object,
+                ]
+            })
+            .collect();
+        for (_, doc) in all_documents() {
+            for path in doc["paths"].as_object().expect("paths").keys() {
+                assert!(known.contains(path), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn logs_are_text_and_their_failures_json() {
+        let doc = v3_group_version("api/v1").expect("indexed");
+        let op = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"];
+        assert_eq!(op["operationId"], "readCoreV1NamespacedPodLog");
+        assert_eq!(
+            op["responses"]["200"]["content"]["text/plain"]["schema"]["type"],
+            "string"
+        );
+        assert!(op["responses"]["404"]["content"]["application/json"].is_object());
+        let v2 = v2();
+        let op = &v2["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"];
+        assert_eq!(op["produces"], json!(["text/plain", "application/json"]));
     }
 
     #[test]
