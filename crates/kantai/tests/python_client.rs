@@ -1,0 +1,95 @@
+//! The official Kubernetes Python client (PyPI `kubernetes`) against a kantai fleet, through
+//! the fleet's kubeconfig (TLS with its CA, bearer token): Knative Services through
+//! `CustomObjectsApi` (create, get, list, merge patch, replace, delete, watch) and pods and
+//! nodes through `CoreV1Api`, read into the client's typed models while a service scales.
+//! The scripts are `tests/python/*.py`; each prints the steps it checked.
+//!
+//! Skipped, saying so, where the interpreter (`KANTAI_PYTHON`, else `python3`) has no
+//! `kubernetes` package, unless `KANTAI_REQUIRE_PYTHON_KUBERNETES=1` (as CI sets, after
+//! installing it) makes that a failure.
+
+mod common;
+mod python;
+
+use std::time::Duration;
+
+use common::{TestFleet, TestNode};
+
+const REQUIRE: &str = "KANTAI_REQUIRE_PYTHON_KUBERNETES";
+
+/// Runs one client script against `fleet` and insists that it succeeds.
+async fn script(fleet: &TestFleet, name: &str, limit: Duration) {
+    let Some((python, _)) = python::with_module("kubernetes", REQUIRE) else {
+        return;
+    };
+    let dir = python::scripts();
+    let path = dir.join(name);
+    let kubeconfig = fleet.kubeconfig.display().to_string();
+    let run = python::run(
+        &python,
+        &[path.to_str().expect("a UTF-8 path")],
+        &dir,
+        &[("KUBECONFIG", &kubeconfig)],
+        limit,
+    )
+    .await;
+    eprintln!("{name} ran in {:.1?}:\n{}", run.elapsed, run.output);
+    assert!(
+        run.ok,
+        "{name} {} after {:.1?}:\n{}",
+        if run.timed_out {
+            "was killed at its time limit"
+        } else {
+            "failed"
+        },
+        run.elapsed,
+        run.output
+    );
+}
+
+/// Whether the client is there at all; a fleet is started only if it is.
+fn client_installed() -> bool {
+    python::with_module("kubernetes", REQUIRE).is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_creates_reads_patches_replaces_and_deletes_services() {
+    if !client_installed() {
+        return;
+    }
+    let f = TestFleet::one_node().await;
+    script(&f, "services_crud.py", Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_watches_services_added_modified_and_deleted() {
+    if !client_installed() {
+        return;
+    }
+    let f = TestFleet::one_node().await;
+    script(&f, "services_watch.py", Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_reads_pods_and_nodes_while_a_service_scales_and_goes() {
+    if !client_installed() {
+        return;
+    }
+    // Two nodes, so pods and nodes are lists of more than one; a short grace period, so an
+    // old revision's instances go within seconds of the new one being ready.
+    let f = TestFleet::start(
+        &[
+            TestNode {
+                name: "node1",
+                rtt_to_first_ms: 0,
+            },
+            TestNode {
+                name: "node2",
+                rtt_to_first_ms: 0,
+            },
+        ],
+        "autoscaler:\n  scale-to-zero-grace-period: 2s\n",
+    )
+    .await;
+    script(&f, "pods_and_nodes.py", Duration::from_secs(240)).await;
+}
