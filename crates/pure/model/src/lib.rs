@@ -10,6 +10,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod fleet;
+pub mod lifecycle;
 pub mod manifest;
 pub mod meta;
 pub mod node;
