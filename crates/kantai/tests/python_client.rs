@@ -11,22 +11,25 @@
 mod common;
 mod python;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{TestFleet, TestNode};
 
 const REQUIRE: &str = "KANTAI_REQUIRE_PYTHON_KUBERNETES";
 
+/// The interpreter, if it has the client (else the test is skipped, or fails in CI).
+fn client() -> Option<PathBuf> {
+    python::with_module("kubernetes", REQUIRE).map(|(python, _)| python)
+}
+
 /// Runs one client script against `fleet` and insists that it succeeds.
-async fn script(fleet: &TestFleet, name: &str, limit: Duration) {
-    let Some((python, _)) = python::with_module("kubernetes", REQUIRE) else {
-        return;
-    };
+async fn script(python: &Path, fleet: &TestFleet, name: &str, limit: Duration) {
     let dir = python::scripts();
     let path = dir.join(name);
     let kubeconfig = fleet.kubeconfig.display().to_string();
     let run = python::run(
-        &python,
+        python,
         &[path.to_str().expect("a UTF-8 path")],
         &dir,
         &[("KUBECONFIG", &kubeconfig)],
@@ -47,34 +50,29 @@ async fn script(fleet: &TestFleet, name: &str, limit: Duration) {
     );
 }
 
-/// Whether the client is there at all; a fleet is started only if it is.
-fn client_installed() -> bool {
-    python::with_module("kubernetes", REQUIRE).is_some()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_creates_reads_patches_replaces_and_deletes_services() {
-    if !client_installed() {
+    let Some(python) = client() else {
         return;
-    }
+    };
     let f = TestFleet::one_node().await;
-    script(&f, "services_crud.py", Duration::from_secs(120)).await;
+    script(&python, &f, "services_crud.py", Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_watches_services_added_modified_and_deleted() {
-    if !client_installed() {
+    let Some(python) = client() else {
         return;
-    }
+    };
     let f = TestFleet::one_node().await;
-    script(&f, "services_watch.py", Duration::from_secs(120)).await;
+    script(&python, &f, "services_watch.py", Duration::from_secs(120)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_reads_pods_and_nodes_while_a_service_scales_and_goes() {
-    if !client_installed() {
+    let Some(python) = client() else {
         return;
-    }
+    };
     // Two nodes, so pods and nodes are lists of more than one; a short grace period, so an
     // old revision's instances go within seconds of the new one being ready.
     let f = TestFleet::start(
@@ -91,5 +89,5 @@ async fn python_client_reads_pods_and_nodes_while_a_service_scales_and_goes() {
         "autoscaler:\n  scale-to-zero-grace-period: 2s\n",
     )
     .await;
-    script(&f, "pods_and_nodes.py", Duration::from_secs(240)).await;
+    script(&python, &f, "pods_and_nodes.py", Duration::from_secs(240)).await;
 }

@@ -36,7 +36,12 @@ pub fn with_module(module: &str, require_var: &str) -> Option<(PathBuf, String)>
         return Some((python, version));
     }
     let why = match &probe {
-        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+        // The traceback's last line says it: `ModuleNotFoundError: No module named ...`.
+        Ok(o) => String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_owned(),
         Err(e) => e.to_string(),
     };
     assert!(
@@ -46,7 +51,8 @@ pub fn with_module(module: &str, require_var: &str) -> Option<(PathBuf, String)>
     );
     eprintln!(
         "skipping: {} cannot import {module} ({why}); set KANTAI_PYTHON to a Python with it \
-         (.ci/run makes one: python3 -m venv DIR && DIR/bin/pip install {module})",
+         (.ci/run makes one: python3 -m venv DIR && DIR/bin/pip install -r \
+         crates/kantai/tests/python/requirements.txt)",
         python.display()
     );
     None
