@@ -3,7 +3,7 @@
 //! instead of piling up, as Kubernetes' event recorder does.
 
 use kantai_api::Resource;
-use kantai_api::resources::{CONFIGURATIONS, EVENTS, REVISIONS, SERVICES};
+use kantai_api::resources::{CONFIGURATIONS, EVENTS, NODES, REVISIONS, SERVICES};
 use serde_json::{Value, json};
 use tracing::warn;
 
@@ -36,6 +36,14 @@ impl Involved {
     pub fn configuration(name: &str) -> Involved {
         Involved {
             resource: CONFIGURATIONS,
+            name: name.to_owned(),
+        }
+    }
+
+    /// A Node (cluster-scoped: its events go in `default`, as Kubernetes records them).
+    pub fn node(name: &str) -> Involved {
+        Involved {
+            resource: NODES,
             name: name.to_owned(),
         }
     }
@@ -75,10 +83,11 @@ fn write(
     name: &str,
 ) {
     let now = kantai_api::time::now();
+    let object_ns = if involved.resource.namespaced { ns } else { "" };
     // kubectl describe finds an object's events by its uid too.
     let uid = s
         .store
-        .get(&involved.resource, ns, &involved.name)
+        .get(&involved.resource, object_ns, &involved.name)
         .map(|o| o["metadata"]["uid"].clone())
         .unwrap_or(Value::Null);
     let name = name.to_owned();
@@ -99,7 +108,7 @@ fn write(
                     "apiVersion": involved.resource.api_version(),
                     "kind": involved.resource.kind,
                     "name": involved.name,
-                    "namespace": ns,
+                    "namespace": object_ns,
                     "uid": uid,
                 },
                 "reason": reason,

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use kantai_api::Report;
 use kantai_autoscaler::Decision;
 use kantai_model::ServingConfig;
+use kantai_model::lifecycle::Lifecycle;
 use kantai_model::topology::Topology;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
@@ -83,8 +84,13 @@ pub struct Shared {
     pub wake: Notify,
     /// The latest autoscaling decision of every revision.
     pub decisions: Mutex<HashMap<(String, String), Decision>>,
-    /// When each node agent last reported.
+    /// When each node agent last reported (for the Node's `lastHeartbeatTime`).
     pub nodes_seen: Mutex<HashMap<String, SystemTime>>,
+    /// Node readiness and the giving up on silent nodes' instances, fed by the reports and
+    /// passed by `reconcile::watch_nodes`.
+    pub lifecycle: Mutex<Lifecycle>,
+    /// The epoch of the times the lifecycle is given.
+    pub epoch: tokio::time::Instant,
     /// When this control plane started.
     pub started: SystemTime,
     /// Per revision, the serving time measured on each node (for the agents' balancers).
@@ -106,16 +112,22 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Whether a node's agent counts as alive: it reported within the timeout. A control
-    /// plane that just (re)started gives every node that long to report, so that a restart
-    /// does not move instances off healthy nodes.
-    pub fn node_alive(&self, name: &str, now: SystemTime) -> bool {
-        let within =
-            |t: SystemTime| now.duration_since(t).unwrap_or_default() < scaling::NODE_READY_TIMEOUT;
-        match self.nodes_seen.lock().get(name) {
-            Some(t) => within(*t),
-            None => within(self.started),
-        }
+    /// Whether a node is Ready, as the lifecycle last judged it (`_now` is not used: the
+    /// judgement is made by the lifecycle's passes, on reports it had the chance to read).
+    pub fn node_alive(&self, name: &str, _now: SystemTime) -> bool {
+        self.lifecycle.lock().ready(name)
+    }
+
+    /// Whether a node's instances count and stay where they are: false once the lifecycle
+    /// gave up on them, until the node's agent reports again. A node that is not Ready is
+    /// still serving while its eviction waits for the rate limit or is suspended.
+    pub fn node_serving(&self, name: &str) -> bool {
+        self.lifecycle.lock().serving(name)
+    }
+
+    /// `at` as the lifecycle's time.
+    pub fn since_epoch(&self, at: tokio::time::Instant) -> std::time::Duration {
+        at.saturating_duration_since(self.epoch)
     }
 
     /// Tells the controllers something changed.
@@ -172,6 +184,8 @@ impl ControlPlane {
             wake: Notify::new(),
             decisions: Mutex::new(HashMap::new()),
             nodes_seen: Mutex::new(HashMap::new()),
+            lifecycle: Mutex::new(Lifecycle::default()),
+            epoch: tokio::time::Instant::now(),
             started: SystemTime::now(),
             rtt: Mutex::new(HashMap::new()),
             serving: Mutex::new(HashMap::new()),

@@ -11,6 +11,7 @@ use kantai_api::resources::{
     CONFIGURATIONS, INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES, SERVICES,
 };
 use kantai_model::fleet::{self, Instance, NodeCount, Placement, PlacementStatus};
+use kantai_model::lifecycle::{self, FleetState, PassInput};
 use kantai_model::manifest;
 use kantai_model::node::Node as DocNode;
 use kantai_model::serving::derive::{
@@ -551,88 +552,253 @@ fn update_statuses(s: &Shared, now: &str) {
     }
 }
 
-/// Keeps every Node's `Ready` condition in line with its agent's reports: NotReady when the
-/// agent has been silent for [`crate::scaling::NODE_READY_TIMEOUT`]. The instances of a node
-/// that is not ready are marked not ready too (as Kubernetes' node lifecycle controller does
-/// with pods), so that no gateway sends them requests and the autoscaler does not count
-/// them; an agent that was only cut off writes their status again when it is back.
+/// Keeps every Node's `Ready` condition in line with its agent's reports, and gives up on
+/// the instances of nodes that stopped reporting, as Kubernetes' node lifecycle controller
+/// does: every [`lifecycle::PASS_INTERVAL`] the pure [`kantai_model::lifecycle::Lifecycle`] judges the nodes, and this
+/// loop writes what it decided. A node silent for [`lifecycle::READY_TIMEOUT`] (of time the
+/// control plane could hear it) is NotReady; its instances are then marked not ready, so
+/// that no gateway sends them requests and the autoscaler does not count them, and placed
+/// elsewhere, at the eviction rate and not at all while most nodes are silent together. An
+/// agent that was only cut off writes their status again when it is back.
 pub async fn watch_nodes(s: Arc<Shared>) {
     // When each node's heartbeat time was last written.
     let mut written: HashMap<String, std::time::Instant> = HashMap::new();
     loop {
+        lifecycle_pass(&s);
         mark_lost_instances(&s);
-        let seen = s.nodes_seen.lock().clone();
-        let now = std::time::SystemTime::now();
-        for v in s.store.list(&NODES, None).0 {
-            let Ok(node) = fleet::from_json::<fleet::Node>(&v) else {
-                continue;
-            };
-            let name = node.metadata.name.clone();
-            let last = seen.get(&name).copied();
-            let ready = s.node_alive(&name, now);
-            let mut st = node.status.clone().unwrap_or_default();
-            let stamp = kantai_api::time::now();
-            if ready {
-                st.conditions.set(
-                    "Ready",
-                    ConditionStatus::True,
-                    Some("AgentReady"),
-                    Some("The node agent is reporting."),
-                    &stamp,
-                );
-            } else {
-                st.conditions.set(
-                    "Ready",
-                    ConditionStatus::False,
-                    Some("NodeStatusUnknown"),
-                    Some("The node agent stopped reporting."),
-                    &stamp,
-                );
-            }
-            st.last_heartbeat_time = last.map(kantai_api::time::rfc3339);
-            // A heartbeat alone is written every HEARTBEAT_WRITE at most: every write is an
-            // event for every agent's watch and a place in the store's history, and a report
-            // a second from each node would make those the bulk of both (Kubernetes moved
-            // heartbeats to Leases for the same reason). Readiness changes go out at once.
-            let only_heartbeat = node.status.as_ref().is_some_and(|old| {
-                old.conditions == st.conditions && old.last_heartbeat_time.is_some()
-            });
-            let recently = written
-                .get(&name)
-                .is_some_and(|t| t.elapsed() < HEARTBEAT_WRITE);
-            if only_heartbeat && recently {
-                continue;
-            }
-            if node.status.as_ref() != Some(&st) {
-                written.insert(name.clone(), std::time::Instant::now());
-                if ready
-                    != node
-                        .status
-                        .as_ref()
-                        .is_some_and(|x| x.conditions.is_true("Ready"))
-                {
-                    info!(node = %name, ready, "node readiness changed");
-                    s.changed();
-                }
-                write_status(
-                    &s.store,
-                    &NODES,
-                    "",
-                    &name,
-                    serde_json::to_value(&st).unwrap_or_default(),
-                );
-            }
+        write_node_statuses(&s, &mut written);
+        tokio::time::sleep(lifecycle::PASS_INTERVAL).await;
+    }
+}
+
+/// One pass of the node lifecycle, and what it decided, done.
+fn lifecycle_pass(s: &Shared) {
+    let mut registered: Vec<String> = s
+        .store
+        .list(&NODES, None)
+        .0
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    registered.sort();
+    let instances = s.store.list(&INSTANCES, None).0;
+    let mut named: Vec<String> = instances
+        .iter()
+        .filter_map(|i| i["spec"]["node"].as_str().map(str::to_owned))
+        .collect();
+    named.sort();
+    named.dedup();
+    // Reports the API received but the scaling loop has not read yet.
+    let backlog = s.reports.capacity() < s.reports.max_capacity();
+    let now = s.since_epoch(tokio::time::Instant::now());
+    let (pass, silent, config) = {
+        let mut l = s.lifecycle.lock();
+        let pass = l.pass(&PassInput {
+            now,
+            registered: &registered,
+            named: &named,
+            backlog,
+        });
+        let silent: HashMap<String, Duration> = pass
+            .became_not_ready
+            .iter()
+            .chain(&pass.evict)
+            .map(|n| (n.clone(), l.silent(n)))
+            .collect();
+        (pass, silent, l.config().clone())
+    };
+    let silent_for = |n: &str| silent.get(n).copied().unwrap_or_default();
+    if let Some(gap) = pass.stall {
+        warn!(
+            "the control plane did not run for {gap:.1?} (its node checks run every {:?}): the nodes' silence meanwhile is not counted against them, and no node is judged until their queued reports had {:?} to be read, so nothing is moved because of the stall; check the control plane's host for a stopped process (SIGSTOP), a paused VM, swapping or CPU starvation",
+            config.pass_interval, config.resume_hold
+        );
+    }
+    for n in &pass.became_not_ready {
+        warn!(node = %n, "node {n} stopped reporting {:.1?} ago: marking it NotReady", silent_for(n));
+    }
+    for n in &pass.became_ready {
+        info!(node = %n, "node {n} is reporting again: Ready, its instances count again");
+    }
+    let every = |rate: f64| Duration::from_secs_f64(1.0 / rate);
+    let (state, not_ready, resumed) = {
+        let l = s.lifecycle.lock();
+        let not_ready = registered.iter().filter(|n| !l.ready(n)).count();
+        let resumed = pass
+            .state
+            .as_ref()
+            .is_some_and(|c| c.replacing && l.eviction_rate(c.from, c.nodes) == 0.0);
+        (l.state(), not_ready, resumed)
+    };
+    let share = format!("{not_ready} of {} nodes", registered.len());
+    if let Some(change) = &pass.state {
+        let (to, from) = (change.to.as_str(), change.from.as_str());
+        if change.to == FleetState::Normal {
+            info!(
+                from,
+                to,
+                "{share} are not ready (fleet state {to}, was {from}): the instances of nodes still silent are replaced again, one node every {:.0?}, each after a fresh {:?} of silence",
+                every(config.eviction_rate),
+                config.ready_timeout
+            );
+        } else if change.replacing {
+            warn!(
+                from,
+                to,
+                "{share} stopped reporting (fleet state {to}): so many at once is more likely a fault between the control plane and the nodes than that many nodes failing, so replacing their instances slows to one node every {:.0?}; check the control plane's network to the nodes and the agents' logs (\"cannot report load\")",
+                every(config.secondary_eviction_rate)
+            );
+        } else {
+            warn!(
+                from,
+                to,
+                "{share} stopped reporting (fleet state {to}): so many at once is more likely a fault between the control plane and the nodes than that many nodes failing, so kantai suspends replacing their instances: they are not marked not ready and not moved, and gateways keep sending them requests; check the control plane's network to the nodes and the agents' logs (\"cannot report load\")"
+            );
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if resumed {
+        for n in &registered {
+            crate::events::normal(
+                s,
+                "default",
+                &crate::events::Involved::node(n),
+                "ReplacementResumed",
+                &format!(
+                    "{share} are not ready (fleet state {}): the instances of nodes still silent are replaced again, one node every {:.0?}.",
+                    state.as_str(),
+                    every(config.eviction_rate)
+                ),
+            );
+        }
+    }
+    for n in &pass.suspended {
+        crate::events::record(
+            s,
+            "default",
+            &crate::events::Involved::node(n),
+            "ReplacementSuspended",
+            &format!(
+                "Node {n} stopped reporting along with most of the fleet ({share} not ready, fleet state {}): its instances are not marked not ready and not moved, and gateways keep sending them requests. Replacement resumes when fewer than {:.0}% of the nodes (or fewer than {}) are silent. Check the control plane's network to the nodes.",
+                state.as_str(),
+                config.unhealthy_threshold * 100.0,
+                lifecycle::MIN_UNHEALTHY
+            ),
+        );
+    }
+    for n in &pass.rate_limited {
+        warn!(
+            node = %n,
+            "node {n} is NotReady, but another node's instances were given up on less than {:.0?} ago: its instances stay where they are, and count, until the eviction rate allows",
+            every(config.eviction_rate)
+        );
+    }
+    for n in &pass.evict {
+        warn!(
+            node = %n,
+            "node {n} has been silent for {:.1?}: marking its instances not ready and placing them on other nodes",
+            silent_for(n)
+        );
+    }
+    if !pass.evict.is_empty() || !pass.became_ready.is_empty() || pass.state.is_some() {
+        s.changed();
+    }
+    for v in instances.iter().filter(|i| {
+        i["spec"]["node"]
+            .as_str()
+            .is_some_and(|n| pass.orphaned.iter().any(|o| o == n))
+    }) {
+        let (ns, name) = ns_name(v);
+        let node = v["spec"]["node"].as_str().unwrap_or_default();
+        info!(
+            instance = %name,
+            node,
+            "removing instance object {ns}/{name}: node {node} has had no Node object for {:?} (removed for good)",
+            config.orphan_grace
+        );
+        match s.store.delete(&INSTANCES, &ns, &name) {
+            Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => {}
+            Err(e) => warn!("cannot remove instance object {ns}/{name}: {e}"),
+        }
+    }
+}
+
+fn write_node_statuses(s: &Shared, written: &mut HashMap<String, std::time::Instant>) {
+    let seen = s.nodes_seen.lock().clone();
+    for v in s.store.list(&NODES, None).0 {
+        let Ok(node) = fleet::from_json::<fleet::Node>(&v) else {
+            continue;
+        };
+        let name = node.metadata.name.clone();
+        let last = seen.get(&name).copied();
+        let (ready, serving) = {
+            let l = s.lifecycle.lock();
+            (l.ready(&name), l.serving(&name))
+        };
+        let mut st = node.status.clone().unwrap_or_default();
+        let stamp = kantai_api::time::now();
+        if ready {
+            st.conditions.set(
+                "Ready",
+                ConditionStatus::True,
+                Some("AgentReady"),
+                Some("The node agent is reporting."),
+                &stamp,
+            );
+        } else {
+            let message = if serving {
+                "The node agent stopped reporting. Its instances are kept for now: the eviction rate limit, or most of the fleet silent at once (see the node's events)."
+            } else {
+                "The node agent stopped reporting. Its instances are not counted and are placed on other nodes."
+            };
+            st.conditions.set(
+                "Ready",
+                ConditionStatus::False,
+                Some("NodeStatusUnknown"),
+                Some(message),
+                &stamp,
+            );
+        }
+        st.last_heartbeat_time = last.map(kantai_api::time::rfc3339);
+        // A heartbeat alone is written every HEARTBEAT_WRITE at most: every write is an
+        // event for every agent's watch and a place in the store's history, and a report
+        // a second from each node would make those the bulk of both (Kubernetes moved
+        // heartbeats to Leases for the same reason). Readiness changes go out at once.
+        let only_heartbeat = node.status.as_ref().is_some_and(|old| {
+            old.conditions == st.conditions && old.last_heartbeat_time.is_some()
+        });
+        let recently = written
+            .get(&name)
+            .is_some_and(|t| t.elapsed() < HEARTBEAT_WRITE);
+        if only_heartbeat && recently {
+            continue;
+        }
+        if node.status.as_ref() != Some(&st) {
+            written.insert(name.clone(), std::time::Instant::now());
+            if ready
+                != node
+                    .status
+                    .as_ref()
+                    .is_some_and(|x| x.conditions.is_true("Ready"))
+            {
+                info!(node = %name, ready, "node readiness changed");
+                s.changed();
+            }
+            write_status(
+                &s.store,
+                &NODES,
+                "",
+                &name,
+                serde_json::to_value(&st).unwrap_or_default(),
+            );
+        }
     }
 }
 
 /// How often a Node's `lastHeartbeatTime` is written when nothing else changed.
 const HEARTBEAT_WRITE: Duration = Duration::from_secs(30);
 
-/// Marks not ready every instance that its node's silence leaves unaccounted for.
+/// Marks not ready every instance on a node the lifecycle gave up on.
 fn mark_lost_instances(s: &Shared) {
-    let now = std::time::SystemTime::now();
     for v in s.store.list(&INSTANCES, None).0 {
         if v["status"]["ready"] != true {
             continue;
@@ -640,7 +806,7 @@ fn mark_lost_instances(s: &Shared) {
         let Some(node) = v["spec"]["node"].as_str() else {
             continue;
         };
-        if s.node_alive(node, now) {
+        if s.node_serving(node) {
             continue;
         }
         let (Some(ns), Some(name)) = (

@@ -27,12 +27,6 @@ use tracing::{debug, info};
 
 use crate::Shared;
 
-/// A node whose agent has not been heard from for this long is not ready: three missed
-/// reports (agents report every second), so that a dead node is NotReady, and its instances
-/// placed elsewhere, within 5 s of its death (the bar), while a single late report
-/// under load does not move anything.
-pub const NODE_READY_TIMEOUT: Duration = Duration::from_secs(3);
-
 type Key = (String, String);
 
 /// How long measured demand and serving times are remembered (half-life).
@@ -308,6 +302,8 @@ fn ready_instances(s: &Shared, ns: &str, revision: &str) -> u32 {
 
 /// Feeds a report to the autoscalers; returns the revisions to tick at once.
 fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key> {
+    // Heard when the API received it, however long it waited in the channel.
+    s.lifecycle.lock().heard(&report.node, s.since_epoch(at));
     s.nodes_seen
         .lock()
         .insert(report.node.clone(), SystemTime::now());
@@ -477,7 +473,6 @@ fn fleet_view(s: &Shared) -> FleetView {
             }
         }
     }
-    let now = SystemTime::now();
     let nodes: Vec<NodeView> = order
         .iter()
         .map(|name| {
@@ -488,10 +483,11 @@ fn fleet_view(s: &Shared) -> FleetView {
                     NodeView {
                         name: name.clone(),
                         labels: node.metadata.labels.clone(),
-                        // Alive, with the restart grace: a control plane that just started
-                        // has not heard from anyone yet, and must not move instances off
-                        // healthy nodes for that.
-                        ready: s.node_alive(name, now),
+                        // Serving, as the node lifecycle judges it: a node is given up on
+                        // (and its instances moved) only at the eviction rate, never when
+                        // the control plane stalled or lost sight of most nodes at once,
+                        // and not before a control plane that just started heard from it.
+                        ready: s.node_serving(name),
                         max_instances: cap.instances,
                         cpu: cap.cpu.as_ref().map(|c| c.value()),
                         memory: cap.memory.as_ref().map(|m| m.value()),
