@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{hello, kantai_bin, pids_with_env, processes_mentioning};
 use kantai_api::Client;
-use kantai_api::resources::{INSTANCES, NODES, SERVICES};
+use kantai_api::resources::{EVENTS, INSTANCES, NODES, PLACEMENTS, SERVICES};
 use serde_json::Value;
 
 /// A child process killed (SIGKILL) when dropped.
@@ -307,106 +307,147 @@ async fn node_ready_is(client: &Client, node: &str, status: &str) -> bool {
     })
 }
 
-/// A node agent killed without warning: the control plane marks its node NotReady within
-/// 5 s and places its instance on the other nodes, whose gateways keep answering every
-/// request meanwhile; the agent started again rejoins with no duplicate instance.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_agent_is_replaced_within_seconds_and_rejoins_cleanly() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let d = dir.path();
-    std::fs::write(
-        d.join("topology.yaml"),
-        "nodes:\n\
-         \x20 - {name: node1, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
-         \x20 - {name: node2, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
-         \x20 - {name: node3, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
-         control: {node: node1}\n",
-    )
-    .expect("topology");
-    let state = d.join("state").display().to_string();
-    let topo = d.join("topology.yaml").display().to_string();
-    let cready = d.join("control.json");
-    let control = spawn(
-        &[],
-        &[
-            "control",
-            "--listen",
-            "127.0.0.1:0",
-            "--secure-listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            &state,
-            "--topology",
-            &topo,
-            "--ready-file",
-            &cready.display().to_string(),
-        ],
-    );
-    let api = read_ready(&cready).await["api"]
-        .as_str()
-        .expect("api")
-        .to_owned();
-    let token_file = format!("{state}/token");
-    let start_node = |name: &str| {
-        let ready = d.join(format!("{name}.json"));
+/// A control plane and three node agents (node1, node2, node3) as separate processes on
+/// loopback.
+struct ThreeNodes {
+    dir: tempfile::TempDir,
+    control: Proc,
+    agents: Vec<Proc>,
+    gateways: Vec<String>,
+    api: String,
+    state: String,
+    client: Client,
+}
+
+impl ThreeNodes {
+    async fn start() -> ThreeNodes {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        std::fs::write(
+            d.join("topology.yaml"),
+            "nodes:\n\
+             \x20 - {name: node1, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
+             \x20 - {name: node2, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
+             \x20 - {name: node3, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}\n\
+             control: {node: node1}\n",
+        )
+        .expect("topology");
+        let state = d.join("state").display().to_string();
+        let topo = d.join("topology.yaml").display().to_string();
+        let cready = d.join("control.json");
+        let control = spawn(
+            &[],
+            &[
+                "control",
+                "--listen",
+                "127.0.0.1:0",
+                "--secure-listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                &state,
+                "--topology",
+                &topo,
+                "--ready-file",
+                &cready.display().to_string(),
+            ],
+        );
+        let api = read_ready(&cready).await["api"]
+            .as_str()
+            .expect("api")
+            .to_owned();
+        let token = std::fs::read_to_string(format!("{state}/token")).expect("token");
+        let client = Client::new(&api)
+            .expect("client")
+            .with_token(Some(token.trim().to_owned()));
+        let mut fleet = ThreeNodes {
+            dir,
+            control,
+            agents: Vec::new(),
+            gateways: Vec::new(),
+            api,
+            state,
+            client,
+        };
+        for name in ["node1", "node2", "node3"] {
+            let (p, gateway) = fleet.start_node(name).await;
+            fleet.agents.push(p);
+            fleet.gateways.push(gateway);
+        }
+        fleet
+    }
+
+    /// Starts `name`'s agent; returns it and its gateway's address once it is up.
+    async fn start_node(&self, name: &str) -> (Proc, String) {
+        let ready = self.dir.path().join(format!("{name}.json"));
         let _ = std::fs::remove_file(&ready);
         let p = spawn(
             &[],
             &[
                 "node",
                 "--join",
-                &api,
+                &self.api,
                 "--name",
                 name,
                 "--token-file",
-                &token_file,
+                &format!("{}/token", self.state),
                 "--ready-file",
                 &ready.display().to_string(),
             ],
         );
-        (p, ready)
-    };
-    let mut gateways = Vec::new();
-    let mut agents = Vec::new();
-    for name in ["node1", "node2", "node3"] {
-        let (p, ready) = start_node(name);
-        gateways.push(
-            read_ready(&ready).await["gateway"]
-                .as_str()
-                .expect("gateway")
-                .to_owned(),
-        );
-        agents.push(p);
+        let gateway = read_ready(&ready).await["gateway"]
+            .as_str()
+            .expect("gateway")
+            .to_owned();
+        (p, gateway)
     }
-    let token = std::fs::read_to_string(&token_file).expect("token");
-    let client = Client::new(&api)
-        .expect("client")
-        .with_token(Some(token.trim().to_owned()));
-    let three = [
-        ("autoscaling.knative.dev/min-scale", "3"),
-        ("autoscaling.knative.dev/max-scale", "3"),
-    ];
-    deploy(&client, &hello("sturdy", &three, "")).await;
-    let before = wait_for(
-        Duration::from_secs(30),
-        "an instance on each node",
-        || async {
-            let r = ready_instances(&client, "sturdy").await;
-            let mut nodes: Vec<&str> = r.iter().map(|(_, n)| n.as_str()).collect();
-            nodes.sort();
-            (nodes == ["node1", "node2", "node3"]).then_some(r)
-        },
-    )
-    .await;
+
+    /// Deploys `service` at exactly three instances; waits for one ready on each node.
+    async fn deploy_three(&self, service: &str) -> Vec<(String, String)> {
+        let three = [
+            ("autoscaling.knative.dev/min-scale", "3"),
+            ("autoscaling.knative.dev/max-scale", "3"),
+        ];
+        deploy(&self.client, &hello(service, &three, "")).await;
+        wait_for(
+            Duration::from_secs(30),
+            "an instance on each node",
+            || async {
+                let mut r = ready_instances(&self.client, service).await;
+                r.sort_by(|a, b| a.1.cmp(&b.1));
+                let nodes: Vec<&str> = r.iter().map(|(_, n)| n.as_str()).collect();
+                (nodes == ["node1", "node2", "node3"]).then_some(r)
+            },
+        )
+        .await
+    }
+
+    /// Stops everything and checks that no process is left behind.
+    fn stop(self) {
+        let state = self.state.clone();
+        drop(self.agents);
+        drop(self.control);
+        let left = processes_mentioning(&state);
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+/// A node agent killed without warning: the control plane marks its node NotReady within
+/// 5 s and places its instance on the other nodes, whose gateways keep answering every
+/// request meanwhile; the agent started again rejoins with no duplicate instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_agent_is_replaced_within_seconds_and_rejoins_cleanly() {
+    let mut fleet = ThreeNodes::start().await;
+    let client = fleet.client.clone();
+    let before = fleet.deploy_three("sturdy").await;
     let host = "sturdy.default.svc.cluster.local";
 
     // node3's agent dies without warning (its instance with it).
     let killed = Instant::now();
-    agents[2].signal(nix::sys::signal::Signal::SIGKILL);
-    agents[2].wait_exit(Duration::from_secs(5));
+    fleet.agents[2].signal(nix::sys::signal::Signal::SIGKILL);
+    fleet.agents[2].wait_exit(Duration::from_secs(5));
     // Meanwhile the other nodes' gateways answer every request, 20 a second.
     let load = {
-        let gateways = [gateways[0].clone(), gateways[1].clone()];
+        let gateways = [fleet.gateways[0].clone(), fleet.gateways[1].clone()];
         tokio::spawn(async move {
             let mut out = Vec::new();
             for i in 0..300usize {
@@ -456,12 +497,8 @@ async fn a_killed_node_agent_is_replaced_within_seconds_and_rejoins_cleanly() {
 
     // node3's agent comes back: it rejoins, its old instance is gone for good, and the
     // revision still has exactly three instances (objects and processes).
-    let (p, ready) = start_node("node3");
-    agents[2] = p;
-    let gw3 = read_ready(&ready).await["gateway"]
-        .as_str()
-        .expect("gateway")
-        .to_owned();
+    let (p, gw3) = fleet.start_node("node3").await;
+    fleet.agents[2] = p;
     wait_for(
         Duration::from_secs(10),
         "node3 to be Ready again",
@@ -487,10 +524,292 @@ async fn a_killed_node_agent_is_replaced_within_seconds_and_rejoins_cleanly() {
         3,
         "instance processes after the rejoin"
     );
-    drop(agents);
-    drop(control);
-    let left = processes_mentioning(&state);
-    assert!(left.is_empty(), "{left:?}");
+    fleet.stop();
+}
+
+/// One request of a paced load: when it was sent (since the load began), its status (0 for
+/// a transport error or a timeout) and how long it took.
+#[derive(Clone, Debug)]
+struct Sent {
+    at: Duration,
+    status: u16,
+    took: Duration,
+}
+
+/// `count` requests at `per_second`, alternating over `gateways`, each sent on time whatever
+/// the earlier ones are doing (an open loop: a held request delays no other), each on a new
+/// connection and bounded by the client's 10 s timeout.
+fn paced_load(
+    gateways: Vec<String>,
+    host: &'static str,
+    per_second: u32,
+    count: usize,
+) -> (Instant, tokio::task::JoinHandle<Vec<Sent>>) {
+    let began = Instant::now();
+    let task = tokio::spawn(async move {
+        let mut sent = Vec::with_capacity(count);
+        for i in 0..count {
+            let at = Duration::from_secs(1) * i as u32 / per_second;
+            tokio::time::sleep_until((began + at).into()).await;
+            let gateway = gateways[i % gateways.len()].clone();
+            sent.push(tokio::spawn(async move {
+                let t = Instant::now();
+                let (status, _) = get(&gateway, host).await;
+                Sent {
+                    at,
+                    status,
+                    took: t.elapsed(),
+                }
+            }));
+        }
+        let mut out = Vec::with_capacity(count);
+        for s in sent {
+            out.push(s.await.expect("request task"));
+        }
+        out
+    });
+    (began, task)
+}
+
+/// A control plane that stops for 5 s (SIGSTOP, then SIGCONT) under load: when it resumes,
+/// it takes no node for dead. No instance is replaced or marked not ready, the placement
+/// stays, no request fails, and requests after the resume take no longer than before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_control_plane_replaces_nothing_when_it_resumes() {
+    let fleet = ThreeNodes::start().await;
+    let client = fleet.client.clone();
+    let service = "paused";
+    let host = "paused.default.svc.cluster.local";
+    // min-scale 3 only: a control plane that panics after the stall may scale up.
+    deploy(
+        &client,
+        &hello(service, &[("autoscaling.knative.dev/min-scale", "3")], ""),
+    )
+    .await;
+    let before = wait_for(
+        Duration::from_secs(30),
+        "an instance on each node",
+        || async {
+            let mut r = ready_instances(&client, service).await;
+            r.sort();
+            let mut nodes: Vec<&str> = r.iter().map(|(_, n)| n.as_str()).collect();
+            nodes.sort();
+            (nodes == ["node1", "node2", "node3"]).then_some(r)
+        },
+    )
+    .await;
+    let placement = |p: Value| p["spec"]["nodes"].clone();
+    let placed = placement(
+        client
+            .get(PLACEMENTS, "default", "paused-00001")
+            .await
+            .expect("placement"),
+    );
+    // Everything that happens to instances and placements from now on.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watched = {
+        let mut instances = client
+            .watch(INSTANCES, Some("default"))
+            .await
+            .expect("watch");
+        let mut placements = client
+            .watch(PLACEMENTS, Some("default"))
+            .await
+            .expect("watch");
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let e = tokio::select! {
+                    e = instances.next() => e,
+                    e = placements.next() => e,
+                };
+                match e {
+                    Some(Ok(e)) => seen.lock().expect("events").push(e),
+                    _ => return,
+                }
+            }
+        })
+    };
+
+    // 20 requests a second through node1's and node2's gateways: 4 s before the stall, the
+    // 5 s stall, 5 s after.
+    const BASELINE: Duration = Duration::from_secs(4);
+    const STALL: Duration = Duration::from_secs(5);
+    let gateways = vec![fleet.gateways[0].clone(), fleet.gateways[1].clone()];
+    let (began, load) = paced_load(gateways, host, 20, 280);
+    tokio::time::sleep_until((began + BASELINE).into()).await;
+    let stopped = began.elapsed();
+    fleet.control.signal(nix::sys::signal::Signal::SIGSTOP);
+    tokio::time::sleep(STALL).await;
+    fleet.control.signal(nix::sys::signal::Signal::SIGCONT);
+    let resumed = began.elapsed();
+    let sent = load.await.expect("load");
+
+    // Settled: a scaling tick after the load, the nodes are all Ready.
+    for node in ["node1", "node2", "node3"] {
+        wait_for(Duration::from_secs(10), "every node Ready", || async {
+            node_ready_is(&client, node, "True").await.then_some(())
+        })
+        .await;
+    }
+    let mut after = ready_instances(&client, service).await;
+    after.sort();
+    let all_after: Vec<String> = client
+        .list(INSTANCES, Some("default"))
+        .await
+        .expect("instances")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    let placed_after = placement(
+        client
+            .get(PLACEMENTS, "default", "paused-00001")
+            .await
+            .expect("placement"),
+    );
+    watched.abort();
+    let events = std::mem::take(&mut *seen.lock().expect("events"));
+
+    let window = |from: Duration, to: Duration| -> Vec<&Sent> {
+        sent.iter().filter(|s| s.at >= from && s.at < to).collect()
+    };
+    let max = |v: &[&Sent]| v.iter().map(|s| s.took).max().unwrap_or_default();
+    // The first second warms connections and balancers.
+    let baseline = window(Duration::from_secs(1), stopped);
+    let after_resume = window(resumed, resumed + Duration::from_secs(3));
+    let failed: Vec<&Sent> = sent.iter().filter(|s| s.status != 200).collect();
+    let not_ready: Vec<&str> = events
+        .iter()
+        .filter(|e| e.object["kind"] == "Instance" && e.object["status"]["ready"] == false)
+        .filter_map(|e| e.object["metadata"]["name"].as_str())
+        .filter(|n| before.iter().any(|(b, _)| b == n))
+        .collect();
+    let replaced: Vec<String> = events
+        .iter()
+        .filter(|e| e.object["kind"] == "Instance" && e.type_ != "MODIFIED")
+        .map(|e| format!("{} {}", e.type_, e.object["metadata"]["name"]))
+        .filter(|e| !before.iter().any(|(n, _)| *e == format!("ADDED \"{n}\"")))
+        .collect();
+    let moved: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.object["kind"] == "Placement" && e.object["spec"]["nodes"] != placed)
+        .map(|e| &e.object["spec"]["nodes"])
+        .collect();
+    eprintln!(
+        "stall of {STALL:?} at {stopped:?}: baseline max {:?} over {} requests, after the resume max {:?} over {}; {} of {} failed; instances marked not ready: {not_ready:?}; replaced: {replaced:?}; placements: {moved:?}",
+        max(&baseline),
+        baseline.len(),
+        max(&after_resume),
+        after_resume.len(),
+        failed.len(),
+        sent.len()
+    );
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(
+        not_ready.is_empty(),
+        "instances marked not ready: {not_ready:?}"
+    );
+    assert!(replaced.is_empty(), "instances replaced: {replaced:?}");
+    assert!(moved.is_empty(), "the placement changed: {moved:?}");
+    assert_eq!(placed_after, placed, "the placement changed");
+    assert_eq!(after, before, "the ready instances changed");
+    assert_eq!(all_after.len(), 3, "instance objects after: {all_after:?}");
+    let margin = Duration::from_millis(100);
+    assert!(
+        max(&after_resume) <= max(&baseline) + margin,
+        "requests after the resume took up to {:?}; before the stall, up to {:?}",
+        max(&after_resume),
+        max(&baseline)
+    );
+    fleet.stop();
+}
+
+/// Every agent silent at once (all three SIGSTOPped for 8 s) looks like the control plane
+/// losing sight of the fleet, not three nodes dying: the nodes go NotReady, but replacing
+/// their instances is suspended, with a `ReplacementSuspended` event on each node; no
+/// instance is marked not ready or replaced, and when the agents resume everything serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_agent_silent_at_once_suspends_replacement_with_an_event() {
+    let fleet = ThreeNodes::start().await;
+    let client = fleet.client.clone();
+    let before = fleet.deploy_three("quiet").await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watched = {
+        let mut instances = client
+            .watch(INSTANCES, Some("default"))
+            .await
+            .expect("watch");
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(e)) = instances.next().await {
+                seen.lock().expect("events").push(e);
+            }
+        })
+    };
+
+    for agent in &fleet.agents {
+        agent.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+    let suspended = wait_for(
+        Duration::from_secs(15),
+        "a ReplacementSuspended event on every node",
+        || async {
+            let events = client.list(EVENTS, Some("default")).await.ok()?;
+            let mut nodes: Vec<String> = events
+                .iter()
+                .filter(|e| {
+                    e["reason"] == "ReplacementSuspended" && e["involvedObject"]["kind"] == "Node"
+                })
+                .filter_map(|e| e["involvedObject"]["name"].as_str().map(str::to_owned))
+                .collect();
+            nodes.sort();
+            (nodes == ["node1", "node2", "node3"]).then_some(events)
+        },
+    )
+    .await;
+    for node in ["node1", "node2", "node3"] {
+        assert!(
+            node_ready_is(&client, node, "False").await,
+            "{node} is not NotReady"
+        );
+    }
+    // The suspension holds while they stay silent: past the point where a lone silent
+    // node's instances would have been replaced.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for agent in &fleet.agents {
+        agent.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+    for node in ["node1", "node2", "node3"] {
+        wait_for(
+            Duration::from_secs(10),
+            "every node Ready again",
+            || async { node_ready_is(&client, node, "True").await.then_some(()) },
+        )
+        .await;
+    }
+    for gateway in &fleet.gateways {
+        let (status, body) = get(gateway, "quiet.default.svc.cluster.local").await;
+        assert_eq!(status, 200, "after the agents resumed: {body}");
+    }
+    watched.abort();
+    let events = std::mem::take(&mut *seen.lock().expect("events"));
+    let touched: Vec<String> = events
+        .iter()
+        .filter(|e| e.type_ != "ADDED" || e.object["status"]["ready"] != true)
+        .filter(|e| e.type_ != "MODIFIED" || e.object["status"]["ready"] != true)
+        .map(|e| format!("{} {}", e.type_, e.object["metadata"]["name"]))
+        .collect();
+    assert!(touched.is_empty(), "instances touched: {touched:?}");
+    let mut after = ready_instances(&client, "quiet").await;
+    after.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(after, before, "the instances changed");
+    let message = suspended
+        .iter()
+        .find(|e| e["reason"] == "ReplacementSuspended")
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_default();
+    assert!(message.contains("3 of 3 nodes"), "{message}");
+    fleet.stop();
 }
 
 /// Two hosts as network namespaces joined by a veth pair, one address each, a real (not
