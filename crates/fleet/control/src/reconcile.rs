@@ -564,15 +564,16 @@ pub async fn watch_nodes(s: Arc<Shared>) {
     // When each node's heartbeat time was last written.
     let mut written: HashMap<String, std::time::Instant> = HashMap::new();
     loop {
-        lifecycle_pass(&s);
-        mark_lost_instances(&s);
+        let instances = s.store.list(&INSTANCES, None).0;
+        lifecycle_pass(&s, &instances);
+        mark_lost_instances(&s, &instances);
         write_node_statuses(&s, &mut written);
         tokio::time::sleep(lifecycle::PASS_INTERVAL).await;
     }
 }
 
 /// One pass of the node lifecycle, and what it decided, done.
-fn lifecycle_pass(s: &Shared) {
+fn lifecycle_pass(s: &Shared, instances: &[Arc<Value>]) {
     let mut registered: Vec<String> = s
         .store
         .list(&NODES, None)
@@ -581,7 +582,6 @@ fn lifecycle_pass(s: &Shared) {
         .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
     registered.sort();
-    let instances = s.store.list(&INSTANCES, None).0;
     let mut named: Vec<String> = instances
         .iter()
         .filter_map(|i| i["spec"]["node"].as_str().map(str::to_owned))
@@ -798,8 +798,8 @@ fn write_node_statuses(s: &Shared, written: &mut HashMap<String, std::time::Inst
 const HEARTBEAT_WRITE: Duration = Duration::from_secs(30);
 
 /// Marks not ready every instance on a node the lifecycle gave up on.
-fn mark_lost_instances(s: &Shared) {
-    for v in s.store.list(&INSTANCES, None).0 {
+fn mark_lost_instances(s: &Shared, instances: &[Arc<Value>]) {
+    for v in instances {
         if v["status"]["ready"] != true {
             continue;
         }
