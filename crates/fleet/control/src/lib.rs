@@ -84,6 +84,10 @@ pub struct Shared {
     pub wake: Notify,
     /// The latest autoscaling decision of every revision.
     pub decisions: Mutex<HashMap<(String, String), Decision>>,
+    /// Each node's last registration: a Node object deleted while its agent still reports
+    /// is registered again by that agent within moments, and placement keeps its instances
+    /// where they are meanwhile.
+    pub known_nodes: Mutex<HashMap<String, kantai_model::fleet::Node>>,
     /// When each node agent last reported (for the Node's `lastHeartbeatTime`).
     pub nodes_seen: Mutex<HashMap<String, SystemTime>>,
     /// Node readiness and the giving up on silent nodes' instances, fed by the reports and
@@ -112,9 +116,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Whether a node is Ready, as the lifecycle last judged it (`_now` is not used: the
-    /// judgement is made by the lifecycle's passes, on reports it had the chance to read).
-    pub fn node_alive(&self, name: &str, _now: SystemTime) -> bool {
+    /// Whether a node is Ready, as the lifecycle last judged it (on reports it had the chance
+    /// to read).
+    pub fn node_ready(&self, name: &str) -> bool {
         self.lifecycle.lock().ready(name)
     }
 
@@ -183,6 +187,7 @@ impl ControlPlane {
             reports: tx,
             wake: Notify::new(),
             decisions: Mutex::new(HashMap::new()),
+            known_nodes: Mutex::new(HashMap::new()),
             nodes_seen: Mutex::new(HashMap::new()),
             lifecycle: Mutex::new(Lifecycle::default()),
             epoch: tokio::time::Instant::now(),

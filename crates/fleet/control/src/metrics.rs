@@ -3,7 +3,6 @@
 //! trips, and which nodes are alive. Every metric is documented in `docs/metrics.md`.
 
 use std::sync::atomic::AtomicU64;
-use std::time::SystemTime;
 
 use kantai_api::resources::{NODES, PLACEMENTS};
 use kantai_model::fleet::{self, Placement};
@@ -205,14 +204,13 @@ pub fn text(s: &Shared) -> String {
         })
         .set(ms / 1e3);
     }
-    let now = SystemTime::now();
     for v in s.store.list(&NODES, None).0 {
         if let Some(name) = v["metadata"]["name"].as_str() {
             ready
                 .get_or_create(&NodeLabel {
                     node: name.to_owned(),
                 })
-                .set(if s.node_alive(name, now) { 1.0 } else { 0.0 });
+                .set(if s.node_ready(name) { 1.0 } else { 0.0 });
         }
     }
     let mut out = String::new();

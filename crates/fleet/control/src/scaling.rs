@@ -302,8 +302,6 @@ fn ready_instances(s: &Shared, ns: &str, revision: &str) -> u32 {
 
 /// Feeds a report to the autoscalers; returns the revisions to tick at once.
 fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key> {
-    // Heard when the API received it, however long it waited in the channel.
-    s.lifecycle.lock().heard(&report.node, s.since_epoch(at));
     s.nodes_seen
         .lock()
         .insert(report.node.clone(), SystemTime::now());
@@ -442,6 +440,14 @@ fn fleet_view(s: &Shared) -> FleetView {
         .filter_map(|v| fleet::from_json::<fleet::Node>(v).ok())
         .map(|n| (n.metadata.name.clone(), n))
         .collect();
+    // A node whose object is gone but whose agent still reports (and so registers it again
+    // at once) is placed on as it was registered; one whose agent went silent is not.
+    let registered = {
+        let mut known = s.known_nodes.lock();
+        known.extend(registered.iter().map(|(k, v)| (k.clone(), v.clone())));
+        known.retain(|name, _| registered.contains_key(name) || s.node_ready(name));
+        known.clone()
+    };
     // Instances and the resources they asked for, per node, from every placement.
     let mut used: HashMap<String, (u32, f64, f64)> = HashMap::new();
     let revisions: HashMap<(String, String), Resources> = s

@@ -673,7 +673,8 @@ async fn report_loop(
     agent: Arc<Agent>,
     mut pokes: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The control plane judges a node's readiness by this interval.
+    let mut tick = tokio::time::interval(kantai_model::lifecycle::REPORT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

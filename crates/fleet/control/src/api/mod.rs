@@ -139,8 +139,12 @@ async fn report(State(s): State<Arc<Shared>>, req: Request) -> Response {
     };
     match serde_json::from_slice::<Report>(&body) {
         Ok(r) => {
+            let at = tokio::time::Instant::now();
+            // Heard when the API read it: a heartbeat counts even when the scaling loop is
+            // behind, or its queue full.
+            s.lifecycle.lock().heard(&r.node, s.since_epoch(at));
             // A full queue means the scaler is behind; the next report carries the same load.
-            let _ = s.reports.try_send((r, tokio::time::Instant::now()));
+            let _ = s.reports.try_send((r, at));
             let serving = s
                 .serving
                 .lock()
