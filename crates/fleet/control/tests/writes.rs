@@ -198,6 +198,14 @@ async fn every_write_path_answers_as_kubernetes() {
         {
             problems.push(format!("message lacks {m:?}"));
         }
+        for (k, v) in expect["fields"].as_object().into_iter().flatten() {
+            if field(&answer.body, k) != v {
+                problems.push(format!(
+                    "answer's {k} is {} (wanted {v})",
+                    field(&answer.body, k)
+                ));
+            }
+        }
         if let Some(want) = expect["causes"].as_array() {
             let got: Vec<String> = answer.body["details"]["causes"]
                 .as_array()
@@ -217,7 +225,9 @@ async fn every_write_path_answers_as_kubernetes() {
                 problems.push(format!("causes {got:?} (wanted {want:?})"));
             }
         }
-        if answer.code >= 400 && before.code == 200 {
+        // Core views (pods) are computed on each read and change as the controllers work:
+        // only stored objects are compared.
+        if answer.code >= 400 && before.code == 200 && !object_path.starts_with("/api/") {
             let after = api.send("GET", object_path, None, "", true).await;
             if after.code != 200 || written(&after.body) != written(&before.body) {
                 problems.push(format!(

@@ -22,6 +22,8 @@ pub enum NameRule {
     Dns1035Label,
     /// Nodes, instances and most Kubernetes objects: a DNS-1123 subdomain (at most 253).
     Dns1123Subdomain,
+    /// Namespaces: a DNS-1123 label (may start with a digit, at most 63 characters).
+    Dns1123Label,
 }
 
 impl NameRule {
@@ -33,6 +35,11 @@ impl NameRule {
                 "a DNS-1123 subdomain must consist of lower case alphanumeric characters, '-' \
                  or '.', start and end with an alphanumeric character, and be at most 253 \
                  characters"
+                    .to_owned()
+            }),
+            NameRule::Dns1123Label => (!is_dns1123_label(name)).then(|| {
+                "a DNS-1123 label must consist of lower case alphanumeric characters or '-', \
+                 start and end with an alphanumeric character, and be at most 63 characters"
                     .to_owned()
             }),
         }

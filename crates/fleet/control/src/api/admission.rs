@@ -153,6 +153,59 @@ pub fn admit_status(
     admit(s, r, ns, Some(name), obj, Some(existing))
 }
 
+/// A Namespace a client creates: the envelope as for any object, then only what a Namespace
+/// has (metadata, `spec.finalizers`; a status is the server's), its name a DNS-1123 label.
+pub fn admit_namespace(mut body: Value) -> Result<Value, ApiFailure> {
+    let r = resources::NAMESPACES;
+    envelope(&r, "", None, &mut body)?;
+    let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    let mut causes: Vec<StatusCause> = Vec::new();
+    let unknown = |field: String| StatusCause {
+        reason: "FieldValueInvalid".into(),
+        message: "unknown field".into(),
+        field,
+    };
+    for k in body.as_object().into_iter().flat_map(|o| o.keys()) {
+        if !["apiVersion", "kind", "metadata", "spec", "status"].contains(&k.as_str()) {
+            causes.push(unknown(k.clone()));
+        }
+    }
+    match &body["spec"] {
+        Value::Null => {}
+        Value::Object(spec) => {
+            for k in spec.keys().filter(|k| *k != "finalizers") {
+                causes.push(unknown(format!("spec.{k}")));
+            }
+        }
+        _ => causes.push(StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: "must be an object".into(),
+            field: "spec".into(),
+        }),
+    }
+    let mut findings = kantai_model::Findings::new();
+    let node = Node::from_json(&body["metadata"]);
+    let meta_path = kantai_model::FieldPath::fields("metadata");
+    if let Some(meta) = <kantai_model::meta::ObjectMeta as kantai_model::decode::Decode>::decode(
+        &node,
+        &meta_path,
+        &mut findings,
+    ) {
+        kantai_model::meta::validate(
+            &meta,
+            &meta_path,
+            kantai_model::meta::NameRule::Dns1123Label,
+            &mut findings,
+        );
+    }
+    causes.extend(causes_of(&findings));
+    if causes.is_empty() {
+        Ok(body)
+    } else {
+        Err(invalid_causes(&r, &name, causes))
+    }
+}
+
 /// The parts every object shares: an object with an object `metadata`, the URL's kind,
 /// apiVersion, namespace and name (400 when the body names others, as Kubernetes answers).
 fn envelope(
@@ -340,7 +393,11 @@ fn uid_conflict(r: &Resource, name: &str, uid: &str, existing: &Value) -> ApiFai
 
 /// 422 `Invalid` listing every finding with its field, as Kubernetes' validation answers.
 pub fn invalid(r: &Resource, name: &str, findings: &kantai_model::Findings) -> ApiFailure {
-    let causes = findings
+    invalid_causes(r, name, causes_of(findings))
+}
+
+fn causes_of(findings: &kantai_model::Findings) -> Vec<StatusCause> {
+    findings
         .errors()
         .map(|e| StatusCause {
             reason: if e.message.contains("missing") {
@@ -352,8 +409,7 @@ pub fn invalid(r: &Resource, name: &str, findings: &kantai_model::Findings) -> A
             message: e.message.clone(),
             field: e.path.to_string(),
         })
-        .collect();
-    invalid_causes(r, name, causes)
+        .collect()
 }
 
 fn invalid_causes(r: &Resource, name: &str, causes: Vec<StatusCause>) -> ApiFailure {

@@ -220,6 +220,43 @@ fn query_param(req: &Request, key: &str) -> Option<String> {
     })
 }
 
+/// A boolean query parameter as Kubernetes reads one: absent, `0` or `false` (any case) is
+/// false, any other value true.
+fn query_bool(req: &Request, key: &str) -> bool {
+    query_param(req, key).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// Query parameters with a type, checked before anything else: 400 naming the parameter
+/// when one does not parse, as Kubernetes answers, rather than a silent default.
+fn check_query(req: &Request) -> Result<(), ApiFailure> {
+    let bad = |key: &str, v: &str, want: &str| {
+        fail(
+            400,
+            "BadRequest",
+            format!("query parameter {key}={v:?} is invalid: it must be {want}"),
+        )
+    };
+    for key in ["timeoutSeconds", "limit", "tailLines", "gracePeriodSeconds"] {
+        for v in query_params(req, key) {
+            if !v.is_empty() && v.parse::<u64>().is_err() {
+                return Err(bad(key, &v, "a whole number, 0 or more"));
+            }
+        }
+    }
+    for (key, allowed) in [
+        ("fieldValidation", &["Ignore", "Warn", "Strict"][..]),
+        ("includeObject", &["None", "Metadata", "Object"][..]),
+        ("resourceVersionMatch", &["NotOlderThan", "Exact"][..]),
+    ] {
+        for v in query_params(req, key) {
+            if !v.is_empty() && !allowed.contains(&v.as_str()) {
+                return Err(bad(key, &v, &format!("one of {}", allowed.join(", "))));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every value of a repeated query parameter (`dryRun=All&dryRun=All`).
 fn query_params(req: &Request, key: &str) -> Vec<String> {
     req.uri()
@@ -500,7 +537,7 @@ fn selector_of(req: &Request) -> Result<Selector, ApiFailure> {
 
 /// Whether a list asks for a watch.
 fn wants_watch(req: &Request) -> bool {
-    query_param(req, "watch").is_some_and(|w| w == "true" || w == "1")
+    query_bool(req, "watch")
 }
 
 /// Refuses what the resource's verb table does not allow: 404 for a subresource it does not
@@ -541,6 +578,21 @@ fn gate(req: &Request, t: &Target) -> Result<(), ApiFailure> {
     } else {
         Err(read_only(&t.resource))
     }
+}
+
+/// The answer to a DELETE, a dry run's included: a `Status` naming what was (or would be)
+/// deleted, with its uid, as the OpenAPI documents declare.
+fn deleted(r: &Resource, name: &str, obj: &Value) -> Response {
+    let what = if r.group.is_empty() {
+        r.plural.to_owned()
+    } else {
+        format!("{}.{}", r.plural, r.group)
+    };
+    let status =
+        Status::success(format!("{what} {name:?} deleted")).with_details(r.group, r.plural, name);
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    v["details"]["uid"] = obj["metadata"]["uid"].clone();
+    json_response(StatusCode::OK, &v)
 }
 
 /// A DELETE's preconditions: 409 when the object is not the one (uid) or the version the
@@ -595,6 +647,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
         } else {
             json_body(&bytes)?
         };
+        let body = admission::admit_namespace(body)?;
         let obj = core::new_namespace(&body)
             .map_err(|m| fail(422, "Invalid", format!("Namespace is invalid: {m}")))?;
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
@@ -645,7 +698,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
         let opts = delete_options(req).await?;
         preconditions(&opts, &r, &name, &found)?;
         if opts.dry_run {
-            return Ok(json_response(StatusCode::OK, &found));
+            return Ok(deleted(&r, &name, &found));
         }
         let name = name.as_str();
         // Without finalizers: everything in it goes now, services with what they own.
@@ -664,15 +717,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
         }
         let _ = s.store.delete(&r, "", name);
         s.changed();
-        let status = Status::success(format!("namespaces {name:?} deleted")).with_details(
-            "",
-            "namespaces",
-            name,
-        );
-        return Ok(json_response(
-            StatusCode::OK,
-            &serde_json::to_value(status).unwrap_or_default(),
-        ));
+        return Ok(deleted(&r, name, &found));
     }
     let sel = selector_of(&req)?;
     if r.plural == "namespaces" {
@@ -701,7 +746,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
     };
     match (t.name.as_deref(), t.sub.as_deref()) {
         (None, None) => {
-            if query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1") {
+            if query_bool(&req, "watch") {
                 return watch_response(s, &req, r, t.namespace.as_deref(), sel);
             }
             let (items, rv) = s.store.list(&backing, t.namespace.as_deref());
@@ -721,7 +766,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
         }
         (Some(name), Some("log")) if r.plural == "pods" => {
             let tail = query_param(&req, "tailLines");
-            let follow = query_param(&req, "follow").is_some_and(|f| f == "true");
+            let follow = query_bool(&req, "follow");
             crate::logs::proxy(s, &ns, name, tail, follow).await
         }
         _ => Err(not_found()),
@@ -733,6 +778,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
         return doc;
     }
     let t = parse_path(req.uri().path())?;
+    check_query(&req)?;
     if t.resource.group.is_empty() && t.resource.plural != "events" {
         return handle_view(s, req, &t).await;
     }
@@ -752,7 +798,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
     let method = req.method().clone();
     match (&method, t.name.as_deref(), t.sub.as_deref()) {
         (&Method::GET, None, None) => {
-            let watch = query_param(&req, "watch").is_some_and(|w| w == "true" || w == "1");
+            let watch = query_bool(&req, "watch");
             let ns_filter = t.namespace.as_deref();
             let sel = selector_of(&req)?;
             if watch {
@@ -926,7 +972,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 .ok_or_else(|| not_found_in(&r, name.to_owned()))?;
             preconditions(&opts, &r, name, &o)?;
             if opts.dry_run {
-                return Ok(json_response(StatusCode::OK, &o));
+                return Ok(deleted(&r, name, &o));
             }
             let old = s
                 .store
@@ -936,11 +982,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 crate::reconcile::cascade_delete(&s.store, &ns, name);
             }
             s.changed();
-            let status = Status::success(format!("{}.{} {name:?} deleted", r.plural, r.group))
-                .with_details(r.group, r.plural, name);
-            let mut v = serde_json::to_value(status).unwrap_or_default();
-            v["details"]["uid"] = old["metadata"]["uid"].clone();
-            Ok(json_response(StatusCode::OK, &v))
+            Ok(deleted(&r, name, &old))
         }
         (&Method::PUT, Some(name), Some("status")) => {
             let dry = dry_run(&req, Options::Update)?;
@@ -973,7 +1015,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
         }
         (&Method::GET, Some(name), Some("log")) if r.plural == "instances" => {
             let tail = query_param(&req, "tailLines");
-            let follow = query_param(&req, "follow").is_some_and(|f| f == "true");
+            let follow = query_bool(&req, "follow");
             crate::logs::proxy(s, &ns, name, tail, follow).await
         }
         _ => Err(fail(
@@ -1004,7 +1046,7 @@ async fn server_side_apply(
             "fieldManager is required for apply requests (kubectl sends it)",
         ));
     };
-    let force = query_param(&req, "force").is_some_and(|f| f == "true");
+    let force = query_bool(&req, "force");
     let applied = apply_body(&read_body(req).await?)?;
     let client_rv = applied["metadata"]["resourceVersion"]
         .as_str()
@@ -1130,7 +1172,7 @@ fn watch_response(
         .and_then(|t| t.parse::<u64>().ok())
         .map(std::time::Duration::from_secs);
     let plural = backing.plural;
-    let bookmarks = query_param(req, "allowWatchBookmarks").is_some_and(|b| b == "true");
+    let bookmarks = query_bool(req, "allowWatchBookmarks");
     // Bookmarks carry the newest version seen: the store's at the snapshot, then each event's.
     let bookmark = move |rv: u64| {
         watch_line(
