@@ -8,22 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestFleet, TestNode, hello};
+use common::{TWO_NODES, TestFleet, hello};
 use kantai_api::resources::{INSTANCES, NODES};
 use serde_json::{Value, json};
-
-fn two_nodes() -> [TestNode; 2] {
-    [
-        TestNode {
-            name: "node1",
-            rtt_to_first_ms: 0,
-        },
-        TestNode {
-            name: "node2",
-            rtt_to_first_ms: 0,
-        },
-    ]
-}
 
 fn pinned(counts: &'static str) -> [(&'static str, &'static str); 2] {
     [
@@ -67,7 +54,7 @@ async fn instance_names(f: &TestFleet, revision: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_node_of_a_live_agent_is_registered_again_and_gets_its_instances() {
-    let f = TestFleet::start(&two_nodes(), "").await;
+    let f = TestFleet::start(&TWO_NODES, "").await;
     f.client
         .delete(NODES, "", "node2")
         .await
@@ -87,7 +74,7 @@ async fn a_deleted_node_of_a_live_agent_is_registered_again_and_gets_its_instanc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_every_node_keeps_running_instances_serving_and_new_services_deploy() {
-    let f = TestFleet::start(&two_nodes(), "").await;
+    let f = TestFleet::start(&TWO_NODES, "").await;
     f.deploy(&hello("steady", &pinned("node1=1,node2=1"), ""))
         .await;
     f.wait_for(Duration::from_secs(20), "both instances ready", || async {
@@ -172,7 +159,7 @@ async fn deleting_every_node_keeps_running_instances_serving_and_new_services_de
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_object_naming_a_node_whose_agent_does_not_run_it_is_removed() {
-    let f = TestFleet::start(&two_nodes(), "").await;
+    let f = TestFleet::start(&TWO_NODES, "").await;
     f.deploy(&hello("real", &pinned("node1=1"), "")).await;
     let real = instance_names(&f, "real-00001").await;
     assert_eq!(real.len(), 1, "{real:?}");

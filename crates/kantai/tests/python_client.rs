@@ -14,7 +14,7 @@ mod python;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestFleet, TestNode};
+use common::{TWO_NODES, TestFleet};
 
 const REQUIRE: &str = "KANTAI_REQUIRE_PYTHON_KUBERNETES";
 
@@ -76,16 +76,7 @@ async fn python_client_reads_pods_and_nodes_while_a_service_scales_and_goes() {
     // Two nodes, so pods and nodes are lists of more than one; a short grace period, so an
     // old revision's instances go within seconds of the new one being ready.
     let f = TestFleet::start(
-        &[
-            TestNode {
-                name: "node1",
-                rtt_to_first_ms: 0,
-            },
-            TestNode {
-                name: "node2",
-                rtt_to_first_ms: 0,
-            },
-        ],
+        &TWO_NODES,
         "autoscaler:\n  scale-to-zero-grace-period: 2s\n",
     )
     .await;

@@ -6,27 +6,14 @@ use std::time::{Duration, Instant};
 use axum::http::Method;
 use kantai_api::resources::{CONFIGURATIONS, REVISIONS, ROUTES, SERVICES};
 use kantai_api::{ApiError, Client};
-use kantai_control::{ControlConfig, ControlPlane};
-use kantai_model::ServingConfig;
-use kantai_model::topology::Topology;
+use kantai_control::ControlPlane;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "test-token";
+mod common;
+use common::TOKEN;
 
 async fn start(dir: &std::path::Path) -> (ControlPlane, Client) {
-    let cp = ControlPlane::start(ControlConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        state_dir: dir.to_owned(),
-        serving: ServingConfig::default(),
-        config_text: String::new(),
-        decision_log: None,
-        topology: Topology::seed_testbed(),
-        token: TOKEN.to_owned(),
-        peer_token: "test-peer-token".to_owned(),
-        tls: None,
-    })
-    .await
-    .expect("start");
+    let cp = common::control_plane(dir).await;
     let client = Client::new(&format!("http://{}", cp.addr))
         .expect("client")
         .with_token(Some(TOKEN.to_owned()));

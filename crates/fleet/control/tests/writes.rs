@@ -8,12 +8,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
-use kantai_control::{ControlConfig, ControlPlane};
-use kantai_model::ServingConfig;
-use kantai_model::topology::Topology;
+use kantai_control::ControlPlane;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "test-token";
+mod common;
+use common::TOKEN;
 
 struct Answer {
     code: u16,
@@ -64,19 +63,7 @@ impl Api {
 
 /// A fresh control plane with node1, Service hello and an instance of it on node1.
 async fn fleet(dir: &std::path::Path) -> (ControlPlane, Api) {
-    let cp = ControlPlane::start(ControlConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        state_dir: dir.to_owned(),
-        serving: ServingConfig::default(),
-        config_text: String::new(),
-        decision_log: None,
-        topology: Topology::seed_testbed(),
-        token: TOKEN.to_owned(),
-        peer_token: "test-peer-token".to_owned(),
-        tls: None,
-    })
-    .await
-    .expect("start");
+    let cp = common::control_plane(dir).await;
     let api = Api {
         base: format!("http://{}", cp.addr),
         http: HttpClient::builder(TokioExecutor::new()).build_http(),

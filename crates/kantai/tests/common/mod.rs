@@ -32,6 +32,18 @@ pub struct TestNode {
     pub rtt_to_first_ms: u64,
 }
 
+/// Two nodes side by side (no emulated latency between them).
+pub const TWO_NODES: [TestNode; 2] = [
+    TestNode {
+        name: "node1",
+        rtt_to_first_ms: 0,
+    },
+    TestNode {
+        name: "node2",
+        rtt_to_first_ms: 0,
+    },
+];
+
 pub struct TestFleet {
     pub up: Child,
     pub api: String,
