@@ -14,7 +14,6 @@ use kantai_model::node::Node as DocNode;
 use kantai_model::serving::Object;
 use kantai_model::serving::derive::{CONFIGURATION_LABEL, SERVICE_LABEL};
 use kantai_runtime::{LogBuffer, State};
-use rand::RngExt;
 use tracing::{info, warn};
 
 use crate::{Agent, desired_here};
@@ -40,14 +39,6 @@ pub struct Local {
     /// When `object` was last written (or attempted): a stored status that still differs a
     /// while later was lost, and is written again.
     written: std::time::Instant,
-}
-
-fn random_suffix() -> String {
-    const LETTERS: &[u8] = b"bcdfghjklmnpqrstvwxz";
-    let mut rng = rand::rng();
-    (0..5)
-        .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
-        .collect()
 }
 
 /// Starts and stops instances to match this node's share of every placement.
@@ -244,7 +235,11 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
         .get(CONFIGURATION_LABEL)
         .cloned()
         .unwrap_or_else(|| service.clone());
-    let name = format!("{service}-{}-{}", agent.name, random_suffix());
+    let name = format!(
+        "{service}-{}-{}",
+        agent.name,
+        kantai_model::serving::naming::random_suffix(&mut rand::rng())
+    );
     let grace = Duration::from_secs(rev.spec.timeout_seconds.unwrap_or(300).max(1) as u64);
     let cc = rev.spec.container_concurrency.unwrap_or(0).max(0) as u32;
     let image = container.image.clone();
