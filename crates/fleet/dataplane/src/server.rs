@@ -219,6 +219,12 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
                     return Ok::<_, Response<Body>>((resp, lease));
                 }
                 Err(Failed::Answer(r)) => return Err(r),
+                Err(Failed::Broken(r)) => {
+                    // Left out before its lease is given back: the held request that lease
+                    // frees must not be handed to an instance that just died.
+                    rev.eject(&lease.backend, EJECTION);
+                    return Err(r);
+                }
                 Err(Failed::Unsent(again, why)) => {
                     rev.eject(&lease.backend, EJECTION);
                     if attempt >= MAX_ATTEMPTS {
@@ -382,6 +388,10 @@ const EJECTION: std::time::Duration = std::time::Duration::from_secs(5);
 enum Failed {
     /// The client's answer (an error).
     Answer(Response<Body>),
+    /// The client's answer (502): a local instance's connection broke before its response
+    /// began, so it may have seen the request (which is not sent again) and has most likely
+    /// died (it is left out like an unreachable one).
+    Broken(Response<Body>),
     /// The request never reached the instance (its connection failed, or its node no longer
     /// serves it): here it is again, for another instance, with the reason.
     Unsent(Request<Body>, String),
@@ -519,7 +529,7 @@ async fn to_instance(
             Err(if e.is_connect() {
                 unsent(kept, why)
             } else {
-                Failed::Answer(text(StatusCode::BAD_GATEWAY, why))
+                Failed::Broken(text(StatusCode::BAD_GATEWAY, why))
             })
         }
     }
@@ -562,7 +572,7 @@ async fn data(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> Res
     let _ = client;
     let req = Request::from_parts(parts, limited(dp, body));
     let mut resp = match to_instance(dp, &inst, req).await {
-        Ok(r) | Err(Failed::Answer(r)) => r,
+        Ok(r) | Err(Failed::Answer(r) | Failed::Broken(r)) => r,
         // The sender may offer it to another instance.
         Err(Failed::Unsent(..)) => not_serving(&name, &dp.inner.node),
     };
