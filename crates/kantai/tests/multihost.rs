@@ -571,6 +571,38 @@ fn paced_load(
     (began, task)
 }
 
+/// Every watch event of some resources in the default namespace, from its start until
+/// `stop`.
+struct Recorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<kantai_api::WatchEvent>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Recorder {
+    async fn start(client: &Client, resources: &[kantai_api::resources::Resource]) -> Recorder {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for r in resources {
+            let mut w = client.watch(*r, Some("default")).await.expect("watch");
+            let seen = seen.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(Ok(e)) = w.next().await {
+                    seen.lock().expect("events").push(e);
+                }
+            }));
+        }
+        Recorder { seen, tasks }
+    }
+
+    /// What was seen; the watches end.
+    fn stop(self) -> Vec<kantai_api::WatchEvent> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        std::mem::take(&mut *self.seen.lock().expect("events"))
+    }
+}
+
 /// A control plane that stops for 5 s (SIGSTOP, then SIGCONT) under load: when it resumes,
 /// it takes no node for dead. No instance is replaced or marked not ready, the placement
 /// stays, no request fails, and requests after the resume take no longer than before.
@@ -606,30 +638,7 @@ async fn a_stalled_control_plane_replaces_nothing_when_it_resumes() {
             .expect("placement"),
     );
     // Everything that happens to instances and placements from now on.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let watched = {
-        let mut instances = client
-            .watch(INSTANCES, Some("default"))
-            .await
-            .expect("watch");
-        let mut placements = client
-            .watch(PLACEMENTS, Some("default"))
-            .await
-            .expect("watch");
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let e = tokio::select! {
-                    e = instances.next() => e,
-                    e = placements.next() => e,
-                };
-                match e {
-                    Some(Ok(e)) => seen.lock().expect("events").push(e),
-                    _ => return,
-                }
-            }
-        })
-    };
+    let watched = Recorder::start(&client, &[INSTANCES, PLACEMENTS]).await;
 
     // 20 requests a second through node1's and node2's gateways: 4 s before the stall, the
     // 5 s stall, 5 s after.
@@ -667,8 +676,7 @@ async fn a_stalled_control_plane_replaces_nothing_when_it_resumes() {
             .await
             .expect("placement"),
     );
-    watched.abort();
-    let events = std::mem::take(&mut *seen.lock().expect("events"));
+    let events = watched.stop();
 
     let window = |from: Duration, to: Duration| -> Vec<&Sent> {
         sent.iter().filter(|s| s.at >= from && s.at < to).collect()
@@ -733,19 +741,7 @@ async fn every_agent_silent_at_once_suspends_replacement_with_an_event() {
     let fleet = ThreeNodes::start().await;
     let client = fleet.client.clone();
     let before = fleet.deploy_three("quiet").await;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let watched = {
-        let mut instances = client
-            .watch(INSTANCES, Some("default"))
-            .await
-            .expect("watch");
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(e)) = instances.next().await {
-                seen.lock().expect("events").push(e);
-            }
-        })
-    };
+    let watched = Recorder::start(&client, &[INSTANCES]).await;
 
     for agent in &fleet.agents {
         agent.signal(nix::sys::signal::Signal::SIGSTOP);
@@ -791,8 +787,7 @@ async fn every_agent_silent_at_once_suspends_replacement_with_an_event() {
         let (status, body) = get(gateway, "quiet.default.svc.cluster.local").await;
         assert_eq!(status, 200, "after the agents resumed: {body}");
     }
-    watched.abort();
-    let events = std::mem::take(&mut *seen.lock().expect("events"));
+    let events = watched.stop();
     let touched: Vec<String> = events
         .iter()
         .filter(|e| e.type_ != "ADDED" || e.object["status"]["ready"] != true)

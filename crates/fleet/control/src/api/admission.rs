@@ -40,15 +40,6 @@ pub fn read_only(r: &Resource) -> ApiFailure {
     )
 }
 
-/// How an object arrives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Write {
-    /// POST (or an apply that creates).
-    Create,
-    /// PUT, a patch, or an apply of an existing object.
-    Replace,
-}
-
 /// Checks and normalises an object before it is stored: the webhooks' work. `name` is the
 /// URL's, `existing` what is stored (for a replace).
 pub fn admit(
@@ -59,13 +50,8 @@ pub fn admit(
     mut body: Value,
     existing: Option<&Value>,
 ) -> Result<Value, ApiFailure> {
-    let write = if existing.is_some() {
-        Write::Replace
-    } else {
-        Write::Create
-    };
     envelope(r, ns, name, &mut body)?;
-    server_fields(r, &mut body, existing, write)?;
+    server_fields(r, &mut body, existing)?;
     let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
     match r.plural {
         "services" => read_serving(s, body, existing, "Service").map_err(|f| f.render(r, &name)),
@@ -314,12 +300,11 @@ fn envelope(
 /// Metadata only the server sets: a client's deletionTimestamp, deletionGracePeriodSeconds
 /// and selfLink are dropped as Kubernetes drops them (the server sets the first two when it
 /// deletes), a uid that names another object is a conflict, and a create without a name takes
-/// one from `generateName`.
+/// one from `generateName`. `existing` is what a replace replaces (`None` for a create).
 fn server_fields(
     r: &Resource,
     body: &mut Value,
     existing: Option<&Value>,
-    write: Write,
 ) -> Result<(), ApiFailure> {
     let Some(meta) = body["metadata"].as_object_mut() else {
         return Ok(());
@@ -336,8 +321,8 @@ fn server_fields(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    match (write, existing) {
-        (Write::Replace, Some(old)) => {
+    match existing {
+        Some(old) => {
             if let Some(uid) = meta
                 .get("uid")
                 .and_then(Value::as_str)
@@ -347,11 +332,11 @@ fn server_fields(
                 return Err(uid_conflict(r, &name, uid, old));
             }
         }
-        _ => {
+        None => {
             meta.remove("uid");
         }
     }
-    if write == Write::Create && name.is_empty() {
+    if existing.is_none() && name.is_empty() {
         let prefix = match meta.get("generateName") {
             Some(Value::String(p)) if !p.is_empty() => p.clone(),
             _ => {

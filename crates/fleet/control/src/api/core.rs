@@ -299,14 +299,10 @@ pub fn namespaces(s: &Shared) -> Vec<Value> {
     all
 }
 
-/// A namespace to store, from what a client sent: its name (a DNS-1123 label) and labels.
-pub fn new_namespace(body: &Value) -> Result<Value, String> {
+/// A namespace to store, from what a client sent and admission let through: its name and
+/// labels.
+pub fn new_namespace(body: &Value) -> Value {
     let name = body["metadata"]["name"].as_str().unwrap_or("");
-    if !kantai_model::serving::naming::is_dns1123_label(name) {
-        return Err(format!(
-            "metadata.name: {name:?} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
-        ));
-    }
     let mut labels = body["metadata"]["labels"]
         .as_object()
         .cloned()
@@ -315,11 +311,11 @@ pub fn new_namespace(body: &Value) -> Result<Value, String> {
         "kubernetes.io/metadata.name".into(),
         Value::String(name.to_owned()),
     );
-    Ok(json!({
+    json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": name, "labels": labels},
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
-    }))
+    })
 }

@@ -648,8 +648,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
             json_body(&bytes)?
         };
         let body = admission::admit_namespace(body)?;
-        let obj = core::new_namespace(&body)
-            .map_err(|m| fail(422, "Invalid", format!("Namespace is invalid: {m}")))?;
+        let obj = core::new_namespace(&body);
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
         if core::namespaces(s)
             .iter()
