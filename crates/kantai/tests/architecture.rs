@@ -48,6 +48,9 @@ const PURE_ALLOWED: &[&str] = &[
     "kantai-autoscaler",
     "kantai-policy",
     "kantai-latency",
+    "kantai-container",
+    // The OCI image and runtime spec types (plain data with serde), for kantai-container.
+    "oci-spec",
     "rand",
     "serde",
     "serde_json",
@@ -114,7 +117,9 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
     ("api", &["kantai-model", "kantai-decisions"]),
     // The load generator speaks HTTP and Prometheus' text, nothing of kantai's crates.
     ("loadgen", &[]),
-    ("runtime", &["kantai-model"]),
+    // Registries and the layer store know nothing of instances.
+    ("images", &["kantai-model"]),
+    ("runtime", &["kantai-model", "kantai-container", "kantai-images"]),
     (
         "dataplane",
         &[
@@ -132,6 +137,8 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
             "kantai-policy",
             "kantai-latency",
             "kantai-api",
+            // Tags are resolved to digests when a revision is created, as Knative does.
+            "kantai-images",
         ],
     ),
     (
