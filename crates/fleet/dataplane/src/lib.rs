@@ -583,6 +583,27 @@ impl DataPlane {
         self.rebuild_routes();
     }
 
+    /// Records why revision `ns`/`revision` cannot start (`None`: it can again), e.g.
+    /// `image 127.0.0.1:5055/fn/nope:v1: not found in registry 127.0.0.1:5055 (manifest
+    /// unknown)`. While it stands and no instance of the revision is ready anywhere, the
+    /// requests held for it and every new one are answered at once with `503` and
+    /// `kantai: revision REVISION cannot start: FAILURE`, instead of waiting for their
+    /// timeout. An instance that becomes ready clears it. Level-triggered: call it with the
+    /// revision's current state on every update of it.
+    pub fn set_revision_failure(&self, ns: &str, revision: &str, failure: Option<String>) {
+        match failure {
+            Some(why) => self.revision(ns, revision).set_failure(Some(&why)),
+            None => {
+                // Clearing a revision this node never heard of must not create its state.
+                let key = (ns.to_owned(), revision.to_owned());
+                let state = self.inner.revisions.read().get(&key).cloned();
+                if let Some(state) = state {
+                    state.set_failure(None);
+                }
+            }
+        }
+    }
+
     /// Sets where other nodes' data ports are.
     pub fn set_peers(&self, peers: HashMap<String, SocketAddr>) {
         *self.inner.peers.write() = peers;
@@ -885,6 +906,130 @@ mod tests {
         for w in waiting {
             assert_eq!(w.await.expect("task"), Err(NoBackend::TimedOut));
         }
+    }
+
+    const MISSING: &str =
+        "image 127.0.0.1:5055/fn/nope:v1: not found in registry 127.0.0.1:5055 (manifest unknown)";
+
+    fn cannot_start() -> Result<String, NoBackend> {
+        Err(NoBackend::CannotStart(MISSING.into()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_requests_are_released_at_once_when_the_revision_cannot_start() {
+        let dp = dp();
+        let state = dp.revision("default", "hello-00001");
+        let held = request(&state, get("/"), Duration::from_secs(30), 10);
+        tokio::task::yield_now().await;
+        assert_eq!(state.held(), 1);
+        let start = Instant::now();
+        dp.set_revision_failure("default", "hello-00001", Some(MISSING.into()));
+        assert_eq!(held.await.expect("task"), cannot_start());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(state.held(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_request_for_a_revision_that_cannot_start_is_answered_at_once() {
+        let dp = dp();
+        dp.set_revision_failure("default", "hello-00001", Some(MISSING.into()));
+        let state = dp.revision("default", "hello-00001");
+        let start = Instant::now();
+        let r = request(&state, get("/"), Duration::from_secs(30), 10)
+            .await
+            .expect("task");
+        assert_eq!(r, cannot_start());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(state.held(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revision_that_cannot_start_is_still_poked() {
+        let (dp, mut pokes) = DataPlane::new("node1", Limits::default(), 7);
+        dp.set_revision_failure("default", "hello-00001", Some(MISSING.into()));
+        let state = dp.revision("default", "hello-00001");
+        let tx = dp.inner.pokes.clone();
+        let r = state.acquire(&get("/"), OwnedRequest::default, 10, || {
+            let _ = tx.send(state.key.clone());
+        });
+        assert!(matches!(r, Err(NoBackend::CannotStart(_))));
+        assert_eq!(
+            pokes.try_recv().ok(),
+            Some(("default".to_owned(), "hello-00001".to_owned()))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cleared_failure_holds_requests_again() {
+        let dp = dp();
+        dp.set_revision_failure("default", "hello-00001", Some(MISSING.into()));
+        dp.set_revision_failure("default", "hello-00001", None);
+        let state = dp.revision("default", "hello-00001");
+        let r = request(&state, get("/"), Duration::from_secs(5), 10)
+            .await
+            .expect("task");
+        assert_eq!(r, Err(NoBackend::TimedOut));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ready_instance_serves_a_revision_reported_as_unable_to_start() {
+        let dp = dp();
+        dp.set_revision_failure("default", "hello-00001", Some(MISSING.into()));
+        dp.add_local("hello-node1-abcde", "default", "hello-00001", 1, 0);
+        dp.set_local_ready("hello-node1-abcde", true);
+        let state = dp.revision("default", "hello-00001");
+        let r = request(&state, get("/"), Duration::from_secs(5), 10)
+            .await
+            .expect("task");
+        assert_eq!(r, Ok("hello-node1-abcde".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_that_got_ready_clears_the_failure() {
+        let dp = dp();
+        dp.set_revision_failure("default", "hello-00001", Some(MISSING.into()));
+        dp.add_local("hello-node1-abcde", "default", "hello-00001", 1, 0);
+        dp.set_local_ready("hello-node1-abcde", true);
+        // Scaled back to zero: the next request waits for a cold start, as any would.
+        dp.remove_local("hello-node1-abcde");
+        let state = dp.revision("default", "hello-00001");
+        assert_eq!(state.failure(), None);
+        let r = request(&state, get("/"), Duration::from_secs(5), 10)
+            .await
+            .expect("task");
+        assert_eq!(r, Err(NoBackend::TimedOut));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_does_not_release_requests_waiting_for_a_busy_ready_instance() {
+        let dp = dp();
+        let key = ("default".to_owned(), "hello-00001".to_owned());
+        dp.set_revisions(HashMap::from([(key, config("knative", "fifo", 1))]));
+        dp.add_local("hello-node1-abcde", "default", "hello-00001", 1, 1);
+        dp.set_local_ready("hello-node1-abcde", true);
+        let state = dp.revision("default", "hello-00001");
+        let Ok(Acquired::Now(busy)) = state.acquire(&get("/"), OwnedRequest::default, 10, || {})
+        else {
+            panic!("the instance has room for the first request");
+        };
+        let waiting = request(&state, get("/"), Duration::from_secs(30), 10);
+        tokio::task::yield_now().await;
+        assert_eq!(state.held(), 1);
+        // Another node's instance failed: this revision still has one that serves.
+        dp.set_revision_failure("default", "hello-00001", Some(MISSING.into()));
+        assert_eq!(state.held(), 1);
+        drop(busy);
+        assert_eq!(
+            waiting.await.expect("task"),
+            Ok("hello-node1-abcde".to_owned())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clearing_the_failure_of_an_unknown_revision_creates_no_state() {
+        let dp = dp();
+        dp.set_revision_failure("default", "gone-00001", None);
+        assert!(dp.inner.revisions.read().is_empty());
     }
 
     fn config(lb: &str, queue: &str, cc: u32) -> RevisionConfig {

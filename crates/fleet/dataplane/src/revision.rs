@@ -123,6 +123,9 @@ struct Policies {
     held: Box<dyn QueueDiscipline>,
     waiters: HashMap<u64, Waiter>,
     next_id: u64,
+    /// Why the revision cannot start, as the node agent last said; under this lock so that
+    /// a request is never queued after the held ones were failed.
+    failure: Option<Arc<str>>,
 }
 
 struct Waiter {
@@ -193,6 +196,9 @@ pub enum NoBackend {
     TimedOut,
     /// The revision was removed while the request waited.
     Removed,
+    /// The revision cannot start (its image, its registry, its command or its container
+    /// config), and no instance of it is ready: holding would only wait for the timeout.
+    CannotStart(Arc<str>),
 }
 
 fn policies_for(cfg: &RevisionConfig, seed: u64) -> Policies {
@@ -219,6 +225,7 @@ fn policies_for(cfg: &RevisionConfig, seed: u64) -> Policies {
         held,
         waiters: HashMap::new(),
         next_id: 0,
+        failure: None,
     }
 }
 
@@ -387,17 +394,68 @@ impl RevisionState {
     /// Marks the revision gone from this node: held requests fail rather than wait.
     pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        let waiters: Vec<Waiter> = {
+        let waiters = {
             let mut p = self.policies.lock();
-            while let Some(id) = p.held.peek() {
-                p.held.remove(id);
-            }
-            p.waiters.drain().map(|(_, w)| w).collect()
+            self.take_waiters(&mut p)
         };
-        self.held.fetch_sub(waiters.len() as u32, Ordering::AcqRel);
         for w in waiters {
             let _ = w.tx.send(Err(NoBackend::Removed));
         }
+    }
+
+    /// Empties the hold queue, uncounting what it held; the caller answers the waiters
+    /// after releasing the lock.
+    fn take_waiters(&self, p: &mut Policies) -> Vec<Waiter> {
+        while let Some(id) = p.held.peek() {
+            p.held.remove(id);
+        }
+        let waiters: Vec<Waiter> = p.waiters.drain().map(|(_, w)| w).collect();
+        self.held.fetch_sub(waiters.len() as u32, Ordering::AcqRel);
+        waiters
+    }
+
+    /// Records why the revision cannot start (`None`: it can again). While a failure stands
+    /// and no instance is ready, held requests are answered at once with it and new ones are
+    /// not held; a ready instance anywhere serves them regardless.
+    pub(crate) fn set_failure(&self, failure: Option<&str>) {
+        let waiters = {
+            let mut p = self.policies.lock();
+            if p.failure.as_deref() == failure {
+                return;
+            }
+            p.failure = failure.map(Arc::from);
+            match &p.failure {
+                Some(why) if self.backends.load().is_empty() => {
+                    let why = why.clone();
+                    Some((self.take_waiters(&mut p), why))
+                }
+                _ => None,
+            }
+        };
+        match failure {
+            Some(why) => warn!(
+                namespace = %self.key.0,
+                revision = %self.key.1,
+                "revision {} cannot start: {why}; its requests are answered 503 while no instance is ready",
+                self.key.1
+            ),
+            None => tracing::info!(
+                namespace = %self.key.0,
+                revision = %self.key.1,
+                "revision {} may start again; its requests are held for an instance",
+                self.key.1
+            ),
+        }
+        if let Some((waiters, why)) = waiters {
+            for w in waiters {
+                let _ = w.tx.send(Err(NoBackend::CannotStart(why.clone())));
+            }
+        }
+    }
+
+    /// Why the revision cannot start, while that stands.
+    pub fn failure(&self) -> Option<Arc<str>> {
+        self.policies.lock().failure.clone()
     }
 
     /// Ready backends now.
@@ -434,7 +492,13 @@ impl RevisionState {
         }
         *counters = keep;
         drop(counters);
+        let became_ready = self.backends.load().is_empty() && !next.is_empty();
         self.backends.store(Arc::new(next));
+        if became_ready {
+            // An instance that got ready proves the revision can start: whatever failure was
+            // reported is over, and must not fail its requests again when it scales to zero.
+            self.set_failure(None);
+        }
         self.dispatch();
     }
 
@@ -658,6 +722,16 @@ impl RevisionState {
             }
             if self.retired.load(Ordering::Acquire) {
                 return Err(NoBackend::Removed);
+            }
+            if let Some(why) = &p.failure
+                && self.backends.load().is_empty()
+            {
+                let why = why.clone();
+                drop(p);
+                // Still demand: the autoscaler keeps the revision wanted, so that it starts
+                // as soon as whatever stopped it is fixed.
+                poke();
+                return Err(NoBackend::CannotStart(why));
             }
             let id = p.next_id;
             p.next_id += 1;

@@ -167,6 +167,10 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
                 rev.key.1
             ),
         ),
+        NoBackend::CannotStart(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("kantai: revision {} cannot start: {why}", rev.key.1),
+        ),
     };
     // The decision borrows the request; only the wait is asynchronous.
     let acquire = |req: &http::request::Parts| {
