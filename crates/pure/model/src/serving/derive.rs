@@ -499,6 +499,12 @@ pub fn revision_status(revision: &Revision, o: &RevisionObservation, now: &str) 
         conditions: c,
         actual_replicas: Some(i64::from(o.ready)),
         desired_replicas: Some(i64::from(o.desired)),
+        // The control plane writes these when it resolves the tag; they outlive every pass.
+        container_statuses: revision
+            .status
+            .as_ref()
+            .map(|s| s.container_statuses.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -10,13 +10,15 @@ pub mod validate;
 
 use serde::Serialize;
 
+pub(crate) use self::revision::ImageParts;
 pub use self::revision::{
-    Container, ContainerPort, EnvVar, ExecAction, GrpcAction, HttpGetAction, HttpHeader,
-    IntOrString, Probe, Resources, RevisionSpec, RevisionTemplate, TcpSocketAction,
+    Capabilities, Container, ContainerPort, EnvVar, ExecAction, GrpcAction, HttpGetAction,
+    HttpHeader, IntOrString, LINUX_CAPABILITIES, PodSecurityContext, Probe, PullPolicy, Resources,
+    RevisionSpec, RevisionTemplate, SecurityContext, TcpSocketAction,
 };
 pub use self::status::{
-    Addressable, Condition, ConditionStatus, Conditions, ConfigurationStatus, RevisionStatus,
-    RouteStatus, ServiceStatus, TrafficTarget,
+    Addressable, Condition, ConditionStatus, Conditions, ConfigurationStatus, ContainerStatus,
+    RevisionStatus, RouteStatus, ServiceStatus, TrafficTarget,
 };
 
 use crate::decode::{Decode, Fields};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::decode::{Decode, Fields, wrong_type};
-use crate::error::{FieldPath, Findings};
+use crate::error::{FieldError, FieldPath, Findings};
 use crate::meta::TemplateMeta;
 use crate::node::{Node, Value};
 use crate::units::Quantity;
@@ -53,6 +53,10 @@ pub struct RevisionSpec {
     /// Limit on the time between response bytes, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_seconds: Option<i64>,
+    /// Pod-level security settings; each container's own settings win (see
+    /// [`RevisionSpec::security_for`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
     /// PodSpec fields Knative accepts that kantai keeps but does not act on.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -68,7 +72,6 @@ const POD_SPEC_KEPT: &[&str] = &[
     "nodeSelector",
     "tolerations",
     "topologySpreadConstraints",
-    "securityContext",
     "runtimeClassName",
     "priorityClassName",
     "schedulerName",
@@ -86,6 +89,7 @@ const REVISION_SPEC_FIELDS: &[&str] = &[
     "timeoutSeconds",
     "responseStartTimeoutSeconds",
     "idleTimeoutSeconds",
+    "securityContext",
 ];
 
 impl RevisionSpec {
@@ -103,6 +107,24 @@ impl RevisionSpec {
             .filter(|p| *p > 0)
             .unwrap_or(8080)
     }
+
+    /// The security settings `c` runs with: the pod's `runAsUser`, `runAsGroup`,
+    /// `runAsNonRoot` and `seccompProfile` under the container's own, field by field, as
+    /// Kubernetes merges them (the container's value wins where it sets one).
+    pub fn security_for(&self, c: &Container) -> SecurityContext {
+        let mut sc = c.security_context.clone().unwrap_or_default();
+        if let Some(pod) = &self.security_context {
+            sc.run_as_user = sc.run_as_user.or(pod.run_as_user);
+            sc.run_as_group = sc.run_as_group.or(pod.run_as_group);
+            sc.run_as_non_root = sc.run_as_non_root.or(pod.run_as_non_root);
+            if let Some(profile) = pod.extra.get("seccompProfile") {
+                sc.extra
+                    .entry("seccompProfile".to_owned())
+                    .or_insert_with(|| profile.clone());
+            }
+        }
+        sc
+    }
 }
 
 impl Decode for RevisionSpec {
@@ -115,6 +137,7 @@ impl Decode for RevisionSpec {
             timeout_seconds: f.opt("timeoutSeconds", out),
             response_start_timeout_seconds: f.opt("responseStartTimeoutSeconds", out),
             idle_timeout_seconds: f.opt("idleTimeoutSeconds", out),
+            security_context: f.opt("securityContext", out),
             extra: f.keep(
                 POD_SPEC_KEPT,
                 Some("accepted for Knative compatibility, but kantai's process runtime ignores it"),
@@ -160,17 +183,27 @@ pub struct Container {
     /// Readiness probe (defaulted to a TCP probe on the serving port).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
+    /// Liveness probe: failing it restarts the container. Not defaulted (Kubernetes applies
+    /// its probe defaults to the zero and absent fields when it runs the probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// Startup probe: liveness checks wait until it has passed once. Not defaulted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// When the node fetches the image; absent means [`PullPolicy::effective`]'s default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// Container-level security settings (merged with the pod's by
+    /// [`RevisionSpec::security_for`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
     /// Container fields Knative accepts that kantai keeps but does not act on.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 const CONTAINER_KEPT: &[&str] = &[
-    "livenessProbe",
-    "startupProbe",
-    "securityContext",
     "volumeMounts",
-    "imagePullPolicy",
     "envFrom",
     "terminationMessagePath",
     "terminationMessagePolicy",
@@ -186,6 +219,10 @@ const CONTAINER_FIELDS: &[&str] = &[
     "ports",
     "resources",
     "readinessProbe",
+    "livenessProbe",
+    "startupProbe",
+    "imagePullPolicy",
+    "securityContext",
 ];
 
 impl Decode for Container {
@@ -201,6 +238,10 @@ impl Decode for Container {
             ports: f.or_default("ports", out),
             resources: f.opt("resources", out).unwrap_or_default(),
             readiness_probe: f.opt("readinessProbe", out),
+            liveness_probe: f.opt("livenessProbe", out),
+            startup_probe: f.opt("startupProbe", out),
+            image_pull_policy: f.opt("imagePullPolicy", out),
+            security_context: f.opt("securityContext", out),
             extra: f.keep(
                 CONTAINER_KEPT,
                 Some("accepted for Knative compatibility, but kantai's process runtime ignores it"),
@@ -214,6 +255,316 @@ impl Decode for Container {
             .collect();
         f.finish(&known, out);
         Some(c)
+    }
+}
+
+/// Kubernetes' `imagePullPolicy`: when a node asks the registry for the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PullPolicy {
+    /// Ask the registry on every start; download only the layers that are missing.
+    Always,
+    /// Use the stored image when there is one; ask the registry otherwise.
+    IfNotPresent,
+    /// Use only what is stored; never ask the registry.
+    Never,
+}
+
+impl PullPolicy {
+    /// The policy as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+
+    /// The policy a container runs with: the declared one, else Kubernetes' default, which
+    /// is `Always` for a tag of `latest` or for a reference with neither tag nor digest (an
+    /// implied `latest`, which may move), and `IfNotPresent` otherwise.
+    pub fn effective(image: &str, declared: Option<PullPolicy>) -> PullPolicy {
+        if let Some(p) = declared {
+            return p;
+        }
+        let parts = ImageParts::of(image);
+        match (parts.tag, parts.digest) {
+            (Some("latest"), _) | (None, None) => PullPolicy::Always,
+            _ => PullPolicy::IfNotPresent,
+        }
+    }
+}
+
+impl Decode for PullPolicy {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let Value::Str(s) = &node.value else {
+            wrong_type(node, path, "string", out);
+            return None;
+        };
+        match s.as_str() {
+            "Always" => Some(PullPolicy::Always),
+            "IfNotPresent" => Some(PullPolicy::IfNotPresent),
+            "Never" => Some(PullPolicy::Never),
+            _ => {
+                out.push(FieldError {
+                    pos: node.pos,
+                    ..FieldError::invalid(
+                        path.clone(),
+                        s,
+                        "must be \"Always\", \"IfNotPresent\" or \"Never\"",
+                    )
+                });
+                None
+            }
+        }
+    }
+}
+
+/// An image reference split as Docker reads it: `[host[:port]/]path[:tag][@digest]`.
+pub(crate) struct ImageParts<'a> {
+    /// The registry host (with its port); `docker.io` when the reference names none.
+    pub registry: &'a str,
+    /// The tag, when one is written.
+    pub tag: Option<&'a str>,
+    /// The digest (`sha256:...`), when one is written.
+    pub digest: Option<&'a str>,
+}
+
+impl<'a> ImageParts<'a> {
+    /// Splits `image`; never fails, since a malformed reference is the registry's to reject.
+    pub fn of(image: &'a str) -> ImageParts<'a> {
+        let image = image.trim();
+        let (name, digest) = match image.split_once('@') {
+            Some((name, digest)) => (name, Some(digest).filter(|d| !d.is_empty())),
+            None => (image, None),
+        };
+        // A colon before the last slash belongs to the registry's port, not to a tag.
+        let last = name.rfind('/').map_or(0, |i| i + 1);
+        let tag = name[last..]
+            .split_once(':')
+            .map(|(_, t)| t)
+            .filter(|t| !t.is_empty());
+        // Docker's normalisation: the first component names a registry only when it looks
+        // like a host (a dot, a port, `localhost`, or upper case, which repositories cannot
+        // have); `app` and `library/app` live on Docker Hub.
+        let registry = match name.split_once('/') {
+            Some((first, _))
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            {
+                first
+            }
+            _ => "docker.io",
+        };
+        ImageParts {
+            registry,
+            tag,
+            digest,
+        }
+    }
+}
+
+/// The Linux capabilities, as Kubernetes names them (without the `CAP_` prefix), in the
+/// kernel's order.
+pub const LINUX_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+const NOT_APPLIED: &str = "accepted for Knative compatibility, but kantai does not apply it";
+
+/// Reports fields that Kubernetes knows but Knative's webhook refuses, in Knative's words,
+/// so they read as refused rather than as typos.
+fn refuse(f: &mut Fields<'_>, names: &[&'static str], out: &mut Findings) {
+    for name in names {
+        if let Some(node) = f.node().get(name) {
+            f.skip(name);
+            out.push(FieldError {
+                pos: node.pos,
+                ..FieldError::error(f.path().field(*name), "must not set the field(s)")
+            });
+        }
+    }
+}
+
+/// A container's `securityContext`, the fields Knative admits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext {
+    /// UID the process runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// Primary GID the process runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    /// Refuse to start the container when it would run as UID 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    /// Mount the image's root filesystem read-only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+    /// Whether the process may gain privileges (`no_new_privs` when false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_privilege_escalation: Option<bool>,
+    /// Capabilities added to and dropped from the runtime's default set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    /// Fields Knative admits that kantai keeps but does not apply (`seccompProfile`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+const SECURITY_CONTEXT_FIELDS: &[&str] = &[
+    "runAsUser",
+    "runAsGroup",
+    "runAsNonRoot",
+    "readOnlyRootFilesystem",
+    "allowPrivilegeEscalation",
+    "capabilities",
+];
+const SECURITY_CONTEXT_KEPT: &[&str] = &["seccompProfile"];
+/// Kubernetes' container security fields outside Knative's `SecurityContextMask`.
+const SECURITY_CONTEXT_REFUSED: &[&str] = &[
+    "privileged",
+    "seLinuxOptions",
+    "procMount",
+    "windowsOptions",
+    "appArmorProfile",
+];
+
+impl Decode for SecurityContext {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let mut f = Fields::open(node, path, out)?;
+        let s = SecurityContext {
+            run_as_user: f.opt("runAsUser", out),
+            run_as_group: f.opt("runAsGroup", out),
+            run_as_non_root: f.opt("runAsNonRoot", out),
+            read_only_root_filesystem: f.opt("readOnlyRootFilesystem", out),
+            allow_privilege_escalation: f.opt("allowPrivilegeEscalation", out),
+            capabilities: f.opt("capabilities", out),
+            extra: f.keep(SECURITY_CONTEXT_KEPT, Some(NOT_APPLIED), out),
+        };
+        refuse(&mut f, SECURITY_CONTEXT_REFUSED, out);
+        let known: Vec<&str> = SECURITY_CONTEXT_FIELDS
+            .iter()
+            .chain(SECURITY_CONTEXT_KEPT)
+            .copied()
+            .collect();
+        f.finish(&known, out);
+        Some(s)
+    }
+}
+
+/// `securityContext.capabilities`: names from [`LINUX_CAPABILITIES`], or `ALL`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Capabilities {
+    /// Capabilities granted on top of the runtime's default set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    /// Capabilities removed from the default set (`ALL` removes every one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+}
+
+impl Decode for Capabilities {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let mut f = Fields::open(node, path, out)?;
+        let c = Capabilities {
+            add: f.or_default("add", out),
+            drop: f.or_default("drop", out),
+        };
+        f.finish(&["add", "drop"], out);
+        Some(c)
+    }
+}
+
+/// The pod-level `securityContext` of a revision: defaults for every container.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    /// UID of every container that sets none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    /// GID of every container that sets none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    /// `runAsNonRoot` of every container that sets none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    /// Fields Knative admits that kantai keeps but does not apply (`fsGroup`,
+    /// `supplementalGroups`, `seccompProfile`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+const POD_SECURITY_CONTEXT_KEPT: &[&str] = &["fsGroup", "supplementalGroups", "seccompProfile"];
+/// Kubernetes' pod security fields outside Knative's `PodSecurityContextMask`.
+const POD_SECURITY_CONTEXT_REFUSED: &[&str] = &[
+    "seLinuxOptions",
+    "windowsOptions",
+    "sysctls",
+    "fsGroupChangePolicy",
+    "supplementalGroupsPolicy",
+    "appArmorProfile",
+    "seLinuxChangePolicy",
+];
+
+impl Decode for PodSecurityContext {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let mut f = Fields::open(node, path, out)?;
+        let s = PodSecurityContext {
+            run_as_user: f.opt("runAsUser", out),
+            run_as_group: f.opt("runAsGroup", out),
+            run_as_non_root: f.opt("runAsNonRoot", out),
+            extra: f.keep(POD_SECURITY_CONTEXT_KEPT, Some(NOT_APPLIED), out),
+        };
+        refuse(&mut f, POD_SECURITY_CONTEXT_REFUSED, out);
+        let known: Vec<&str> = ["runAsUser", "runAsGroup", "runAsNonRoot"]
+            .iter()
+            .chain(POD_SECURITY_CONTEXT_KEPT)
+            .copied()
+            .collect();
+        f.finish(&known, out);
+        Some(s)
     }
 }
 
@@ -335,7 +686,7 @@ impl Decode for IntOrString {
     }
 }
 
-/// A readiness probe.
+/// A health check: the readiness, liveness or startup probe of a container.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Probe {
@@ -357,7 +708,8 @@ pub struct Probe {
     /// Per-check timeout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i64>,
-    /// Check period; 0 means Knative's aggressive probing (every 50 ms until ready).
+    /// Check period; 0 in a readiness probe means Knative's aggressive probing (every 50 ms
+    /// until ready), in a liveness or startup probe Kubernetes' default of 10 s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period_seconds: Option<i64>,
     /// Consecutive successes needed.

@@ -359,6 +359,10 @@ pub struct RevisionStatus {
     /// Instances the autoscaler wants.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_replicas: Option<i64>,
+    /// The image each container resolved to, written by the control plane when it resolves
+    /// the tag (one entry per container, in the spec's order).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub container_statuses: Vec<ContainerStatus>,
 }
 
 impl Decode for RevisionStatus {
@@ -369,9 +373,9 @@ impl Decode for RevisionStatus {
             conditions: f.or_default("conditions", out),
             actual_replicas: f.opt("actualReplicas", out),
             desired_replicas: f.opt("desiredReplicas", out),
+            container_statuses: f.or_default("containerStatuses", out),
         };
         // Knative reports these; kantai keeps nothing of them but accepts them in input.
-        f.skip("containerStatuses");
         f.skip("logUrl");
         f.skip("imageDigest");
         f.finish(
@@ -380,9 +384,35 @@ impl Decode for RevisionStatus {
                 "conditions",
                 "actualReplicas",
                 "desiredReplicas",
+                "containerStatuses",
             ],
             out,
         );
+        Some(s)
+    }
+}
+
+/// `status.containerStatuses[]` of a Revision (Knative's `ContainerStatus`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// The container's name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The full reference with the digest the tag resolved to, for example
+    /// `127.0.0.1:5055/fn/hello@sha256:...`; instances of the revision run exactly this image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+}
+
+impl Decode for ContainerStatus {
+    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
+        let mut f = Fields::open(node, path, out)?;
+        let s = ContainerStatus {
+            name: f.opt("name", out).unwrap_or_default(),
+            image_digest: f.opt("imageDigest", out),
+        };
+        f.finish(&["name", "imageDigest"], out);
         Some(s)
     }
 }

@@ -11,7 +11,10 @@ use crate::error::{FieldError, FieldPath, Findings};
 use crate::meta::{NameRule, ObjectMeta};
 use crate::serving::naming::{dns1035_problem, is_dns1123_label, tag_host};
 use crate::serving::revision::IntOrString;
-use crate::serving::{Container, Object, Probe, RevisionSpec, RevisionTemplate, TrafficTarget};
+use crate::serving::{
+    Container, LINUX_CAPABILITIES, Object, Probe, RevisionSpec, RevisionTemplate, SecurityContext,
+    TrafficTarget,
+};
 
 /// Ports the platform itself uses inside an instance's network view (Knative's reserved ports).
 pub const RESERVED_PORTS: &[i64] = &[8012, 8013, 8022, 9090, 9091];
@@ -133,8 +136,22 @@ pub fn validate_spec(
             format!("kantai runs exactly one container per revision, found {n}"),
         )),
     }
+    if let Some(sc) = &spec.security_context {
+        let sp = path.field("securityContext");
+        check_id(sc.run_as_user, sp.field("runAsUser"), out);
+        check_id(sc.run_as_group, sp.field("runAsGroup"), out);
+    }
     for (i, c) in spec.containers.iter().enumerate() {
-        validate_container(c, &path.field("containers").index(i), out);
+        let cp = path.field("containers").index(i);
+        validate_container(c, &cp, out);
+        let merged = spec.security_for(c);
+        if merged.run_as_non_root == Some(true) && merged.run_as_user == Some(0) {
+            // Kubernetes admits this and the kubelet then refuses to start the container.
+            out.push(FieldError::warning(
+                cp.field("securityContext"),
+                "runAsNonRoot is true but runAsUser is 0: the container will not start",
+            ));
+        }
     }
     if let Some(cc) = spec.container_concurrency {
         let min = if d.allow_container_concurrency_zero {
@@ -314,10 +331,66 @@ fn validate_container(c: &Container, path: &FieldPath, out: &mut Findings) {
             ));
         }
     }
-    if let Some(p) = &c.readiness_probe {
-        let port = c.ports.first().map(|p| p.container_port);
-        validate_probe(p, port, &path.field("readinessProbe"), out);
+    let port = c.ports.first().map(|p| p.container_port);
+    for (probe, kind, field) in [
+        (&c.readiness_probe, ProbeKind::Readiness, "readinessProbe"),
+        (&c.liveness_probe, ProbeKind::Liveness, "livenessProbe"),
+        (&c.startup_probe, ProbeKind::Startup, "startupProbe"),
+    ] {
+        if let Some(p) = probe {
+            validate_probe(p, kind, port, &path.field(field), out);
+        }
     }
+    if let Some(sc) = &c.security_context {
+        validate_security_context(sc, &path.field("securityContext"), out);
+    }
+}
+
+/// Kubernetes' user and group ids: non-negative 32-bit (Knative's `minUserID`..`maxUserID`).
+fn check_id(id: Option<i64>, path: FieldPath, out: &mut Findings) {
+    if let Some(id) = id
+        && !(0..=i64::from(i32::MAX)).contains(&id)
+    {
+        out.push(FieldError::out_of_bounds(path, id, 0, i32::MAX));
+    }
+}
+
+fn validate_security_context(sc: &SecurityContext, path: &FieldPath, out: &mut Findings) {
+    check_id(sc.run_as_user, path.field("runAsUser"), out);
+    check_id(sc.run_as_group, path.field("runAsGroup"), out);
+    let Some(caps) = &sc.capabilities else {
+        return;
+    };
+    let cp = path.field("capabilities");
+    for (list, names) in [("add", &caps.add), ("drop", &caps.drop)] {
+        for (i, name) in names.iter().enumerate() {
+            if let Some(rule) = capability_problem(name) {
+                out.push(FieldError::invalid(cp.field(list).index(i), name, &rule));
+            }
+        }
+    }
+}
+
+/// What is wrong with a capability name, if anything: the runtime maps `NET_ADMIN` to the
+/// kernel's `CAP_NET_ADMIN`, so only the bare upper-case names (or `ALL`) mean something.
+fn capability_problem(name: &str) -> Option<String> {
+    if name == "ALL" || LINUX_CAPABILITIES.contains(&name) {
+        return None;
+    }
+    let bare = name.strip_prefix("CAP_").unwrap_or(name);
+    let upper = bare.to_ascii_uppercase();
+    if LINUX_CAPABILITIES.contains(&upper.as_str()) || upper == "ALL" {
+        return Some(format!(
+            "capabilities are named in upper case without the CAP_ prefix: {upper}"
+        ));
+    }
+    let mut rule = "not a Linux capability (an upper-case name such as NET_BIND_SERVICE, \
+                    without the CAP_ prefix, or ALL)"
+        .to_owned();
+    if let Some(s) = crate::decode::closest(&upper, LINUX_CAPABILITIES) {
+        rule.push_str(&format!("; did you mean {s:?}?"));
+    }
+    Some(rule)
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -328,7 +401,24 @@ fn is_env_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
-fn validate_probe(p: &Probe, container_port: Option<i64>, path: &FieldPath, out: &mut Findings) {
+/// Which probe of a container is checked: the rules on thresholds and timing differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProbeKind {
+    /// Defaulted by Knative before validation; period 0 is Knative's aggressive probing.
+    Readiness,
+    /// Not defaulted: a zero field means Kubernetes' default when the probe runs.
+    Liveness,
+    /// As liveness.
+    Startup,
+}
+
+fn validate_probe(
+    p: &Probe,
+    kind: ProbeKind,
+    container_port: Option<i64>,
+    path: &FieldPath,
+    out: &mut Findings,
+) {
     let mut handlers = Vec::new();
     if p.http_get.is_some() {
         handlers.push("httpGet");
@@ -388,12 +478,15 @@ fn validate_probe(p: &Probe, container_port: Option<i64>, path: &FieldPath, out:
     {
         out.push(FieldError::missing(path.field("exec").field("command")));
     }
+    // Readiness thresholds are defaulted to at least 1 before this runs; the other probes'
+    // zeros are Kubernetes' "use the default", so only negatives are wrong there.
+    let threshold_min = if kind == ProbeKind::Readiness { 1 } else { 0 };
     for (name, v, min) in [
         ("initialDelaySeconds", p.initial_delay_seconds, 0),
         ("timeoutSeconds", p.timeout_seconds, 0),
         ("periodSeconds", p.period_seconds, 0),
-        ("successThreshold", p.success_threshold, 1),
-        ("failureThreshold", p.failure_threshold, 1),
+        ("successThreshold", p.success_threshold, threshold_min),
+        ("failureThreshold", p.failure_threshold, threshold_min),
     ] {
         if let Some(v) = v
             && v < min
@@ -404,7 +497,20 @@ fn validate_probe(p: &Probe, container_port: Option<i64>, path: &FieldPath, out:
             ));
         }
     }
-    if p.period_seconds.is_some_and(|s| s > 0) && p.timeout_seconds.is_some_and(|t| t < 1) {
+    if kind != ProbeKind::Readiness
+        && let Some(n) = p.success_threshold
+        && n > 1
+    {
+        // Kubernetes: a liveness or startup probe passes or fails on one check.
+        out.push(FieldError::error(
+            path.field("successThreshold"),
+            format!("{n} must be 1 for liveness and startup probes"),
+        ));
+    }
+    if kind == ProbeKind::Readiness
+        && p.period_seconds.is_some_and(|s| s > 0)
+        && p.timeout_seconds.is_some_and(|t| t < 1)
+    {
         out.push(FieldError::error(
             path.field("timeoutSeconds"),
             "must be at least 1 when periodSeconds is set",
