@@ -9,11 +9,13 @@
 //!   revision-timeout-seconds: 300
 //! deployment:
 //!   progress-deadline: 600s
+//!   registries-skipping-tag-resolving: kind.local,ko.local,dev.local
 //! domain: svc.cluster.local
 //! ```
 //!
 //! Values may be written as YAML strings (as in a ConfigMap) or as plain numbers and booleans.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::decode::Fields;
@@ -156,6 +158,11 @@ pub struct ServingConfig {
     pub defaults: DefaultsConfig,
     /// `config-deployment` `progress-deadline`: how long a revision may take to become ready.
     pub progress_deadline: Duration,
+    /// `config-deployment` `registries-skipping-tag-resolving`: registry hosts (with their
+    /// port, if any) whose tags are used as they are, never resolved to a digest.
+    pub registries_skipping_tag_resolving: BTreeSet<String>,
+    /// `config-deployment` `digest-resolution-timeout`: how long resolving one tag may take.
+    pub digest_resolution_timeout: Duration,
     /// `config-domain`: the domain of external URLs.
     pub domain: String,
     /// kantai's `policies`: the fleet-wide default policy of each kind.
@@ -168,9 +175,45 @@ impl Default for ServingConfig {
             autoscaler: AutoscalerConfig::default(),
             defaults: DefaultsConfig::default(),
             progress_deadline: Duration::from_secs(600),
+            registries_skipping_tag_resolving: DEFAULT_REGISTRIES_SKIPPING_TAG_RESOLVING
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+            digest_resolution_timeout: Duration::from_secs(10),
             domain: "svc.cluster.local".to_owned(),
             policies: PoliciesConfig::default(),
         }
+    }
+}
+
+/// Knative's default `registries-skipping-tag-resolving`: the local registries of kind and ko,
+/// which images are loaded into without a registry to ask.
+pub const DEFAULT_REGISTRIES_SKIPPING_TAG_RESOLVING: &[&str] =
+    &["kind.local", "ko.local", "dev.local"];
+
+impl ServingConfig {
+    /// Whether the control plane must leave `image` as written instead of resolving its tag
+    /// to a digest: its registry host is in `registries-skipping-tag-resolving`, or it already
+    /// names a digest (there is nothing to resolve). An image without a registry host lives on
+    /// `docker.io`, as Docker normalises it (`index.docker.io` counts as the same host).
+    pub fn skips_tag_resolution(&self, image: &str) -> bool {
+        let parts = crate::serving::ImageParts::of(image);
+        if parts.digest.is_some() {
+            return true;
+        }
+        let host = docker_hub_alias(parts.registry);
+        self.registries_skipping_tag_resolving
+            .iter()
+            .any(|r| docker_hub_alias(r).eq_ignore_ascii_case(host))
+    }
+}
+
+/// Docker Hub answers to two names; go-containerregistry, which Knative uses, writes the other.
+fn docker_hub_alias(host: &str) -> &str {
+    if host.eq_ignore_ascii_case("index.docker.io") {
+        "docker.io"
+    } else {
+        host
     }
 }
 
@@ -319,6 +362,23 @@ impl ServingConfig {
                         s.error("progress-deadline", "must be positive", out);
                     } else {
                         cfg.progress_deadline = d;
+                    }
+                }
+                if let Some(list) = s.string("registries-skipping-tag-resolving", out) {
+                    // As Knative's `AsStringSet`: entries trimmed, empty ones dropped, so an
+                    // empty value resolves every registry's tags.
+                    cfg.registries_skipping_tag_resolving = list
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                if let Some(d) = s.duration("digest-resolution-timeout", out) {
+                    if d.is_zero() {
+                        s.error("digest-resolution-timeout", "must be positive", out);
+                    } else {
+                        cfg.digest_resolution_timeout = d;
                     }
                 }
                 s.finish(out);
