@@ -62,7 +62,7 @@ pub struct RevisionSpec {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// PodSpec fields accepted by Knative that have no effect in kantai's process runtime.
+/// PodSpec fields accepted by Knative that have no effect in either of kantai's runtimes.
 const POD_SPEC_KEPT: &[&str] = &[
     "serviceAccountName",
     "volumes",
@@ -140,7 +140,7 @@ impl Decode for RevisionSpec {
             security_context: f.opt("securityContext", out),
             extra: f.keep(
                 POD_SPEC_KEPT,
-                Some("accepted for Knative compatibility, but kantai's process runtime ignores it"),
+                Some("accepted for Knative compatibility, but kantai's runtimes ignore it"),
                 out,
             ),
         };
@@ -161,7 +161,8 @@ pub struct Container {
     /// Container name (defaulted to `user-container`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Image reference; kantai maps it to a process (see the runtime).
+    /// Image reference: pulled and run as an OCI container, or mapped to a program by the fleet
+    /// config (see the runtime).
     pub image: String,
     /// Entrypoint override.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -244,7 +245,7 @@ impl Decode for Container {
             security_context: f.opt("securityContext", out),
             extra: f.keep(
                 CONTAINER_KEPT,
-                Some("accepted for Knative compatibility, but kantai's process runtime ignores it"),
+                Some("accepted for Knative compatibility, but kantai's runtimes ignore it"),
                 out,
             ),
         };
