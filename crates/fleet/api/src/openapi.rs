@@ -1186,12 +1186,17 @@ fn container_definitions(d: &mut Map<String, Value>) {
         CORE,
         "Container",
         object(
-            "The container of a revision. kantai runs exactly one per revision, as a process \
-         started from the image's mapping.",
+            "The container of a revision. kantai runs exactly one per revision: an OCI container \
+         of the image, or a process when the fleet config maps the image to a program.",
             &["image"],
             json!({
                 "name": string("Name of the container; `user-container` when not given. A DNS-1123 label."),
-                "image": string("Image reference, mapped to a program by kantai's runtime. Required."),
+                "image": string("Image reference. Required. The control plane resolves its tag to a digest (except on the registries in config `registries-skipping-tag-resolving`) and every instance runs that digest, reported in the revision's `status.containerStatuses`."),
+                "imagePullPolicy": {
+                    "type": "string",
+                    "enum": ["Always", "IfNotPresent", "Never"],
+                    "description": "When a node asks the registry for the image: `Always`, `IfNotPresent` or `Never`. When not given, Kubernetes' default: `Always` for the tag `latest` or no tag and no digest, `IfNotPresent` otherwise. Honoured by the OCI container runtime.",
+                },
                 "command": strings("Entrypoint, replacing the image's. Not run in a shell."),
                 "args": strings("Arguments to the entrypoint."),
                 "workingDir": string("Working directory of the process."),
@@ -1200,11 +1205,10 @@ fn container_definitions(d: &mut Map<String, Value>) {
                 "ports": list_of(&format!("{CORE}.ContainerPort"), "At most one port: the one the process serves on, passed as $PORT (8080 when not given)."),
                 "resources": reference(&format!("{CORE}.ResourceRequirements"), "CPU and memory requests and limits; requests decide placement."),
                 "readinessProbe": reference(&format!("{CORE}.Probe"), "How to tell that an instance can take requests; a TCP probe of the serving port when not given."),
-                "livenessProbe": reference(&format!("{CORE}.Probe"), kept),
-                "startupProbe": reference(&format!("{CORE}.Probe"), kept),
+                "livenessProbe": reference(&format!("{CORE}.Probe"), "When to restart the container: it is restarted after failureThreshold failed checks. Not defaulted; `successThreshold` must be 1. Honoured by both runtimes."),
+                "startupProbe": reference(&format!("{CORE}.Probe"), "Liveness checks wait until this probe has passed once. Not defaulted; `successThreshold` must be 1. Honoured by both runtimes."),
                 "volumeMounts": list_of(&format!("{CORE}.VolumeMount"), kept),
-                "securityContext": reference(&format!("{CORE}.SecurityContext"), kept),
-                "imagePullPolicy": string(&format!("`Always`, `IfNotPresent` or `Never`. {kept}")),
+                "securityContext": reference(&format!("{CORE}.SecurityContext"), "User, group, capabilities and filesystem of the container, over the pod's `securityContext`. Honoured by the OCI container runtime; the process runtime does not apply it."),
                 "terminationMessagePath": string(kept),
                 "terminationMessagePolicy": string(kept),
             }),
@@ -1379,16 +1383,33 @@ fn container_definitions(d: &mut Map<String, Value>) {
         d,
         CORE,
         "SecurityContext",
-        kept_object(
-            &format!("Security options of the container. {kept}"),
+        object(
+            "Security options of the container; where it sets none, the pod's `runAsUser`, \
+             `runAsGroup` and `runAsNonRoot` apply. Honoured by the OCI container runtime. \
+             `privileged`, `seLinuxOptions`, `procMount`, `windowsOptions` and \
+             `appArmorProfile` are refused, as Knative refuses them.",
+            &[],
             json!({
-                "runAsUser": int64("UID to run as."),
-                "runAsGroup": int64("GID to run as."),
-                "runAsNonRoot": boolean("Refuse to run as root."),
-                "readOnlyRootFilesystem": boolean("Read-only root filesystem."),
-                "allowPrivilegeEscalation": boolean("Allow privilege escalation."),
-                "capabilities": free_object("Capabilities to add or drop."),
-                "seccompProfile": free_object("Seccomp profile."),
+                "runAsUser": int64("UID to run as, 0-2147483647."),
+                "runAsGroup": int64("GID to run as, 0-2147483647."),
+                "runAsNonRoot": boolean("Refuse to start the container when it would run as UID 0."),
+                "readOnlyRootFilesystem": boolean("Mount the image's root filesystem read-only."),
+                "allowPrivilegeEscalation": boolean("Whether the process may gain privileges (`no_new_privs` when false)."),
+                "capabilities": reference(&format!("{CORE}.Capabilities"), "Linux capabilities to add or drop."),
+                "seccompProfile": free_object(&format!("Seccomp profile. {kept}")),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "Capabilities",
+        object(
+            "Linux capabilities, named in upper case without the `CAP_` prefix (`NET_BIND_SERVICE`), or `ALL`.",
+            &[],
+            json!({
+                "add": strings("Capabilities granted on top of the runtime's default set."),
+                "drop": strings("Capabilities removed from the default set; `ALL` removes every one."),
             }),
         ),
     );
@@ -1396,14 +1417,18 @@ fn container_definitions(d: &mut Map<String, Value>) {
         d,
         CORE,
         "PodSecurityContext",
-        kept_object(
-            &format!("Security options of the pod. {kept}"),
+        object(
+            "Security options of the pod: defaults for each container's `securityContext`, \
+             whose own values win field by field. `seLinuxOptions`, `windowsOptions`, `sysctls` \
+             and the other fields Knative does not admit are refused.",
+            &[],
             json!({
-                "runAsUser": int64("UID to run as."),
-                "runAsGroup": int64("GID to run as."),
-                "runAsNonRoot": boolean("Refuse to run as root."),
-                "fsGroup": int64("Group owning the volumes."),
-                "seccompProfile": free_object("Seccomp profile."),
+                "runAsUser": int64("UID of every container that sets none, 0-2147483647. Honoured by the OCI container runtime."),
+                "runAsGroup": int64("GID of every container that sets none, 0-2147483647. Honoured by the OCI container runtime."),
+                "runAsNonRoot": boolean("`runAsNonRoot` of every container that sets none. Honoured by the OCI container runtime."),
+                "fsGroup": int64(&format!("Group owning the volumes. {kept}")),
+                "supplementalGroups": { "type": "array", "items": { "type": "integer", "format": "int64" }, "description": kept },
+                "seccompProfile": free_object(&format!("Seccomp profile. {kept}")),
             }),
         ),
     );
@@ -1590,7 +1615,7 @@ fn serving_definitions(d: &mut Map<String, Value>) {
                 "nodeSelector": string_map(kept),
                 "tolerations": list_of(&format!("{CORE}.Toleration"), kept),
                 "topologySpreadConstraints": { "type": "array", "items": free_object("A spread constraint."), "description": kept },
-                "securityContext": reference(&format!("{CORE}.PodSecurityContext"), kept),
+                "securityContext": reference(&format!("{CORE}.PodSecurityContext"), "Pod-level user and group, under each container's own `securityContext`."),
                 "runtimeClassName": string(kept),
                 "priorityClassName": string(kept),
                 "schedulerName": string(kept),
@@ -1701,7 +1726,7 @@ fn serving_definitions(d: &mut Map<String, Value>) {
                 "conditions": conditions("Ready, ResourcesAvailable, ContainerHealthy, Active"),
                 "actualReplicas": int32("Ready instances."),
                 "desiredReplicas": int32("Instances the autoscaler wants."),
-                "containerStatuses": list_of(&format!("{SERVING}.ContainerStatus"), "Reported by Knative; accepted in input, not kept by kantai."),
+                "containerStatuses": list_of(&format!("{SERVING}.ContainerStatus"), "The image each container resolved to, written by the control plane when it resolves the tag; every instance of the revision runs exactly this image."),
                 "logUrl": string("Reported by Knative; accepted in input, not kept by kantai."),
                 "imageDigest": string("Reported by Knative; accepted in input, not kept by kantai."),
             }),
@@ -1714,7 +1739,10 @@ fn serving_definitions(d: &mut Map<String, Value>) {
         object(
             "The image a container resolved to.",
             &[],
-            json!({ "name": string("Container name."), "imageDigest": string("Image digest.") }),
+            json!({
+                "name": string("Container name."),
+                "imageDigest": string("The image reference with the digest its tag resolved to, for example `127.0.0.1:5055/fn/hello@sha256:...`."),
+            }),
         ),
     );
     insert(
