@@ -38,19 +38,27 @@ fn io_at<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Unpa
 }
 
 /// Errors of the tar reader come from the decompressor or the archive format, unless they
-/// are about the destination disk; tell the two apart by errno.
+/// are about the destination disk; tell the two apart by errno, which tar wraps one level down.
 fn tar_err(context: String, e: io::Error, dst: &Path) -> UnpackError {
-    match e.raw_os_error() {
+    let mut errno = e.raw_os_error();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
+    while let Some(inner) = cur {
+        if let Some(io) = inner.downcast_ref::<io::Error>() {
+            errno = errno.or(io.raw_os_error());
+        }
+        cur = inner.source();
+    }
+    match errno {
         Some(code)
             if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT || code == nix::libc::EIO =>
         {
             UnpackError::Io {
                 op: "writing into",
                 path: dst.to_owned(),
-                source: e,
+                source: io::Error::from_raw_os_error(code),
             }
         }
-        _ => UnpackError::Bad(format!("{context}: {e}")),
+        _ => UnpackError::Bad(format!("{context}: {}", crate::error::chain(&e))),
     }
 }
 
