@@ -3,6 +3,7 @@
 //! autoscaling loop that runs the KPA and the placement policy.
 
 pub mod api;
+pub mod digests;
 pub mod events;
 mod logs;
 pub mod metrics;
@@ -113,6 +114,8 @@ pub struct Shared {
     pub token: String,
     /// The token node agents present to each other.
     pub peer_token: String,
+    /// The resolution of revisions' image tags to digests.
+    pub(crate) digests: digests::Digests,
 }
 
 impl Shared {
@@ -173,8 +176,19 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Opens the store, binds the API and starts the controllers.
+    /// Opens the store, binds the API and starts the controllers; image tags are not
+    /// resolved (see [`ControlPlane::start_with`]).
     pub async fn start(cfg: ControlConfig) -> Result<ControlPlane, StartError> {
+        Self::start_with(cfg, digests::DigestConfig::default()).await
+    }
+
+    /// [`ControlPlane::start`], resolving each revision's image tags to digests as
+    /// `digests` says before any instance of it is placed.
+    pub async fn start_with(
+        cfg: ControlConfig,
+        digests: digests::DigestConfig,
+    ) -> Result<ControlPlane, StartError> {
+        let timeout = cfg.serving.digest_resolution_timeout;
         let store = Store::open(&cfg.state_dir)?;
         let (tx, rx) = mpsc::channel(10_000);
         let (stop_tx, stopping) = tokio::sync::watch::channel(false);
@@ -200,6 +214,7 @@ impl ControlPlane {
             stopping,
             token: cfg.token,
             peer_token: cfg.peer_token,
+            digests: digests::Digests::new(digests, timeout),
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await

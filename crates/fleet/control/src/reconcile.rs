@@ -22,14 +22,17 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::Shared;
+use crate::digests::{CONTAINER_MISSING, Digests, Outcome};
 use crate::store::Store;
 
 /// Runs the controllers until the process ends: on every change, and at least once a second.
 pub async fn run(s: Arc<Shared>) {
+    let resolved = s.digests.wake.clone();
     loop {
         reconcile_once(&s);
         tokio::select! {
             _ = s.wake.notified() => {}
+            _ = resolved.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
@@ -319,10 +322,15 @@ fn update_statuses(s: &Shared, now: &str) {
 
     // Revisions, and per configuration the revisions by generation.
     let mut per_config: BTreeMap<(String, String), Vec<RevisionSummary>> = BTreeMap::new();
-    for v in store.list(&REVISIONS, None).0 {
+    let revisions = store.list(&REVISIONS, None).0;
+    s.digests
+        .retain(&revisions.iter().map(|v| Digests::key(v)).collect());
+    for v in revisions {
         let Some(Object::Revision(rev)) = serving(&v) else {
             continue;
         };
+        let images = s.digests.observe(&s.config, &v);
+        let awaiting = matches!(images, Outcome::Awaiting(_));
         let (ns, name) = (
             rev.metadata.namespace().to_owned(),
             rev.metadata.name.clone(),
@@ -332,12 +340,14 @@ fn update_statuses(s: &Shared, now: &str) {
         let decision = decisions.get(&(ns.clone(), name.clone()));
         // Ready once an instance was ready, or once the autoscaler's initial scale was reached
         // (at once for initial-scale 0), as Knative's ScaleTargetInitialized.
+        // A revision whose images are not resolved has no instances to be initialized with,
+        // whatever the autoscaler counts.
         let ever_ready = ready > 0
             || rev
                 .status
                 .as_ref()
                 .is_some_and(|st| st.conditions.is_true("Ready"))
-            || decision.is_some_and(|d| d.initialized);
+            || (!awaiting && decision.is_some_and(|d| d.initialized));
         let placement = store
             .get(&PLACEMENTS, &ns, &name)
             .and_then(|p| fleet::from_json::<Placement>(&p).ok());
@@ -345,7 +355,10 @@ fn update_statuses(s: &Shared, now: &str) {
             ready,
             desired: decision.map_or(0, |d| d.desired),
             ever_ready,
-            failure: instances.and_then(|is| is.iter().find_map(|i| i.failure.clone())),
+            failure: match &images {
+                Outcome::Awaiting(Some(why)) => Some((CONTAINER_MISSING.to_owned(), why.clone())),
+                _ => instances.and_then(|is| is.iter().find_map(|i| i.failure.clone())),
+            },
             unschedulable: placement.as_ref().map_or(0, |p| p.spec.unschedulable),
             active: decision.and_then(|d| match d.activity {
                 kantai_autoscaler::Activity::Active => Some(true),
@@ -353,7 +366,10 @@ fn update_statuses(s: &Shared, now: &str) {
                 kantai_autoscaler::Activity::Activating => None,
             }),
         };
-        let status = derive::revision_status(&rev, &obs, now);
+        let mut status = derive::revision_status(&rev, &obs, now);
+        if let Outcome::Record(statuses) = images {
+            status.container_statuses = statuses;
+        }
         let ready_cond = status.conditions.get("Ready").cloned().unwrap_or_default();
         write_status(
             store,

@@ -53,6 +53,9 @@ struct Scaler {
 pub struct Scaling {
     started: Instant,
     scalers: HashMap<Key, Scaler>,
+    /// Revisions left unplaced because their image digests are not recorded yet: placed as
+    /// soon as their status records them, not at the next tick.
+    awaiting: HashSet<Key>,
 }
 
 impl Scaling {
@@ -66,6 +69,7 @@ pub async fn run(s: Arc<Shared>, mut reports: mpsc::Receiver<(Report, Instant)>)
     let mut st = Scaling {
         started: Instant::now(),
         scalers: HashMap::new(),
+        awaiting: HashSet::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -81,6 +85,15 @@ pub async fn run(s: Arc<Shared>, mut reports: mpsc::Receiver<(Report, Instant)>)
                 // A new revision gets its first decision (and so its Ready condition and its
                 // route) now rather than at the next tick.
                 let added = match e {
+                    Ok(e) if e.resource == REVISIONS.plural
+                        && e.type_ == crate::store::EventType::Modified =>
+                    {
+                        let key = (e.namespace.clone(), e.object["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+                        if st.awaiting.contains(&key) && !s.digests.awaiting(&s.config, &e.object) {
+                            tick_revisions(&s, &mut st, &[key], Instant::now());
+                        }
+                        false
+                    }
                     Ok(e) => e.resource == REVISIONS.plural
                         && e.type_ == crate::store::EventType::Added,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
@@ -172,6 +185,7 @@ fn sync(s: &Shared, st: &mut Scaling) {
         }
     }
     st.scalers.retain(|k, _| seen.contains(k));
+    st.awaiting.retain(|k| seen.contains(k));
     s.decisions.lock().retain(|k, _| seen.contains(k));
 }
 
@@ -374,12 +388,24 @@ fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
         };
         let ready = ready_instances(s, &key.0, &key.1);
         let d = sc.autoscaler.tick(now, ready);
+        // No instance may run a tag that a digest is about to replace.
+        let awaiting = s
+            .store
+            .get(&REVISIONS, &key.0, &key.1)
+            .is_some_and(|v| s.digests.awaiting(&s.config, &v));
         let previous = s.decisions.lock().insert(key.clone(), d);
         if previous.map(|p| (p.desired, p.activator_in_path))
             != Some((d.desired, d.activator_in_path))
         {
             info!(revision = %key.1, desired = d.desired, ready, panic = d.panic, activator = d.activator_in_path, "scale");
         }
+        if awaiting {
+            if st.awaiting.insert(key.clone()) {
+                info!(revision = %key.1, "revision {} is not placed until its image tags resolve to digests", key.1);
+            }
+            continue;
+        }
+        st.awaiting.remove(key);
         place(s, key, sc, &d, &fleet, now);
     }
     publish_serving(s, st);

@@ -1,6 +1,7 @@
 //! A control plane in-process on loopback for the API tests: the seed's topology, default
 //! serving config, a known token, a fresh state directory.
 
+use kantai_control::digests::DigestConfig;
 use kantai_control::{ControlConfig, ControlPlane};
 use kantai_model::ServingConfig;
 use kantai_model::topology::Topology;
@@ -9,18 +10,27 @@ use kantai_model::topology::Topology;
 pub const TOKEN: &str = "test-token";
 
 /// Starts a control plane keeping its store in `dir`.
+#[allow(dead_code)] // Not every test binary starts one without a resolver.
 pub async fn control_plane(dir: &std::path::Path) -> ControlPlane {
-    ControlPlane::start(ControlConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        state_dir: dir.to_owned(),
-        serving: ServingConfig::default(),
-        config_text: String::new(),
-        decision_log: None,
-        topology: Topology::seed_testbed(),
-        token: TOKEN.to_owned(),
-        peer_token: "test-peer-token".to_owned(),
-        tls: None,
-    })
+    control_plane_with(dir, DigestConfig::default()).await
+}
+
+/// Starts a control plane keeping its store in `dir`, resolving image tags as `digests` says.
+pub async fn control_plane_with(dir: &std::path::Path, digests: DigestConfig) -> ControlPlane {
+    ControlPlane::start_with(
+        ControlConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            state_dir: dir.to_owned(),
+            serving: ServingConfig::default(),
+            config_text: String::new(),
+            decision_log: None,
+            topology: Topology::seed_testbed(),
+            token: TOKEN.to_owned(),
+            peer_token: "test-peer-token".to_owned(),
+            tls: None,
+        },
+        digests,
+    )
     .await
     .expect("start")
 }
