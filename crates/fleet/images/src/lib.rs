@@ -19,21 +19,8 @@ pub use error::ImageError;
 pub use registry::{Registry, normalize};
 pub use store::{Image, Store};
 
-/// The pull policy, until `kantai_model::serving::PullPolicy` lands; same variants and meaning.
-pub mod pull_policy_stopgap {
-    /// When a node asks the registry for an image (Kubernetes' `imagePullPolicy`).
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    pub enum PullPolicy {
-        /// Ask the registry for the digest on every pull; download only what is missing.
-        Always,
-        /// Use the stored image when there is one; contact the registry otherwise.
-        #[default]
-        IfNotPresent,
-        /// Use only what is stored; never contact the registry.
-        Never,
-    }
-}
-pub use pull_policy_stopgap::PullPolicy;
+/// Kubernetes' `imagePullPolicy`, re-exported from the model for callers of [`Store::pull`].
+pub use kantai_model::serving::PullPolicy;
 
 /// A platform an image manifest is built for, in the OCI image index's terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,5 +114,32 @@ impl fmt::Display for Progress {
             mb(self.bytes_done),
             mb(self.bytes_total)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_as_layers_and_megabytes() {
+        let p = Progress {
+            layers_total: 5,
+            layers_done: 3,
+            bytes_total: 50_100_000,
+            bytes_done: 12_340_000,
+        };
+        assert_eq!(p.to_string(), "pulling 3/5 layers, 12.3 of 50.1 MB");
+    }
+
+    #[test]
+    fn reasons_follow_kubernetes() {
+        let e = ImageError::NeverPull { image: "x".into() };
+        assert_eq!(e.reason(), "ErrImageNeverPull");
+        assert_eq!(
+            normalize("busybox").unwrap(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(normalize("  ").unwrap_err().reason(), "InvalidImageName");
     }
 }

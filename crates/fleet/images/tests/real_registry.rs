@@ -210,7 +210,7 @@ async fn an_index_yields_the_nodes_platform_and_resolves_to_the_index_digest() {
         entries.push((p.manifest.as_slice(), DOCKER_MANIFEST, arch.as_str()));
     }
     let index = push_index(&host, "ns/multi", "latest", DOCKER_LIST, &entries).await;
-    let registry = registry_for(&[host.clone()], None);
+    let registry = registry_for(std::slice::from_ref(&host), None);
     assert_eq!(
         registry.resolve(&format!("{host}/ns/multi")).await.unwrap(),
         index
