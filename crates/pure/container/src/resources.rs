@@ -77,7 +77,15 @@ fn millis(q: Option<&Quantity>, field: &'static str) -> Result<Option<i64>, Spec
 /// no limit, as it is to the kubelet; a negative or unrepresentable figure is refused.
 fn whole(q: Option<&Quantity>, scale: f64, field: &'static str) -> Result<Option<i64>, SpecError> {
     let Some(q) = q else { return Ok(None) };
-    let v = (q.value() * scale).ceil();
+    let exact = q.value() * scale;
+    // The quantity is held as a float, so `700m` × 1000 is 700.0000000000001: a figure within
+    // float error of a whole number is that number, and only a real fraction rounds up.
+    let nearest = exact.round();
+    let v = if (exact - nearest).abs() <= exact.abs() * 1e-12 {
+        nearest
+    } else {
+        exact.ceil()
+    };
     // i64::MAX as f64 rounds up to 2^63, so the bound is exclusive.
     if !v.is_finite() || v < 0.0 || v >= i64::MAX as f64 {
         return Err(SpecError::BadLimit {
