@@ -587,14 +587,19 @@ impl Store {
         let unpacked = match result {
             Ok(()) => {
                 let dst = self.tmp_path("layer");
-                let (b, d, c) = (blob.clone(), dst.clone(), layer.compression);
+                let (b, d, c, limit) = (
+                    blob.clone(),
+                    dst.clone(),
+                    layer.compression,
+                    self.inner.limit,
+                );
                 let joined = tokio::task::spawn_blocking(move || {
                     fs::create_dir(&d).map_err(|source| UnpackError::Io {
                         op: "creating",
                         path: d.clone(),
                         source,
                     })?;
-                    let size = unpack(&b, c, &d)?;
+                    let size = unpack(&b, c, &d, limit)?;
                     // The rename below makes the layer visible to containers; its files must
                     // be on disk first or a crash could leave a complete-looking, empty layer.
                     if let Ok(f) = fs::File::open(&d) {
@@ -608,6 +613,13 @@ impl Store {
                     Ok(Err(UnpackError::Io { op, path, source })) => {
                         Err(ImageError::io(image, op, &path, source))
                     }
+                    Ok(Err(UnpackError::TooBig(limit))) => Err(ImageError::Limit {
+                        image: image.to_owned(),
+                        registry: ctx.reference.registry().to_owned(),
+                        message: format!(
+                            "layer {digest} unpacks to more than the image store's limit of {limit} bytes"
+                        ),
+                    }),
                     Ok(Err(UnpackError::Bad(message))) => Err(ImageError::BadLayer {
                         image: image.to_owned(),
                         digest: digest.clone(),

@@ -27,6 +27,8 @@ pub(crate) enum UnpackError {
     },
     /// The blob is not a safe, well-formed tar: the layer is at fault, not the node.
     Bad(String),
+    /// The layer unpacks to more than the store may hold (a decompression bomb, or a tiny store).
+    TooBig(u64),
 }
 
 fn io_at<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> UnpackError + 'a {
@@ -172,11 +174,13 @@ fn whiteout(dir: &Path, name: &str) -> Result<(), UnpackError> {
         .map_err(|e| io_at("creating the whiteout device", &target)(io::Error::from(e)))
 }
 
-/// Unpacks `blob` into the (new, empty) directory `dst`; returns the bytes it takes up.
+/// Unpacks `blob` into the (new, empty) directory `dst`; returns the bytes it takes up, and
+/// stops before writing more than `limit`.
 pub(crate) fn unpack(
     blob: &Path,
     compression: Compression,
     dst: &Path,
+    limit: u64,
 ) -> Result<u64, UnpackError> {
     let file = fs::File::open(blob).map_err(io_at("opening", blob))?;
     let reader = decoder(file, compression).map_err(UnpackError::Bad)?;
@@ -215,6 +219,9 @@ pub(crate) fn unpack(
         }
         if entry.header().entry_type().is_file() {
             size += entry.header().size().unwrap_or(0);
+        }
+        if size > limit {
+            return Err(UnpackError::TooBig(limit));
         }
         let unpacked = entry
             .unpack_in(dst)

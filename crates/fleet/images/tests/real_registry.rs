@@ -714,3 +714,36 @@ async fn a_full_disk_is_reported_as_such_and_leaves_no_partial_layer() {
         "only the small layer may be stored, found {layers}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_unpacking_beyond_the_store_limit_is_refused() {
+    let reg = RealRegistry::start();
+    // 2 MB of zeros gzip to a few kB: the compressed size passes, the unpacked one must not.
+    let bomb = Blob::gz(&[E::File("zeros", &vec![0u8; 2 << 20])]);
+    assert!(bomb.data.len() < 100_000);
+    push_image(
+        &reg.host(),
+        "ns/bomb",
+        "v1",
+        &[bomb],
+        &config_json("/x", &host_arch()),
+        Some(OCI_MANIFEST),
+    )
+    .await;
+    let dir = TempDir::new("store");
+    let err = store(&reg, &dir, 1 << 20)
+        .pull(
+            &format!("{}/ns/bomb:v1", reg.host()),
+            PullPolicy::IfNotPresent,
+            &progress(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::Limit { .. }), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
