@@ -38,6 +38,29 @@ pub trait ResolveDigest: Send + Sync {
     fn resolve<'a>(&'a self, image: &'a str) -> Resolving<'a>;
 }
 
+/// The fleet's registry client: the normalised repository (as Docker and Knative write it)
+/// with the digest the registry answers for the tag.
+impl ResolveDigest for kantai_images::Registry {
+    fn resolve<'a>(&'a self, image: &'a str) -> Resolving<'a> {
+        Box::pin(async move {
+            let digest = kantai_images::Registry::resolve(self, image).await?;
+            let name = kantai_images::normalize(image)?;
+            Ok(format!("{}@{digest}", repository(&name)))
+        })
+    }
+}
+
+/// `name` without its tag or digest: `host:5000/fn/hello:v1` → `host:5000/fn/hello`.
+fn repository(name: &str) -> &str {
+    let name = name.split_once('@').map_or(name, |(n, _)| n);
+    // A colon before the last slash is the registry's port.
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last..].find(':') {
+        Some(i) => &name[..last + i],
+        None => name,
+    }
+}
+
 /// Tells whether an image runs as a local process on the nodes (no registry involved).
 pub type RunsLocally = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -432,6 +455,22 @@ mod tests {
 
     const IMAGE: &str = "127.0.0.1:5055/fn/hello:v1";
     const RESOLVED: &str = "127.0.0.1:5055/fn/hello@sha256:aaaa";
+
+    #[test]
+    fn a_repository_keeps_the_registrys_port_and_drops_the_tag() {
+        assert_eq!(
+            repository("127.0.0.1:5055/fn/hello:v1"),
+            "127.0.0.1:5055/fn/hello"
+        );
+        assert_eq!(
+            repository("127.0.0.1:5055/fn/hello"),
+            "127.0.0.1:5055/fn/hello"
+        );
+        assert_eq!(
+            repository("docker.io/library/busybox@sha256:aa"),
+            "docker.io/library/busybox"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_tag_resolves_to_the_digest_to_record() {
