@@ -95,7 +95,8 @@ impl fmt::Debug for DigestConfig {
     }
 }
 
-/// Knative's digest resolver runs this many workers.
+/// Resolutions at once by default: a burst of new revisions does not wait on one slow
+/// registry, and no registry gets a flood of requests from one control plane.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// The wait before the first retry of a failed resolution, doubled at each failure.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
