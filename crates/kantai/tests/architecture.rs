@@ -119,7 +119,10 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
     ("loadgen", &[]),
     // Registries and the layer store know nothing of instances.
     ("images", &["kantai-model"]),
-    ("runtime", &["kantai-model", "kantai-container", "kantai-images"]),
+    (
+        "runtime",
+        &["kantai-model", "kantai-container", "kantai-images"],
+    ),
     (
         "dataplane",
         &[

@@ -480,8 +480,14 @@ impl Store {
         tracing::info!(image = %name, %digest, layers = m.layers.len(), bytes = compressed, "pulling image");
 
         let config = self.config(&ctx, &m.config).await?;
-        let results: Vec<Result<(), ImageError>> = futures_util::stream::iter(m.layers.iter())
+        // The futures are made before they go into the stream: a stream mapping a borrowing
+        // closure is not provably `Send`, and the pull runs in spawned tasks.
+        let fetches: Vec<_> = m
+            .layers
+            .iter()
             .map(|l| self.layer(&ctx, l, progress))
+            .collect();
+        let results: Vec<Result<(), ImageError>> = futures_util::stream::iter(fetches)
             .buffer_unordered(PARALLEL_LAYERS)
             .collect()
             .await;

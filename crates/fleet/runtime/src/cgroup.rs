@@ -101,14 +101,63 @@ impl Cgroups {
         }
     }
 
-    /// Removes an instance's groups (after its processes are gone).
-    pub fn remove(&self, instance: &str) {
-        let dirs: Vec<PathBuf> = match self {
-            Cgroups::V2(root) => vec![root.join(instance)],
-            Cgroups::V1 { cpu, memory } => vec![cpu.join(instance), memory.join(instance)],
+    /// The instance's group as a path from the hierarchy's root (`/kantai/<scope>/<instance>`),
+    /// as an OCI runtime's `linux.cgroupsPath` names it.
+    pub fn path_of(&self, instance: &str) -> String {
+        let dir = match self {
+            Cgroups::V2(root) => root.join(instance),
+            Cgroups::V1 { memory, .. } => memory.join(instance),
         };
-        for d in dirs {
-            let _ = std::fs::remove_dir(d);
+        let base = match self {
+            Cgroups::V2(_) => Path::new("/sys/fs/cgroup"),
+            Cgroups::V1 { .. } => Path::new("/sys/fs/cgroup/memory"),
+        };
+        match dir.strip_prefix(base) {
+            Ok(rel) => format!("/{}", rel.display()),
+            Err(_) => format!("/kantai/{instance}"),
+        }
+    }
+
+    /// How many processes the kernel killed in the instance's memory group for going over
+    /// its limit, so far.
+    pub fn oom_kills(&self, instance: &str) -> u64 {
+        let (file, key) = match self {
+            Cgroups::V2(root) => (root.join(instance).join("memory.events"), "oom_kill"),
+            Cgroups::V1 { memory, .. } => {
+                (memory.join(instance).join("memory.oom_control"), "oom_kill")
+            }
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    (k == key).then(|| v.trim().parse().ok())?
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// Removes an instance's groups (after its processes are gone), with any group below
+    /// them (an OCI runtime's), in every hierarchy the host has: an OCI runtime creates the
+    /// instance's directory in the hierarchies kantai does not set limits in, too.
+    pub fn remove(&self, instance: &str) {
+        let rel = self.path_of(instance);
+        for h in hierarchies() {
+            remove_tree(&h.join(rel.trim_start_matches('/')));
+        }
+    }
+
+    /// Removes every instance group of this scope (what an earlier run left).
+    pub fn remove_all(&self) {
+        let rel = self.path_of("");
+        for h in hierarchies() {
+            let scope = h.join(rel.trim_start_matches('/'));
+            if let Ok(entries) = std::fs::read_dir(&scope) {
+                for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                    remove_tree(&e.path());
+                }
+            }
         }
     }
 
@@ -138,4 +187,34 @@ impl Cgroups {
             },
         }
     }
+}
+
+/// Every cgroup hierarchy's root: `/sys/fs/cgroup` itself on a v2 host, each v1 controller's
+/// directory (and the v2 `unified` mount) beside it otherwise.
+fn hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_owned()];
+    }
+    std::fs::read_dir(root)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !p.is_symlink())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a cgroup directory and the groups below it, deepest first (cgroup directories
+/// go with rmdir, never with their files).
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }

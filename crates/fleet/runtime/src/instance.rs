@@ -1,20 +1,17 @@
-//! One instance: a supervised process with readiness, restarts with backoff, captured logs
-//! and a graceful stop.
+//! One instance: a supervised process (a local program, or an OCI runtime running a
+//! container) with startup, readiness and liveness probes, restarts with backoff, captured
+//! logs and a graceful stop. What differs between the two kinds of instance is a [`Backend`];
+//! everything here is the same for both.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::Runtime;
-use crate::cgroup::Limits;
 use crate::logs::LogBuffer;
 use crate::probe::ReadinessProbe;
 
@@ -35,8 +32,33 @@ pub struct InstanceSpec {
     pub node: String,
     /// The revision's container.
     pub container: kantai_model::serving::Container,
+    /// The image to run when it differs from the container's: the revision's tag resolved
+    /// to a digest (`status.containerStatuses[].imageDigest`), so every instance of a
+    /// revision runs the same image even if the tag moves.
+    pub image: Option<String>,
+    /// The merged pod- and container-level security settings.
+    pub security: kantai_model::serving::SecurityContext,
     /// How long a stopping instance may take before it is killed (the revision's timeout).
     pub grace: Duration,
+}
+
+impl InstanceSpec {
+    /// The environment Knative gives every instance, after the container's own: it wins.
+    pub fn knative_env(&self, port: u16) -> [(&'static str, String); 6] {
+        [
+            ("PORT", port.to_string()),
+            ("K_SERVICE", self.service.clone()),
+            ("K_CONFIGURATION", self.configuration.clone()),
+            ("K_REVISION", self.revision.clone()),
+            ("PODNAME", self.name.clone()),
+            ("NODENAME", self.node.clone()),
+        ]
+    }
+
+    /// The image reference to run: the pinned one when the revision has it.
+    pub fn image(&self) -> &str {
+        self.image.as_deref().unwrap_or(&self.container.image)
+    }
 }
 
 /// The lifecycle of an instance as the runtime sees it.
@@ -52,12 +74,53 @@ pub struct State {
     pub restarts: u32,
     /// When the current process started.
     pub started_at: Option<SystemTime>,
-    /// Why it is not ready (crash, waiting for backoff, ...).
+    /// Why it is not ready (pulling, crash, waiting for backoff, ...).
     pub message: Option<String>,
+    /// Kubernetes' reason for the state: `ErrImagePull`, `CreateContainerConfigError`,
+    /// `OOMKilled`, `Error`, `CrashLoopBackOff`, ...
+    pub reason: Option<String>,
+    /// It cannot start, and retrying soon will not fix it (the image does not exist, the
+    /// program is missing): requests held for it should be answered now.
+    pub failed: bool,
     /// Exit code (or negative signal number) of the last process that ended.
     pub last_exit_code: Option<i32>,
+    /// The image digest the instance runs (containers only).
+    pub image_digest: Option<String>,
     /// The instance gave up (stop requested and done).
     pub stopped: bool,
+}
+
+/// Why an instance cannot start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// Kubernetes' reason (`ErrImagePull`, `CreateContainerConfigError`, ...).
+    pub reason: &'static str,
+    /// What is wrong, naming the image or program.
+    pub message: String,
+    /// Whether trying again later may help (a registry that was unreachable).
+    pub retry: bool,
+}
+
+/// How one kind of instance is run: the seam between the supervisor and the process or
+/// OCI runtime.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Everything done once before the first start (pulling an image, mounting its root);
+    /// progress goes into `state`'s message.
+    fn prepare(
+        &mut self,
+        state: &watch::Sender<State>,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// The command of one start, listening on `port`.
+    fn command(&mut self, port: u16) -> Result<Command, Failure>;
+    /// Asks the running instance to stop, then makes sure it did: SIGTERM, and SIGKILL
+    /// after `grace`.
+    fn terminate(&self, child: &mut Child, grace: Duration) -> impl Future<Output = ()> + Send;
+    /// What runs an exec probe's command (inside the container for containers).
+    fn exec_prefix(&self) -> Vec<String>;
+    /// Kubernetes' reason for an exit (`OOMKilled` when the memory limit killed it).
+    fn exit_reason(&self, code: Option<i32>) -> &'static str;
+    /// Removes what `prepare` and `command` left (mounts, cgroups, bundles).
+    fn cleanup(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// A running instance. Dropping it kills the process at once; call [`Instance::stop`] for a
@@ -75,9 +138,14 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A process that ran this long resets the backoff.
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
+/// The first retry of a preparation that may succeed later (an unreachable registry), as
+/// Kubernetes' image pull back-off; each further one twice as long, up to five minutes.
+const PREPARE_RETRY_START: Duration = Duration::from_secs(10);
+/// The longest wait between preparation retries (Kubernetes' image pull back-off cap).
+const PREPARE_RETRY_MAX: Duration = Duration::from_secs(300);
 
 impl Instance {
-    pub(crate) fn start(runtime: &Runtime, spec: InstanceSpec, cmd: Vec<String>) -> Instance {
+    pub(crate) fn start<B: Backend>(backend: B, spec: InstanceSpec) -> Instance {
         let (tx, rx) = watch::channel(State {
             starting: true,
             ..State::default()
@@ -85,9 +153,8 @@ impl Instance {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let logs = Arc::new(LogBuffer::default());
         let sup = Supervisor {
-            runtime: runtime.clone(),
+            backend,
             spec,
-            cmd,
             state: tx,
             logs: logs.clone(),
         };
@@ -115,8 +182,8 @@ impl Instance {
         self.logs.clone()
     }
 
-    /// Stops the instance: SIGTERM to its process group, SIGKILL after the grace period.
-    /// Returns once the process is gone.
+    /// Stops the instance: SIGTERM, SIGKILL after the grace period, then removes what it
+    /// left (mounts, cgroups). Returns once the process is gone.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -134,10 +201,9 @@ impl Drop for Instance {
     }
 }
 
-struct Supervisor {
-    runtime: Runtime,
+struct Supervisor<B> {
+    backend: B,
     spec: InstanceSpec,
-    cmd: Vec<String>,
     state: watch::Sender<State>,
     logs: Arc<LogBuffer>,
 }
@@ -145,63 +211,17 @@ struct Supervisor {
 enum Outcome {
     Stop,
     Exited(Option<i32>, Duration),
+    Unhealthy(&'static str),
 }
 
-impl Supervisor {
-    async fn run(self, mut stop: tokio::sync::oneshot::Receiver<()>) {
-        let cgroup_files = self.setup_cgroups();
-        let mut backoff = BACKOFF_START;
-        loop {
-            let port = match free_port() {
-                Ok(p) => p,
-                Err(e) => {
-                    self.fail(format!("no free port for the instance: {e}"));
-                    if sleep_or_stop(&mut stop, backoff).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let child = match self.spawn(port, &cgroup_files) {
-                Ok(c) => c,
-                Err(e) => {
-                    self.fail(format!("cannot start {:?}: {e}", self.cmd[0]));
-                    if sleep_or_stop(&mut stop, backoff).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    continue;
-                }
-            };
-            match self.supervise(child, port, &mut stop).await {
-                Outcome::Stop => break,
-                Outcome::Exited(code, ran) => {
-                    if ran >= BACKOFF_RESET_AFTER {
-                        backoff = BACKOFF_START;
-                    }
-                    let what = match code {
-                        Some(c) if c < 0 => format!("killed by signal {}", -c),
-                        Some(c) => format!("exited with code {c}"),
-                        None => "exited".to_owned(),
-                    };
-                    warn!(instance = %self.spec.name, "instance {what}; restarting in {backoff:?}");
-                    self.state.send_modify(|s| {
-                        s.ready = false;
-                        s.starting = true;
-                        s.restarts += 1;
-                        s.last_exit_code = code;
-                        s.message = Some(format!("container {what}; restarting"));
-                    });
-                    if sleep_or_stop(&mut stop, backoff).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
+type StopRx = tokio::sync::oneshot::Receiver<()>;
+
+impl<B: Backend> Supervisor<B> {
+    async fn run(mut self, mut stop: StopRx) {
+        if self.prepare(&mut stop).await {
+            self.restart_loop(&mut stop).await;
         }
-        if let Some(cg) = &self.runtime.inner.cgroups {
-            cg.remove(&self.cgroup_name());
-        }
+        self.backend.cleanup().await;
         self.state.send_modify(|s| {
             s.ready = false;
             s.starting = false;
@@ -209,154 +229,238 @@ impl Supervisor {
         });
     }
 
-    fn cgroup_name(&self) -> String {
-        format!("{}.{}", self.spec.namespace, self.spec.name)
-    }
-
-    fn limits(&self) -> Limits {
-        let l = &self.spec.container.resources.limits;
-        Limits {
-            cpu: l.get("cpu").map(|q| q.value()),
-            memory: l.get("memory").map(|q| q.value().max(0.0) as u64),
-        }
-    }
-
-    fn setup_cgroups(&self) -> Vec<PathBuf> {
-        let limits = self.limits();
-        if limits.is_empty() {
-            return Vec::new();
-        }
-        match &self.runtime.inner.cgroups {
-            Some(cg) => match cg.create(&self.cgroup_name(), limits) {
-                Ok(files) => files,
-                Err(e) => {
-                    self.runtime
-                        .warn_no_cgroups(&format!("cannot create a cgroup: {e}"));
-                    Vec::new()
+    /// Prepares the backend, retrying what may succeed later; false when stopped first.
+    async fn prepare(&mut self, stop: &mut StopRx) -> bool {
+        let mut retry = PREPARE_RETRY_START;
+        loop {
+            match self.backend.prepare(&self.state).await {
+                Ok(()) => {
+                    self.state.send_modify(|s| {
+                        s.failed = false;
+                        s.reason = None;
+                        s.message = None;
+                    });
+                    return true;
                 }
-            },
-            None => {
-                self.runtime
-                    .warn_no_cgroups("this host does not let kantai create cgroups");
-                Vec::new()
+                Err(f) => {
+                    warn!(instance = %self.spec.name, reason = f.reason, "cannot start: {}", f.message);
+                    self.state.send_modify(|s| {
+                        s.failed = true;
+                        s.starting = false;
+                        s.reason = Some(f.reason.to_owned());
+                        s.message = Some(f.message.clone());
+                    });
+                    if !f.retry {
+                        // Nothing will change until the revision does: wait for the stop.
+                        let _ = stop.await;
+                        return false;
+                    }
+                    if sleep_or_stop(stop, retry).await {
+                        return false;
+                    }
+                    retry = (retry * 2).min(PREPARE_RETRY_MAX);
+                }
             }
         }
     }
 
-    fn fail(&self, message: String) {
+    async fn restart_loop(&mut self, stop: &mut StopRx) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            let port = match free_port() {
+                Ok(p) => p,
+                Err(e) => {
+                    self.fail(
+                        "Error",
+                        format!("no free port for the instance: {e}"),
+                        false,
+                    );
+                    if sleep_or_stop(stop, backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let child = match self.spawn(port) {
+                Ok(c) => c,
+                Err(f) => {
+                    // A program that cannot start now will not start on a retry soon
+                    // either: say so at once (requests held for it are answered), and
+                    // keep trying in case it appears.
+                    self.fail(f.reason, f.message, !f.retry);
+                    if sleep_or_stop(stop, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let outcome = self.supervise(child, port, stop).await;
+            let (code, reason, what) = match outcome {
+                Outcome::Stop => return,
+                Outcome::Exited(code, ran) => {
+                    if ran >= BACKOFF_RESET_AFTER {
+                        backoff = BACKOFF_START;
+                    }
+                    let reason = self.backend.exit_reason(code);
+                    let what = match code {
+                        _ if reason == "OOMKilled" => {
+                            "was killed for going over its memory limit (OOMKilled)".to_owned()
+                        }
+                        Some(c) if c < 0 => format!("was killed by signal {}", -c),
+                        Some(c) => format!("exited with code {c}"),
+                        None => "exited".to_owned(),
+                    };
+                    (code, reason, what)
+                }
+                Outcome::Unhealthy(why) => (None, "Error", format!("failed its {why}")),
+            };
+            warn!(instance = %self.spec.name, "instance {what}; restarting in {backoff:?}");
+            self.state.send_modify(|s| {
+                s.ready = false;
+                s.starting = true;
+                s.restarts += 1;
+                s.last_exit_code = code.or(s.last_exit_code);
+                s.reason = Some(reason.to_owned());
+                s.message = Some(format!("container {what}; restarting"));
+            });
+            if sleep_or_stop(stop, backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn fail(&self, reason: &'static str, message: String, failed: bool) {
         warn!(instance = %self.spec.name, "{message}");
         self.state.send_modify(|s| {
             s.ready = false;
+            s.failed = failed;
+            s.reason = Some(reason.to_owned());
             s.message = Some(message);
         });
     }
 
-    fn spawn(&self, port: u16, cgroup_files: &[PathBuf]) -> std::io::Result<Child> {
-        let s = &self.spec;
-        let mut cmd = match &self.runtime.inner.launcher {
-            // The launcher (kantai's shim) ties the instance to this process's life and joins
-            // the cgroups before it becomes the instance's program.
-            Some(launcher) => {
-                let mut c = Command::new(launcher);
-                c.arg("__shim")
-                    .arg("--parent")
-                    .arg(std::process::id().to_string());
-                for f in cgroup_files {
-                    c.arg("--cgroup").arg(f);
-                }
-                // The shim joins the cgroups while it may, then becomes this user.
-                if let Some(r) = self.runtime.run_as() {
-                    c.arg("--user").arg(format!("{}:{}", r.uid, r.gid));
-                }
-                c.arg("--").args(&self.cmd);
-                c
-            }
-            None => {
-                let mut c = Command::new(&self.cmd[0]);
-                c.args(&self.cmd[1..]);
-                if let Some(r) = self.runtime.run_as() {
-                    c.uid(r.uid).gid(r.gid);
-                }
-                c
-            }
-        };
-        cmd.env_clear();
-        for key in ["PATH", "LANG", "TZ", "RUST_BACKTRACE"] {
-            if let Some(v) = std::env::var_os(key) {
-                cmd.env(key, v);
-            }
-        }
-        if std::env::var_os("PATH").is_none() {
-            cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
-        }
-        for e in &s.container.env {
-            if let Some(v) = &e.value {
-                cmd.env(&e.name, v);
-            }
-        }
-        cmd.env("PORT", port.to_string())
-            .env("K_SERVICE", &s.service)
-            .env("K_CONFIGURATION", &s.configuration)
-            .env("K_REVISION", &s.revision)
-            .env("PODNAME", &s.name)
-            .env("NODENAME", &s.node);
-        if let Some(dir) = &s.container.working_dir {
-            cmd.current_dir(dir);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+    fn spawn(&mut self, port: u16) -> Result<Child, Failure> {
+        let mut cmd = self.backend.command(port)?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd.spawn()?;
+        let mut child = cmd.spawn().map_err(|e| Failure {
+            reason: "StartError",
+            message: format!(
+                "cannot start {:?}: {e}",
+                cmd.as_std().get_program().to_string_lossy()
+            ),
+            retry: true,
+        })?;
         if let Some(out) = child.stdout.take() {
             tokio::spawn(capture(out, self.logs.clone()));
         }
         if let Some(err) = child.stderr.take() {
             tokio::spawn(capture(err, self.logs.clone()));
         }
-        info!(instance = %s.name, pid = child.id(), port, "instance started");
+        info!(instance = %self.spec.name, pid = child.id(), port, "instance started");
         self.state.send_modify(|st| {
             st.port = Some(port);
             st.started_at = Some(SystemTime::now());
             st.starting = true;
             st.ready = false;
+            st.failed = false;
             st.message = None;
         });
         Ok(child)
     }
 
-    async fn supervise(
-        &self,
-        mut child: Child,
-        port: u16,
-        stop: &mut tokio::sync::oneshot::Receiver<()>,
-    ) -> Outcome {
+    async fn supervise(&self, mut child: Child, port: u16, stop: &mut StopRx) -> Outcome {
         let started = tokio::time::Instant::now();
-        let probe = ReadinessProbe::resolve(self.spec.container.readiness_probe.as_ref(), port);
-        let readiness = self.readiness(&probe);
-        tokio::pin!(readiness);
-        loop {
-            tokio::select! {
-                status = child.wait() => {
-                    let code = status.ok().and_then(|s| {
-                        use std::os::unix::process::ExitStatusExt;
-                        s.code().or_else(|| s.signal().map(|sig| -sig))
-                    });
-                    return Outcome::Exited(code, started.elapsed());
-                }
-                _ = &mut readiness => {}
-                _ = &mut *stop => {
-                    self.terminate(&mut child).await;
-                    return Outcome::Stop;
-                }
+        let c = &self.spec.container;
+        let prefix = self.backend.exec_prefix();
+        let readiness = ReadinessProbe::resolve(c.readiness_probe.as_ref(), port, &prefix);
+        let liveness = c
+            .liveness_probe
+            .as_ref()
+            .map(|p| ReadinessProbe::resolve(Some(p), port, &prefix));
+        let startup = c
+            .startup_probe
+            .as_ref()
+            .map(|p| ReadinessProbe::resolve(Some(p), port, &prefix));
+        let health = self.health(startup, readiness, liveness);
+        tokio::pin!(health);
+        tokio::select! {
+            status = child.wait() => {
+                let code = status.ok().and_then(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.code().or_else(|| s.signal().map(|sig| -sig))
+                });
+                Outcome::Exited(code, started.elapsed())
             }
+            why = &mut health => {
+                warn!(instance = %self.spec.name, "instance failed its {why}; restarting it");
+                self.state.send_modify(|s| s.ready = false);
+                self.backend.terminate(&mut child, self.spec.grace).await;
+                Outcome::Unhealthy(why)
+            }
+            _ = &mut *stop => {
+                self.state.send_modify(|s| s.ready = false);
+                let grace = self.spec.grace.max(Duration::from_millis(100));
+                self.backend.terminate(&mut child, grace).await;
+                info!(instance = %self.spec.name, "instance stopped");
+                Outcome::Stop
+            }
+        }
+    }
+
+    /// Kubernetes' probes: the startup probe first (nothing else runs until it passes),
+    /// then readiness and liveness side by side. Returns only when the instance must be
+    /// restarted, naming the probe that failed.
+    async fn health(
+        &self,
+        startup: Option<ReadinessProbe>,
+        readiness: ReadinessProbe,
+        liveness: Option<ReadinessProbe>,
+    ) -> &'static str {
+        if let Some(p) = &startup
+            && !self.passes_startup(p).await
+        {
+            return "startup probe";
+        }
+        let live = async {
+            match &liveness {
+                Some(p) => {
+                    fails(p).await;
+                    "liveness probe"
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            never = self.readiness(&readiness) => never,
+            why = live => why,
+        }
+    }
+
+    /// Probes until the startup probe succeeds (true) or fails its threshold (false).
+    async fn passes_startup(&self, p: &ReadinessProbe) -> bool {
+        tokio::time::sleep(p.initial_delay).await;
+        let mut failures = 0;
+        loop {
+            if p.check().await {
+                return true;
+            }
+            failures += 1;
+            if failures >= p.failure_threshold {
+                return false;
+            }
+            tokio::time::sleep(p.period).await;
         }
     }
 
     /// Probes fast until ready (so that readiness does not dominate a cold start), then every
     /// probe period; never returns.
-    async fn readiness(&self, probe: &ReadinessProbe) {
+    async fn readiness(&self, probe: &ReadinessProbe) -> &'static str {
         tokio::time::sleep(probe.initial_delay).await;
         // Every millisecond (tokio's timer resolution) for the first half second, where
         // nearly every process gets ready, then backing off to Knative's 25 ms: a request
@@ -380,6 +484,8 @@ impl Supervisor {
             }
         }
         debug!(instance = %self.spec.name, "instance ready");
+        // The reason stays: it says why the last run ended (OOMKilled, Error), as a pod's
+        // lastState does.
         self.state.send_modify(|s| {
             s.ready = true;
             s.starting = false;
@@ -411,28 +517,28 @@ impl Supervisor {
             }
         }
     }
+}
 
-    async fn terminate(&self, child: &mut Child) {
-        self.state.send_modify(|s| s.ready = false);
-        let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
-            return;
-        };
-        let group = Pid::from_raw(pid);
-        let _ = killpg(group, Signal::SIGTERM);
-        let grace = self.spec.grace.max(Duration::from_millis(100));
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            warn!(instance = %self.spec.name, "instance ignored SIGTERM for {grace:?}; killing it");
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = child.wait().await;
+/// Returns once `p` failed its threshold in a row (a liveness probe: probed every period
+/// from its initial delay).
+async fn fails(p: &ReadinessProbe) {
+    tokio::time::sleep(p.initial_delay).await;
+    let mut failures = 0;
+    loop {
+        if p.check().await {
+            failures = 0;
+        } else {
+            failures += 1;
+            if failures >= p.failure_threshold {
+                return;
+            }
         }
-        // Anything the instance started in its group goes with it.
-        let _ = killpg(group, Signal::SIGKILL);
-        info!(instance = %self.spec.name, "instance stopped");
+        tokio::time::sleep(p.period).await;
     }
 }
 
 /// Waits `d` unless a stop is requested first (then returns true).
-async fn sleep_or_stop(stop: &mut tokio::sync::oneshot::Receiver<()>, d: Duration) -> bool {
+pub(crate) async fn sleep_or_stop(stop: &mut StopRx, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = stop => true,

@@ -1,23 +1,36 @@
-//! kantai's process runtime: every instance of a function is a local process, started with
-//! the container's command and environment plus Knative's (`PORT`, `K_SERVICE`, ...), watched
-//! for readiness, restarted with backoff when it crashes, stopped gracefully, limited through
-//! cgroups where the host allows it, and never left behind when kantai goes away.
+//! kantai's runtime: every instance of a function is either a local process (images mapped
+//! to a command under `runtime.images`: the built-in functions, the offline demo) or an OCI
+//! container (every other image: pulled, unpacked and run by runc or crun). Both get the
+//! container's environment plus Knative's (`PORT`, `K_SERVICE`, ...), are probed, restarted
+//! with backoff when they crash, stopped gracefully, limited through cgroups, and never left
+//! behind when kantai goes away.
+//!
+//! In the order an instance meets them: `config.rs` (which images run how), `lib.rs`
+//! (`Runtime::start` picks the backend), `instance.rs` (the supervisor and the `Backend`
+//! seam), `process.rs` and `oci/` (the two backends), `probe.rs`, `cgroup.rs`, `logs.rs`,
+//! `shim.rs`.
 
 mod cgroup;
 mod config;
 mod instance;
 mod logs;
+mod oci;
 mod probe;
+mod process;
 pub mod shim;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use cgroup::{Cgroups, Limits};
-pub use config::{ImageCommand, KANTAI_PLACEHOLDER, RuntimeConfig, glob_match};
-pub use instance::{Instance, InstanceSpec, State};
+pub use config::{
+    DEFAULT_PIDS_LIMIT, DEFAULT_STORE_LIMIT, ImageCommand, KANTAI_PLACEHOLDER, OciConfig,
+    RuntimeConfig, glob_match,
+};
+pub use instance::{Failure, Instance, InstanceSpec, State};
 pub use logs::LogBuffer;
+pub use oci::{OciRuntime, is_mount_point};
 pub use probe::{Check, ReadinessProbe};
 
 /// Why an instance cannot be started at all.
@@ -32,6 +45,18 @@ pub enum StartError {
     /// The user instances should run as cannot be used.
     #[error("{0}")]
     User(String),
+    /// The image needs a container runtime this runtime does not have.
+    #[error("{0}")]
+    NoRuntime(String),
+}
+
+/// The limits a container's `resources.limits` sets.
+pub(crate) fn limits_of(c: &kantai_model::serving::Container) -> Limits {
+    let l = &c.resources.limits;
+    Limits {
+        cpu: l.get("cpu").map(|q| q.value()),
+        memory: l.get("memory").map(|q| q.value().max(0.0) as u64),
+    }
 }
 
 /// The unprivileged user instances run as when kantai runs as root.
@@ -121,13 +146,46 @@ struct Inner {
     cgroups: Option<Cgroups>,
     warned: AtomicBool,
     run_as: Result<Option<RunAs>, String>,
+    /// The OCI side; `None` for a runtime without a state directory (processes only).
+    oci: Option<Arc<oci::Oci>>,
 }
 
+/// The reason an instance that needs an OCI runtime gets where the runtime has none.
+const NO_STATE_DIR: &str =
+    "this runtime has no state directory for images and containers (started without one)";
+
 impl Runtime {
-    /// A runtime. `launcher` is the kantai executable, used as a shim that binds each
-    /// instance's life to this process (without it, instances are spawned directly).
-    /// `scope` names this node's cgroup directory.
+    /// A runtime for processes only. `launcher` is the kantai executable, used as a shim
+    /// that binds each instance's life to this process (without it, instances are spawned
+    /// directly). `scope` names this node's cgroup directory.
     pub fn new(config: RuntimeConfig, launcher: Option<PathBuf>, scope: &str) -> Runtime {
+        Runtime::build(config, launcher, scope, None)
+    }
+
+    /// A runtime for processes and containers: images, container roots and the OCI
+    /// runtime's state live under `state_dir`. What an earlier run left there (containers,
+    /// mounts, cgroups) is removed first.
+    pub async fn open(
+        config: RuntimeConfig,
+        launcher: Option<PathBuf>,
+        scope: &str,
+        state_dir: &Path,
+    ) -> Runtime {
+        let oci = Arc::new(oci::Oci::open(&config.oci, state_dir));
+        oci.clean_leftovers().await;
+        let rt = Runtime::build(config, launcher, scope, Some(oci));
+        if let Some(cg) = &rt.inner.cgroups {
+            cg.remove_all();
+        }
+        rt
+    }
+
+    fn build(
+        config: RuntimeConfig,
+        launcher: Option<PathBuf>,
+        scope: &str,
+        oci: Option<Arc<oci::Oci>>,
+    ) -> Runtime {
         let run_as = resolve_user(config.user.as_deref());
         match &run_as {
             Ok(Some(r)) => tracing::info!(uid = r.uid, gid = r.gid, "instances run unprivileged"),
@@ -141,8 +199,22 @@ impl Runtime {
                 cgroups: Cgroups::detect(scope),
                 warned: AtomicBool::new(false),
                 run_as,
+                oci,
             }),
         }
+    }
+
+    /// The OCI runtime containers run with, or why there is none.
+    pub fn oci_runtime(&self) -> Result<&OciRuntime, String> {
+        match &self.inner.oci {
+            Some(o) => o.runtime.as_ref().map_err(Clone::clone),
+            None => Err(NO_STATE_DIR.to_owned()),
+        }
+    }
+
+    /// Whether an image runs as a local process (it is mapped under `runtime.images`).
+    pub fn runs_as_process(&self, image: &str) -> bool {
+        self.inner.config.lookup(image).is_some()
     }
 
     /// The user instances run as, when not the agent's own.
@@ -181,6 +253,7 @@ impl Runtime {
             .inner
             .config
             .lookup(&container.image)
+            .filter(|e| !e.command.is_empty())
             .ok_or_else(|| StartError::NoCommand(container.image.clone()))?;
         let args = if container.args.is_empty() {
             &entry.args
@@ -190,11 +263,31 @@ impl Runtime {
         Ok(entry.command.iter().chain(args).map(expand).collect())
     }
 
-    /// Starts an instance.
+    /// Starts an instance: as a process when its image is mapped under `runtime.images`,
+    /// else as a container. A container that cannot run (no OCI runtime, an image that
+    /// cannot be pulled) still starts, failed, so that its state says why.
     pub fn start(&self, spec: InstanceSpec) -> Result<Instance, StartError> {
-        self.inner.run_as.clone().map_err(StartError::User)?;
-        let cmd = self.command_for(&spec.container)?;
-        Ok(Instance::start(self, spec, cmd))
+        if self.runs_as_process(&spec.container.image) {
+            self.inner.run_as.clone().map_err(StartError::User)?;
+            let cmd = self.command_for(&spec.container)?;
+            let backend = process::Process {
+                runtime: self.clone(),
+                spec: spec.clone(),
+                cmd,
+                cgroup_files: Vec::new(),
+            };
+            return Ok(Instance::start(backend, spec));
+        }
+        match &self.inner.oci {
+            Some(oci) => {
+                let backend = oci::Container::new(self.clone(), spec.clone(), oci.clone());
+                Ok(Instance::start(backend, spec))
+            }
+            None => Err(StartError::NoRuntime(format!(
+                "image {}: {NO_STATE_DIR}; map the image to a command under runtime.images",
+                spec.container.image
+            ))),
+        }
     }
 
     fn warn_no_cgroups(&self, why: &str) {

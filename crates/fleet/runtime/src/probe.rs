@@ -50,8 +50,10 @@ pub struct ReadinessProbe {
 impl ReadinessProbe {
     /// Resolves a container's probe (defaulted by the model: a TCP check) for an instance
     /// listening on `port`. A probe port of 0, absent, or the container's declared port means
-    /// the instance's real port, since kantai assigns each instance its own `PORT`.
-    pub fn resolve(probe: Option<&Probe>, port: u16) -> ReadinessProbe {
+    /// the instance's real port, since kantai assigns each instance its own `PORT`. An exec
+    /// probe's command runs after `exec_prefix` (the OCI runtime's `exec` for a container,
+    /// so the command runs inside it).
+    pub fn resolve(probe: Option<&Probe>, port: u16, exec_prefix: &[String]) -> ReadinessProbe {
         let default = Probe::default();
         let p = probe.unwrap_or(&default);
         let secs = |v: Option<i64>, d: u64| Duration::from_secs(v.map_or(d, |v| v.max(0) as u64));
@@ -71,7 +73,11 @@ impl ReadinessProbe {
             }
         } else if let Some(e) = &p.exec {
             Check::Exec {
-                command: e.command.clone(),
+                command: if e.command.is_empty() {
+                    Vec::new()
+                } else {
+                    exec_prefix.iter().chain(&e.command).cloned().collect()
+                },
             }
         } else {
             // tcpSocket, gRPC (checked as a connection) and the default.

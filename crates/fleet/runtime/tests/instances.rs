@@ -32,6 +32,8 @@ fn spec(name: &str, container: Container, grace: Duration) -> InstanceSpec {
         revision: "svc-00001".into(),
         node: "node1".into(),
         container,
+        image: None,
+        security: Default::default(),
         grace,
     }
 }
@@ -55,8 +57,22 @@ async fn wait_logs(i: &kantai_runtime::Instance, needle: &str) -> String {
     panic!("{needle:?} never appeared in the logs: {}", i.logs(None));
 }
 
+/// The fleet config's runtime section with the scripts' image run as processes.
+fn config() -> RuntimeConfig {
+    let mut c = RuntimeConfig::default();
+    c.images.insert(
+        0,
+        kantai_runtime::ImageCommand {
+            image: "test/*".into(),
+            command: Vec::new(),
+            args: Vec::new(),
+        },
+    );
+    c
+}
+
 fn runtime() -> Runtime {
-    Runtime::new(RuntimeConfig::default(), None, "test-runtime")
+    Runtime::new(config(), None, "test-runtime")
 }
 
 #[tokio::test]
@@ -154,7 +170,7 @@ async fn an_instance_that_ignores_sigterm_is_killed_after_the_grace_period() {
 }
 
 #[tokio::test]
-async fn an_unmapped_image_is_refused_with_a_hint() {
+async fn an_image_needing_a_container_is_refused_by_a_process_only_runtime_with_a_hint() {
     let c = Container {
         image: "nginx:latest".into(),
         ..Container::default()
@@ -163,13 +179,27 @@ async fn an_unmapped_image_is_refused_with_a_hint() {
         .start(spec("x", c, Duration::from_secs(1)))
         .err()
         .expect("refused");
-    assert_eq!(err, StartError::NoCommand("nginx:latest".into()));
+    assert!(matches!(err, StartError::NoRuntime(_)), "{err:?}");
+    assert!(err.to_string().contains("runtime.images"), "{err}");
+}
+
+#[tokio::test]
+async fn a_process_image_without_any_command_is_refused_with_a_hint() {
+    let c = Container {
+        image: "test/nothing".into(),
+        ..Container::default()
+    };
+    let err = runtime()
+        .start(spec("x", c, Duration::from_secs(1)))
+        .err()
+        .expect("refused");
+    assert_eq!(err, StartError::NoCommand("test/nothing".into()));
     assert!(err.to_string().contains("runtime.images"));
 }
 
 #[tokio::test]
 async fn limits_are_applied_through_cgroups_where_the_host_allows() {
-    let rt = Runtime::new(RuntimeConfig::default(), None, "test-limits");
+    let rt = Runtime::new(config(), None, "test-limits");
     let Some(cg) = rt.cgroups().cloned() else {
         eprintln!(
             "SKIPPED: this host does not let kantai create cgroups; limits are not enforced here"

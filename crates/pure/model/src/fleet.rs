@@ -242,6 +242,13 @@ pub struct InstanceStatus {
     /// Exit code of the last process that ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_exit_code: Option<i32>,
+    /// Kubernetes' reason for the state (`ContainerCreating` while pulling, `ErrImagePull`,
+    /// `CreateContainerConfigError`, `OOMKilled`, `Error`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The image the instance runs, pinned to its digest (containers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
 }
 
 fn u32_field(f: &mut Fields<'_>, name: &'static str, out: &mut Findings) -> u32 {
@@ -416,6 +423,8 @@ impl Decode for InstanceStatus {
             start_time: f.opt("startTime", out),
             message: f.opt("message", out),
             last_exit_code: last_exit_code.and_then(|c| i32::try_from(c).ok()),
+            reason: f.opt("reason", out),
+            image_digest: f.opt("imageDigest", out),
         };
         f.finish(
             &[
@@ -426,6 +435,8 @@ impl Decode for InstanceStatus {
                 "startTime",
                 "message",
                 "lastExitCode",
+                "reason",
+                "imageDigest",
             ],
             out,
         );
@@ -612,6 +623,8 @@ mod tests {
                 start_time: Some("2026-11-26T00:00:00Z".into()),
                 message: None,
                 last_exit_code: Some(1),
+                reason: Some("Error".into()),
+                image_digest: Some("127.0.0.1:5000/fn/hello@sha256:00".into()),
             }),
         };
         let json = to_json("Instance", &i);

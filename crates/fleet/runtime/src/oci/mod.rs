@@ -1,0 +1,450 @@
+//! The OCI backend: an instance is a container. Its image is pulled into the node's layer
+//! store, its root is an overlay of the stored layers, its `config.json` comes from
+//! `kantai-container` (Kubernetes' rules), and runc or crun runs it in the foreground, so
+//! its output and exit code are the supervisor's like any process's.
+//!
+//! The container shares the host's network and listens on the port kantai gives it, as a
+//! process instance does. Limits live in a cgroup kantai makes for the instance; the OCI
+//! runtime puts the container in a group below it (`…/<instance>/ctr`), so the limits and
+//! the memory cgroup's OOM-kill count outlive each run of the container and a kill for
+//! going over the memory limit is told apart from any other SIGKILL.
+
+mod bundle;
+mod cli;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kantai_container::{ImageConfig, Inputs, Network, Security};
+use kantai_images::{Image, Store};
+use kantai_model::serving::PullPolicy;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use bundle::is_mount_point;
+pub use cli::OciRuntime;
+
+use crate::instance::{Backend, Failure, InstanceSpec, State};
+use crate::{OciConfig, Runtime, limits_of};
+
+/// The node's OCI side: the runtime binary, the layer store and where bundles go. Either
+/// part may be missing; an instance that needs it then fails at once saying what to do.
+pub(crate) struct Oci {
+    pub(crate) runtime: Result<OciRuntime, String>,
+    pub(crate) store: Result<Store, String>,
+    bundles: PathBuf,
+    pids_limit: i64,
+}
+
+/// The cgroup directory of the container itself, below the instance's own.
+const CONTAINER_GROUP: &str = "ctr";
+
+impl Oci {
+    /// Finds the runtime and opens the store under `state_dir`; says which runtime it uses.
+    pub(crate) fn open(cfg: &OciConfig, state_dir: &Path) -> Oci {
+        let runtime = if nix::unistd::Uid::effective().is_root() {
+            OciRuntime::detect(cfg.runtime.as_deref(), &state_dir.join("runc"))
+        } else {
+            Err(
+                "containers need kantai to run as root on this node (rootless OCI runtimes are not supported); \
+                 or map the image to a command under runtime.images in the fleet config"
+                    .to_owned(),
+            )
+        };
+        match &runtime {
+            Ok(r) => info!(
+                runtime = %r.name,
+                path = %r.path.display(),
+                version = %r.version,
+                "containers run with {} ({})",
+                r.name,
+                r.path.display()
+            ),
+            Err(e) => warn!("images not mapped to a command cannot run: {e}"),
+        }
+        let store = kantai_images::Registry::new(&cfg.images())
+            .map_err(|e| e.to_string())
+            .and_then(|reg| {
+                Store::open(&state_dir.join("images"), reg, cfg.store_limit)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = &store {
+            warn!("the image store cannot be used: {e}");
+        }
+        Oci {
+            runtime,
+            store,
+            bundles: state_dir.join("containers"),
+            pids_limit: cfg.pids_limit,
+        }
+    }
+
+    /// Removes what an earlier run of this node left: containers in its runtime root,
+    /// mounted roots and bundles (after a SIGKILL of the agent, say).
+    pub(crate) async fn clean_leftovers(&self) {
+        if let Ok(rt) = &self.runtime {
+            for id in rt.list().await {
+                info!(container = %id, "removing a container an earlier run of this node left");
+                rt.remove(&id).await;
+            }
+        }
+        let Ok(dirs) = std::fs::read_dir(&self.bundles) else {
+            return;
+        };
+        for d in dirs.flatten() {
+            info!(bundle = %d.path().display(), "removing a container bundle an earlier run of this node left");
+            bundle::Bundle::new(d.path()).remove();
+        }
+    }
+}
+
+/// One container instance.
+pub(crate) struct Container {
+    runtime: Runtime,
+    oci: Arc<Oci>,
+    spec: InstanceSpec,
+    /// The OCI runtime's container id (unique on the node: instance names are).
+    id: String,
+    bundle: bundle::Bundle,
+    /// The pulled image; holding it keeps its layers from eviction.
+    image: Option<Image>,
+    config: Option<ImageConfig>,
+    passwd: Option<String>,
+    group: Option<String>,
+    /// Whether the container was run before (a restart needs a fresh root).
+    ran: bool,
+    /// The instance cgroup's OOM kills before the current run.
+    oom_kills: u64,
+}
+
+impl Container {
+    pub(crate) fn new(runtime: Runtime, spec: InstanceSpec, oci: Arc<Oci>) -> Container {
+        let id = format!("{}.{}", spec.namespace, spec.name);
+        Container {
+            bundle: bundle::Bundle::new(oci.bundles.join(&id)),
+            oci,
+            runtime,
+            spec,
+            id,
+            image: None,
+            config: None,
+            passwd: None,
+            group: None,
+            ran: false,
+            oom_kills: 0,
+        }
+    }
+
+    fn cgroup_name(&self) -> String {
+        self.id.clone()
+    }
+
+    fn security(&self) -> Security {
+        let s = &self.spec.security;
+        let id = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+        let caps = s.capabilities.clone().unwrap_or_default();
+        Security {
+            run_as_user: id(s.run_as_user),
+            run_as_group: id(s.run_as_group),
+            run_as_non_root: s.run_as_non_root.unwrap_or(false),
+            read_only_root_filesystem: s.read_only_root_filesystem.unwrap_or(false),
+            allow_privilege_escalation: s.allow_privilege_escalation,
+            cap_add: caps.add,
+            cap_drop: caps.drop,
+        }
+    }
+
+    /// The OCI runtime config of one run, listening on `port`.
+    fn runtime_spec(&self, port: u16) -> Result<oci_spec::runtime::Spec, Failure> {
+        let image = self.config.as_ref().ok_or_else(|| Failure {
+            reason: "CreateContainerConfigError",
+            message: "the image's config was not read".to_owned(),
+            retry: false,
+        })?;
+        let env: Vec<(String, String)> = self
+            .spec
+            .knative_env(port)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let rootfs = self.bundle.rootfs().display().to_string();
+        let cgroups_path = format!(
+            "{}/{CONTAINER_GROUP}",
+            self.runtime
+                .inner
+                .cgroups
+                .as_ref()
+                .map(|c| c.path_of(&self.cgroup_name()))
+                .unwrap_or_else(|| format!("/kantai/{}", self.cgroup_name()))
+        );
+        let host_files: Vec<(String, String)> = ["/etc/resolv.conf", "/etc/hosts"]
+            .into_iter()
+            .filter(|f| Path::new(f).exists())
+            .map(|f| (f.to_owned(), f.to_owned()))
+            .collect();
+        let security = self.security();
+        let inputs = Inputs {
+            image_name: self.spec.image(),
+            container: &self.spec.container,
+            image,
+            security: &security,
+            knative_env: &env,
+            rootfs: &rootfs,
+            hostname: &self.spec.name,
+            cgroups_path: &cgroups_path,
+            pids_limit: self.oci.pids_limit,
+            passwd: self.passwd.as_deref(),
+            group: self.group.as_deref(),
+            network: Network::Host,
+            host_files: &host_files,
+        };
+        let mut spec = kantai_container::runtime_spec(&inputs).map_err(|e| Failure {
+            reason: e.reason(),
+            message: e.to_string(),
+            retry: false,
+        })?;
+        // CPU and memory are enforced on the instance's own group (so its OOM count
+        // survives the container's); the container's group keeps the pids limit.
+        if self.runtime.inner.cgroups.is_some()
+            && let Some(linux) = spec.linux_mut()
+            && let Some(res) = linux.resources_mut()
+        {
+            res.set_cpu(None);
+            res.set_memory(None);
+        }
+        Ok(spec)
+    }
+
+    fn mount(&mut self) -> Result<(), Failure> {
+        let layers = self
+            .image
+            .as_ref()
+            .map(|i| i.layers.clone())
+            .unwrap_or_default();
+        self.bundle.mount(&layers).map_err(|e| Failure {
+            reason: "CreateContainerError",
+            message: format!(
+                "cannot mount the root of image {} at {}: {e}",
+                self.spec.image(),
+                self.bundle.rootfs().display()
+            ),
+            retry: false,
+        })
+    }
+}
+
+impl Backend for Container {
+    async fn prepare(&mut self, state: &watch::Sender<State>) -> Result<(), Failure> {
+        let oci = self.oci.clone();
+        if let Err(e) = &oci.runtime {
+            return Err(Failure {
+                reason: "RuntimeUnavailable",
+                message: format!("image {}: {e}", self.spec.container.image),
+                retry: false,
+            });
+        }
+        let store = oci.store.clone().map_err(|e| Failure {
+            reason: "ErrImagePull",
+            message: format!("image {}: the node's image store: {e}", self.spec.image()),
+            retry: false,
+        })?;
+        let image = self.spec.image().to_owned();
+        let policy = PullPolicy::effective(&image, self.spec.container.image_pull_policy);
+        let (tx, mut rx) = watch::channel(kantai_images::Progress::default());
+        state.send_modify(|s| {
+            s.reason = Some("ContainerCreating".to_owned());
+            s.message = Some(format!("pulling image {image}"));
+        });
+        let pulled = {
+            let pull = store.pull(&image, policy, &tx);
+            tokio::pin!(pull);
+            loop {
+                tokio::select! {
+                    r = &mut pull => break r,
+                    Ok(()) = rx.changed() => {
+                        let p = rx.borrow_and_update().clone();
+                        state.send_modify(|s| s.message = Some(format!("pulling image {image}: {p}")));
+                    }
+                }
+            }
+        };
+        let pulled = pulled.map_err(|e| Failure {
+            reason: e.reason(),
+            message: e.to_string(),
+            // What the registry says may change (a push, credentials, the network);
+            // a pull that is not allowed to reach it will not.
+            retry: e.reason() == "ErrImagePull",
+        })?;
+        let config = ImageConfig::parse(&pulled.config).map_err(|e| Failure {
+            reason: e.reason(),
+            message: e.to_string(),
+            retry: false,
+        })?;
+        state.send_modify(|s| {
+            s.image_digest = Some(pulled.reference.clone());
+            s.message = Some(format!("creating the container of {image}"));
+        });
+        self.image = Some(pulled);
+        self.config = Some(config);
+        self.mount()?;
+        let etc = self.bundle.rootfs().join("etc");
+        self.passwd = std::fs::read_to_string(etc.join("passwd")).ok();
+        self.group = std::fs::read_to_string(etc.join("group")).ok();
+        // A config the runtime would refuse (runAsNonRoot with a root image) fails now,
+        // not at each start.
+        self.runtime_spec(0)?;
+        let limits = limits_of(&self.spec.container);
+        if let Some(cg) = &self.runtime.inner.cgroups
+            && let Err(e) = cg.create(&self.cgroup_name(), limits)
+        {
+            return Err(Failure {
+                reason: "CreateContainerError",
+                message: format!(
+                    "cannot create the cgroup of instance {}: {e}",
+                    self.spec.name
+                ),
+                retry: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, port: u16) -> Result<Command, Failure> {
+        let Ok(rt) = self.oci.runtime.clone() else {
+            return Err(Failure {
+                reason: "RuntimeUnavailable",
+                message: "no OCI runtime".to_owned(),
+                retry: false,
+            });
+        };
+        if self.ran {
+            // The last run's container is gone (its process exited) but still known to
+            // the runtime, and its root holds what it wrote.
+            let _ = std::process::Command::new(&rt.path)
+                .arg("--root")
+                .arg(&rt.root)
+                .args(["delete", "--force", &self.id])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            self.mount()?;
+        }
+        let spec = self.runtime_spec(port)?;
+        self.bundle.write_config(&spec).map_err(|e| Failure {
+            reason: "CreateContainerError",
+            message: format!(
+                "cannot write {}/config.json: {e}",
+                self.bundle.dir.display()
+            ),
+            retry: true,
+        })?;
+        if let Some(cg) = &self.runtime.inner.cgroups {
+            self.oom_kills = cg.oom_kills(&self.cgroup_name());
+        }
+        self.ran = true;
+        let bundle = self.bundle.dir.display().to_string();
+        Ok(rt.command(&["run", "--bundle", &bundle, &self.id]))
+    }
+
+    async fn terminate(&self, child: &mut Child, grace: Duration) {
+        let Ok(rt) = &self.oci.runtime else { return };
+        let signal = self
+            .config
+            .as_ref()
+            .and_then(|c| c.stop_signal.clone())
+            .unwrap_or_else(|| "TERM".to_owned());
+        if let Err(e) = rt.call(&["kill", &self.id, &signal]).await {
+            warn!(instance = %self.spec.name, "cannot signal the container: {e}");
+        }
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            warn!(instance = %self.spec.name, "container ignored SIG{signal} for {grace:?}; killing it");
+            let _ = rt.call(&["kill", &self.id, "KILL"]).await;
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+        let _ = rt.call(&["delete", "--force", &self.id]).await;
+    }
+
+    fn exec_prefix(&self) -> Vec<String> {
+        match &self.oci.runtime {
+            Ok(rt) => {
+                let mut p: Vec<String> = Vec::new();
+                p.push(rt.path.display().to_string());
+                p.push("--root".to_owned());
+                p.push(rt.root.display().to_string());
+                p.extend(["exec".to_owned(), self.id.clone()]);
+                p
+            }
+            Err(_) => vec!["false".to_owned()],
+        }
+    }
+
+    fn exit_reason(&self, code: Option<i32>) -> &'static str {
+        let oom = self
+            .runtime
+            .inner
+            .cgroups
+            .as_ref()
+            .is_some_and(|cg| cg.oom_kills(&self.cgroup_name()) > self.oom_kills);
+        match code {
+            _ if oom => "OOMKilled",
+            Some(0) => "Completed",
+            _ => "Error",
+        }
+    }
+
+    async fn cleanup(&mut self) {
+        if let Ok(rt) = &self.oci.runtime {
+            rt.remove(&self.id).await;
+        }
+        self.release();
+    }
+}
+
+impl Container {
+    /// Unmounts and removes the bundle, the cgroups and the image lease (once).
+    fn release(&mut self) {
+        let bundle = std::mem::replace(&mut self.bundle, bundle::Bundle::new(PathBuf::new()));
+        if !bundle.dir.as_os_str().is_empty() {
+            bundle.remove();
+            if let Some(cg) = &self.runtime.inner.cgroups {
+                cg.remove(&self.cgroup_name());
+            }
+        }
+        self.image = None;
+    }
+}
+
+impl Drop for Container {
+    /// An instance dropped without its stop (its agent shutting down mid-stop, a task
+    /// aborted) still takes its container with it: the OCI runtime's `run` in the
+    /// foreground does not kill the container when it dies itself.
+    fn drop(&mut self) {
+        if self.bundle.dir.as_os_str().is_empty() {
+            return;
+        }
+        if let Ok(rt) = &self.oci.runtime {
+            for args in [
+                &["kill", &self.id, "KILL"][..],
+                &["delete", "--force", &self.id],
+            ] {
+                let _ = std::process::Command::new(&rt.path)
+                    .arg("--root")
+                    .arg(&rt.root)
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+        self.release();
+    }
+}
