@@ -248,6 +248,12 @@ impl Fleet {
                 token_file.display().to_string(),
                 "--ready-file".to_owned(),
                 file.display().to_string(),
+                "--state-dir".to_owned(),
+                l.state_dir
+                    .join("nodes")
+                    .join(&n.name)
+                    .display()
+                    .to_string(),
             ];
             if let Some(c) = l.config {
                 args.extend(["--config".to_owned(), c.display().to_string()]);

@@ -818,6 +818,7 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
             traffic: vec![(rev.into(), 100, None)],
+            unavailable: None,
         }
     }
 

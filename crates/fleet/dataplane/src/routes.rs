@@ -16,6 +16,9 @@ pub struct RouteSpec {
     pub name: String,
     /// `(revision, percent, tag)` in route order.
     pub traffic: Vec<(String, u32, Option<String>)>,
+    /// Why the route has no traffic yet, if it has none (its only revision cannot start):
+    /// its hosts answer 503 with it instead of 404.
+    pub unavailable: Option<String>,
 }
 
 /// Where one host leads.
@@ -24,6 +27,8 @@ pub struct HostRoute {
     pub service: String,
     /// Revisions with their cumulative percentage (the last one ends at 100).
     pub split: Vec<(u32, Arc<RevisionState>)>,
+    /// Why there is nothing to split between (`split` empty).
+    pub unavailable: Option<Arc<str>>,
 }
 
 impl HostRoute {
@@ -67,13 +72,15 @@ impl Routes {
                 }
             }
             let service = format!("{}/{}", r.namespace, r.name);
-            if !split.is_empty() {
+            let unavailable = r.unavailable.as_deref().map(Arc::<str>::from);
+            if !split.is_empty() || unavailable.is_some() {
                 for host in host_names(&r.name, &r.namespace, domain) {
                     hosts.insert(
                         host,
                         HostRoute {
                             service: service.clone(),
                             split: split.clone(),
+                            unavailable: unavailable.clone(),
                         },
                     );
                 }
@@ -87,6 +94,7 @@ impl Routes {
                         HostRoute {
                             service: service.clone(),
                             split: vec![(100, st.clone())],
+                            unavailable: None,
                         },
                     );
                 }
@@ -139,6 +147,7 @@ mod tests {
                     ("hello-00002".into(), 90, None),
                     ("hello-00001".into(), 10, Some("old".into())),
                 ],
+                unavailable: None,
             }],
             "example.com",
             &mut |ns, rev| {

@@ -133,7 +133,10 @@ async fn gateway(dp: &DataPlane, req: Request<Incoming>, client: SocketAddr) -> 
     let Some(rev) = picked else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("kantai: {} has no revision to serve", route.service),
+            match &route.unavailable {
+                Some(why) => format!("kantai: {} has no revision to serve: {why}", route.service),
+                None => format!("kantai: {} has no revision to serve", route.service),
+            },
         );
     };
     let cfg = rev.config();

@@ -28,6 +28,7 @@ async fn gateway() -> (
             namespace: "default".into(),
             name: "hello".into(),
             traffic: vec![("hello-00001".into(), 100, None)],
+            unavailable: None,
         }],
     );
     let gw = TcpListener::bind("127.0.0.1:0").await.expect("bind");

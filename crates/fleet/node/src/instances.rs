@@ -39,6 +39,9 @@ pub struct Local {
     /// When `object` was last written (or attempted): a stored status that still differs a
     /// while later was lost, and is written again.
     written: std::time::Instant,
+    /// Why it cannot start, while it cannot: requests held for its revision are answered
+    /// with it at once.
+    pub failure: Option<String>,
 }
 
 /// Starts and stops instances to match this node's share of every placement.
@@ -225,6 +228,14 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
     let Some(container) = rev.spec.containers.first().cloned() else {
         return;
     };
+    let security = rev.spec.security_for(&container);
+    // The revision's tag resolved to a digest when it was created: every instance runs
+    // that image, wherever the tag points now.
+    let pinned = rev
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.first())
+        .and_then(|c| c.image_digest.clone());
     let labels = &rev.metadata.labels;
     let service = labels
         .get(SERVICE_LABEL)
@@ -251,6 +262,8 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
         revision: key.1.clone(),
         node: agent.name.clone(),
         container,
+        image: pinned,
+        security,
         grace,
     };
     let object = Instance {
@@ -294,6 +307,7 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
             grace,
             object: fleet::to_json("Instance", &object),
             written: std::time::Instant::now(),
+            failure: failure.clone(),
         },
     );
     tokio::spawn(mirror(agent.clone(), name, key, cc, object, state, failure));
@@ -313,9 +327,13 @@ async fn mirror(
     let ns = key.0.clone();
     let mut json = fleet::to_json("Instance", &object);
     if let Some(f) = &failure {
+        agent
+            .dp
+            .set_revision_failure(&key.0, &key.1, Some(f.clone()));
         json["status"] = serde_json::to_value(InstanceStatus {
             phase: Phase::Failed,
             message: Some(f.clone()),
+            reason: Some("StartError".to_owned()),
             ..InstanceStatus::default()
         })
         .unwrap_or_default();
@@ -357,9 +375,29 @@ async fn mirror(
         if st.stopped {
             break;
         }
+        // A failure is told to this node's gateway at once (its held requests are answered
+        // now, not after the status went round the control plane).
+        let failure = (st.failed && !stopping).then(|| st.message.clone().unwrap_or_default());
+        let changed = agent.local.lock().get_mut(&name).is_some_and(|l| {
+            let changed = l.failure != failure;
+            l.failure = failure.clone();
+            changed
+        });
+        if changed {
+            if failure.is_some() {
+                agent
+                    .dp
+                    .set_revision_failure(&key.0, &key.1, failure.clone());
+            }
+            // Whether the revision still cannot start is everyone's instances' and the
+            // revision's own status to say: the data-plane pass weighs them all.
+            agent.changed.notify_one();
+        }
         let status = InstanceStatus {
             phase: if stopping {
                 Phase::Terminating
+            } else if st.failed {
+                Phase::Failed
             } else if st.ready || st.restarts > 0 || st.port.is_some() && !st.starting {
                 Phase::Running
             } else {
@@ -371,6 +409,8 @@ async fn mirror(
             start_time: st.started_at.map(kantai_api::time::rfc3339),
             message: st.message.clone(),
             last_exit_code: st.last_exit_code,
+            reason: st.reason.clone(),
+            image_digest: st.image_digest.clone(),
         };
         if last_status.as_ref() != Some(&status) {
             let mut obj = json.clone();

@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub runtime: RuntimeConfig,
     /// The kantai executable, used as the instances' launcher.
     pub launcher: Option<PathBuf>,
+    /// Where the node keeps its images and containers' roots; without one, only images
+    /// mapped to a command (processes) can run.
+    pub state_dir: Option<PathBuf>,
     /// Data-plane limits.
     pub limits: Limits,
     /// Where this node's load-balancing decisions are recorded, if anywhere.
@@ -262,10 +265,14 @@ pub async fn run(
         let control_node = control_node.clone();
         base.with_delay(Arc::new(move || dp.netem().one_way(&control_node, 0)))
     };
+    let runtime = match &cfg.state_dir {
+        Some(dir) => Runtime::open(cfg.runtime.clone(), cfg.launcher.clone(), &cfg.name, dir).await,
+        None => Runtime::new(cfg.runtime.clone(), cfg.launcher.clone(), &cfg.name),
+    };
     let agent = Arc::new(Agent {
         name: cfg.name.clone(),
         client,
-        runtime: Runtime::new(cfg.runtime.clone(), cfg.launcher.clone(), &cfg.name),
+        runtime,
         dp: dp.clone(),
         cache: Cache::default(),
         changed: Notify::new(),
@@ -558,6 +565,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
                     ))
                 })
                 .collect(),
+            unavailable: route_unavailable(agent, &snap, r),
         })
         .collect();
     // Revisions: containerConcurrency and timeouts, plus the activator mode of the placement.
@@ -629,6 +637,12 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
         }
     }
     agent.dp.set_revisions(configs);
+    for r in snap.revisions.values() {
+        let ns = ns_of(r);
+        let name = r["metadata"]["name"].as_str().unwrap_or_default();
+        let failure = revision_failure(agent, &snap, &ns, name, r);
+        agent.dp.set_revision_failure(&ns, name, failure);
+    }
     agent.dp.set_routes(domain, routes);
     agent.dp.set_peers(peers);
     agent.dp.set_remote(remote);
@@ -650,6 +664,83 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     {
         agent.routes_applied.notify_one();
     }
+}
+
+/// Why a revision cannot start, if it cannot: one of this node's instances of it failed to
+/// (the image cannot be pulled, the program is missing), an instance elsewhere says so, or
+/// the revision's own status does (its tag could not be resolved, its containers crash
+/// before they are ever ready).
+fn revision_failure(
+    agent: &Agent,
+    snap: &watch::Snapshot,
+    ns: &str,
+    name: &str,
+    revision: &Value,
+) -> Option<String> {
+    let local = agent
+        .local
+        .lock()
+        .values()
+        .filter(|l| l.key.0 == ns && l.key.1 == name)
+        .find_map(|l| l.failure.clone());
+    if local.is_some() {
+        return local;
+    }
+    let elsewhere = snap.instances.values().find_map(|i| {
+        (i["spec"]["revision"] == name
+            && ns_of(i) == ns
+            && i["status"]["phase"] == "Failed"
+            && i["spec"]["node"] != agent.name.as_str())
+        .then(|| {
+            i["status"]["message"]
+                .as_str()
+                .unwrap_or("it failed")
+                .to_owned()
+        })
+    });
+    if elsewhere.is_some() {
+        return elsewhere;
+    }
+    revision["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "ContainerHealthy" && c["status"] == "False")
+        .map(|c| {
+            c["message"]
+                .as_str()
+                .or(c["reason"].as_str())
+                .unwrap_or("its container is not healthy")
+                .to_owned()
+        })
+}
+
+/// Why a route that has no traffic yet has none, when its newest revision cannot start:
+/// its hosts then answer 503 saying so instead of 404 (the revision was never ready, so
+/// Knative would not route to it at all).
+fn route_unavailable(agent: &Agent, snap: &watch::Snapshot, route: &Value) -> Option<String> {
+    let has_traffic = route["status"]["traffic"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["percent"].as_u64().unwrap_or(0) > 0));
+    if has_traffic {
+        return None;
+    }
+    let ns = ns_of(route);
+    let name = route["metadata"]["name"].as_str()?;
+    let newest = snap
+        .revisions
+        .values()
+        .filter(|r| {
+            ns_of(r) == ns && r["metadata"]["labels"]["serving.knative.dev/configuration"] == name
+        })
+        .max_by_key(|r| {
+            r["metadata"]["labels"]["serving.knative.dev/configurationGeneration"]
+                .as_str()
+                .and_then(|g| g.parse::<u64>().ok())
+                .unwrap_or(0)
+        })?;
+    let rev = newest["metadata"]["name"].as_str()?;
+    revision_failure(agent, snap, &ns, rev, newest)
+        .map(|f| format!("revision {rev} cannot start: {f}"))
 }
 
 /// Desired instances of each revision on this node, from the placements.

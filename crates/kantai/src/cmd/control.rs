@@ -104,27 +104,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ca_file = state_dir.join("tls.crt");
     let rt = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
     rt.block_on(async move {
-        let cp = ControlPlane::start(ControlConfig {
-            listen,
-            state_dir,
-            serving: cfg.serving,
-            config_text: cfg.text,
-            decision_log: match &args.decision_log {
-                Some(f) => Some(std::sync::Arc::new(
-                    kantai_api::decisions::DecisionLog::open(f, false)
-                        .with_context(|| format!("cannot open the decision log {}", f.display()))?,
-                )),
-                None => None,
+        // Tags are resolved with the nodes' registry settings; images that run as local
+        // processes need no registry.
+        let registry = kantai_images::Registry::new(&cfg.runtime.oci.images())
+            .context("cannot set up the registry client (runtime.oci in the fleet config)")?;
+        let runtime = cfg.runtime.clone();
+        let digests = kantai_control::digests::DigestConfig {
+            resolver: Some(std::sync::Arc::new(registry)),
+            runs_locally: std::sync::Arc::new(move |image: &str| runtime.lookup(image).is_some()),
+            ..Default::default()
+        };
+        let cp = ControlPlane::start_with(
+            ControlConfig {
+                listen,
+                state_dir,
+                serving: cfg.serving,
+                config_text: cfg.text,
+                decision_log: match &args.decision_log {
+                    Some(f) => Some(std::sync::Arc::new(
+                        kantai_api::decisions::DecisionLog::open(f, false).with_context(|| {
+                            format!("cannot open the decision log {}", f.display())
+                        })?,
+                    )),
+                    None => None,
+                },
+                topology,
+                token: token.clone(),
+                peer_token,
+                tls: Some(kantai_control::TlsConfig {
+                    listen: secure_listen,
+                    cert_pem,
+                    key_pem,
+                }),
             },
-            topology,
-            token: token.clone(),
-            peer_token,
-            tls: Some(kantai_control::TlsConfig {
-                listen: secure_listen,
-                cert_pem,
-                key_pem,
-            }),
-        })
+            digests,
+        )
         .await?;
         let api = format!("http://{}", cp.addr);
         let secure = cp

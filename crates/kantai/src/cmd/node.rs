@@ -47,9 +47,25 @@ pub struct Args {
     /// With --decision-log: record every load-balancing decision too (one per request).
     #[arg(long, requires = "decision_log")]
     log_load_balancing: bool,
+    /// Where the node keeps its images and container roots (default: /var/lib/kantai/NAME
+    /// as root, else $XDG_STATE_HOME/kantai/NAME or ~/.local/state/kantai/NAME).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Write the bound addresses to this file once serving.
     #[arg(long, value_name = "FILE", hide = true)]
     ready_file: Option<PathBuf>,
+}
+
+/// A node's state directory when none is given.
+fn default_state_dir(node: &str) -> PathBuf {
+    if nix::unistd::Uid::effective().is_root() {
+        return PathBuf::from("/var/lib/kantai").join(node);
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("kantai").join(node)
 }
 
 /// Runs the command.
@@ -75,6 +91,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         capacity: None,
         runtime: cfg.runtime,
         launcher: std::env::current_exe().ok(),
+        state_dir: Some(match &args.state_dir {
+            Some(d) => d.clone(),
+            None => default_state_dir(&args.name),
+        }),
         limits: cfg.dataplane,
         decision_log: match &args.decision_log {
             Some(f) => Some(std::sync::Arc::new(
