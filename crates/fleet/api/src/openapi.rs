@@ -1893,6 +1893,8 @@ fn kantai_definitions(d: &mut Map<String, Value>) {
                 "startTime": time("When the current process started."),
                 "message": string("Why it is not ready, or failed."),
                 "lastExitCode": int32("Exit code of the last process that ended."),
+                "reason": string("Kubernetes' reason for the state: ContainerCreating while the image is pulled, ErrImagePull, ErrImageNeverPull, InvalidImageName, CreateContainerConfigError, RuntimeUnavailable, OOMKilled, Error, Completed."),
+                "imageDigest": string("The image the instance runs, pinned to its digest (containers)."),
             }),
         ),
     );

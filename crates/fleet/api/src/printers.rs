@@ -115,6 +115,10 @@ pub fn columns(r: &Resource) -> Vec<Column> {
             wide("IP", "Where the node's queue role reaches it."),
             wide("Node", "The node running it."),
             wide("Revision", "The revision it runs."),
+            wide(
+                "Message",
+                "Why it is not ready: the image pull's progress, a failure.",
+            ),
         ],
         ("", "pods") => vec![
             col("Ready", "Ready containers / containers."),
@@ -253,13 +257,18 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
         }
         (_, "instances") => {
             let phase = s(&st["phase"]);
+            // As kubectl shows a pod: the reason while it is not running well
+            // (ContainerCreating, ErrImagePull, OOMKilled), else the phase.
+            let status = match st["reason"].as_str() {
+                Some(r) if st["ready"] != true && phase != "Terminating" && !r.is_empty() => {
+                    r.to_owned()
+                }
+                _ if phase.is_empty() => "Pending".into(),
+                _ => phase,
+            };
             vec![
                 json!(format!("{}/1", u8::from(st["ready"] == true))),
-                json!(if phase.is_empty() {
-                    "Pending".into()
-                } else {
-                    phase
-                }),
+                json!(status),
                 json!(st["restarts"].as_u64().unwrap_or(0)),
                 json!(match st["startTime"].as_str() {
                     Some(_) => age_at(&st["startTime"], now),
@@ -268,6 +277,7 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
                 json!(s(&st["address"])),
                 json!(s(&v["spec"]["node"])),
                 json!(s(&v["spec"]["revision"])),
+                json!(s(&st["message"])),
             ]
         }
         ("", "pods") => {

@@ -288,8 +288,14 @@ fn update_statuses(s: &Shared, now: &str) {
         let st = i.status.unwrap_or_default();
         let failure = (st.restarts >= 2 || st.phase == fleet::Phase::Failed).then(|| {
             let code = st.last_exit_code.unwrap_or(1);
+            // An instance that cannot start says why as Kubernetes' waiting reason does
+            // (ErrImagePull, CreateContainerConfigError); a crash loop is Knative's ExitCodeN.
+            let reason = match &st.reason {
+                Some(r) if st.phase == fleet::Phase::Failed && !r.is_empty() => r.clone(),
+                _ => format!("ExitCode{code}"),
+            };
             (
-                format!("ExitCode{code}"),
+                reason,
                 st.message
                     .clone()
                     .unwrap_or_else(|| format!("container exited with code {code}")),

@@ -99,9 +99,15 @@ fn pod(s: &Shared, inst: &Value) -> Value {
             .is_some_and(|c| c["status"] != "True")
     });
     let ready = st["ready"] == true && !node_lost;
+    // An instance that cannot start (its image cannot be pulled, its config is refused) is
+    // what Kubernetes shows as a Pending pod whose container waits with that reason.
+    let waiting_reason = st["reason"]
+        .as_str()
+        .filter(|r| st["phase"] == "Failed" && !r.is_empty());
     let phase = match st["phase"].as_str() {
         _ if node_lost => "Unknown",
         Some("Running" | "Terminating") => "Running",
+        Some("Failed") if waiting_reason.is_some() => "Pending",
         Some("Failed") => "Failed",
         _ => "Pending",
     };
@@ -120,6 +126,9 @@ fn pod(s: &Shared, inst: &Value) -> Value {
     let started = st["startTime"].clone();
     let state = match (st["phase"].as_str(), ready) {
         (Some("Running" | "Terminating"), _) => json!({"running": {"startedAt": started}}),
+        (Some("Failed"), _) if waiting_reason.is_some() => {
+            json!({"waiting": {"reason": waiting_reason, "message": st["message"]}})
+        }
         (Some("Failed"), _) => json!({"terminated": {
             "exitCode": st["lastExitCode"].as_i64().unwrap_or(1),
             "reason": "Error",
@@ -167,7 +176,7 @@ fn pod(s: &Shared, inst: &Value) -> Value {
             "containerStatuses": [{
                 "name": USER_CONTAINER,
                 "image": image,
-                "imageID": "",
+                "imageID": st["imageDigest"].as_str().unwrap_or(""),
                 "ready": ready,
                 "started": phase == "Running",
                 "restartCount": st["restarts"].as_u64().unwrap_or(0),
@@ -175,6 +184,17 @@ fn pod(s: &Shared, inst: &Value) -> Value {
             }],
         },
     });
+    // Why the last run ended (OOMKilled, Error), as kubectl describe shows it.
+    let restarts = st["restarts"].as_u64().unwrap_or(0);
+    if restarts > 0
+        && phase == "Running"
+        && let Some(r) = st["reason"].as_str()
+    {
+        out["status"]["containerStatuses"][0]["lastState"] = json!({"terminated": {
+            "exitCode": st["lastExitCode"].as_i64().unwrap_or(1),
+            "reason": r,
+        }});
+    }
     if ip.is_empty()
         && let Some(o) = out["status"].as_object_mut()
     {
