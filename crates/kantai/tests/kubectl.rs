@@ -399,7 +399,7 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         dir,
         "ticker.yaml",
         &format!(
-            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: ticker\nspec:\n  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/min-scale: \"1\"\n    spec:\n      containers:\n        - image: ticker\n          command: [\"/bin/sh\", \"-c\", \"(i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sleep 0.1; done) & exec {} fn hello\"]\n",
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: ticker\nspec:\n  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/min-scale: \"1\"\n    spec:\n      containers:\n        - image: kantai/hello-ticker\n          command: [\"/bin/sh\", \"-c\", \"(i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sleep 0.1; done) & exec {} fn hello\"]\n",
             common::kantai_bin()
         ),
     );
