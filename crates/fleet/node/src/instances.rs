@@ -458,7 +458,7 @@ pub fn stop(agent: &Arc<Agent>, name: &str) {
     let agent = agent.clone();
     let name = name.to_owned();
     tokio::spawn(async move {
-        stop_now(&agent, &name, &ns, handle, grace).await;
+        stop_now(&agent, &name, &ns, handle, grace, None).await;
     });
 }
 
@@ -468,6 +468,7 @@ async fn stop_now(
     ns: &str,
     handle: Option<kantai_runtime::Instance>,
     grace: Duration,
+    stop_grace: Option<Duration>,
 ) {
     // Tell the other nodes first, so that their gateways stop sending it requests while it
     // still answers those already on their way.
@@ -487,8 +488,10 @@ async fn stop_now(
         .dp
         .drain_local(name, DRAIN_PROPAGATION.min(grace), grace)
         .await;
-    if let Some(h) = handle {
-        h.stop().await;
+    match (handle, stop_grace) {
+        (Some(h), Some(g)) => h.stop_within(g).await,
+        (Some(h), None) => h.stop().await,
+        (None, _) => {}
     }
     agent.dp.remove_local(name);
     if let Err(e) = agent.client.delete(INSTANCES, ns, name).await
@@ -498,6 +501,12 @@ async fn stop_now(
     }
     agent.local.lock().remove(name);
 }
+
+/// How long an instance may take to end after SIGTERM when its agent shuts down: its
+/// requests were drained already, and the agent's own stop is bounded (`kantai up` waits
+/// 20 s for it), so a program that ignores SIGTERM (PID 1 of a container does, unless it
+/// handles it) does not keep the agent waiting the revision's whole timeout.
+const SHUTDOWN_STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Stops every instance (agent shutdown), in parallel.
 pub async fn stop_all(agent: &Arc<Agent>) {
@@ -522,6 +531,7 @@ pub async fn stop_all(agent: &Arc<Agent>) {
                 &ns,
                 handle,
                 grace.min(Duration::from_secs(10)),
+                Some(SHUTDOWN_STOP_GRACE),
             )
             .await;
         }));

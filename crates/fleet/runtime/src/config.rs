@@ -285,4 +285,52 @@ mod tests {
         assert_eq!(e.command, ["{kantai}", "fn", "hello"]);
         assert!(c.lookup("nginx:latest").is_none());
     }
+
+    fn decode(text: &str) -> (Option<RuntimeConfig>, Findings) {
+        let docs = kantai_model::node::parse_documents(text, Default::default()).expect("yaml");
+        let mut out = Findings::new();
+        let c = RuntimeConfig::decode(&docs[0], &FieldPath::root().field("runtime"), &mut out);
+        (c, out)
+    }
+
+    #[test]
+    fn the_oci_section_is_read_with_its_defaults() {
+        let (c, out) = decode(
+            "oci:\n  runtime: crun\n  insecure-registries: [\"127.0.0.1:5000\"]\n  store-limit: 2Gi\n",
+        );
+        assert!(!out.has_errors(), "{out:?}");
+        let oci = c.expect("decodes").oci;
+        assert_eq!(oci.runtime.as_deref(), Some("crun"));
+        assert_eq!(oci.insecure_registries, ["127.0.0.1:5000"]);
+        assert_eq!(oci.store_limit, 2 << 30);
+        assert_eq!(oci.pids_limit, DEFAULT_PIDS_LIMIT);
+        assert_eq!(oci.images().insecure_registries, ["127.0.0.1:5000"]);
+    }
+
+    #[test]
+    fn bad_oci_settings_name_their_field() {
+        let (_, out) = decode(
+            "oci:\n  pids-limit: 0\n  platform: amd64\n  insecure-registries: [\"http://x/y\"]\n  runtimes: runc\n",
+        );
+        let text: Vec<String> = out.errors().map(|e| e.to_string()).collect();
+        for field in [
+            "runtime.oci.pids-limit",
+            "runtime.oci.platform",
+            "runtime.oci.insecure-registries[0]",
+            "runtime.oci.runtimes",
+        ] {
+            assert!(text.iter().any(|t| t.contains(field)), "{field}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn an_image_entry_without_a_command_runs_the_containers_own() {
+        let (c, out) = decode("images:\n  - image: \"scripts/*\"\n");
+        assert!(!out.has_errors(), "{out:?}");
+        let c = c.expect("decodes");
+        assert!(
+            c.lookup("scripts/tick")
+                .is_some_and(|e| e.command.is_empty())
+        );
+    }
 }

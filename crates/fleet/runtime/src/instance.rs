@@ -127,9 +127,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
 /// graceful stop.
 pub struct Instance {
     state: watch::Receiver<State>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Asks the supervisor to stop, within the grace period it carries.
+    stop: Option<tokio::sync::oneshot::Sender<Duration>>,
     logs: Arc<LogBuffer>,
     task: tokio::task::JoinHandle<()>,
+    /// The revision's grace period.
+    grace: Duration,
 }
 
 /// The first restart waits this long; each further one twice as long.
@@ -158,12 +161,14 @@ impl Instance {
             state: tx,
             logs: logs.clone(),
         };
+        let grace = sup.spec.grace;
         let task = tokio::spawn(sup.run(stop_rx));
         Instance {
             state: rx,
             stop: Some(stop_tx),
             logs,
             task,
+            grace,
         }
     }
 
@@ -182,11 +187,19 @@ impl Instance {
         self.logs.clone()
     }
 
-    /// Stops the instance: SIGTERM, SIGKILL after the grace period, then removes what it
-    /// left (mounts, cgroups). Returns once the process is gone.
-    pub async fn stop(mut self) {
+    /// Stops the instance: SIGTERM, SIGKILL after the grace period (the revision's
+    /// timeout), then removes what it left (mounts, cgroups). Returns once the process is
+    /// gone.
+    pub async fn stop(self) {
+        let grace = self.grace;
+        self.stop_within(grace).await;
+    }
+
+    /// Stops the instance with a grace period of its own (an agent shutting down, whose
+    /// requests were drained already, does not wait the revision's whole timeout).
+    pub async fn stop_within(mut self, grace: Duration) {
         if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+            let _ = s.send(grace);
         }
         let _ = (&mut self.task).await;
     }
@@ -214,7 +227,7 @@ enum Outcome {
     Unhealthy(&'static str),
 }
 
-type StopRx = tokio::sync::oneshot::Receiver<()>;
+type StopRx = tokio::sync::oneshot::Receiver<Duration>;
 
 impl<B: Backend> Supervisor<B> {
     async fn run(mut self, mut stop: StopRx) {
@@ -354,7 +367,8 @@ impl<B: Backend> Supervisor<B> {
                 "cannot start {:?}: {e}",
                 cmd.as_std().get_program().to_string_lossy()
             ),
-            retry: true,
+            // A program that is not there will not be there on the next try either.
+            retry: e.kind() != std::io::ErrorKind::NotFound,
         })?;
         if let Some(out) = child.stdout.take() {
             tokio::spawn(capture(out, self.logs.clone()));
@@ -403,9 +417,9 @@ impl<B: Backend> Supervisor<B> {
                 self.backend.terminate(&mut child, self.spec.grace).await;
                 Outcome::Unhealthy(why)
             }
-            _ = &mut *stop => {
+            grace = &mut *stop => {
                 self.state.send_modify(|s| s.ready = false);
-                let grace = self.spec.grace.max(Duration::from_millis(100));
+                let grace = grace.unwrap_or(self.spec.grace).max(Duration::from_millis(100));
                 self.backend.terminate(&mut child, grace).await;
                 info!(instance = %self.spec.name, "instance stopped");
                 Outcome::Stop

@@ -223,3 +223,85 @@ async fn limits_are_applied_through_cgroups_where_the_host_allows() {
     assert_eq!(l.memory, Some(64 * 1024 * 1024));
     inst.stop().await;
 }
+
+/// An exec probe checking that `file` exists, every second, given up on after `failures`.
+fn file_probe(file: &std::path::Path, failures: i64) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: vec!["test".into(), "-f".into(), file.display().to_string()],
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+#[tokio::test]
+async fn an_instance_failing_its_liveness_probe_is_restarted() {
+    let file = std::env::temp_dir().join(format!("kantai-live-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    // Healthy at first, then the file goes away: the liveness probe fails and the process,
+    // still running, is restarted (it recreates the file each start).
+    let script = format!(
+        "touch {f}; sleep 0.3; rm -f {f}; exec sleep 30",
+        f = file.display()
+    );
+    let mut c = sh(&script);
+    c.liveness_probe = Some(file_probe(&file, 1));
+    let inst = runtime()
+        .start(spec("live", c, Duration::from_secs(1)))
+        .expect("starts");
+    let mut rx = inst.state();
+    let st = wait(&mut rx, "a restart", |s| s.restarts >= 1).await;
+    assert!(
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("liveness probe")),
+        "{st:?}"
+    );
+    inst.stop().await;
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
+async fn an_instance_that_never_passes_its_startup_probe_is_never_ready_and_is_restarted() {
+    let file = std::env::temp_dir().join(format!("kantai-startup-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let mut c = sh("exec sleep 30");
+    // Readiness alone would pass at once (`true`): the startup probe holds it back.
+    c.startup_probe = Some(file_probe(&file, 2));
+    let inst = runtime()
+        .start(spec("startup", c, Duration::from_secs(1)))
+        .expect("starts");
+    let mut rx = inst.state();
+    let st = wait(&mut rx, "a restart", |s| s.restarts >= 1 || s.ready).await;
+    assert!(!st.ready, "ready before its startup probe passed: {st:?}");
+    assert!(
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("startup probe")),
+        "{st:?}"
+    );
+    inst.stop().await;
+}
+
+#[tokio::test]
+async fn a_program_that_does_not_exist_fails_at_once() {
+    let c = Container {
+        command: vec!["/no/such/program".into()],
+        ..sh("")
+    };
+    let inst = runtime()
+        .start(spec("missing", c, Duration::from_secs(1)))
+        .expect("starts");
+    let mut rx = inst.state();
+    let st = wait(&mut rx, "the failure", |s| s.failed).await;
+    assert!(
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("/no/such/program")),
+        "{st:?}"
+    );
+    assert_eq!(st.reason.as_deref(), Some("StartError"));
+    inst.stop().await;
+}
