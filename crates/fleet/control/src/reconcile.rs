@@ -376,6 +376,25 @@ fn update_statuses(s: &Shared, now: &str) {
         if let Outcome::Record(statuses) = images {
             status.container_statuses = statuses;
         }
+        // A revision that cannot start says so in an event once, when it starts failing
+        // (or fails for another reason), as Knative's revision reconciler does.
+        let healthy = |c: &kantai_model::serving::Conditions| {
+            c.get("ContainerHealthy")
+                .filter(|c| c.status == ConditionStatus::False)
+                .map(|c| (c.reason.clone(), c.message.clone()))
+        };
+        let before = rev.status.as_ref().and_then(|st| healthy(&st.conditions));
+        if let Some((reason, message)) = healthy(&status.conditions)
+            && before.as_ref().map(|b| &b.0) != Some(&reason)
+        {
+            crate::events::record(
+                s,
+                &ns,
+                &crate::events::Involved::revision(&name),
+                reason.as_deref().unwrap_or("ContainerUnhealthy"),
+                message.as_deref().unwrap_or("its container cannot start"),
+            );
+        }
         let ready_cond = status.conditions.get("Ready").cloned().unwrap_or_default();
         write_status(
             store,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kantai_api::Client;
-use kantai_api::resources::{PLACEMENTS, REVISIONS, SERVICES};
+use kantai_api::resources::{EVENTS, PLACEMENTS, REVISIONS, SERVICES};
 use kantai_control::ControlPlane;
 use kantai_control::digests::{DigestConfig, ResolveDigest, Resolving};
 use parking_lot::Mutex;
@@ -198,6 +198,47 @@ async fn an_image_that_cannot_be_fetched_marks_the_revision_container_missing_un
     .await;
     assert_ne!(healthy["reason"], "ContainerMissing");
     assert_eq!(script.calls().len(), 2);
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_fetched_is_told_in_one_warning_event_on_its_revision() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // It keeps failing: the event is written once, not once per retry.
+    let script = Script::new(&[Err("manifest unknown"); 4], true);
+    let (cp, c) = start(dir.path(), script.clone()).await;
+    c.create(
+        SERVICES,
+        "default",
+        &service("hello", "127.0.0.1:5055/fn/nope:v1"),
+    )
+    .await
+    .expect("create");
+    let event = eventually("a ContainerMissing event", || {
+        let (events, _) = cp.shared.store.list(&EVENTS, Some("default"));
+        events.into_iter().find(|e| {
+            e["reason"] == "ContainerMissing" && e["involvedObject"]["name"] == "hello-00001"
+        })
+    })
+    .await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["involvedObject"]["kind"], "Revision");
+    assert!(
+        event["message"].as_str().is_some_and(
+            |m| m.contains("127.0.0.1:5055/fn/nope:v1") && m.contains("manifest unknown")
+        ),
+        "{event}"
+    );
+    eventually("a second attempt", || {
+        (script.calls().len() >= 2).then_some(())
+    })
+    .await;
+    let (events, _) = cp.shared.store.list(&EVENTS, Some("default"));
+    let count = events
+        .iter()
+        .find(|e| e["reason"] == "ContainerMissing")
+        .and_then(|e| e["count"].as_u64());
+    assert_eq!(count, Some(1), "one event for one failure: {events:?}");
     cp.shutdown().await;
 }
 
