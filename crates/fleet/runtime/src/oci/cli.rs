@@ -114,6 +114,18 @@ impl OciRuntime {
         }
     }
 
+    /// Runs a short runtime command to its end, blocking the thread: for the paths that
+    /// cannot wait asynchronously (a drop, a restart between two starts).
+    pub fn call_blocking(&self, args: &[&str]) -> bool {
+        self.command(args)
+            .into_std()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// The ids of the containers in this node's root (`list -q`).
     pub async fn list(&self) -> Vec<String> {
         let Ok(out) = self

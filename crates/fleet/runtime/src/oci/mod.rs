@@ -322,14 +322,7 @@ impl Backend for Container {
         if self.ran {
             // The last run's container is gone (its process exited) but still known to
             // the runtime, and its root holds what it wrote.
-            let _ = std::process::Command::new(&rt.path)
-                .arg("--root")
-                .arg(&rt.root)
-                .args(["delete", "--force", &self.id])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+            rt.call_blocking(&["delete", "--force", &self.id]);
             self.mount()?;
         }
         let spec = self.runtime_spec(port)?;
@@ -431,19 +424,8 @@ impl Drop for Container {
             return;
         }
         if let Ok(rt) = &self.oci.runtime {
-            for args in [
-                &["kill", &self.id, "KILL"][..],
-                &["delete", "--force", &self.id],
-            ] {
-                let _ = std::process::Command::new(&rt.path)
-                    .arg("--root")
-                    .arg(&rt.root)
-                    .args(args)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
+            rt.call_blocking(&["kill", &self.id, "KILL"]);
+            rt.call_blocking(&["delete", "--force", &self.id]);
         }
         self.release();
     }
