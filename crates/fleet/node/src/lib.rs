@@ -323,6 +323,7 @@ pub async fn run(
         t.abort();
     }
     instances::stop_all(&agent).await;
+    agent.runtime.close();
     let _ = stop_tx.send(());
     let _ = serving.await;
     Ok(())

@@ -148,6 +148,15 @@ impl Cgroups {
         }
     }
 
+    /// Removes this scope's own group in every hierarchy, once its instances' are gone (an
+    /// agent that stops leaves no empty directory behind).
+    pub fn remove_scope(&self) {
+        let rel = self.path_of("");
+        for h in hierarchies() {
+            let _ = std::fs::remove_dir(h.join(rel.trim_start_matches('/')));
+        }
+    }
+
     /// Removes every instance group of this scope (what an earlier run left).
     pub fn remove_all(&self) {
         let rel = self.path_of("");

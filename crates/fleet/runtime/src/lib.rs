@@ -204,6 +204,14 @@ impl Runtime {
         }
     }
 
+    /// Removes this node's own cgroup directories; called when every instance is stopped
+    /// (a group that still has members stays).
+    pub fn close(&self) {
+        if let Some(cg) = &self.inner.cgroups {
+            cg.remove_scope();
+        }
+    }
+
     /// The OCI runtime containers run with, or why there is none.
     pub fn oci_runtime(&self) -> Result<&OciRuntime, String> {
         match &self.inner.oci {
