@@ -334,7 +334,7 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{ALL, PODS, SERVICES};
+    use crate::resources::{ALL, INSTANCES, PODS, SERVICES};
 
     #[test]
     fn every_resource_has_as_many_cells_as_columns() {
@@ -397,5 +397,32 @@ mod tests {
             (c[1].as_str(), c[2].as_str()),
             (Some("0/1"), Some("Unknown"))
         );
+    }
+
+    #[test]
+    fn instances_waiting_for_their_image_show_the_reason_and_the_pulls_progress() {
+        let v = json!({"metadata": {"name": "app-node1-abcde"},
+            "spec": {"node": "node1", "revision": "app-00001"},
+            "status": {"phase": "Pending", "ready": false, "restarts": 0,
+                "reason": "ContainerCreating",
+                "message": "pulling image 127.0.0.1:5000/fn/app:v1: pulling 1/3 layers, 2.0 of 9.5 MB"}});
+        let names: Vec<&str> = columns(&INSTANCES).iter().map(|c| c.name).collect();
+        let c = cells(&INSTANCES, &v, &[], SystemTime::now());
+        let at = |n: &str| &c[names.iter().position(|x| *x == n).expect(n)];
+        assert_eq!(at("Status"), "ContainerCreating");
+        assert!(
+            at("Message")
+                .as_str()
+                .is_some_and(|m| m.ends_with("pulling 1/3 layers, 2.0 of 9.5 MB")),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_ready_instance_shows_its_phase_even_after_a_restart_with_a_reason() {
+        let v = json!({"metadata": {"name": "app-node1-abcde"}, "spec": {"node": "node1"},
+            "status": {"phase": "Running", "ready": true, "restarts": 1, "reason": "OOMKilled"}});
+        let c = cells(&INSTANCES, &v, &[], SystemTime::now());
+        assert_eq!(c[2], "Running");
     }
 }

@@ -709,3 +709,60 @@ async fn a_pod_on_a_node_that_stopped_reporting_is_unknown() {
     assert_eq!(pod["status"]["containerStatuses"][0]["ready"], false);
     cp.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pod_whose_image_cannot_be_pulled_is_pending_with_the_reason_as_kubernetes_shows_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    let mut i = instance(
+        "app-node1-bcdfg",
+        "app-00001",
+        Some("127.0.0.1:5000/fn/app:v1"),
+    );
+    i["status"] = json!({"phase": "Failed", "ready": false, "restarts": 0,
+        "reason": "ErrImagePull",
+        "message": "image 127.0.0.1:5000/fn/app:v1 not found at registry 127.0.0.1:5000"});
+    register_node_and_instance(&c, i).await;
+    let pod = c
+        .get_json("/api/v1/namespaces/default/pods/app-node1-bcdfg")
+        .await
+        .expect("pod");
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+    let waiting = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "ErrImagePull", "{pod}");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not found at registry")),
+        "{pod}"
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pod_names_the_digest_its_container_runs_and_why_its_last_run_ended() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    let mut i = instance(
+        "app-node1-hjklm",
+        "app-00001",
+        Some("127.0.0.1:5000/fn/app:v1"),
+    );
+    i["status"]["imageDigest"] = json!("127.0.0.1:5000/fn/app@sha256:0123");
+    i["status"]["restarts"] = json!(1);
+    i["status"]["reason"] = json!("OOMKilled");
+    i["status"]["lastExitCode"] = json!(137);
+    register_node_and_instance(&c, i).await;
+    let pod = c
+        .get_json("/api/v1/namespaces/default/pods/app-node1-hjklm")
+        .await
+        .expect("pod");
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert_eq!(cs["imageID"], "127.0.0.1:5000/fn/app@sha256:0123", "{pod}");
+    assert_eq!(
+        cs["lastState"]["terminated"]["reason"], "OOMKilled",
+        "{pod}"
+    );
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 137, "{pod}");
+    cp.shutdown().await;
+}
