@@ -1106,6 +1106,42 @@ async fn a_missing_image_fails_fast_with_the_reason() {
     f.stop();
 }
 
+/// 10b. A container killed for going over its memory limit is restarted and says
+/// `OOMKilled`, told apart from any other SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_is_oom_killed_and_says_so() {
+    if !can_run("a_container_over_its_memory_limit_is_oom_killed_and_says_so") {
+        return;
+    }
+    let lab = Lab::new();
+    let f = fleet(&lab, "ctr-oom").await;
+    let k = Kubectl::new(&f);
+    // The shell (the container's PID 1) reads 200 MB into a variable: far over 32 Mi, so the
+    // kernel kills it, and with it the container.
+    let hog = "          command: [\"/bin/sh\", \"-c\", \"x=$(head -c 200000000 /dev/zero | tr '\\\\0' a); sleep 100\"]\n          resources:\n            limits:\n              memory: 32Mi\n";
+    k.apply(&service("hog", &lab.image("v1"), &[], hog));
+    let status = f
+        .wait_for(
+            Duration::from_secs(30),
+            "an instance restarted after an OOM kill",
+            || async {
+                instances_of(&f, "hog-00001").await.iter().find_map(|i| {
+                    let st = &i["status"];
+                    (st["restarts"].as_u64() >= Some(1) && st["reason"] == "OOMKilled")
+                        .then(|| st.clone())
+                })
+            },
+        )
+        .await;
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("memory limit")),
+        "{status}"
+    );
+    f.stop();
+}
+
 /// 11a. A stopped fleet leaves no container, no mount and no cgroup behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_fleet_leaves_no_container_mount_or_cgroup() {

@@ -118,24 +118,26 @@ impl Cgroups {
         }
     }
 
-    /// How many processes the kernel killed in the instance's memory group for going over
-    /// its limit, so far.
-    pub fn oom_kills(&self, instance: &str) -> u64 {
-        let (file, key) = match self {
-            Cgroups::V2(root) => (root.join(instance).join("memory.events"), "oom_kill"),
-            Cgroups::V1 { memory, .. } => {
-                (memory.join(instance).join("memory.oom_control"), "oom_kill")
-            }
-        };
-        std::fs::read_to_string(file)
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    let (k, v) = l.split_once(' ')?;
-                    (k == key).then(|| v.trim().parse().ok())?
+    /// A count that grows when the instance's memory group runs into its limit: on cgroup
+    /// v2, the OOM kills in it and below it (`memory.events` counts hierarchically); on v1,
+    /// where a kill is counted only in the victim's own group (the container's, which its
+    /// OCI runtime removes as the container exits), the times the limit was hit
+    /// (`memory.failcnt`). A SIGKILL while this grew is a kill for going over the limit.
+    pub fn oom_events(&self, instance: &str) -> u64 {
+        let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+        match self {
+            Cgroups::V2(root) => read(root.join(instance).join("memory.events"))
+                .and_then(|t| {
+                    t.lines().find_map(|l| {
+                        let (k, v) = l.split_once(' ')?;
+                        (k == "oom_kill").then(|| v.trim().parse().ok())?
+                    })
                 })
-            })
-            .unwrap_or(0)
+                .unwrap_or(0),
+            Cgroups::V1 { memory, .. } => read(memory.join(instance).join("memory.failcnt"))
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0),
+        }
     }
 
     /// Removes an instance's groups (after its processes are gone), with any group below

@@ -6,8 +6,9 @@
 //! The container shares the host's network and listens on the port kantai gives it, as a
 //! process instance does. Limits live in a cgroup kantai makes for the instance; the OCI
 //! runtime puts the container in a group below it (`…/<instance>/ctr`), so the limits and
-//! the memory cgroup's OOM-kill count outlive each run of the container and a kill for
-//! going over the memory limit is told apart from any other SIGKILL.
+//! the group's memory counters outlive each run of the container (the runtime removes the
+//! container's own group as it exits), and a kill for going over the memory limit is told
+//! apart from any other SIGKILL (`Cgroups::oom_events`).
 
 mod bundle;
 mod cli;
@@ -115,8 +116,8 @@ pub(crate) struct Container {
     group: Option<String>,
     /// Whether the container was run before (a restart needs a fresh root).
     ran: bool,
-    /// The instance cgroup's OOM kills before the current run.
-    oom_kills: u64,
+    /// The instance cgroup's OOM count before the current run (`Cgroups::oom_events`).
+    oom_events: u64,
 }
 
 impl Container {
@@ -133,7 +134,7 @@ impl Container {
             passwd: None,
             group: None,
             ran: false,
-            oom_kills: 0,
+            oom_events: 0,
         }
     }
 
@@ -335,7 +336,7 @@ impl Backend for Container {
             retry: true,
         })?;
         if let Some(cg) = &self.runtime.inner.cgroups {
-            self.oom_kills = cg.oom_kills(&self.cgroup_name());
+            self.oom_events = cg.oom_events(&self.cgroup_name());
         }
         self.ran = true;
         let bundle = self.bundle.dir.display().to_string();
@@ -380,12 +381,15 @@ impl Backend for Container {
     }
 
     fn exit_reason(&self, code: Option<i32>) -> &'static str {
-        let oom = self
-            .runtime
-            .inner
-            .cgroups
-            .as_ref()
-            .is_some_and(|cg| cg.oom_kills(&self.cgroup_name()) > self.oom_kills);
+        // SIGKILL, which the container's PID 1 ends with as 128 + 9 through the runtime.
+        let killed = matches!(code, Some(137) | Some(-9));
+        let oom = killed
+            && self
+                .runtime
+                .inner
+                .cgroups
+                .as_ref()
+                .is_some_and(|cg| cg.oom_events(&self.cgroup_name()) > self.oom_events);
         match code {
             _ if oom => "OOMKilled",
             Some(0) => "Completed",
