@@ -305,3 +305,31 @@ async fn a_program_that_does_not_exist_fails_at_once() {
     assert_eq!(st.reason.as_deref(), Some("StartError"));
     inst.stop().await;
 }
+
+#[tokio::test]
+async fn an_image_needing_an_oci_runtime_that_is_not_installed_fails_at_once_saying_what_to_install()
+ {
+    let state = tempfile::tempdir().expect("state dir");
+    let mut cfg = config();
+    cfg.oci.runtime = Some("/no/such/runc".into());
+    let rt = Runtime::open(cfg, None, "test-no-oci", state.path()).await;
+    assert!(rt.oci_runtime().is_err());
+    let c = Container {
+        image: "example.com/fn/app:v1".into(),
+        ..Container::default()
+    };
+    let inst = rt
+        .start(spec("noruntime", c, Duration::from_secs(1)))
+        .expect("starts, failed");
+    let mut rx = inst.state();
+    let st = wait(&mut rx, "the failure", |s| s.failed).await;
+    assert_eq!(st.reason.as_deref(), Some("RuntimeUnavailable"), "{st:?}");
+    let message = st.message.unwrap_or_default();
+    // As root the runtime is named with what to install; otherwise root is what is missing.
+    assert!(
+        message.contains("apt-get install runc") || message.contains("as root"),
+        "{message}"
+    );
+    assert!(message.contains("example.com/fn/app:v1"), "{message}");
+    inst.stop().await;
+}
