@@ -1027,7 +1027,15 @@ async fn main() {
             overlay.push(ms);
         }
     }
-    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/memory/kantai-bench"));
+    // The hand-run containers' parent cgroup, in every hierarchy runc made it in.
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::remove_dir(h.path().join("kantai-bench"));
+    }
+    let _ = std::fs::remove_dir("/sys/fs/cgroup/kantai-bench");
 
     // Pull and unpack of the big image.
     let pull = pulls(work, &host).await;
