@@ -352,6 +352,7 @@ async fn mirror(
     let mut port = None;
     let mut ready = false;
     let mut last_status: Option<InstanceStatus> = None;
+    let status_tx = status_writer(agent.clone(), ns.clone(), name.clone());
     loop {
         let st = rx.borrow_and_update().clone();
         if st.port != port {
@@ -419,22 +420,43 @@ async fn mirror(
                 l.object = obj.clone();
                 l.written = std::time::Instant::now();
             }
+            status_tx.send_replace(Some(obj));
+            last_status = Some(status);
+        }
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Writes an instance's status as the API allows, the latest one only: the data plane
+/// never waits for the API (an instance that gets ready while its last status is still on
+/// its way serves at once). A write that fails is made again by `reassert`.
+fn status_writer(
+    agent: Arc<Agent>,
+    ns: String,
+    name: String,
+) -> tokio::sync::watch::Sender<Option<serde_json::Value>> {
+    let (tx, mut rx) = tokio::sync::watch::channel::<Option<serde_json::Value>>(None);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some(obj) = rx.borrow_and_update().clone() else {
+                continue;
+            };
             match agent
                 .client
                 .replace_status(INSTANCES, &ns, &name, &obj)
                 .await
             {
-                Ok(_) => last_status = Some(status),
+                Ok(_) => {}
                 // Removed meanwhile: a scale-down's (nothing to say), or someone's, which
                 // `reassert` writes back.
                 Err(e) if e.is_not_found() => {}
                 Err(e) => warn!(instance = %name, "cannot update the instance status: {e}"),
             }
         }
-        if rx.changed().await.is_err() {
-            break;
-        }
-    }
+    });
+    tx
 }
 
 /// How long a draining instance keeps answering requests forwarded by other nodes: the time
