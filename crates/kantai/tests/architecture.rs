@@ -301,9 +301,9 @@ fn the_bench_script_can_rewrite_benchmarks_md() {
     assert!(ok.success(), "scripts/bench has a syntax error");
     let text = fs::read_to_string(&script).expect("scripts/bench");
     let bench = fs::read_to_string(root().join("BENCHMARKS.md")).expect("BENCHMARKS.md");
-    for name in ["tick", "fleet", "sim"] {
+    for name in ["tick", "fleet", "containers", "sim"] {
         assert!(
-            text.contains("for name in tick fleet sim"),
+            text.contains("for name in tick fleet containers sim"),
             "the script's tables changed"
         );
         for marker in [
