@@ -36,8 +36,6 @@ pub(crate) struct Descriptor {
     pub digest: String,
     pub size: i64,
     #[serde(default)]
-    pub urls: Option<Vec<String>>,
-    #[serde(default)]
     pub platform: Option<PlatformJson>,
 }
 
@@ -284,7 +282,6 @@ mod tests {
             media_type: OCI_MANIFEST.into(),
             digest: D.into(),
             size: 1,
-            urls: None,
             platform: Some(PlatformJson {
                 os: "linux".into(),
                 architecture: arch.into(),

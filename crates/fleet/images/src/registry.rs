@@ -190,7 +190,11 @@ impl Registry {
             media_type: desc.media_type.clone(),
             digest: desc.digest.clone(),
             size: desc.size,
-            urls: desc.urls.clone(),
+            // A manifest's foreign-layer URLs are never followed (the client would fetch
+            // them from the node when the registry's blob fails, over plain HTTP too): a
+            // registry must not make a node reach addresses of its choosing. containerd
+            // does not follow them by default either.
+            urls: None,
             annotations: None,
             artifact_type: None,
         };

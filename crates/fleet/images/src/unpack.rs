@@ -217,6 +217,22 @@ pub(crate) fn unpack(
             }
             continue;
         }
+        // overlayfs's own attributes (opaque, redirect, metacopy) are this store's to set:
+        // a layer that carries them could make the stack show what no layer holds.
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                if ext
+                    .key_bytes()
+                    .starts_with(b"SCHILY.xattr.trusted.overlay.")
+                {
+                    return Err(UnpackError::Bad(format!(
+                        "entry {} sets overlayfs's own attribute {}",
+                        raw.display(),
+                        String::from_utf8_lossy(ext.key_bytes())
+                    )));
+                }
+            }
+        }
         if entry.header().entry_type().is_file() {
             size += entry.header().size().unwrap_or(0);
         }

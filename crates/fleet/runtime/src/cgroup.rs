@@ -3,19 +3,41 @@
 
 use std::path::{Path, PathBuf};
 
-/// CFS period used for CPU quotas.
-const CPU_PERIOD_US: u64 = 100_000;
+use oci_spec::runtime::{LinuxCpu, LinuxMemory};
 
-/// Limits of one instance.
+/// Limits of one instance, as read back from its groups.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Limits {
-    /// CPU cores (`resources.limits.cpu`).
+    /// CPU cores (quota over period).
     pub cpu: Option<f64>,
-    /// Memory bytes (`resources.limits.memory`).
+    /// Memory bytes.
     pub memory: Option<u64>,
 }
 
-impl Limits {
+/// What an instance's group is given: the CPU and memory `kantai-container` computes from
+/// the container's resources by the kubelet's rules (the figures a container's own
+/// `config.json` would carry), so processes and containers are limited by one rule.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupLimits {
+    /// CFS quota, period and shares.
+    pub cpu: Option<LinuxCpu>,
+    /// Memory limit, and memory+swap.
+    pub memory: Option<LinuxMemory>,
+}
+
+impl GroupLimits {
+    /// The limits of a container's resources (zero is no limit; a figure that does not fit
+    /// is refused, naming its field).
+    pub fn of(
+        r: &kantai_model::serving::Resources,
+    ) -> Result<GroupLimits, kantai_container::SpecError> {
+        let res = kantai_container::resources::linux_resources(r, 0)?;
+        Ok(GroupLimits {
+            cpu: res.cpu().clone(),
+            memory: *res.memory(),
+        })
+    }
+
     /// Whether there is anything to enforce.
     pub fn is_empty(&self) -> bool {
         self.cpu.is_none() && self.memory.is_none()
@@ -70,31 +92,58 @@ impl Cgroups {
 
     /// Creates the groups of one instance with its limits; returns the `cgroup.procs` files
     /// the instance's process must join.
-    pub fn create(&self, instance: &str, limits: Limits) -> std::io::Result<Vec<PathBuf>> {
+    pub fn create(&self, instance: &str, limits: &GroupLimits) -> std::io::Result<Vec<PathBuf>> {
+        let (cpu, memory) = (limits.cpu.as_ref(), limits.memory.as_ref());
         match self {
             Cgroups::V2(root) => {
                 let dir = root.join(instance);
                 std::fs::create_dir_all(&dir)?;
-                if let Some(cpu) = limits.cpu {
-                    let quota = ((cpu * CPU_PERIOD_US as f64) as u64).max(1000);
-                    std::fs::write(dir.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"))?;
+                if let Some(c) = cpu {
+                    if let (Some(q), Some(p)) = (c.quota(), c.period()) {
+                        std::fs::write(dir.join("cpu.max"), format!("{q} {p}"))?;
+                    }
+                    if let Some(shares) = c.shares() {
+                        // runc's conversion of v1 shares [2, 262144] to v2 weight [1, 10000].
+                        let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
+                        std::fs::write(dir.join("cpu.weight"), weight.to_string())?;
+                    }
                 }
-                if let Some(mem) = limits.memory {
-                    std::fs::write(dir.join("memory.max"), mem.to_string())?;
+                if let Some(m) = memory
+                    && let Some(limit) = m.limit()
+                {
+                    std::fs::write(dir.join("memory.max"), limit.to_string())?;
+                    // v2 counts swap apart: memory+swap equal to the limit is no swap.
+                    let swap = m.swap().map_or(0, |s| (s - limit).max(0));
+                    let _ = std::fs::write(dir.join("memory.swap.max"), swap.to_string());
                 }
                 Ok(vec![dir.join("cgroup.procs")])
             }
-            Cgroups::V1 { cpu, memory } => {
-                let (c, m) = (cpu.join(instance), memory.join(instance));
+            Cgroups::V1 {
+                cpu: cpu_dir,
+                memory: mem_dir,
+            } => {
+                let (c, m) = (cpu_dir.join(instance), mem_dir.join(instance));
                 std::fs::create_dir_all(&c)?;
                 std::fs::create_dir_all(&m)?;
-                if let Some(cores) = limits.cpu {
-                    let quota = ((cores * CPU_PERIOD_US as f64) as u64).max(1000);
-                    std::fs::write(c.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
-                    std::fs::write(c.join("cpu.cfs_quota_us"), quota.to_string())?;
+                if let Some(l) = cpu {
+                    if let (Some(q), Some(p)) = (l.quota(), l.period()) {
+                        std::fs::write(c.join("cpu.cfs_period_us"), p.to_string())?;
+                        std::fs::write(c.join("cpu.cfs_quota_us"), q.to_string())?;
+                    }
+                    if let Some(shares) = l.shares() {
+                        std::fs::write(c.join("cpu.shares"), shares.to_string())?;
+                    }
                 }
-                if let Some(mem) = limits.memory {
-                    std::fs::write(m.join("memory.limit_in_bytes"), mem.to_string())?;
+                if let Some(l) = memory
+                    && let Some(limit) = l.limit()
+                {
+                    std::fs::write(m.join("memory.limit_in_bytes"), limit.to_string())?;
+                    // Only where the kernel accounts swap (the file exists); memory+swap may
+                    // not be below the memory limit, so it is written after it.
+                    if let Some(swap) = l.swap() {
+                        let _ =
+                            std::fs::write(m.join("memory.memsw.limit_in_bytes"), swap.to_string());
+                    }
                 }
                 Ok(vec![c.join("cgroup.procs"), m.join("cgroup.procs")])
             }
@@ -192,7 +241,12 @@ impl Cgroups {
                 cpu: read(cpu.join(instance).join("cpu.cfs_quota_us"))
                     .and_then(|s| s.parse::<f64>().ok())
                     .filter(|q| *q > 0.0)
-                    .map(|q| q / CPU_PERIOD_US as f64),
+                    .and_then(|q| {
+                        let p: f64 = read(cpu.join(instance).join("cpu.cfs_period_us"))?
+                            .parse()
+                            .ok()?;
+                        Some(q / p)
+                    }),
                 memory: read(memory.join(instance).join("memory.limit_in_bytes"))
                     .and_then(|s| s.parse().ok()),
             },

@@ -55,6 +55,12 @@ impl InstanceSpec {
         ]
     }
 
+    /// The instance's name on the node: its cgroup's and its container's (`<ns>.<name>`;
+    /// instance names are unique on a node, namespaces keep them apart).
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
     /// The image reference to run: the pinned one when the revision has it.
     pub fn image(&self) -> &str {
         self.image.as_deref().unwrap_or(&self.container.image)
@@ -110,8 +116,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &mut self,
         state: &watch::Sender<State>,
     ) -> impl Future<Output = Result<(), Failure>> + Send;
-    /// The command of one start, listening on `port`.
-    fn command(&mut self, port: u16) -> Result<Command, Failure>;
+    /// The command of one start, listening on `port` (after undoing what the last run left).
+    fn command(&mut self, port: u16) -> impl Future<Output = Result<Command, Failure>> + Send;
     /// Asks the running instance to stop, then makes sure it did: SIGTERM, and SIGKILL
     /// after `grace`.
     fn terminate(&self, child: &mut Child, grace: Duration) -> impl Future<Output = ()> + Send;
@@ -246,7 +252,12 @@ impl<B: Backend> Supervisor<B> {
     async fn prepare(&mut self, stop: &mut StopRx) -> bool {
         let mut retry = PREPARE_RETRY_START;
         loop {
-            match self.backend.prepare(&self.state).await {
+            // A stop does not wait for a pull to end.
+            let prepared = tokio::select! {
+                r = self.backend.prepare(&self.state) => r,
+                _ = &mut *stop => return false,
+            };
+            match prepared {
                 Ok(()) => {
                     self.state.send_modify(|s| {
                         s.failed = false;
@@ -294,7 +305,7 @@ impl<B: Backend> Supervisor<B> {
                     continue;
                 }
             };
-            let child = match self.spawn(port) {
+            let child = match self.spawn(port).await {
                 Ok(c) => c,
                 Err(f) => {
                     // A program that cannot start now will not start on a retry soon
@@ -354,8 +365,8 @@ impl<B: Backend> Supervisor<B> {
         });
     }
 
-    fn spawn(&mut self, port: u16) -> Result<Child, Failure> {
-        let mut cmd = self.backend.command(port)?;
+    async fn spawn(&mut self, port: u16) -> Result<Child, Failure> {
+        let mut cmd = self.backend.command(port).await?;
         cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -479,7 +490,9 @@ impl<B: Backend> Supervisor<B> {
         // Every millisecond (tokio's timer resolution) for the first half second, where
         // nearly every process gets ready, then backing off to Knative's 25 ms: a request
         // waits for this, and a failed loopback connect costs microseconds.
-        let mut interval = Duration::from_millis(if probe.is_cheap() { 1 } else { 10 });
+        // A command probe spawns a process each time (`runc exec` into a container costs
+        // tens of milliseconds): 100 ms apart, not back to back.
+        let mut interval = Duration::from_millis(if probe.is_cheap() { 1 } else { 100 });
         let mut successes = 0;
         let mut probes = 0u32;
         loop {
@@ -493,7 +506,7 @@ impl<B: Backend> Supervisor<B> {
             }
             tokio::time::sleep(interval).await;
             probes += 1;
-            if probes >= 500 {
+            if probes >= 500 && probe.is_cheap() {
                 interval = (interval * 2).min(Duration::from_millis(25));
             }
         }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use cgroup::{Cgroups, Limits};
+pub use cgroup::{Cgroups, GroupLimits, Limits};
 pub use config::{
     DEFAULT_PIDS_LIMIT, DEFAULT_STORE_LIMIT, ImageCommand, KANTAI_PLACEHOLDER, OciConfig,
     RuntimeConfig, glob_match,
@@ -48,15 +48,6 @@ pub enum StartError {
     /// The image needs a container runtime this runtime does not have.
     #[error("{0}")]
     NoRuntime(String),
-}
-
-/// The limits a container's `resources.limits` sets.
-pub(crate) fn limits_of(c: &kantai_model::serving::Container) -> Limits {
-    let l = &c.resources.limits;
-    Limits {
-        cpu: l.get("cpu").map(|q| q.value()),
-        memory: l.get("memory").map(|q| q.value().max(0.0) as u64),
-    }
 }
 
 /// The unprivileged user instances run as when kantai runs as root.
@@ -171,8 +162,7 @@ impl Runtime {
         scope: &str,
         state_dir: &Path,
     ) -> Runtime {
-        let oci = Arc::new(oci::Oci::open(&config.oci, state_dir));
-        oci.clean_leftovers().await;
+        let oci = Arc::new(oci::Oci::open(&config.oci, state_dir).await);
         let rt = Runtime::build(config, launcher, scope, Some(oci));
         if let Some(cg) = &rt.inner.cgroups {
             cg.remove_all();

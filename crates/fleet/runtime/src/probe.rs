@@ -83,8 +83,11 @@ impl ReadinessProbe {
             // tcpSocket, gRPC (checked as a connection) and the default.
             Check::Tcp { port }
         };
-        let timeout = match p.timeout_seconds {
-            Some(t) if t > 0 => Duration::from_secs(t as u64),
+        let timeout = match (p.timeout_seconds, &check) {
+            (Some(t), _) if t > 0 => Duration::from_secs(t as u64),
+            // A command (`runc exec` into a container, say) takes a while to start:
+            // Kubernetes' default second.
+            (_, Check::Exec { .. }) => Duration::from_secs(1),
             // Knative's aggressive probing uses short attempts.
             _ => Duration::from_millis(500),
         };

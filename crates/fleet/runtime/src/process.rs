@@ -10,9 +10,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::cgroup::Limits;
+use crate::Runtime;
+use crate::cgroup::GroupLimits;
 use crate::instance::{Backend, Failure, InstanceSpec, State};
-use crate::{Runtime, limits_of};
 
 /// One process instance.
 pub(crate) struct Process {
@@ -24,23 +24,27 @@ pub(crate) struct Process {
 
 impl Process {
     fn cgroup_name(&self) -> String {
-        format!("{}.{}", self.spec.namespace, self.spec.name)
+        self.spec.id()
     }
 
-    fn limits(&self) -> Limits {
-        limits_of(&self.spec.container)
+    fn limits(&self) -> Result<GroupLimits, Failure> {
+        GroupLimits::of(&self.spec.container.resources).map_err(|e| Failure {
+            reason: e.reason(),
+            message: e.in_image(&self.spec.container.image).to_string(),
+            retry: false,
+        })
     }
 }
 
 impl Backend for Process {
     async fn prepare(&mut self, _state: &watch::Sender<State>) -> Result<(), Failure> {
-        let limits = self.limits();
+        let limits = self.limits()?;
         if limits.is_empty() {
             return Ok(());
         }
         let inner = &self.runtime.inner;
         match &inner.cgroups {
-            Some(cg) => match cg.create(&self.cgroup_name(), limits) {
+            Some(cg) => match cg.create(&self.cgroup_name(), &limits) {
                 Ok(files) => self.cgroup_files = files,
                 Err(e) => self
                     .runtime
@@ -53,7 +57,7 @@ impl Backend for Process {
         Ok(())
     }
 
-    fn command(&mut self, port: u16) -> Result<Command, Failure> {
+    async fn command(&mut self, port: u16) -> Result<Command, Failure> {
         let s = &self.spec;
         let inner = &self.runtime.inner;
         let mut cmd = match &inner.launcher {

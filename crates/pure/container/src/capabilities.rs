@@ -97,6 +97,34 @@ pub fn capability_set(s: &Security) -> Result<Vec<&'static str>, SpecError> {
     Ok(set)
 }
 
+/// Capabilities that act on the network namespace a process is in: in the host's (where
+/// kantai's containers listen on the port they are given), NET_RAW would let a container
+/// read and forge the host's traffic (other functions' requests, the peer token between
+/// nodes) and NET_ADMIN would let it reconfigure the host's network.
+pub const HOST_NETWORK_CAPABILITIES: &[&str] = &["NET_RAW", "NET_ADMIN"];
+
+/// The set for a container in the host's network namespace: Docker's default without
+/// NET_RAW (as when `drop: [NET_RAW]` is written, which Kubernetes' restricted Pod Security
+/// Standard asks for anyway); asking for NET_RAW or NET_ADMIN (by name or through `ALL`)
+/// is refused, since no namespace of its own would bound them.
+pub fn on_host_network(
+    mut set: Vec<&'static str>,
+    s: &Security,
+) -> Result<Vec<&'static str>, SpecError> {
+    let add = normalise(&s.cap_add, "securityContext.capabilities.add")?;
+    if let Some(name) = add
+        .iter()
+        .find(|c| **c == "ALL" || HOST_NETWORK_CAPABILITIES.contains(c))
+    {
+        return Err(SpecError::HostNetworkCapability {
+            image: String::new(),
+            name: (*name).to_owned(),
+        });
+    }
+    set.retain(|c| !HOST_NETWORK_CAPABILITIES.contains(c));
+    Ok(set)
+}
+
 /// `process.capabilities` for the set: the same list in bounding, effective and permitted;
 /// inheritable and ambient empty.
 ///

@@ -104,6 +104,20 @@ pub enum SpecError {
         /// The name as written.
         name: String,
     },
+    /// A capability that would act on the host's network, asked for by a container that
+    /// shares it.
+    #[error(
+        "{}: securityContext.capabilities.add asks for {name}, but kantai's containers share \
+         the node's network namespace, where {name} would reach the node's own network (its \
+         traffic, other functions' requests); remove it from capabilities.add",
+        named(image)
+    )]
+    HostNetworkCapability {
+        /// The image.
+        image: String,
+        /// The capability (or `ALL`).
+        name: String,
+    },
     /// A working directory the runtime would refuse (it must be absolute).
     #[error(
         "{}: {field} is {dir:?}, which is not an absolute path; runc and crun need one, so \
@@ -166,6 +180,7 @@ impl SpecError {
             | SpecError::UnknownUser { .. }
             | SpecError::UnknownGroup { .. }
             | SpecError::UnknownCapability { .. }
+            | SpecError::HostNetworkCapability { .. }
             | SpecError::RelativeWorkingDir { .. }
             | SpecError::RelativeMount { .. } => "CreateContainerError",
         }
@@ -182,6 +197,7 @@ impl SpecError {
             | SpecError::UnknownUser { image, .. }
             | SpecError::UnknownGroup { image, .. }
             | SpecError::UnknownCapability { image, .. }
+            | SpecError::HostNetworkCapability { image, .. }
             | SpecError::RelativeWorkingDir { image, .. }
             | SpecError::BadLimit { image, .. }
             | SpecError::RelativeMount { image, .. } => image,

@@ -6,7 +6,7 @@ use oci_spec::runtime::{
 };
 
 use crate::SpecError;
-use crate::capabilities::{capability_set, linux_capabilities};
+use crate::capabilities::{capability_set, linux_capabilities, on_host_network};
 use crate::command::{argv, expand_all};
 use crate::env::{container_env, environment, expansion_vars};
 use crate::image::ImageConfig;
@@ -89,7 +89,10 @@ fn build(i: &Inputs) -> Result<Spec, SpecError> {
         &user.home,
     );
     let cwd = working_dir(c.working_dir.as_deref(), i.image.working_dir.as_deref())?;
-    let caps = capability_set(i.security)?;
+    let caps = match &i.network {
+        Network::Host => on_host_network(capability_set(i.security)?, i.security)?,
+        Network::Namespace(_) => capability_set(i.security)?,
+    };
 
     let mut oci_user = OciUser::default();
     oci_user

@@ -6,6 +6,10 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+/// The longest a short runtime command (`kill`, `delete`, `list`, `exec` aside) may take:
+/// one stuck on a frozen cgroup or a state lock must not hold a stop forever.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An OCI runtime binary and the state root kantai gives it.
 #[derive(Clone, Debug)]
 pub struct OciRuntime {
@@ -96,16 +100,37 @@ impl OciRuntime {
         c
     }
 
-    /// Runs a short runtime command to its end; its stderr on failure.
+    /// The program and arguments that run `args` (with `--root`), for callers that spawn
+    /// it themselves (exec probes): the same wrapper as every other call.
+    pub fn argv(&self, args: &[&str]) -> Vec<String> {
+        let c = self.command(args);
+        let std = c.as_std();
+        std::iter::once(std.get_program())
+            .chain(std.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Runs a short runtime command to its end (killed after [`CALL_TIMEOUT`]); its
+    /// stderr on failure.
     pub async fn call(&self, args: &[&str]) -> Result<(), String> {
-        let out = self
+        let run = self
             .command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
-            .output()
+            .output();
+        let out = tokio::time::timeout(CALL_TIMEOUT, run)
             .await
+            .map_err(|_| {
+                format!(
+                    "{} {} did not finish within {}s",
+                    self.name,
+                    args.first().unwrap_or(&""),
+                    CALL_TIMEOUT.as_secs()
+                )
+            })?
             .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
         if out.status.success() {
             Ok(())
@@ -117,25 +142,45 @@ impl OciRuntime {
     /// Runs a short runtime command to its end, blocking the thread: for the paths that
     /// cannot wait asynchronously (a drop, a restart between two starts).
     pub fn call_blocking(&self, args: &[&str]) -> bool {
-        self.command(args)
+        let Ok(mut child) = self
+            .command(args)
             .into_std()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .spawn()
+        else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
     }
 
     /// The ids of the containers in this node's root (`list -q`).
     pub async fn list(&self) -> Vec<String> {
-        let Ok(out) = self
+        let run = self
             .command(&["list", "-q"])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
-            .output()
-            .await
-        else {
+            .output();
+        let Ok(Ok(out)) = tokio::time::timeout(CALL_TIMEOUT, run).await else {
+            tracing::warn!(
+                "{} list did not answer: containers an earlier run left may remain",
+                self.name
+            );
             return Vec::new();
         };
         String::from_utf8_lossy(&out.stdout)

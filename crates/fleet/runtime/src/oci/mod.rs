@@ -28,7 +28,7 @@ pub use bundle::is_mount_point;
 pub use cli::OciRuntime;
 
 use crate::instance::{Backend, Failure, InstanceSpec, State};
-use crate::{OciConfig, Runtime, limits_of};
+use crate::{OciConfig, Runtime};
 
 /// The node's OCI side: the runtime binary, the layer store and where bundles go. Either
 /// part may be missing; an instance that needs it then fails at once saying what to do.
@@ -39,12 +39,21 @@ pub(crate) struct Oci {
     pids_limit: i64,
 }
 
+/// A pull that makes no progress this long is given up (and tried again later), as the
+/// kubelet's image-pull progress deadline does: a registry that trickles or stalls would
+/// otherwise keep an instance waiting forever.
+const PULL_PROGRESS_DEADLINE: Duration = Duration::from_secs(60);
+
 /// The cgroup directory of the container itself, below the instance's own.
 const CONTAINER_GROUP: &str = "ctr";
 
 impl Oci {
     /// Finds the runtime and opens the store under `state_dir`; says which runtime it uses.
-    pub(crate) fn open(cfg: &OciConfig, state_dir: &Path) -> Oci {
+    ///
+    /// What an earlier run left (containers, their mounted roots) is removed before the
+    /// store opens: opening evicts unleased layers beyond the limit, and a layer still
+    /// under a leftover container's root must not go first.
+    pub(crate) async fn open(cfg: &OciConfig, state_dir: &Path) -> Oci {
         let runtime = if nix::unistd::Uid::effective().is_root() {
             OciRuntime::detect(cfg.runtime.as_deref(), &state_dir.join("runc"))
         } else {
@@ -65,6 +74,8 @@ impl Oci {
             ),
             Err(e) => warn!("images not mapped to a command cannot run: {e}"),
         }
+        let bundles = state_dir.join("containers");
+        clean_leftovers(runtime.as_ref().ok(), &bundles).await;
         let store = kantai_images::Registry::new(&cfg.images())
             .map_err(|e| e.to_string())
             .and_then(|reg| {
@@ -77,27 +88,28 @@ impl Oci {
         Oci {
             runtime,
             store,
-            bundles: state_dir.join("containers"),
+            bundles,
             pids_limit: cfg.pids_limit,
         }
     }
+}
 
-    /// Removes what an earlier run of this node left: containers in its runtime root,
-    /// mounted roots and bundles (after a SIGKILL of the agent, say).
-    pub(crate) async fn clean_leftovers(&self) {
-        if let Ok(rt) = &self.runtime {
-            for id in rt.list().await {
-                info!(container = %id, "removing a container an earlier run of this node left");
-                rt.remove(&id).await;
-            }
+/// Removes what an earlier run of this node left: containers in its runtime root, mounted
+/// roots and bundles (after a SIGKILL of the agent, say).
+async fn clean_leftovers(runtime: Option<&OciRuntime>, bundles: &Path) {
+    if let Some(rt) = runtime {
+        for id in rt.list().await {
+            info!(container = %id, "removing a container an earlier run of this node left");
+            rt.remove(&id).await;
         }
-        let Ok(dirs) = std::fs::read_dir(&self.bundles) else {
-            return;
-        };
-        for d in dirs.flatten() {
-            info!(bundle = %d.path().display(), "removing a container bundle an earlier run of this node left");
-            bundle::Bundle::new(d.path()).remove();
-        }
+    }
+    let Ok(dirs) = std::fs::read_dir(bundles) else {
+        return;
+    };
+    for d in dirs.flatten() {
+        info!(bundle = %d.path().display(), "removing a container bundle an earlier run of this node left");
+        let b = bundle::Bundle::new(d.path());
+        let _ = tokio::task::spawn_blocking(move || b.remove()).await;
     }
 }
 
@@ -122,7 +134,7 @@ pub(crate) struct Container {
 
 impl Container {
     pub(crate) fn new(runtime: Runtime, spec: InstanceSpec, oci: Arc<Oci>) -> Container {
-        let id = format!("{}.{}", spec.namespace, spec.name);
+        let id = spec.id();
         Container {
             bundle: bundle::Bundle::new(oci.bundles.join(&id)),
             oci,
@@ -261,12 +273,24 @@ impl Backend for Container {
         let pulled = {
             let pull = store.pull(&image, policy, &tx);
             tokio::pin!(pull);
+            let mut deadline = tokio::time::Instant::now() + PULL_PROGRESS_DEADLINE;
             loop {
                 tokio::select! {
                     r = &mut pull => break r,
                     Ok(()) = rx.changed() => {
+                        deadline = tokio::time::Instant::now() + PULL_PROGRESS_DEADLINE;
                         let p = rx.borrow_and_update().clone();
                         state.send_modify(|s| s.message = Some(format!("pulling image {image}: {p}")));
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Err(Failure {
+                            reason: "ErrImagePull",
+                            message: format!(
+                                "image {image}: the pull made no progress for {}s (a registry that stopped answering); it is tried again",
+                                PULL_PROGRESS_DEADLINE.as_secs()
+                            ),
+                            retry: true,
+                        });
                     }
                 }
             }
@@ -290,15 +314,20 @@ impl Backend for Container {
         self.image = Some(pulled);
         self.config = Some(config);
         self.mount()?;
-        let etc = self.bundle.rootfs().join("etc");
-        self.passwd = std::fs::read_to_string(etc.join("passwd")).ok();
-        self.group = std::fs::read_to_string(etc.join("group")).ok();
+        let root = self.bundle.rootfs();
+        self.passwd = bundle::read_in_root(&root, "/etc/passwd");
+        self.group = bundle::read_in_root(&root, "/etc/group");
         // A config the runtime would refuse (runAsNonRoot with a root image) fails now,
         // not at each start.
         self.runtime_spec(0)?;
-        let limits = limits_of(&self.spec.container);
+        let limits =
+            crate::GroupLimits::of(&self.spec.container.resources).map_err(|e| Failure {
+                reason: e.reason(),
+                message: e.in_image(self.spec.image()).to_string(),
+                retry: false,
+            })?;
         if let Some(cg) = &self.runtime.inner.cgroups
-            && let Err(e) = cg.create(&self.cgroup_name(), limits)
+            && let Err(e) = cg.create(&self.cgroup_name(), &limits)
         {
             return Err(Failure {
                 reason: "CreateContainerError",
@@ -312,7 +341,7 @@ impl Backend for Container {
         Ok(())
     }
 
-    fn command(&mut self, port: u16) -> Result<Command, Failure> {
+    async fn command(&mut self, port: u16) -> Result<Command, Failure> {
         let Ok(rt) = self.oci.runtime.clone() else {
             return Err(Failure {
                 reason: "RuntimeUnavailable",
@@ -323,7 +352,7 @@ impl Backend for Container {
         if self.ran {
             // The last run's container is gone (its process exited) but still known to
             // the runtime, and its root holds what it wrote.
-            rt.call_blocking(&["delete", "--force", &self.id]);
+            let _ = rt.call(&["delete", "--force", &self.id]).await;
             self.mount()?;
         }
         let spec = self.runtime_spec(port)?;
@@ -368,14 +397,7 @@ impl Backend for Container {
 
     fn exec_prefix(&self) -> Vec<String> {
         match &self.oci.runtime {
-            Ok(rt) => {
-                let mut p: Vec<String> = Vec::new();
-                p.push(rt.path.display().to_string());
-                p.push("--root".to_owned());
-                p.push(rt.root.display().to_string());
-                p.extend(["exec".to_owned(), self.id.clone()]);
-                p
-            }
+            Ok(rt) => rt.argv(&["exec", &self.id]),
             Err(_) => vec!["false".to_owned()],
         }
     }
@@ -401,19 +423,28 @@ impl Backend for Container {
         if let Ok(rt) = &self.oci.runtime {
             rt.remove(&self.id).await;
         }
+        // The root's upper directory can be large: removed off the async workers.
+        if let Some(bundle) = self.take_bundle() {
+            let _ = tokio::task::spawn_blocking(move || bundle.remove()).await;
+        }
         self.release();
     }
 }
 
 impl Container {
-    /// Unmounts and removes the bundle, the cgroups and the image lease (once).
-    fn release(&mut self) {
+    /// The bundle, once: whoever takes it removes it.
+    fn take_bundle(&mut self) -> Option<bundle::Bundle> {
         let bundle = std::mem::replace(&mut self.bundle, bundle::Bundle::new(PathBuf::new()));
-        if !bundle.dir.as_os_str().is_empty() {
+        (!bundle.dir.as_os_str().is_empty()).then_some(bundle)
+    }
+
+    /// Removes the bundle (if still here), the cgroups and the image lease.
+    fn release(&mut self) {
+        if let Some(bundle) = self.take_bundle() {
             bundle.remove();
-            if let Some(cg) = &self.runtime.inner.cgroups {
-                cg.remove(&self.cgroup_name());
-            }
+        }
+        if let Some(cg) = &self.runtime.inner.cgroups {
+            cg.remove(&self.cgroup_name());
         }
         self.image = None;
     }
@@ -425,6 +456,7 @@ impl Drop for Container {
     /// foreground does not kill the container when it dies itself.
     fn drop(&mut self) {
         if self.bundle.dir.as_os_str().is_empty() {
+            // Cleaned up already.
             return;
         }
         if let Ok(rt) = &self.oci.runtime {
