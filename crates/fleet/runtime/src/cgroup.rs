@@ -167,15 +167,14 @@ impl Cgroups {
         }
     }
 
-    /// A count that grows when the instance's memory group runs into its limit: on cgroup
-    /// v2, the OOM kills in it and below it (`memory.events` counts hierarchically); on v1,
-    /// where a kill is counted only in the victim's own group (the container's, which its
-    /// OCI runtime removes as the container exits), the times the limit was hit
-    /// (`memory.failcnt`). A SIGKILL while this grew is a kill for going over the limit.
-    pub fn oom_events(&self, instance: &str) -> u64 {
-        let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+    /// Marks the start of a run for [`Cgroups::hit_memory_limit`]: on cgroup v2 the OOM-kill
+    /// count so far (`memory.events` counts the groups below too); on v1, where a kill is
+    /// counted only in the victim's own group (the container's, which its OCI runtime
+    /// removes as the container exits), the group's peak usage is reset instead.
+    pub fn mark_memory(&self, instance: &str) -> u64 {
         match self {
-            Cgroups::V2(root) => read(root.join(instance).join("memory.events"))
+            Cgroups::V2(root) => std::fs::read_to_string(root.join(instance).join("memory.events"))
+                .ok()
                 .and_then(|t| {
                     t.lines().find_map(|l| {
                         let (k, v) = l.split_once(' ')?;
@@ -183,9 +182,55 @@ impl Cgroups {
                     })
                 })
                 .unwrap_or(0),
-            Cgroups::V1 { memory, .. } => read(memory.join(instance).join("memory.failcnt"))
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0),
+            Cgroups::V1 { memory, .. } => {
+                for f in [
+                    "memory.max_usage_in_bytes",
+                    "memory.memsw.max_usage_in_bytes",
+                ] {
+                    let _ = std::fs::write(memory.join(instance).join(f), "0");
+                }
+                0
+            }
+        }
+    }
+
+    /// Whether the instance's memory group ran into its limit since `mark` (what
+    /// [`Cgroups::mark_memory`] answered): on v2 an OOM kill was counted; on v1 the peak of
+    /// memory (or memory+swap) came within a charge batch of its limit. A SIGKILL with
+    /// this is a kill for going over the limit. (Not the v1 `failcnt`: recent kernels do
+    /// not count failures of the memory+swap limit, which a charge meets first.)
+    pub fn hit_memory_limit(&self, instance: &str, mark: u64) -> bool {
+        let read =
+            |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+        match self {
+            Cgroups::V2(_) => self.mark_count(instance) > mark,
+            Cgroups::V1 { memory, .. } => {
+                let dir = memory.join(instance);
+                // A charge is at most 64 pages: a peak this close to the limit met it.
+                const SLACK: u64 = 64 * 4096;
+                [
+                    ("memory.max_usage_in_bytes", "memory.limit_in_bytes"),
+                    (
+                        "memory.memsw.max_usage_in_bytes",
+                        "memory.memsw.limit_in_bytes",
+                    ),
+                ]
+                .iter()
+                .any(|(peak, limit)| {
+                    match (read(dir.join(peak)), read(dir.join(limit))) {
+                        (Some(p), Some(l)) => l < u64::MAX / 2 && p + SLACK >= l,
+                        _ => false,
+                    }
+                })
+            }
+        }
+    }
+
+    /// The v2 OOM-kill count (the v1 mark is always 0).
+    fn mark_count(&self, instance: &str) -> u64 {
+        match self {
+            Cgroups::V2(_) => self.mark_memory(instance),
+            Cgroups::V1 { .. } => 0,
         }
     }
 

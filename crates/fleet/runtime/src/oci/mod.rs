@@ -8,7 +8,7 @@
 //! runtime puts the container in a group below it (`…/<instance>/ctr`), so the limits and
 //! the group's memory counters outlive each run of the container (the runtime removes the
 //! container's own group as it exits), and a kill for going over the memory limit is told
-//! apart from any other SIGKILL (`Cgroups::oom_events`).
+//! apart from any other SIGKILL (`Cgroups::hit_memory_limit`).
 
 mod bundle;
 mod cli;
@@ -128,8 +128,9 @@ pub(crate) struct Container {
     group: Option<String>,
     /// Whether the container was run before (a restart needs a fresh root).
     ran: bool,
-    /// The instance cgroup's OOM count before the current run (`Cgroups::oom_events`).
-    oom_events: u64,
+    /// The instance cgroup's memory mark at the start of the current run
+    /// (`Cgroups::mark_memory`).
+    memory_mark: u64,
 }
 
 impl Container {
@@ -146,7 +147,7 @@ impl Container {
             passwd: None,
             group: None,
             ran: false,
-            oom_events: 0,
+            memory_mark: 0,
         }
     }
 
@@ -365,7 +366,7 @@ impl Backend for Container {
             retry: true,
         })?;
         if let Some(cg) = &self.runtime.inner.cgroups {
-            self.oom_events = cg.oom_events(&self.cgroup_name());
+            self.memory_mark = cg.mark_memory(&self.cgroup_name());
         }
         self.ran = true;
         let bundle = self.bundle.dir.display().to_string();
@@ -411,7 +412,7 @@ impl Backend for Container {
                 .inner
                 .cgroups
                 .as_ref()
-                .is_some_and(|cg| cg.oom_events(&self.cgroup_name()) > self.oom_events);
+                .is_some_and(|cg| cg.hit_memory_limit(&self.cgroup_name(), self.memory_mark));
         match code {
             _ if oom => "OOMKilled",
             Some(0) => "Completed",
