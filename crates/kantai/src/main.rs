@@ -83,6 +83,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.get(1).map(String::as_str) == Some("__oci-shim") {
+        return match kantai_runtime::oci_shim::parse(&args[2..]) {
+            Ok(a) => ExitCode::from(u8::try_from(kantai_runtime::oci_shim::run(&a)).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("kantai oci shim: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     launch::bind_to_parent();
     let cli = Cli::parse();
     let result = match cli.command {

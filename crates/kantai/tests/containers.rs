@@ -496,6 +496,28 @@ fn node_dir(f: &TestFleet, node: &str) -> PathBuf {
 }
 
 /// The containers in a node's runc root.
+/// The containers in a node's runc root with their status (`created`, `running`, ...).
+fn runc_states(root: &Path) -> Vec<(String, String)> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["list", "--format", "json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc list");
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c["id"].as_str()?.to_owned(),
+                c["status"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
 fn runc_list(root: &Path) -> Vec<String> {
     let out = Command::new("runc")
         .arg("--root")
@@ -935,8 +957,9 @@ async fn kubectl_logs_shows_what_the_container_wrote() {
     f.stop();
 }
 
-/// 8. Without traffic the container goes (gone from runc), and the next request cold-starts
-///    a new one that answers.
+/// 8. Without traffic the container goes, one is created ahead of demand in its place
+///    (`created` in runc, nothing of the function running), and the next request starts
+///    that one, which answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_scales_to_zero_and_a_request_cold_starts_another() {
     if !can_run("a_container_scales_to_zero_and_a_request_cold_starts_another") {
@@ -958,22 +981,41 @@ async fn a_container_scales_to_zero_and_a_request_cold_starts_another() {
     assert!(runc_list(&root).contains(&format!("default.{first}")));
 
     f.wait_zero("brief-00001", Duration::from_secs(60)).await;
-    f.wait_for(
-        Duration::from_secs(15),
-        "the container gone from runc",
-        || async { runc_list(&root).is_empty().then_some(()) },
-    )
-    .await;
+    // Its container goes; one is created ahead of the next request, not started.
+    let held = f
+        .wait_for(
+            Duration::from_secs(15),
+            "the running container gone and one created in its place",
+            || async {
+                let states = runc_states(&root);
+                match states.as_slice() {
+                    [(id, status)] if status == "created" && *id != format!("default.{first}") => {
+                        Some(id.clone())
+                    }
+                    _ => None,
+                }
+            },
+        )
+        .await;
     assert!(
         pids_with_env("K_SERVICE=brief").is_empty(),
-        "its processes remain"
+        "a process of the function runs at zero"
     );
 
     let a = f.call("ctr-zero", "brief", "/").await;
     assert_eq!((a.status, a.body.trim_end()), (200, HELLO_PAGE));
     let second = ready_instance(&f, "brief-00001").await;
     assert_ne!(second, first, "a new instance served the cold start");
-    assert!(runc_list(&root).contains(&format!("default.{second}")));
+    assert_eq!(
+        format!("default.{second}"),
+        held,
+        "the container created ahead of demand served it"
+    );
+    assert!(
+        runc_states(&root).contains(&(held.clone(), "running".to_owned())),
+        "{:?}",
+        runc_states(&root)
+    );
     f.stop();
 }
 

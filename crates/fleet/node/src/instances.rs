@@ -76,8 +76,92 @@ pub fn reconcile(agent: &Arc<Agent>) {
     for name in to_stop {
         stop(agent, &name);
     }
+    keep_standbys(agent, &desired);
     reassert(agent);
     remove_foreign(agent);
+}
+
+/// At most this many containers are kept created ahead of demand on a node: each holds a
+/// mounted root and a waiting init process (a few MB), and the revisions most likely to be
+/// asked for again are the few that ran here last.
+const MAX_STANDBYS: usize = 4;
+
+/// Keeps one container created, not started, for each revision that ran on this node and
+/// is at zero here, so its next cold start is `runc start` (milliseconds) instead of a
+/// whole `runc run`; drops those whose revision went or that are over the bound.
+fn keep_standbys(agent: &Arc<Agent>, desired: &HashMap<(String, String), u32>) {
+    let snap = agent.cache.snapshot();
+    // Only revisions that take traffic can be asked for: an old revision no route names
+    // keeps nothing created.
+    let routed: std::collections::HashSet<(String, String)> = snap
+        .routes
+        .values()
+        .flat_map(|r| {
+            let ns = r["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned();
+            r["status"]["traffic"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(move |t| Some((ns.clone(), t["revisionName"].as_str()?.to_owned())))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    agent
+        .ran_here
+        .lock()
+        .retain(|k| snap.revisions.contains_key(k));
+    let mut gone = Vec::new();
+    {
+        let mut standby = agent.standby.lock();
+        let keys: Vec<(String, String)> = standby.keys().cloned().collect();
+        for k in keys {
+            if !snap.revisions.contains_key(&k) || !routed.contains(&k) {
+                gone.extend(standby.remove(&k));
+            }
+        }
+    }
+    let wanted: Vec<(String, String)> = {
+        let ran = agent.ran_here.lock();
+        let local = agent.local.lock();
+        let standby = agent.standby.lock();
+        let mut room = MAX_STANDBYS.saturating_sub(standby.len());
+        let mut wanted = Vec::new();
+        for k in ran.iter() {
+            if room == 0 {
+                break;
+            }
+            let at_zero = desired.get(k).copied().unwrap_or(0) == 0;
+            let running = local.values().any(|l| l.key == *k && !l.stopping);
+            if at_zero && !running && !standby.contains_key(k) && routed.contains(k) {
+                wanted.push(k.clone());
+                room -= 1;
+            }
+        }
+        wanted
+    };
+    for k in wanted {
+        let Some(planned) = plan(agent, &k) else {
+            continue;
+        };
+        if agent.runtime.runs_as_process(&planned.spec.container.image) {
+            // Processes start in about a millisecond already; nothing to create.
+            agent.ran_here.lock().remove(&k);
+            continue;
+        }
+        let Some(handle) = agent.runtime.standby(planned.spec.clone()) else {
+            agent.ran_here.lock().remove(&k);
+            continue;
+        };
+        info!(instance = %planned.name, revision = %k.1, "creating a container ahead of demand");
+        agent.standby.lock().insert(k, (planned, handle));
+    }
+    for (planned, handle) in gone {
+        info!(instance = %planned.name, "removing the container created ahead of demand: its revision is gone or takes no traffic");
+        tokio::spawn(handle.stop_within(Duration::from_secs(1)));
+    }
 }
 
 /// How long an Instance object naming this node, that this agent does not run, stays before
@@ -209,12 +293,21 @@ fn reassert(agent: &Arc<Agent>) {
     }
 }
 
-fn start(agent: &Arc<Agent>, key: (String, String)) {
+/// An instance of a revision, ready to be started: what the runtime runs and the object the
+/// agent writes for it.
+pub struct Planned {
+    name: String,
+    spec: kantai_runtime::InstanceSpec,
+    object: Instance,
+    grace: Duration,
+    cc: u32,
+}
+
+/// Plans an instance of a revision from the cache (`None` while the revision is not there).
+fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
     let snap = agent.cache.snapshot();
-    let Some(rev_json) = snap.revisions.get(&key) else {
-        // The placement arrived before the revision; the next pass starts it.
-        return;
-    };
+    // The placement may arrive before the revision; the next pass starts it.
+    let rev_json = snap.revisions.get(key)?;
     let Some(Object::Revision(rev)) = manifest::read_one(
         &DocNode::from_json(rev_json),
         0,
@@ -223,11 +316,9 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
     .object
     else {
         warn!(revision = %key.1, "cannot read the revision");
-        return;
+        return None;
     };
-    let Some(container) = rev.spec.containers.first().cloned() else {
-        return;
-    };
+    let container = rev.spec.containers.first().cloned()?;
     let security = rev.spec.security_for(&container);
     // The revision's tag resolved to a digest when it was created: every instance runs
     // that image, wherever the tag points now.
@@ -282,8 +373,41 @@ fn start(agent: &Arc<Agent>, key: (String, String)) {
         },
         status: Some(InstanceStatus::default()),
     };
-    info!(instance = %name, revision = %key.1, "starting instance");
-    let started = agent.runtime.start(spec);
+    Some(Planned {
+        name,
+        spec,
+        object,
+        grace,
+        cc,
+    })
+}
+
+fn start(agent: &Arc<Agent>, key: (String, String)) {
+    // A container created ahead of demand starts in milliseconds: taken first.
+    let standby = agent.standby.lock().remove(&key);
+    let (planned, started) = match standby {
+        Some((planned, mut handle)) => {
+            info!(instance = %planned.name, revision = %key.1, "starting instance (created ahead of demand)");
+            handle.release();
+            (planned, Ok(handle))
+        }
+        None => {
+            let Some(planned) = plan(agent, &key) else {
+                return;
+            };
+            info!(instance = %planned.name, revision = %key.1, "starting instance");
+            let started = agent.runtime.start(planned.spec.clone());
+            (planned, started)
+        }
+    };
+    agent.ran_here.lock().insert(key.clone());
+    let Planned {
+        name,
+        object,
+        grace,
+        cc,
+        ..
+    } = planned;
     let (handle, state, logs, failure) = match started {
         Ok(h) => {
             let st = h.state();
@@ -530,8 +654,19 @@ async fn stop_now(
 /// handles it) does not keep the agent waiting the revision's whole timeout.
 const SHUTDOWN_STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// Stops every instance (agent shutdown), in parallel.
+/// Stops every instance (agent shutdown), in parallel, and removes the containers created
+/// ahead of demand.
 pub async fn stop_all(agent: &Arc<Agent>) {
+    let standbys: Vec<kantai_runtime::Instance> = agent
+        .standby
+        .lock()
+        .drain()
+        .map(|(_, (_, handle))| handle)
+        .collect();
+    let held: Vec<_> = standbys
+        .into_iter()
+        .map(|h| tokio::spawn(h.stop_within(Duration::from_secs(1))))
+        .collect();
     let all: Vec<(String, Option<kantai_runtime::Instance>, Duration, String)> = {
         let mut local = agent.local.lock();
         local
@@ -558,7 +693,7 @@ pub async fn stop_all(agent: &Arc<Agent>) {
             .await;
         }));
     }
-    for t in tasks {
+    for t in tasks.into_iter().chain(held) {
         let _ = t.await;
     }
 }

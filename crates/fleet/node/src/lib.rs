@@ -128,6 +128,11 @@ pub(crate) struct Agent {
     /// Instance objects naming this node that the agent does not run, and since when it
     /// has seen them (removed once they outlast a grace).
     pub(crate) foreign: Mutex<HashMap<(String, String), std::time::Instant>>,
+    /// Containers created ahead of demand, not started, one per revision at most.
+    pub(crate) standby:
+        Mutex<HashMap<(String, String), (instances::Planned, kantai_runtime::Instance)>>,
+    /// Revisions that ran on this node (the ones worth a container created ahead).
+    pub(crate) ran_here: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// The Node object an agent keeps registered.
@@ -285,6 +290,8 @@ pub async fn run(
         registration: Registration::new(&cfg, &capacity, bound),
         nodes_changed: Notify::new(),
         foreign: Mutex::new(HashMap::new()),
+        standby: Mutex::new(HashMap::new()),
+        ran_here: Mutex::new(std::collections::HashSet::new()),
     });
     register(&agent).await;
     remove_stale_instances(&agent).await;

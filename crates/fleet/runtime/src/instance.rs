@@ -117,12 +117,22 @@ pub(crate) trait Backend: Send + Sync + 'static {
         state: &watch::Sender<State>,
     ) -> impl Future<Output = Result<(), Failure>> + Send;
     /// The command of one start, listening on `port` (after undoing what the last run left).
-    fn command(&mut self, port: u16) -> impl Future<Output = Result<Command, Failure>> + Send;
+    /// `held`: the start is to wait for a line on the command's input (see `holds_start`).
+    fn command(
+        &mut self,
+        port: u16,
+        held: bool,
+    ) -> impl Future<Output = Result<Command, Failure>> + Send;
     /// Asks the running instance to stop, then makes sure it did: SIGTERM, and SIGKILL
     /// after `grace`.
     fn terminate(&self, child: &mut Child, grace: Duration) -> impl Future<Output = ()> + Send;
     /// What runs an exec probe's command (inside the container for containers).
     fn exec_prefix(&self) -> Vec<String>;
+    /// Whether a start can be held: its command made ready (a container created) and
+    /// started on a line of input.
+    fn holds_start(&self) -> bool {
+        false
+    }
     /// Kubernetes' reason for an exit (`OOMKilled` when the memory limit killed it).
     fn exit_reason(&self, code: Option<i32>) -> &'static str;
     /// Removes what `prepare` and `command` left (mounts, cgroups, bundles).
@@ -135,6 +145,8 @@ pub struct Instance {
     state: watch::Receiver<State>,
     /// Asks the supervisor to stop, within the grace period it carries.
     stop: Option<tokio::sync::oneshot::Sender<Duration>>,
+    /// Starts a held instance.
+    release: Option<tokio::sync::oneshot::Sender<()>>,
     logs: Arc<LogBuffer>,
     task: tokio::task::JoinHandle<()>,
     /// The revision's grace period.
@@ -155,27 +167,53 @@ const PREPARE_RETRY_MAX: Duration = Duration::from_secs(300);
 
 impl Instance {
     pub(crate) fn start<B: Backend>(backend: B, spec: InstanceSpec) -> Instance {
+        Instance::launch(backend, spec, false)
+    }
+
+    /// An instance prepared and created but held before its start (a container created
+    /// ahead of demand) until [`Instance::release`].
+    pub(crate) fn standby<B: Backend>(backend: B, spec: InstanceSpec) -> Instance {
+        Instance::launch(backend, spec, true)
+    }
+
+    fn launch<B: Backend>(backend: B, spec: InstanceSpec, held: bool) -> Instance {
         let (tx, rx) = watch::channel(State {
             starting: true,
             ..State::default()
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
         let logs = Arc::new(LogBuffer::default());
+        let held = held && backend.holds_start();
         let sup = Supervisor {
             backend,
             spec,
             state: tx,
             logs: logs.clone(),
+            release: held.then_some(release_rx),
         };
         let grace = sup.spec.grace;
         let task = tokio::spawn(sup.run(stop_rx));
         Instance {
             state: rx,
             stop: Some(stop_tx),
+            release: held.then_some(release_tx),
             logs,
             task,
             grace,
         }
+    }
+
+    /// Starts an instance held by [`Instance::standby`] (nothing for any other).
+    pub fn release(&mut self) {
+        if let Some(r) = self.release.take() {
+            let _ = r.send(());
+        }
+    }
+
+    /// Whether the instance is held, created but not started.
+    pub fn is_held(&self) -> bool {
+        self.release.is_some()
     }
 
     /// A receiver of the instance's state.
@@ -225,6 +263,8 @@ struct Supervisor<B> {
     spec: InstanceSpec,
     state: watch::Sender<State>,
     logs: Arc<LogBuffer>,
+    /// For a held instance: the start's signal (its first start waits for it).
+    release: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 enum Outcome {
@@ -366,8 +406,14 @@ impl<B: Backend> Supervisor<B> {
     }
 
     async fn spawn(&mut self, port: u16) -> Result<Child, Failure> {
-        let mut cmd = self.backend.command(port).await?;
-        cmd.stdin(std::process::Stdio::null())
+        let held = self.release.is_some();
+        let mut cmd = self.backend.command(port, held).await?;
+        let stdin = if held {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        };
+        cmd.stdin(stdin)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .process_group(0)
@@ -399,7 +445,40 @@ impl<B: Backend> Supervisor<B> {
         Ok(child)
     }
 
-    async fn supervise(&self, mut child: Child, port: u16, stop: &mut StopRx) -> Outcome {
+    async fn supervise(&mut self, mut child: Child, port: u16, stop: &mut StopRx) -> Outcome {
+        // The command's input, taken out: waiting for the child closes it (tokio does, so
+        // that a child reading its input cannot deadlock the wait), and for a held start
+        // that would mean "not wanted".
+        let mut input = child.stdin.take();
+        // A held first start waits here, created, for its release (or its end).
+        if let Some(release) = self.release.take() {
+            tokio::select! {
+                r = release => if r.is_err() {
+                    // The handle went without releasing: the container is not wanted.
+                    input = None;
+                },
+                status = child.wait() => {
+                    let code = status.ok().and_then(|s| s.code());
+                    return Outcome::Exited(code, std::time::Duration::ZERO);
+                }
+                _ = &mut *stop => {
+                    // Never started: closing its input has the shim delete it.
+                    drop(input);
+                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                        self.backend.terminate(&mut child, Duration::from_millis(100)).await;
+                    }
+                    return Outcome::Stop;
+                }
+            }
+        }
+        if let Some(mut input) = input {
+            use tokio::io::AsyncWriteExt;
+            self.state
+                .send_modify(|s| s.started_at = Some(SystemTime::now()));
+            let _ = input.write_all(b"start\n").await;
+            // Kept open: the shim reads one line; closing early is harmless either way.
+            drop(input);
+        }
         let started = tokio::time::Instant::now();
         let c = &self.spec.container;
         let prefix = self.backend.exec_prefix();

@@ -30,6 +30,7 @@ pub use config::{
 };
 pub use instance::{Failure, Instance, InstanceSpec, State};
 pub use logs::LogBuffer;
+pub use oci::shim as oci_shim;
 pub use oci::{OciRuntime, is_mount_point};
 pub use probe::{Check, ReadinessProbe};
 
@@ -259,6 +260,20 @@ impl Runtime {
             &container.args
         };
         Ok(entry.command.iter().chain(args).map(expand).collect())
+    }
+
+    /// An instance made ready ahead of demand but not started: a container created (its
+    /// image pulled, its root mounted, its namespaces and cgroups made by `runc create`)
+    /// and held; [`Instance::release`] starts it, in the few milliseconds `runc start`
+    /// takes. `None` for an image that runs as a process, or without the OCI side.
+    pub fn standby(&self, spec: InstanceSpec) -> Option<Instance> {
+        if self.runs_as_process(&spec.container.image) || self.inner.launcher.is_none() {
+            return None;
+        }
+        let oci = self.inner.oci.as_ref()?;
+        oci.runtime.as_ref().ok()?;
+        let backend = oci::Container::new(self.clone(), spec.clone(), oci.clone());
+        Some(Instance::standby(backend, spec))
     }
 
     /// Starts an instance: as a process when its image is mapped under `runtime.images`,

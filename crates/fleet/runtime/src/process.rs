@@ -57,7 +57,7 @@ impl Backend for Process {
         Ok(())
     }
 
-    async fn command(&mut self, port: u16) -> Result<Command, Failure> {
+    async fn command(&mut self, port: u16, _held: bool) -> Result<Command, Failure> {
         let s = &self.spec;
         let inner = &self.runtime.inner;
         let mut cmd = match &inner.launcher {

@@ -12,6 +12,7 @@
 
 mod bundle;
 mod cli;
+pub mod shim;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -342,7 +343,7 @@ impl Backend for Container {
         Ok(())
     }
 
-    async fn command(&mut self, port: u16) -> Result<Command, Failure> {
+    async fn command(&mut self, port: u16, held: bool) -> Result<Command, Failure> {
         let Ok(rt) = self.oci.runtime.clone() else {
             return Err(Failure {
                 reason: "RuntimeUnavailable",
@@ -370,7 +371,27 @@ impl Backend for Container {
         }
         self.ran = true;
         let bundle = self.bundle.dir.display().to_string();
-        Ok(rt.command(&["run", "--bundle", &bundle, &self.id]))
+        match &self.runtime.inner.launcher {
+            // A held start goes through the shim, which creates the container at once and
+            // starts it on a line of input (`Runtime::standby`); any other start is one
+            // `run`, which is quicker than `create` and `start` one after the other.
+            Some(kantai) if held => {
+                let mut c = Command::new(kantai);
+                c.arg("__oci-shim")
+                    .args(["--parent", &std::process::id().to_string()])
+                    .args(["--id", &self.id, "--bundle", &bundle])
+                    .arg("--pid-file")
+                    .arg(self.bundle.dir.join("pid"))
+                    .arg("--")
+                    .args(rt.argv(&[]));
+                Ok(c)
+            }
+            _ => Ok(rt.command(&["run", "--bundle", &bundle, &self.id])),
+        }
+    }
+
+    fn holds_start(&self) -> bool {
+        self.runtime.inner.launcher.is_some()
     }
 
     async fn terminate(&self, child: &mut Child, grace: Duration) {
