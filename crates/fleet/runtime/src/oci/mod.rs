@@ -1,7 +1,9 @@
 //! The OCI backend: an instance is a container. Its image is pulled into the node's layer
 //! store, its root is an overlay of the stored layers, its `config.json` comes from
-//! `kantai-container` (Kubernetes' rules), and runc or crun runs it in the foreground, so
-//! its output and exit code are the supervisor's like any process's.
+//! `kantai-container` (Kubernetes' rules), and runc or crun runs it in the foreground
+//! (`run`), so its output and exit code are the supervisor's like any process's. A start
+//! held ahead of demand (`Runtime::standby`) goes through `kantai __oci-shim` instead
+//! (`shim.rs`), which creates the container at once and starts it on demand.
 //!
 //! The container shares the host's network and listens on the port kantai gives it, as a
 //! process instance does. Limits live in a cgroup kantai makes for the instance; the OCI
