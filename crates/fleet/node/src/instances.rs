@@ -114,15 +114,27 @@ fn keep_standbys(agent: &Arc<Agent>, desired: &HashMap<(String, String), u32>) {
         .lock()
         .retain(|k| snap.revisions.contains_key(k));
     let mut gone = Vec::new();
+    let mut failed = Vec::new();
     {
         let mut standby = agent.standby.lock();
         let keys: Vec<(String, String)> = standby.keys().cloned().collect();
         for k in keys {
             if !snap.revisions.contains_key(&k) || !routed.contains(&k) {
                 gone.extend(standby.remove(&k));
+            } else if standby
+                .get(&k)
+                .is_some_and(|(_, h)| h.state().borrow().stopped)
+            {
+                // Its creation failed: not tried again for this revision, so a container
+                // that cannot be created is not made and lost on every pass.
+                warn!(revision = %k.1, "no container is created ahead of demand for this revision any more: the last one ended before its start");
+                standby.remove(&k);
+                failed.push(k);
             }
         }
     }
+    // Locked after `standby` is let go: the other pass below takes them the other way.
+    agent.ran_here.lock().retain(|k| !failed.contains(k));
     let wanted: Vec<(String, String)> = {
         let ran = agent.ran_here.lock();
         let local = agent.local.lock();
@@ -384,7 +396,12 @@ fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
 
 fn start(agent: &Arc<Agent>, key: (String, String)) {
     // A container created ahead of demand starts in milliseconds: taken first.
-    let standby = agent.standby.lock().remove(&key);
+    // One that ended on its own (its creation failed) is no use.
+    let standby = agent
+        .standby
+        .lock()
+        .remove(&key)
+        .filter(|(_, h)| !h.state().borrow().stopped);
     let (planned, started) = match standby {
         Some((planned, mut handle)) => {
             info!(instance = %planned.name, revision = %key.1, "starting instance (created ahead of demand)");

@@ -458,8 +458,12 @@ impl<B: Backend> Supervisor<B> {
                     input = None;
                 },
                 status = child.wait() => {
+                    // Its creation failed (the runtime said why in the log): a container
+                    // made ahead of demand is not restarted as a running one; it ends, and
+                    // the demand, when it comes, starts an instance of its own.
                     let code = status.ok().and_then(|s| s.code());
-                    return Outcome::Exited(code, std::time::Duration::ZERO);
+                    warn!(instance = %self.spec.name, ?code, "the container created ahead of demand ended before its start");
+                    return Outcome::Stop;
                 }
                 _ = &mut *stop => {
                     // Never started: closing its input has the shim delete it.
