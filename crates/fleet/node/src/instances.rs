@@ -97,10 +97,7 @@ fn keep_standbys(agent: &Arc<Agent>, desired: &HashMap<(String, String), u32>) {
         .routes
         .values()
         .flat_map(|r| {
-            let ns = r["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("default")
-                .to_owned();
+            let ns = crate::ns_of(r);
             r["status"]["traffic"]
                 .as_array()
                 .into_iter()

@@ -551,6 +551,7 @@ fn ns_of(v: &Value) -> String {
 
 fn apply_dataplane(agent: &Agent, domain: &str) {
     let snap = agent.cache.snapshot();
+    let mut failures = revision_failures(agent, &snap);
     // Routes: the resolved traffic of each Route.
     let routes: Vec<RouteSpec> = snap
         .routes
@@ -573,7 +574,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
                     ))
                 })
                 .collect(),
-            unavailable: route_unavailable(agent, &snap, r),
+            unavailable: route_unavailable(&snap, &failures, r),
         })
         .collect();
     // Revisions: containerConcurrency and timeouts, plus the activator mode of the placement.
@@ -646,10 +647,15 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     }
     agent.dp.set_revisions(configs);
     for r in snap.revisions.values() {
-        let ns = ns_of(r);
-        let name = r["metadata"]["name"].as_str().unwrap_or_default();
-        let failure = revision_failure(agent, &snap, &ns, name, r);
-        agent.dp.set_revision_failure(&ns, name, failure);
+        let key = (
+            ns_of(r),
+            r["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        let failure = failures.remove(&key);
+        agent.dp.set_revision_failure(&key.0, &key.1, failure);
     }
     agent.dp.set_routes(domain, routes);
     agent.dp.set_peers(peers);
@@ -674,58 +680,54 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     }
 }
 
-/// Why a revision cannot start, if it cannot: one of this node's instances of it failed to
-/// (the image cannot be pulled, the program is missing), an instance elsewhere says so, or
-/// the revision's own status does (its tag could not be resolved, its containers crash
-/// before they are ever ready).
-fn revision_failure(
-    agent: &Agent,
-    snap: &watch::Snapshot,
-    ns: &str,
-    name: &str,
-    revision: &Value,
-) -> Option<String> {
-    let local = agent
-        .local
-        .lock()
-        .values()
-        .filter(|l| l.key.0 == ns && l.key.1 == name)
-        .find_map(|l| l.failure.clone());
-    if local.is_some() {
-        return local;
+/// Why each revision that cannot start cannot, in one pass over what the agent knows: one
+/// of this node's instances of it failed to start (the image cannot be pulled, the program
+/// is missing), else an instance elsewhere says so, else the revision's own status does
+/// (its tag could not be resolved, its containers crash before they are ever ready).
+fn revision_failures(agent: &Agent, snap: &watch::Snapshot) -> HashMap<(String, String), String> {
+    let mut failures: HashMap<(String, String), String> = HashMap::new();
+    for l in agent.local.lock().values() {
+        if let Some(f) = &l.failure {
+            failures.entry(l.key.clone()).or_insert_with(|| f.clone());
+        }
     }
-    let elsewhere = snap.instances.values().find_map(|i| {
-        (i["spec"]["revision"] == name
-            && ns_of(i) == ns
-            && i["status"]["phase"] == "Failed"
-            && i["spec"]["node"] != agent.name.as_str())
-        .then(|| {
-            i["status"]["message"]
-                .as_str()
-                .unwrap_or("it failed")
-                .to_owned()
-        })
-    });
-    if elsewhere.is_some() {
-        return elsewhere;
+    for i in snap.instances.values() {
+        if i["status"]["phase"] == "Failed"
+            && i["spec"]["node"] != agent.name.as_str()
+            && let Some(rev) = i["spec"]["revision"].as_str()
+        {
+            let why = i["status"]["message"].as_str().unwrap_or("it failed");
+            failures
+                .entry((ns_of(i), rev.to_owned()))
+                .or_insert_with(|| why.to_owned());
+        }
     }
-    revision["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "ContainerHealthy" && c["status"] == "False")
-        .map(|c| {
-            c["message"]
+    for r in snap.revisions.values() {
+        let unhealthy = r["status"]["conditions"].as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == "ContainerHealthy" && c["status"] == "False")
+        });
+        if let (Some(c), Some(name)) = (unhealthy, r["metadata"]["name"].as_str()) {
+            let why = c["message"]
                 .as_str()
                 .or(c["reason"].as_str())
-                .unwrap_or("its container is not healthy")
-                .to_owned()
-        })
+                .unwrap_or("its container is not healthy");
+            failures
+                .entry((ns_of(r), name.to_owned()))
+                .or_insert_with(|| why.to_owned());
+        }
+    }
+    failures
 }
 
 /// Why a route that has no traffic yet has none, when its newest revision cannot start:
 /// its hosts then answer 503 saying so instead of 404 (the revision was never ready, so
 /// Knative would not route to it at all).
-fn route_unavailable(agent: &Agent, snap: &watch::Snapshot, route: &Value) -> Option<String> {
+fn route_unavailable(
+    snap: &watch::Snapshot,
+    failures: &HashMap<(String, String), String>,
+    route: &Value,
+) -> Option<String> {
     let has_traffic = route["status"]["traffic"]
         .as_array()
         .is_some_and(|t| t.iter().any(|t| t["percent"].as_u64().unwrap_or(0) > 0));
@@ -747,7 +749,8 @@ fn route_unavailable(agent: &Agent, snap: &watch::Snapshot, route: &Value) -> Op
                 .unwrap_or(0)
         })?;
     let rev = newest["metadata"]["name"].as_str()?;
-    revision_failure(agent, snap, &ns, rev, newest)
+    failures
+        .get(&(ns, rev.to_owned()))
         .map(|f| format!("revision {rev} cannot start: {f}"))
 }
 

@@ -203,7 +203,7 @@ impl Cgroups {
         let read =
             |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
         match self {
-            Cgroups::V2(_) => self.mark_count(instance) > mark,
+            Cgroups::V2(_) => self.mark_memory(instance) > mark,
             Cgroups::V1 { memory, .. } => {
                 let dir = memory.join(instance);
                 // A charge is at most 64 pages: a peak this close to the limit met it.
@@ -223,14 +223,6 @@ impl Cgroups {
                     }
                 })
             }
-        }
-    }
-
-    /// The v2 OOM-kill count (the v1 mark is always 0).
-    fn mark_count(&self, instance: &str) -> u64 {
-        match self {
-            Cgroups::V2(_) => self.mark_memory(instance),
-            Cgroups::V1 { .. } => 0,
         }
     }
 
