@@ -30,8 +30,8 @@ pub use config::{
 };
 pub use instance::{Failure, Instance, InstanceSpec, State};
 pub use logs::LogBuffer;
+pub use oci::OciRuntime;
 pub use oci::shim as oci_shim;
-pub use oci::{OciRuntime, is_mount_point};
 pub use probe::{Check, ReadinessProbe};
 
 /// Why an instance cannot be started at all.

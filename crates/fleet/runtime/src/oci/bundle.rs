@@ -140,7 +140,7 @@ fn escape(p: &Path) -> String {
 }
 
 /// Whether `p` is a mount point (its device differs from its parent's).
-pub fn is_mount_point(p: &Path) -> bool {
+fn is_mount_point(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let (Ok(m), Some(parent)) = (std::fs::symlink_metadata(p), p.parent()) else {
         return false;

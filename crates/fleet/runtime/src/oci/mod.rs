@@ -27,7 +27,6 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use bundle::is_mount_point;
 pub use cli::OciRuntime;
 
 use crate::instance::{Backend, Failure, InstanceSpec, State};
