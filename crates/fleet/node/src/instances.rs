@@ -365,6 +365,9 @@ fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
         image: pinned,
         security,
         grace,
+        volumes: rev.spec.volumes.clone(),
+        config: Default::default(),
+        pod: Default::default(),
     };
     let object = Instance {
         metadata: ObjectMeta {

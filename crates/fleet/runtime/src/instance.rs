@@ -40,6 +40,29 @@ pub struct InstanceSpec {
     pub security: kantai_model::serving::SecurityContext,
     /// How long a stopping instance may take before it is killed (the revision's timeout).
     pub grace: Duration,
+    /// The revision's volumes (`spec.volumes`), which the container's `volumeMounts` name.
+    pub volumes: Vec<kantai_model::serving::Volume>,
+    /// The Secrets' and ConfigMaps' values the container refers to, resolved by the
+    /// control plane. Shared: the node keeps one per revision.
+    pub config: std::sync::Arc<kantai_model::serving::resolve::ResolvedConfig>,
+    /// The instance's fields the Downward API (`env[].valueFrom.fieldRef`) can read.
+    pub pod: PodFields,
+}
+
+/// An instance's fields as a pod's, for `fieldRef`: what `metadata.*`, `spec.*` and
+/// `status.*` paths read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodFields {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// `status.hostIP` (and `status.podIP`: instances share the node's network).
+    pub host_ip: String,
+    /// `spec.serviceAccountName`.
+    pub service_account: String,
 }
 
 impl InstanceSpec {

@@ -28,7 +28,7 @@ pub use config::{
     DEFAULT_PIDS_LIMIT, DEFAULT_STORE_LIMIT, ImageCommand, KANTAI_PLACEHOLDER, OciConfig,
     RuntimeConfig, glob_match,
 };
-pub use instance::{Failure, Instance, InstanceSpec, State};
+pub use instance::{Failure, Instance, InstanceSpec, PodFields, State};
 pub use logs::LogBuffer;
 pub use oci::OciRuntime;
 pub use oci::shim as oci_shim;

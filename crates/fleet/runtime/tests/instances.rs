@@ -35,6 +35,9 @@ fn spec(name: &str, container: Container, grace: Duration) -> InstanceSpec {
         image: None,
         security: Default::default(),
         grace,
+        volumes: Vec::new(),
+        config: Default::default(),
+        pod: Default::default(),
     }
 }
 

@@ -1,24 +1,36 @@
 //! `serving.knative.dev/v1`: Service, Configuration, Revision and Route.
 
+mod env;
 mod revision;
 mod status;
+mod volumes;
 
 pub mod defaults;
 pub mod derive;
 pub mod naming;
+pub mod resolve;
 pub mod validate;
 
 use serde::Serialize;
 
+pub use self::env::{
+    EnvFromSource, EnvVar, EnvVarSource, KeySelector, ObjectFieldSelector, ResourceFieldSelector,
+    SourceRef,
+};
 pub(crate) use self::revision::ImageParts;
 pub use self::revision::{
-    Capabilities, Container, ContainerPort, EnvVar, ExecAction, GrpcAction, HttpGetAction,
-    HttpHeader, IntOrString, LINUX_CAPABILITIES, PodSecurityContext, Probe, PullPolicy, Resources,
+    Capabilities, Container, ContainerPort, ExecAction, GrpcAction, HttpGetAction, HttpHeader,
+    IntOrString, LINUX_CAPABILITIES, PodSecurityContext, Probe, PullPolicy, Resources,
     RevisionSpec, RevisionTemplate, SecurityContext, TcpSocketAction,
 };
 pub use self::status::{
     Addressable, Condition, ConditionStatus, Conditions, ConfigurationStatus, ContainerStatus,
     RevisionStatus, RouteStatus, ServiceStatus, TrafficTarget,
+};
+pub use self::volumes::{
+    ConfigMapVolume, EmptyDirVolume, KeyToPath, OTHER_MOUNT_FIELDS, OTHER_PROJECTIONS,
+    OTHER_VOLUME_SOURCES, ProjectedObject, ProjectedVolume, Projection, SecretVolume, Volume,
+    VolumeMount,
 };
 
 use crate::decode::{Decode, Fields};

@@ -11,6 +11,9 @@ use crate::meta::TemplateMeta;
 use crate::node::{Node, Value};
 use crate::units::Quantity;
 
+use super::env::{EnvFromSource, EnvVar};
+use super::volumes::{Volume, VolumeMount};
+
 /// `spec.template`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RevisionTemplate {
@@ -57,6 +60,9 @@ pub struct RevisionSpec {
     /// [`RevisionSpec::security_for`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security_context: Option<PodSecurityContext>,
+    /// The volumes the containers mount.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
     /// PodSpec fields Knative accepts that kantai keeps but does not act on.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -65,7 +71,6 @@ pub struct RevisionSpec {
 /// PodSpec fields accepted by Knative that have no effect in either of kantai's runtimes.
 const POD_SPEC_KEPT: &[&str] = &[
     "serviceAccountName",
-    "volumes",
     "imagePullSecrets",
     "automountServiceAccountToken",
     "affinity",
@@ -90,6 +95,7 @@ const REVISION_SPEC_FIELDS: &[&str] = &[
     "responseStartTimeoutSeconds",
     "idleTimeoutSeconds",
     "securityContext",
+    "volumes",
 ];
 
 impl RevisionSpec {
@@ -138,6 +144,7 @@ impl Decode for RevisionSpec {
             response_start_timeout_seconds: f.opt("responseStartTimeoutSeconds", out),
             idle_timeout_seconds: f.opt("idleTimeoutSeconds", out),
             security_context: f.opt("securityContext", out),
+            volumes: f.or_default("volumes", out),
             extra: f.keep(
                 POD_SPEC_KEPT,
                 Some("accepted for Knative compatibility, but kantai's runtimes ignore it"),
@@ -176,6 +183,12 @@ pub struct Container {
     /// Environment variables.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Whole Secrets and ConfigMaps as variables, before `env` (which wins).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// The revision's volumes mounted into this container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// At most one port: the one the instance serves on (`$PORT`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,
@@ -203,12 +216,7 @@ pub struct Container {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-const CONTAINER_KEPT: &[&str] = &[
-    "volumeMounts",
-    "envFrom",
-    "terminationMessagePath",
-    "terminationMessagePolicy",
-];
+const CONTAINER_KEPT: &[&str] = &["terminationMessagePath", "terminationMessagePolicy"];
 
 const CONTAINER_FIELDS: &[&str] = &[
     "name",
@@ -224,6 +232,8 @@ const CONTAINER_FIELDS: &[&str] = &[
     "startupProbe",
     "imagePullPolicy",
     "securityContext",
+    "envFrom",
+    "volumeMounts",
 ];
 
 impl Decode for Container {
@@ -236,6 +246,8 @@ impl Decode for Container {
             args: f.or_default("args", out),
             working_dir: f.opt("workingDir", out),
             env: f.or_default("env", out),
+            env_from: f.or_default("envFrom", out),
+            volume_mounts: f.or_default("volumeMounts", out),
             ports: f.or_default("ports", out),
             resources: f.opt("resources", out).unwrap_or_default(),
             readiness_probe: f.opt("readinessProbe", out),
@@ -566,33 +578,6 @@ impl Decode for PodSecurityContext {
             .collect();
         f.finish(&known, out);
         Some(s)
-    }
-}
-
-/// An environment variable.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvVar {
-    /// Variable name.
-    pub name: String,
-    /// Literal value.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// Kubernetes reference (secret, config map, field); kept but not resolved by kantai.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_from: Option<serde_json::Value>,
-}
-
-impl Decode for EnvVar {
-    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
-        let mut f = Fields::open(node, path, out)?;
-        let e = EnvVar {
-            name: f.req("name", out).unwrap_or_default(),
-            value: f.opt("value", out),
-            value_from: f.opt("valueFrom", out),
-        };
-        f.finish(&["name", "value", "valueFrom"], out);
-        Some(e)
     }
 }
 
