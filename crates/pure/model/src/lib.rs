@@ -7,6 +7,7 @@
 
 pub mod autoscaling;
 pub mod config;
+pub mod core;
 pub mod decode;
 pub mod error;
 pub mod fleet;
