@@ -382,31 +382,19 @@ fn validate_secret(s: &Secret, out: &mut Findings) {
         out.push(FieldError::missing(data.key(key)));
     };
     let has = |key: &str| s.data.contains_key(key);
+    let sa_name = "kubernetes.io/service-account.name";
     match s.type_.as_str() {
-        "kubernetes.io/service-account-token" => {
-            if !s
-                .metadata
-                .annotations
-                .contains_key("kubernetes.io/service-account.name")
-            {
-                out.push(FieldError::missing(
-                    meta.field("annotations")
-                        .key("kubernetes.io/service-account.name"),
-                ));
-            }
+        "kubernetes.io/service-account-token" if !s.metadata.annotations.contains_key(sa_name) => {
+            out.push(FieldError::missing(meta.field("annotations").key(sa_name)));
         }
         "kubernetes.io/dockercfg" => docker_json(s, ".dockercfg", &data, out),
         "kubernetes.io/dockerconfigjson" => docker_json(s, ".dockerconfigjson", &data, out),
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                required("username", out);
-                required("password", out);
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            required("username", out);
+            required("password", out);
         }
-        "kubernetes.io/ssh-auth" => {
-            if s.data.get("ssh-privatekey").is_none_or(Vec::is_empty) {
-                required("ssh-privatekey", out);
-            }
+        "kubernetes.io/ssh-auth" if s.data.get("ssh-privatekey").is_none_or(Vec::is_empty) => {
+            required("ssh-privatekey", out);
         }
         "kubernetes.io/tls" => {
             if !has("tls.crt") {
