@@ -1201,13 +1201,13 @@ fn container_definitions(d: &mut Map<String, Value>) {
                 "args": strings("Arguments to the entrypoint."),
                 "workingDir": string("Working directory of the process."),
                 "env": list_of(&format!("{CORE}.EnvVar"), "Environment variables. PORT, K_SERVICE, K_CONFIGURATION and K_REVISION are reserved."),
-                "envFrom": list_of(&format!("{CORE}.EnvFromSource"), kept),
+                "envFrom": list_of(&format!("{CORE}.EnvFromSource"), "Every key of a ConfigMap or Secret as a variable, in order; `env` wins over them. Keys that are not valid variable names are skipped, with a Warning event. Fixed when an instance starts."),
                 "ports": list_of(&format!("{CORE}.ContainerPort"), "At most one port: the one the process serves on, passed as $PORT (8080 when not given)."),
                 "resources": reference(&format!("{CORE}.ResourceRequirements"), "CPU and memory requests and limits; requests decide placement."),
                 "readinessProbe": reference(&format!("{CORE}.Probe"), "How to tell that an instance can take requests; a TCP probe of the serving port when not given."),
                 "livenessProbe": reference(&format!("{CORE}.Probe"), "When to restart the container: it is restarted after failureThreshold failed checks. Not defaulted; `successThreshold` must be 1. Honoured by both runtimes."),
                 "startupProbe": reference(&format!("{CORE}.Probe"), "Liveness checks wait until this probe has passed once. Not defaulted; `successThreshold` must be 1. Honoured by both runtimes."),
-                "volumeMounts": list_of(&format!("{CORE}.VolumeMount"), kept),
+                "volumeMounts": list_of(&format!("{CORE}.VolumeMount"), "Where the revision's volumes appear in the container, by Knative's rules: absolute, unique, not a reserved path, `readOnly: true` except for emptyDir."),
                 "securityContext": reference(&format!("{CORE}.SecurityContext"), "User, group, capabilities and filesystem of the container, over the pod's `securityContext`. Honoured by the OCI container runtime; the process runtime does not apply it."),
                 "terminationMessagePath": string(kept),
                 "terminationMessagePolicy": string(kept),
@@ -1238,7 +1238,7 @@ fn container_definitions(d: &mut Map<String, Value>) {
             json!({
                 "name": string("Name: letters, digits, '_', '-' and '.', not starting with a digit."),
                 "value": string("Literal value. Exclusive with valueFrom."),
-                "valueFrom": reference(&format!("{CORE}.EnvVarSource"), "A reference to a secret, config map or field. Kept, but kantai has none to read from: the variable is empty."),
+                "valueFrom": reference(&format!("{CORE}.EnvVarSource"), "Where the value comes from instead: a key of a Secret or ConfigMap in the revision's namespace, or a field of the instance. Read when an instance starts; a missing required one keeps the revision from becoming Ready."),
             }),
         ),
     );
@@ -1246,13 +1246,60 @@ fn container_definitions(d: &mut Map<String, Value>) {
         d,
         CORE,
         "EnvVarSource",
-        kept_object(
-            "Where a variable's value comes from. Kept as given, not resolved by kantai.",
+        object(
+            "Where a variable's value comes from: exactly one of its references.",
+            &[],
             json!({
-                "configMapKeyRef": free_object("A key of a config map."),
-                "secretKeyRef": free_object("A key of a secret."),
-                "fieldRef": free_object("A field of the pod."),
-                "resourceFieldRef": free_object("A resource limit or request of the container."),
+                "configMapKeyRef": reference(&format!("{CORE}.ConfigMapKeySelector"), "A key of a ConfigMap."),
+                "secretKeyRef": reference(&format!("{CORE}.SecretKeySelector"), "A key of a Secret."),
+                "fieldRef": reference(&format!("{CORE}.ObjectFieldSelector"), "A field of the instance seen as a pod (Downward API); needs Knative's `kubernetes.podspec-fieldref` feature."),
+                "resourceFieldRef": reference(&format!("{CORE}.ResourceFieldSelector"), "A resource limit or request of the container; needs Knative's `kubernetes.podspec-fieldref` feature."),
+            }),
+        ),
+    );
+    for (kind, what) in [
+        ("ConfigMapKeySelector", "ConfigMap"),
+        ("SecretKeySelector", "Secret"),
+    ] {
+        insert(
+            d,
+            CORE,
+            kind,
+            object(
+                &format!("A key of a {what} in the revision's namespace."),
+                &["key"],
+                json!({
+                    "name": string(&format!("Name of the {what}.")),
+                    "key": string("The key whose value the variable takes."),
+                    "optional": boolean(&format!("When true, a missing {what} or key leaves the variable unset instead of keeping the revision from starting.")),
+                }),
+            ),
+        );
+    }
+    insert(
+        d,
+        CORE,
+        "ObjectFieldSelector",
+        object(
+            "A field of the instance seen as a pod.",
+            &["fieldPath"],
+            json!({
+                "apiVersion": string("Version of the schema the path is in: `v1`."),
+                "fieldPath": string("The field: `metadata.name`, `metadata.namespace`, `metadata.uid`, `metadata.labels['KEY']`, `metadata.annotations['KEY']`, `spec.nodeName`, `spec.serviceAccountName`, `status.hostIP`, `status.podIP`, ..."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ResourceFieldSelector",
+        object(
+            "A resource limit or request of a container.",
+            &["resource"],
+            json!({
+                "containerName": string("The container; this one when not given."),
+                "resource": string("`limits.cpu`, `limits.memory`, `limits.ephemeral-storage`, `requests.cpu`, `requests.memory` or `requests.ephemeral-storage`."),
+                "divisor": reference(QUANTITY, "The unit of the value (1 when not given)."),
             }),
         ),
     );
@@ -1260,15 +1307,36 @@ fn container_definitions(d: &mut Map<String, Value>) {
         d,
         CORE,
         "EnvFromSource",
-        kept_object(
-            &format!("Variables from a config map or secret. {kept}"),
+        object(
+            "Every key of a ConfigMap or a Secret as a variable: exactly one of them.",
+            &[],
             json!({
                 "prefix": string("Prefix added to each variable name."),
-                "configMapRef": free_object("The config map."),
-                "secretRef": free_object("The secret."),
+                "configMapRef": reference(&format!("{CORE}.ConfigMapEnvSource"), "The ConfigMap."),
+                "secretRef": reference(&format!("{CORE}.SecretEnvSource"), "The Secret."),
             }),
         ),
     );
+    for (kind, what) in [
+        ("ConfigMapEnvSource", "ConfigMap"),
+        ("SecretEnvSource", "Secret"),
+    ] {
+        insert(
+            d,
+            CORE,
+            kind,
+            object(
+                &format!(
+                    "A {what} in the revision's namespace, all of whose keys become variables."
+                ),
+                &[],
+                json!({
+                    "name": string(&format!("Name of the {what}.")),
+                    "optional": boolean(&format!("When true, a missing {what} adds no variables instead of keeping the revision from starting.")),
+                }),
+            ),
+        );
+    }
     insert(
         d,
         CORE,
@@ -1370,12 +1438,13 @@ fn container_definitions(d: &mut Map<String, Value>) {
         CORE,
         "VolumeMount",
         kept_object(
-            &format!("Where a volume is mounted. {kept}"),
+            "Where a volume is mounted. Fields Knative does not allow (`mountPropagation`, \
+             `subPathExpr`, ...) are refused by the server.",
             json!({
                 "name": string("Name of the volume."),
-                "mountPath": string("Path in the container."),
-                "readOnly": boolean("Mount read-only."),
-                "subPath": string("Path within the volume."),
+                "mountPath": string("Absolute path in the container; unique, and not `/`, `/dev`, `/dev/log`, `/tmp`, `/var` or `/var/log`."),
+                "readOnly": boolean("Mount read-only: required (true) for every volume but emptyDir."),
+                "subPath": string("One file or directory within the volume instead of its root; a subPath mount does not see updates of its ConfigMap or Secret."),
             }),
         ),
     );
@@ -1437,14 +1506,125 @@ fn container_definitions(d: &mut Map<String, Value>) {
         CORE,
         "Volume",
         kept_object(
-            &format!("A volume. {kept}"),
+            "A volume: exactly one source. secret, configMap, projected and emptyDir are \
+             served; other sources (persistentVolumeClaim, hostPath, ...) are refused by the \
+             server, as Knative refuses them by default or because kantai has no such thing.",
             json!({
-                "name": string("Name of the volume."),
-                "configMap": free_object("A config map's keys as files."),
-                "secret": free_object("A secret's keys as files."),
-                "projected": free_object("Several sources in one directory."),
-                "emptyDir": free_object("A scratch directory."),
-                "persistentVolumeClaim": free_object("A persistent volume claim."),
+                "name": string("Name of the volume, unique in the revision; every volume must be mounted."),
+                "configMap": reference(&format!("{CORE}.ConfigMapVolumeSource"), "A ConfigMap's keys as files; updates reach the files within seconds."),
+                "secret": reference(&format!("{CORE}.SecretVolumeSource"), "A Secret's keys as files on a tmpfs; updates reach the files within seconds."),
+                "projected": reference(&format!("{CORE}.ProjectedVolumeSource"), "Several Secrets' and ConfigMaps' keys in one directory."),
+                "emptyDir": reference(&format!("{CORE}.EmptyDirVolumeSource"), "A scratch directory that lives as long as the instance; Knative's `kubernetes.podspec-volumes-emptydir` feature."),
+                "persistentVolumeClaim": free_object("A persistent volume claim: behind Knative's `kubernetes.podspec-persistent-volume-claim` feature; kantai has no persistent volumes and refuses it."),
+            }),
+        ),
+    );
+    let items = || {
+        list_of(
+            &format!("{CORE}.KeyToPath"),
+            "Which keys, at which paths; every key at its own name when empty. A listed key that does not exist is an error unless `optional`.",
+        )
+    };
+    let default_mode = || int32("Permission bits of the files, 0-0777 (0644 when not given).");
+    insert(
+        d,
+        CORE,
+        "SecretVolumeSource",
+        object(
+            "A Secret's keys as files.",
+            &[],
+            json!({
+                "secretName": string("Name of the Secret in the revision's namespace."),
+                "items": items(),
+                "defaultMode": default_mode(),
+                "optional": boolean("When true, a missing Secret or key is no error."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ConfigMapVolumeSource",
+        object(
+            "A ConfigMap's keys as files.",
+            &[],
+            json!({
+                "name": string("Name of the ConfigMap in the revision's namespace."),
+                "items": items(),
+                "defaultMode": default_mode(),
+                "optional": boolean("When true, a missing ConfigMap or key is no error."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "KeyToPath",
+        object(
+            "One key as one file.",
+            &["key", "path"],
+            json!({
+                "key": string("The key."),
+                "path": string("The file's path, relative, without a `..` element."),
+                "mode": int32("This file's permission bits, 0-0777, instead of `defaultMode`."),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "ProjectedVolumeSource",
+        object(
+            "Several sources in one directory.",
+            &[],
+            json!({
+                "sources": list_of(&format!("{CORE}.VolumeProjection"), "The sources, in order."),
+                "defaultMode": default_mode(),
+            }),
+        ),
+    );
+    insert(
+        d,
+        CORE,
+        "VolumeProjection",
+        kept_object(
+            "One source of a projected volume: a secret or a configMap. serviceAccountToken, \
+             downwardAPI and clusterTrustBundle are refused: kantai has none to project.",
+            json!({
+                "secret": reference(&format!("{CORE}.SecretProjection"), "A Secret's keys."),
+                "configMap": reference(&format!("{CORE}.ConfigMapProjection"), "A ConfigMap's keys."),
+            }),
+        ),
+    );
+    for (kind, what) in [
+        ("SecretProjection", "Secret"),
+        ("ConfigMapProjection", "ConfigMap"),
+    ] {
+        insert(
+            d,
+            CORE,
+            kind,
+            object(
+                &format!("A {what}'s keys in a projected volume."),
+                &[],
+                json!({
+                    "name": string(&format!("Name of the {what}.")),
+                    "items": items(),
+                    "optional": boolean(&format!("When true, a missing {what} or key is no error.")),
+                }),
+            ),
+        );
+    }
+    insert(
+        d,
+        CORE,
+        "EmptyDirVolumeSource",
+        object(
+            "A scratch directory.",
+            &[],
+            json!({
+                "medium": string("`\"\"` (the node's disk) or `Memory` (a tmpfs)."),
+                "sizeLimit": reference(QUANTITY, "The most it may hold; for `Memory`, the tmpfs's size."),
             }),
         ),
     );
@@ -2192,6 +2372,49 @@ fn core_definitions(d: &mut Map<String, Value>) {
     );
     event[GVK] = gvk_list(events.group, events.version, events.kind);
     insert(d, CORE, "Event", event);
+    let secrets = resources::SECRETS;
+    let mut secret = object(
+        "Secret holds secret data of a certain type. The total bytes of the values in the Data \
+         field must be less than 1 MiB (1048576 bytes). kantai stores secrets encrypted \
+         (AES-256-GCM) and sends them to a node only for the instances it runs that need them.",
+        &[],
+        json!({
+            "apiVersion": api_version_prop(&secrets.api_version()),
+            "kind": kind_prop(secrets.kind),
+            "metadata": reference(OBJECT_META, "Standard object metadata."),
+            "data": {
+                "type": "object",
+                "additionalProperties": { "type": "string", "format": "byte" },
+                "description": "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here.",
+            },
+            "stringData": string_map("stringData allows specifying non-binary secret data in string form. It is provided as a write-only input field for convenience. All keys and values are merged into the data field on write, overwriting any existing values. The stringData field is never output when reading from the API."),
+            "type": string("Used to facilitate programmatic handling of secret data: `Opaque` when not given. Cannot be changed."),
+            "immutable": boolean("Immutable, if set to true, ensures that data stored in the Secret cannot be updated (only object metadata can be modified). If not set to true, the field can be modified at any time."),
+        }),
+    );
+    secret[GVK] = gvk_list(secrets.group, secrets.version, secrets.kind);
+    insert(d, CORE, "Secret", secret);
+    let config_maps = resources::CONFIGMAPS;
+    let mut config_map = object(
+        "ConfigMap holds configuration data for functions to consume: as environment \
+         variables or as files in a volume. The total size of data and binaryData is at most \
+         1 MiB (1048576 bytes).",
+        &[],
+        json!({
+            "apiVersion": api_version_prop(&config_maps.api_version()),
+            "kind": kind_prop(config_maps.kind),
+            "metadata": reference(OBJECT_META, "Standard object metadata."),
+            "data": string_map("Data contains the configuration data, UTF-8 strings. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field."),
+            "binaryData": {
+                "type": "object",
+                "additionalProperties": { "type": "string", "format": "byte" },
+                "description": "BinaryData contains the binary data, base64 encoded. Each key must consist of alphanumeric characters, '-', '_' or '.'. The keys stored in BinaryData must not overlap with the ones in the Data field.",
+            },
+            "immutable": boolean("Immutable, if set to true, ensures that data stored in the ConfigMap cannot be updated (only object metadata can be modified). If not set to true, the field can be modified at any time."),
+        }),
+    );
+    config_map[GVK] = gvk_list(config_maps.group, config_maps.version, config_maps.kind);
+    insert(d, CORE, "ConfigMap", config_map);
     insert(
         d,
         CORE,
@@ -2748,6 +2971,37 @@ mod tests {
                 .unwrap_or_else(|| panic!("no schema for {gvk}"));
             assert!(found["properties"]["metadata"].is_object());
         }
+    }
+
+    #[test]
+    fn secrets_and_config_maps_have_kubernetes_schemas() {
+        let doc = v3_group_version("api/v1").expect("indexed");
+        let schemas = &doc["components"]["schemas"];
+        let secret = &schemas["io.k8s.api.core.v1.Secret"]["properties"];
+        assert_eq!(secret["data"]["additionalProperties"]["format"], "byte");
+        for k in ["stringData", "type", "immutable", "metadata"] {
+            assert!(secret.get(k).is_some(), "Secret.{k}");
+        }
+        let cm = &schemas["io.k8s.api.core.v1.ConfigMap"]["properties"];
+        assert_eq!(cm["data"]["additionalProperties"]["type"], "string");
+        assert_eq!(cm["binaryData"]["additionalProperties"]["format"], "byte");
+        assert!(cm.get("spec").is_none() && secret.get("status").is_none());
+    }
+
+    /// Env references are honoured now: their schemas are declared, not free objects.
+    #[test]
+    fn env_references_are_declared() {
+        let doc = v3_group_version("apis/serving.knative.dev/v1").expect("indexed");
+        let schemas = &doc["components"]["schemas"];
+        let source = &schemas["io.k8s.api.core.v1.EnvVarSource"];
+        assert!(source.get(PRESERVE).is_none(), "{source}");
+        let key = resolve(&doc, &source["properties"]["secretKeyRef"]);
+        for k in ["name", "key", "optional"] {
+            assert!(key["properties"].get(k).is_some(), "SecretKeySelector.{k}");
+        }
+        let from = &schemas["io.k8s.api.core.v1.EnvFromSource"]["properties"];
+        let secret_ref = resolve(&doc, &from["secretRef"]);
+        assert!(secret_ref["properties"].get("optional").is_some());
     }
 
     #[test]

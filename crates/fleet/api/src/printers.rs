@@ -153,6 +153,24 @@ pub fn columns(r: &Resource) -> Vec<Column> {
             wide("Tier", "The node's tier label."),
         ],
         (_, "namespaces") => vec![col("Status", "The namespace's phase."), AGE],
+        ("", "secrets") => vec![
+            col("Type", "The type of the secret."),
+            Column {
+                kind: "integer",
+                ..col("Data", "The number of keys in the secret.")
+            },
+            AGE,
+        ],
+        ("", "configmaps") => vec![
+            Column {
+                kind: "integer",
+                ..col(
+                    "Data",
+                    "The number of keys in the config map (data and binaryData).",
+                )
+            },
+            AGE,
+        ],
         _ => vec![AGE],
     });
     c
@@ -164,6 +182,10 @@ fn s(v: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+fn keys(v: &Value) -> usize {
+    v.as_object().map_or(0, serde_json::Map::len)
 }
 
 fn condition(v: &Value, t: &str) -> (String, String) {
@@ -326,6 +348,16 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
             json!(s(&v["metadata"]["labels"]["tier"])),
         ],
         (_, "namespaces") => vec![json!(s(&st["phase"])), json!(created)],
+        // Counts only: a table never carries a secret's values.
+        ("", "secrets") => vec![
+            json!(s(&v["type"])),
+            json!(keys(&v["data"])),
+            json!(created),
+        ],
+        ("", "configmaps") => vec![
+            json!(keys(&v["data"]) + keys(&v["binaryData"])),
+            json!(created),
+        ],
         _ => vec![json!(created)],
     });
     row
@@ -349,6 +381,22 @@ mod tests {
             );
             assert!(columns(r).iter().any(|c| c.name == "Name"), "{}", r.plural);
         }
+    }
+
+    #[test]
+    fn secrets_and_config_maps_show_kubectls_columns_and_counts_only() {
+        use crate::resources::{CONFIGMAPS, SECRETS};
+        let names = |r| columns(r).iter().map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(names(&SECRETS), ["Name", "Type", "Data", "Age"]);
+        assert_eq!(names(&CONFIGMAPS), ["Name", "Data", "Age"]);
+        let secret = json!({"metadata": {"name": "db"}, "type": "Opaque",
+            "data": {"password": "aHVudGVyMg==", "user": "YWRtaW4="}});
+        let c = cells(&SECRETS, &secret, &[], SystemTime::now());
+        assert_eq!((&c[1], &c[2]), (&json!("Opaque"), &json!(2)));
+        assert!(!format!("{c:?}").contains("aHVudGVyMg"), "{c:?}");
+        let cm =
+            json!({"metadata": {"name": "app"}, "data": {"a": "1"}, "binaryData": {"b": "AA=="}});
+        assert_eq!(cells(&CONFIGMAPS, &cm, &[], SystemTime::now())[1], 2);
     }
 
     #[test]

@@ -244,6 +244,36 @@ pub const NAMESPACES: Resource = Resource {
     },
 };
 
+/// Core `v1` Secrets: stored encrypted at rest, their values never logged, sent to a node
+/// only for the instances it runs that need them.
+pub const SECRETS: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "secrets",
+    singular: "secret",
+    kind: "Secret",
+    namespaced: true,
+    short_names: &[],
+    verbs: CONFIG,
+};
+/// Core `v1` ConfigMaps.
+pub const CONFIGMAPS: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "configmaps",
+    singular: "configmap",
+    kind: "ConfigMap",
+    namespaced: true,
+    short_names: &["cm"],
+    verbs: CONFIG,
+};
+
+/// Secrets and ConfigMaps take every verb a user's objects do, but have no status.
+const CONFIG: Verbs = Verbs {
+    get_status: false,
+    ..Verbs::USER
+};
+
 /// Every served resource. Lookups by name take the first match, so kantai's own kinds
 /// (its `nodes`) come before the core views of them.
 pub const ALL: &[Resource] = &[
@@ -258,6 +288,8 @@ pub const ALL: &[Resource] = &[
     PODS,
     CORE_NODES,
     NAMESPACES,
+    SECRETS,
+    CONFIGMAPS,
 ];
 
 /// The group versions served, in discovery order: the core group first, as Kubernetes does.
@@ -341,5 +373,10 @@ mod tests {
         assert_eq!(Resource::lookup("ksvc"), Some(SERVICES));
         assert_eq!(Resource::lookup("Seika"), Some(PLACEMENTS));
         assert_eq!(Resource::lookup("instance"), Some(INSTANCES));
+        assert_eq!(Resource::lookup("cm"), Some(CONFIGMAPS));
+        assert_eq!(
+            SECRETS.object_path("default", "db"),
+            "/api/v1/namespaces/default/secrets/db"
+        );
     }
 }
