@@ -1,5 +1,6 @@
-//! The fleet config file: Knative's `config-autoscaler`, `config-defaults`, `config-deployment`
-//! and `config-domain` as sections of one YAML file, with Knative's key spellings and defaults.
+//! The fleet config file: Knative's `config-autoscaler`, `config-defaults`, `config-deployment`,
+//! `config-domain` and `config-features` as sections of one YAML file, with Knative's key
+//! spellings and defaults.
 //!
 //! ```yaml
 //! autoscaler:
@@ -11,6 +12,8 @@
 //!   progress-deadline: 600s
 //!   registries-skipping-tag-resolving: kind.local,ko.local,dev.local
 //! domain: svc.cluster.local
+//! features:
+//!   kubernetes.podspec-fieldref: enabled
 //! ```
 //!
 //! Values may be written as YAML strings (as in a ConfigMap) or as plain numbers and booleans.
@@ -167,6 +170,8 @@ pub struct ServingConfig {
     pub domain: String,
     /// kantai's `policies`: the fleet-wide default policy of each kind.
     pub policies: PoliciesConfig,
+    /// `config-features`: which optional PodSpec fields the validating webhook lets through.
+    pub features: FeaturesConfig,
 }
 
 impl Default for ServingConfig {
@@ -182,7 +187,143 @@ impl Default for ServingConfig {
             digest_resolution_timeout: Duration::from_secs(10),
             domain: "svc.cluster.local".to_owned(),
             policies: PoliciesConfig::default(),
+            features: FeaturesConfig::default(),
         }
+    }
+}
+
+/// A `config-features` flag, as Knative spells it (`enabled`, `disabled`, `allowed`, in any
+/// case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    /// The feature is on.
+    Enabled,
+    /// The feature is off: its fields are refused as fields Knative does not know.
+    Disabled,
+    /// Knative's middle ground: the fields pass the field mask, but the checks that want the
+    /// feature `Enabled` still refuse them.
+    Allowed,
+}
+
+impl Flag {
+    /// Knative's spelling in its ConfigMap.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Enabled => "enabled",
+            Flag::Disabled => "disabled",
+            Flag::Allowed => "allowed",
+        }
+    }
+
+    /// Knative's `asFlag`: case-insensitive.
+    fn parse(text: &str) -> Option<Flag> {
+        [Flag::Enabled, Flag::Disabled, Flag::Allowed]
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl std::fmt::Display for Flag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `kubernetes.podspec-fieldref`: `env[].valueFrom.fieldRef` and `resourceFieldRef`.
+pub const FEATURE_FIELD_REF: &str = "kubernetes.podspec-fieldref";
+/// `kubernetes.podspec-volumes-emptydir`: `emptyDir` volumes.
+pub const FEATURE_EMPTY_DIR: &str = "kubernetes.podspec-volumes-emptydir";
+/// `kubernetes.podspec-persistent-volume-claim`: `persistentVolumeClaim` volumes.
+pub const FEATURE_PV_CLAIM: &str = "kubernetes.podspec-persistent-volume-claim";
+/// `kubernetes.podspec-persistent-volume-write`: claims mounted writable.
+pub const FEATURE_PV_WRITE: &str = "kubernetes.podspec-persistent-volume-write";
+/// `kubernetes.podspec-volumes-hostpath`: `hostPath` volumes.
+pub const FEATURE_HOST_PATH: &str = "kubernetes.podspec-volumes-hostpath";
+/// `kubernetes.podspec-init-containers`: `initContainers`.
+pub const FEATURE_INIT_CONTAINERS: &str = "kubernetes.podspec-init-containers";
+
+/// `config-features`: the flags of Knative's that decide what the validating webhook accepts
+/// in a revision's PodSpec. Knative's defaults (`config/core/configmaps/features.yaml`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeaturesConfig {
+    /// `kubernetes.podspec-fieldref` (default disabled).
+    pub field_ref: Flag,
+    /// `kubernetes.podspec-volumes-emptydir` (default enabled).
+    pub volumes_empty_dir: Flag,
+    /// `kubernetes.podspec-persistent-volume-claim` (default disabled).
+    pub persistent_volume_claim: Flag,
+    /// `kubernetes.podspec-persistent-volume-write` (default disabled).
+    pub persistent_volume_write: Flag,
+    /// `kubernetes.podspec-volumes-hostpath` (default disabled).
+    pub volumes_host_path: Flag,
+    /// `kubernetes.podspec-init-containers` (default disabled).
+    pub init_containers: Flag,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            field_ref: Flag::Disabled,
+            volumes_empty_dir: Flag::Enabled,
+            persistent_volume_claim: Flag::Disabled,
+            persistent_volume_write: Flag::Disabled,
+            volumes_host_path: Flag::Disabled,
+            init_containers: Flag::Disabled,
+        }
+    }
+}
+
+impl FeaturesConfig {
+    /// Parses a `config-features` section given as a mapping. Unlike Knative, which keeps the
+    /// default when a value is not a flag, a wrong value is an error: a typo must not leave a
+    /// feature silently off.
+    pub fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<FeaturesConfig> {
+        let before = out.errors().count();
+        let mut s = Section::open(node, path, out)?;
+        let mut c = FeaturesConfig::default();
+        read!(s, c, out, "kubernetes.podspec-fieldref", field_ref, flag);
+        read!(
+            s,
+            c,
+            out,
+            "kubernetes.podspec-volumes-emptydir",
+            volumes_empty_dir,
+            flag
+        );
+        read!(
+            s,
+            c,
+            out,
+            "kubernetes.podspec-persistent-volume-claim",
+            persistent_volume_claim,
+            flag
+        );
+        read!(
+            s,
+            c,
+            out,
+            "kubernetes.podspec-persistent-volume-write",
+            persistent_volume_write,
+            flag
+        );
+        read!(
+            s,
+            c,
+            out,
+            "kubernetes.podspec-volumes-hostpath",
+            volumes_host_path,
+            flag
+        );
+        read!(
+            s,
+            c,
+            out,
+            "kubernetes.podspec-init-containers",
+            init_containers,
+            flag
+        );
+        s.finish(out);
+        (out.errors().count() == before).then_some(c)
     }
 }
 
@@ -401,10 +542,23 @@ impl ServingConfig {
                 cfg.policies = p;
             }
         }
+        if let Some(n) = doc.get("features") {
+            f.skip("features");
+            if let Some(c) = FeaturesConfig::decode(n, &root.field("features"), out) {
+                cfg.features = c;
+            }
+        }
         for e in extra {
             f.skip(e);
         }
-        let mut known = vec!["autoscaler", "defaults", "deployment", "domain", "policies"];
+        let mut known = vec![
+            "autoscaler",
+            "defaults",
+            "deployment",
+            "domain",
+            "policies",
+            "features",
+        ];
         known.extend_from_slice(extra);
         f.finish(&known, out);
         Some(cfg)
@@ -839,6 +993,14 @@ impl<'n> Section<'n> {
             }
         })
     }
+    fn flag(&mut self, key: &'static str, out: &mut Findings) -> Option<Flag> {
+        self.parse(
+            key,
+            out,
+            "must be enabled, disabled or allowed",
+            Flag::parse,
+        )
+    }
     fn float(&mut self, key: &'static str, out: &mut Findings) -> Option<f64> {
         self.parse(key, out, "must be a number", |t| {
             t.parse::<f64>().ok().filter(|f| f.is_finite())
@@ -933,5 +1095,64 @@ mod tests {
         );
         assert!(text.contains("line 4: autoscaler.stable-windw: unknown field \"stable-windw\", did you mean \"stable-window\"?"), "{text}");
         assert!(text.contains("line 6: defaults.revision-timeout-seconds: 900 cannot be greater than max-revision-timeout-seconds (600)"), "{text}");
+    }
+
+    #[test]
+    fn features_default_to_knatives_flags() {
+        let f = ServingConfig::parse("").expect("valid").features;
+        assert_eq!(f.field_ref, Flag::Disabled);
+        assert_eq!(f.volumes_empty_dir, Flag::Enabled);
+        assert_eq!(f.persistent_volume_claim, Flag::Disabled);
+        assert_eq!(f.persistent_volume_write, Flag::Disabled);
+        assert_eq!(f.volumes_host_path, Flag::Disabled);
+        assert_eq!(f.init_containers, Flag::Disabled);
+    }
+
+    #[test]
+    fn feature_flags_are_read_in_any_case() {
+        let text = format!(
+            "features:\n  {FEATURE_FIELD_REF}: Enabled\n  {FEATURE_EMPTY_DIR}: \"disabled\"\n  \
+             {FEATURE_PV_CLAIM}: ALLOWED\n  {FEATURE_PV_WRITE}: enabled\n  \
+             {FEATURE_HOST_PATH}: allowed\n  {FEATURE_INIT_CONTAINERS}: enabled\n"
+        );
+        let f = ServingConfig::parse(&text).expect("valid").features;
+        assert_eq!(
+            f,
+            FeaturesConfig {
+                field_ref: Flag::Enabled,
+                volumes_empty_dir: Flag::Disabled,
+                persistent_volume_claim: Flag::Allowed,
+                persistent_volume_write: Flag::Enabled,
+                volumes_host_path: Flag::Allowed,
+                init_containers: Flag::Enabled,
+            }
+        );
+    }
+
+    #[test]
+    fn a_feature_value_that_is_no_flag_is_an_error_with_its_line() {
+        let err = ServingConfig::parse(
+            "domain: example.com\nfeatures:\n  kubernetes.podspec-fieldref: yes please\n",
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "line 3: features.kubernetes.podspec-fieldref: invalid value \"yes please\": \
+             must be enabled, disabled or allowed"
+        );
+    }
+
+    #[test]
+    fn an_unknown_feature_key_is_an_error_with_a_suggestion() {
+        let err = ServingConfig::parse("features:\n  kubernetes.podspec-fieldrefs: enabled\n")
+            .expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "line 2: features.kubernetes.podspec-fieldrefs: unknown field \
+                 \"kubernetes.podspec-fieldrefs\", did you mean \"kubernetes.podspec-fieldref\"?"
+            ),
+            "{text}"
+        );
     }
 }
