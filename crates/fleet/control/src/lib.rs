@@ -3,7 +3,9 @@
 //! autoscaling loop that runs the KPA and the placement policy.
 
 pub mod api;
+mod configs;
 pub mod digests;
+pub mod encryption;
 pub mod events;
 mod logs;
 pub mod metrics;

@@ -1,12 +1,18 @@
 //! The object store: every object as JSON, in memory for reads and in an embedded database
 //! (redb) under the state directory for durability, with Kubernetes' metadata rules (uid,
 //! creationTimestamp, resourceVersion, generation) and a stream of change events for watches.
+//!
+//! Secrets are stored encrypted (`crate::encryption`); every other kind is plain JSON. A
+//! Secret stored before encryption existed is read as it is and rewritten encrypted when
+//! the store opens.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
 use kantai_api::Resource;
+
+use crate::encryption::{Encryption, EncryptionError};
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
@@ -62,6 +68,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("the state database failed: {0}")]
     Database(String),
+    /// The encryption key is unusable, or a stored Secret does not decrypt with it.
+    #[error("{0}")]
+    Encryption(#[from] EncryptionError),
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -107,6 +116,9 @@ pub struct Event {
 
 type Key = (&'static str, String, String);
 
+/// The one kind stored encrypted.
+const SECRETS: &str = kantai_api::resources::SECRETS.plural;
+
 /// The start of a watch: the current objects, the events since the requested version, and a
 /// receiver of every later event.
 /// What a watch starts from: the current objects (or none, when resuming), the events
@@ -124,6 +136,8 @@ struct Inner {
 /// The store.
 pub struct Store {
     db: Database,
+    /// Seals Secrets before they reach the database.
+    encryption: Encryption,
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
     /// Versions up to this one may have been handed out; it is on disk durably.
@@ -173,9 +187,13 @@ impl Store {
         }
         let mut objects = BTreeMap::new();
         let rv;
+        let encryption;
+        // Secrets stored before encryption existed, to rewrite encrypted.
+        let mut plain_secrets = Vec::new();
         {
             let tx = db.begin_read().map_err(db_err)?;
             let table = tx.open_table(OBJECTS).map_err(db_err)?;
+            let mut raw = Vec::new();
             for item in table.iter().map_err(db_err)? {
                 let (k, v) = item.map_err(db_err)?;
                 let key = k.value().to_owned();
@@ -187,9 +205,43 @@ impl Store {
                 let Some(res) = resource_named(res) else {
                     continue;
                 };
-                if let Ok(obj) = serde_json::from_slice::<Value>(v.value()) {
-                    objects.insert((res, ns.to_owned(), name.to_owned()), Arc::new(obj));
+                raw.push(((res, ns.to_owned(), name.to_owned()), v.value().to_vec()));
+            }
+            let sealed = raw
+                .iter()
+                .any(|(k, v)| k.0 == SECRETS && v.starts_with(crate::encryption::PREFIX));
+            encryption = Encryption::open(dir, !sealed)?;
+            for (key, bytes) in raw {
+                if key.0 != SECRETS {
+                    // Other kinds: an object that no longer decodes is left out, not fatal.
+                    if let Ok(obj) = serde_json::from_slice::<Value>(&bytes) {
+                        objects.insert(key, Arc::new(obj));
+                    }
+                    continue;
                 }
+                // A Secret that cannot be read stops the start: skipping it would serve a
+                // fleet without it, and the next write of it would destroy it.
+                let k = key_string(&key);
+                let plain = match encryption.open_value(&k, &bytes)? {
+                    Some(p) => p,
+                    None => {
+                        plain_secrets.push(key.clone());
+                        bytes
+                    }
+                };
+                let obj = serde_json::from_slice::<Value>(&plain).map_err(|e| {
+                    EncryptionError::Decrypt {
+                        key: k.clone(),
+                        path: encryption.path().to_owned(),
+                        message: format!(
+                            "is not a stored Secret: not JSON ({:?} error at line {} column {})",
+                            e.classify(),
+                            e.line(),
+                            e.column()
+                        ),
+                    }
+                })?;
+                objects.insert(key, Arc::new(obj));
             }
             let meta = tx.open_table(META).map_err(db_err)?;
             // Writes without a disk sync may be lost in a crash, and with them the versions
@@ -202,9 +254,25 @@ impl Store {
                 .map_or(0, |v| v.value());
             rv = written.max(reserved);
         }
+        if !plain_secrets.is_empty() {
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut table = tx.open_table(OBJECTS).map_err(db_err)?;
+                for key in &plain_secrets {
+                    let k = key_string(key);
+                    let bytes = serde_json::to_vec(&*objects[key]).map_err(db_err)?;
+                    let sealed = encryption.seal(&k, &bytes)?;
+                    table
+                        .insert(k.as_str(), sealed.as_slice())
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)?;
+        }
         let (events, _) = broadcast::channel(4096);
         Ok(Store {
             db,
+            encryption,
             inner: Mutex::new(Inner {
                 objects,
                 rv,
@@ -230,7 +298,10 @@ impl Store {
             let k = key_string(key);
             match obj {
                 Some(o) => {
-                    let bytes = serde_json::to_vec(o).map_err(db_err)?;
+                    let mut bytes = serde_json::to_vec(o).map_err(db_err)?;
+                    if key.0 == SECRETS {
+                        bytes = self.encryption.seal(&k, &bytes)?;
+                    }
                     table.insert(k.as_str(), bytes.as_slice()).map_err(db_err)?;
                 }
                 None => {

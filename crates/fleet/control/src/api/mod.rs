@@ -46,6 +46,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/metrics", axum::routing::get(metrics))
         .route(FLEET_PATH, axum::routing::get(fleet_info))
         .route(REPORTS_PATH, axum::routing::post(report))
+        .route(kantai_api::wire::CONFIGS_PATH, axum::routing::get(crate::configs::stream))
         .fallback(api)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -86,7 +87,9 @@ fn store_failure(e: StoreError, r: &Resource) -> ApiFailure {
         StoreError::AlreadyExists { name, .. } => (409, "AlreadyExists", name.clone()),
         StoreError::Conflict { name, .. } => (409, "Conflict", name.clone()),
         StoreError::Gone(_) => (410, "Expired", String::new()),
-        StoreError::Database(_) => (500, "InternalError", String::new()),
+        StoreError::Database(_) | StoreError::Encryption(_) => {
+            (500, "InternalError", String::new())
+        }
     };
     let message = match &e {
         StoreError::NotFound { name, .. } => {
