@@ -160,13 +160,43 @@ pub enum SpecError {
         /// The container path as given.
         path: String,
     },
+    /// A volume mount the node has no volume for.
+    #[error(
+        "{}: volumeMounts of {mount_path:?} names volume {volume:?}, which the node did not \
+         prepare; the revision's spec.volumes must list it with a source kantai supports \
+         (secret, configMap, projected, emptyDir)",
+        named(image)
+    )]
+    UnknownVolume {
+        /// The image.
+        image: String,
+        /// The volume's name.
+        volume: String,
+        /// Where it was to be mounted.
+        mount_path: String,
+    },
+    /// A volume mount kantai cannot make as written.
+    #[error(
+        "{}: the mount of volume {volume:?} at {mount_path:?} {why}",
+        named(image)
+    )]
+    BadVolumeMount {
+        /// The image.
+        image: String,
+        /// The volume's name.
+        volume: String,
+        /// Where it was to be mounted.
+        mount_path: String,
+        /// What is wrong and what to do, starting with a verb phrase.
+        why: String,
+    },
 }
 
 impl SpecError {
     /// The Kubernetes waiting reason a container with this error shows.
     ///
     /// The kubelet reports what fails while it builds the container's config (the non-root
-    /// checks) as `CreateContainerConfigError`, what the runtime refuses while creating it (no
+    /// checks, limits, volume mounts and their subPaths) as `CreateContainerConfigError`, what the runtime refuses while creating it (no
     /// command, unknown users, groups and capabilities, relative paths) as
     /// `CreateContainerError`, and an image it cannot read as `ImageInspectError`.
     pub fn reason(&self) -> &'static str {
@@ -175,7 +205,9 @@ impl SpecError {
             SpecError::RunAsUserIsRoot { .. }
             | SpecError::ImageRunsAsRoot { .. }
             | SpecError::NonNumericUser { .. }
-            | SpecError::BadLimit { .. } => "CreateContainerConfigError",
+            | SpecError::BadLimit { .. }
+            | SpecError::UnknownVolume { .. }
+            | SpecError::BadVolumeMount { .. } => "CreateContainerConfigError",
             SpecError::NoCommand { .. }
             | SpecError::UnknownUser { .. }
             | SpecError::UnknownGroup { .. }
@@ -200,7 +232,9 @@ impl SpecError {
             | SpecError::HostNetworkCapability { image, .. }
             | SpecError::RelativeWorkingDir { image, .. }
             | SpecError::BadLimit { image, .. }
-            | SpecError::RelativeMount { image, .. } => image,
+            | SpecError::RelativeMount { image, .. }
+            | SpecError::UnknownVolume { image, .. }
+            | SpecError::BadVolumeMount { image, .. } => image,
         };
         name.clone_into(image);
         self

@@ -11,10 +11,12 @@
 //! - [`security`]: the merged [`Security`] settings and Kubernetes' `runAsNonRoot` check.
 //! - [`user`]: uid, gid and groups from `runAsUser`/`runAsGroup` or the image's User
 //!   ([`resolve_user`]).
-//! - [`env`]: the process environment: image, container, Knative, `PATH`/`HOSTNAME`/`HOME`.
+//! - [`env`]: the process environment: image, container (with Secrets, ConfigMaps and the
+//!   Downward API resolved), Knative, `PATH`/`HOSTNAME`/`HOME`.
 //! - [`capabilities`]: Docker's default set with add and drop ([`DEFAULT_CAPABILITIES`]).
 //! - [`resources`]: cgroup limits for CPU, memory and pids.
-//! - [`mounts`]: kernel filesystems, the node's files, masked and read-only paths.
+//! - [`mounts`]: kernel filesystems, the node's files, the revision's volumes, masked and
+//!   read-only paths.
 //! - [`spec`]: all of the above as one [`oci_spec::runtime::Spec`] ([`runtime_spec`]).
 //! - [`error`]: [`SpecError`], worded for the operator, with its Kubernetes reason.
 
@@ -31,8 +33,10 @@ pub mod user;
 
 pub use capabilities::DEFAULT_CAPABILITIES;
 pub use command::argv;
+pub use env::{Downward, resolved_env};
 pub use error::SpecError;
 pub use image::ImageConfig;
+pub use mounts::{HostVolume, HostVolumeKind, volume_mounts};
 pub use security::Security;
 pub use spec::{Inputs, Network, runtime_spec, to_json};
 pub use user::{User, resolve_user};

@@ -1,6 +1,9 @@
 //! The whole `config.json` of one instance, from the pieces the other modules decide.
 
+use std::collections::BTreeMap;
+
 use kantai_model::serving::Container;
+use kantai_model::serving::resolve::ResolvedConfig;
 use oci_spec::runtime::{
     Linux, LinuxNamespace, LinuxNamespaceType, Process, Root, Spec, User as OciUser,
 };
@@ -8,9 +11,11 @@ use oci_spec::runtime::{
 use crate::SpecError;
 use crate::capabilities::{capability_set, linux_capabilities, on_host_network};
 use crate::command::{argv, expand_all};
-use crate::env::{container_env, environment, expansion_vars};
+use crate::env::{Downward, environment, expansion_vars, resolved_env};
 use crate::image::ImageConfig;
-use crate::mounts::{MASKED_PATHS, READONLY_PATHS, default_mounts, host_file_mounts};
+use crate::mounts::{
+    HostVolume, MASKED_PATHS, READONLY_PATHS, default_mounts, host_file_mounts, volume_mounts,
+};
 use crate::resources::linux_resources;
 use crate::security::{Security, no_new_privileges};
 use crate::user::resolve_user;
@@ -33,7 +38,7 @@ pub enum Network {
 pub struct Inputs<'a> {
     /// The image reference, for messages.
     pub image_name: &'a str,
-    /// The container spec: command, args, env (values only), workingDir, resources.
+    /// The container spec: command, args, env, volumeMounts, workingDir, resources.
     pub container: &'a Container,
     /// The image's config.
     pub image: &'a ImageConfig,
@@ -57,6 +62,14 @@ pub struct Inputs<'a> {
     pub network: Network,
     /// `(host path, container path)` pairs bound read-only.
     pub host_files: &'a [(String, String)],
+    /// The values of the container's Secret and ConfigMap references (`envFrom`,
+    /// `valueFrom`); `ResolvedConfig::default()` when it has none.
+    pub config: &'a ResolvedConfig,
+    /// What `fieldRef` and `resourceFieldRef` read.
+    pub downward: Downward<'a>,
+    /// The revision's volumes as the node prepared them, by volume name: every volume the
+    /// container mounts must be here.
+    pub host_volumes: &'a BTreeMap<String, HostVolume>,
 }
 
 /// The OCI runtime config of one instance.
@@ -68,7 +81,7 @@ fn build(i: &Inputs) -> Result<Spec, SpecError> {
     let c = i.container;
     // The kubelet's own checks (runAsNonRoot) come before anything the runtime would refuse.
     let user = resolve_user(i.image.user.as_deref(), i.security, i.passwd, i.group)?;
-    let own_env = container_env(&c.env);
+    let own_env = resolved_env(c, i.config, &i.downward);
     let vars = expansion_vars(&own_env, i.knative_env);
     let args = argv(
         &expand_all(&c.command, &vars),
@@ -130,6 +143,7 @@ fn build(i: &Inputs) -> Result<Spec, SpecError> {
 
     let mut mounts = default_mounts();
     mounts.extend(host_file_mounts(i.host_files)?);
+    mounts.extend(volume_mounts(c, i.host_volumes)?);
 
     let mut linux = Linux::default();
     linux

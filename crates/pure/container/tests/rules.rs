@@ -13,15 +13,17 @@ use std::path::{Path, PathBuf};
 
 use kantai_container::capabilities::capability_set;
 use kantai_container::command::expand;
-use kantai_container::env::{container_env, environment};
+use kantai_container::env::{container_env, environment, resolved_env};
+use kantai_container::mounts::{HostVolume, HostVolumeKind, volume_mounts};
 use kantai_container::resources::linux_resources;
 use kantai_container::spec::working_dir;
 use kantai_container::{
-    ImageConfig, Inputs, Network, Security, SpecError, User, argv, resolve_user, runtime_spec,
-    to_json,
+    Downward, ImageConfig, Inputs, Network, Security, SpecError, User, argv, resolve_user,
+    runtime_spec, to_json,
 };
 use kantai_model::decode::Decode;
 use kantai_model::node::{Node, ParseLimits, parse_documents};
+use kantai_model::serving::resolve::ResolvedConfig;
 use kantai_model::serving::{Container, EnvVar, Resources};
 use kantai_model::{FieldPath, Findings};
 use serde::Deserialize;
@@ -323,6 +325,15 @@ struct SpecCase {
     network: Option<NetworkCase>,
     #[serde(default)]
     host_files: Vec<(String, String)>,
+    #[serde(default)]
+    config: ResolvedConfig,
+    #[serde(default)]
+    downward: DownwardCase,
+    #[serde(default)]
+    host_volumes: BTreeMap<String, HostVolumeCase>,
+    /// Values that may appear in `process.env` and nowhere else in `config.json`.
+    #[serde(default)]
+    only_in_env: Vec<String>,
     #[serde(default = "default_pids")]
     pids_limit: i64,
     /// Parts of `config.json` that must be as given (objects may have more keys).
@@ -383,6 +394,9 @@ fn runtime_specs() {
                 Some(NetworkCase::Namespace(p)) => Network::Namespace(p),
             },
             host_files: &c.host_files,
+            config: &c.config,
+            downward: c.downward.as_downward(),
+            host_volumes: &host_volumes(&c.host_volumes),
         };
         let spec = match (runtime_spec(&inputs), &c.error) {
             (Ok(spec), None) => spec,
@@ -405,6 +419,14 @@ fn runtime_specs() {
         if let Some(want) = &c.want {
             contains(&got, want, "", &mut problems);
         }
+        for secret in &c.only_in_env {
+            let mut rest = got.clone();
+            rest["process"]["env"] = Value::Null;
+            if !rest.to_string().contains(secret.as_str()) {
+                continue;
+            }
+            problems.push(format!("{secret:?} appears outside process.env"));
+        }
         for pointer in &c.absent {
             if got.pointer(pointer).is_some() {
                 problems.push(format!("{pointer}: present, want absent"));
@@ -426,4 +448,113 @@ fn runtime_specs() {
         failures.extend(problems.into_iter().map(|p| format!("{name}: {p}")));
     }
     finish("specs.yaml", failures);
+}
+
+/// The Downward API fields of a case, owned.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct DownwardCase {
+    pod_name: String,
+    namespace: String,
+    uid: String,
+    node_name: String,
+    host_ip: String,
+    service_account: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    allocatable_cpu_millis: u64,
+    allocatable_memory: u64,
+}
+
+impl DownwardCase {
+    fn as_downward(&self) -> Downward<'_> {
+        Downward {
+            pod_name: &self.pod_name,
+            namespace: &self.namespace,
+            uid: &self.uid,
+            node_name: &self.node_name,
+            host_ip: &self.host_ip,
+            service_account: &self.service_account,
+            labels: &self.labels,
+            annotations: &self.annotations,
+            allocatable_cpu_millis: self.allocatable_cpu_millis,
+            allocatable_memory: self.allocatable_memory,
+        }
+    }
+}
+
+/// A prepared volume: `{path, kind: files | dir | memory, size}`.
+#[derive(Deserialize)]
+struct HostVolumeCase {
+    #[serde(default)]
+    path: String,
+    kind: String,
+    size: Option<u64>,
+}
+
+fn host_volumes(cases: &BTreeMap<String, HostVolumeCase>) -> BTreeMap<String, HostVolume> {
+    cases
+        .iter()
+        .map(|(name, v)| {
+            let kind = match v.kind.as_str() {
+                "files" => HostVolumeKind::Files,
+                "dir" => HostVolumeKind::Dir,
+                "memory" => HostVolumeKind::Memory { size: v.size },
+                other => panic!("volume {name}: kind {other:?} is not files, dir or memory"),
+            };
+            let hv = HostVolume {
+                path: v.path.clone(),
+                kind,
+            };
+            (name.clone(), hv)
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct ResolvedEnvCase {
+    #[serde(default)]
+    config: ResolvedConfig,
+    #[serde(default)]
+    downward: DownwardCase,
+    want: Vec<(String, String)>,
+}
+
+#[test]
+fn resolved_environment() {
+    let mut failures = Vec::new();
+    for (name, raw, c) in cases::<ResolvedEnvCase>("resolved_env.yaml") {
+        let container: Container = decode(&raw["container"], &name);
+        let got = resolved_env(&container, &c.config, &c.downward.as_downward());
+        compare(&name, Ok(got), Some(c.want), None, &mut failures);
+    }
+    finish("resolved_env.yaml", failures);
+}
+
+#[derive(Deserialize)]
+struct MountsCase {
+    #[serde(default)]
+    host_volumes: BTreeMap<String, HostVolumeCase>,
+    want: Option<Vec<Value>>,
+    error: Option<WantError>,
+}
+
+#[test]
+fn volume_mount_rules() {
+    let mut failures = Vec::new();
+    for (name, raw, c) in cases::<MountsCase>("mounts.yaml") {
+        let container: Container = decode(&raw["container"], &name);
+        let got = volume_mounts(&container, &host_volumes(&c.host_volumes))
+            .map(|ms| serde_json::to_value(ms).unwrap_or_else(|e| panic!("{name}: {e}")));
+        match (got, &c.want, &c.error) {
+            // Each mount must have what the case gives (it may leave fields out).
+            (Ok(g), Some(w), None) => {
+                let mut problems = Vec::new();
+                contains(&g, &Value::Array(w.clone()), "", &mut problems);
+                failures.extend(problems.into_iter().map(|p| format!("{name}: {p}")));
+            }
+            (got, _, want_error) => compare(&name, got, None, want_error.as_ref(), &mut failures),
+        }
+    }
+    finish("mounts.yaml", failures);
 }

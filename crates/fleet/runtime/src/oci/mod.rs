@@ -215,6 +215,9 @@ impl Container {
             group: self.group.as_deref(),
             network: Network::Host,
             host_files: &host_files,
+            config: &kantai_model::serving::resolve::ResolvedConfig::default(),
+            downward: kantai_container::Downward::default(),
+            host_volumes: &std::collections::BTreeMap::new(),
         };
         let mut spec = kantai_container::runtime_spec(&inputs).map_err(|e| Failure {
             reason: e.reason(),
