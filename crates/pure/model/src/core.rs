@@ -155,9 +155,11 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
             | base64::DecodeError::InvalidLastSymbol(i, _) => i,
             // A truncated last quantum: Go points at its start.
             base64::DecodeError::InvalidLength(n) => n - n % 4,
-            base64::DecodeError::InvalidPadding => {
-                clean.iter().position(|b| *b == b'=').unwrap_or(clean.len())
-            }
+            // No padding: Go points at the last quantum's start; misplaced padding: at it.
+            base64::DecodeError::InvalidPadding => match clean.iter().position(|b| *b == b'=') {
+                Some(i) => i,
+                None => clean.len() - clean.len() % 4,
+            },
         };
         format!("illegal base64 data at input byte {at}")
     })
