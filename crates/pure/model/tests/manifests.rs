@@ -1,7 +1,9 @@
 //! Data-driven manifest tests: every file under `tests/data/valid` must be accepted; every file
 //! under `tests/data/invalid` must produce exactly the findings in its `.expected` file.
 //! Set `UPDATE_EXPECT=1` to rewrite the `.expected` files after an intended change, then
-//! review the diff.
+//! review the diff. A manifest with a `.config` file next to it (`volumes.yaml`,
+//! `volumes.config`) is read under that fleet config instead of Knative's defaults, for the
+//! rules that depend on the `features` flags.
 
 // Tests are a driver of the pure crate: reading fixture files is their job.
 #![allow(clippy::disallowed_methods)]
@@ -30,9 +32,18 @@ fn data(dir: &str) -> Vec<PathBuf> {
     files
 }
 
+/// The fleet config a manifest is read under: its `.config` file's, else the defaults.
+fn config_for(path: &Path) -> ServingConfig {
+    match fs::read_to_string(path.with_extension("config")) {
+        Ok(text) => ServingConfig::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: bad config: {e}", path.display())),
+        Err(_) => ServingConfig::default(),
+    }
+}
+
 fn read(path: &Path) -> Vec<Document> {
     let text = fs::read_to_string(path).expect("read");
-    manifest::read(&text, &ServingConfig::default())
+    manifest::read(&text, &config_for(path))
         .unwrap_or_else(|e| panic!("{}: syntax error: {e}", path.display()))
 }
 
@@ -134,7 +145,7 @@ fn objects_round_trip_through_yaml_and_json() {
     for path in files {
         let objects: Vec<_> = read(&path).into_iter().filter_map(|d| d.object).collect();
         for text in [manifest::to_yaml(&objects), manifest::to_json(&objects)] {
-            let again: Vec<_> = manifest::read(&text, &ServingConfig::default())
+            let again: Vec<_> = manifest::read(&text, &config_for(&path))
                 .unwrap_or_else(|e| panic!("{}: re-read: {e}\n{text}", path.display()))
                 .into_iter()
                 .map(|d| {

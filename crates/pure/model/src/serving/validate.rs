@@ -6,14 +6,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::autoscaling::AutoscalingAnnotations;
-use crate::config::ServingConfig;
+use crate::config::{
+    FEATURE_EMPTY_DIR, FEATURE_FIELD_REF, FEATURE_HOST_PATH, FEATURE_INIT_CONTAINERS,
+    FEATURE_PV_CLAIM, FEATURE_PV_WRITE, FeaturesConfig, Flag, ServingConfig,
+};
 use crate::error::{FieldError, FieldPath, Findings};
 use crate::meta::{NameRule, ObjectMeta};
-use crate::serving::naming::{dns1035_problem, is_dns1123_label, tag_host};
+use crate::serving::naming::{
+    dns1035_problem, is_dns1123_label, is_dns1123_subdomain, qualified_name_problem, tag_host,
+};
 use crate::serving::revision::IntOrString;
 use crate::serving::{
-    Container, LINUX_CAPABILITIES, Object, Probe, RevisionSpec, RevisionTemplate, SecurityContext,
-    TrafficTarget,
+    Container, EnvVarSource, KeyToPath, LINUX_CAPABILITIES, Object, ObjectFieldSelector, Probe,
+    ProjectedVolume, ResourceFieldSelector, RevisionSpec, RevisionTemplate, SecurityContext,
+    TrafficTarget, Volume,
 };
 
 /// Ports the platform itself uses inside an instance's network view (Knative's reserved ports).
@@ -141,9 +147,12 @@ pub fn validate_spec(
         check_id(sc.run_as_user, sp.field("runAsUser"), out);
         check_id(sc.run_as_group, sp.field("runAsGroup"), out);
     }
+    let volumes = validate_volumes(spec, path, &config.features, out);
+    validate_init_containers(spec, path, &config.features, out);
     for (i, c) in spec.containers.iter().enumerate() {
         let cp = path.field("containers").index(i);
-        validate_container(c, &cp, out);
+        validate_container(c, &cp, &config.features, out);
+        validate_mounts(c, &cp, &volumes, out);
         let merged = spec.security_for(c);
         if merged.run_as_non_root == Some(true) && merged.run_as_user == Some(0) {
             // Kubernetes admits this and the kubelet then refuses to start the container.
@@ -202,7 +211,12 @@ pub fn validate_spec(
     }
 }
 
-fn validate_container(c: &Container, path: &FieldPath, out: &mut Findings) {
+fn validate_container(
+    c: &Container,
+    path: &FieldPath,
+    features: &FeaturesConfig,
+    out: &mut Findings,
+) {
     if let Some(name) = &c.name
         && !name.is_empty()
         && !is_dns1123_label(name)
@@ -289,18 +303,23 @@ fn validate_container(c: &Container, path: &FieldPath, out: &mut Findings) {
                 format!("{} is set more than once; the last value wins", e.name),
             ));
         }
-        match (&e.value, &e.value_from) {
-            (Some(_), Some(_)) => out.push(FieldError::error(
-                ep.clone(),
-                "value and valueFrom are mutually exclusive",
-            )),
-            (None, Some(_)) => out.push(FieldError::warning(
-                ep.field("valueFrom"),
-                "kantai has no secrets or config maps to read from; the variable will be empty",
-            )),
-            _ => {}
+        if let Some(src) = &e.value_from {
+            if e.value.is_some() {
+                out.push(FieldError::error(
+                    ep.clone(),
+                    "value and valueFrom are mutually exclusive",
+                ));
+            }
+            validate_value_from(
+                src,
+                c.name.as_deref(),
+                &ep.field("valueFrom"),
+                features,
+                out,
+            );
         }
     }
+    validate_env_from(c, path, out);
     let rp = path.field("resources");
     for (section, map) in [
         ("limits", &c.resources.limits),
@@ -619,4 +638,709 @@ fn validate_traffic(
             format!("percentages sum to {sum}, must be 100"),
         ));
     }
+}
+
+/// Paths no volume may be mounted at (Knative's `reservedPaths`).
+pub const RESERVED_MOUNT_PATHS: &[&str] = &["/", "/dev", "/dev/log"];
+
+/// `fieldRef.fieldPath` values Kubernetes lets an environment variable read (besides
+/// `metadata.labels['<key>']` and `metadata.annotations['<key>']`).
+pub const ENV_FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+/// `resourceFieldRef.resource` values Kubernetes lets an environment variable read.
+pub const ENV_RESOURCE_FIELDS: &[&str] = &[
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+];
+
+const FILE_MODE_RULE: &str = "must be a number between 0 and 0777 (octal), both inclusive";
+const FEATURES: &str = "the fleet config's features section";
+
+/// Why `key` is not a valid Secret or ConfigMap key (Kubernetes' `IsConfigMapKey`), if it
+/// is not.
+pub fn config_key_problem(key: &str) -> Option<String> {
+    if key.len() > 253 {
+        return Some("must be no more than 253 characters".to_owned());
+    }
+    if key == "." || key == ".." {
+        return Some(format!("must not be '{key}'"));
+    }
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        return Some(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' \
+             (e.g. 'key.name', or 'KEY_NAME', or 'key-name', regex used for validation is \
+             '[-._a-zA-Z0-9]+')"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+/// Kubernetes' relaxed environment variable names (`envFrom` prefixes and keys): printable
+/// ASCII other than `=`.
+pub fn is_relaxed_env_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|c| (b' '..=b'~').contains(&c) && c != b'=')
+}
+
+/// Knative's answer to a field its field mask leaves out.
+fn disallowed(path: FieldPath, why: Option<String>) -> FieldError {
+    match why {
+        Some(why) => FieldError::error(path, format!("must not set the field(s): {why}")),
+        None => FieldError::error(path, "must not set the field(s)"),
+    }
+}
+
+/// Why a feature's fields are refused by Knative's field mask.
+fn flag_off(flag: &str) -> Option<String> {
+    Some(format!("{flag} is disabled in {FEATURES}"))
+}
+
+/// `apis.ErrMultipleOneOf` and `apis.ErrMissingOneOf`: exactly one of `set` (out of `allowed`).
+fn exactly_one(set: &[&str], allowed: &[&str], path: &FieldPath, out: &mut Findings) {
+    match set.len() {
+        0 => out.push(FieldError::error(
+            path.clone(),
+            format!("expected exactly one, got neither: {}", allowed.join(", ")),
+        )),
+        1 => {}
+        _ => out.push(FieldError::error(
+            path.clone(),
+            format!("expected exactly one, got both: {}", set.join(", ")),
+        )),
+    }
+}
+
+/// Go's `path.Clean`, lexically: what Knative compares mount paths by.
+fn clean_path(p: &str) -> String {
+    let abs = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !abs {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (abs, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+/// Kubernetes' `validateLocalDescendingPath`: relative, and never above its root.
+fn descending_path_problem(p: &str) -> Option<&'static str> {
+    if p.starts_with('/') {
+        Some("must be a relative path")
+    } else if p.split('/').any(|part| part == "..") {
+        Some("must not contain '..'")
+    } else {
+        None
+    }
+}
+
+fn check_mode(mode: Option<i64>, path: FieldPath, out: &mut Findings) {
+    if let Some(m) = mode
+        && !(0..=0o777).contains(&m)
+    {
+        out.push(FieldError::invalid(path, m, FILE_MODE_RULE));
+    }
+}
+
+/// The name of a Secret or ConfigMap a revision refers to: required, and a name such an
+/// object can have.
+fn check_object_name(name: &str, path: FieldPath, out: &mut Findings) {
+    if name.is_empty() {
+        out.push(FieldError::missing(path));
+    } else if !is_dns1123_subdomain(name) {
+        out.push(FieldError::invalid(
+            path,
+            name,
+            "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), as the \
+             names of Secrets and ConfigMaps are",
+        ));
+    }
+}
+
+/// Kubernetes' `validateKeyToPath`.
+fn check_items(items: &[KeyToPath], path: &FieldPath, out: &mut Findings) {
+    for (i, item) in items.iter().enumerate() {
+        let ip = path.field("items").index(i);
+        if item.key.is_empty() {
+            out.push(FieldError::missing(ip.field("key")));
+        }
+        if item.path.is_empty() {
+            out.push(FieldError::missing(ip.field("path")));
+        } else if let Some(rule) = descending_path_problem(&item.path) {
+            out.push(FieldError::invalid(ip.field("path"), &item.path, rule));
+        } else if item.path.starts_with("..") {
+            // `..data` and its kin are the atomic writer's own entries.
+            out.push(FieldError::invalid(
+                ip.field("path"),
+                &item.path,
+                "must not start with '..'",
+            ));
+        }
+        check_mode(item.mode, ip.field("mode"), out);
+    }
+}
+
+/// Validates `spec.volumes` (Knative's `ValidateVolumes`, with Kubernetes' rules on the
+/// sources) and returns the volumes by name for the mounts to be checked against.
+fn validate_volumes<'s>(
+    spec: &'s RevisionSpec,
+    path: &FieldPath,
+    features: &FeaturesConfig,
+    out: &mut Findings,
+) -> BTreeMap<&'s str, &'s Volume> {
+    let mounted: BTreeSet<&str> = spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.volume_mounts)
+        .map(|m| m.name.as_str())
+        .collect();
+    let mut volumes = BTreeMap::new();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let vp = path.field("volumes").index(i);
+        if v.name.is_empty() {
+            out.push(FieldError::missing(vp.field("name")));
+        } else {
+            if !is_dns1123_label(&v.name) {
+                out.push(FieldError::invalid(
+                    vp.field("name"),
+                    &v.name,
+                    "must be a DNS-1123 label",
+                ));
+            }
+            if volumes.insert(v.name.as_str(), v).is_some() {
+                out.push(FieldError::error(
+                    vp.field("name"),
+                    format!("duplicate volume name {:?}", v.name),
+                ));
+            }
+            if !mounted.contains(v.name.as_str()) {
+                out.push(FieldError::error(
+                    vp.field("name"),
+                    format!("volume with name {:?} not mounted", v.name),
+                ));
+            }
+        }
+        validate_volume(v, &vp, features, out);
+    }
+    volumes
+}
+
+fn validate_volume(v: &Volume, vp: &FieldPath, features: &FeaturesConfig, out: &mut Findings) {
+    let mut allowed = vec!["secret", "configMap", "projected"];
+    for (flag, source) in [
+        (features.volumes_empty_dir, "emptyDir"),
+        (features.persistent_volume_claim, "persistentVolumeClaim"),
+        (features.volumes_host_path, "hostPath"),
+    ] {
+        if flag == Flag::Enabled {
+            allowed.push(source);
+        }
+    }
+    exactly_one(&v.sources(), &allowed, vp, out);
+    if let Some(s) = &v.secret {
+        let sp = vp.field("secret");
+        check_object_name(&s.secret_name, sp.field("secretName"), out);
+        check_items(&s.items, &sp, out);
+        check_mode(s.default_mode, sp.field("defaultMode"), out);
+    }
+    if let Some(c) = &v.config_map {
+        let cp = vp.field("configMap");
+        check_object_name(&c.name, cp.field("name"), out);
+        check_items(&c.items, &cp, out);
+        check_mode(c.default_mode, cp.field("defaultMode"), out);
+    }
+    if let Some(p) = &v.projected {
+        validate_projected(p, &vp.field("projected"), out);
+    }
+    if let Some(e) = &v.empty_dir {
+        let ep = vp.field("emptyDir");
+        match features.volumes_empty_dir {
+            Flag::Enabled => {}
+            Flag::Disabled => out.push(disallowed(ep.clone(), flag_off(FEATURE_EMPTY_DIR))),
+            Flag::Allowed => out.push(FieldError::error(
+                ep.clone(),
+                format!(
+                    "EmptyDir volume support is disabled, but found EmptyDir volume {:?} \
+                     ({FEATURE_EMPTY_DIR} is \"allowed\", not \"enabled\", in {FEATURES})",
+                    v.name
+                ),
+            )),
+        }
+        if let Some(m) = &e.medium
+            && !matches!(m.as_str(), "" | "Memory")
+        {
+            out.push(FieldError::invalid(
+                ep.field("medium"),
+                m,
+                "must be \"\" (the node's disk) or \"Memory\" (a tmpfs)",
+            ));
+        }
+        if let Some(q) = &e.size_limit
+            && q.value() < 0.0
+        {
+            out.push(FieldError::invalid(
+                ep.field("sizeLimit"),
+                q,
+                "must not be negative",
+            ));
+        }
+    }
+    for (source, value) in &v.other {
+        let op = vp.field(source.clone());
+        match source.as_str() {
+            "persistentVolumeClaim" => validate_claim(value, &op, features, out),
+            "hostPath" => match features.volumes_host_path {
+                Flag::Disabled => out.push(disallowed(op, flag_off(FEATURE_HOST_PATH))),
+                Flag::Allowed => out.push(FieldError::error(
+                    op,
+                    format!(
+                        "HostPath volume support is disabled, but found HostPath volume {:?} \
+                         ({FEATURE_HOST_PATH} is \"allowed\", not \"enabled\", in {FEATURES})",
+                        v.name
+                    ),
+                )),
+                Flag::Enabled => out.push(FieldError::error(
+                    op,
+                    "kantai gives functions no paths of the node's file system: hostPath \
+                     volumes cannot be mounted (use an emptyDir, or a Secret or ConfigMap)",
+                )),
+            },
+            _ => out.push(disallowed(op, None)),
+        }
+    }
+}
+
+/// A `persistentVolumeClaim`: Knative's flags first, then kantai's own refusal.
+fn validate_claim(
+    value: &serde_json::Value,
+    path: &FieldPath,
+    features: &FeaturesConfig,
+    out: &mut Findings,
+) {
+    let claim = value
+        .get("claimName")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let read_only = value
+        .get("readOnly")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    match features.persistent_volume_claim {
+        Flag::Disabled => {
+            out.push(disallowed(path.clone(), flag_off(FEATURE_PV_CLAIM)));
+            return;
+        }
+        Flag::Allowed => {
+            out.push(FieldError::error(
+                path.clone(),
+                format!(
+                    "Persistent volume claim support is disabled, but found persistent volume \
+                     claim {claim} ({FEATURE_PV_CLAIM} is \"allowed\", not \"enabled\", in \
+                     {FEATURES})"
+                ),
+            ));
+            return;
+        }
+        Flag::Enabled => {}
+    }
+    if !read_only && features.persistent_volume_write != Flag::Enabled {
+        out.push(FieldError::error(
+            path.field("readOnly"),
+            format!(
+                "Persistent volume write support is disabled, but found persistent volume \
+                 claim {claim} that is not read-only ({FEATURE_PV_WRITE} in {FEATURES})"
+            ),
+        ));
+    }
+    out.push(FieldError::error(
+        path.clone(),
+        "kantai provides no persistent volumes: persistentVolumeClaim volumes cannot be \
+         mounted (use an emptyDir, or a Secret or ConfigMap)",
+    ));
+}
+
+/// Knative's `validateProjectedVolumeSource` for each source, and Kubernetes' rule that no
+/// two files of the volume share a path.
+fn validate_projected(p: &ProjectedVolume, path: &FieldPath, out: &mut Findings) {
+    const SOURCES: &[&str] = &["secret", "configMap", "serviceAccountToken", "downwardAPI"];
+    check_mode(p.default_mode, path.field("defaultMode"), out);
+    let mut paths = BTreeSet::new();
+    for (i, s) in p.sources.iter().enumerate() {
+        let sp = path.field("sources").index(i);
+        let mut set = Vec::new();
+        for (name, obj) in [("secret", &s.secret), ("configMap", &s.config_map)] {
+            let Some(o) = obj else { continue };
+            set.push(name);
+            let op = sp.field(name);
+            check_object_name(&o.name, op.field("name"), out);
+            check_items(&o.items, &op, out);
+            for (j, item) in o.items.iter().enumerate() {
+                if !item.path.is_empty() && !paths.insert(clean_path(&item.path)) {
+                    out.push(FieldError::error(
+                        op.field("items").index(j).field("path"),
+                        format!("conflicting duplicate paths: {:?}", item.path),
+                    ));
+                }
+            }
+        }
+        for other in s.other.keys() {
+            let op = sp.field(other.clone());
+            match other.as_str() {
+                "serviceAccountToken" => {
+                    set.push("serviceAccountToken");
+                    out.push(FieldError::error(
+                        op,
+                        "kantai cannot project service account tokens: it has no service \
+                         accounts or token issuer (project Secrets and ConfigMaps only)",
+                    ));
+                }
+                "downwardAPI" => {
+                    set.push("downwardAPI");
+                    out.push(FieldError::error(
+                        op,
+                        "kantai cannot project Downward API files (project Secrets and \
+                         ConfigMaps only; env valueFrom.fieldRef gives the same fields when \
+                         kubernetes.podspec-fieldref is enabled)",
+                    ));
+                }
+                _ => out.push(disallowed(op, None)),
+            }
+        }
+        exactly_one(&set, SOURCES, &sp, out);
+    }
+}
+
+/// Knative's `validateVolumeMounts`, with Kubernetes' rule on `subPath`.
+fn validate_mounts(
+    c: &Container,
+    path: &FieldPath,
+    volumes: &BTreeMap<&str, &Volume>,
+    out: &mut Findings,
+) {
+    let mut seen = BTreeSet::new();
+    for (i, m) in c.volume_mounts.iter().enumerate() {
+        let mp = path.field("volumeMounts").index(i);
+        for field in m.other.keys() {
+            out.push(disallowed(mp.field(field.clone()), None));
+        }
+        let volume = volumes.get(m.name.as_str());
+        if !m.name.is_empty() && volume.is_none() {
+            out.push(FieldError::error(
+                mp.field("name"),
+                format!("volumeMount has no matching volume {:?}", m.name),
+            ));
+        }
+        if m.mount_path.is_empty() {
+            out.push(FieldError::missing(mp.field("mountPath")));
+        } else {
+            let clean = clean_path(&m.mount_path);
+            if RESERVED_MOUNT_PATHS.contains(&clean.as_str()) {
+                out.push(FieldError::error(
+                    mp.field("mountPath"),
+                    format!("mountPath {clean:?} is a reserved path"),
+                ));
+            } else if !m.mount_path.starts_with('/') {
+                out.push(FieldError::invalid(
+                    mp.field("mountPath"),
+                    &m.mount_path,
+                    "must be an absolute path",
+                ));
+            } else if seen.contains(&clean) {
+                out.push(FieldError::invalid(
+                    mp.field("mountPath"),
+                    &m.mount_path,
+                    "must be unique: another volumeMount of this container has it",
+                ));
+            }
+            seen.insert(clean);
+        }
+        if let Some(v) = volume {
+            let claim = v.other.get("persistentVolumeClaim");
+            // Knative lets only scratch space and claims be written.
+            if v.empty_dir.is_none() && claim.is_none() && m.read_only != Some(true) {
+                out.push(FieldError::error(
+                    mp.field("readOnly"),
+                    "volume mount should be readOnly for this type of volume (set readOnly: \
+                     true; only emptyDir volumes are writable)",
+                ));
+            }
+            if claim
+                .and_then(|c| c.get("readOnly"))
+                .and_then(serde_json::Value::as_bool)
+                == Some(true)
+                && m.read_only != Some(true)
+            {
+                out.push(FieldError::error(
+                    mp.field("readOnly"),
+                    "volume is readOnly but volume mount is not",
+                ));
+            }
+        }
+        if let Some(sub) = &m.sub_path
+            && let Some(rule) = descending_path_problem(sub)
+        {
+            out.push(FieldError::invalid(mp.field("subPath"), sub, rule));
+        }
+    }
+}
+
+/// `env[].valueFrom`: Knative's field mask (`fieldRef` and `resourceFieldRef` behind
+/// `kubernetes.podspec-fieldref`), then Kubernetes' rules on each reference.
+fn validate_value_from(
+    src: &EnvVarSource,
+    container: Option<&str>,
+    path: &FieldPath,
+    features: &FeaturesConfig,
+    out: &mut Findings,
+) {
+    let mut set = Vec::new();
+    for (name, sel) in [
+        ("configMapKeyRef", &src.config_map_key_ref),
+        ("secretKeyRef", &src.secret_key_ref),
+    ] {
+        let Some(sel) = sel else { continue };
+        set.push(name);
+        let sp = path.field(name);
+        check_object_name(&sel.name, sp.field("name"), out);
+        if sel.key.is_empty() {
+            out.push(FieldError::missing(sp.field("key")));
+        } else if let Some(rule) = config_key_problem(&sel.key) {
+            out.push(FieldError::invalid(sp.field("key"), &sel.key, &rule));
+        }
+    }
+    let field_refs_allowed = features.field_ref != Flag::Disabled;
+    if let Some(f) = &src.field_ref {
+        set.push("fieldRef");
+        let fp = path.field("fieldRef");
+        if !field_refs_allowed {
+            out.push(disallowed(fp, flag_off(FEATURE_FIELD_REF)));
+        } else {
+            validate_field_ref(f, &fp, out);
+        }
+    }
+    if let Some(r) = &src.resource_field_ref {
+        set.push("resourceFieldRef");
+        let rp = path.field("resourceFieldRef");
+        if !field_refs_allowed {
+            out.push(disallowed(rp, flag_off(FEATURE_FIELD_REF)));
+        } else {
+            validate_resource_field_ref(r, container, &rp, out);
+        }
+    }
+    let mut allowed = vec!["configMapKeyRef", "secretKeyRef"];
+    if field_refs_allowed {
+        allowed.extend(["fieldRef", "resourceFieldRef"]);
+    }
+    exactly_one(&set, &allowed, path, out);
+}
+
+fn validate_field_ref(f: &ObjectFieldSelector, path: &FieldPath, out: &mut Findings) {
+    if let Some(v) = &f.api_version
+        && !v.is_empty()
+        && v != "v1"
+    {
+        out.push(FieldError::invalid(
+            path.field("apiVersion"),
+            v,
+            "must be \"v1\"",
+        ));
+    }
+    let fp = path.field("fieldPath");
+    if f.field_path.is_empty() {
+        out.push(FieldError::missing(fp));
+        return;
+    }
+    if ENV_FIELD_PATHS.contains(&f.field_path.as_str()) {
+        return;
+    }
+    let subscript = ["metadata.labels", "metadata.annotations"]
+        .into_iter()
+        .find_map(|prefix| {
+            let key = f
+                .field_path
+                .strip_prefix(prefix)?
+                .strip_prefix("['")?
+                .strip_suffix("']")?;
+            Some((prefix, key))
+        });
+    match subscript {
+        Some((prefix, key)) => {
+            // Kubernetes checks annotation keys in lower case: they are matched so.
+            let checked = if prefix == "metadata.annotations" {
+                key.to_ascii_lowercase()
+            } else {
+                key.to_owned()
+            };
+            if let Some(p) = qualified_name_problem(&checked) {
+                out.push(FieldError::invalid(fp, &f.field_path, &p));
+            }
+        }
+        None => out.push(FieldError::invalid(
+            fp,
+            &f.field_path,
+            &format!(
+                "not a field an environment variable can read; supported values: {}, \
+                 metadata.labels['<key>'], metadata.annotations['<key>']",
+                ENV_FIELD_PATHS.join(", ")
+            ),
+        )),
+    }
+}
+
+fn validate_resource_field_ref(
+    r: &ResourceFieldSelector,
+    container: Option<&str>,
+    path: &FieldPath,
+    out: &mut Findings,
+) {
+    if let Some(name) = &r.container_name
+        && !name.is_empty()
+        && Some(name.as_str()) != container
+    {
+        out.push(FieldError::invalid(
+            path.field("containerName"),
+            name,
+            &format!(
+                "kantai runs one container per revision: leave it empty or name this one ({})",
+                container.unwrap_or("unnamed")
+            ),
+        ));
+    }
+    let rp = path.field("resource");
+    if r.resource.is_empty() {
+        out.push(FieldError::missing(rp));
+        return;
+    }
+    if !ENV_RESOURCE_FIELDS.contains(&r.resource.as_str()) {
+        out.push(FieldError::invalid(
+            rp,
+            &r.resource,
+            &format!("supported values: {}", ENV_RESOURCE_FIELDS.join(", ")),
+        ));
+        return;
+    }
+    let Some(d) = &r.divisor else { return };
+    let dp = path.field("divisor");
+    if r.resource.ends_with(".cpu") {
+        if d.value() != 1.0 && d.value() != 1e-3 {
+            out.push(FieldError::invalid(
+                dp,
+                d,
+                "only divisor's values 1m and 1 are supported with the cpu resource",
+            ));
+        }
+    } else {
+        const BYTES: &[f64] = &[
+            1.0,
+            1e3,
+            1e6,
+            1e9,
+            1e12,
+            1e15,
+            1e18,
+            1024.0,
+            1_048_576.0,
+            1_073_741_824.0,
+            1_099_511_627_776.0,
+            1_125_899_906_842_624.0,
+            1_152_921_504_606_846_976.0,
+        ];
+        if !BYTES.contains(&d.value()) {
+            out.push(FieldError::invalid(
+                dp,
+                d,
+                "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei \
+                 are supported with the memory and ephemeral-storage resources",
+            ));
+        }
+    }
+}
+
+/// `envFrom`: Knative's one-of, Kubernetes' name and prefix rules.
+fn validate_env_from(c: &Container, path: &FieldPath, out: &mut Findings) {
+    for (i, e) in c.env_from.iter().enumerate() {
+        let ep = path.field("envFrom").index(i);
+        let mut set = Vec::new();
+        for (name, r) in [
+            ("configMapRef", &e.config_map_ref),
+            ("secretRef", &e.secret_ref),
+        ] {
+            if let Some(r) = r {
+                set.push(name);
+                check_object_name(&r.name, ep.field(name).field("name"), out);
+            }
+        }
+        exactly_one(&set, &["configMapRef", "secretRef"], &ep, out);
+        if let Some(p) = &e.prefix
+            && !p.is_empty()
+            && !is_relaxed_env_name(p)
+        {
+            out.push(FieldError::invalid(
+                ep.field("prefix"),
+                p,
+                "must consist of printable ASCII characters other than '='",
+            ));
+        }
+    }
+}
+
+/// `initContainers`: Knative's flag; kantai runs none even when it is on.
+fn validate_init_containers(
+    spec: &RevisionSpec,
+    path: &FieldPath,
+    features: &FeaturesConfig,
+    out: &mut Findings,
+) {
+    let Some(v) = spec.extra.get("initContainers") else {
+        return;
+    };
+    let n = v.as_array().map_or(1, Vec::len);
+    if n == 0 {
+        return;
+    }
+    let ip = path.field("initContainers");
+    out.push(match features.init_containers {
+        Flag::Disabled => disallowed(ip, flag_off(FEATURE_INIT_CONTAINERS)),
+        Flag::Allowed => FieldError::error(
+            ip,
+            format!(
+                "pod spec support for init-containers is off, but found {n} init containers \
+                 ({FEATURE_INIT_CONTAINERS} is \"allowed\", not \"enabled\", in {FEATURES})"
+            ),
+        ),
+        Flag::Enabled => FieldError::error(
+            ip,
+            "kantai does not run init containers: each instance runs its one container",
+        ),
+    });
 }
