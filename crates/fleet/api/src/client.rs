@@ -13,12 +13,15 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::resources::Resource;
-use crate::wire::{Status, WatchEvent};
+use crate::wire::{ConfigEvent, Status, WatchEvent};
 
 /// Largest response body the client reads (a list of every object of a big fleet fits).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Longest watch event line accepted.
 pub const MAX_WATCH_LINE: usize = 8 * 1024 * 1024;
+/// Longest config event line accepted: a revision may mount several Secrets and ConfigMaps
+/// of 1 MiB each, base64-encoded.
+pub const MAX_CONFIG_LINE: usize = 64 * 1024 * 1024;
 
 /// What went wrong talking to the API.
 #[derive(Debug, thiserror::Error)]
@@ -358,6 +361,76 @@ impl Client {
             buf: Vec::new(),
             delay: self.delay.clone(),
         })
+    }
+    /// A node's stream of its revisions' Secret and ConfigMap values
+    /// ([`crate::wire::CONFIGS_PATH`]). Only the wait for the answer's head is bounded by
+    /// the client's timeout.
+    pub async fn configs(&self, node: &str) -> Result<ConfigStream, ApiError> {
+        let body = self.stream(&crate::wire::configs_path(node)).await?;
+        Ok(ConfigStream {
+            body,
+            buf: Vec::new(),
+            delay: self.delay.clone(),
+        })
+    }
+}
+
+/// A node's config stream: one [`ConfigEvent`] per line.
+pub struct ConfigStream {
+    body: Incoming,
+    buf: Vec<u8>,
+    delay: Option<DelayFn>,
+}
+
+impl ConfigStream {
+    /// The next event; `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Option<Result<ConfigEvent, ApiError>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Some(d) = &self.delay {
+                    let d = d();
+                    if !d.is_zero() {
+                        tokio::time::sleep(d).await;
+                    }
+                }
+                // The serde error would quote the line, values included: only its place.
+                return Some(
+                    serde_json::from_slice(&line).map_err(|e| ApiError::Protocol {
+                        url: "configs".into(),
+                        detail: format!(
+                            "bad config event at line {} column {} ({:?})",
+                            e.line(),
+                            e.column(),
+                            e.classify()
+                        ),
+                    }),
+                );
+            }
+            if self.buf.len() > MAX_CONFIG_LINE {
+                return Some(Err(ApiError::Protocol {
+                    url: "configs".into(),
+                    detail: format!("config event longer than {MAX_CONFIG_LINE} bytes"),
+                }));
+            }
+            match self.body.frame().await {
+                None => return None,
+                Some(Err(e)) => {
+                    return Some(Err(ApiError::Protocol {
+                        url: "configs".into(),
+                        detail: e.to_string(),
+                    }));
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Wire types of the API that are not resources: Kubernetes `Status` errors, watch events,
-//! and the node agents' load reports.
+//! the node agents' load reports and the stream of their revisions' Secret and ConfigMap
+//! values.
 
+use kantai_model::serving::resolve::ResolvedConfig;
 use serde::{Deserialize, Serialize};
 
 /// A Kubernetes `Status` object: how every API error is returned.
@@ -200,4 +202,47 @@ pub struct FleetInfo {
     /// ([`crate::auth::PEER_TOKEN_HEADER`]); only holders of the API token get it.
     #[serde(default, rename = "peerToken")]
     pub peer_token: String,
+}
+
+/// Path of a node's stream of the Secret and ConfigMap values its revisions need:
+/// `/kantai/v1/nodes/{node}/configs` (see [`configs_path`]).
+pub const CONFIGS_PATH: &str = "/kantai/v1/nodes/{node}/configs";
+
+/// [`CONFIGS_PATH`] for one node.
+pub fn configs_path(node: &str) -> String {
+    CONFIGS_PATH.replace("{node}", node)
+}
+
+/// One line of a node's config stream ([`CONFIGS_PATH`]): newline-delimited JSON, first a
+/// `SET` for every revision the node needs a config for, then `SYNCED`, then changes. Only
+/// revisions that refer to Secrets or ConfigMaps and run (or are placed) on the node are
+/// ever sent. Its `Debug` shows no value (see [`ResolvedConfig`]'s).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ConfigEvent {
+    /// The revision's resolved config, new or changed.
+    #[serde(rename = "SET")]
+    Set {
+        /// Namespace.
+        namespace: String,
+        /// Revision.
+        revision: String,
+        /// Changes whenever the config does (keyed per control plane: it reveals nothing of
+        /// the values, and is only compared).
+        hash: String,
+        /// The values.
+        config: ResolvedConfig,
+    },
+    /// The node no longer needs the revision's config: drop it.
+    #[serde(rename = "REMOVE")]
+    Remove {
+        /// Namespace.
+        namespace: String,
+        /// Revision.
+        revision: String,
+    },
+    /// Every config the node needs was sent: whatever it holds that was not (since it
+    /// connected) is no longer its.
+    #[serde(rename = "SYNCED")]
+    Synced,
 }

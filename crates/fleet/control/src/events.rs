@@ -57,13 +57,33 @@ pub fn record(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: 
     write(s, ns, involved, "Warning", reason, message, &name);
 }
 
+/// Records a warning about `involved` once per distinct message: a problem that lasts is
+/// one event, however many passes see it (a new problem, another event).
+pub fn warn_once(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: &str) {
+    let name = format!(
+        "{}.{}.{:08x}",
+        involved.name,
+        reason.to_ascii_lowercase(),
+        fnv(message) as u32
+    );
+    if s.store.get(&EVENTS, ns, &name).is_some() {
+        return;
+    }
+    warn!(object = %involved.name, reason, "{message}");
+    write(s, ns, involved, "Warning", reason, message, &name);
+}
+
+/// FNV-1a of a message: keeps distinct messages apart under a short, stable name.
+fn fnv(message: &str) -> u64 {
+    message.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Records a normal event (`Created Route "hello"`), one per distinct message, as Knative's
 /// controllers do on the objects they create.
 pub fn normal(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: &str) {
-    // FNV-1a of the message keeps distinct messages apart under a short, stable name.
-    let hash = message.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = fnv(message);
     let name = format!(
         "{}.{}.{:08x}",
         involved.name,

@@ -344,6 +344,20 @@ fn update_statuses(s: &Shared, now: &str) {
         let instances = by_revision.get(&(ns.clone(), name.clone()));
         let ready = instances.map_or(0, |is| is.iter().filter(|i| i.ready).count() as u32);
         let decision = decisions.get(&(ns.clone(), name.clone()));
+        // Level-triggered: resolved against the stored Secrets and ConfigMaps on every
+        // pass, so the problem clears by itself once the object (or key) exists.
+        let config_problem = crate::configs::problem(store, &ns, &rev);
+        if let Some(why) = &config_problem {
+            for problem in why.split("; ") {
+                crate::events::warn_once(
+                    s,
+                    &ns,
+                    &crate::events::Involved::revision(&name),
+                    derive::CREATE_CONTAINER_CONFIG_ERROR,
+                    problem,
+                );
+            }
+        }
         // Ready once an instance was ready, or once the autoscaler's initial scale was reached
         // (at once for initial-scale 0), as Knative's ScaleTargetInitialized.
         // A revision whose images are not resolved has no instances to be initialized with,
@@ -353,7 +367,7 @@ fn update_statuses(s: &Shared, now: &str) {
                 .status
                 .as_ref()
                 .is_some_and(|st| st.conditions.is_true("Ready"))
-            || (!awaiting && decision.is_some_and(|d| d.initialized));
+            || (!awaiting && config_problem.is_none() && decision.is_some_and(|d| d.initialized));
         let placement = store
             .get(&PLACEMENTS, &ns, &name)
             .and_then(|p| fleet::from_json::<Placement>(&p).ok());
@@ -371,6 +385,7 @@ fn update_statuses(s: &Shared, now: &str) {
                 kantai_autoscaler::Activity::Inactive => Some(false),
                 kantai_autoscaler::Activity::Activating => None,
             }),
+            config_problem,
         };
         let mut status = derive::revision_status(&rev, &obs, now);
         if let Outcome::Record(statuses) = images {
@@ -384,8 +399,10 @@ fn update_statuses(s: &Shared, now: &str) {
                 .map(|c| (c.reason.clone(), c.message.clone()))
         };
         let before = rev.status.as_ref().and_then(|st| healthy(&st.conditions));
+        // A missing Secret or ConfigMap has its own events above, one per problem.
         if let Some((reason, message)) = healthy(&status.conditions)
             && before.as_ref().map(|b| &b.0) != Some(&reason)
+            && reason.as_deref() != Some(derive::CREATE_CONTAINER_CONFIG_ERROR)
         {
             crate::events::record(
                 s,

@@ -14,7 +14,7 @@ use kantai_model::node::Node as DocNode;
 use kantai_model::serving::Object;
 use kantai_model::serving::derive::{CONFIGURATION_LABEL, SERVICE_LABEL};
 use kantai_runtime::{LogBuffer, State};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{Agent, desired_here};
 
@@ -328,6 +328,12 @@ fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
         return None;
     };
     let container = rev.spec.containers.first().cloned()?;
+    // An instance that needs Secret or ConfigMap values waits for them (the data-plane
+    // pass tells its requests why once that lasts).
+    let config = match agent.configs.readiness(key, needs_config(&rev)) {
+        crate::configs::Readiness::Start(c) => c,
+        crate::configs::Readiness::Wait => return None,
+    };
     let security = rev.spec.security_for(&container);
     // The revision's tag resolved to a digest when it was created: every instance runs
     // that image, wherever the tag points now.
@@ -354,6 +360,21 @@ fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
     let grace = Duration::from_secs(rev.spec.timeout_seconds.unwrap_or(300).max(1) as u64);
     let cc = rev.spec.container_concurrency.unwrap_or(0).max(0) as u32;
     let image = container.image.clone();
+    let labels = fleet::instance_labels(&service, &key.1, &agent.name);
+    let pod = kantai_runtime::PodFields {
+        // The Instance object's uid is the API's to give, once it is written.
+        uid: String::new(),
+        labels: labels.clone(),
+        annotations: rev.metadata.annotations.clone(),
+        host_ip: agent.address.to_string(),
+        service_account: rev
+            .spec
+            .extra
+            .get("serviceAccountName")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default")
+            .to_owned(),
+    };
     let spec = kantai_runtime::InstanceSpec {
         name: name.clone(),
         namespace: key.0.clone(),
@@ -366,14 +387,14 @@ fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
         security,
         grace,
         volumes: rev.spec.volumes.clone(),
-        config: Default::default(),
-        pod: Default::default(),
+        config,
+        pod,
     };
     let object = Instance {
         metadata: ObjectMeta {
             name: name.clone(),
             namespace: Some(key.0.clone()),
-            labels: fleet::instance_labels(&service, &key.1, &agent.name),
+            labels,
             ..ObjectMeta::default()
         },
         spec: InstanceSpec {
@@ -394,14 +415,50 @@ fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
     })
 }
 
+/// Whether a revision refers to any Secret or ConfigMap (its instances need the config the
+/// control plane resolves for it, and the control plane sends one for exactly these).
+fn needs_config(rev: &kantai_model::serving::Revision) -> bool {
+    !kantai_model::serving::resolve::references(&rev.spec).is_empty()
+}
+
+/// Whether a planned instance has the config its revision has now.
+fn current_config(agent: &Agent, key: &(String, String), planned: &Planned) -> bool {
+    match agent.configs.get(key) {
+        Some(now) => now == planned.spec.config,
+        // None held: it needs none, or it was dropped (and the start waits anyway).
+        None => planned.spec.config.as_ref() == &Default::default(),
+    }
+}
+
+/// A revision's config changed: its running instances' files follow (their env does not,
+/// as in Kubernetes).
+pub(crate) fn update_config(
+    agent: &Agent,
+    key: &(String, String),
+    config: &Arc<kantai_model::serving::resolve::ResolvedConfig>,
+) {
+    let local = agent.local.lock();
+    for (name, l) in local.iter().filter(|(_, l)| l.key == *key && !l.stopping) {
+        if let Some(h) = &l.handle {
+            debug!(instance = %name, "updating the instance's Secret and ConfigMap files");
+            let _ = (h, config);
+        }
+    }
+}
+
 fn start(agent: &Arc<Agent>, key: (String, String)) {
     // A container created ahead of demand starts in milliseconds: taken first.
     // One that ended on its own (its creation failed) is no use.
-    let standby = agent
-        .standby
-        .lock()
-        .remove(&key)
-        .filter(|(_, h)| !h.state().borrow().stopped);
+    // So is one created with a config that changed since: its env would be the old one.
+    let taken = agent.standby.lock().remove(&key);
+    let standby = match taken {
+        Some((planned, h)) if !current_config(agent, &key, &planned) => {
+            info!(instance = %planned.name, revision = %key.1, "removing the container created ahead of demand: the revision's Secret or ConfigMap values changed since");
+            tokio::spawn(h.stop_within(Duration::from_secs(1)));
+            None
+        }
+        other => other.filter(|(_, h)| !h.state().borrow().stopped),
+    };
     let (planned, started) = match standby {
         Some((planned, mut handle)) => {
             info!(instance = %planned.name, revision = %key.1, "starting instance (created ahead of demand)");

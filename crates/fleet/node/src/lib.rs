@@ -2,6 +2,7 @@
 //! runs this node's instances, serves the node's data plane (gateway, activator, queue role),
 //! reports load every second and measures round trips to the other nodes.
 
+mod configs;
 mod instances;
 mod watch;
 
@@ -133,6 +134,10 @@ pub(crate) struct Agent {
         Mutex<HashMap<(String, String), (instances::Planned, kantai_runtime::Instance)>>,
     /// Revisions that ran on this node (the ones worth a container created ahead).
     pub(crate) ran_here: Mutex<std::collections::HashSet<(String, String)>>,
+    /// The Secret and ConfigMap values of the revisions wanted here (memory only).
+    pub(crate) configs: configs::Configs,
+    /// The node's host address (an instance's `status.hostIP`).
+    pub(crate) address: IpAddr,
 }
 
 /// The Node object an agent keeps registered.
@@ -292,6 +297,8 @@ pub async fn run(
         foreign: Mutex::new(HashMap::new()),
         standby: Mutex::new(HashMap::new()),
         ran_here: Mutex::new(std::collections::HashSet::new()),
+        configs: configs::Configs::default(),
+        address,
     });
     register(&agent).await;
     remove_stale_instances(&agent).await;
@@ -301,6 +308,7 @@ pub async fn run(
     for r in [REVISIONS, ROUTES, PLACEMENTS, INSTANCES, NODES] {
         tasks.push(tokio::spawn(watch::run(agent.clone(), r)));
     }
+    tasks.push(tokio::spawn(configs::run(agent.clone())));
     tasks.push(tokio::spawn(reconcile_loop(
         agent.clone(),
         fleet.domain.clone(),
@@ -680,12 +688,20 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     }
 }
 
-/// Why each revision that cannot start cannot, in one pass over what the agent knows: one
+/// Why each revision that cannot start cannot, in one pass over what the agent knows: what
+/// its Secrets and ConfigMaps lack (or that they did not arrive), else one
 /// of this node's instances of it failed to start (the image cannot be pulled, the program
 /// is missing), else an instance elsewhere says so, else the revision's own status does
 /// (its tag could not be resolved, its containers crash before they are ever ready).
 fn revision_failures(agent: &Agent, snap: &watch::Snapshot) -> HashMap<(String, String), String> {
-    let mut failures: HashMap<(String, String), String> = HashMap::new();
+    // First what the revision's Secrets and ConfigMaps lack now: an instance that failed
+    // for it earlier may be stale, this is current.
+    let wanted = desired_here(agent)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, _)| k)
+        .collect();
+    let mut failures = agent.configs.failures(&wanted);
     for l in agent.local.lock().values() {
         if let Some(f) = &l.failure {
             failures.entry(l.key.clone()).or_insert_with(|| f.clone());

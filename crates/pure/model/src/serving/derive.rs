@@ -424,7 +424,14 @@ pub struct RevisionObservation {
     /// The autoscaler's Active condition: `Some(true)` active, `Some(false)` scaled to zero,
     /// `None` activating.
     pub active: Option<bool>,
+    /// What a required Secret or ConfigMap reference lacks (`secret "db" not found`): no
+    /// instance can start, as a pod waits with `CreateContainerConfigError`.
+    pub config_problem: Option<String>,
 }
+
+/// The reason of a revision whose instances cannot start for want of a Secret or ConfigMap
+/// (the pod's waiting reason in Kubernetes).
+pub const CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
 
 /// A revision's status (Knative's: Ready = ResourcesAvailable ∧ ContainerHealthy; Active is
 /// informational).
@@ -439,7 +446,19 @@ pub fn revision_status(revision: &Revision, o: &RevisionObservation, now: &str) 
         c.set(RESOURCES_AVAILABLE, ConditionStatus::True, None, None, now);
         c.set(CONTAINER_HEALTHY, ConditionStatus::True, None, None, now);
     } else {
-        if o.unschedulable > 0 && o.ready == 0 {
+        if let Some(why) = &o.config_problem {
+            // Knative marks the waiting reason on ResourcesAvailable, kantai's failures
+            // are told through ContainerHealthy: both, so every reader sees it.
+            for kind in [RESOURCES_AVAILABLE, CONTAINER_HEALTHY] {
+                c.set(
+                    kind,
+                    ConditionStatus::False,
+                    Some(CREATE_CONTAINER_CONFIG_ERROR),
+                    Some(why),
+                    now,
+                );
+            }
+        } else if o.unschedulable > 0 && o.ready == 0 {
             c.set(
                 RESOURCES_AVAILABLE,
                 ConditionStatus::False,
@@ -460,6 +479,7 @@ pub fn revision_status(revision: &Revision, o: &RevisionObservation, now: &str) 
             );
         }
         match &o.failure {
+            _ if o.config_problem.is_some() => {}
             Some((reason, message)) => c.set(
                 CONTAINER_HEALTHY,
                 ConditionStatus::False,
@@ -738,6 +758,41 @@ mod tests {
             .get("ResourcesAvailable")
             .expect("ra");
         assert_eq!(ra.reason.as_deref(), Some("Unschedulable"));
+    }
+
+    #[test]
+    fn a_missing_secret_keeps_a_revision_from_ready_until_it_exists() {
+        let s = service(HELLO);
+        let rev = revision_for(&configuration_for(&s), 1);
+        let waiting = revision_status(
+            &rev,
+            &RevisionObservation {
+                desired: 1,
+                config_problem: Some("secret \"db\" not found".into()),
+                ..Default::default()
+            },
+            "t",
+        );
+        for kind in ["Ready", "ResourcesAvailable", "ContainerHealthy"] {
+            let c = waiting.conditions.get(kind).expect(kind);
+            assert_eq!(
+                (c.status, c.reason.as_deref(), c.message.as_deref()),
+                (
+                    ConditionStatus::False,
+                    Some(CREATE_CONTAINER_CONFIG_ERROR),
+                    Some("secret \"db\" not found")
+                ),
+                "{kind}"
+            );
+        }
+        // Level-triggered: the next status without the problem clears it.
+        let mut rev = rev;
+        rev.status = Some(waiting);
+        let deploying = revision_status(&rev, &RevisionObservation::default(), "t");
+        assert_eq!(
+            deploying.conditions.status("Ready"),
+            ConditionStatus::Unknown
+        );
     }
 
     #[test]
