@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::logs::LogBuffer;
 use crate::probe::ReadinessProbe;
+use crate::volumes::{VolumeError, Volumes};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -82,6 +83,21 @@ impl InstanceSpec {
     /// instance names are unique on a node, namespaces keep them apart).
     pub fn id(&self) -> String {
         format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// What the Downward API (`fieldRef`, `resourceFieldRef`) reads of this instance.
+    pub fn downward(&self) -> kantai_container::Downward<'_> {
+        kantai_container::Downward {
+            pod_name: &self.name,
+            namespace: &self.namespace,
+            uid: &self.pod.uid,
+            node_name: &self.node,
+            host_ip: &self.pod.host_ip,
+            service_account: &self.pod.service_account,
+            labels: &self.pod.labels,
+            annotations: &self.pod.annotations,
+            ..kantai_container::Downward::default()
+        }
     }
 
     /// The image reference to run: the pinned one when the revision has it.
@@ -174,6 +190,8 @@ pub struct Instance {
     task: tokio::task::JoinHandle<()>,
     /// The revision's grace period.
     grace: Duration,
+    /// Its volumes, and the Secret and ConfigMap values they and its env come from.
+    volumes: Arc<Volumes>,
 }
 
 /// The first restart waits this long; each further one twice as long.
@@ -189,17 +207,30 @@ const PREPARE_RETRY_START: Duration = Duration::from_secs(10);
 const PREPARE_RETRY_MAX: Duration = Duration::from_secs(300);
 
 impl Instance {
-    pub(crate) fn start<B: Backend>(backend: B, spec: InstanceSpec) -> Instance {
-        Instance::launch(backend, spec, false)
+    pub(crate) fn start<B: Backend>(
+        backend: B,
+        spec: InstanceSpec,
+        volumes: Arc<Volumes>,
+    ) -> Instance {
+        Instance::launch(backend, spec, volumes, false)
     }
 
     /// An instance prepared and created but held before its start (a container created
     /// ahead of demand) until [`Instance::release`].
-    pub(crate) fn standby<B: Backend>(backend: B, spec: InstanceSpec) -> Instance {
-        Instance::launch(backend, spec, true)
+    pub(crate) fn standby<B: Backend>(
+        backend: B,
+        spec: InstanceSpec,
+        volumes: Arc<Volumes>,
+    ) -> Instance {
+        Instance::launch(backend, spec, volumes, true)
     }
 
-    fn launch<B: Backend>(backend: B, spec: InstanceSpec, held: bool) -> Instance {
+    fn launch<B: Backend>(
+        backend: B,
+        spec: InstanceSpec,
+        volumes: Arc<Volumes>,
+        held: bool,
+    ) -> Instance {
         let (tx, rx) = watch::channel(State {
             starting: true,
             ..State::default()
@@ -214,6 +245,7 @@ impl Instance {
             state: tx,
             logs: logs.clone(),
             release: held.then_some(release_rx),
+            volumes: volumes.clone(),
         };
         let grace = sup.spec.grace;
         let task = tokio::spawn(sup.run(stop_rx));
@@ -224,7 +256,24 @@ impl Instance {
             logs,
             task,
             grace,
+            volumes,
         }
+    }
+
+    /// Takes the Secret and ConfigMap values the control plane sent anew: the files of the
+    /// instance's `secret`, `configMap` and `projected` volumes are rewritten at once (each
+    /// volume swapped whole by its `..data` link; one whose content is the same is not
+    /// touched; subPath mounts keep what they bound, as in Kubernetes). The env of a
+    /// running process stays as it started (Kubernetes' rule); a later start (a restart)
+    /// takes these values. Values with something `missing` change no file (the kubelet
+    /// keeps a deleted Secret's last files), and an instance waiting for them
+    /// (`CreateContainerConfigError`) starts once nothing is missing. Returns the volumes
+    /// rewritten. A few small files on a tmpfs: cheap enough to call from async code.
+    pub fn update_config(
+        &self,
+        config: Arc<kantai_model::serving::resolve::ResolvedConfig>,
+    ) -> Result<Vec<String>, VolumeError> {
+        self.volumes.set_config(config)
     }
 
     /// Starts an instance held by [`Instance::standby`] (nothing for any other).
@@ -288,10 +337,13 @@ struct Supervisor<B> {
     logs: Arc<LogBuffer>,
     /// For a held instance: the start's signal (its first start waits for it).
     release: Option<tokio::sync::oneshot::Receiver<()>>,
+    volumes: Arc<Volumes>,
 }
 
 enum Outcome {
     Stop,
+    /// An emptyDir went over its `sizeLimit`: the instance ends, as the kubelet evicts.
+    Evicted(String),
     Exited(Option<i32>, Duration),
     Unhealthy(&'static str),
 }
@@ -304,6 +356,8 @@ impl<B: Backend> Supervisor<B> {
             self.restart_loop(&mut stop).await;
         }
         self.backend.cleanup().await;
+        let volumes = self.volumes.clone();
+        let _ = tokio::task::spawn_blocking(move || volumes.tear_down()).await;
         self.state.send_modify(|s| {
             s.ready = false;
             s.starting = false;
@@ -315,10 +369,32 @@ impl<B: Backend> Supervisor<B> {
     async fn prepare(&mut self, stop: &mut StopRx) -> bool {
         let mut retry = PREPARE_RETRY_START;
         loop {
+            // The kubelet's: a container whose Secrets or ConfigMaps are missing waits with
+            // `CreateContainerConfigError` until they are there.
+            let mut config = self.volumes.subscribe();
+            let missing = config.borrow_and_update().missing.clone();
+            if !missing.is_empty() {
+                let message = missing.join("; ");
+                warn!(instance = %self.spec.name, reason = "CreateContainerConfigError", "cannot start: {message}");
+                self.state.send_modify(|s| {
+                    s.failed = true;
+                    s.starting = false;
+                    s.reason = Some("CreateContainerConfigError".to_owned());
+                    s.message = Some(message);
+                });
+                tokio::select! {
+                    _ = config.changed() => continue,
+                    _ = &mut *stop => return false,
+                }
+            }
             // A stop does not wait for a pull to end.
             let prepared = tokio::select! {
                 r = self.backend.prepare(&self.state) => r,
                 _ = &mut *stop => return false,
+            };
+            let prepared = match prepared {
+                Ok(()) => self.set_up_volumes().await,
+                Err(f) => Err(f),
             };
             match prepared {
                 Ok(()) => {
@@ -347,6 +423,46 @@ impl<B: Backend> Supervisor<B> {
                     }
                     retry = (retry * 2).min(PREPARE_RETRY_MAX);
                 }
+            }
+        }
+    }
+
+    /// Mounts the volumes and writes their files, off the async workers.
+    async fn set_up_volumes(&self) -> Result<(), Failure> {
+        let volumes = self.volumes.clone();
+        let r = tokio::task::spawn_blocking(move || volumes.set_up())
+            .await
+            .unwrap_or_else(|e| {
+                Err(VolumeError::Io {
+                    volume: String::new(),
+                    what: "set-up failed:",
+                    path: String::new(),
+                    error: e.to_string(),
+                })
+            });
+        r.map_err(|e| Failure {
+            reason: match e {
+                VolumeError::BadPath { .. } => "CreateContainerConfigError",
+                VolumeError::Io { .. } => "CreateContainerError",
+            },
+            message: e.to_string(),
+            retry: matches!(e, VolumeError::Io { .. }),
+        })
+    }
+
+    /// Returns (the kubelet's eviction message) once an emptyDir on disk holds more than its
+    /// `sizeLimit`, checked every 2 s; never when no emptyDir has one.
+    async fn over_limit(&self) -> String {
+        if !self.volumes.has_disk_limit() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (volumes, spec) = (self.volumes.clone(), self.spec.volumes.clone());
+            if let Ok(Some((name, limit))) =
+                tokio::task::spawn_blocking(move || volumes.over_limit(&spec)).await
+            {
+                return format!("Usage of EmptyDir volume {name:?} exceeds the limit {limit:?}.");
             }
         }
     }
@@ -385,6 +501,12 @@ impl<B: Backend> Supervisor<B> {
             let outcome = self.supervise(child, port, stop).await;
             let (code, reason, what) = match outcome {
                 Outcome::Stop => return,
+                Outcome::Evicted(message) => {
+                    // Not restarted: the kubelet evicts the pod, and its data goes with it.
+                    self.fail("Evicted", message, true);
+                    let _ = (&mut *stop).await;
+                    return;
+                }
                 Outcome::Exited(code, ran) => {
                     if ran >= BACKOFF_RESET_AFTER {
                         backoff = BACKOFF_START;
@@ -520,6 +642,8 @@ impl<B: Backend> Supervisor<B> {
             .map(|p| ReadinessProbe::resolve(Some(p), port, &prefix));
         let health = self.health(startup, readiness, liveness);
         tokio::pin!(health);
+        let over_limit = self.over_limit();
+        tokio::pin!(over_limit);
         tokio::select! {
             status = child.wait() => {
                 let code = status.ok().and_then(|s| {
@@ -533,6 +657,12 @@ impl<B: Backend> Supervisor<B> {
                 self.state.send_modify(|s| s.ready = false);
                 self.backend.terminate(&mut child, self.spec.grace).await;
                 Outcome::Unhealthy(why)
+            }
+            message = &mut over_limit => {
+                warn!(instance = %self.spec.name, "{message} Evicting it");
+                self.state.send_modify(|s| s.ready = false);
+                self.backend.terminate(&mut child, self.spec.grace).await;
+                Outcome::Evicted(message)
             }
             grace = &mut *stop => {
                 self.state.send_modify(|s| s.ready = false);

@@ -18,6 +18,7 @@ mod oci;
 mod probe;
 mod process;
 pub mod shim;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use logs::LogBuffer;
 pub use oci::OciRuntime;
 pub use oci::shim as oci_shim;
 pub use probe::{Check, ReadinessProbe};
+pub use volumes::{VolumeError, check_path};
 
 /// Why an instance cannot be started at all.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -140,6 +142,10 @@ struct Inner {
     run_as: Result<Option<RunAs>, String>,
     /// The OCI side; `None` for a runtime without a state directory (processes only).
     oci: Option<Arc<oci::Oci>>,
+    /// Where instances' volumes go (`<state>/volumes`); `None` without a state directory.
+    volumes: Option<PathBuf>,
+    /// The mount points process instances needed on the node and kantai created.
+    mount_points: volumes::MountPoints,
 }
 
 /// The reason an instance that needs an OCI runtime gets where the runtime has none.
@@ -151,12 +157,12 @@ impl Runtime {
     /// that binds each instance's life to this process (without it, instances are spawned
     /// directly). `scope` names this node's cgroup directory.
     pub fn new(config: RuntimeConfig, launcher: Option<PathBuf>, scope: &str) -> Runtime {
-        Runtime::build(config, launcher, scope, None)
+        Runtime::build(config, launcher, scope, None, None)
     }
 
-    /// A runtime for processes and containers: images, container roots and the OCI
-    /// runtime's state live under `state_dir`. What an earlier run left there (containers,
-    /// mounts, cgroups) is removed first.
+    /// A runtime for processes and containers: images, container roots, instances'
+    /// volumes and the OCI runtime's state live under `state_dir`. What an earlier run left
+    /// there (containers, mounts, volumes, cgroups) is removed first.
     pub async fn open(
         config: RuntimeConfig,
         launcher: Option<PathBuf>,
@@ -164,7 +170,11 @@ impl Runtime {
         state_dir: &Path,
     ) -> Runtime {
         let oci = Arc::new(oci::Oci::open(&config.oci, state_dir).await);
-        let rt = Runtime::build(config, launcher, scope, Some(oci));
+        // After the containers that bound them are gone.
+        let root = state_dir.join("volumes");
+        let r = root.clone();
+        let _ = tokio::task::spawn_blocking(move || volumes::clean_leftovers(&r)).await;
+        let rt = Runtime::build(config, launcher, scope, Some(oci), Some(root));
         if let Some(cg) = &rt.inner.cgroups {
             cg.remove_all();
         }
@@ -176,6 +186,7 @@ impl Runtime {
         launcher: Option<PathBuf>,
         scope: &str,
         oci: Option<Arc<oci::Oci>>,
+        volumes: Option<PathBuf>,
     ) -> Runtime {
         let run_as = resolve_user(config.user.as_deref());
         match &run_as {
@@ -191,6 +202,8 @@ impl Runtime {
                 warned: AtomicBool::new(false),
                 run_as,
                 oci,
+                volumes,
+                mount_points: volumes::MountPoints::default(),
             }),
         }
     }
@@ -272,8 +285,9 @@ impl Runtime {
         }
         let oci = self.inner.oci.as_ref()?;
         oci.runtime.as_ref().ok()?;
-        let backend = oci::Container::new(self.clone(), spec.clone(), oci.clone());
-        Some(Instance::standby(backend, spec))
+        let volumes = self.volumes_of(&spec);
+        let backend = oci::Container::new(self.clone(), spec.clone(), oci.clone(), volumes.clone());
+        Some(Instance::standby(backend, spec, volumes))
     }
 
     /// Starts an instance: as a process when its image is mapped under `runtime.images`,
@@ -283,24 +297,39 @@ impl Runtime {
         if self.runs_as_process(&spec.container.image) {
             self.inner.run_as.clone().map_err(StartError::User)?;
             let cmd = self.command_for(&spec.container)?;
+            let volumes = self.volumes_of(&spec);
             let backend = process::Process {
                 runtime: self.clone(),
                 spec: spec.clone(),
                 cmd,
                 cgroup_files: Vec::new(),
+                volumes: volumes.clone(),
+                mount_points: None,
             };
-            return Ok(Instance::start(backend, spec));
+            return Ok(Instance::start(backend, spec, volumes));
         }
         match &self.inner.oci {
             Some(oci) => {
-                let backend = oci::Container::new(self.clone(), spec.clone(), oci.clone());
-                Ok(Instance::start(backend, spec))
+                let volumes = self.volumes_of(&spec);
+                let backend =
+                    oci::Container::new(self.clone(), spec.clone(), oci.clone(), volumes.clone());
+                Ok(Instance::start(backend, spec, volumes))
             }
             None => Err(StartError::NoRuntime(format!(
                 "image {}: {NO_STATE_DIR}; map the image to a command under runtime.images",
                 spec.container.image
             ))),
         }
+    }
+
+    fn volumes_of(&self, spec: &InstanceSpec) -> Arc<volumes::Volumes> {
+        Arc::new(volumes::Volumes::new(
+            self.inner.volumes.as_deref(),
+            &spec.id(),
+            &spec.volumes,
+            &spec.container,
+            spec.config.clone(),
+        ))
     }
 
     fn warn_no_cgroups(&self, why: &str) {

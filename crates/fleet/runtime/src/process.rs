@@ -1,7 +1,12 @@
 //! The process backend: an instance is a program on this host, started through kantai's
-//! shim (its cgroups joined, an unprivileged user, bound to the agent's life).
+//! shim (its cgroups joined, an unprivileged user, bound to the agent's life). Its volume
+//! mounts are binds in a private mount namespace the shim makes (as root, before it drops
+//! to the instance's user): the process sees its files at each `mountPath`, the node does
+//! not. A `mountPath` missing on the node is created for it (and removed when the last
+//! instance using it ends, if empty).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -13,6 +18,11 @@ use tracing::warn;
 use crate::Runtime;
 use crate::cgroup::GroupLimits;
 use crate::instance::{Backend, Failure, InstanceSpec, State};
+use crate::volumes::Volumes;
+
+/// Why a process instance with volume mounts cannot start on an agent that is not root.
+pub(crate) const MOUNTS_NEED_ROOT: &str =
+    "volume mounts of process functions need the node agent to run as root";
 
 /// One process instance.
 pub(crate) struct Process {
@@ -20,6 +30,9 @@ pub(crate) struct Process {
     pub(crate) spec: InstanceSpec,
     pub(crate) cmd: Vec<String>,
     pub(crate) cgroup_files: Vec<PathBuf>,
+    pub(crate) volumes: Arc<Volumes>,
+    /// The mount points kantai created on the node for this instance, once acquired.
+    pub(crate) mount_points: Option<Vec<PathBuf>>,
 }
 
 impl Process {
@@ -38,6 +51,26 @@ impl Process {
 
 impl Backend for Process {
     async fn prepare(&mut self, _state: &watch::Sender<State>) -> Result<(), Failure> {
+        if !self.spec.container.volume_mounts.is_empty() {
+            // Never run without its files: a process that would find nothing at its
+            // mountPath fails now, saying why.
+            let why = if !nix::unistd::Uid::effective().is_root() {
+                Some(MOUNTS_NEED_ROOT.to_owned())
+            } else if self.runtime.inner.launcher.is_none() {
+                Some(format!(
+                    "{MOUNTS_NEED_ROOT} and start them through kantai's shim (this runtime has no launcher)"
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = why {
+                return Err(Failure {
+                    reason: "CreateContainerError",
+                    message,
+                    retry: false,
+                });
+            }
+        }
         let limits = self.limits()?;
         if limits.is_empty() {
             return Ok(());
@@ -58,6 +91,7 @@ impl Backend for Process {
     }
 
     async fn command(&mut self, port: u16, _held: bool) -> Result<Command, Failure> {
+        let mounts = self.mounts().await?;
         let s = &self.spec;
         let inner = &self.runtime.inner;
         let mut cmd = match &inner.launcher {
@@ -74,6 +108,18 @@ impl Backend for Process {
                 // The shim joins the cgroups while it may, then becomes this user.
                 if let Some(r) = self.runtime.run_as() {
                     c.arg("--user").arg(format!("{}:{}", r.uid, r.gid));
+                }
+                for m in &mounts {
+                    c.arg("--mount")
+                        .arg(&m.source)
+                        .arg(&m.destination)
+                        .arg(if m.read_only { "ro" } else { "rw" });
+                }
+                // Inside the mount namespace: the directory may be a mount.
+                if !s.container.volume_mounts.is_empty()
+                    && let Some(dir) = &s.container.working_dir
+                {
+                    c.arg("--cwd").arg(dir);
                 }
                 c.arg("--").args(&self.cmd);
                 c
@@ -96,15 +142,18 @@ impl Backend for Process {
         if std::env::var_os("PATH").is_none() {
             cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
         }
-        for e in &s.container.env {
-            if let Some(v) = &e.value {
-                cmd.env(&e.name, v);
-            }
+        // The kubelet's env (envFrom, then env with `$(VAR)` expanded, Secret, ConfigMap
+        // and Downward API values), as containers get it; fixed for this start.
+        let config = self.volumes.good();
+        for (k, v) in kantai_container::resolved_env(&s.container, &config, &s.downward()) {
+            cmd.env(k, v);
         }
         for (k, v) in s.knative_env(port) {
             cmd.env(k, v);
         }
-        if let Some(dir) = &s.container.working_dir {
+        if let Some(dir) = &s.container.working_dir
+            && s.container.volume_mounts.is_empty()
+        {
             cmd.current_dir(dir);
         }
         // A program that is not there fails here, before anything runs: say which and
@@ -153,6 +202,64 @@ impl Backend for Process {
         if let Some(cg) = &self.runtime.inner.cgroups {
             cg.remove(&self.cgroup_name());
         }
+        let held = self.mount_points.take().unwrap_or_default();
+        let runtime = self.runtime.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || runtime.inner.mount_points.release(&held)).await;
+    }
+}
+
+impl Process {
+    /// The volume mounts of one run (subPaths bound afresh), with their mount points on
+    /// the node made sure of the first time.
+    async fn mounts(&mut self) -> Result<Vec<crate::volumes::HostMount>, Failure> {
+        if self.spec.container.volume_mounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (volumes, container) = (self.volumes.clone(), self.spec.container.clone());
+        let mounts = tokio::task::spawn_blocking(move || volumes.mounts(&container))
+            .await
+            .map_err(|e| Failure {
+                reason: "CreateContainerError",
+                message: e.to_string(),
+                retry: true,
+            })?
+            .map_err(|e| Failure {
+                reason: "CreateContainerError",
+                message: e.to_string(),
+                retry: false,
+            })?;
+        if self.mount_points.is_none() {
+            let (runtime, list) = (self.runtime.clone(), mounts.clone());
+            let record = self.volumes.dir().map(Path::to_path_buf);
+            let held = tokio::task::spawn_blocking(move || {
+                let mut held = Vec::new();
+                for m in &list {
+                    let record = record.as_deref().unwrap_or(Path::new("/nonexistent"));
+                    match runtime.inner.mount_points.acquire(
+                        Path::new(&m.destination),
+                        m.file,
+                        record,
+                    ) {
+                        Ok(h) => held.extend(h),
+                        Err(e) => {
+                            runtime.inner.mount_points.release(&held);
+                            return Err(format!("mountPath {}: {e}", m.destination));
+                        }
+                    }
+                }
+                Ok(held)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+            .map_err(|message| Failure {
+                reason: "CreateContainerError",
+                message,
+                retry: false,
+            })?;
+            self.mount_points = Some(held);
+        }
+        Ok(mounts)
     }
 }
 

@@ -1,7 +1,11 @@
 //! The launcher shim:
-//! `kantai __shim --parent PID [--cgroup FILE]... [--user UID:GID] -- PROGRAM ARGS...`.
+//! `kantai __shim --parent PID [--cgroup FILE]... [--user UID:GID] [--mount SRC DST ro|rw]...
+//! [--cwd DIR] -- PROGRAM ARGS...`.
 //!
-//! It joins the instance's cgroups (while it still may), becomes the unprivileged user it is
+//! With mounts, it first moves into a mount namespace of its own (private all the way
+//! down, so nothing it mounts reaches the node's) and binds each volume's directory on the
+//! host at its `mountPath` (then remounts it read-only where asked; `nosuid`, `nodev`
+//! always), and changes to `--cwd` there. Then it joins the instance's cgroups (while it still may), becomes the unprivileged user it is
 //! given (no supplementary groups), asks the kernel to kill it when its parent (the node
 //! agent) dies, checks the parent is still there, and then becomes the program (exec), which
 //! keeps the parent-death signal. So an instance never outlives its agent, even when the
@@ -24,6 +28,10 @@ pub struct ShimArgs {
     pub cgroups: Vec<PathBuf>,
     /// The user and group to become.
     pub user: Option<(u32, u32)>,
+    /// Binds to make in a private mount namespace: host path, mount path, read-only.
+    pub mounts: Vec<(PathBuf, PathBuf, bool)>,
+    /// The working directory, entered after the mounts.
+    pub cwd: Option<PathBuf>,
     /// Program and arguments.
     pub command: Vec<String>,
 }
@@ -33,6 +41,8 @@ pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
     let mut parent = None;
     let mut cgroups = Vec::new();
     let mut user = None;
+    let mut mounts = Vec::new();
+    let mut cwd = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -47,6 +57,21 @@ pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
                     .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
                 user = Some(ids.ok_or("--user needs UID:GID")?);
             }
+            "--mount" => {
+                let (Some(src), Some(dst), Some(mode)) = (it.next(), it.next(), it.next()) else {
+                    return Err("--mount needs SOURCE DESTINATION ro|rw".into());
+                };
+                let ro = match mode.as_str() {
+                    "ro" => true,
+                    "rw" => false,
+                    other => return Err(format!("--mount: {other:?} is neither ro nor rw")),
+                };
+                if !dst.starts_with('/') {
+                    return Err(format!("--mount: {dst:?} is not an absolute path"));
+                }
+                mounts.push((PathBuf::from(src), PathBuf::from(dst), ro));
+            }
+            "--cwd" => cwd = it.next().map(PathBuf::from),
             "--" => {
                 let command: Vec<String> = it.cloned().collect();
                 if command.is_empty() {
@@ -56,6 +81,8 @@ pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
                     parent: parent.ok_or("--parent PID is required")?,
                     cgroups,
                     user,
+                    mounts,
+                    cwd,
                     command,
                 });
             }
@@ -67,6 +94,21 @@ pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
 
 /// Runs the shim; returns only on failure (the exit code to use).
 pub fn run(args: &ShimArgs) -> i32 {
+    if !args.mounts.is_empty() {
+        if let Err(e) = mount_volumes(&args.mounts) {
+            eprintln!("kantai shim: {e}");
+            return 126;
+        }
+        if let Some(dir) = &args.cwd
+            && let Err(e) = std::env::set_current_dir(dir)
+        {
+            eprintln!(
+                "kantai shim: cannot enter the working directory {}: {e}",
+                dir.display()
+            );
+            return 126;
+        }
+    }
     for f in &args.cgroups {
         if let Err(e) = std::fs::write(f, std::process::id().to_string()) {
             eprintln!("kantai shim: cannot join {}: {e}", f.display());
@@ -116,6 +158,49 @@ pub fn run(args: &ShimArgs) -> i32 {
         .exec();
     eprintln!("kantai shim: cannot run {:?}: {err}", args.command[0]);
     127
+}
+
+/// A private mount namespace with the volumes bound in. Nothing made here propagates to
+/// the node's namespace, and the namespace ends with the instance's last process.
+fn mount_volumes(mounts: &[(PathBuf, PathBuf, bool)]) -> Result<(), String> {
+    use nix::mount::{MsFlags, mount};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("cannot make a mount namespace for the volumes: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("cannot make the mount namespace private: {e}"))?;
+    for (src, dst, ro) in mounts {
+        let fail = |what: &str, e: nix::Error| {
+            format!("cannot {what} {} at {}: {e}", src.display(), dst.display())
+        };
+        mount(
+            Some(src.as_path()),
+            dst.as_path(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| fail("bind", e))?;
+        let mut flags =
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        if *ro {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        mount(
+            None::<&str>,
+            dst.as_path(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .map_err(|e| fail("remount", e))?;
+    }
+    Ok(())
 }
 
 /// The program file, opened for execution from it; `None` for a script (run by path) or a
@@ -172,6 +257,28 @@ mod tests {
         assert_eq!(p.cgroups, [PathBuf::from("/x/cgroup.procs")]);
         assert_eq!(p.command, ["prog", "--flag"]);
         assert_eq!(p.user, None);
+        assert!(p.mounts.is_empty());
+        let with_mounts: Vec<String> = [
+            "--parent", "1", "--mount", "/v/a", "/etc/a", "ro", "--mount", "/v/b", "/data", "rw",
+            "--cwd", "/data", "--", "p",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let m = parse(&with_mounts).expect("valid");
+        assert_eq!(
+            m.mounts,
+            [
+                (PathBuf::from("/v/a"), PathBuf::from("/etc/a"), true),
+                (PathBuf::from("/v/b"), PathBuf::from("/data"), false)
+            ]
+        );
+        assert_eq!(m.cwd, Some(PathBuf::from("/data")));
+        let bad: Vec<String> = ["--parent", "1", "--mount", "/v", "/x", "rx", "--", "p"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(parse(&bad).is_err());
         let with_user: Vec<String> = ["--parent", "1", "--user", "65534:65534", "--", "p"]
             .iter()
             .map(|s| s.to_string())

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 pub use cli::OciRuntime;
 
 use crate::instance::{Backend, Failure, InstanceSpec, State};
+use crate::volumes::Volumes;
 use crate::{OciConfig, Runtime};
 
 /// The node's OCI side: the runtime binary, the layer store and where bundles go. Either
@@ -133,10 +134,17 @@ pub(crate) struct Container {
     /// The instance cgroup's memory mark at the start of the current run
     /// (`Cgroups::mark_memory`).
     memory_mark: u64,
+    /// The instance's volumes and the values its env comes from.
+    volumes: Arc<Volumes>,
 }
 
 impl Container {
-    pub(crate) fn new(runtime: Runtime, spec: InstanceSpec, oci: Arc<Oci>) -> Container {
+    pub(crate) fn new(
+        runtime: Runtime,
+        spec: InstanceSpec,
+        oci: Arc<Oci>,
+        volumes: Arc<Volumes>,
+    ) -> Container {
         let id = spec.id();
         Container {
             bundle: bundle::Bundle::new(oci.bundles.join(&id)),
@@ -150,6 +158,7 @@ impl Container {
             group: None,
             ran: false,
             memory_mark: 0,
+            volumes,
         }
     }
 
@@ -172,8 +181,14 @@ impl Container {
         }
     }
 
-    /// The OCI runtime config of one run, listening on `port`.
-    fn runtime_spec(&self, port: u16) -> Result<oci_spec::runtime::Spec, Failure> {
+    /// The OCI runtime config of one run, listening on `port`, with its volume mounts
+    /// (`binds`: this run's, from `Volumes::mounts`; `None` for a check before anything
+    /// is mounted).
+    fn runtime_spec(
+        &self,
+        port: u16,
+        binds: Option<&[crate::volumes::HostMount]>,
+    ) -> Result<oci_spec::runtime::Spec, Failure> {
         let image = self.config.as_ref().ok_or_else(|| Failure {
             reason: "CreateContainerConfigError",
             message: "the image's config was not read".to_owned(),
@@ -201,9 +216,12 @@ impl Container {
             .map(|f| (f.to_owned(), f.to_owned()))
             .collect();
         let security = self.security();
+        let (container, host_volumes) = self.volumes.oci_inputs(&self.spec.container, binds);
+        // The values of this start: env is not changed while it runs.
+        let config = self.volumes.good();
         let inputs = Inputs {
             image_name: self.spec.image(),
-            container: &self.spec.container,
+            container: &container,
             image,
             security: &security,
             knative_env: &env,
@@ -215,9 +233,9 @@ impl Container {
             group: self.group.as_deref(),
             network: Network::Host,
             host_files: &host_files,
-            config: &kantai_model::serving::resolve::ResolvedConfig::default(),
-            downward: kantai_container::Downward::default(),
-            host_volumes: &std::collections::BTreeMap::new(),
+            config: &config,
+            downward: self.spec.downward(),
+            host_volumes: &host_volumes,
         };
         let mut spec = kantai_container::runtime_spec(&inputs).map_err(|e| Failure {
             reason: e.reason(),
@@ -325,7 +343,7 @@ impl Backend for Container {
         self.group = bundle::read_in_root(&root, "/etc/group");
         // A config the runtime would refuse (runAsNonRoot with a root image) fails now,
         // not at each start.
-        self.runtime_spec(0)?;
+        self.runtime_spec(0, None)?;
         let limits =
             crate::GroupLimits::of(&self.spec.container.resources).map_err(|e| Failure {
                 reason: e.reason(),
@@ -361,7 +379,20 @@ impl Backend for Container {
             let _ = rt.call(&["delete", "--force", &self.id]).await;
             self.mount()?;
         }
-        let spec = self.runtime_spec(port)?;
+        let (volumes, container) = (self.volumes.clone(), self.spec.container.clone());
+        let binds = tokio::task::spawn_blocking(move || volumes.mounts(&container))
+            .await
+            .map_err(|e| Failure {
+                reason: "CreateContainerError",
+                message: e.to_string(),
+                retry: true,
+            })?
+            .map_err(|e| Failure {
+                reason: "CreateContainerError",
+                message: e.to_string(),
+                retry: false,
+            })?;
+        let spec = self.runtime_spec(port, Some(&binds))?;
         self.bundle.write_config(&spec).map_err(|e| Failure {
             reason: "CreateContainerError",
             message: format!(
