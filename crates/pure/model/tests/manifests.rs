@@ -57,6 +57,7 @@ fn repo_file(rel: &str) -> PathBuf {
 fn valid_manifests_have_no_errors() {
     let mut files = data("valid");
     files.push(repo_file("examples/hello.yaml"));
+    files.push(repo_file("examples/config.yaml"));
     for path in files {
         for doc in read(&path) {
             assert!(
@@ -142,6 +143,7 @@ fn the_seed_demo_manifest_parses_unchanged() {
 fn objects_round_trip_through_yaml_and_json() {
     let mut files = data("valid");
     files.push(repo_file("examples/hello.yaml"));
+    files.push(repo_file("examples/config.yaml"));
     for path in files {
         let objects: Vec<_> = read(&path).into_iter().filter_map(|d| d.object).collect();
         for text in [manifest::to_yaml(&objects), manifest::to_json(&objects)] {
