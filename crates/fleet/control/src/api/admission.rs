@@ -67,6 +67,14 @@ pub fn admit(
             }
             read_serving(s, body, existing, "Route").map_err(|f| f.render(r, &name))
         }
+        // Kubernetes' own rules (keys, 1 MiB, immutable, type), `stringData` folded into
+        // `data`; findings name keys, never values.
+        "secrets" => {
+            kantai_model::core::admit_secret(&body, existing).map_err(|f| invalid(r, &name, &f))
+        }
+        "configmaps" => {
+            kantai_model::core::admit_config_map(&body, existing).map_err(|f| invalid(r, &name, &f))
+        }
         "instances" => fleet::admit::<fleet::Instance>(&body)
             .map(|_| body)
             .map_err(|f| invalid(r, &name, &f)),
@@ -409,10 +417,16 @@ fn invalid_causes(r: &Resource, name: &str, causes: Vec<StatusCause>) -> ApiFail
         })
         .collect::<Vec<_>>()
         .join(", ");
+    // `Service.serving.knative.dev "x"`, or `Secret "x"` in the core group, as Kubernetes.
+    let kind = if r.group.is_empty() {
+        r.kind.to_owned()
+    } else {
+        format!("{}.{}", r.kind, r.group)
+    };
     let mut st = Status::failure(
         422,
         "Invalid",
-        format!("{}.{} {name:?} is invalid: {summary}", r.kind, r.group),
+        format!("{kind} {name:?} is invalid: {summary}"),
     )
     .with_details(r.group, r.kind, name);
     if let Some(d) = &mut st.details {

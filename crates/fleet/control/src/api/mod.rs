@@ -46,7 +46,10 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/metrics", axum::routing::get(metrics))
         .route(FLEET_PATH, axum::routing::get(fleet_info))
         .route(REPORTS_PATH, axum::routing::post(report))
-        .route(kantai_api::wire::CONFIGS_PATH, axum::routing::get(crate::configs::stream))
+        .route(
+            kantai_api::wire::CONFIGS_PATH,
+            axum::routing::get(crate::configs::stream),
+        )
         .fallback(api)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -81,6 +84,16 @@ impl ApiFailure {
     }
 }
 
+/// `services.serving.knative.dev`, or just `secrets` in the core group, as Kubernetes names
+/// resources in its messages.
+fn qualified(r: &Resource) -> String {
+    if r.group.is_empty() {
+        r.plural.to_owned()
+    } else {
+        format!("{}.{}", r.plural, r.group)
+    }
+}
+
 fn store_failure(e: StoreError, r: &Resource) -> ApiFailure {
     let (code, reason, name) = match &e {
         StoreError::NotFound { name, .. } => (404, "NotFound", name.clone()),
@@ -93,10 +106,10 @@ fn store_failure(e: StoreError, r: &Resource) -> ApiFailure {
     };
     let message = match &e {
         StoreError::NotFound { name, .. } => {
-            format!("{}.{} {name:?} not found", r.plural, r.group)
+            format!("{} {name:?} not found", qualified(r))
         }
         StoreError::AlreadyExists { name, .. } => {
-            format!("{}.{} {name:?} already exists", r.plural, r.group)
+            format!("{} {name:?} already exists", qualified(r))
         }
         other => other.to_string(),
     };
@@ -345,6 +358,44 @@ fn json_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
     })
 }
 
+/// Whether the body is Kubernetes' protobuf (kubectl's typed client sends core objects so).
+fn is_protobuf(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"))
+}
+
+/// A create's or replace's body: JSON, or protobuf for the kinds kubectl's typed client
+/// sends that way (`kubectl create secret`, `kubectl create configmap`), read into the same
+/// JSON form so that both meet the same admission.
+fn object_body(r: &Resource, protobuf: bool, bytes: &[u8]) -> Result<Value, ApiFailure> {
+    if !protobuf {
+        return json_body(bytes);
+    }
+    let decoded = match r.plural {
+        "secrets" => protobuf::secret(bytes),
+        "configmaps" => protobuf::config_map(bytes),
+        _ => {
+            return Err(fail(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "kantai reads {} as application/json only (protobuf: namespaces, secrets and configmaps)",
+                    r.plural
+                ),
+            ));
+        }
+    };
+    decoded.map_err(|e| {
+        fail(
+            400,
+            "BadRequest",
+            format!("cannot read the {}: {e}", r.kind),
+        )
+    })
+}
+
 fn json_response(code: StatusCode, v: &Value) -> Response {
     let mut r = (code, axum::Json(v)).into_response();
     r.headers_mut().insert(
@@ -501,23 +552,33 @@ fn field_manager(req: &Request) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Whether this resource's writes record field managers (the user-facing, spec-bearing ones).
+/// Whether this resource's writes record field managers (the user's own objects); these
+/// also take server-side apply.
 fn tracks_managers(r: &Resource) -> bool {
-    matches!(r.plural, "services" | "routes")
+    matches!(r.plural, "services" | "routes" | "secrets" | "configmaps")
 }
 
-/// An apply configuration: JSON, or YAML (one document).
-fn apply_body(bytes: &[u8]) -> Result<Value, ApiFailure> {
+/// An apply configuration: JSON, or YAML (one document). For a Secret a YAML error gives
+/// its place only: the parser's message may quote the text, and the text holds values.
+fn apply_body(r: &Resource, bytes: &[u8]) -> Result<Value, ApiFailure> {
     if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
         return Ok(v);
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| fail(400, "BadRequest", "the apply configuration is not UTF-8"))?;
     let docs = kantai_model::node::parse_documents(text, Default::default()).map_err(|e| {
+        let why = if r.plural == "secrets" {
+            format!(
+                "at line {} column {} (the parser's message is withheld for a Secret)",
+                e.pos.line, e.pos.column
+            )
+        } else {
+            e.to_string()
+        };
         fail(
             400,
             "BadRequest",
-            format!("the apply configuration is not valid YAML: {e}"),
+            format!("the apply configuration is not valid YAML: {why}"),
         )
     })?;
     match docs.as_slice() {
@@ -586,11 +647,7 @@ fn gate(req: &Request, t: &Target) -> Result<(), ApiFailure> {
 /// The answer to a DELETE, a dry run's included: a `Status` naming what was (or would be)
 /// deleted, with its uid, as the OpenAPI documents declare.
 fn deleted(r: &Resource, name: &str, obj: &Value) -> Response {
-    let what = if r.group.is_empty() {
-        r.plural.to_owned()
-    } else {
-        format!("{}.{}", r.plural, r.group)
-    };
+    let what = qualified(r);
     let status =
         Status::success(format!("{what} {name:?} deleted")).with_details(r.group, r.plural, name);
     let mut v = serde_json::to_value(status).unwrap_or_default();
@@ -618,9 +675,8 @@ fn preconditions(
                 409,
                 "Conflict",
                 format!(
-                    "Operation cannot be fulfilled on {}.{} {name:?}: Precondition failed: {k} in precondition: {want}, {k} in object meta: {}",
-                    r.plural,
-                    r.group,
+                    "Operation cannot be fulfilled on {} {name:?}: Precondition failed: {k} in precondition: {want}, {k} in object meta: {}",
+                    qualified(r),
                     stored(k)
                 ),
             )
@@ -628,6 +684,12 @@ fn preconditions(
         }
     }
     Ok(())
+}
+
+/// The core kinds computed rather than stored as written: pods, nodes, namespaces. (Core
+/// events, secrets and configmaps are stored objects like any other.)
+fn is_view(r: &Resource) -> bool {
+    r.group.is_empty() && matches!(r.plural, "pods" | "nodes" | "namespaces")
 }
 
 /// Reads of the core views (pods, nodes, namespaces), and namespaces' create and delete.
@@ -638,11 +700,7 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
     gate(&req, t)?;
     if r.plural == "namespaces" && req.method() == Method::POST && t.name.is_none() {
         let dry = dry_run(&req, Options::Create)?;
-        let protobuf = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|c| c.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+        let protobuf = is_protobuf(&req);
         let bytes = read_body(req).await?;
         let body = if protobuf {
             protobuf::namespace(&bytes)
@@ -710,7 +768,12 @@ async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Respon
                 crate::reconcile::cascade_delete(&s.store, name, n);
             }
         }
-        for kind in [resources::ROUTES, resources::EVENTS] {
+        for kind in [
+            resources::ROUTES,
+            resources::EVENTS,
+            resources::SECRETS,
+            resources::CONFIGMAPS,
+        ] {
             for o in s.store.list(&kind, Some(name)).0 {
                 if let Some(n) = o["metadata"]["name"].as_str() {
                     let _ = s.store.delete(&kind, name, n);
@@ -781,7 +844,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
     }
     let t = parse_path(req.uri().path())?;
     check_query(&req)?;
-    if t.resource.group.is_empty() && t.resource.plural != "events" {
+    if is_view(&t.resource) {
         return handle_view(s, req, &t).await;
     }
     let r = t.resource;
@@ -816,7 +879,8 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
         }
         (&Method::POST, None, None) => {
             let (dry, manager) = (dry_run(&req, Options::Create)?, field_manager(&req));
-            let body = json_body(&read_body(req).await?)?;
+            let protobuf = is_protobuf(&req);
+            let body = object_body(&r, protobuf, &read_body(req).await?)?;
             let mut obj = admit(s, &r, &ns, None, body, None)?;
             if dry {
                 return Ok(json_response(StatusCode::CREATED, &obj));
@@ -840,7 +904,8 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
         }
         (&Method::PUT, Some(name), None) => {
             let (dry, manager) = (dry_run(&req, Options::Update)?, field_manager(&req));
-            let body = json_body(&read_body(req).await?)?;
+            let protobuf = is_protobuf(&req);
+            let body = object_body(&r, protobuf, &read_body(req).await?)?;
             let name = name.to_owned();
             let existing = s.store.get(&r, &ns, &name);
             let rv = body["metadata"]["resourceVersion"]
@@ -1049,7 +1114,7 @@ async fn server_side_apply(
         ));
     };
     let force = query_bool(&req, "force");
-    let applied = apply_body(&read_body(req).await?)?;
+    let applied = apply_body(r, &read_body(req).await?)?;
     let client_rv = applied["metadata"]["resourceVersion"]
         .as_str()
         .map(str::to_owned);
@@ -1341,7 +1406,11 @@ mod tests {
             (None, Some("node1"), Some("status"))
         );
         assert!(parse_path("/apis/apps/v1/namespaces/default/deployments").is_err());
-        assert!(parse_path("/api/v1/secrets").is_err());
+        assert!(parse_path("/api/v1/persistentvolumeclaims").is_err());
+        let Ok(t) = parse_path("/api/v1/namespaces/default/secrets/db") else {
+            panic!("secrets are served")
+        };
+        assert!(!is_view(&t.resource));
         assert_eq!(
             parse_path("/api/v1/pods").ok().map(|t| t.resource.kind),
             Some("Pod")
