@@ -38,6 +38,13 @@ enum Command {
     Get(cmd::client::GetArgs),
     /// Delete objects.
     Delete(cmd::client::DeleteArgs),
+    /// Create a Secret or a ConfigMap from literals, files and directories.
+    #[command(subcommand)]
+    Create(cmd::create::Command),
+    /// Show an object in detail (a Secret's values are never shown).
+    Describe(cmd::describe::Args),
+    /// Edit an object in $KUBE_EDITOR, $EDITOR or vi, then replace it.
+    Edit(cmd::edit::Args),
     /// Send a request to a service through a node's gateway.
     Invoke(cmd::client::InvokeArgs),
     /// Print an instance's output.
@@ -115,6 +122,9 @@ fn main() -> ExitCode {
         Command::Apply(a) => cmd::client::apply(a),
         Command::Get(a) => cmd::client::get(a),
         Command::Delete(a) => cmd::client::delete(a),
+        Command::Create(c) => cmd::create::run(c),
+        Command::Describe(a) => cmd::describe::run(a),
+        Command::Edit(a) => cmd::edit::run(a),
         Command::Invoke(a) => cmd::client::invoke(a),
         Command::Logs(a) => cmd::client::logs(a),
         Command::Validate(args) => cmd::validate::run(&args),

@@ -103,6 +103,9 @@ pub struct GetArgs {
     /// Every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
+    /// Keep `metadata.managedFields` in YAML and JSON output (hidden, as kubectl does).
+    #[arg(long)]
+    show_managed_fields: bool,
 }
 
 /// Arguments of `kantai delete`.
@@ -156,7 +159,8 @@ pub struct LogsArgs {
     follow: bool,
 }
 
-fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+/// A runtime for one command's requests.
+pub(crate) fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -262,7 +266,8 @@ async fn fleet_serving_config(client: &Client) -> anyhow::Result<kantai_model::S
         .map_err(|e| anyhow!("the control plane's fleet config does not parse here:\n{e}"))
 }
 
-fn print_causes(e: &ApiError) {
+/// Prints an API error's causes (a 422's fields), one per line.
+pub(crate) fn print_causes(e: &ApiError) {
     if let ApiError::Status(s) = e
         && let Some(d) = &s.details
     {
@@ -272,23 +277,48 @@ fn print_causes(e: &ApiError) {
     }
 }
 
-/// `kantai get`.
-pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let r = Resource::lookup(&args.resource).ok_or_else(|| {
+/// The resource a user names (plural, singular, kind or short name), or an error listing
+/// the known ones.
+pub(crate) fn resource(name: &str) -> anyhow::Result<Resource> {
+    Resource::lookup(name).ok_or_else(|| {
         anyhow!(
-            "the server doesn't have a resource type {:?}; known: {}",
-            args.resource,
+            "the server doesn't have a resource type {name:?}; known: {}",
             resources::ALL
                 .iter()
                 .map(|r| r.plural)
                 .collect::<Vec<_>>()
                 .join(", ")
         )
-    })?;
+    })
+}
+
+/// `KIND NAME` or `KIND/NAME`, as kubectl takes them: the resource and the name.
+pub(crate) fn target(kind: &str, name: Option<&str>) -> anyhow::Result<(Resource, String)> {
+    match (kind.split_once('/'), name) {
+        (Some((k, n)), None) if !n.is_empty() => Ok((resource(k)?, n.to_owned())),
+        (Some(_), Some(_)) => bail!("there is no need to give a name after {kind}"),
+        (None, Some(n)) => Ok((resource(kind)?, n.to_owned())),
+        _ => bail!("give a resource and a name: `{kind} NAME` or `{kind}/NAME`"),
+    }
+}
+
+/// How kubectl names an object in its messages: `secret/db`,
+/// `service.serving.knative.dev/hello`.
+pub(crate) fn shown(r: Resource, name: &str) -> String {
+    if r.group.is_empty() {
+        format!("{}/{name}", r.singular)
+    } else {
+        format!("{}.{}/{name}", r.singular, r.group)
+    }
+}
+
+/// `kantai get`.
+pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let r = resource(&args.resource)?;
     let client = args.conn.client()?;
     rt()?.block_on(async {
         let ns = (!args.all_namespaces).then_some(args.conn.namespace.as_str());
-        let items = match &args.name {
+        let mut items = match &args.name {
             Some(n) => match client.get(r, ns.unwrap_or("default"), n).await {
                 Ok(v) => vec![v],
                 Err(e) if e.is_not_found() => {
@@ -299,6 +329,13 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             },
             None => client.list(r, ns).await?,
         };
+        if !args.show_managed_fields {
+            for v in &mut items {
+                if let Some(m) = v["metadata"].as_object_mut() {
+                    m.remove("managedFields");
+                }
+            }
+        }
         match args.output {
             Some(Output::Yaml) => {
                 for (i, v) in items.iter().enumerate() {

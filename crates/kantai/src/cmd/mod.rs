@@ -3,8 +3,11 @@
 pub mod autoscale;
 pub mod client;
 pub mod control;
+pub mod create;
 pub mod decisions;
 pub mod demo;
+pub mod describe;
+pub mod edit;
 pub mod experiment;
 pub mod func;
 pub mod kubeconfig;

@@ -768,7 +768,15 @@ fn check_mode(mode: Option<i64>, path: FieldPath, out: &mut Findings) {
     if let Some(m) = mode
         && !(0..=0o777).contains(&m)
     {
-        out.push(FieldError::invalid(path, m, FILE_MODE_RULE));
+        let digits = m.to_string();
+        let rule = match i64::from_str_radix(&digits, 8) {
+            // `0644` in Kubernetes' YAML is octal; in YAML 1.2 it is the decimal 644.
+            Ok(octal) if (0..=0o777).contains(&octal) => format!(
+                "{FILE_MODE_RULE}; if you meant octal 0{digits}, write 0o{digits} or {octal}"
+            ),
+            _ => FILE_MODE_RULE.to_owned(),
+        };
+        out.push(FieldError::invalid(path, m, &rule));
     }
 }
 
