@@ -682,3 +682,325 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
         .collect();
     assert!(dirs.is_empty(), "state left: {dirs:?}");
 }
+
+// `kantai create`, `describe` and `edit` against a real fleet (Secrets and ConfigMaps).
+
+/// Runs `kantai` against the fleet and returns stdout, stderr and the exit code.
+fn against(f: &common::TestFleet, args: &[&str], env: &[(&str, &Path)]) -> (String, String, i32) {
+    let out = f
+        .kantai()
+        .args(args)
+        .env_remove("EDITOR")
+        .env_remove("KUBE_EDITOR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kantai");
+    (
+        text(&out.stdout),
+        text(&out.stderr),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// An object as `kantai get -o json` shows it.
+fn got(f: &common::TestFleet, kind: &str, name: &str) -> serde_json::Value {
+    let (out, err, code) = against(f, &["get", kind, name, "-o", "json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("get -o json prints JSON")
+}
+
+/// A script that edits its file argument the way `sed -i EXPR` does, as KUBE_EDITOR.
+fn sed_editor(dir: &Path, name: &str, expr: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nexec sed -i '{expr}' \"$1\"\n")).expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_secret_stores_literals_and_files_in_base64() {
+    let f = common::TestFleet::one_node().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("password.txt");
+    std::fs::write(&file, "hunter2\n").expect("write");
+    let from_file = format!("--from-file=password={}", file.display());
+    let (out, err, code) = against(
+        &f,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=user=admin",
+            &from_file,
+        ],
+        &[],
+    );
+    assert_eq!((code, out.as_str()), (0, "secret/db created\n"), "{err}");
+    let s = got(&f, "secret", "db");
+    assert_eq!(s["data"]["user"], b64("admin"), "{s}");
+    assert_eq!(s["data"]["password"], b64("hunter2\n"), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_secret_shows_sizes_never_values() {
+    let f = common::TestFleet::one_node().await;
+    let (_, err, code) = against(
+        &f,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=hunter2",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (out, err, code) = against(&f, &["describe", "secret", "db"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Type:  Opaque") && out.contains("password:  7 bytes"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("hunter2") && !out.contains(&b64("hunter2")),
+        "describe printed the value:\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_replaces_a_configmap_with_the_editors_change() {
+    let f = common::TestFleet::one_node().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, err, code) = against(
+        &f,
+        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let editor = sed_editor(dir.path(), "editor.sh", "s/mode: slow/mode: fast/");
+    let (out, err, code) = against(
+        &f,
+        &["edit", "configmap", "app"],
+        &[("KUBE_EDITOR", &editor)],
+    );
+    assert_eq!((code, out.as_str()), (0, "configmap/app edited\n"), "{err}");
+    assert_eq!(got(&f, "configmap", "app")["data"]["mode"], "fast");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_that_changes_nothing_is_cancelled() {
+    let f = common::TestFleet::one_node().await;
+    let (_, err, code) = against(
+        &f,
+        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let before = got(&f, "configmap", "app")["metadata"]["resourceVersion"].clone();
+    let (out, err, code) = against(&f, &["edit", "cm/app"], &[("EDITOR", Path::new("true"))]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err, "Edit cancelled, no changes made.\n");
+    assert_eq!(
+        got(&f, "configmap", "app")["metadata"]["resourceVersion"],
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edited_file_is_private_and_removed_afterwards() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = common::TestFleet::one_node().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, err, code) = against(
+        &f,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=x",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let seen = dir.path().join("seen");
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh\necho \"$1\" > {0}\nstat -c %a \"$1\" \"$(dirname \"$1\")\" >> {0}\n",
+            seen.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (_, err, code) = against(&f, &["edit", "secret", "db"], &[("KUBE_EDITOR", &editor)]);
+    assert_eq!(code, 0, "{err}");
+    let seen = std::fs::read_to_string(&seen).expect("the editor ran");
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(
+        lines[1..],
+        ["600", "700"],
+        "file and directory modes: {seen}"
+    );
+    let file = Path::new(lines[0]);
+    assert!(!file.exists(), "{} is left behind", file.display());
+    assert!(
+        !file.parent().expect("dir").exists(),
+        "its directory is left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_shows_the_apis_causes() {
+    let f = common::TestFleet::one_node().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, err, code) = against(
+        &f,
+        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let editor = sed_editor(dir.path(), "editor.sh", "s/mode: slow/bad key!: slow/");
+    let (out, err, code) = against(
+        &f,
+        &["edit", "configmap", "app"],
+        &[("KUBE_EDITOR", &editor)],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("configmap/app was not saved") && err.contains("data[bad key!]"),
+        "{err}"
+    );
+    assert_eq!(got(&f, "configmap", "app")["data"]["mode"], "slow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_of_a_changed_object_is_a_conflict() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = common::TestFleet::one_node().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, err, code) = against(
+        &f,
+        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // While the first edit is open, a second one changes the object.
+    let inner = sed_editor(dir.path(), "inner.sh", "s/mode: slow/mode: medium/");
+    let outer = dir.path().join("outer.sh");
+    std::fs::write(
+        &outer,
+        format!(
+            "#!/bin/sh\nKUBE_EDITOR={} {} edit configmap app || exit 1\nexec sed -i 's/mode: slow/mode: fast/' \"$1\"\n",
+            inner.display(),
+            common::kantai_bin()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&outer, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (out, err, code) = against(
+        &f,
+        &["edit", "configmap", "app"],
+        &[("KUBE_EDITOR", &outer)],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("was changed since it was read") && err.contains("again"),
+        "{err}"
+    );
+    assert_eq!(got(&f, "configmap", "app")["data"]["mode"], "medium");
+}
+
+/// `kantai create` pointed at an address where nothing listens: what it refuses, it refuses
+/// before any request.
+fn create_offline(args: &[&str]) -> (String, String, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kantai"))
+        .arg("create")
+        .args(args)
+        .args(["--server", &format!("http://127.0.0.1:{}", free_port())])
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kantai");
+    (
+        text(&out.stdout),
+        text(&out.stderr),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn a_literal_without_equals_is_refused_before_contacting_the_server() {
+    let (out, err, code) = create_offline(&[
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=user=admin",
+        "--from-literal=hunter2",
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains("--from-literal")
+            && err.contains("number 2")
+            && err.contains("expected key=value"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2") && !err.contains("cannot reach"),
+        "{err}"
+    );
+}
+
+#[test]
+fn create_refuses_duplicate_and_invalid_keys() {
+    let (_, err, code) = create_offline(&[
+        "configmap",
+        "app",
+        "--from-literal=a=1",
+        "--from-literal=a=2",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot add key a, another key by that name already exists"),
+        "{err}"
+    );
+    let (_, err, code) = create_offline(&["configmap", "app", "--from-literal=bad key=1"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("\"bad key\" is not a valid key name for a ConfigMap"),
+        "{err}"
+    );
+}
+
+#[test]
+fn create_configmap_from_a_directory_keeps_binary_files_apart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("app.conf"), "mode=fast\n").expect("write");
+    std::fs::write(dir.path().join("logo.bin"), [0xff, 0x00, 0xfe]).expect("write");
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    std::fs::write(dir.path().join("sub/ignored"), "x").expect("write");
+    let from = format!("--from-file={}", dir.path().display());
+    let (out, err, code) = create_offline(&["configmap", "app", &from, "--dry-run", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let cm: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"app.conf": "mode=fast\n"}),
+        "{cm}"
+    );
+    assert_eq!(
+        cm["binaryData"],
+        serde_json::json!({"logo.bin": "/wD+"}),
+        "{cm}"
+    );
+}
