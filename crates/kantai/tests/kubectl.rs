@@ -487,3 +487,322 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
     );
     f.stop();
 }
+
+// --- Secrets and ConfigMaps, one behaviour per test, each on a one-node fleet of its own ---
+
+/// A value no test writes anywhere else, so finding it means it leaked.
+const PASSWORD: &str = "kubectl-pa55word-7e1d";
+
+/// A one-node fleet and kubectl for it, or `None` (having said why) where kubectl is missing.
+async fn kubectl_fleet() -> Option<(TestFleet, Kubectl)> {
+    let Some((_, minor)) = kubectl_version() else {
+        assert!(
+            std::env::var("KANTAI_REQUIRE_KUBECTL").is_err(),
+            "kubectl is required here (KANTAI_REQUIRE_KUBECTL is set) but is not installed"
+        );
+        eprintln!("skipping: kubectl is not installed (Debian: apt-get install kubernetes-client)");
+        return None;
+    };
+    let f = TestFleet::one_node().await;
+    let k = Kubectl {
+        kubeconfig: f.kubeconfig.clone(),
+        home: tempfile::tempdir().expect("home"),
+        minor,
+    };
+    Some((f, k))
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// `kubectl create secret generic db` with a literal and a file (in a directory of its own,
+/// outside the fleet's state); the file's path.
+fn create_db_secret(k: &Kubectl, files: &Path) {
+    let cert = write(files, "cert.pem", "-----BEGIN CERT-----\nabc\n");
+    let out = k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        &format!("--from-literal=password={PASSWORD}"),
+        &format!("--from-file=cert={cert}"),
+    ]);
+    assert!(out.contains("secret/db created"), "{out}");
+}
+
+fn create_app_config_map(k: &Kubectl, files: &Path) {
+    let conf = write(files, "app.conf", "listen 8080\n");
+    let out = k.ok(&[
+        "create",
+        "configmap",
+        "app",
+        "--from-literal=mode=fast",
+        &format!("--from-file={conf}"),
+    ]);
+    assert!(out.contains("configmap/app created"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_secret_stores_base64_data_and_no_string_data() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_db_secret(&k, files.path());
+    let yaml = k.ok(&["get", "secret", "db", "-o", "yaml"]);
+    assert!(
+        yaml.contains(&format!("password: {}", b64(PASSWORD))),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(&format!("cert: {}", b64("-----BEGIN CERT-----\nabc\n"))),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("type: Opaque") && !yaml.contains("stringData"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains(PASSWORD), "{yaml}");
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_configmap_stores_literals_and_files() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_app_config_map(&k, files.path());
+    let out = k.ok(&[
+        "get",
+        "cm",
+        "app",
+        "-o",
+        "jsonpath={.data.mode}|{.data.app\\.conf}",
+    ]);
+    assert_eq!(out, "fast|listen 8080\n");
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_secrets_and_configmaps_prints_kubectls_tables() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_db_secret(&k, files.path());
+    create_app_config_map(&k, files.path());
+    let out = k.ok(&["get", "secrets,cm"]);
+    let cols = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let lines: Vec<Vec<String>> = out.lines().map(cols).collect();
+    assert!(lines.contains(&cols("NAME TYPE DATA AGE")), "{out}");
+    assert!(lines.contains(&cols("NAME DATA AGE")), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&cols("secret/db Opaque 2"))),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&cols("configmap/app 2"))),
+        "{out}"
+    );
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_secret_shows_sizes_never_values() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_db_secret(&k, files.path());
+    let out = k.ok(&["describe", "secret", "db"]);
+    let password = out
+        .lines()
+        .find(|l| l.starts_with("password:"))
+        .unwrap_or_else(|| panic!("no password line:\n{out}"));
+    assert_eq!(
+        password.split_whitespace().collect::<Vec<_>>(),
+        ["password:", &PASSWORD.len().to_string(), "bytes"],
+        "{out}"
+    );
+    assert!(
+        !out.contains(PASSWORD) && !out.contains(&b64(PASSWORD)),
+        "{out}"
+    );
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_describe_configmap_shows_its_data() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_app_config_map(&k, files.path());
+    let out = k.ok(&["describe", "configmap", "app"]);
+    assert!(out.contains("mode:\n----\nfast"), "{out}");
+    assert!(out.contains("app.conf:\n----\nlisten 8080"), "{out}");
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_edit_changes_a_configmaps_value() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_app_config_map(&k, files.path());
+    let o = k
+        .cmd(&k.kubeconfig, &["edit", "configmap", "app"])
+        .env("KUBE_EDITOR", "sed -i s/fast/slow/")
+        .output()
+        .expect("kubectl edit");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = k.ok(&["get", "cm", "app", "-o", "jsonpath={.data.mode}"]);
+    assert_eq!(out, "slow");
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_edit_of_an_immutable_configmap_is_refused() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    let frozen = write(
+        files.path(),
+        "frozen.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\ndata:\n  mode: fast\nimmutable: true\n",
+    );
+    k.ok(&["create", "-f", &frozen]);
+    // kubectl keeps the refused edit in a file under TMPDIR, the server's reasons in its
+    // header, as it does against Kubernetes.
+    let o = k
+        .cmd(&k.kubeconfig, &["edit", "configmap", "frozen"])
+        .env("KUBE_EDITOR", "sed -i s/fast/slow/")
+        .env("TMPDIR", files.path())
+        .output()
+        .expect("kubectl edit");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the edit was accepted: {stderr}");
+    assert!(
+        stderr.contains("configmaps \"frozen\" is invalid"),
+        "{stderr}"
+    );
+    let kept = stderr
+        .split('"')
+        .find(|p| p.contains("kubectl-edit-"))
+        .unwrap_or_else(|| panic!("no copy of the edit named: {stderr}"));
+    let kept = std::fs::read_to_string(kept).expect("the kept edit");
+    assert!(
+        kept.contains("* data: ") && kept.contains("field is immutable when `immutable` is set"),
+        "{kept}"
+    );
+    let out = k.ok(&["get", "cm", "frozen", "-o", "jsonpath={.data.mode}"]);
+    assert_eq!(out, "fast");
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_secret_over_1_mib_is_refused() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    let big = files.path().join("big.bin");
+    std::fs::write(&big, vec![b'x'; 2 * 1024 * 1024]).expect("big file");
+    let o = k.run(&[
+        "create",
+        "secret",
+        "generic",
+        "big",
+        &format!("--from-file=blob={}", big.display()),
+    ]);
+    assert!(!o.ok, "a 2 MiB secret was accepted");
+    assert!(
+        o.stderr
+            .contains("Too long: must have at most 1048576 bytes"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !k.run(&["get", "secret", "big"]).ok,
+        "the secret was stored"
+    );
+    f.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_removes_a_secret_and_a_configmap() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_db_secret(&k, files.path());
+    create_app_config_map(&k, files.path());
+    let out = k.ok(&["delete", "secret/db", "configmap/app"]);
+    assert!(
+        out.contains("secret \"db\" deleted") && out.contains("configmap \"app\" deleted"),
+        "{out}"
+    );
+    let o = k.run(&["get", "secret", "db"]);
+    assert!(
+        !o.ok && o.stderr.contains("secrets \"db\" not found"),
+        "{}",
+        o.stderr
+    );
+    f.stop();
+}
+
+/// Every file under the fleet's state directory (the control plane's store among them) after
+/// `kubectl create secret`: none holds the value, nor its base64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleets_files_hold_no_plaintext_after_kubectl_create_secret() {
+    let Some((f, k)) = kubectl_fleet().await else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("files");
+    create_db_secret(&k, files.path());
+    // Read back through the API: the store has it (and so wrote it) before the files are read.
+    assert!(
+        k.ok(&["get", "secret", "db", "-o", "name"])
+            .contains("secret/db")
+    );
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&p, out),
+                Ok(t) if t.is_file() => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(f.state.path(), &mut all);
+    assert!(
+        all.iter().any(|p| p.ends_with("store.redb")),
+        "no store.redb under {}: {all:?}",
+        f.state.path().display()
+    );
+    let needles = [PASSWORD.to_owned(), b64(PASSWORD)];
+    for p in &all {
+        let Ok(bytes) = std::fs::read(p) else {
+            continue;
+        };
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "{} holds the secret's value ({n})",
+                p.display()
+            );
+        }
+    }
+    f.stop();
+}
