@@ -209,6 +209,16 @@ impl Backend for Process {
     }
 }
 
+impl Drop for Process {
+    /// An instance dropped without its stop still gives back the mount points it held
+    /// (its process is killed with it).
+    fn drop(&mut self) {
+        if let Some(held) = self.mount_points.take() {
+            self.runtime.inner.mount_points.release(&held);
+        }
+    }
+}
+
 impl Process {
     /// The volume mounts of one run (subPaths bound afresh), with their mount points on
     /// the node made sure of the first time.

@@ -1156,6 +1156,81 @@ mod tests {
     }
 
     #[test]
+    fn containers_get_memory_empty_dirs_as_the_nodes_tmpfs_and_sub_paths_as_their_binds() {
+        use kantai_container::HostVolumeKind;
+        let root = tempfile::tempdir().expect("root");
+        let c = Container {
+            volume_mounts: vec![
+                kantai_model::serving::VolumeMount {
+                    name: "cfg".into(),
+                    mount_path: "/etc/app.yaml".into(),
+                    sub_path: Some("app.yaml".into()),
+                    ..Default::default()
+                },
+                kantai_model::serving::VolumeMount {
+                    name: "mem".into(),
+                    mount_path: "/cache".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Container::default()
+        };
+        let volumes = [
+            Volume {
+                name: "cfg".into(),
+                config_map: Some(Default::default()),
+                ..Volume::default()
+            },
+            Volume {
+                name: "mem".into(),
+                empty_dir: Some(kantai_model::serving::EmptyDirVolume {
+                    medium: Some("Memory".into()),
+                    size_limit: None,
+                }),
+                ..Volume::default()
+            },
+        ];
+        let v = Volumes::new(Some(root.path()), "ns.i", &volumes, &c, Default::default());
+        let inst = root.path().join("ns.i");
+        let binds = [
+            HostMount {
+                source: inst.join("subpaths/0"),
+                destination: "/etc/app.yaml".into(),
+                read_only: true,
+                file: true,
+            },
+            HostMount {
+                source: inst.join("v-mem"),
+                destination: "/cache".into(),
+                read_only: false,
+                file: false,
+            },
+        ];
+        let (c2, map) = v.oci_inputs(&c, Some(&binds));
+        assert_eq!(c2.volume_mounts[0].name, "subpath:0");
+        assert_eq!(c2.volume_mounts[0].sub_path, None);
+        assert_eq!(c2.volume_mounts[1].name, "mem");
+        let path = |p: &Path| p.display().to_string();
+        assert_eq!(
+            map["subpath:0"],
+            kantai_container::HostVolume {
+                path: path(&inst.join("subpaths/0")),
+                kind: HostVolumeKind::Files
+            }
+        );
+        assert_eq!(
+            map["mem"],
+            kantai_container::HostVolume {
+                path: path(&inst.join("v-mem")),
+                kind: HostVolumeKind::Dir
+            }
+        );
+        // Before anything is mounted, the subPaths stay as written for the config's check.
+        let (c3, _) = v.oci_inputs(&c, None);
+        assert_eq!(c3.volume_mounts, c.volume_mounts);
+    }
+
+    #[test]
     fn mountinfo_escapes_are_read() {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
