@@ -218,10 +218,11 @@ pub fn configs_path(node: &str) -> String {
 /// revisions that refer to Secrets or ConfigMaps and run (or are placed) on the node are
 /// ever sent. Its `Debug` shows no value (see [`ResolvedConfig`]'s).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
+// Through a plain struct: an internally tagged enum would buffer the config, and serde's
+// buffer cannot read `envValues`' numeric keys back from JSON's strings.
+#[serde(try_from = "RawConfigEvent", into = "RawConfigEvent")]
 pub enum ConfigEvent {
     /// The revision's resolved config, new or changed.
-    #[serde(rename = "SET")]
     Set {
         /// Namespace.
         namespace: String,
@@ -234,7 +235,6 @@ pub enum ConfigEvent {
         config: ResolvedConfig,
     },
     /// The node no longer needs the revision's config: drop it.
-    #[serde(rename = "REMOVE")]
     Remove {
         /// Namespace.
         namespace: String,
@@ -243,6 +243,124 @@ pub enum ConfigEvent {
     },
     /// Every config the node needs was sent: whatever it holds that was not (since it
     /// connected) is no longer its.
-    #[serde(rename = "SYNCED")]
     Synced,
+}
+
+/// [`ConfigEvent`] as it is written: `{"type": "SET", "namespace": …, "revision": …,
+/// "hash": …, "config": {…}}`, `{"type": "REMOVE", "namespace": …, "revision": …}`,
+/// `{"type": "SYNCED"}`.
+#[derive(Serialize, Deserialize)]
+struct RawConfigEvent {
+    #[serde(rename = "type")]
+    type_: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    revision: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config: Option<ResolvedConfig>,
+}
+
+impl From<ConfigEvent> for RawConfigEvent {
+    fn from(e: ConfigEvent) -> Self {
+        let raw = |type_: &str| RawConfigEvent {
+            type_: type_.to_owned(),
+            namespace: String::new(),
+            revision: String::new(),
+            hash: String::new(),
+            config: None,
+        };
+        match e {
+            ConfigEvent::Set {
+                namespace,
+                revision,
+                hash,
+                config,
+            } => RawConfigEvent {
+                namespace,
+                revision,
+                hash,
+                config: Some(config),
+                ..raw("SET")
+            },
+            ConfigEvent::Remove {
+                namespace,
+                revision,
+            } => RawConfigEvent {
+                namespace,
+                revision,
+                ..raw("REMOVE")
+            },
+            ConfigEvent::Synced => raw("SYNCED"),
+        }
+    }
+}
+
+impl TryFrom<RawConfigEvent> for ConfigEvent {
+    type Error = String;
+
+    fn try_from(r: RawConfigEvent) -> Result<Self, String> {
+        match (r.type_.as_str(), r.config) {
+            ("SET", Some(config)) => Ok(ConfigEvent::Set {
+                namespace: r.namespace,
+                revision: r.revision,
+                hash: r.hash,
+                config,
+            }),
+            ("SET", None) => Err("a SET config event without its config".to_owned()),
+            ("REMOVE", _) => Ok(ConfigEvent::Remove {
+                namespace: r.namespace,
+                revision: r.revision,
+            }),
+            ("SYNCED", _) => Ok(ConfigEvent::Synced),
+            (other, _) => Err(format!(
+                "unknown config event type {other:?} (SET, REMOVE or SYNCED)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_events_round_trip_as_flat_lines() {
+        let config = ResolvedConfig {
+            env_values: [(2, "v".to_owned())].into(),
+            ..ResolvedConfig::default()
+        };
+        let events = [
+            ConfigEvent::Set {
+                namespace: "default".into(),
+                revision: "app-00001".into(),
+                hash: "00ff".into(),
+                config,
+            },
+            ConfigEvent::Remove {
+                namespace: "default".into(),
+                revision: "app-00001".into(),
+            },
+            ConfigEvent::Synced,
+        ];
+        let lines: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("json"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"{"type":"SET","namespace":"default","revision":"app-00001","hash":"00ff","config":{"envValues":{"2":"v"}}}"#,
+                r#"{"type":"REMOVE","namespace":"default","revision":"app-00001"}"#,
+                r#"{"type":"SYNCED"}"#,
+            ]
+        );
+        for (line, event) in lines.iter().zip(events) {
+            let back: ConfigEvent = serde_json::from_str(line).expect("read back");
+            assert_eq!(back, event);
+        }
+        assert!(serde_json::from_str::<ConfigEvent>(r#"{"type":"SET"}"#).is_err());
+    }
 }
