@@ -1004,3 +1004,33 @@ fn create_configmap_from_a_directory_keeps_binary_files_apart() {
         "{cm}"
     );
 }
+
+#[test]
+fn create_reads_env_files_as_kubectl_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let env = dir.path().join("app.env");
+    std::fs::write(&env, "# settings\nMODE=fast\n  URL=http://x/?a=b\n\n").expect("write");
+    let from = format!("--from-env-file={}", env.display());
+    let (out, err, code) = create_offline(&["configmap", "app", &from, "--dry-run", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let cm: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"MODE": "fast", "URL": "http://x/?a=b"}),
+        "{cm}"
+    );
+}
+
+#[test]
+fn create_describe_and_edit_have_help() {
+    for args in [
+        vec!["create", "secret", "generic", "--help"],
+        vec!["create", "configmap", "--help"],
+        vec!["describe", "--help"],
+        vec!["edit", "--help"],
+    ] {
+        let out = kantai(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("Usage:"), "{args:?}");
+    }
+}

@@ -47,6 +47,11 @@ pub struct Sources {
     /// regular file of a directory under its own name (repeatable).
     #[arg(long = "from-file", value_name = "[KEY=]PATH")]
     files: Vec<String>,
+    /// A file of `KEY=VALUE` lines (`#` comments and blank lines skipped; a line with a
+    /// name alone takes the value of that environment variable); repeatable, not with
+    /// --from-file or --from-literal.
+    #[arg(long = "from-env-file", value_name = "PATH", conflicts_with_all = ["literals", "files"])]
+    env_files: Vec<PathBuf>,
     /// Only show what would be created: `client` (nothing sent, the default without a
     /// value) or `server` (checked by the API, not stored).
     #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1,
@@ -141,7 +146,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The keys and values the sources give, in kubectl's order: files first, then literals.
+/// The keys and values the sources give, in kubectl's order: files, literals, env files.
 /// `kind` (`Secret`, `ConfigMap`) only words the messages.
 fn collect(s: &Sources, kind: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
@@ -166,7 +171,48 @@ fn collect(s: &Sources, kind: &str) -> anyhow::Result<BTreeMap<String, Vec<u8>>>
         add(&mut out, kind, key.to_owned(), value.as_bytes().to_vec())
             .with_context(|| format!("--from-literal for key {key:?}"))?;
     }
+    for path in &s.env_files {
+        let flag = format!("--from-env-file={}", path.display());
+        let bytes = read_value(path).with_context(|| flag.clone())?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| anyhow!("{flag}: the file is not UTF-8 text"))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = if i == 0 {
+                line.trim_start_matches('\u{feff}')
+            } else {
+                line
+            };
+            let line = line.trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = match line.split_once('=') {
+                Some((k, v)) => (k, v.to_owned()),
+                // As kubectl: a name alone is a signal to take the value from the environment.
+                None => (line, std::env::var(line).unwrap_or_default()),
+            };
+            if !is_env_name(key) {
+                bail!(
+                    "{flag}: line {}: {key:?} is not a valid key name: a valid environment \
+                     variable name must consist of alphabetic characters, digits, '_', '-', or \
+                     '.', and must not start with a digit",
+                    i + 1
+                );
+            }
+            add(&mut out, kind, key.to_owned(), value.into_bytes())
+                .with_context(|| format!("{flag}: line {}", i + 1))?;
+        }
+    }
     Ok(out)
+}
+
+/// Kubernetes' `IsEnvVarName`, which kubectl applies to an env file's keys.
+fn is_env_name(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || matches!(b, b'-' | b'.' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 fn add(

@@ -354,7 +354,7 @@ async fn run_editor(file: &Path, signals: &mut Signals) -> anyhow::Result<()> {
         }
     };
     if !status.success() {
-        bail!("there was a problem with the editor {program:?}: it {status}; nothing was saved");
+        bail!("there was a problem with the editor {program:?} ({status}); nothing was saved");
     }
     Ok(())
 }
