@@ -440,8 +440,15 @@ pub(crate) fn update_config(
     let local = agent.local.lock();
     for (name, l) in local.iter().filter(|(_, l)| l.key == *key && !l.stopping) {
         if let Some(h) = &l.handle {
-            debug!(instance = %name, "updating the instance's Secret and ConfigMap files");
-            let _ = (h, config);
+            match h.update_config(config.clone()) {
+                Ok(volumes) if volumes.is_empty() => {}
+                Ok(volumes) => {
+                    debug!(instance = %name, ?volumes, "the instance's Secret and ConfigMap files were updated");
+                }
+                Err(e) => {
+                    warn!(instance = %name, "cannot update the instance's Secret and ConfigMap files: {e}");
+                }
+            }
         }
     }
 }
