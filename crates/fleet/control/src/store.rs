@@ -99,8 +99,8 @@ impl EventType {
     }
 }
 
-/// A change to one object.
-#[derive(Clone, Debug)]
+/// A change to one object. Its `Debug` leaves a Secret's content out.
+#[derive(Clone)]
 pub struct Event {
     /// The store's resourceVersion after the change.
     pub rv: u64,
@@ -112,6 +112,22 @@ pub struct Event {
     pub namespace: String,
     /// The object after the change (before it, for deletes).
     pub object: Arc<Value>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Event");
+        d.field("rv", &self.rv)
+            .field("type_", &self.type_)
+            .field("resource", &self.resource)
+            .field("namespace", &self.namespace);
+        if self.resource == SECRETS {
+            d.field("name", &self.object["metadata"]["name"])
+                .finish_non_exhaustive()
+        } else {
+            d.field("object", &self.object).finish()
+        }
+    }
 }
 
 type Key = (&'static str, String, String);
@@ -673,6 +689,22 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .expect("rv");
         assert!(rv > reserved, "{rv} <= {reserved}");
+    }
+
+    #[test]
+    fn a_secrets_event_does_not_show_its_content_in_debug() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
+        let mut rx = store.subscribe();
+        let s = json!({"metadata": {"name": "db"}, "data": {"password": "aHVudGVyMg=="}});
+        store
+            .create(&kantai_api::resources::SECRETS, "default", s, "t")
+            .expect("create");
+        let shown = format!("{:?}", rx.try_recv().expect("an event"));
+        assert!(
+            shown.contains("\"db\"") && !shown.contains("aHVudGVyMg"),
+            "{shown}"
+        );
     }
 
     #[test]
