@@ -442,7 +442,9 @@ impl<B: Backend> Supervisor<B> {
             });
         r.map_err(|e| Failure {
             reason: match e {
-                VolumeError::BadPath { .. } => "CreateContainerConfigError",
+                VolumeError::BadPath { .. } | VolumeError::UnknownVolume { .. } => {
+                    "CreateContainerConfigError"
+                }
                 VolumeError::Io { .. } => "CreateContainerError",
             },
             message: e.to_string(),

@@ -42,6 +42,16 @@ pub enum VolumeError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// A mount names a volume the revision does not have.
+    #[error(
+        "the volumeMount at {mount_path:?} names volume {volume:?}, which the revision does not have"
+    )]
+    UnknownVolume {
+        /// The volume named.
+        volume: String,
+        /// The mount's path.
+        mount_path: String,
+    },
     /// The node refused a file operation.
     #[error("volume {volume:?}: {what} {path}: {error}")]
     Io {
@@ -546,10 +556,9 @@ impl Volumes {
         let mut out = Vec::new();
         for (n, m) in container.volume_mounts.iter().enumerate() {
             let Some(v) = host.get(&m.name) else {
-                return Err(VolumeError::BadPath {
+                return Err(VolumeError::UnknownVolume {
                     volume: m.name.clone(),
-                    path: m.mount_path.clone(),
-                    why: "is the mountPath of a volume the revision does not have",
+                    mount_path: m.mount_path.clone(),
                 });
             };
             let read_only = m.read_only.unwrap_or(false) || v.kind == Kind::Files;
