@@ -1790,7 +1790,7 @@ fn serving_definitions(d: &mut Map<String, Value>) {
                 "serviceAccountName": string(kept),
                 "automountServiceAccountToken": boolean(kept),
                 "imagePullSecrets": list_of(&format!("{CORE}.LocalObjectReference"), kept),
-                "volumes": list_of(&format!("{CORE}.Volume"), kept),
+                "volumes": list_of(&format!("{CORE}.Volume"), "Volumes the container mounts: secret, configMap, projected and emptyDir, by Knative's rules and the fleet config's `features`; every volume must be mounted."),
                 "affinity": free_object(&format!("Scheduling affinity. {kept}")),
                 "nodeSelector": string_map(kept),
                 "tolerations": list_of(&format!("{CORE}.Toleration"), kept),
