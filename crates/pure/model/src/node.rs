@@ -240,8 +240,11 @@ pub fn parse_documents(text: &str, limits: ParseLimits) -> Result<Vec<Node>, Syn
         });
     }
     // YAML 1.2 booleans only: `image: y` or `value: on` stay strings, as users mean them.
+    // Zero-prefixed integers are octal, as kubectl (YAML 1.1) reads them: Kubernetes
+    // manifests write file modes so (`defaultMode: 0400` is 256).
     let options = serde_saphyr::options! {
         strict_booleans: true,
+        legacy_octal_numbers: true,
         budget: serde_saphyr::budget! {
             max_depth: limits.max_depth,
             max_documents: limits.max_documents,
@@ -397,6 +400,20 @@ mod tests {
         assert_eq!(docs[0].get("b").map(|n| &n.value), Some(&Value::Int(10)));
         assert_eq!(docs[0].get("c").map(|n| &n.value), Some(&Value::Float(1.5)));
         assert_eq!(docs[0].get("d").map(|n| &n.value), Some(&Value::Null));
+    }
+
+    #[test]
+    fn zero_prefixed_integers_are_octal_as_kubectl_reads_them() {
+        let docs = parse("mode: 0644\nport: 8080\nzero: 0\n");
+        assert_eq!(
+            docs[0].get("mode").map(|n| &n.value),
+            Some(&Value::Int(0o644))
+        );
+        assert_eq!(
+            docs[0].get("port").map(|n| &n.value),
+            Some(&Value::Int(8080))
+        );
+        assert_eq!(docs[0].get("zero").map(|n| &n.value), Some(&Value::Int(0)));
     }
 
     #[test]
