@@ -207,11 +207,13 @@ pub fn volume_mounts(
             })
         };
         let mount = match &v.kind {
+            // Not `noexec`: the kubelet does not set it, and functions run scripts shipped in
+            // ConfigMaps with `defaultMode: 0755`.
             HostVolumeKind::Files => mount(
                 &m.mount_path,
                 "bind",
                 &source(&v.path)?,
-                &["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"],
+                &["rbind", "rprivate", "ro", "nosuid", "nodev"],
             ),
             HostVolumeKind::Dir => mount(
                 &m.mount_path,
