@@ -3,8 +3,8 @@
 //! skopeo, and deploys it to a one-node fleet with kubectl; the node pulls it and runs it with
 //! runc. Checked through the real tools: the gateway's answers, the container's environment,
 //! its cgroup limits, security context, probes, logs, scale to zero, digest pinning, a
-//! missing image, and that nothing (container, mount, cgroup) is left behind, even after the
-//! node agent is SIGKILLed.
+//! missing image, Secrets and ConfigMaps in its env and files, and that nothing (container,
+//! mount, cgroup) is left behind, even after the node agent is SIGKILLed.
 //!
 //! Needs root, runc, docker-registry, skopeo, umoci, kubectl and a static busybox; without them
 //! each test prints `SKIPPED: …` and passes — unless `KANTAI_REQUIRE_CONTAINERS=1` (as CI sets,
@@ -193,6 +193,11 @@ const CGIS: &[(&str, &str)] = &[
     ("id", "id"),
     ("write", "touch /written 2>&1 && echo wrote || echo refused"),
     ("sick", "rm -f /tmp/healthy && echo removed"),
+    // The files mounted from a Secret and a ConfigMap (test 14).
+    (
+        "files",
+        "cat /etc/db/password; echo; cat /etc/app/mode; echo; cat /etc/app-mode-only",
+    ),
 ];
 
 /// A registry with a busybox httpd image in an OCI layout, pushed as `fn/app:v1` (root)
@@ -1338,4 +1343,76 @@ fn zombie(pid: i32) -> bool {
                 .map(|r| r.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
+}
+
+/// 14. A container reads a Secret and a ConfigMap that kubectl created, from its env and from
+///     mounted files; a change of the ConfigMap reaches the mounted file (not the subPath
+///     one, nor the env, as in Kubernetes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_reads_secrets_and_config_maps_from_env_and_files() {
+    if !can_run("a_container_reads_secrets_and_config_maps_from_env_and_files") {
+        return;
+    }
+    let lab = Lab::new();
+    let f = fleet(&lab, "ctr-config").await;
+    let k = Kubectl::new(&f);
+    k.run(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=s3cr3t-in-a-container",
+    ]);
+    k.run(&["create", "configmap", "app", "--from-literal=mode=blue"]);
+    let container = "            - name: DB_PASSWORD\n              valueFrom:\n                secretKeyRef: {name: db, key: password}\n            - name: APP_MODE\n              valueFrom:\n                configMapKeyRef: {name: app, key: mode}\n          envFrom:\n            - configMapRef: {name: app}\n              prefix: CM_\n          volumeMounts:\n            - {name: db, mountPath: /etc/db, readOnly: true}\n            - {name: app, mountPath: /etc/app, readOnly: true}\n            - {name: app, mountPath: /etc/app-mode-only, subPath: mode, readOnly: true}\n      volumes:\n        - {name: db, secret: {secretName: db}}\n        - {name: app, configMap: {name: app}}\n";
+    apply_ready(
+        &f,
+        &k,
+        &service("configured", &lab.image("v1"), KEEP_ONE, container),
+        "configured",
+    )
+    .await;
+    let env = get_ok(&f, "ctr-config", "configured", "/cgi-bin/env").await;
+    for want in [
+        "DB_PASSWORD=s3cr3t-in-a-container",
+        "APP_MODE=blue",
+        "CM_mode=blue",
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "{want} not in the env:\n{env}"
+        );
+    }
+    let files = get_ok(&f, "ctr-config", "configured", "/cgi-bin/files").await;
+    assert_eq!(
+        files.lines().collect::<Vec<_>>(),
+        ["s3cr3t-in-a-container", "blue", "blue"],
+        "the mounted files"
+    );
+    k.run(&[
+        "patch",
+        "configmap",
+        "app",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"green"}}"#,
+    ]);
+    let seen = f
+        .wait_for(
+            Duration::from_secs(15),
+            "the ConfigMap's change in the mounted file",
+            || async {
+                let a = f.call("ctr-config", "configured", "/cgi-bin/files").await;
+                let lines: Vec<String> = a.body.lines().map(str::to_owned).collect();
+                (lines.get(1).map(String::as_str) == Some("green")).then_some(lines)
+            },
+        )
+        .await;
+    assert_eq!(seen[2], "blue", "a subPath mount keeps the value it started with");
+    let env = get_ok(&f, "ctr-config", "configured", "/cgi-bin/env").await;
+    assert!(
+        env.lines().any(|l| l == "APP_MODE=blue"),
+        "env values stay as they were at start:\n{env}"
+    );
+    f.stop();
 }
