@@ -67,11 +67,10 @@ pub(crate) fn resolved(store: &Store, namespace: &str, rev: &Revision) -> Option
     Some(resolve::resolve(&rev.spec, namespace, &objects))
 }
 
-/// Why a revision's instances cannot start for want of a Secret or ConfigMap (in
-/// Kubernetes' words, every problem), or `None` when nothing is missing.
-pub(crate) fn problem(store: &Store, namespace: &str, rev: &Revision) -> Option<String> {
-    let config = resolved(store, namespace, rev)?;
-    (!config.missing.is_empty()).then(|| config.missing.join("; "))
+/// Why a revision's instances cannot start for want of a Secret or ConfigMap: every
+/// problem, in Kubernetes' words (empty when nothing is missing).
+pub(crate) fn problems(store: &Store, namespace: &str, rev: &Revision) -> Vec<String> {
+    resolved(store, namespace, rev).map_or_else(Vec::new, |c| c.missing)
 }
 
 /// The hash a config is sent with: keyed per process, so that it tells nothing of the

@@ -346,18 +346,17 @@ fn update_statuses(s: &Shared, now: &str) {
         let decision = decisions.get(&(ns.clone(), name.clone()));
         // Level-triggered: resolved against the stored Secrets and ConfigMaps on every
         // pass, so the problem clears by itself once the object (or key) exists.
-        let config_problem = crate::configs::problem(store, &ns, &rev);
-        if let Some(why) = &config_problem {
-            for problem in why.split("; ") {
-                crate::events::warn_once(
-                    s,
-                    &ns,
-                    &crate::events::Involved::revision(&name),
-                    derive::CREATE_CONTAINER_CONFIG_ERROR,
-                    problem,
-                );
-            }
+        let problems = crate::configs::problems(store, &ns, &rev);
+        for problem in &problems {
+            crate::events::warn_once(
+                s,
+                &ns,
+                &crate::events::Involved::revision(&name),
+                derive::CREATE_CONTAINER_CONFIG_ERROR,
+                problem,
+            );
         }
+        let config_problem = (!problems.is_empty()).then(|| problems.join("; "));
         // Ready once an instance was ready, or once the autoscaler's initial scale was reached
         // (at once for initial-scale 0), as Knative's ScaleTargetInitialized.
         // A revision whose images are not resolved has no instances to be initialized with,
