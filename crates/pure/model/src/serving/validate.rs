@@ -670,36 +670,6 @@ pub const ENV_RESOURCE_FIELDS: &[&str] = &[
 const FILE_MODE_RULE: &str = "must be a number between 0 and 0777 (octal), both inclusive";
 const FEATURES: &str = "the fleet config's features section";
 
-/// Why `key` is not a valid Secret or ConfigMap key (Kubernetes' `IsConfigMapKey`), if it
-/// is not.
-pub fn config_key_problem(key: &str) -> Option<String> {
-    if key.len() > 253 {
-        return Some("must be no more than 253 characters".to_owned());
-    }
-    if key == "." || key == ".." {
-        return Some(format!("must not be '{key}'"));
-    }
-    if key.is_empty()
-        || !key
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-    {
-        return Some(
-            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' \
-             (e.g. 'key.name', or 'KEY_NAME', or 'key-name', regex used for validation is \
-             '[-._a-zA-Z0-9]+')"
-                .to_owned(),
-        );
-    }
-    None
-}
-
-/// Kubernetes' relaxed environment variable names (`envFrom` prefixes and keys): printable
-/// ASCII other than `=`.
-pub fn is_relaxed_env_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|c| (b' '..=b'~').contains(&c) && c != b'=')
-}
-
 /// Knative's answer to a field its field mask leaves out.
 fn disallowed(path: FieldPath, why: Option<String>) -> FieldError {
     match why {
@@ -1142,7 +1112,7 @@ fn validate_value_from(
         check_object_name(&sel.name, sp.field("name"), out);
         if sel.key.is_empty() {
             out.push(FieldError::missing(sp.field("key")));
-        } else if let Some(rule) = config_key_problem(&sel.key) {
+        } else if let Some(rule) = crate::core::key_problems(&sel.key).into_iter().next() {
             out.push(FieldError::invalid(sp.field("key"), &sel.key, &rule));
         }
     }
@@ -1311,7 +1281,7 @@ fn validate_env_from(c: &Container, path: &FieldPath, out: &mut Findings) {
         exactly_one(&set, &["configMapRef", "secretRef"], &ep, out);
         if let Some(p) = &e.prefix
             && !p.is_empty()
-            && !is_relaxed_env_name(p)
+            && !crate::serving::resolve::is_env_var_name(p)
         {
             out.push(FieldError::invalid(
                 ep.field("prefix"),
