@@ -1408,7 +1408,10 @@ async fn a_container_reads_secrets_and_config_maps_from_env_and_files() {
             },
         )
         .await;
-    assert_eq!(seen[2], "blue", "a subPath mount keeps the value it started with");
+    assert_eq!(
+        seen[2], "blue",
+        "a subPath mount keeps the value it started with"
+    );
     let env = get_ok(&f, "ctr-config", "configured", "/cgi-bin/env").await;
     assert!(
         env.lines().any(|l| l == "APP_MODE=blue"),

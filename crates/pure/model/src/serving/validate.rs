@@ -741,9 +741,9 @@ fn check_mode(mode: Option<i64>, path: FieldPath, out: &mut Findings) {
         let digits = m.to_string();
         let rule = match i64::from_str_radix(&digits, 8) {
             // `0644` in Kubernetes' YAML is octal; in YAML 1.2 it is the decimal 644.
-            Ok(octal) if (0..=0o777).contains(&octal) => format!(
-                "{FILE_MODE_RULE}; if you meant octal {digits}, write 0{digits} or {octal}"
-            ),
+            Ok(octal) if (0..=0o777).contains(&octal) => {
+                format!("{FILE_MODE_RULE}; if you meant octal {digits}, write 0{digits} or {octal}")
+            }
             _ => FILE_MODE_RULE.to_owned(),
         };
         out.push(FieldError::invalid(path, m, &rule));
