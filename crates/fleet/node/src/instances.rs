@@ -120,6 +120,13 @@ fn keep_standbys(agent: &Arc<Agent>, desired: &HashMap<(String, String), u32>) {
                 gone.extend(standby.remove(&k));
             } else if standby
                 .get(&k)
+                .is_some_and(|(p, _)| !current_config(agent, &k, p))
+            {
+                // Created with Secret or ConfigMap values that changed since: its env would
+                // be the old one. The next pass creates one with the new values.
+                gone.extend(standby.remove(&k));
+            } else if standby
+                .get(&k)
                 .is_some_and(|(_, h)| h.state().borrow().stopped)
             {
                 // Its creation failed: not tried again for this revision, so a container
@@ -168,7 +175,7 @@ fn keep_standbys(agent: &Arc<Agent>, desired: &HashMap<(String, String), u32>) {
         agent.standby.lock().insert(k, (planned, handle));
     }
     for (planned, handle) in gone {
-        info!(instance = %planned.name, "removing the container created ahead of demand: its revision is gone or takes no traffic");
+        info!(instance = %planned.name, "removing the container created ahead of demand: its revision is gone, takes no traffic, or its Secret or ConfigMap values changed");
         tokio::spawn(handle.stop_within(Duration::from_secs(1)));
     }
 }
