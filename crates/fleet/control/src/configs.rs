@@ -143,14 +143,17 @@ fn wanted(store: &Store, node: &str) -> HashMap<Key, (String, ResolvedConfig)> {
 
 /// Whether a change may alter what `node` is sent.
 fn concerns(e: &Event, node: &str) -> bool {
-    match e.resource {
-        "secrets" | "configmaps" | "placements" | "revisions" => true,
-        // An instance's status changes often and its node never: only its coming and going.
-        "instances" => {
-            e.type_ != EventType::Modified && e.object["spec"]["node"].as_str() == Some(node)
-        }
-        _ => false,
+    let r = e.resource;
+    if [SECRETS, CONFIGMAPS, PLACEMENTS, REVISIONS]
+        .iter()
+        .any(|x| x.plural == r)
+    {
+        return true;
     }
+    // An instance's status changes often and its node never: only its coming and going.
+    r == INSTANCES.plural
+        && e.type_ != EventType::Modified
+        && e.object["spec"]["node"].as_str() == Some(node)
 }
 
 fn line(e: &ConfigEvent) -> Bytes {
