@@ -13,9 +13,9 @@ pub use kantai_decisions as decisions;
 /// RFC 3339 timestamps.
 pub use kantai_decisions::time;
 
-pub use client::{ApiError, Client, DelayFn, Watch};
+pub use client::{ApiError, Client, ConfigStream, DelayFn, Watch};
 pub use resources::Resource;
 pub use wire::{
-    FleetInfo, Report, ReportReply, RevisionLoad, RevisionServing, RttSample, Status, StatusCause,
-    WatchEvent,
+    ConfigEvent, FleetInfo, Report, ReportReply, RevisionLoad, RevisionServing, RttSample, Status,
+    StatusCause, WatchEvent,
 };
