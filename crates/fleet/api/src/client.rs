@@ -357,9 +357,12 @@ impl Client {
             return Err(status_error(status, &bytes));
         }
         Ok(Watch {
-            body: resp.into_body(),
-            buf: Vec::new(),
-            delay: self.delay.clone(),
+            lines: Lines::new(
+                resp.into_body(),
+                self.delay.clone(),
+                "watch",
+                MAX_WATCH_LINE,
+            ),
         })
     }
     /// A node's stream of its revisions' Secret and ConfigMap values
@@ -368,122 +371,113 @@ impl Client {
     pub async fn configs(&self, node: &str) -> Result<ConfigStream, ApiError> {
         let body = self.stream(&crate::wire::configs_path(node)).await?;
         Ok(ConfigStream {
+            lines: Lines::new(body, self.delay.clone(), "configs", MAX_CONFIG_LINE),
+        })
+    }
+}
+
+/// Newline-delimited JSON from a streamed body, each line paying the link's delay.
+struct Lines {
+    body: Incoming,
+    buf: Vec<u8>,
+    delay: Option<DelayFn>,
+    /// What the stream is, for errors (`watch`, `configs`).
+    what: &'static str,
+    /// The longest line accepted.
+    max: usize,
+}
+
+impl Lines {
+    fn new(body: Incoming, delay: Option<DelayFn>, what: &'static str, max: usize) -> Lines {
+        Lines {
             body,
             buf: Vec::new(),
-            delay: self.delay.clone(),
-        })
+            delay,
+            what,
+            max,
+        }
+    }
+
+    fn failed(&self, detail: String) -> ApiError {
+        ApiError::Protocol {
+            url: self.what.into(),
+            detail,
+        }
+    }
+
+    /// The next non-blank line; `None` when the server ended the stream.
+    async fn next(&mut self) -> Option<Result<Vec<u8>, ApiError>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if let Some(d) = &self.delay {
+                    let d = d();
+                    if !d.is_zero() {
+                        tokio::time::sleep(d).await;
+                    }
+                }
+                return Some(Ok(line));
+            }
+            if self.buf.len() > self.max {
+                let detail = format!("{} event longer than {} bytes", self.what, self.max);
+                return Some(Err(self.failed(detail)));
+            }
+            match self.body.frame().await {
+                None => return None,
+                Some(Err(e)) => return Some(Err(self.failed(e.to_string()))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     }
 }
 
 /// A node's config stream: one [`ConfigEvent`] per line.
 pub struct ConfigStream {
-    body: Incoming,
-    buf: Vec<u8>,
-    delay: Option<DelayFn>,
+    lines: Lines,
 }
 
 impl ConfigStream {
     /// The next event; `None` when the server ended the stream.
     pub async fn next(&mut self) -> Option<Result<ConfigEvent, ApiError>> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if let Some(d) = &self.delay {
-                    let d = d();
-                    if !d.is_zero() {
-                        tokio::time::sleep(d).await;
-                    }
-                }
-                // The serde error would quote the line, values included: only its place.
-                return Some(
-                    serde_json::from_slice(&line).map_err(|e| ApiError::Protocol {
-                        url: "configs".into(),
-                        detail: format!(
-                            "bad config event at line {} column {} ({:?})",
-                            e.line(),
-                            e.column(),
-                            e.classify()
-                        ),
-                    }),
-                );
-            }
-            if self.buf.len() > MAX_CONFIG_LINE {
-                return Some(Err(ApiError::Protocol {
-                    url: "configs".into(),
-                    detail: format!("config event longer than {MAX_CONFIG_LINE} bytes"),
-                }));
-            }
-            match self.body.frame().await {
-                None => return None,
-                Some(Err(e)) => {
-                    return Some(Err(ApiError::Protocol {
-                        url: "configs".into(),
-                        detail: e.to_string(),
-                    }));
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
+        let line = match self.lines.next().await? {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e)),
+        };
+        // The serde error would quote the line, values included: only its place.
+        Some(serde_json::from_slice(&line).map_err(|e| {
+            self.lines.failed(format!(
+                "bad config event at line {} column {} ({:?})",
+                e.line(),
+                e.column(),
+                e.classify()
+            ))
+        }))
     }
 }
 
 /// A stream of watch events.
 pub struct Watch {
-    body: Incoming,
-    buf: Vec<u8>,
-    delay: Option<DelayFn>,
+    lines: Lines,
 }
 
 impl Watch {
     /// The next event; `None` when the server ended the stream.
     pub async fn next(&mut self) -> Option<Result<WatchEvent, ApiError>> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=i).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if let Some(d) = &self.delay {
-                    let d = d();
-                    if !d.is_zero() {
-                        tokio::time::sleep(d).await;
-                    }
-                }
-                return Some(
-                    serde_json::from_slice(&line).map_err(|e| ApiError::Protocol {
-                        url: "watch".into(),
-                        detail: format!("bad watch event: {e}"),
-                    }),
-                );
-            }
-            if self.buf.len() > MAX_WATCH_LINE {
-                return Some(Err(ApiError::Protocol {
-                    url: "watch".into(),
-                    detail: "watch event too large".into(),
-                }));
-            }
-            match self.body.frame().await {
-                None => return None,
-                Some(Err(e)) => {
-                    return Some(Err(ApiError::Protocol {
-                        url: "watch".into(),
-                        detail: e.to_string(),
-                    }));
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
+        let line = match self.lines.next().await? {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            serde_json::from_slice(&line)
+                .map_err(|e| self.lines.failed(format!("bad watch event: {e}"))),
+        )
     }
 }
 

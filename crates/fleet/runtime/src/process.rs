@@ -226,19 +226,7 @@ impl Process {
         if self.spec.container.volume_mounts.is_empty() {
             return Ok(Vec::new());
         }
-        let (volumes, container) = (self.volumes.clone(), self.spec.container.clone());
-        let mounts = tokio::task::spawn_blocking(move || volumes.mounts(&container))
-            .await
-            .map_err(|e| Failure {
-                reason: "CreateContainerError",
-                message: e.to_string(),
-                retry: true,
-            })?
-            .map_err(|e| Failure {
-                reason: "CreateContainerError",
-                message: e.to_string(),
-                retry: false,
-            })?;
+        let mounts = self.volumes.mounts_for_start(&self.spec.container).await?;
         if self.mount_points.is_none() {
             let (runtime, list) = (self.runtime.clone(), mounts.clone());
             let record = self.volumes.dir().map(Path::to_path_buf);

@@ -543,6 +543,28 @@ impl Volumes {
         Ok(changed)
     }
 
+    /// [`Volumes::mounts`] off the async threads (it opens and binds files), as a start's
+    /// failure: a volume that cannot be mounted is `CreateContainerError`, not retried.
+    pub(crate) async fn mounts_for_start(
+        self: &Arc<Self>,
+        container: &Container,
+    ) -> Result<Vec<HostMount>, crate::instance::Failure> {
+        use crate::instance::Failure;
+        let (volumes, container) = (self.clone(), container.clone());
+        tokio::task::spawn_blocking(move || volumes.mounts(&container))
+            .await
+            .map_err(|e| Failure {
+                reason: "CreateContainerError",
+                message: e.to_string(),
+                retry: true,
+            })?
+            .map_err(|e| Failure {
+                reason: "CreateContainerError",
+                message: e.to_string(),
+                retry: false,
+            })
+    }
+
     /// The container's mounts for one run: each volume's directory, or for a `subPath` a
     /// fresh bind of the entry it names, resolved inside the volume (made now, so a restart
     /// binds what the volume holds then). Secret, ConfigMap and projected volumes are

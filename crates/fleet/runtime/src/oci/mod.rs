@@ -379,19 +379,7 @@ impl Backend for Container {
             let _ = rt.call(&["delete", "--force", &self.id]).await;
             self.mount()?;
         }
-        let (volumes, container) = (self.volumes.clone(), self.spec.container.clone());
-        let binds = tokio::task::spawn_blocking(move || volumes.mounts(&container))
-            .await
-            .map_err(|e| Failure {
-                reason: "CreateContainerError",
-                message: e.to_string(),
-                retry: true,
-            })?
-            .map_err(|e| Failure {
-                reason: "CreateContainerError",
-                message: e.to_string(),
-                retry: false,
-            })?;
+        let binds = self.volumes.mounts_for_start(&self.spec.container).await?;
         let spec = self.runtime_spec(port, Some(&binds))?;
         self.bundle.write_config(&spec).map_err(|e| Failure {
             reason: "CreateContainerError",
