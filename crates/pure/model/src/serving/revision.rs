@@ -84,8 +84,11 @@ const POD_SPEC_KEPT: &[&str] = &[
     "dnsPolicy",
     "dnsConfig",
     "shareProcessNamespace",
-    "initContainers",
 ];
+
+/// PodSpec fields kept for validation to judge (and refuse, saying why), without the
+/// "ignored" warning: they are never ignored.
+const POD_SPEC_JUDGED: &[&str] = &["initContainers"];
 
 const REVISION_SPEC_FIELDS: &[&str] = &[
     "containerConcurrency",
@@ -145,15 +148,20 @@ impl Decode for RevisionSpec {
             idle_timeout_seconds: f.opt("idleTimeoutSeconds", out),
             security_context: f.opt("securityContext", out),
             volumes: f.or_default("volumes", out),
-            extra: f.keep(
-                POD_SPEC_KEPT,
-                Some("accepted for Knative compatibility, but kantai's runtimes ignore it"),
-                out,
-            ),
+            extra: {
+                let mut kept = f.keep(
+                    POD_SPEC_KEPT,
+                    Some("accepted for Knative compatibility, but kantai's runtimes ignore it"),
+                    out,
+                );
+                kept.extend(f.keep(POD_SPEC_JUDGED, None, out));
+                kept
+            },
         };
         let known: Vec<&str> = REVISION_SPEC_FIELDS
             .iter()
             .chain(POD_SPEC_KEPT)
+            .chain(POD_SPEC_JUDGED)
             .copied()
             .collect();
         f.finish(&known, out);
