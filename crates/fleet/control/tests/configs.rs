@@ -2,7 +2,7 @@
 //! Instance objects written as an agent writes them): what each node's config stream sends,
 //! and a revision's readiness while a Secret it needs is missing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kantai_api::resources::{CONFIGMAPS, EVENTS, INSTANCES, NODES, REVISIONS, SECRETS, SERVICES};
 use kantai_api::wire::ConfigEvent;
@@ -77,17 +77,7 @@ async fn instance(c: &Client, name: &str, service: &str, revision: &str, node: &
 
 /// Waits (at most 10 s) until `f` gives a value.
 async fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(Duration::from_secs(10), what, f).await
 }
 
 /// The next line of a config stream, within 10 s.

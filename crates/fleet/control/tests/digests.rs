@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kantai_api::Client;
 use kantai_api::resources::{EVENTS, PLACEMENTS, REVISIONS, SERVICES};
@@ -87,17 +87,7 @@ fn service(name: &str, image: &str) -> Value {
 
 /// Waits (at most 10 s) until `f` gives a value.
 async fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(Duration::from_secs(10), what, f).await
 }
 
 fn revision(cp: &ControlPlane, name: &str) -> Option<Arc<Value>> {

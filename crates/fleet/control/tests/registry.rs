@@ -141,18 +141,9 @@ fn service(name: &str, image: &str) -> Value {
     })
 }
 
+/// Waits (at most 15 s) until `f` gives a value.
 async fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(Duration::from_secs(15), what, f).await
 }
 
 #[tokio::test]

@@ -34,3 +34,17 @@ pub async fn control_plane_with(dir: &std::path::Path, digests: DigestConfig) ->
     .await
     .expect("start")
 }
+
+/// Waits until `f` gives a value, polling every 20 ms; fails the test naming `what` after
+/// `limit`.
+#[allow(dead_code)] // Not every test binary waits for the control plane's work.
+pub async fn eventually<T>(limit: std::time::Duration, what: &str, f: impl Fn() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
