@@ -121,6 +121,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The fleet's node order (`Topology::node_order`): the topology's nodes, then every other
+    /// registered node by name.
+    pub fn node_order(&self) -> Vec<String> {
+        use kantai_model::meta::JsonMeta;
+        let (nodes, _) = self.store.list(&kantai_api::resources::NODES, None);
+        self.topology.node_order(nodes.iter().map(|n| n.name()))
+    }
+
     /// Whether a node is Ready, as the lifecycle last judged it (on reports it had the chance
     /// to read).
     pub fn node_ready(&self, name: &str) -> bool {

@@ -438,26 +438,10 @@ fn publish_serving(s: &Shared, st: &Scaling) {
     *s.demand.lock() = demand;
 }
 
-/// Node order for placements: the topology's, then any other registered node by name.
-pub fn node_order(s: &Shared) -> Vec<String> {
-    let mut order: Vec<String> = s.topology.nodes.iter().map(|n| n.name.clone()).collect();
-    let mut extra: Vec<String> = s
-        .store
-        .list(&NODES, None)
-        .0
-        .iter()
-        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
-        .filter(|n| !order.contains(n))
-        .collect();
-    extra.sort();
-    order.extend(extra);
-    order
-}
-
 /// The fleet as placement policies see it: every node in order, with capacity, what is
 /// placed on it, and the round trips the agents measured.
 fn fleet_view(s: &Shared) -> FleetView {
-    let order = node_order(s);
+    let order = s.node_order();
     let registered: HashMap<String, fleet::Node> = s
         .store
         .list(&NODES, None)

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::decode::{Decode, Fields};
 use crate::error::{FieldError, FieldPath, Findings};
@@ -297,5 +298,105 @@ impl Decode for TemplateMeta {
         }
         f.finish(&["name", "labels", "annotations"], out);
         Some(m)
+    }
+}
+
+/// The metadata of an object kept as JSON (as the store and the API hold objects), read in one
+/// way everywhere instead of by hand-written `["metadata"][...]` lookups.
+pub trait JsonMeta {
+    /// The object's `metadata` (JSON `null` when it has none).
+    fn metadata(&self) -> &Value;
+
+    /// `metadata.name`, or `""` when absent.
+    fn name(&self) -> &str {
+        self.metadata()["name"].as_str().unwrap_or_default()
+    }
+
+    /// `metadata.namespace`, if set.
+    fn namespace(&self) -> Option<&str> {
+        self.metadata()["namespace"].as_str()
+    }
+
+    /// `metadata.namespace`, or `default` as Kubernetes reads an unset one.
+    fn namespace_or_default(&self) -> &str {
+        self.namespace().unwrap_or("default")
+    }
+
+    /// The label `key`, if set.
+    fn label(&self, key: &str) -> Option<&str> {
+        self.metadata()["labels"][key].as_str()
+    }
+
+    /// The annotation `key`, if set.
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata()["annotations"][key].as_str()
+    }
+
+    /// Every label (values that are not strings left out).
+    fn labels(&self) -> BTreeMap<String, String> {
+        string_map(&self.metadata()["labels"])
+    }
+
+    /// Every annotation (values that are not strings left out).
+    fn annotations(&self) -> BTreeMap<String, String> {
+        string_map(&self.metadata()["annotations"])
+    }
+
+    /// `metadata.uid`, if set.
+    fn uid(&self) -> Option<&str> {
+        self.metadata()["uid"].as_str()
+    }
+
+    /// `metadata.resourceVersion`, if set.
+    fn resource_version(&self) -> Option<&str> {
+        self.metadata()["resourceVersion"].as_str()
+    }
+
+    /// `metadata.generation`, if set.
+    fn generation(&self) -> Option<i64> {
+        self.metadata()["generation"].as_i64()
+    }
+}
+
+impl JsonMeta for Value {
+    fn metadata(&self) -> &Value {
+        &self["metadata"]
+    }
+}
+
+/// The store shares objects as `Arc<Value>`.
+impl<T: JsonMeta + ?Sized> JsonMeta for std::sync::Arc<T> {
+    fn metadata(&self) -> &Value {
+        (**self).metadata()
+    }
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod json_meta_tests {
+    use super::JsonMeta;
+
+    #[test]
+    fn reads_name_namespace_labels_and_annotations_of_a_json_object() {
+        let v = serde_json::json!({"metadata": {"name": "hello", "labels": {"a": "1", "n": 2},
+            "annotations": {"k": "v"}, "resourceVersion": "7", "generation": 3}});
+        assert_eq!(v.name(), "hello");
+        assert_eq!(v.namespace(), None);
+        assert_eq!(v.namespace_or_default(), "default");
+        assert_eq!(v.label("a"), Some("1"));
+        assert_eq!(v.labels().len(), 1, "a non-string label value is left out");
+        assert_eq!(v.annotation("k"), Some("v"));
+        assert_eq!(v.resource_version(), Some("7"));
+        assert_eq!(v.generation(), Some(3));
+        assert_eq!(serde_json::json!({}).name(), "");
     }
 }

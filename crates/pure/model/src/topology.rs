@@ -210,6 +210,22 @@ pub struct ControlSpec {
 }
 
 impl Topology {
+    /// The fleet's node order, the one every driver and printer uses (placement strings such
+    /// as `0-0-1` and the index of every node in a `FleetView` follow it): the topology's
+    /// nodes as listed, then every other registered node by name.
+    pub fn node_order<'a>(&self, registered: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut order: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut extra: Vec<String> = registered
+            .into_iter()
+            .filter(|n| !order.iter().any(|o| o == n))
+            .map(str::to_owned)
+            .collect();
+        extra.sort();
+        extra.dedup();
+        order.extend(extra);
+        order
+    }
+
     /// The seed's testbed: node1 and node2 in the cloud, node3 at the edge 50 ms ± 10 ms round
     /// trip from both; node1–node2 on the same LAN (no emulated delay).
     pub fn seed_testbed() -> Topology {
@@ -650,6 +666,13 @@ pub fn parse_bandwidth(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_order_is_the_topologys_then_other_registered_nodes_by_name() {
+        let t = Topology::seed_testbed();
+        let order = t.node_order(["zeta", "node2", "alpha", "zeta"]);
+        assert_eq!(order, ["node1", "node2", "node3", "alpha", "zeta"]);
+    }
 
     #[test]
     fn link_settings_read_like_topology_links_plus_down() {

@@ -19,4 +19,4 @@ pub use lb::{Candidate, LbContext, LoadBalancer};
 pub use params::Params;
 pub use placement::{Placement, PlacementDecision, PlacementInput};
 pub use queue::{Admission, QueueDiscipline};
-pub use request::{RequestInfo, RequestKey, SimpleRequest};
+pub use request::{RequestInfo, RequestKey, SimpleRequest, stable_hash};

@@ -492,11 +492,6 @@ fn bad_selector(e: String) -> ApiFailure {
     fail(400, "BadRequest", format!("invalid selector: {e}"))
 }
 
-/// The fleet's node order (placements print their counts in it).
-fn node_order(s: &Shared) -> Vec<String> {
-    s.topology.nodes.iter().map(|n| n.name.clone()).collect()
-}
-
 /// A list (or a Table of it, if asked for) of objects already filtered.
 fn list_response(
     req: &Request,
@@ -695,7 +690,7 @@ fn is_view(r: &Resource) -> bool {
 /// Reads of the core views (pods, nodes, namespaces), and namespaces' create and delete.
 async fn handle_view(s: &Arc<Shared>, req: Request, t: &Target) -> Result<Response, ApiFailure> {
     let r = t.resource;
-    let order = node_order(s);
+    let order = s.node_order();
     let ns = t.namespace.clone().unwrap_or_default();
     gate(&req, t)?;
     if r.plural == "namespaces" && req.method() == Method::POST && t.name.is_none() {
@@ -875,7 +870,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 .filter(|o| sel.matches(o))
                 .map(|o| (**o).clone())
                 .collect();
-            Ok(list_response(&req, &r, items, rv, &node_order(s)))
+            Ok(list_response(&req, &r, items, rv, &s.node_order()))
         }
         (&Method::POST, None, None) => {
             let (dry, manager) = (dry_run(&req, Options::Create)?, field_manager(&req));
@@ -900,7 +895,7 @@ async fn handle(s: &Arc<Shared>, req: Request) -> Result<Response, ApiFailure> {
                 .store
                 .get(&r, &ns, name)
                 .ok_or_else(|| not_found_in(&r, name.to_owned()))?;
-            Ok(object_response(&req, &r, &o, &node_order(s)))
+            Ok(object_response(&req, &r, &o, &s.node_order()))
         }
         (&Method::PUT, Some(name), None) => {
             let (dry, manager) = (dry_run(&req, Options::Update)?, field_manager(&req));
@@ -1232,7 +1227,7 @@ fn watch_response(
     let as_table = table::wanted(req.headers()).then(|| {
         (
             Include::parse(query_param(req, "includeObject").as_deref()),
-            node_order(s),
+            s.node_order(),
         )
     });
     let timeout = query_param(req, "timeoutSeconds")
