@@ -174,7 +174,7 @@ impl Decode for RuntimeConfig {
         let mut images: Vec<ImageCommand> = f.or_default("images", out);
         let user: Option<String> = f.opt("user", out);
         let oci: OciConfig = f.or_default("oci", out);
-        f.finish(&["images", "user", "oci"], out);
+        f.close(out);
         if user.as_deref().is_some_and(|u| u.trim().is_empty()) {
             out.push(FieldError::error(
                 path.field("user"),
@@ -199,17 +199,7 @@ impl Decode for OciConfig {
             pids_limit: f.opt("pids-limit", out).unwrap_or(d.pids_limit),
             platform: f.opt("platform", out),
         };
-        f.finish(
-            &[
-                "runtime",
-                "insecure-registries",
-                "auth-file",
-                "store-limit",
-                "pids-limit",
-                "platform",
-            ],
-            out,
-        );
+        f.close(out);
         if c.runtime.as_deref().is_some_and(|r| r.trim().is_empty()) {
             out.push(FieldError::error(
                 path.field("runtime"),
@@ -250,7 +240,7 @@ impl Decode for ImageCommand {
             command: f.or_default("command", out),
             args: f.or_default("args", out),
         };
-        f.finish(&["image", "command", "args"], out);
+        f.close(out);
         if e.command.first().is_some_and(String::is_empty) {
             out.push(FieldError::error(
                 path.field("command"),

@@ -248,18 +248,7 @@ impl Decode for SecretBody {
         let string_data: Option<HiddenMap> = f.opt("stringData", out);
         let string_data = string_data.map(|m| m.0).unwrap_or_default();
         let immutable = f.opt("immutable", out);
-        f.finish(
-            &[
-                "apiVersion",
-                "kind",
-                "metadata",
-                "type",
-                "data",
-                "stringData",
-                "immutable",
-            ],
-            out,
-        );
+        f.close(out);
         Some(SecretBody {
             secret: Secret {
                 metadata,
@@ -296,17 +285,7 @@ impl Decode for ConfigMap {
             binary_data: decode_bytes_map(&mut f, "binaryData", out),
             immutable: f.opt("immutable", out),
         };
-        f.finish(
-            &[
-                "apiVersion",
-                "kind",
-                "metadata",
-                "data",
-                "binaryData",
-                "immutable",
-            ],
-            out,
-        );
+        f.close(out);
         Some(cm)
     }
 }

@@ -140,13 +140,92 @@ impl Decode for serde_json::Value {
     }
 }
 
-/// Reads the fields of one object, tracking which were used so that the rest can be reported
-/// as unknown.
+/// How a type takes one of its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// Decoded into the type's own field, or read by a caller (`skip`).
+    Read,
+    /// Kept verbatim, not acted on (a type's `extra` or `other` map).
+    Kept,
+}
+
+/// The fields a type asks its document for, in the order it asks: what the type knows,
+/// recorded by its reader (see [`fields_of`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldNames(Vec<(&'static str, Use)>);
+
+impl FieldNames {
+    /// Every field, read or kept.
+    pub fn all(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(n, _)| *n)
+    }
+
+    /// The fields taken as `how`.
+    pub fn used(&self, how: Use) -> impl Iterator<Item = &'static str> + '_ {
+        self.0
+            .iter()
+            .filter(move |(_, u)| *u == how)
+            .map(|(n, _)| *n)
+    }
+}
+
+/// The fields `T`'s decoder asks for, found by decoding an empty object: the one list a
+/// type's fields are named in, so that schemas and documentation can be checked against it.
+pub fn fields_of<T: Decode>() -> FieldNames {
+    let empty = Node {
+        value: Value::Map(Vec::new()),
+        pos: Default::default(),
+    };
+    let mut out = Findings::listing();
+    let _ = T::decode(&empty, &FieldPath::root(), &mut out);
+    let mut names = FieldNames::default();
+    for (name, how) in out.take_listing() {
+        if !names.0.iter().any(|(n, _)| *n == name) {
+            names.0.push((name, how));
+        }
+    }
+    names
+}
+
+/// Which entries of an object were taken: one word for the usual object, a list beyond.
+enum Taken {
+    Few(u64),
+    Many(Vec<bool>),
+}
+
+impl Taken {
+    fn new(len: usize) -> Taken {
+        if len <= 64 {
+            Taken::Few(0)
+        } else {
+            Taken::Many(vec![false; len])
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Taken::Few(bits) => *bits |= 1 << i,
+            Taken::Many(v) => v[i] = true,
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Taken::Few(bits) => bits & (1 << i) != 0,
+            Taken::Many(v) => v[i],
+        }
+    }
+}
+
+/// Reads the fields of one object. Every name it is asked for is recorded: the names asked
+/// for are the type's known fields, so the rest of the object is reported as unknown, with the
+/// nearest known name suggested, and no type lists its fields a second time.
 pub struct Fields<'n> {
     node: &'n Node,
     entries: &'n [(Key, Node)],
-    seen: Vec<bool>,
+    taken: Taken,
     path: FieldPath,
+    asked: Vec<(&'static str, Use)>,
 }
 
 impl<'n> Fields<'n> {
@@ -164,8 +243,10 @@ impl<'n> Fields<'n> {
         Some(Fields {
             node,
             entries,
-            seen: vec![false; entries.len()],
+            taken: Taken::new(entries.len()),
             path: path.clone(),
+            // Most of the model's objects have fewer fields than this: one allocation.
+            asked: Vec::with_capacity(16),
         })
     }
 
@@ -181,13 +262,18 @@ impl<'n> Fields<'n> {
 
     fn take(&mut self, name: &str) -> Option<&'n Node> {
         let i = self.entries.iter().position(|(k, _)| k.name == name)?;
-        self.seen[i] = true;
+        self.taken.set(i);
         Some(&self.entries[i].1)
+    }
+
+    fn ask(&mut self, name: &'static str, how: Use) -> Option<&'n Node> {
+        self.asked.push((name, how));
+        self.take(name)
     }
 
     /// An optional field; absent or `null` reads as `None`.
     pub fn opt<T: Decode>(&mut self, name: &'static str, out: &mut Findings) -> Option<T> {
-        let node = self.take(name)?;
+        let node = self.ask(name, Use::Read)?;
         if node.value == Value::Null {
             return None;
         }
@@ -201,7 +287,7 @@ impl<'n> Fields<'n> {
 
     /// A required field; absence is reported as a missing field.
     pub fn req<T: Decode>(&mut self, name: &'static str, out: &mut Findings) -> Option<T> {
-        match self.take(name) {
+        match self.ask(name, Use::Read) {
             Some(node) if node.value != Value::Null => T::decode(node, &self.path.field(name), out),
             _ => {
                 out.push(FieldError {
@@ -213,9 +299,15 @@ impl<'n> Fields<'n> {
         }
     }
 
-    /// Marks a field as known without decoding it (for fields that are read elsewhere).
-    pub fn skip(&mut self, name: &str) {
-        let _ = self.take(name);
+    /// A known field that is not decoded here (it is read elsewhere, or accepted and dropped).
+    pub fn skip(&mut self, name: &'static str) {
+        let _ = self.ask(name, Use::Read);
+    }
+
+    /// Takes a field that is not one of the type's own but is handled by the caller (refused,
+    /// saying why): it is not reported as unknown, and, not being known, never suggested.
+    pub fn unlisted(&mut self, name: &str) -> Option<&'n Node> {
+        self.take(name)
     }
 
     /// Keeps fields that Knative accepts but kantai does not act on, verbatim, so that nothing
@@ -228,7 +320,7 @@ impl<'n> Fields<'n> {
     ) -> BTreeMap<String, serde_json::Value> {
         let mut kept = BTreeMap::new();
         for name in names {
-            if let Some(node) = self.take(name) {
+            if let Some(node) = self.ask(name, Use::Kept) {
                 if let Some(why) = why {
                     out.push(FieldError {
                         pos: node.pos,
@@ -241,12 +333,35 @@ impl<'n> Fields<'n> {
         kept
     }
 
-    /// Reports every field that was not read as unknown, suggesting the closest known name.
+    /// Reports every field that was not asked for as unknown, suggesting the closest name
+    /// that was.
+    pub fn close(self, out: &mut Findings) {
+        let known: Vec<&str> = self
+            .unread()
+            .next()
+            .map_or_else(Vec::new, |_| self.asked.iter().map(|(n, _)| *n).collect());
+        self.report_unread(&known, out);
+        if self.path.is_root() {
+            out.list(&self.asked);
+        }
+    }
+
+    /// Reports every field that was not read as unknown, suggesting the closest of `known`:
+    /// the form for readers that still name their fields a second time.
     pub fn finish(self, known: &[&str], out: &mut Findings) {
-        for (i, (k, _)) in self.entries.iter().enumerate() {
-            if self.seen[i] {
-                continue;
-            }
+        self.report_unread(known, out);
+    }
+
+    fn unread(&self) -> impl Iterator<Item = &'n Key> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.taken.get(*i))
+            .map(|(_, (k, _))| k)
+    }
+
+    fn report_unread(&self, known: &[&str], out: &mut Findings) {
+        for k in self.unread() {
             let mut msg = format!("unknown field {:?}", k.name);
             if let Some(s) = closest(&k.name, known) {
                 msg.push_str(&format!(", did you mean {s:?}?"));
@@ -311,7 +426,7 @@ mod tests {
         let b: Option<String> = f.opt("b", &mut out);
         let c: Option<Vec<String>> = f.opt("c", &mut out);
         let e: Option<String> = f.req("e", &mut out);
-        f.finish(&["a", "b", "c", "e"], &mut out);
+        f.close(&mut out);
         assert_eq!((a, b, e), (None, None, None));
         assert_eq!(c, Some(vec![]));
         let msgs: Vec<String> = out.all().iter().map(ToString::to_string).collect();
@@ -326,5 +441,69 @@ mod tests {
             ]
         );
         assert_eq!(out.all()[4].pos.line, 4);
+    }
+
+    fn decode_str<T: Decode>(text: &str) -> Vec<String> {
+        let doc = &parse_documents(text, ParseLimits::default()).expect("parses")[0];
+        let mut out = Findings::new();
+        let _ = T::decode(doc, &FieldPath::root(), &mut out);
+        out.all().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_field_asked_for_is_suggested_though_absent() {
+        assert_eq!(
+            decode_str::<crate::serving::Container>("image: app\nimagePullPolicyy: Always\n"),
+            [
+                "imagePullPolicyy: unknown field \"imagePullPolicyy\", did you mean \"imagePullPolicy\"?"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_kept_field_is_suggested() {
+        assert_eq!(
+            decode_str::<crate::serving::Container>("image: app\nterminationMessagePat: x\n"),
+            [
+                "terminationMessagePat: unknown field \"terminationMessagePat\", did you mean \"terminationMessagePath\"?"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unlisted_field_is_taken_but_never_suggested() {
+        let doc = &parse_documents(
+            "privileged: true\nprivilegd: true\n",
+            ParseLimits::default(),
+        )
+        .expect("parses")[0];
+        let mut out = Findings::new();
+        let mut f = Fields::open(doc, &FieldPath::root(), &mut out).expect("object");
+        assert!(f.unlisted("privileged").is_some());
+        f.close(&mut out);
+        let msgs: Vec<String> = out.all().iter().map(ToString::to_string).collect();
+        assert_eq!(msgs, ["privilegd: unknown field \"privilegd\""]);
+    }
+
+    #[test]
+    fn fields_of_lists_read_then_kept_fields_in_the_order_asked() {
+        let names = fields_of::<crate::serving::VolumeMount>();
+        assert_eq!(
+            names.used(Use::Read).collect::<Vec<_>>(),
+            ["name", "mountPath", "readOnly", "subPath"]
+        );
+        assert_eq!(
+            names.used(Use::Kept).collect::<Vec<_>>(),
+            crate::serving::OTHER_MOUNT_FIELDS
+        );
+        assert_eq!(names.all().count(), 7);
+    }
+
+    #[test]
+    fn fields_of_does_not_list_nested_objects_fields() {
+        let names: Vec<_> = fields_of::<crate::serving::RevisionTemplate>()
+            .all()
+            .collect();
+        assert_eq!(names, ["metadata", "spec"]);
     }
 }

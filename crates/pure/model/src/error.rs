@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::decode::Use;
 use crate::node::Pos;
 
 /// One step of a [`FieldPath`].
@@ -190,12 +191,30 @@ impl fmt::Display for FieldError {
 
 /// The findings about one document: all of them, not just the first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Findings(Vec<FieldError>);
+pub struct Findings(Vec<FieldError>, Option<Vec<(&'static str, Use)>>);
 
 impl Findings {
     /// No findings.
     pub fn new() -> Findings {
-        Findings(Vec::new())
+        Findings(Vec::new(), None)
+    }
+
+    /// Findings that also take the field names the top-level object's reader was asked for
+    /// (see [`crate::decode::fields_of`]).
+    pub(crate) fn listing() -> Findings {
+        Findings(Vec::new(), Some(Vec::new()))
+    }
+
+    /// Records the names a top-level reader was asked for, when listing.
+    pub(crate) fn list(&mut self, names: &[(&'static str, Use)]) {
+        if let Some(l) = &mut self.1 {
+            l.extend_from_slice(names);
+        }
+    }
+
+    /// The names listed so far.
+    pub(crate) fn take_listing(&mut self) -> Vec<(&'static str, Use)> {
+        self.1.take().unwrap_or_default()
     }
 
     /// Records a finding.

@@ -276,7 +276,7 @@ impl Decode for Node {
         };
         f.skip("apiVersion");
         f.skip("kind");
-        f.finish(&["apiVersion", "kind", "metadata", "spec", "status"], out);
+        f.close(out);
         Some(n)
     }
 }
@@ -290,7 +290,7 @@ impl Decode for NodeSpec {
             admin: f.req("admin", out).unwrap_or_default(),
             capacity: f.opt("capacity", out).unwrap_or_default(),
         };
-        f.finish(&["gateway", "data", "admin", "capacity"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -302,7 +302,7 @@ impl Decode for NodeStatus {
             conditions: f.or_default("conditions", out),
             last_heartbeat_time: f.opt("lastHeartbeatTime", out),
         };
-        f.finish(&["conditions", "lastHeartbeatTime"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -317,7 +317,7 @@ impl Decode for Placement {
         };
         f.skip("apiVersion");
         f.skip("kind");
-        f.finish(&["apiVersion", "kind", "metadata", "spec", "status"], out);
+        f.close(out);
         Some(p)
     }
 }
@@ -333,17 +333,7 @@ impl Decode for PlacementSpec {
             unschedulable: u32_field(&mut f, "unschedulable", out),
             policy: f.opt("policy", out).unwrap_or_default(),
         };
-        f.finish(
-            &[
-                "revision",
-                "service",
-                "nodes",
-                "activatorInPath",
-                "unschedulable",
-                "policy",
-            ],
-            out,
-        );
+        f.close(out);
         Some(s)
     }
 }
@@ -355,7 +345,7 @@ impl Decode for PlacementStatus {
             nodes: f.or_default("nodes", out),
             conditions: f.or_default("conditions", out),
         };
-        f.finish(&["nodes", "conditions"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -367,7 +357,7 @@ impl Decode for NodeCount {
             node: f.req("node", out).unwrap_or_default(),
             count: u32_field(&mut f, "count", out),
         };
-        f.finish(&["node", "count"], out);
+        f.close(out);
         Some(c)
     }
 }
@@ -382,7 +372,7 @@ impl Decode for Instance {
         };
         f.skip("apiVersion");
         f.skip("kind");
-        f.finish(&["apiVersion", "kind", "metadata", "spec", "status"], out);
+        f.close(out);
         Some(i)
     }
 }
@@ -397,16 +387,7 @@ impl Decode for InstanceSpec {
             container_concurrency: u32_field(&mut f, "containerConcurrency", out),
             image: f.opt("image", out).unwrap_or_default(),
         };
-        f.finish(
-            &[
-                "revision",
-                "service",
-                "node",
-                "containerConcurrency",
-                "image",
-            ],
-            out,
-        );
+        f.close(out);
         Some(s)
     }
 }
@@ -426,20 +407,7 @@ impl Decode for InstanceStatus {
             reason: f.opt("reason", out),
             image_digest: f.opt("imageDigest", out),
         };
-        f.finish(
-            &[
-                "phase",
-                "ready",
-                "address",
-                "restarts",
-                "startTime",
-                "message",
-                "lastExitCode",
-                "reason",
-                "imageDigest",
-            ],
-            out,
-        );
+        f.close(out);
         Some(s)
     }
 }

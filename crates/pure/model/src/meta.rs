@@ -174,24 +174,6 @@ const META_KEPT: &[&str] = &[
     "selfLink",
 ];
 
-const META_FIELDS: &[&str] = &[
-    "name",
-    "namespace",
-    "labels",
-    "annotations",
-    "generation",
-    "uid",
-    "resourceVersion",
-    "creationTimestamp",
-    "ownerReferences",
-    "generateName",
-    "finalizers",
-    "managedFields",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "selfLink",
-];
-
 impl ObjectMeta {
     /// The namespace, defaulting to `default` like kubectl does.
     pub fn namespace(&self) -> &str {
@@ -214,7 +196,7 @@ impl Decode for ObjectMeta {
             owner_references: f.or_default("ownerReferences", out),
             extra: f.keep(META_KEPT, None, out),
         };
-        f.finish(META_FIELDS, out);
+        f.close(out);
         Some(meta)
     }
 }
@@ -250,17 +232,7 @@ impl Decode for OwnerReference {
             controller: f.opt("controller", out),
             block_owner_deletion: f.opt("blockOwnerDeletion", out),
         };
-        f.finish(
-            &[
-                "apiVersion",
-                "kind",
-                "name",
-                "uid",
-                "controller",
-                "blockOwnerDeletion",
-            ],
-            out,
-        );
+        f.close(out);
         Some(r)
     }
 }
@@ -289,14 +261,18 @@ impl Decode for TemplateMeta {
             annotations: f.or_default("annotations", out),
         };
         // `kubectl get -o yaml` prints `creationTimestamp: null` here; accept it when null.
-        let ts: Option<String> = f.opt("creationTimestamp", out);
+        // Not a field of the template, so never suggested for a misspelt one.
+        let ts = f
+            .unlisted("creationTimestamp")
+            .filter(|n| n.value != crate::node::Value::Null)
+            .and_then(|n| String::decode(n, &path.field("creationTimestamp"), out));
         if ts.is_some() {
             out.push(crate::error::FieldError::error(
                 path.field("creationTimestamp"),
                 "must not be set in a revision template",
             ));
         }
-        f.finish(&["name", "labels", "annotations"], out);
+        f.close(out);
         Some(m)
     }
 }

@@ -315,7 +315,7 @@ impl Decode for Topology {
         let links: Links = f.opt("links", out).unwrap_or_default();
         let control: Option<ControlSpec> = f.opt("control", out);
         let emulate = f.opt("emulate", out).unwrap_or(true);
-        f.finish(&["nodes", "links", "control", "emulate"], out);
+        f.close(out);
 
         if nodes.is_empty() {
             out.push(FieldError::error(
@@ -412,7 +412,7 @@ impl Decode for NodeSpec {
             gateway,
             capacity: f.opt("capacity", out).unwrap_or_default(),
         };
-        f.finish(&["name", "labels", "address", "gateway", "capacity"], out);
+        f.close(out);
         Some(n)
     }
 }
@@ -456,7 +456,7 @@ impl Decode for Capacity {
             cpu: f.opt("cpu", out),
             memory: f.opt("memory", out),
         };
-        f.finish(&["instances", "cpu", "memory"], out);
+        f.close(out);
         Some(c)
     }
 }
@@ -473,7 +473,7 @@ impl Decode for ControlSpec {
             "an address and port such as 127.0.0.1:7400",
         )
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7400)));
-        f.finish(&["node", "listen"], out);
+        f.close(out);
         Some(ControlSpec {
             node: node_name,
             listen,
@@ -488,7 +488,7 @@ impl Decode for Links {
             default: f.opt("default", out).unwrap_or_default(),
             pairs: f.or_default("pairs", out),
         };
-        f.finish(&["default", "pairs"], out);
+        f.close(out);
         Some(l)
     }
 }
@@ -567,9 +567,7 @@ fn decode_link(
                     None
                 }
             });
-    let mut known = vec!["rtt", "jitter", "loss", "bandwidth"];
-    known.extend_from_slice(extra);
-    f.finish(&known, out);
+    f.close(out);
     if jitter > rtt {
         out.push(FieldError::error(
             path.field("jitter"),

@@ -30,7 +30,7 @@ impl Decode for EnvVar {
             value: f.opt("value", out),
             value_from: f.opt("valueFrom", out),
         };
-        f.finish(&["name", "value", "valueFrom"], out);
+        f.close(out);
         Some(e)
     }
 }
@@ -62,15 +62,7 @@ impl Decode for EnvVarSource {
             field_ref: f.opt("fieldRef", out),
             resource_field_ref: f.opt("resourceFieldRef", out),
         };
-        f.finish(
-            &[
-                "configMapKeyRef",
-                "secretKeyRef",
-                "fieldRef",
-                "resourceFieldRef",
-            ],
-            out,
-        );
+        f.close(out);
         Some(s)
     }
 }
@@ -96,7 +88,7 @@ impl Decode for KeySelector {
             key: f.req("key", out).unwrap_or_default(),
             optional: f.opt("optional", out),
         };
-        f.finish(&["name", "key", "optional"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -119,7 +111,7 @@ impl Decode for ObjectFieldSelector {
             api_version: f.opt("apiVersion", out),
             field_path: f.req("fieldPath", out).unwrap_or_default(),
         };
-        f.finish(&["apiVersion", "fieldPath"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -146,7 +138,7 @@ impl Decode for ResourceFieldSelector {
             resource: f.req("resource", out).unwrap_or_default(),
             divisor: f.opt("divisor", out),
         };
-        f.finish(&["containerName", "resource", "divisor"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -174,7 +166,7 @@ impl Decode for EnvFromSource {
             config_map_ref: f.opt("configMapRef", out),
             secret_ref: f.opt("secretRef", out),
         };
-        f.finish(&["prefix", "configMapRef", "secretRef"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -197,7 +189,7 @@ impl Decode for SourceRef {
             name: f.opt("name", out).unwrap_or_default(),
             optional: f.opt("optional", out),
         };
-        f.finish(&["name", "optional"], out);
+        f.close(out);
         Some(s)
     }
 }

@@ -234,7 +234,7 @@ impl Object {
                 return None;
             }
         };
-        f.finish(&["apiVersion", "kind", "metadata", "spec", "status"], out);
+        f.close(out);
         Some(obj)
     }
 
@@ -279,7 +279,7 @@ impl Decode for ServiceSpec {
             template: f.req("template", out).unwrap_or_default(),
             traffic: f.or_default("traffic", out),
         };
-        f.finish(&["template", "traffic"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -290,7 +290,7 @@ impl Decode for ConfigurationSpec {
         let s = ConfigurationSpec {
             template: f.req("template", out).unwrap_or_default(),
         };
-        f.finish(&["template"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -301,7 +301,7 @@ impl Decode for RouteSpec {
         let s = RouteSpec {
             traffic: f.or_default("traffic", out),
         };
-        f.finish(&["traffic"], out);
+        f.close(out);
         Some(s)
     }
 }

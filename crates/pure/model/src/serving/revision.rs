@@ -30,7 +30,7 @@ impl Decode for RevisionTemplate {
             metadata: f.opt("metadata", out).unwrap_or_default(),
             spec: f.req("spec", out).unwrap_or_default(),
         };
-        f.finish(&["metadata", "spec"], out);
+        f.close(out);
         Some(t)
     }
 }
@@ -90,17 +90,6 @@ const POD_SPEC_KEPT: &[&str] = &[
 /// "ignored" warning: they are never ignored.
 const POD_SPEC_JUDGED: &[&str] = &["initContainers"];
 
-const REVISION_SPEC_FIELDS: &[&str] = &[
-    "containerConcurrency",
-    "containers",
-    "enableServiceLinks",
-    "timeoutSeconds",
-    "responseStartTimeoutSeconds",
-    "idleTimeoutSeconds",
-    "securityContext",
-    "volumes",
-];
-
 impl RevisionSpec {
     /// The serving container (kantai runs one container per revision).
     pub fn container(&self) -> Option<&Container> {
@@ -158,13 +147,7 @@ impl Decode for RevisionSpec {
                 kept
             },
         };
-        let known: Vec<&str> = REVISION_SPEC_FIELDS
-            .iter()
-            .chain(POD_SPEC_KEPT)
-            .chain(POD_SPEC_JUDGED)
-            .copied()
-            .collect();
-        f.finish(&known, out);
+        f.close(out);
         Some(s)
     }
 }
@@ -226,24 +209,6 @@ pub struct Container {
 
 const CONTAINER_KEPT: &[&str] = &["terminationMessagePath", "terminationMessagePolicy"];
 
-const CONTAINER_FIELDS: &[&str] = &[
-    "name",
-    "image",
-    "command",
-    "args",
-    "workingDir",
-    "env",
-    "ports",
-    "resources",
-    "readinessProbe",
-    "livenessProbe",
-    "startupProbe",
-    "imagePullPolicy",
-    "securityContext",
-    "envFrom",
-    "volumeMounts",
-];
-
 impl Decode for Container {
     fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
         let mut f = Fields::open(node, path, out)?;
@@ -269,12 +234,7 @@ impl Decode for Container {
                 out,
             ),
         };
-        let known: Vec<&str> = CONTAINER_FIELDS
-            .iter()
-            .chain(CONTAINER_KEPT)
-            .copied()
-            .collect();
-        f.finish(&known, out);
+        f.close(out);
         Some(c)
     }
 }
@@ -437,8 +397,7 @@ const NOT_APPLIED: &str = "accepted for Knative compatibility, but kantai does n
 /// so they read as refused rather than as typos.
 fn refuse(f: &mut Fields<'_>, names: &[&'static str], out: &mut Findings) {
     for name in names {
-        if let Some(node) = f.node().get(name) {
-            f.skip(name);
+        if let Some(node) = f.unlisted(name) {
             out.push(FieldError {
                 pos: node.pos,
                 ..FieldError::error(f.path().field(*name), "must not set the field(s)")
@@ -474,14 +433,6 @@ pub struct SecurityContext {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-const SECURITY_CONTEXT_FIELDS: &[&str] = &[
-    "runAsUser",
-    "runAsGroup",
-    "runAsNonRoot",
-    "readOnlyRootFilesystem",
-    "allowPrivilegeEscalation",
-    "capabilities",
-];
 const SECURITY_CONTEXT_KEPT: &[&str] = &["seccompProfile"];
 /// Kubernetes' container security fields outside Knative's `SecurityContextMask`.
 const SECURITY_CONTEXT_REFUSED: &[&str] = &[
@@ -505,12 +456,7 @@ impl Decode for SecurityContext {
             extra: f.keep(SECURITY_CONTEXT_KEPT, Some(NOT_APPLIED), out),
         };
         refuse(&mut f, SECURITY_CONTEXT_REFUSED, out);
-        let known: Vec<&str> = SECURITY_CONTEXT_FIELDS
-            .iter()
-            .chain(SECURITY_CONTEXT_KEPT)
-            .copied()
-            .collect();
-        f.finish(&known, out);
+        f.close(out);
         Some(s)
     }
 }
@@ -533,7 +479,7 @@ impl Decode for Capabilities {
             add: f.or_default("add", out),
             drop: f.or_default("drop", out),
         };
-        f.finish(&["add", "drop"], out);
+        f.close(out);
         Some(c)
     }
 }
@@ -579,12 +525,7 @@ impl Decode for PodSecurityContext {
             extra: f.keep(POD_SECURITY_CONTEXT_KEPT, Some(NOT_APPLIED), out),
         };
         refuse(&mut f, POD_SECURITY_CONTEXT_REFUSED, out);
-        let known: Vec<&str> = ["runAsUser", "runAsGroup", "runAsNonRoot"]
-            .iter()
-            .chain(POD_SECURITY_CONTEXT_KEPT)
-            .copied()
-            .collect();
-        f.finish(&known, out);
+        f.close(out);
         Some(s)
     }
 }
@@ -611,7 +552,7 @@ impl Decode for ContainerPort {
             container_port: f.req("containerPort", out).unwrap_or_default(),
             protocol: f.opt("protocol", out),
         };
-        f.finish(&["name", "containerPort", "protocol"], out);
+        f.close(out);
         Some(p)
     }
 }
@@ -652,7 +593,7 @@ impl Decode for Resources {
             limits: f.or_default("limits", out),
             requests: f.or_default("requests", out),
         };
-        f.finish(&["limits", "requests"], out);
+        f.close(out);
         Some(r)
     }
 }
@@ -738,20 +679,7 @@ impl Decode for Probe {
             success_threshold: f.opt("successThreshold", out),
             failure_threshold: f.opt("failureThreshold", out),
         };
-        f.finish(
-            &[
-                "httpGet",
-                "tcpSocket",
-                "exec",
-                "grpc",
-                "initialDelaySeconds",
-                "timeoutSeconds",
-                "periodSeconds",
-                "successThreshold",
-                "failureThreshold",
-            ],
-            out,
-        );
+        f.close(out);
         Some(p)
     }
 }
@@ -787,7 +715,7 @@ impl Decode for HttpGetAction {
             scheme: f.opt("scheme", out),
             http_headers: f.or_default("httpHeaders", out),
         };
-        f.finish(&["path", "port", "host", "scheme", "httpHeaders"], out);
+        f.close(out);
         Some(a)
     }
 }
@@ -808,7 +736,7 @@ impl Decode for HttpHeader {
             name: f.req("name", out).unwrap_or_default(),
             value: f.req("value", out).unwrap_or_default(),
         };
-        f.finish(&["name", "value"], out);
+        f.close(out);
         Some(h)
     }
 }
@@ -831,7 +759,7 @@ impl Decode for TcpSocketAction {
             port: f.opt("port", out),
             host: f.opt("host", out),
         };
-        f.finish(&["port", "host"], out);
+        f.close(out);
         Some(a)
     }
 }
@@ -849,7 +777,7 @@ impl Decode for ExecAction {
         let a = ExecAction {
             command: f.req("command", out).unwrap_or_default(),
         };
-        f.finish(&["command"], out);
+        f.close(out);
         Some(a)
     }
 }
@@ -871,7 +799,7 @@ impl Decode for GrpcAction {
             port: f.req("port", out).unwrap_or_default(),
             service: f.opt("service", out),
         };
-        f.finish(&["port", "service"], out);
+        f.close(out);
         Some(a)
     }
 }

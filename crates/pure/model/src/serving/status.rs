@@ -41,17 +41,7 @@ impl Decode for TrafficTarget {
             percent: f.opt("percent", out),
             url: f.opt("url", out),
         };
-        f.finish(
-            &[
-                "tag",
-                "revisionName",
-                "configurationName",
-                "latestRevision",
-                "percent",
-                "url",
-            ],
-            out,
-        );
+        f.close(out);
         Some(t)
     }
 }
@@ -127,17 +117,7 @@ impl Decode for Condition {
             last_transition_time: f.opt("lastTransitionTime", out),
             severity: f.opt("severity", out),
         };
-        f.finish(
-            &[
-                "type",
-                "status",
-                "reason",
-                "message",
-                "lastTransitionTime",
-                "severity",
-            ],
-            out,
-        );
+        f.close(out);
         Some(c)
     }
 }
@@ -244,7 +224,7 @@ impl Decode for Addressable {
         let a = Addressable {
             url: f.opt("url", out).unwrap_or_default(),
         };
-        f.finish(&["url"], out);
+        f.close(out);
         Some(a)
     }
 }
@@ -276,16 +256,6 @@ pub struct ServiceStatus {
     pub traffic: Vec<TrafficTarget>,
 }
 
-const SERVICE_STATUS_FIELDS: &[&str] = &[
-    "observedGeneration",
-    "conditions",
-    "url",
-    "address",
-    "latestCreatedRevisionName",
-    "latestReadyRevisionName",
-    "traffic",
-];
-
 impl Decode for ServiceStatus {
     fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<Self> {
         let mut f = Fields::open(node, path, out)?;
@@ -298,7 +268,7 @@ impl Decode for ServiceStatus {
             latest_ready_revision_name: f.opt("latestReadyRevisionName", out),
             traffic: f.or_default("traffic", out),
         };
-        f.finish(SERVICE_STATUS_FIELDS, out);
+        f.close(out);
         Some(s)
     }
 }
@@ -330,15 +300,7 @@ impl Decode for ConfigurationStatus {
             latest_created_revision_name: f.opt("latestCreatedRevisionName", out),
             latest_ready_revision_name: f.opt("latestReadyRevisionName", out),
         };
-        f.finish(
-            &[
-                "observedGeneration",
-                "conditions",
-                "latestCreatedRevisionName",
-                "latestReadyRevisionName",
-            ],
-            out,
-        );
+        f.close(out);
         Some(s)
     }
 }
@@ -376,18 +338,9 @@ impl Decode for RevisionStatus {
             container_statuses: f.or_default("containerStatuses", out),
         };
         // Knative reports these; kantai keeps nothing of them but accepts them in input.
-        f.skip("logUrl");
-        f.skip("imageDigest");
-        f.finish(
-            &[
-                "observedGeneration",
-                "conditions",
-                "actualReplicas",
-                "desiredReplicas",
-                "containerStatuses",
-            ],
-            out,
-        );
+        f.unlisted("logUrl");
+        f.unlisted("imageDigest");
+        f.close(out);
         Some(s)
     }
 }
@@ -412,7 +365,7 @@ impl Decode for ContainerStatus {
             name: f.opt("name", out).unwrap_or_default(),
             image_digest: f.opt("imageDigest", out),
         };
-        f.finish(&["name", "imageDigest"], out);
+        f.close(out);
         Some(s)
     }
 }
@@ -448,16 +401,7 @@ impl Decode for RouteStatus {
             address: f.opt("address", out),
             traffic: f.or_default("traffic", out),
         };
-        f.finish(
-            &[
-                "observedGeneration",
-                "conditions",
-                "url",
-                "address",
-                "traffic",
-            ],
-            out,
-        );
+        f.close(out);
         Some(s)
     }
 }

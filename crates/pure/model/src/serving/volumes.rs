@@ -78,12 +78,7 @@ impl Decode for Volume {
             empty_dir: f.opt("emptyDir", out),
             other: f.keep(OTHER_VOLUME_SOURCES, None, out),
         };
-        let known: Vec<&str> = ["name", "secret", "configMap", "projected", "emptyDir"]
-            .iter()
-            .chain(OTHER_VOLUME_SOURCES)
-            .copied()
-            .collect();
-        f.finish(&known, out);
+        f.close(out);
         Some(v)
     }
 }
@@ -114,7 +109,7 @@ impl Decode for SecretVolume {
             default_mode: f.opt("defaultMode", out),
             optional: f.opt("optional", out),
         };
-        f.finish(&["secretName", "items", "defaultMode", "optional"], out);
+        f.close(out);
         Some(v)
     }
 }
@@ -145,7 +140,7 @@ impl Decode for ConfigMapVolume {
             default_mode: f.opt("defaultMode", out),
             optional: f.opt("optional", out),
         };
-        f.finish(&["name", "items", "defaultMode", "optional"], out);
+        f.close(out);
         Some(v)
     }
 }
@@ -171,7 +166,7 @@ impl Decode for KeyToPath {
             path: f.req("path", out).unwrap_or_default(),
             mode: f.opt("mode", out),
         };
-        f.finish(&["key", "path", "mode"], out);
+        f.close(out);
         Some(k)
     }
 }
@@ -194,7 +189,7 @@ impl Decode for ProjectedVolume {
             sources: f.or_default("sources", out),
             default_mode: f.opt("defaultMode", out),
         };
-        f.finish(&["sources", "defaultMode"], out);
+        f.close(out);
         Some(v)
     }
 }
@@ -227,12 +222,7 @@ impl Decode for Projection {
             config_map: f.opt("configMap", out),
             other: f.keep(OTHER_PROJECTIONS, None, out),
         };
-        let known: Vec<&str> = ["secret", "configMap"]
-            .iter()
-            .chain(OTHER_PROJECTIONS)
-            .copied()
-            .collect();
-        f.finish(&known, out);
+        f.close(out);
         Some(p)
     }
 }
@@ -259,7 +249,7 @@ impl Decode for ProjectedObject {
             items: f.or_default("items", out),
             optional: f.opt("optional", out),
         };
-        f.finish(&["name", "items", "optional"], out);
+        f.close(out);
         Some(p)
     }
 }
@@ -290,7 +280,7 @@ impl Decode for EmptyDirVolume {
             medium: f.opt("medium", out),
             size_limit: f.opt("sizeLimit", out),
         };
-        f.finish(&["medium", "sizeLimit"], out);
+        f.close(out);
         Some(v)
     }
 }
@@ -328,12 +318,7 @@ impl Decode for VolumeMount {
             sub_path: f.opt("subPath", out),
             other: f.keep(OTHER_MOUNT_FIELDS, None, out),
         };
-        let known: Vec<&str> = ["name", "mountPath", "readOnly", "subPath"]
-            .iter()
-            .chain(OTHER_MOUNT_FIELDS)
-            .copied()
-            .collect();
-        f.finish(&known, out);
+        f.close(out);
         Some(m)
     }
 }
