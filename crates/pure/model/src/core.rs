@@ -232,6 +232,11 @@ fn decode_bytes_map(
     m
 }
 
+/// The fields a Secret is read with: those of the body as sent, `stringData` included.
+pub fn secret_fields() -> crate::decode::FieldNames {
+    crate::decode::fields_of::<SecretBody>()
+}
+
 /// A Secret as sent, before `stringData` is folded in.
 struct SecretBody {
     secret: Secret,

@@ -147,15 +147,21 @@ pub enum Use {
     Read,
     /// Kept verbatim, not acted on (a type's `extra` or `other` map).
     Kept,
+    /// Taken by the caller to accept only when `null`, or to drop: not a field users should
+    /// write, so never suggested for a misspelt one.
+    Handled,
+    /// Taken to be refused, saying why (a Kubernetes field Knative does not admit): never
+    /// suggested either.
+    Refused,
 }
 
-/// The fields a type asks its document for, in the order it asks: what the type knows,
-/// recorded by its reader (see [`fields_of`]).
+/// The fields a type asks its document for, in the order it asks, recorded by its reader
+/// (see [`fields_of`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldNames(Vec<(&'static str, Use)>);
 
 impl FieldNames {
-    /// Every field, read or kept.
+    /// Every field, however taken.
     pub fn all(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.0.iter().map(|(n, _)| *n)
     }
@@ -304,10 +310,16 @@ impl<'n> Fields<'n> {
         let _ = self.ask(name, Use::Read);
     }
 
-    /// Takes a field that is not one of the type's own but is handled by the caller (refused,
-    /// saying why): it is not reported as unknown, and, not being known, never suggested.
-    pub fn unlisted(&mut self, name: &str) -> Option<&'n Node> {
-        self.take(name)
+    /// A field the caller handles itself ([`Use::Handled`]): taken, so not reported as
+    /// unknown, but never suggested for a misspelt name.
+    pub fn handle(&mut self, name: &'static str) -> Option<&'n Node> {
+        self.ask(name, Use::Handled)
+    }
+
+    /// A field the caller refuses ([`Use::Refused`]): taken, so that it is reported as refused
+    /// rather than as unknown, and never suggested.
+    pub fn refused(&mut self, name: &'static str) -> Option<&'n Node> {
+        self.ask(name, Use::Refused)
     }
 
     /// Keeps fields that Knative accepts but kantai does not act on, verbatim, so that nothing
@@ -336,10 +348,14 @@ impl<'n> Fields<'n> {
     /// Reports every field that was not asked for as unknown, suggesting the closest name
     /// that was.
     pub fn close(self, out: &mut Findings) {
-        let known: Vec<&str> = self
-            .unread()
-            .next()
-            .map_or_else(Vec::new, |_| self.asked.iter().map(|(n, _)| *n).collect());
+        // The names are gathered only when there is something to report.
+        let known: Vec<&str> = self.unread().next().map_or_else(Vec::new, |_| {
+            self.asked
+                .iter()
+                .filter(|(_, how)| matches!(how, Use::Read | Use::Kept))
+                .map(|(n, _)| *n)
+                .collect()
+        });
         self.report_unread(&known, out);
         if self.path.is_root() {
             out.list(&self.asked);
@@ -471,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unlisted_field_is_taken_but_never_suggested() {
+    fn a_handled_field_is_taken_but_never_suggested() {
         let doc = &parse_documents(
             "privileged: true\nprivilegd: true\n",
             ParseLimits::default(),
@@ -479,7 +495,7 @@ mod tests {
         .expect("parses")[0];
         let mut out = Findings::new();
         let mut f = Fields::open(doc, &FieldPath::root(), &mut out).expect("object");
-        assert!(f.unlisted("privileged").is_some());
+        assert!(f.handle("privileged").is_some());
         f.close(&mut out);
         let msgs: Vec<String> = out.all().iter().map(ToString::to_string).collect();
         assert_eq!(msgs, ["privilegd: unknown field \"privilegd\""]);
@@ -497,6 +513,19 @@ mod tests {
             crate::serving::OTHER_MOUNT_FIELDS
         );
         assert_eq!(names.all().count(), 7);
+    }
+
+    #[test]
+    fn fields_of_lists_handled_fields_apart() {
+        let names = fields_of::<crate::meta::TemplateMeta>();
+        assert_eq!(
+            names.used(Use::Handled).collect::<Vec<_>>(),
+            ["creationTimestamp"]
+        );
+        assert_eq!(
+            names.used(Use::Read).collect::<Vec<_>>(),
+            ["name", "labels", "annotations"]
+        );
     }
 
     #[test]

@@ -261,9 +261,8 @@ impl Decode for TemplateMeta {
             annotations: f.or_default("annotations", out),
         };
         // `kubectl get -o yaml` prints `creationTimestamp: null` here; accept it when null.
-        // Not a field of the template, so never suggested for a misspelt one.
         let ts = f
-            .unlisted("creationTimestamp")
+            .handle("creationTimestamp")
             .filter(|n| n.value != crate::node::Value::Null)
             .and_then(|n| String::decode(n, &path.field("creationTimestamp"), out));
         if ts.is_some() {

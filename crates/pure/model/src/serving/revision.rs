@@ -397,7 +397,7 @@ const NOT_APPLIED: &str = "accepted for Knative compatibility, but kantai does n
 /// so they read as refused rather than as typos.
 fn refuse(f: &mut Fields<'_>, names: &[&'static str], out: &mut Findings) {
     for name in names {
-        if let Some(node) = f.unlisted(name) {
+        if let Some(node) = f.refused(name) {
             out.push(FieldError {
                 pos: node.pos,
                 ..FieldError::error(f.path().field(*name), "must not set the field(s)")

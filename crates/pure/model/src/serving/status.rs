@@ -338,8 +338,8 @@ impl Decode for RevisionStatus {
             container_statuses: f.or_default("containerStatuses", out),
         };
         // Knative reports these; kantai keeps nothing of them but accepts them in input.
-        f.unlisted("logUrl");
-        f.unlisted("imageDigest");
+        f.handle("logUrl");
+        f.handle("imageDigest");
         f.close(out);
         Some(s)
     }
