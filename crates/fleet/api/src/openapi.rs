@@ -73,15 +73,13 @@ static V3_INDEX: LazyLock<Value> = LazyLock::new(|| {
 
 static V2_DOC: LazyLock<Value> = LazyLock::new(v2_document);
 
-/// A stable hash of a document's content (FNV-1a over its JSON), for the index's
-/// cache-busting `?hash=`: kubectl caches each document under its URL.
+/// A stable hash of a document's content (over its JSON), for the index's cache-busting
+/// `?hash=`: kubectl caches each document under its URL.
 fn content_hash(doc: &Value) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in doc.to_string().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016X}")
+    format!(
+        "{:016X}",
+        kantai_policy::stable_hash(doc.to_string().as_bytes())
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1367,7 +1365,6 @@ fn container_definitions(d: &mut Map<String, Value>) {
                 "periodSeconds": int32("Seconds between checks; 0 means Knative's aggressive probing until ready."),
                 "successThreshold": int32("Consecutive successes needed (1)."),
                 "failureThreshold": int32("Consecutive failures tolerated (3 with periodSeconds set)."),
-                "terminationGracePeriodSeconds": int64("Not used by readiness probes."),
             }),
         ),
     );
@@ -2055,6 +2052,7 @@ fn kantai_definitions(d: &mut Map<String, Value>) {
                 "service": string("The revision's service; empty for a bare Configuration."),
                 "node": string("The node running it."),
                 "containerConcurrency": { "type": "integer", "format": "int64", "minimum": 0, "description": "The revision's containerConcurrency (0 = unlimited), for load balancing." },
+                "image": string("The image it runs, as the revision names it; kept so that the instance reads the same while it drains after its revision is gone."),
             }),
         ),
     );
@@ -2451,6 +2449,7 @@ fn core_definitions(d: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kantai_model::decode::{FieldNames, Use, fields_of};
 
     /// Every served resource with the group-version key of its v3 document.
     fn every_resource() -> Vec<Resource> {
@@ -2979,9 +2978,6 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         let secret = &schemas["io.k8s.api.core.v1.Secret"]["properties"];
         assert_eq!(secret["data"]["additionalProperties"]["format"], "byte");
-        for k in ["stringData", "type", "immutable", "metadata"] {
-            assert!(secret.get(k).is_some(), "Secret.{k}");
-        }
         let cm = &schemas["io.k8s.api.core.v1.ConfigMap"]["properties"];
         assert_eq!(cm["data"]["additionalProperties"]["type"], "string");
         assert_eq!(cm["binaryData"]["additionalProperties"]["format"], "byte");
@@ -2996,80 +2992,263 @@ mod tests {
         let source = &schemas["io.k8s.api.core.v1.EnvVarSource"];
         assert!(source.get(PRESERVE).is_none(), "{source}");
         let key = resolve(&doc, &source["properties"]["secretKeyRef"]);
-        for k in ["name", "key", "optional"] {
-            assert!(key["properties"].get(k).is_some(), "SecretKeySelector.{k}");
-        }
+        assert_eq!(key["type"], "object", "{key}");
         let from = &schemas["io.k8s.api.core.v1.EnvFromSource"]["properties"];
         let secret_ref = resolve(&doc, &from["secretRef"]);
         assert!(secret_ref["properties"].get("optional").is_some());
     }
 
+    /// Each schema that documents a model type, with the fields the type's reader asks for.
+    fn model_schemas() -> Vec<(String, FieldNames)> {
+        use kantai_model::{core, fleet, meta, serving as s, topology};
+        vec![
+            (OBJECT_META.into(), fields_of::<meta::ObjectMeta>()),
+            (
+                format!("{META}.OwnerReference"),
+                fields_of::<meta::OwnerReference>(),
+            ),
+            (format!("{CORE}.Container"), fields_of::<s::Container>()),
+            (
+                format!("{CORE}.ContainerPort"),
+                fields_of::<s::ContainerPort>(),
+            ),
+            (format!("{CORE}.EnvVar"), fields_of::<s::EnvVar>()),
+            (
+                format!("{CORE}.EnvVarSource"),
+                fields_of::<s::EnvVarSource>(),
+            ),
+            (
+                format!("{CORE}.ConfigMapKeySelector"),
+                fields_of::<s::KeySelector>(),
+            ),
+            (
+                format!("{CORE}.SecretKeySelector"),
+                fields_of::<s::KeySelector>(),
+            ),
+            (
+                format!("{CORE}.ObjectFieldSelector"),
+                fields_of::<s::ObjectFieldSelector>(),
+            ),
+            (
+                format!("{CORE}.ResourceFieldSelector"),
+                fields_of::<s::ResourceFieldSelector>(),
+            ),
+            (
+                format!("{CORE}.EnvFromSource"),
+                fields_of::<s::EnvFromSource>(),
+            ),
+            (
+                format!("{CORE}.ConfigMapEnvSource"),
+                fields_of::<s::SourceRef>(),
+            ),
+            (
+                format!("{CORE}.SecretEnvSource"),
+                fields_of::<s::SourceRef>(),
+            ),
+            (
+                format!("{CORE}.ResourceRequirements"),
+                fields_of::<s::Resources>(),
+            ),
+            (format!("{CORE}.Probe"), fields_of::<s::Probe>()),
+            (
+                format!("{CORE}.HTTPGetAction"),
+                fields_of::<s::HttpGetAction>(),
+            ),
+            (format!("{CORE}.HTTPHeader"), fields_of::<s::HttpHeader>()),
+            (
+                format!("{CORE}.TCPSocketAction"),
+                fields_of::<s::TcpSocketAction>(),
+            ),
+            (format!("{CORE}.ExecAction"), fields_of::<s::ExecAction>()),
+            (format!("{CORE}.GRPCAction"), fields_of::<s::GrpcAction>()),
+            (format!("{CORE}.VolumeMount"), fields_of::<s::VolumeMount>()),
+            (
+                format!("{CORE}.SecurityContext"),
+                fields_of::<s::SecurityContext>(),
+            ),
+            (
+                format!("{CORE}.Capabilities"),
+                fields_of::<s::Capabilities>(),
+            ),
+            (
+                format!("{CORE}.PodSecurityContext"),
+                fields_of::<s::PodSecurityContext>(),
+            ),
+            (format!("{CORE}.Volume"), fields_of::<s::Volume>()),
+            (
+                format!("{CORE}.SecretVolumeSource"),
+                fields_of::<s::SecretVolume>(),
+            ),
+            (
+                format!("{CORE}.ConfigMapVolumeSource"),
+                fields_of::<s::ConfigMapVolume>(),
+            ),
+            (format!("{CORE}.KeyToPath"), fields_of::<s::KeyToPath>()),
+            (
+                format!("{CORE}.ProjectedVolumeSource"),
+                fields_of::<s::ProjectedVolume>(),
+            ),
+            (
+                format!("{CORE}.VolumeProjection"),
+                fields_of::<s::Projection>(),
+            ),
+            (
+                format!("{CORE}.SecretProjection"),
+                fields_of::<s::ProjectedObject>(),
+            ),
+            (
+                format!("{CORE}.ConfigMapProjection"),
+                fields_of::<s::ProjectedObject>(),
+            ),
+            (
+                format!("{CORE}.EmptyDirVolumeSource"),
+                fields_of::<s::EmptyDirVolume>(),
+            ),
+            (format!("{CORE}.Secret"), core::secret_fields()),
+            (format!("{CORE}.ConfigMap"), fields_of::<core::ConfigMap>()),
+            (
+                format!("{SERVING}.ServiceSpec"),
+                fields_of::<s::ServiceSpec>(),
+            ),
+            (
+                format!("{SERVING}.ConfigurationSpec"),
+                fields_of::<s::ConfigurationSpec>(),
+            ),
+            (
+                format!("{SERVING}.RevisionTemplateSpec"),
+                fields_of::<s::RevisionTemplate>(),
+            ),
+            (
+                format!("{SERVING}.RevisionTemplateMeta"),
+                fields_of::<meta::TemplateMeta>(),
+            ),
+            (
+                format!("{SERVING}.RevisionSpec"),
+                fields_of::<s::RevisionSpec>(),
+            ),
+            (format!("{SERVING}.RouteSpec"), fields_of::<s::RouteSpec>()),
+            (
+                format!("{SERVING}.TrafficTarget"),
+                fields_of::<s::TrafficTarget>(),
+            ),
+            (
+                format!("{SERVING}.ServiceStatus"),
+                fields_of::<s::ServiceStatus>(),
+            ),
+            (
+                format!("{SERVING}.ConfigurationStatus"),
+                fields_of::<s::ConfigurationStatus>(),
+            ),
+            (
+                format!("{SERVING}.RevisionStatus"),
+                fields_of::<s::RevisionStatus>(),
+            ),
+            (
+                format!("{SERVING}.ContainerStatus"),
+                fields_of::<s::ContainerStatus>(),
+            ),
+            (
+                format!("{SERVING}.RouteStatus"),
+                fields_of::<s::RouteStatus>(),
+            ),
+            (CONDITION.into(), fields_of::<s::Condition>()),
+            (ADDRESSABLE.into(), fields_of::<s::Addressable>()),
+            (format!("{KANTAI}.Node"), fields_of::<fleet::Node>()),
+            (format!("{KANTAI}.NodeSpec"), fields_of::<fleet::NodeSpec>()),
+            (
+                format!("{KANTAI}.NodeStatus"),
+                fields_of::<fleet::NodeStatus>(),
+            ),
+            (
+                format!("{KANTAI}.Capacity"),
+                fields_of::<topology::Capacity>(),
+            ),
+            (
+                format!("{KANTAI}.Placement"),
+                fields_of::<fleet::Placement>(),
+            ),
+            (
+                format!("{KANTAI}.PlacementSpec"),
+                fields_of::<fleet::PlacementSpec>(),
+            ),
+            (
+                format!("{KANTAI}.PlacementStatus"),
+                fields_of::<fleet::PlacementStatus>(),
+            ),
+            (
+                format!("{KANTAI}.NodeCount"),
+                fields_of::<fleet::NodeCount>(),
+            ),
+            (format!("{KANTAI}.Instance"), fields_of::<fleet::Instance>()),
+            (
+                format!("{KANTAI}.InstanceSpec"),
+                fields_of::<fleet::InstanceSpec>(),
+            ),
+            (
+                format!("{KANTAI}.InstanceStatus"),
+                fields_of::<fleet::InstanceStatus>(),
+            ),
+        ]
+    }
+
+    fn declared(schema: &Value) -> BTreeSet<&str> {
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// A field the model reads (or accepts when null) that its schema forgets would be refused
+    /// by kubectl's client-side validation and missing from `kubectl explain`.
     #[test]
-    fn kept_fields_are_open_and_strict_fields_are_declared() {
-        let doc = v3_group_version("apis/serving.knative.dev/v1").expect("indexed");
-        let schemas = &doc["components"]["schemas"];
-        let spec = &schemas["dev.knative.serving.v1.RevisionSpec"]["properties"];
-        for k in [
-            "serviceAccountName",
-            "volumes",
-            "imagePullSecrets",
-            "automountServiceAccountToken",
-            "affinity",
-            "nodeSelector",
-            "tolerations",
-            "topologySpreadConstraints",
-            "securityContext",
-            "runtimeClassName",
-            "priorityClassName",
-            "schedulerName",
-            "hostAliases",
-            "dnsPolicy",
-            "dnsConfig",
-            "shareProcessNamespace",
-            "initContainers",
-            "containerConcurrency",
-            "timeoutSeconds",
-            "responseStartTimeoutSeconds",
-            "idleTimeoutSeconds",
-            "enableServiceLinks",
-        ] {
-            assert!(spec.get(k).is_some(), "RevisionSpec.{k}");
+    fn every_field_the_model_reads_is_declared() {
+        for (name, fields) in model_schemas() {
+            let schema = &DEFINITIONS[&name];
+            let props = declared(schema);
+            let missing: Vec<&str> = fields
+                .used(Use::Read)
+                .chain(fields.used(Use::Handled))
+                .filter(|f| !props.contains(f))
+                .collect();
+            assert!(missing.is_empty(), "{name} does not declare {missing:?}");
         }
-        let c = &schemas["io.k8s.api.core.v1.Container"]["properties"];
-        for k in [
-            "livenessProbe",
-            "startupProbe",
-            "securityContext",
-            "volumeMounts",
-            "imagePullPolicy",
-            "envFrom",
-            "terminationMessagePath",
-            "terminationMessagePolicy",
-            "name",
-            "image",
-            "command",
-            "args",
-            "workingDir",
-            "env",
-            "ports",
-            "resources",
-            "readinessProbe",
-        ] {
-            assert!(c.get(k).is_some(), "Container.{k}");
+    }
+
+    /// Fields kept verbatim may go undocumented, but then the schema must let them through.
+    #[test]
+    fn kept_fields_are_declared_or_the_object_is_open() {
+        for (name, fields) in model_schemas() {
+            let schema = &DEFINITIONS[&name];
+            let props = declared(schema);
+            let undeclared: Vec<&str> = fields
+                .used(Use::Kept)
+                .filter(|f| !props.contains(f))
+                .collect();
+            assert!(
+                undeclared.is_empty() || schema[PRESERVE] == true,
+                "{name} neither declares {undeclared:?} nor preserves unknown fields"
+            );
         }
-        assert_eq!(schemas["io.k8s.api.core.v1.Volume"][PRESERVE], true);
-        let meta = &schemas[OBJECT_META]["properties"];
-        for k in [
-            "generateName",
-            "finalizers",
-            "managedFields",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-            "ownerReferences",
-            "uid",
-        ] {
-            assert!(meta.get(k).is_some(), "ObjectMeta.{k}");
+        assert_eq!(DEFINITIONS[&format!("{CORE}.Volume")][PRESERVE], true);
+    }
+
+    /// A declared field the model does not take, or refuses, would be refused by the server.
+    #[test]
+    fn every_declared_field_is_one_the_model_takes() {
+        for (name, fields) in model_schemas() {
+            let known: BTreeSet<&str> = fields
+                .used(Use::Read)
+                .chain(fields.used(Use::Kept))
+                .chain(fields.used(Use::Handled))
+                .collect();
+            let extra: Vec<&str> = declared(&DEFINITIONS[&name])
+                .into_iter()
+                .filter(|p| !known.contains(p))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "{name} declares {extra:?}, which the server refuses"
+            );
         }
     }
 }
