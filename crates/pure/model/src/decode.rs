@@ -177,6 +177,8 @@ impl FieldNames {
 
 /// The fields `T`'s decoder asks for, found by decoding an empty object: the one list a
 /// type's fields are named in, so that schemas and documentation can be checked against it.
+/// Decoders therefore ask for every field whatever the document holds; a field asked for only
+/// when another is present would be known to the decoder yet missing here.
 pub fn fields_of<T: Decode>() -> FieldNames {
     let empty = Node {
         value: Value::Map(Vec::new()),
