@@ -10,35 +10,9 @@ use kantai_model::manifest;
 use kantai_model::node::Node;
 use serde_json::{Value, json};
 
-use super::{ApiFailure, fail};
+use super::gate::read_only;
+use super::respond::{ApiFailure, fail};
 use crate::Shared;
-
-/// Why a verb is refused on a resource, for the 405 answer.
-pub fn read_only(r: &Resource) -> ApiFailure {
-    let why = match r.plural {
-        "configurations" | "revisions" => {
-            "kantai derives configurations and revisions from Services; create or change a Service instead"
-        }
-        "placements" => "placements are decided by kantai's placement policy",
-        "events" => "events are written by kantai's controllers",
-        "nodes" => {
-            "a node registers itself through its agent (`kantai node`), which replaces its object with PUT; the control plane writes its status; delete the object to remove a node that is gone for good"
-        }
-        "instances" => {
-            "instances are started, replaced and removed by their node's agent, following the placement: change the Service (or its scale annotations) instead"
-        }
-        "pods" => {
-            "pods are kantai's instances, started and stopped by its placement: change the Service (or its scale annotations) instead"
-        }
-        "namespaces" => "namespaces can be created and deleted, not changed",
-        _ => "this resource is managed by kantai",
-    };
-    fail(
-        405,
-        "MethodNotAllowed",
-        format!("{} cannot be written this way: {why}", r.plural),
-    )
-}
 
 /// Checks and normalises an object before it is stored: the webhooks' work. `name` is the
 /// URL's, `existing` what is stored (for a replace).
