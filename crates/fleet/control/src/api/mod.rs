@@ -2,16 +2,16 @@
 //! [/{name}[/{subresource}]]`, with create, get, list, watch, replace, patch (merge, JSON,
 //! server-side apply) and delete; errors as `Status` objects.
 //!
-//! A request meets the modules in this order: [`auth`] (the bearer token), [`routing`]
-//! (fixed paths: health, metrics, [`agents`]' endpoints; else [`discovery`]'s documents,
-//! else a resource URL), [`path`] (the URL as resource, namespace, name, subresource),
-//! [`gate`] (the verb, refused with 404 or 405 from the resource's verb table), then one
-//! verb: [`get`], [`list`], [`watch`], [`create`], [`replace`], [`patch`] (and [`apply`]),
-//! [`delete`], [`status`] or [`log`]. Each verb decodes its own [`options`] from the query
-//! through [`query`], reads its [`body`], reads through [`objects`] (stored objects and the
-//! [`views`]), passes [`admission`] before the store, and answers through [`respond`]
-//! ([`table`] when a Table is asked for, [`select`] for selectors, [`managers`] for field
-//! managers, [`protobuf`] for kubectl's protobuf bodies).
+//! A request meets the modules in this order: `auth` (the bearer token), `routing`
+//! (fixed paths: health, metrics, `agents`' endpoints; else `discovery`'s documents,
+//! else a resource URL), `path` (the URL as resource, namespace, name, subresource),
+//! `gate` (the verb, refused with 404 or 405 from the resource's verb table), then one
+//! verb: `get`, `list`, `watch`, `create`, `replace`, `patch` (and `apply`),
+//! `delete`, `status` or `log`. Each verb decodes its own `options` from the query
+//! through `query`, reads its `body`, reads through `objects` (stored objects and the
+//! `views`), passes `admission` before the store, and answers through `respond`
+//! (`table` when a Table is asked for, `select` for selectors, `managers` for field
+//! managers, `protobuf` for kubectl's protobuf bodies).
 
 mod admission;
 mod agents;
