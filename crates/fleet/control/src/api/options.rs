@@ -322,4 +322,65 @@ mod tests {
             assert!(causes[0].message.contains(&format!("{bad:?}")));
         }
     }
+
+    fn refusal<T: std::fmt::Debug>(r: Result<T, ApiFailure>) -> String {
+        match r {
+            Ok(v) => panic!("accepted: {v:?}"),
+            Err(ApiFailure(st)) => {
+                assert_eq!((st.code, st.reason.as_str()), (400, "BadRequest"));
+                st.message
+            }
+        }
+    }
+
+    fn uri(q: &str) -> axum::http::Uri {
+        format!("/x?{q}").parse().expect("a URI")
+    }
+
+    #[test]
+    fn each_verb_checks_its_typed_parameters() {
+        let m = refusal(query::decode::<ListOptions>(&uri(
+            "watch&timeoutSeconds=soon",
+        )));
+        assert_eq!(
+            m,
+            "query parameter timeoutSeconds=\"soon\" is invalid: it must be a whole number, 0 or more"
+        );
+        let m = refusal(query::decode::<WriteOptions>(&uri(
+            "fieldValidation=Lenient",
+        )));
+        assert_eq!(
+            m,
+            "query parameter fieldValidation=\"Lenient\" is invalid: it must be one of Ignore, Warn, Strict"
+        );
+        refusal(query::decode::<ListOptions>(&uri(
+            "resourceVersionMatch=Newest",
+        )));
+        refusal(query::decode::<ListOptions>(&uri("includeObject=All")));
+        refusal(query::decode::<LogOptions>(&uri("tailLines=-3")));
+        refusal(query::decode::<PatchOptions>(&uri(
+            "fieldValidation=strict",
+        )));
+    }
+
+    #[test]
+    fn a_verb_ignores_the_parameters_of_others() {
+        let opts = query::decode::<LogOptions>(&uri("limit=x&tailLines=5&follow"))
+            .ok()
+            .expect("valid");
+        assert_eq!((opts.tail_lines, opts.follow), (Some(5), true));
+    }
+
+    #[test]
+    fn list_options_read_watches_as_kubernetes() {
+        let opts = query::decode::<ListOptions>(&uri(
+            "watch=1&allowWatchBookmarks=true&timeoutSeconds=30&resourceVersion=12&includeObject=None",
+        ))
+        .ok()
+        .expect("valid");
+        assert!(opts.watch && opts.allow_watch_bookmarks);
+        assert_eq!(opts.timeout_seconds, Some(30));
+        assert_eq!(opts.resource_version.as_deref(), Some("12"));
+        assert_eq!(opts.include_object, Some(Include::None));
+    }
 }
