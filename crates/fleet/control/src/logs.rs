@@ -1,4 +1,5 @@
 //! `instances/{name}/log`: the control plane asks the instance's node agent for its output.
+//! Failures are `Status` objects, which the API answers with as they are.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -6,7 +7,6 @@ use kantai_api::resources::{INSTANCES, NODES};
 use kantai_api::{Client, Status};
 
 use crate::Shared;
-use crate::api::ApiFailure;
 
 /// Path of an instance's log on its node agent.
 pub fn agent_path(ns: &str, name: &str) -> String {
@@ -18,15 +18,15 @@ pub async fn proxy(
     s: &Shared,
     ns: &str,
     name: &str,
-    tail: Option<String>,
+    tail: Option<u64>,
     follow: bool,
-) -> Result<Response, ApiFailure> {
+) -> Result<Response, Box<Status>> {
     let inst = s.store.get(&INSTANCES, ns, name).ok_or_else(|| {
-        ApiFailure(Box::new(Status::failure(
+        Box::new(Status::failure(
             404,
             "NotFound",
             format!("instances.kantai.dev {name:?} not found"),
-        )))
+        ))
     })?;
     let node = inst["spec"]["node"].as_str().unwrap_or_default().to_owned();
     let admin = s
@@ -34,25 +34,25 @@ pub async fn proxy(
         .get(&NODES, "", &node)
         .and_then(|n| n["spec"]["admin"].as_str().map(str::to_owned))
         .ok_or_else(|| {
-            ApiFailure(Box::new(Status::failure(
+            Box::new(Status::failure(
                 503,
                 "ServiceUnavailable",
                 format!("node {node:?} of instance {name:?} is not registered"),
-            )))
+            ))
         })?;
     let client = Client::new(&format!("http://{admin}"))
-        .map_err(|e| ApiFailure(Box::new(Status::failure(502, "BadGateway", e.to_string()))))?
+        .map_err(|e| Box::new(Status::failure(502, "BadGateway", e.to_string())))?
         .with_token(Some(s.token.clone()));
     let mut path = agent_path(ns, name);
-    if let Some(t) = tail.filter(|t| t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty()) {
+    if let Some(t) = tail {
         path.push_str(&format!("?tailLines={t}"));
     }
     let unreachable = |e: kantai_api::ApiError| {
-        ApiFailure(Box::new(Status::failure(
+        Box::new(Status::failure(
             e.code().unwrap_or(502),
             "BadGateway",
             format!("cannot get the log of {name:?} from node {node:?}: {e}"),
-        )))
+        ))
     };
     if follow {
         path.push(if path.contains('?') { '&' } else { '?' });
@@ -68,13 +68,7 @@ pub async fn proxy(
     let text = client
         .call(axum::http::Method::GET, &path, None)
         .await
-        .map_err(|e| {
-            ApiFailure(Box::new(Status::failure(
-                e.code().unwrap_or(502),
-                "BadGateway",
-                format!("cannot get the log of {name:?} from node {node:?}: {e}"),
-            )))
-        })?;
+        .map_err(unreachable)?;
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

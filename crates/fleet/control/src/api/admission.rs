@@ -7,38 +7,13 @@ use kantai_api::resources::{self, Resource};
 use kantai_api::{Status, StatusCause};
 use kantai_model::fleet;
 use kantai_model::manifest;
+use kantai_model::meta::JsonMeta;
 use kantai_model::node::Node;
 use serde_json::{Value, json};
 
-use super::{ApiFailure, fail};
+use super::gate::read_only;
+use super::respond::{ApiFailure, fail};
 use crate::Shared;
-
-/// Why a verb is refused on a resource, for the 405 answer.
-pub fn read_only(r: &Resource) -> ApiFailure {
-    let why = match r.plural {
-        "configurations" | "revisions" => {
-            "kantai derives configurations and revisions from Services; create or change a Service instead"
-        }
-        "placements" => "placements are decided by kantai's placement policy",
-        "events" => "events are written by kantai's controllers",
-        "nodes" => {
-            "a node registers itself through its agent (`kantai node`), which replaces its object with PUT; the control plane writes its status; delete the object to remove a node that is gone for good"
-        }
-        "instances" => {
-            "instances are started, replaced and removed by their node's agent, following the placement: change the Service (or its scale annotations) instead"
-        }
-        "pods" => {
-            "pods are kantai's instances, started and stopped by its placement: change the Service (or its scale annotations) instead"
-        }
-        "namespaces" => "namespaces can be created and deleted, not changed",
-        _ => "this resource is managed by kantai",
-    };
-    fail(
-        405,
-        "MethodNotAllowed",
-        format!("{} cannot be written this way: {why}", r.plural),
-    )
-}
 
 /// Checks and normalises an object before it is stored: the webhooks' work. `name` is the
 /// URL's, `existing` what is stored (for a replace).
@@ -52,7 +27,7 @@ pub fn admit(
 ) -> Result<Value, ApiFailure> {
     envelope(r, ns, name, &mut body)?;
     server_fields(r, &mut body, existing)?;
-    let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    let name = body.name().to_owned();
     match r.plural {
         "services" => read_serving(s, body, existing, "Service").map_err(|f| f.render(r, &name)),
         "routes" => {
@@ -134,8 +109,8 @@ pub fn admit_status(
     if !causes.is_empty() {
         return Err(invalid_causes(r, name, causes));
     }
-    if let Some(uid) = body["metadata"]["uid"].as_str().filter(|u| !u.is_empty())
-        && Some(uid) != existing["metadata"]["uid"].as_str()
+    if let Some(uid) = body.uid().filter(|u| !u.is_empty())
+        && Some(uid) != existing.uid()
     {
         return Err(uid_conflict(r, name, uid, existing));
     }
@@ -152,7 +127,7 @@ pub fn admit_status(
 pub fn admit_namespace(mut body: Value) -> Result<Value, ApiFailure> {
     let r = resources::NAMESPACES;
     envelope(&r, "", None, &mut body)?;
-    let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+    let name = body.name().to_owned();
     let mut causes: Vec<StatusCause> = Vec::new();
     let unknown = |field: String| StatusCause {
         reason: "FieldValueInvalid".into(),
@@ -265,7 +240,7 @@ fn envelope(
         if !kantai_model::serving::naming::is_dns1123_label(ns) {
             return Err(invalid_causes(
                 r,
-                body["metadata"]["name"].as_str().unwrap_or(""),
+                body.name(),
                 vec![StatusCause {
                     reason: "FieldValueInvalid".into(),
                     message: format!(
@@ -335,7 +310,7 @@ fn server_fields(
                 .get("uid")
                 .and_then(Value::as_str)
                 .filter(|u| !u.is_empty())
-                && Some(uid) != old["metadata"]["uid"].as_str()
+                && Some(uid) != old.uid()
             {
                 return Err(uid_conflict(r, &name, uid, old));
             }
@@ -378,7 +353,7 @@ fn uid_conflict(r: &Resource, name: &str, uid: &str, existing: &Value) -> ApiFai
             "Operation cannot be fulfilled on {}.{} {name:?}: Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
             r.plural,
             r.group,
-            existing["metadata"]["uid"].as_str().unwrap_or("")
+            existing.uid().unwrap_or("")
         ),
     )
     .with_details(r.group, r.plural, name)

@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::fail;
+use super::respond::fail;
 use crate::Shared;
 
 /// Paths served without a token: liveness checks, which reveal nothing.

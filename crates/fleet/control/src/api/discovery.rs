@@ -1,9 +1,15 @@
 //! Discovery, as kubectl reads it: `/version`, `/api`, `/apis` and each group version's
 //! resource list, in the legacy (unaggregated) format. kubectl asks for the aggregated
 //! format first and falls back to these when the answer is plain `application/json`.
+//! Also the OpenAPI documents kubectl reads for `explain` and validation.
 
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use kantai_api::resources::{self, Resource};
 use serde_json::{Value, json};
+
+use super::respond::{ApiFailure, fail, json_response, not_found};
 
 /// The Kubernetes version kantai's API follows (what kubectl's version skew check reads).
 const KUBE_MINOR: &str = "32";
@@ -111,4 +117,61 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
         "groupVersion": group_version,
         "resources": list,
     }))
+}
+
+/// Discovery and OpenAPI documents, if `path` is one.
+pub fn document(req: &Request) -> Option<Result<Response, ApiFailure>> {
+    let path = req.uri().path().trim_end_matches('/');
+    let ok = |v: Value| Some(Ok(json_response(StatusCode::OK, &v)));
+    let seg: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match seg.as_slice() {
+        ["version"] => ok(version()),
+        ["api"] => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            ok(core_versions(host))
+        }
+        ["api", v] => Some(resources("", v).map_or_else(
+            || Err(not_found()),
+            |d| Ok(json_response(StatusCode::OK, &d)),
+        )),
+        ["apis"] => ok(groups()),
+        ["apis", g] => Some(group(g).map_or_else(
+            || Err(not_found()),
+            |d| Ok(json_response(StatusCode::OK, &d)),
+        )),
+        ["apis", g, v] => Some(resources(g, v).map_or_else(
+            || Err(not_found()),
+            |d| Ok(json_response(StatusCode::OK, &d)),
+        )),
+        ["openapi", "v2"] => {
+            // kubectl asks for the protobuf encoding only and would misread JSON; kantai
+            // serves OpenAPI v2 as JSON, and v3 (which kubectl prefers) for everything.
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("*/*");
+            if accept.contains("json") || accept.contains("*/*") {
+                ok(kantai_api::openapi::v2())
+            } else {
+                Some(Err(fail(
+                    406,
+                    "NotAcceptable",
+                    "kantai serves OpenAPI v2 as application/json only (and OpenAPI v3 at /openapi/v3)",
+                )))
+            }
+        }
+        ["openapi", "v3"] => ok(kantai_api::openapi::v3_index()),
+        ["openapi", "v3", rest @ ..] => Some(
+            kantai_api::openapi::v3_group_version(&rest.join("/")).map_or_else(
+                || Err(not_found()),
+                |d| Ok(json_response(StatusCode::OK, &d)),
+            ),
+        ),
+        _ => None,
+    }
 }

@@ -1,11 +1,115 @@
-//! A write's options, checked before anything else happens: `?dryRun=`, and a DELETE's
-//! `DeleteOptions` (body or query), as Kubernetes' handlers check them.
+//! What each verb takes in its query (typed, decoded by [`super::query`]) and, for a
+//! DELETE, in its body; `?dryRun=` and `DeleteOptions` checked as Kubernetes' handlers
+//! check them, before anything else happens.
 
 use axum::extract::Request;
 use kantai_api::{Status, StatusCause};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ApiFailure, fail, query_params, read_body};
+use super::body::read_body;
+use super::query;
+use super::respond::{ApiFailure, fail};
+use super::table::Include;
+
+/// A get's options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GetOptions {
+    /// What a Table's row carries besides its cells.
+    pub include_object: Option<Include>,
+}
+
+/// A list's or a watch's options (Kubernetes' `ListOptions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ListOptions {
+    /// Watch instead of list.
+    pub watch: bool,
+    /// `app=x,tier in (a,b)`.
+    pub label_selector: Option<String>,
+    /// `metadata.name=x`.
+    pub field_selector: Option<String>,
+    /// A watch starts after this version (a number the store gave; anything else is
+    /// "from now").
+    pub resource_version: Option<String>,
+    /// Checked only: kantai lists from its newest version.
+    pub resource_version_match: Option<ResourceVersionMatch>,
+    /// Checked only: kantai answers whole lists.
+    pub limit: Option<u64>,
+    /// A watch ends after this long.
+    pub timeout_seconds: Option<u64>,
+    /// A watch sends bookmarks.
+    pub allow_watch_bookmarks: bool,
+    /// What a Table's row carries besides its cells.
+    pub include_object: Option<Include>,
+}
+
+/// `?resourceVersionMatch=`.
+#[derive(Debug, Deserialize)]
+pub enum ResourceVersionMatch {
+    /// The list is at least as new as the version given.
+    NotOlderThan,
+    /// The list is exactly at the version given.
+    Exact,
+}
+
+/// `?fieldValidation=`: kantai refuses unknown fields whatever it says.
+#[derive(Debug, Deserialize)]
+pub enum FieldValidation {
+    /// Drop unknown fields.
+    Ignore,
+    /// Drop them with a warning.
+    Warn,
+    /// Refuse them.
+    Strict,
+}
+
+/// A create's, replace's or `/status` replace's options (`CreateOptions`, `UpdateOptions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WriteOptions {
+    /// `All` (possibly repeated) for a dry run.
+    pub dry_run: Vec<String>,
+    /// Who is writing.
+    pub field_manager: Option<String>,
+    /// Checked only.
+    pub field_validation: Option<FieldValidation>,
+}
+
+/// A patch's options (`PatchOptions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PatchOptions {
+    /// `All` (possibly repeated) for a dry run.
+    pub dry_run: Vec<String>,
+    /// Who is writing (required for server-side apply).
+    pub field_manager: Option<String>,
+    /// Server-side apply takes over fields other managers own.
+    pub force: bool,
+    /// Checked only.
+    pub field_validation: Option<FieldValidation>,
+}
+
+/// A log's options (`PodLogOptions`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LogOptions {
+    /// Only the last lines.
+    pub tail_lines: Option<u64>,
+    /// Keep streaming.
+    pub follow: bool,
+}
+
+/// The query half of a DELETE's options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct DeleteQuery {
+    dry_run: Vec<String>,
+    propagation_policy: Vec<String>,
+    /// Checked only: kantai deletes at once.
+    grace_period_seconds: Option<u64>,
+}
 
 /// Which options a request carries (they are named in errors, as Kubernetes names them).
 #[derive(Clone, Copy, Debug)]
@@ -33,11 +137,7 @@ impl Options {
 
 /// `?dryRun=All` (possibly repeated) makes a write a dry run; any other value is refused with
 /// 422 naming it, as Kubernetes does, rather than taken for a dry run or a real write.
-pub fn dry_run(req: &Request, options: Options) -> Result<bool, ApiFailure> {
-    check_dry_run(&query_params(req, "dryRun"), options)
-}
-
-fn check_dry_run(values: &[String], options: Options) -> Result<bool, ApiFailure> {
+pub fn dry_run(values: &[String], options: Options) -> Result<bool, ApiFailure> {
     let causes: Vec<StatusCause> = values
         .iter()
         .enumerate()
@@ -91,10 +191,12 @@ const PROPAGATION: &[&str] = &["Orphan", "Background", "Foreground"];
 
 /// Reads and checks a DELETE's options.
 pub async fn delete_options(req: Request) -> Result<DeleteOptions, ApiFailure> {
-    let mut dry = query_params(&req, "dryRun");
+    let DeleteQuery {
+        dry_run: mut dry,
+        propagation_policy: mut propagation,
+        ..
+    } = query::decode(req.uri())?;
     let mut causes = Vec::new();
-    let mut propagation = query_params(&req, "propagationPolicy");
-    let grace = query_params(&req, "gracePeriodSeconds");
     let body = read_body(req).await?;
     let mut out = DeleteOptions::default();
     if !body.iter().all(u8::is_ascii_whitespace) {
@@ -150,17 +252,6 @@ pub async fn delete_options(req: Request) -> Result<DeleteOptions, ApiFailure> {
             }
         }
     }
-    for g in grace {
-        if g.parse::<i64>().map_or(true, |g| g < 0) {
-            causes.push(StatusCause {
-                reason: "FieldValueInvalid".into(),
-                message: format!(
-                    "Invalid value: {g:?}: must be a whole number of seconds, 0 or more"
-                ),
-                field: "gracePeriodSeconds".into(),
-            });
-        }
-    }
     for p in propagation {
         if !PROPAGATION.contains(&p.as_str()) {
             causes.push(StatusCause {
@@ -172,7 +263,7 @@ pub async fn delete_options(req: Request) -> Result<DeleteOptions, ApiFailure> {
             });
         }
     }
-    match check_dry_run(&dry, Options::Delete) {
+    match dry_run(&dry, Options::Delete) {
         Ok(d) => out.dry_run = d,
         Err(ApiFailure(st)) => causes.extend(st.details.map(|d| d.causes).unwrap_or_default()),
     }
@@ -215,14 +306,14 @@ mod tests {
 
     #[test]
     fn only_all_is_a_dry_run() {
-        assert!(!check_dry_run(&[], Options::Create).ok().expect("no value"));
+        assert!(!dry_run(&[], Options::Create).ok().expect("no value"));
         assert!(
-            check_dry_run(&["All".into(), "All".into()], Options::Create)
+            dry_run(&["All".into(), "All".into()], Options::Create)
                 .ok()
                 .expect("All")
         );
         for bad in ["junk", "false", "", "all"] {
-            let Err(ApiFailure(st)) = check_dry_run(&[bad.into()], Options::Delete) else {
+            let Err(ApiFailure(st)) = dry_run(&[bad.into()], Options::Delete) else {
                 panic!("{bad:?} accepted");
             };
             assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
@@ -230,5 +321,66 @@ mod tests {
             assert_eq!(causes[0].field, "dryRun[0]");
             assert!(causes[0].message.contains(&format!("{bad:?}")));
         }
+    }
+
+    fn refusal<T: std::fmt::Debug>(r: Result<T, ApiFailure>) -> String {
+        match r {
+            Ok(v) => panic!("accepted: {v:?}"),
+            Err(ApiFailure(st)) => {
+                assert_eq!((st.code, st.reason.as_str()), (400, "BadRequest"));
+                st.message
+            }
+        }
+    }
+
+    fn uri(q: &str) -> axum::http::Uri {
+        format!("/x?{q}").parse().expect("a URI")
+    }
+
+    #[test]
+    fn each_verb_checks_its_typed_parameters() {
+        let m = refusal(query::decode::<ListOptions>(&uri(
+            "watch&timeoutSeconds=soon",
+        )));
+        assert_eq!(
+            m,
+            "query parameter timeoutSeconds=\"soon\" is invalid: it must be a whole number, 0 or more"
+        );
+        let m = refusal(query::decode::<WriteOptions>(&uri(
+            "fieldValidation=Lenient",
+        )));
+        assert_eq!(
+            m,
+            "query parameter fieldValidation=\"Lenient\" is invalid: it must be one of Ignore, Warn, Strict"
+        );
+        refusal(query::decode::<ListOptions>(&uri(
+            "resourceVersionMatch=Newest",
+        )));
+        refusal(query::decode::<ListOptions>(&uri("includeObject=All")));
+        refusal(query::decode::<LogOptions>(&uri("tailLines=-3")));
+        refusal(query::decode::<PatchOptions>(&uri(
+            "fieldValidation=strict",
+        )));
+    }
+
+    #[test]
+    fn a_verb_ignores_the_parameters_of_others() {
+        let opts = query::decode::<LogOptions>(&uri("limit=x&tailLines=5&follow"))
+            .ok()
+            .expect("valid");
+        assert_eq!((opts.tail_lines, opts.follow), (Some(5), true));
+    }
+
+    #[test]
+    fn list_options_read_watches_as_kubernetes() {
+        let opts = query::decode::<ListOptions>(&uri(
+            "watch=1&allowWatchBookmarks=true&timeoutSeconds=30&resourceVersion=12&includeObject=None",
+        ))
+        .ok()
+        .expect("valid");
+        assert!(opts.watch && opts.allow_watch_bookmarks);
+        assert_eq!(opts.timeout_seconds, Some(30));
+        assert_eq!(opts.resource_version.as_deref(), Some("12"));
+        assert_eq!(opts.include_object, Some(Include::None));
     }
 }

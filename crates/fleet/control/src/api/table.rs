@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use axum::http::{HeaderMap, header};
 use kantai_api::Resource;
 use kantai_api::printers;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Whether the client asked for a Table.
@@ -17,26 +18,22 @@ pub fn wanted(headers: &HeaderMap) -> bool {
         .any(|a| a.split(',').any(|m| m.contains("as=Table")))
 }
 
+/// What the rows of the Table a client asked for carry besides their cells: `None` when
+/// it asked for no Table.
+pub fn asked(headers: &HeaderMap, include: Option<Include>) -> Option<Include> {
+    wanted(headers).then(|| include.unwrap_or_default())
+}
+
 /// What each row carries besides its cells (`?includeObject=`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
 pub enum Include {
     /// Nothing.
     None,
     /// The object's metadata (Kubernetes' default).
+    #[default]
     Metadata,
     /// The whole object.
     Object,
-}
-
-impl Include {
-    /// Reads `includeObject`.
-    pub fn parse(v: Option<&str>) -> Include {
-        match v {
-            Some("None") => Include::None,
-            Some("Object") => Include::Object,
-            _ => Include::Metadata,
-        }
-    }
 }
 
 fn column_definitions(r: &Resource) -> Value {

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use kantai_api::resources::{self, Resource};
+use kantai_model::meta::JsonMeta;
 use serde_json::{Value, json};
 
 use crate::Shared;
@@ -51,7 +52,7 @@ fn meta(stored: &Value, labels: Value) -> Value {
 /// An instance as a Pod: its node, its one container (Knative's `user-container`), its
 /// phase, readiness, restarts and address.
 fn pod(s: &Shared, inst: &Value) -> Value {
-    let ns = inst["metadata"]["namespace"].as_str().unwrap_or("");
+    let ns = inst.namespace().unwrap_or("");
     let spec = &inst["spec"];
     let st = &inst["status"];
     let revision = spec["revision"].as_str().unwrap_or("");
@@ -80,7 +81,7 @@ fn pod(s: &Shared, inst: &Value) -> Value {
         (
             "serving.knative.dev/configuration",
             rev.as_ref()
-                .and_then(|r| r["metadata"]["labels"]["serving.knative.dev/configuration"].as_str())
+                .and_then(|r| r.label("serving.knative.dev/configuration"))
                 .unwrap_or(""),
         ),
     ] {
@@ -287,13 +288,13 @@ pub fn namespaces(s: &Shared) -> Vec<Value> {
         .filter(|r| r.namespaced && backing(r).is_none())
     {
         for o in s.store.list(r, None).0 {
-            if let Some(ns) = o["metadata"]["namespace"].as_str() {
+            if let Some(ns) = o.namespace() {
                 names.insert(ns.to_owned());
             }
         }
     }
     for o in &stored {
-        names.remove(o["metadata"]["name"].as_str().unwrap_or(""));
+        names.remove(o.name());
     }
     let started = kantai_api::time::rfc3339(s.started);
     let mut all: Vec<Value> = stored.iter().map(|o| (**o).clone()).collect();
@@ -311,18 +312,14 @@ pub fn namespaces(s: &Shared) -> Vec<Value> {
             "status": {"phase": "Active"},
         })
     }));
-    all.sort_by(|a, b| {
-        a["metadata"]["name"]
-            .as_str()
-            .cmp(&b["metadata"]["name"].as_str())
-    });
+    all.sort_by(|a, b| a.name().cmp(b.name()));
     all
 }
 
 /// A namespace to store, from what a client sent and admission let through: its name and
 /// labels.
 pub fn new_namespace(body: &Value) -> Value {
-    let name = body["metadata"]["name"].as_str().unwrap_or("");
+    let name = body.name();
     let mut labels = body["metadata"]["labels"]
         .as_object()
         .cloned()
