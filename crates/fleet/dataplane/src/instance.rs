@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::RevKey;
+use crate::revision::RevKey;
 
 /// Knative's queue depth: 10 requests waiting per concurrency slot.
 pub const QUEUE_DEPTH_FACTOR: u32 = 10;
