@@ -16,23 +16,38 @@
 //! `Rejection`, turned into its HTTP response in one place.
 //! [`DataPlane`] composes the parts; its methods delegate to them.
 
-mod activator;
-mod backends;
-mod body;
-mod data_port;
-mod forwarding;
+// The request path, in order.
 mod gateway;
-mod instance;
-mod latency;
+// The gateway's table: hosts to revisions.
+mod routes;
+// The activator role: per request, then the state it keeps per revision.
+mod activator;
+mod revision;
+// Forwarding, over the link to other nodes when the instance is there.
+mod forwarding;
 mod link;
+// The queue-proxy role...
+mod queue_proxy;
+// ...and the instance, with its concurrency slots and queue.
+mod instance;
+// Response bodies that hold their slot and enforce timeouts; requests kept for a retry.
+mod body;
+// Where other nodes' requests arrive.
+mod data_port;
+// The sockets of the gateway and the data port.
 mod listeners;
+
+// Beside the path: round trips to each peer, and probing of peers that stop answering...
+mod latency;
+// ...and the instances known per revision, here and on other nodes.
+mod backends;
+// Every answer that is not an instance's.
+mod rejection;
+
+// What the parts share.
 pub mod metrics;
 mod netem;
-mod queue_proxy;
-mod rejection;
 mod request;
-mod revision;
-mod routes;
 mod stats;
 
 use std::collections::HashMap;
