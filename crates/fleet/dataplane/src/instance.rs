@@ -1,6 +1,6 @@
 //! An instance on this node as the queue-proxy role keeps it: containerConcurrency enforced
-//! with a queue of 10 × containerConcurrency (served in the revision's queue-discipline order), then
-//! 503; and the serving time the autoscaler and the balancers learn from.
+//! with a queue of 10 × containerConcurrency (served in the revision's queue-discipline
+//! order), then 503; and the serving time the autoscaler and the balancers learn from.
 
 use std::collections::HashMap;
 use std::sync::Arc;

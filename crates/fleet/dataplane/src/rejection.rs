@@ -202,3 +202,150 @@ pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body>
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(r: Rejection) -> (u16, String, bool, bool) {
+        let resp = r.into_response();
+        let h = resp.headers();
+        assert_eq!(h[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        let retry = h.get(header::RETRY_AFTER).is_some_and(|v| v == "1");
+        let not_serving = h.contains_key(NOT_SERVING_HEADER);
+        let status = resp.status().as_u16();
+        let body = body_text(resp);
+        (status, body, retry, not_serving)
+    }
+
+    fn body_text(resp: Response<Body>) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let bytes = rt
+            .block_on(resp.into_body().collect())
+            .expect("body")
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    #[test]
+    fn a_full_hold_queue_is_503_with_retry_after() {
+        let r = Rejection::HoldQueueFull {
+            revision: "hello-00001".into(),
+            limit: 10_000,
+        };
+        assert_eq!(
+            answer(r),
+            (
+                503,
+                "kantai: 10000 requests already wait for hello-00001; try again later\n".into(),
+                true,
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn a_full_instance_queue_names_its_depth_and_says_when_to_retry() {
+        let r = Rejection::InstanceQueueFull {
+            instance: "hello-node1-abcde".into(),
+            cc: 2,
+        };
+        assert_eq!(
+            answer(r),
+            (
+                503,
+                "kantai: instance hello-node1-abcde has 20 requests queued (10 × containerConcurrency); try again later\n".into(),
+                true,
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn an_instance_not_serving_is_marked_for_the_sender() {
+        let r = Rejection::NotServing {
+            instance: "hello-node2-abcde".into(),
+            node: "node2".into(),
+        };
+        assert_eq!(
+            answer(r),
+            (
+                503,
+                "kantai: instance hello-node2-abcde is not serving on node node2\n".into(),
+                false,
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn a_timeout_names_the_setting() {
+        let r = Rejection::TimedOut {
+            after: Duration::from_millis(1500),
+            setting: "responseStartTimeoutSeconds",
+        };
+        assert_eq!(
+            answer(r),
+            (
+                504,
+                "kantai: request timed out: no response within 1.5s (responseStartTimeoutSeconds)\n"
+                    .into(),
+                false,
+                false
+            )
+        );
+    }
+
+    #[test]
+    fn each_reason_has_its_status() {
+        let cases = [
+            (Rejection::NoHost, 400),
+            (
+                Rejection::NoRoute {
+                    host: "x".into(),
+                    domain: "example.com".into(),
+                },
+                404,
+            ),
+            (Rejection::TooLarge(1), 413),
+            (
+                Rejection::NoRevision {
+                    service: "default/hello".into(),
+                    why: None,
+                },
+                503,
+            ),
+            (Rejection::Removed("hello-00001".into()), 503),
+            (
+                Rejection::CannotStart {
+                    revision: "hello-00001".into(),
+                    why: "no image".into(),
+                },
+                503,
+            ),
+            (
+                Rejection::Unreachable {
+                    revision: "hello-00001".into(),
+                    attempts: 3,
+                    last: "refused".into(),
+                },
+                502,
+            ),
+            (Rejection::BadGateway("kantai: broke".into()), 502),
+            (Rejection::InvalidPath, 400),
+            (
+                Rejection::NotFromPeer {
+                    node: "node1".into(),
+                },
+                403,
+            ),
+            (Rejection::NoInstance, 400),
+        ];
+        for (r, status) in cases {
+            let what = format!("{r:?}");
+            assert_eq!(r.into_response().status().as_u16(), status, "{what}");
+        }
+    }
+}
