@@ -12,7 +12,8 @@ use parking_lot::RwLock;
 
 use crate::instance::LocalInstance;
 use crate::metrics::{InstanceLabels, Metrics, QueueLabels};
-use crate::revision::{RevKey, Revisions, Target};
+use crate::revision::{RevKey, Target};
+use crate::revisions::Revisions;
 
 /// The instances this node knows, and where other nodes' data ports are.
 pub struct Backends {

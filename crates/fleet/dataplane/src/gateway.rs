@@ -17,7 +17,8 @@ use crate::activator::Activator;
 use crate::body::Body;
 use crate::rejection::Rejection;
 use crate::request::content_length;
-use crate::revision::{RevKey, Revisions};
+use crate::revision::RevKey;
+use crate::revisions::Revisions;
 use crate::routes::{RouteSpec, Routes, request_host};
 
 /// Limits of the data plane.

@@ -23,6 +23,8 @@ mod routes;
 // The activator role: per request, then the state it keeps per revision.
 mod activator;
 mod revision;
+// ...and the registry of those states.
+mod revisions;
 // Forwarding, over the link to other nodes when the instance is there.
 mod forwarding;
 mod link;
@@ -81,7 +83,7 @@ use gateway::Gateway;
 use latency::LatencyMonitor;
 use link::Link;
 use queue_proxy::QueueProxy;
-use revision::Revisions;
+use revisions::Revisions;
 
 /// The data plane of one node. Cheap to clone.
 #[derive(Clone)]
