@@ -9,11 +9,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use parking_lot::Mutex;
 use tokio::time::{Instant, Sleep};
 
-use crate::BoxError;
+use http_body_util::combinators::UnsyncBoxBody;
+
+/// Errors of bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every request and response the data plane forwards.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A client's request body, failing once it exceeds `max_bytes` (413 for bodies without a
+/// length).
+pub fn limited(body: hyper::body::Incoming, max_bytes: u64) -> Body {
+    http_body_util::Limited::new(body, max_bytes as usize)
+        .map_err(|e: BoxError| e)
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|e: std::convert::Infallible| match e {})
+        .boxed_unsync()
+}
 
 /// A body that keeps `guard` alive until it ends (or is dropped), fails once `deadline`
 /// passes, and fails when no data arrives for `idle`.
@@ -53,9 +73,9 @@ impl std::fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
-impl<B, G> Body for Guarded<B, G>
+impl<B, G> HttpBody for Guarded<B, G>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
     G: Unpin,
 {
@@ -114,12 +134,12 @@ pub struct Resendable {
     version: http::Version,
     headers: http::HeaderMap,
     /// Where an unread body comes back to; `None` for a request without a body.
-    slot: Option<Arc<Mutex<Option<crate::Body>>>>,
+    slot: Option<Arc<Mutex<Option<Body>>>>,
 }
 
 impl Resendable {
     /// Splits `req` into the request to send and what it takes to send it again.
-    pub fn keep(req: http::Request<crate::Body>) -> (http::Request<crate::Body>, Resendable) {
+    pub fn keep(req: http::Request<Body>) -> (http::Request<Body>, Resendable) {
         let (parts, body) = req.into_parts();
         let (body, slot) = if body.is_end_stream() {
             (body, None)
@@ -143,11 +163,9 @@ impl Resendable {
     }
 
     /// The request again, once the one sent was dropped unsent; `None` if its body was read.
-    pub fn take_back(self) -> Option<http::Request<crate::Body>> {
+    pub fn take_back(self) -> Option<http::Request<Body>> {
         let body = match self.slot {
-            None => http_body_util::Empty::new()
-                .map_err(|e: std::convert::Infallible| match e {})
-                .boxed_unsync(),
+            None => empty(),
             Some(slot) => slot.lock().take()?,
         };
         let mut req = http::Request::new(body);
@@ -161,12 +179,12 @@ impl Resendable {
 
 /// A body that returns to its slot when dropped unread.
 struct Reclaimable {
-    body: Option<crate::Body>,
+    body: Option<Body>,
     read: bool,
-    slot: Arc<Mutex<Option<crate::Body>>>,
+    slot: Arc<Mutex<Option<Body>>>,
 }
 
-impl Body for Reclaimable {
+impl HttpBody for Reclaimable {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -206,7 +224,7 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
 
-    fn request(body: &'static str) -> http::Request<crate::Body> {
+    fn request(body: &'static str) -> http::Request<Body> {
         let body = if body.is_empty() {
             http_body_util::Empty::new()
                 .map_err(|e: std::convert::Infallible| match e {})

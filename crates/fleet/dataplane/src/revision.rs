@@ -20,15 +20,41 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::local::LocalInstance;
+use crate::instance::LocalInstance;
 use crate::metrics::{Metrics, RequestLabels, RevisionLabels};
 use crate::request::OwnedRequest;
 use crate::stats::LoadStats;
-use crate::{NetView, RevKey};
 use kantai_api::decisions::{Decision, DecisionLog, LoadBalanceRecord};
+use kantai_policy::stable_hash;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::OnceLock;
+
+/// A revision: namespace and name.
+pub type RevKey = (String, String);
+
+/// At most one poke per revision in this interval: the autoscaler needs to hear of demand
+/// at a revision without room, not of every request.
+pub const POKE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The fleet as this node's balancers see it: the nodes in the fleet's order, which one this
+/// node is, and the measured round trip from here to each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetView {
+    /// Node names in the fleet's order.
+    pub nodes: Vec<String>,
+    /// This node's index.
+    pub me: usize,
+    /// Round trip from this node to each node, in ms (`None`: not measured yet).
+    pub rtt: Vec<Option<f64>>,
+}
+
+impl NetView {
+    /// The index of a node, if known.
+    pub fn index_of(&self, node: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n == node)
+    }
+}
 
 /// How a revision's requests are served.
 #[derive(Clone, Debug, PartialEq)]
@@ -360,7 +386,7 @@ impl RevisionState {
             // keep their place (moved into the new discipline in their old order).
             let mut p = self.policies.lock();
             if p.load_balancer != c.load_balancer || p.params != c.params {
-                let fresh = policies_for(&c, crate::hash(&self.key.1));
+                let fresh = policies_for(&c, stable_hash(self.key.1.as_bytes()));
                 p.lb = fresh.lb;
                 p.load_balancer = c.load_balancer.clone();
             }
@@ -483,7 +509,7 @@ impl RevisionState {
             let c = counters.get(&name).cloned().unwrap_or_default();
             keep.insert(name.clone(), c.clone());
             next.push(Arc::new(Backend {
-                id: kantai_policy::request::stable_hash(name.as_bytes()),
+                id: stable_hash(name.as_bytes()),
                 name,
                 target,
                 node,
@@ -518,11 +544,11 @@ impl RevisionState {
         (c, r, self.held(), s.current())
     }
 
-    /// Whether a poke should go out now (at most one per revision every 100 ms).
+    /// Whether a poke should go out now (at most one per revision every [`POKE_INTERVAL`]).
     pub(crate) fn should_poke(&self) -> bool {
         let mut last = self.last_poke.lock();
         let now = Instant::now();
-        if last.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_millis(100)) {
+        if last.is_some_and(|t| now.saturating_duration_since(t) < POKE_INTERVAL) {
             return false;
         }
         *last = Some(now);

@@ -1,6 +1,6 @@
-//! The queue-proxy role for an instance on this node: containerConcurrency enforced with a
-//! queue of 10 × containerConcurrency (served in the revision's queue-discipline order), then
-//! 503; and the serving time the autoscaler and the balancers learn from.
+//! An instance on this node as the queue-proxy role keeps it: containerConcurrency enforced
+//! with a queue of 10 × containerConcurrency (served in the revision's queue-discipline
+//! order), then 503; and the serving time the autoscaler and the balancers learn from.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::RevKey;
+use crate::revision::RevKey;
 
 /// Knative's queue depth: 10 requests waiting per concurrency slot.
 pub const QUEUE_DEPTH_FACTOR: u32 = 10;

@@ -1,0 +1,110 @@
+//! The queue-proxy role: a request takes a concurrency slot of a local instance (or waits in
+//! its queue, or is refused when that is full), then goes to the instance on loopback.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+
+use crate::body::{Body, Guarded, Resendable};
+use crate::data_port::{INSTANCE_HEADER, ORIGIN_HEADER};
+use crate::instance::{Entering, LocalInstance};
+use crate::link::HttpClient;
+use crate::rejection::Rejection;
+use crate::request::HttpRequest;
+
+/// Why a request was not answered by an instance.
+// The request given back stays inline: boxing it would cost an allocation per retry.
+#[allow(clippy::large_enum_variant)]
+pub enum Failed {
+    /// The client's answer (an error).
+    Answer(Rejection),
+    /// The client's answer (502): a local instance's connection broke before its response
+    /// began, so it may have seen the request (which is not sent again) and has most likely
+    /// died (it is left out like an unreachable one).
+    Broken(Rejection),
+    /// The request never reached the instance (its connection failed, or its node no longer
+    /// serves it): here it is again, for another instance, with the reason.
+    Unsent(Request<Body>, String),
+}
+
+/// `Failed::Unsent` when `kept` gives the request back (nothing of it was read), else the
+/// client's 502.
+pub fn unsent(kept: Resendable, why: String) -> Failed {
+    match kept.take_back() {
+        Some(req) => Failed::Unsent(req, why),
+        None => Failed::Answer(Rejection::BadGateway(why)),
+    }
+}
+
+/// The queue-proxy role of this node's instances.
+#[derive(Clone)]
+pub struct QueueProxy {
+    client: HttpClient,
+}
+
+impl QueueProxy {
+    /// Sends to instances with `client`.
+    pub fn new(client: HttpClient) -> QueueProxy {
+        QueueProxy { client }
+    }
+
+    /// A concurrency slot of `inst` (or 503 when its queue is full), then the instance.
+    pub async fn serve(
+        &self,
+        inst: &Arc<LocalInstance>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, Failed> {
+        let full = || {
+            Failed::Answer(Rejection::InstanceQueueFull {
+                instance: inst.name.clone(),
+                cc: inst.cc,
+            })
+        };
+        let entering = inst
+            .enter(&HttpRequest::of(&req, None))
+            .map_err(|_| full())?;
+        let slot = match entering {
+            Entering::Now(s) => s,
+            Entering::Queued(q) => q.wait().await.map_err(|_| full())?,
+        };
+        req.headers_mut().remove(INSTANCE_HEADER);
+        req.headers_mut().remove(ORIGIN_HEADER);
+        set_target(&mut req, &format!("127.0.0.1:{}", inst.port)).map_err(Failed::Answer)?;
+        let (req, kept) = Resendable::keep(req);
+        match self.client.request(req).await {
+            Ok(resp) => Ok(resp.map(|b| Guarded::new(b, slot, None, None).boxed_unsync())),
+            Err(e) => {
+                let why = format!("kantai: instance {} failed to answer: {e}", inst.name);
+                Err(if e.is_connect() {
+                    unsent(kept, why)
+                } else {
+                    Failed::Broken(Rejection::BadGateway(why))
+                })
+            }
+        }
+    }
+}
+
+fn set_target(req: &mut Request<Body>, authority: &str) -> Result<(), Rejection> {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let uri: Uri = format!("http://{authority}{pq}")
+        .parse()
+        .map_err(|_| Rejection::InvalidPath)?;
+    *req.uri_mut() = uri;
+    if let Ok(v) = HeaderValue::from_str(authority) {
+        // The instance sees the host it listens on, as behind Knative's queue-proxy; the
+        // original is kept for applications that care.
+        let original = req.headers_mut().insert(header::HOST, v);
+        if let Some(o) = original {
+            req.headers_mut()
+                .insert(HeaderName::from_static("x-forwarded-host"), o);
+        }
+    }
+    Ok(())
+}
