@@ -6,4 +6,7 @@
 
 pub mod settings;
 
-pub use settings::RevisionSettings;
+pub use settings::{
+    DEFAULT_HOLD_LIMIT, DEFAULT_TIMEOUT, DRAIN_PROPAGATION, QUEUE_DEPTH_FACTOR, RevisionSettings,
+    SettingsProblem,
+};
