@@ -1248,4 +1248,43 @@ mod tests {
             "{text}"
         );
     }
+
+    fn fleet(text: &str) -> Result<ServingConfig, ConfigError> {
+        let docs = parse_documents(text, ParseLimits::default()).expect("YAML");
+        let mut out = Findings::new();
+        let cfg = ServingConfig::decode_fleet(&docs[0], &mut out);
+        finish(cfg, out, &docs[0])
+    }
+
+    #[test]
+    fn the_fleet_file_sets_the_hold_limit() {
+        let c = fleet("dataplane:\n  hold-limit: 50\nruntime: {}\n").expect("valid");
+        assert_eq!(c.dataplane.hold_limit, 50);
+    }
+
+    #[test]
+    fn the_hold_limit_defaults_to_the_activators_queue_depth() {
+        let c = fleet("domain: example.com\n").expect("valid");
+        assert_eq!(c.dataplane, DataplaneConfig::default());
+        assert_eq!(c.dataplane.hold_limit, DEFAULT_HOLD_LIMIT);
+    }
+
+    #[test]
+    fn a_hold_limit_of_zero_is_an_error_with_its_line() {
+        let err = fleet("dataplane:\n  hold-limit: 0\n").expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "line 2: dataplane.hold-limit: must be positive"
+        );
+    }
+
+    #[test]
+    fn an_unknown_dataplane_key_is_an_error() {
+        let err = fleet("dataplane:\n  hold-limt: 5\n").expect_err("invalid");
+        assert!(
+            err.to_string()
+                .contains("line 2: dataplane.hold-limt: unknown field"),
+            "{err}"
+        );
+    }
 }
