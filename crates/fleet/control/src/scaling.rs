@@ -509,3 +509,40 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
     }
     s.changed();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reaches_the_core_with_every_field_the_scaler_reads() {
+        let load = RevisionLoad {
+            concurrency: 2.5,
+            requests: 7.0,
+            held: 3,
+            served: 4,
+            serving_ms: 12.5,
+            instance_in_flight: 2,
+            instance_queued: 1,
+            ..RevisionLoad::default()
+        };
+        let report = Report {
+            poke: true,
+            revisions: vec![load.clone()],
+            ..Report::default()
+        };
+        assert_eq!(
+            node_load(&report, &load),
+            NodeLoad {
+                concurrency: 2.5,
+                requests: 7.0,
+                held: 3,
+                poke: true,
+                served: 4,
+                serving_ms: 12.5,
+                in_flight: 2,
+                queued: 1,
+            }
+        );
+    }
+}
