@@ -40,21 +40,17 @@ pub fn parse(text: &str) -> Result<FleetConfig, String> {
         return Ok(FleetConfig::default());
     };
     let mut out = Findings::new();
-    let serving = ServingConfig::decode_sections(doc, &mut out, &["runtime", "dataplane"]);
+    let serving = ServingConfig::decode_fleet(doc, &mut out);
     let runtime = match doc.get("runtime") {
         Some(n) => RuntimeConfig::decode(n, &FieldPath::root().field("runtime"), &mut out),
         None => Some(RuntimeConfig::default()),
     };
-    let dataplane = match doc.get("dataplane") {
-        Some(n) => decode_limits(n, &FieldPath::root().field("dataplane"), &mut out),
-        None => Some(kantai_dataplane::Limits::default()),
-    };
     out.locate_in(doc);
-    match (serving, runtime, dataplane) {
-        (Some(serving), Some(runtime), Some(dataplane)) if !out.has_errors() => Ok(FleetConfig {
+    match (serving, runtime) {
+        (Some(serving), Some(runtime)) if !out.has_errors() => Ok(FleetConfig {
+            dataplane: limits(&serving.dataplane),
             serving,
             runtime,
-            dataplane,
             text: text.to_owned(),
         }),
         _ => Err(out
@@ -71,57 +67,16 @@ pub fn parse(text: &str) -> Result<FleetConfig, String> {
     }
 }
 
-/// The `dataplane` section: `max-request-body-bytes`, `header-read-timeout`, `hold-limit`,
-/// `serving-headers`.
-fn decode_limits(
-    node: &kantai_model::node::Node,
-    path: &FieldPath,
-    out: &mut Findings,
-) -> Option<kantai_dataplane::Limits> {
-    use kantai_model::FieldError;
-    let mut f = kantai_model::decode::Fields::open(node, path, out)?;
-    let mut l = kantai_dataplane::Limits::default();
-    if let Some(b) = f.opt::<i64>("max-request-body-bytes", out) {
-        match u64::try_from(b) {
-            Ok(b) if b > 0 => l.max_body_bytes = b,
-            _ => out.push(FieldError::error(
-                path.field("max-request-body-bytes"),
-                "must be positive",
-            )),
-        }
+/// The data plane's limits under the fleet config's `dataplane` section (the data plane's
+/// defaults for the keys it leaves out).
+fn limits(c: &kantai_model::config::DataplaneConfig) -> kantai_dataplane::Limits {
+    let d = kantai_dataplane::Limits::default();
+    kantai_dataplane::Limits {
+        max_body_bytes: c.max_request_body_bytes.unwrap_or(d.max_body_bytes),
+        header_read_timeout: c.header_read_timeout.unwrap_or(d.header_read_timeout),
+        hold_limit: c.hold_limit,
+        serving_headers: c.serving_headers.unwrap_or(d.serving_headers),
     }
-    if let Some(t) = f.opt::<String>("header-read-timeout", out) {
-        match kantai_model::units::parse_go_duration(&t) {
-            Ok(n) if n > 0 => l.header_read_timeout = std::time::Duration::from_nanos(n as u64),
-            _ => out.push(FieldError::invalid(
-                path.field("header-read-timeout"),
-                &t,
-                "must be a positive duration such as 10s",
-            )),
-        }
-    }
-    if let Some(h) = f.opt::<i64>("hold-limit", out) {
-        match u32::try_from(h) {
-            Ok(h) if h > 0 => l.hold_limit = h,
-            _ => out.push(FieldError::error(
-                path.field("hold-limit"),
-                "must be positive",
-            )),
-        }
-    }
-    if let Some(b) = f.opt::<bool>("serving-headers", out) {
-        l.serving_headers = b;
-    }
-    f.finish(
-        &[
-            "max-request-body-bytes",
-            "header-read-timeout",
-            "hold-limit",
-            "serving-headers",
-        ],
-        out,
-    );
-    Some(l)
 }
 
 #[cfg(test)]

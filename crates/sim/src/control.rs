@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use kantai_autoscaler::Observation;
 use kantai_decisions::{Decision, PlacementRecord};
+use kantai_driver::MEASURE_HALF_LIFE;
+use kantai_driver::scaler::{NodeLoad, tick_due};
 use kantai_latency::Ewma;
 use kantai_policy::PlacementInput;
 
 use crate::engine::{Ev, IState, REPORT_NS, Sim};
-
-/// How long measured demand and serving times are remembered (the control plane's).
-const MEASURE_HALF_LIFE: Duration = Duration::from_secs(10);
 
 impl Sim {
     fn now_d(&self) -> Duration {
@@ -83,7 +82,15 @@ impl Sim {
                 ..Observation::default()
             },
         );
-        if wake || func.autoscaler.replicas() == 0 {
+        // The poke left as a gateway held a request: a live agent's report says so.
+        let load = NodeLoad {
+            concurrency,
+            requests,
+            held: 1,
+            poke: true,
+            ..NodeLoad::default()
+        };
+        if tick_due(wake, &load, func.autoscaler.replicas()) {
             self.tick_function(f);
         }
     }

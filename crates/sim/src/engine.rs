@@ -25,13 +25,11 @@ use crate::workload::Source;
 pub(crate) const REPORT_NS: u64 = 1_000_000_000;
 /// A terminating instance keeps answering forwarded requests this long (the fleet's drain
 /// propagation), so gateways that have not heard of it yet do not fail.
-pub(crate) const DRAIN_PROPAGATION_NS: u64 = 1_000_000_000;
+pub(crate) const DRAIN_PROPAGATION_NS: u64 = kantai_driver::DRAIN_PROPAGATION.as_nanos() as u64;
 /// A gateway pokes the control plane about a revision at most this often.
-pub(crate) const POKE_EVERY_NS: u64 = 100_000_000;
-/// Knative's queue depth at an instance: 10 per containerConcurrency slot.
-pub(crate) const QUEUE_DEPTH_FACTOR: u32 = 10;
-/// Requests a gateway holds per revision by default (the fleet's `dataplane.hold-limit`).
-pub const DEFAULT_HOLD_LIMIT: u32 = 10_000;
+pub(crate) const POKE_EVERY_NS: u64 = kantai_driver::POKE_INTERVAL.as_nanos() as u64;
+pub use kantai_driver::DEFAULT_HOLD_LIMIT;
+pub(crate) use kantai_driver::QUEUE_DEPTH_FACTOR;
 /// How many events between two progress reports.
 const PROGRESS_EVERY: u64 = 1 << 20;
 

@@ -7,20 +7,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kantai_autoscaler::{RevisionAutoscaler, ScalingSpec};
-use kantai_model::autoscaling::AutoscalingAnnotations;
+use kantai_autoscaler::RevisionAutoscaler;
+use kantai_driver::RevisionSettings;
 use kantai_model::manifest;
 use kantai_model::serving::Object;
 use kantai_model::serving::Service;
 use kantai_model::serving::derive::{configuration_for, revision_for};
 use kantai_model::topology::Topology;
-use kantai_model::{FieldPath, Findings, ServingConfig};
+use kantai_model::{Findings, ServingConfig};
 use kantai_policy::registry::{self, Kind as PolicyKind};
-use kantai_policy::{Params, Resources};
 
 use crate::SimError;
 use crate::dist::Dist;
-use crate::engine::{DEFAULT_HOLD_LIMIT, Func, Kind, Setup, Sim, stream};
+use crate::engine::{Func, Kind, Setup, Sim, stream};
 use crate::network::Network;
 use crate::scenario::{Arrivals, FunctionSpec, Scenario, TopologySpec, TraceFile, WorkloadSpec};
 use crate::workload::{self, Process, Row, Source, azure, synthetic};
@@ -82,9 +81,9 @@ pub fn prepare_parsed(
     let seed = scenario.seed;
 
     // The fleet config, as the control plane reads it.
-    let (config, hold_limit) = match &scenario.config {
+    let config = match &scenario.config {
         Some(p) => read_config(&at(p))?,
-        None => (ServingConfig::default(), DEFAULT_HOLD_LIMIT),
+        None => ServingConfig::default(),
     };
     let mut config = config;
     if let Some(p) = &scenario.policies {
@@ -187,7 +186,7 @@ pub fn prepare_parsed(
 
     if let Some(s) = &scenario.synthetic {
         let tpl = template(&s.template)?;
-        let timeout = timeout_of(&tpl);
+        let timeout = timeout_of(&tpl, &config);
         let mut rng = stream(seed, 5);
         let list = synthetic::functions(
             s.functions,
@@ -360,7 +359,7 @@ pub fn prepare_parsed(
                             use rand_distr::{Distribution, LogNormal};
                             let mean = LogNormal::new(synthetic::EXEC_MU, synthetic::EXEC_SIGMA)
                                 .map_or(0.68, |d| d.sample(&mut rng))
-                                .min(timeout_of(&tpl).as_secs_f64());
+                                .min(timeout_of(&tpl, &config).as_secs_f64());
                             Dist::lognormal_mean(Duration::from_secs_f64(mean), 0.5)
                         });
                         defs.push(FunctionDef {
@@ -419,7 +418,7 @@ pub fn prepare_parsed(
             sources,
             kinds,
             kinds_given,
-            hold_limit,
+            hold_limit: config.dataplane.hold_limit,
             sample_every: scenario.output.sample_every.0.as_nanos() as u64,
             decisions: if scenario.output.placement_decisions
                 || scenario.output.load_balancing_decisions
@@ -464,8 +463,11 @@ spec:
         - image: kantai/hello
 ";
 
-fn timeout_of(svc: &Service) -> Duration {
-    Duration::from_secs(svc.spec.template.spec.timeout_seconds.unwrap_or(300).max(1) as u64)
+/// A template's request timeout, as its revisions' settings give it.
+fn timeout_of(svc: &Service, config: &ServingConfig) -> Duration {
+    RevisionSettings::of(&revision_for(&configuration_for(svc), 1), config)
+        .0
+        .timeout
 }
 
 /// The Services of a manifest file, defaulted and validated as the API admits them.
@@ -494,42 +496,24 @@ fn services(text: &str, file: &Path, config: &ServingConfig) -> Result<Vec<Servi
     Ok(out)
 }
 
-fn read_config(p: &Path) -> Result<(ServingConfig, u32), SimError> {
+fn read_config(p: &Path) -> Result<ServingConfig, SimError> {
     use kantai_model::node::{ParseLimits, parse_documents};
     let text = read(p)?;
     let docs = parse_documents(&text, ParseLimits::default())
         .map_err(|e| bad(p, format!("line {}: {}", e.pos.line, e.message)))?;
     let Some(doc) = docs.first() else {
-        return Ok((ServingConfig::default(), DEFAULT_HOLD_LIMIT));
+        return Ok(ServingConfig::default());
     };
     let mut out = Findings::new();
-    let cfg = ServingConfig::decode_sections(doc, &mut out, &["runtime", "dataplane"]);
+    let cfg = ServingConfig::decode_fleet(doc, &mut out);
     out.locate_in(doc);
-    let cfg = match cfg {
-        Some(c) if !out.has_errors() => c,
+    match cfg {
+        Some(c) if !out.has_errors() => Ok(c),
         _ => {
             let errs = kantai_model::config::ConfigError(out.errors().cloned().collect());
-            return Err(bad(p, errs.to_string()));
+            Err(bad(p, errs.to_string()))
         }
-    };
-    let hold = match doc.get("dataplane").and_then(|d| d.get("hold-limit")) {
-        None => DEFAULT_HOLD_LIMIT,
-        Some(h) => h
-            .to_json()
-            .as_u64()
-            .and_then(|h| u32::try_from(h).ok())
-            .filter(|h| *h > 0)
-            .ok_or_else(|| {
-                bad(
-                    p,
-                    format!(
-                        "line {}: dataplane.hold-limit must be a whole number of requests from 1",
-                        h.pos.line
-                    ),
-                )
-            })?,
-    };
-    Ok((cfg, hold))
+    }
 }
 
 /// A function as the control plane and the agents would run it.
@@ -546,53 +530,14 @@ fn function(
     for (k, v) in &scenario.annotations {
         revision.metadata.annotations.insert(k.clone(), v.clone());
     }
-    let anns = &revision.metadata.annotations;
     let name = revision.metadata.name.clone();
-    let mut out = Findings::new();
-    let parsed =
-        AutoscalingAnnotations::parse(anns, &config.autoscaler, &FieldPath::root(), &mut out);
-    if out.has_errors() {
-        let errs = kantai_model::config::ConfigError(out.errors().cloned().collect());
-        return Err(format!("service {}: {errs}", d.service.metadata.name));
-    }
-    let cc = u32::try_from(revision.spec.container_concurrency.unwrap_or(0)).unwrap_or(0);
-    let mut spec = ScalingSpec::resolve(&config.autoscaler, &parsed, cc, config.progress_deadline);
+    let who_svc = &d.service.metadata.name;
+    let settings = RevisionSettings::checked(&revision, config)
+        .map_err(|p| format!("service {who_svc}: {p}"))?;
+    let mut spec = settings.scaling;
     spec.reachable = true;
-    let chosen = |k: PolicyKind| config.policies.chosen(k, anns).to_owned();
-    let (params, errors) = Params::parse(anns);
-    if let Some(e) = errors.first() {
-        return Err(format!(
-            "service {}: annotation {}: {}",
-            d.service.metadata.name, e.key, e.message
-        ));
-    }
-    for k in [
-        PolicyKind::Placement,
-        PolicyKind::LoadBalancer,
-        PolicyKind::Queue,
-    ] {
-        let n = chosen(k);
-        if !k.knows(&n) {
-            return Err(format!(
-                "service {}: {}",
-                d.service.metadata.name,
-                registry::unknown(k, &n)
-            ));
-        }
-    }
-    let placement_name = chosen(PolicyKind::Placement);
-    let placement = registry::placement(&placement_name, &params)
-        .ok_or_else(|| registry::unknown(PolicyKind::Placement, &placement_name))?;
-    let container = revision.spec.containers.first();
-    let quantity = |name: &str| {
-        container.and_then(|c| {
-            c.resources
-                .requests
-                .get(name)
-                .or_else(|| c.resources.limits.get(name))
-                .map(|q| q.value())
-        })
-    };
+    let placement = registry::placement(&settings.placement, &settings.params)
+        .ok_or_else(|| registry::unknown(PolicyKind::Placement, &settings.placement))?;
     let defaults = &scenario.function_defaults;
     let ns = d
         .service
@@ -601,13 +546,12 @@ fn function(
         .clone()
         .unwrap_or_else(|| "default".into());
     let who = format!("{ns}/{name}");
-    let timeout = revision.spec.timeout_seconds.unwrap_or(300).max(1) as u64;
     Ok(Func {
         namespace: ns,
         service: d.service.metadata.name.clone(),
         revision: name,
-        cc,
-        timeout_ns: timeout * 1_000_000_000,
+        cc: settings.container_concurrency,
+        timeout_ns: settings.timeout.as_nanos() as u64,
         service_time: d
             .spec
             .service_time
@@ -632,18 +576,12 @@ fn function(
             .unwrap_or(200),
         autoscaler: RevisionAutoscaler::new(spec, Duration::ZERO, 0),
         placement,
-        placement_name,
-        lb_name: chosen(PolicyKind::LoadBalancer),
-        queue_name: chosen(PolicyKind::Queue),
-        params,
-        prng: stream(
-            kantai_policy::request::stable_hash(who.as_bytes()) ^ seed,
-            6,
-        ),
-        resources: Resources {
-            cpu: quantity("cpu").unwrap_or(0.0),
-            memory: quantity("memory").unwrap_or(0.0),
-        },
+        placement_name: settings.placement,
+        lb_name: settings.load_balancer,
+        queue_name: settings.queue,
+        params: settings.params,
+        prng: stream(kantai_policy::stable_hash(who.as_bytes()) ^ seed, 6),
+        resources: settings.resources,
         activator_in_path: true,
         ready: Vec::new(),
         ready_version: 1,

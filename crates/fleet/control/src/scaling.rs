@@ -8,18 +8,15 @@ use std::time::{Duration, SystemTime};
 
 use kantai_api::Report;
 use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
-use kantai_autoscaler::{Decision, Observation, RevisionAutoscaler, ScalingSpec, TICK};
-use kantai_latency::Ewma;
-use kantai_model::autoscaling::AutoscalingAnnotations;
+use kantai_api::wire::RevisionLoad;
+use kantai_autoscaler::{Decision, TICK};
+use kantai_driver::RevisionSettings;
+use kantai_driver::scaler::{self, NodeLoad, RevisionScaler};
 use kantai_model::fleet::{self, NodeCount, Placement, PlacementSpec};
-use kantai_model::meta::ObjectMeta;
+use kantai_model::meta::{JsonMeta, ObjectMeta};
+use kantai_model::node::Node as DocNode;
 use kantai_model::serving::derive::SERVICE_LABEL;
-use kantai_model::{FieldPath, Findings};
-use kantai_policy::registry::{self, Kind};
-use kantai_policy::{FleetView, NodeView, Params, Placement as PlacementPolicy, PlacementInput};
-use kantai_policy::{Resources, RttMatrix};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use kantai_policy::{FleetView, NodeView, Resources, RttMatrix};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,24 +26,24 @@ use crate::Shared;
 
 type Key = (String, String);
 
-/// How long measured demand and serving times are remembered (half-life).
-pub const MEASURE_HALF_LIFE: Duration = Duration::from_secs(10);
-
 struct Scaler {
-    autoscaler: RevisionAutoscaler,
-    spec: ScalingSpec,
+    /// The revision's scaler, its nodes keyed by name (the node order grows as nodes join).
+    core: RevisionScaler<String>,
     service: String,
-    resources: Resources,
-    /// The placement policy's name and parameters, and the policy itself.
-    policy: (String, Params),
-    placement: Box<dyn PlacementPolicy>,
-    rng: SmallRng,
-    /// Requests per second entering each node (per-origin demand).
-    demand: HashMap<String, Ewma>,
-    /// Serving time of the revision's instances on each node, in ms.
-    serving: HashMap<String, Ewma>,
-    /// Requests in and waiting for the revision's instances on each node, as last reported.
-    occupancy: HashMap<String, (u32, u32)>,
+}
+
+/// A node's report of one revision as the driver core reads it.
+pub fn node_load(report: &Report, load: &RevisionLoad) -> NodeLoad {
+    NodeLoad {
+        concurrency: load.concurrency,
+        requests: load.requests,
+        held: load.held,
+        poke: report.poke,
+        served: load.served,
+        serving_ms: load.serving_ms,
+        in_flight: load.instance_in_flight,
+        queued: load.instance_queued,
+    }
 }
 
 /// The loop's state.
@@ -88,7 +85,7 @@ pub async fn run(s: Arc<Shared>, mut reports: mpsc::Receiver<(Report, Instant)>)
                     Ok(e) if e.resource == REVISIONS.plural
                         && e.type_ == crate::store::EventType::Modified =>
                     {
-                        let key = (e.namespace.clone(), e.object["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+                        let key = (e.namespace.clone(), e.object.name().to_owned());
                         if st.awaiting.contains(&key) && !s.digests.awaiting(&s.config, &e.object) {
                             tick_revisions(&s, &mut st, &[key], Instant::now());
                         }
@@ -128,57 +125,28 @@ fn sync(s: &Shared, st: &mut Scaling) {
     let reachable = reachable_revisions(s);
     let mut seen = HashSet::new();
     for v in &revisions {
-        let ns = v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
-        let name = v["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let ns = v.namespace_or_default().to_owned();
+        let name = v.name().to_owned();
         let key = (ns.clone(), name.clone());
-        let Some(rs) = spec_of(s, v) else {
+        let Some(mut rs) = settings_of(s, v) else {
             continue;
         };
-        let mut spec = rs.scaling;
-        spec.reachable = reachable.contains(&key);
+        rs.scaling.reachable = reachable.contains(&key);
         seen.insert(key.clone());
-        let service = v["metadata"]["labels"][SERVICE_LABEL]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let service = v.label(SERVICE_LABEL).unwrap_or_default().to_owned();
         match st.scalers.get_mut(&key) {
-            Some(sc) => {
-                if sc.spec != spec {
-                    sc.autoscaler.update_spec(spec.clone(), now);
-                    sc.spec = spec;
-                }
-                sc.resources = rs.resources;
-                if sc.policy != (rs.policy.clone(), rs.params.clone()) {
-                    sc.placement = new_policy(&rs.policy, &rs.params);
-                    sc.policy = (rs.policy, rs.params);
-                }
-            }
+            Some(sc) => sc.core.update(&rs, now),
             None => {
                 // A restarted control plane finds instances running: the autoscaler starts
                 // from them (in panic mode when more than one), so that lost history does not
                 // scale them down.
                 let ready = ready_instances(s, &ns, &name);
                 info!(revision = %name, ready, "autoscaling");
-                let seed = kantai_policy::request::stable_hash(format!("{ns}/{name}").as_bytes());
                 st.scalers.insert(
                     key,
                     Scaler {
-                        autoscaler: RevisionAutoscaler::new(spec.clone(), now, ready),
-                        spec,
+                        core: RevisionScaler::new(&rs, scaler::seed(&ns, &name), now, ready),
                         service,
-                        resources: rs.resources,
-                        placement: new_policy(&rs.policy, &rs.params),
-                        policy: (rs.policy, rs.params),
-                        rng: SmallRng::seed_from_u64(seed),
-                        demand: HashMap::new(),
-                        serving: HashMap::new(),
-                        occupancy: HashMap::new(),
                     },
                 );
             }
@@ -194,10 +162,7 @@ fn sync(s: &Shared, st: &mut Scaling) {
 fn reachable_revisions(s: &Shared) -> HashSet<Key> {
     let mut out = HashSet::new();
     for r in s.store.list(&ROUTES, None).0 {
-        let ns = r["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
+        let ns = r.namespace_or_default().to_owned();
         for t in r["status"]["traffic"].as_array().into_iter().flatten() {
             if let Some(rev) = t["revisionName"].as_str() {
                 out.insert((ns.clone(), rev.to_owned()));
@@ -212,22 +177,15 @@ fn reachable_revisions(s: &Shared) -> HashSet<Key> {
     // The newest revision of each configuration is about to get traffic.
     let mut newest: BTreeMap<Key, (i64, String)> = BTreeMap::new();
     for v in s.store.list(&REVISIONS, None).0 {
-        let ns = v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
-        let Some(cfg) = v["metadata"]["labels"]["serving.knative.dev/configuration"].as_str()
-        else {
+        let ns = v.namespace_or_default().to_owned();
+        let Some(cfg) = v.label("serving.knative.dev/configuration") else {
             continue;
         };
-        let g = v["metadata"]["labels"]["serving.knative.dev/configurationGeneration"]
-            .as_str()
+        let g = v
+            .label("serving.knative.dev/configurationGeneration")
             .and_then(|g| g.parse().ok())
             .unwrap_or(0);
-        let name = v["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let name = v.name().to_owned();
         let e = newest
             .entry((ns, cfg.to_owned()))
             .or_insert((g, name.clone()));
@@ -241,66 +199,20 @@ fn reachable_revisions(s: &Shared) -> HashSet<Key> {
     out
 }
 
-/// What a revision asks of the autoscaler and of placement.
-struct RevisionSpec {
-    scaling: ScalingSpec,
-    resources: Resources,
-    policy: String,
-    params: Params,
-}
-
-fn spec_of(s: &Shared, v: &Value) -> Option<RevisionSpec> {
-    let anns: BTreeMap<String, String> = v["metadata"]["annotations"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out = Findings::new();
-    let parsed =
-        AutoscalingAnnotations::parse(&anns, &s.config.autoscaler, &FieldPath::root(), &mut out);
-    let cc = v["spec"]["containerConcurrency"].as_u64().unwrap_or(0);
-    let scaling = ScalingSpec::resolve(
-        &s.config.autoscaler,
-        &parsed,
-        u32::try_from(cc).unwrap_or(0),
-        s.config.progress_deadline,
-    );
-    let container = &v["spec"]["containers"][0]["resources"];
-    let quantity = |section: &str, name: &str| {
-        container[section][name]
-            .as_str()
-            .map(str::to_owned)
-            .or_else(|| container[section][name].as_f64().map(|f| f.to_string()))
-            .and_then(|q| kantai_model::units::Quantity::parse(&q).ok())
-            .map(|q| q.value())
+/// A stored revision's settings (stored revisions were admitted: nothing is defaulted
+/// again). What the settings cannot use is logged; the fallbacks run.
+fn settings_of(s: &Shared, v: &Value) -> Option<RevisionSettings> {
+    let mut out = kantai_model::Findings::new();
+    let Some(kantai_model::Object::Revision(r)) =
+        kantai_model::Object::decode(&DocNode::from_json(v), &mut out)
+    else {
+        return None;
     };
-    let resources = Resources {
-        cpu: quantity("requests", "cpu")
-            .or_else(|| quantity("limits", "cpu"))
-            .unwrap_or(0.0),
-        memory: quantity("requests", "memory")
-            .or_else(|| quantity("limits", "memory"))
-            .unwrap_or(0.0),
-    };
-    let policy = s.config.policies.chosen(Kind::Placement, &anns).to_owned();
-    let (params, _) = Params::parse(&anns);
-    Some(RevisionSpec {
-        scaling,
-        resources,
-        policy,
-        params,
-    })
-}
-
-/// The placement policy `name` (admission checked it; the default if it is gone since).
-fn new_policy(name: &str, params: &Params) -> Box<dyn PlacementPolicy> {
-    registry::placement(name, params).unwrap_or_else(|| {
-        tracing::warn!("{}; using spread", registry::unknown(Kind::Placement, name));
-        Box::new(kantai_policy::placement::Spread)
-    })
+    let (settings, problems) = RevisionSettings::of(&r, &s.config);
+    for p in problems {
+        debug!(revision = %v.name(), "{p}");
+    }
+    Some(settings)
 }
 
 fn ready_instances(s: &Shared, ns: &str, revision: &str) -> u32 {
@@ -347,32 +259,7 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
         let Some(sc) = st.scalers.get_mut(&key) else {
             continue;
         };
-        let since = st.started;
-        let t = at.saturating_duration_since(since);
-        sc.demand
-            .entry(report.node.clone())
-            .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
-            .record(t, load.requests);
-        sc.occupancy.insert(
-            report.node.clone(),
-            (load.instance_in_flight, load.instance_queued),
-        );
-        if load.served > 0 {
-            sc.serving
-                .entry(report.node.clone())
-                .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
-                .record(t, load.serving_ms);
-        }
-        let wake = sc.autoscaler.record(
-            now,
-            Observation {
-                concurrency: load.concurrency,
-                requests: load.requests,
-                ..Observation::default()
-            },
-        );
-        let at_zero = sc.autoscaler.replicas() == 0 && load.held > 0;
-        if wake || (report.poke && at_zero) {
+        if sc.core.record(now, &report.node, &node_load(report, load)) {
             poked.push(key);
         }
     }
@@ -387,7 +274,7 @@ fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
             continue;
         };
         let ready = ready_instances(s, &key.0, &key.1);
-        let d = sc.autoscaler.tick(now, ready);
+        let d = sc.core.tick(now, ready);
         // No instance may run a tag that a digest is about to replace.
         let awaiting = s
             .store
@@ -417,19 +304,16 @@ fn publish_serving(s: &Shared, st: &Scaling) {
     let mut serving = HashMap::new();
     let mut demand = HashMap::new();
     for (key, sc) in &st.scalers {
-        let values = |m: &HashMap<String, Ewma>| -> Vec<(String, f64)> {
-            let mut v: Vec<(String, f64)> = m
-                .iter()
-                .filter_map(|(n, e)| e.value().map(|v| (n.clone(), (v * 100.0).round() / 100.0)))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
+        // In node-name order, rounded to hundredths for the replies.
+        let values = |m: &mut dyn Iterator<Item = (&String, f64)>| -> Vec<(String, f64)> {
+            m.map(|(n, v)| (n.clone(), (v * 100.0).round() / 100.0))
+                .collect()
         };
-        let nodes = values(&sc.serving);
+        let nodes = values(&mut sc.core.serving());
         if !nodes.is_empty() {
             serving.insert(key.clone(), nodes);
         }
-        let nodes = values(&sc.demand);
+        let nodes = values(&mut sc.core.demand());
         if !nodes.is_empty() {
             demand.insert(key.clone(), nodes);
         }
@@ -466,16 +350,13 @@ fn fleet_view(s: &Shared) -> FleetView {
         .0
         .iter()
         .filter_map(|v| {
-            let ns = v["metadata"]["namespace"].as_str()?.to_owned();
-            let name = v["metadata"]["name"].as_str()?.to_owned();
-            Some(((ns, name), spec_of(s, v)?.resources))
+            let ns = v.namespace()?.to_owned();
+            let name = v.name().to_owned();
+            Some(((ns, name), settings_of(s, v)?.resources))
         })
         .collect();
     for v in s.store.list(&PLACEMENTS, None).0 {
-        let ns = v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
+        let ns = v.namespace_or_default().to_owned();
         if let Ok(p) = fleet::from_json::<Placement>(&v) {
             let r = revisions
                 .get(&(ns, p.spec.revision.clone()))
@@ -547,52 +428,20 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
         .iter()
         .map(|n| existing.as_ref().map_or(0, |p| p.desired_on(&n.name)))
         .collect();
-    let measured = |m: &HashMap<String, Ewma>| -> Vec<Option<f64>> {
-        fleet
-            .nodes
-            .iter()
-            .map(|n| m.get(&n.name).and_then(Ewma::value))
-            .collect()
-    };
-    let demand: Vec<f64> = measured(&sc.demand)
-        .into_iter()
-        .map(|d| d.unwrap_or(0.0))
-        .collect();
-    let serving_ms = measured(&sc.serving);
-    let occupancy = |pick: fn(&(u32, u32)) -> u32| -> Vec<u32> {
-        fleet
-            .nodes
-            .iter()
-            .map(|n| sc.occupancy.get(&n.name).map_or(0, pick))
-            .collect()
-    };
-    let in_flight = occupancy(|o| o.0);
-    let queued = occupancy(|o| o.1);
-    let input = PlacementInput {
+    let keys: Vec<String> = fleet.nodes.iter().map(|n| n.name.clone()).collect();
+    let (decision, record) = sc.core.place(
         fleet,
+        &keys,
         revision,
-        desired: d.desired,
-        current: &current,
-        demand: &demand,
-        serving_ms: &serving_ms,
-        in_flight: &in_flight,
-        queued: &queued,
-        resources: sc.resources,
-        params: &sc.policy.1,
+        &current,
+        d.desired,
         now,
-    };
-    let decision = sc.placement.place(&input, &mut sc.rng);
-    if let Some(log) = &s.decision_log {
-        log.record(kantai_api::decisions::Decision::Placement(Box::new(
-            kantai_api::decisions::PlacementRecord::new(
-                &input,
-                &sc.policy.0,
-                &sc.policy.1,
-                &decision,
-                ns,
-                kantai_api::time::now(),
-            ),
-        )));
+        None,
+        s.decision_log.is_some().then_some(ns.as_str()),
+    );
+    if let (Some(log), Some(mut rec)) = (&s.decision_log, record) {
+        rec.time = kantai_api::time::now();
+        log.record(kantai_api::decisions::Decision::Placement(Box::new(rec)));
     }
     let service = sc.service.clone();
     let spec = PlacementSpec {
@@ -610,7 +459,7 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
             .collect(),
         activator_in_path: d.activator_in_path,
         unschedulable: decision.unschedulable,
-        policy: sc.policy.0.clone(),
+        policy: sc.core.policy().to_owned(),
     };
     if spec.unschedulable > 0
         && existing
@@ -659,4 +508,41 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
         tracing::warn!("cannot write the placement of {revision}: {e}");
     }
     s.changed();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reaches_the_core_with_every_field_the_scaler_reads() {
+        let load = RevisionLoad {
+            concurrency: 2.5,
+            requests: 7.0,
+            held: 3,
+            served: 4,
+            serving_ms: 12.5,
+            instance_in_flight: 2,
+            instance_queued: 1,
+            ..RevisionLoad::default()
+        };
+        let report = Report {
+            poke: true,
+            revisions: vec![load.clone()],
+            ..Report::default()
+        };
+        assert_eq!(
+            node_load(&report, &load),
+            NodeLoad {
+                concurrency: 2.5,
+                requests: 7.0,
+                held: 3,
+                poke: true,
+                served: 4,
+                serving_ms: 12.5,
+                in_flight: 2,
+                queued: 1,
+            }
+        );
+    }
 }

@@ -364,8 +364,8 @@ fn plan(agent: &Arc<Agent>, key: &(String, String)) -> Option<Planned> {
         agent.name,
         kantai_model::serving::naming::random_suffix(&mut rand::rng())
     );
-    let grace = Duration::from_secs(rev.spec.timeout_seconds.unwrap_or(300).max(1) as u64);
-    let cc = rev.spec.container_concurrency.unwrap_or(0).max(0) as u32;
+    let settings = kantai_driver::RevisionSettings::of(&rev, &agent.config).0;
+    let (grace, cc) = (settings.timeout, settings.container_concurrency);
     let image = container.image.clone();
     let labels = fleet::instance_labels(&service, &key.1, &agent.name);
     let pod = kantai_runtime::PodFields {
@@ -671,11 +671,6 @@ fn status_writer(
     tx
 }
 
-/// How long a draining instance keeps answering requests forwarded by other nodes: the time
-/// for its Terminating status to reach their gateways (an API write and a watch event over
-/// the slowest link, with a wide margin).
-const DRAIN_PROPAGATION: Duration = Duration::from_secs(1);
-
 /// Drains an instance (no new requests, in-flight ones finish), stops it and removes its
 /// object.
 pub fn stop(agent: &Arc<Agent>, name: &str) {
@@ -720,7 +715,7 @@ async fn stop_now(
     }
     agent
         .dp
-        .drain_local(name, DRAIN_PROPAGATION.min(grace), grace)
+        .drain_local(name, kantai_driver::DRAIN_PROPAGATION.min(grace), grace)
         .await;
     match (handle, stop_grace) {
         (Some(h), Some(g)) => h.stop_within(g).await,

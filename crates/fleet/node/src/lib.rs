@@ -17,12 +17,16 @@ use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
 use kantai_api::wire::{FLEET_PATH, REPORTS_PATH};
 use kantai_api::{Client, FleetInfo, Report, ReportReply, RttSample};
 use kantai_dataplane::{DataPlane, Limits, Listeners, RevisionConfig, RouteSpec};
-use kantai_model::config::{PoliciesConfig, ServingConfig};
+use kantai_driver::RevisionSettings;
+use kantai_model::config::ServingConfig;
 use kantai_model::fleet::{self, Instance, Placement};
+use kantai_model::meta::JsonMeta;
 use kantai_model::node::Node as DocNode;
+use kantai_model::serving::Revision;
+use kantai_model::serving::derive::{
+    CONFIGURATION_GENERATION_LABEL, CONFIGURATION_LABEL, SERVICE_LABEL,
+};
 use kantai_model::topology::{Capacity, Topology};
-use kantai_policy::Params;
-use kantai_policy::registry::Kind;
 use kantai_runtime::{Runtime, RuntimeConfig};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -114,8 +118,9 @@ pub(crate) struct Agent {
     /// each at the end of its own back-off (routes seen seconds after placements).
     pub(crate) reconnected: Notify,
     pub(crate) local: Mutex<HashMap<String, Local>>,
-    /// The fleet-wide default policies (the fleet config's `policies` section).
-    pub(crate) policies: PoliciesConfig,
+    /// The fleet config the control plane serves (its default policies, its data plane's
+    /// hold limit), as every revision's settings are computed from it.
+    pub(crate) config: ServingConfig,
     /// The topology's node order (placement strings and balancer indices follow it).
     pub(crate) order: Vec<String>,
     /// The highest route resourceVersion the gateway has programmed.
@@ -288,7 +293,7 @@ pub async fn run(
         changed: Notify::new(),
         reconnected: Notify::new(),
         local: Mutex::new(HashMap::new()),
-        policies: fleet_policies(&fleet.config, &cfg.name),
+        config: fleet_serving_config(&fleet.config, &cfg.name),
         order: topology.nodes.iter().map(|n| n.name.clone()).collect(),
         routes_version: std::sync::atomic::AtomicU64::new(0),
         routes_applied: Notify::new(),
@@ -344,11 +349,11 @@ pub async fn run(
     Ok(())
 }
 
-/// The default policies of the fleet config the control plane serves (Knative's and
-/// kantai's defaults when it has none, or when it cannot be read here).
-fn fleet_policies(config: &str, node: &str) -> PoliciesConfig {
+/// The fleet config the control plane serves (Knative's and kantai's defaults when it has
+/// none, or when it cannot be read here).
+fn fleet_serving_config(config: &str, node: &str) -> ServingConfig {
     if config.trim().is_empty() {
-        return PoliciesConfig::default();
+        return ServingConfig::default();
     }
     let docs = match kantai_model::node::parse_documents(
         config,
@@ -360,17 +365,16 @@ fn fleet_policies(config: &str, node: &str) -> PoliciesConfig {
                 node,
                 "the fleet config does not parse here ({}); using the default policies", e.message
             );
-            return PoliciesConfig::default();
+            return ServingConfig::default();
         }
     };
     let Some(doc) = docs.first() else {
-        return PoliciesConfig::default();
+        return ServingConfig::default();
     };
     let mut out = kantai_model::Findings::new();
-    // The binary's own sections are not the agent's business.
-    match ServingConfig::decode_sections(doc, &mut out, &["runtime", "dataplane"]) {
-        Some(c) if !out.has_errors() => c.policies,
-        _ => PoliciesConfig::default(),
+    match ServingConfig::decode_fleet(doc, &mut out) {
+        Some(c) if !out.has_errors() => c,
+        _ => ServingConfig::default(),
     }
 }
 
@@ -530,7 +534,7 @@ async fn remove_stale_instances(agent: &Agent) {
     for i in items {
         if i["spec"]["node"].as_str() == Some(agent.name.as_str()) {
             let ns = ns_of(&i);
-            let name = i["metadata"]["name"].as_str().unwrap_or_default();
+            let name = i.name();
             info!(instance = %name, "removing an instance left by an earlier run");
             let _ = agent.client.delete(INSTANCES, &ns, name).await;
         }
@@ -551,10 +555,17 @@ async fn reconcile_loop(agent: Arc<Agent>, domain: String) {
 }
 
 fn ns_of(v: &Value) -> String {
-    v["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("default")
-        .to_owned()
+    v.namespace_or_default().to_owned()
+}
+
+/// A stored revision as the model reads it (stored objects were admitted: nothing is
+/// defaulted again).
+pub(crate) fn typed_revision(v: &Value) -> Option<Revision> {
+    let mut out = kantai_model::Findings::new();
+    match kantai_model::Object::decode(&DocNode::from_json(v), &mut out) {
+        Some(kantai_model::Object::Revision(r)) => Some(r),
+        _ => None,
+    }
 }
 
 fn apply_dataplane(agent: &Agent, domain: &str) {
@@ -566,10 +577,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
         .values()
         .map(|r| RouteSpec {
             namespace: ns_of(r),
-            name: r["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            name: r.name().to_owned(),
             traffic: r["status"]["traffic"]
                 .as_array()
                 .into_iter()
@@ -585,48 +593,29 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
             unavailable: route_unavailable(&snap, &failures, r),
         })
         .collect();
-    // Revisions: containerConcurrency and timeouts, plus the activator mode of the placement.
+    // Revisions: their settings, plus the activator mode of the placement.
     let mut configs = HashMap::new();
     for r in snap.revisions.values() {
-        let key = (
-            ns_of(r),
-            r["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        );
-        let spec = &r["spec"];
-        let secs = |k: &str| spec[k].as_u64().filter(|s| *s > 0).map(Duration::from_secs);
-        let timeout = secs("timeoutSeconds").unwrap_or(Duration::from_secs(300));
+        let key = (r.namespace_or_default().to_owned(), r.name().to_owned());
+        let Some(revision) = typed_revision(r) else {
+            debug!(revision = %key.1, "cannot read the revision");
+            continue;
+        };
+        let (settings, _) = RevisionSettings::of(&revision, &agent.config);
         let placement = snap.placements.get(&key);
-        let annotations: BTreeMap<String, String> = r["metadata"]["annotations"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let (params, _) = Params::parse(&annotations);
         configs.insert(
             key,
             RevisionConfig {
-                cc: spec["containerConcurrency"].as_u64().unwrap_or(0) as u32,
-                timeout,
-                response_start: secs("responseStartTimeoutSeconds").filter(|d| *d < timeout),
-                idle: secs("idleTimeoutSeconds"),
+                cc: settings.container_concurrency,
+                timeout: settings.timeout,
+                response_start: settings.response_start,
+                idle: settings.idle,
                 activator_in_path: placement
                     .is_none_or(|p| p["spec"]["activatorInPath"].as_bool().unwrap_or(true)),
-                load_balancer: agent
-                    .policies
-                    .chosen(Kind::LoadBalancer, &annotations)
-                    .to_owned(),
-                queue: agent.policies.chosen(Kind::Queue, &annotations).to_owned(),
-                params,
-                service: r["metadata"]["labels"]["serving.knative.dev/service"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                load_balancer: settings.load_balancer,
+                queue: settings.queue,
+                params: settings.params,
+                service: r.label(SERVICE_LABEL).unwrap_or_default().to_owned(),
             },
         );
     }
@@ -635,7 +624,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
         .nodes
         .values()
         .filter_map(|n| {
-            let name = n["metadata"]["name"].as_str()?.to_owned();
+            let name = Some(n.name()).filter(|n| !n.is_empty())?.to_owned();
             let addr: SocketAddr = n["spec"]["data"].as_str()?.parse().ok()?;
             (name != agent.name).then_some((name, addr))
         })
@@ -655,13 +644,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     }
     agent.dp.set_revisions(configs);
     for r in snap.revisions.values() {
-        let key = (
-            ns_of(r),
-            r["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        );
+        let key = (r.namespace_or_default().to_owned(), r.name().to_owned());
         let failure = failures.remove(&key);
         agent.dp.set_revision_failure(&key.0, &key.1, failure);
     }
@@ -671,12 +654,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     let version = snap
         .routes
         .values()
-        .filter_map(|r| {
-            r["metadata"]["resourceVersion"]
-                .as_str()?
-                .parse::<u64>()
-                .ok()
-        })
+        .filter_map(|r| r.resource_version()?.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
     if agent
@@ -723,7 +701,7 @@ fn revision_failures(agent: &Agent, snap: &watch::Snapshot) -> HashMap<(String, 
             cs.iter()
                 .find(|c| c["type"] == "ContainerHealthy" && c["status"] == "False")
         });
-        if let (Some(c), Some(name)) = (unhealthy, r["metadata"]["name"].as_str()) {
+        if let (Some(c), Some(name)) = (unhealthy, Some(r.name()).filter(|n| !n.is_empty())) {
             let why = c["message"]
                 .as_str()
                 .or(c["reason"].as_str())
@@ -751,20 +729,17 @@ fn route_unavailable(
         return None;
     }
     let ns = ns_of(route);
-    let name = route["metadata"]["name"].as_str()?;
+    let name = Some(route.name()).filter(|n| !n.is_empty())?;
     let newest = snap
         .revisions
         .values()
-        .filter(|r| {
-            ns_of(r) == ns && r["metadata"]["labels"]["serving.knative.dev/configuration"] == name
-        })
+        .filter(|r| ns_of(r) == ns && r.label(CONFIGURATION_LABEL) == Some(name))
         .max_by_key(|r| {
-            r["metadata"]["labels"]["serving.knative.dev/configurationGeneration"]
-                .as_str()
+            r.label(CONFIGURATION_GENERATION_LABEL)
                 .and_then(|g| g.parse::<u64>().ok())
                 .unwrap_or(0)
         })?;
-    let rev = newest["metadata"]["name"].as_str()?;
+    let rev = Some(newest.name()).filter(|n| !n.is_empty())?;
     failures
         .get(&(ns, rev.to_owned()))
         .map(|f| format!("revision {rev} cannot start: {f}"))
@@ -902,7 +877,7 @@ async fn probe_loop(agent: Arc<Agent>) {
             .values()
             .filter_map(|n| {
                 Some((
-                    n["metadata"]["name"].as_str()?.to_owned(),
+                    Some(n.name()).filter(|n| !n.is_empty())?.to_owned(),
                     n["spec"]["data"].as_str()?.to_owned(),
                 ))
             })

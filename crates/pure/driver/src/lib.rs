@@ -1,9 +1,15 @@
 //! The driver core: what the live fleet and the simulator do alike around the decision
 //! crates, so that a policy meets the same inputs in both.
 //!
+//! - `scaler`: one revision's scaler (record a node's report, tick, place).
 //! - `settings`: the settings a revision runs with, computed once from the typed model and
 //!   the fleet config.
 
+pub mod scaler;
 pub mod settings;
 
-pub use settings::RevisionSettings;
+pub use scaler::{MEASURE_HALF_LIFE, NodeLoad, POKE_INTERVAL, RevisionScaler};
+pub use settings::{
+    DEFAULT_HOLD_LIMIT, DEFAULT_TIMEOUT, DRAIN_PROPAGATION, QUEUE_DEPTH_FACTOR, RevisionSettings,
+    SettingsProblem,
+};

@@ -37,6 +37,12 @@ pub const WINDOW_MIN: Duration = Duration::from_secs(6);
 pub const WINDOW_MAX: Duration = Duration::from_secs(3600);
 /// Smallest target value (`autoscaling.TargetMin`).
 pub const TARGET_MIN: f64 = 0.01;
+/// Knative's `revision-timeout-seconds` default (`config-defaults`), also the timeout of a
+/// revision that carries none.
+pub const REVISION_TIMEOUT_SECONDS: i64 = 300;
+/// The `dataplane.hold-limit` default: requests a gateway holds per revision while no
+/// instance has room, as Knative's activator breaker (`breakerQueueDepth`, 10,000).
+pub const DEFAULT_HOLD_LIMIT: u32 = 10_000;
 
 /// `config-autoscaler`: fleet-wide autoscaling defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,7 +145,7 @@ pub struct DefaultsConfig {
 impl Default for DefaultsConfig {
     fn default() -> Self {
         DefaultsConfig {
-            revision_timeout_seconds: 300,
+            revision_timeout_seconds: REVISION_TIMEOUT_SECONDS,
             max_revision_timeout_seconds: 600,
             revision_response_start_timeout_seconds: 0,
             revision_idle_timeout_seconds: 0,
@@ -172,6 +178,81 @@ pub struct ServingConfig {
     pub policies: PoliciesConfig,
     /// `config-features`: which optional PodSpec fields the validating webhook lets through.
     pub features: FeaturesConfig,
+    /// kantai's `dataplane`: the gateways' limits (read by [`ServingConfig::decode_fleet`]).
+    pub dataplane: DataplaneConfig,
+}
+
+/// kantai's `dataplane` section of the fleet config. The hold limit is both drivers' (the
+/// fleet's gateways and the simulator's), so its default is here; the other keys are the
+/// fleet data plane's alone, and `None` leaves its default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataplaneConfig {
+    /// `hold-limit`: requests a gateway holds per revision while no instance has room.
+    pub hold_limit: u32,
+    /// `max-request-body-bytes`.
+    pub max_request_body_bytes: Option<u64>,
+    /// `header-read-timeout`.
+    pub header_read_timeout: Option<Duration>,
+    /// `serving-headers`.
+    pub serving_headers: Option<bool>,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            hold_limit: DEFAULT_HOLD_LIMIT,
+            max_request_body_bytes: None,
+            header_read_timeout: None,
+            serving_headers: None,
+        }
+    }
+}
+
+impl DataplaneConfig {
+    /// Parses the `dataplane` section.
+    pub fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<DataplaneConfig> {
+        let mut f = Fields::open(node, path, out)?;
+        let mut c = DataplaneConfig::default();
+        if let Some(b) = f.opt::<i64>("max-request-body-bytes", out) {
+            match u64::try_from(b) {
+                Ok(b) if b > 0 => c.max_request_body_bytes = Some(b),
+                _ => out.push(FieldError::error(
+                    path.field("max-request-body-bytes"),
+                    "must be positive",
+                )),
+            }
+        }
+        if let Some(t) = f.opt::<String>("header-read-timeout", out) {
+            match parse_go_duration(&t) {
+                Ok(n) if n > 0 => c.header_read_timeout = Some(Duration::from_nanos(n as u64)),
+                _ => out.push(FieldError::invalid(
+                    path.field("header-read-timeout"),
+                    &t,
+                    "must be a positive duration such as 10s",
+                )),
+            }
+        }
+        if let Some(h) = f.opt::<i64>("hold-limit", out) {
+            match u32::try_from(h) {
+                Ok(h) if h > 0 => c.hold_limit = h,
+                _ => out.push(FieldError::error(
+                    path.field("hold-limit"),
+                    "must be positive",
+                )),
+            }
+        }
+        c.serving_headers = f.opt::<bool>("serving-headers", out);
+        f.finish(
+            &[
+                "max-request-body-bytes",
+                "header-read-timeout",
+                "hold-limit",
+                "serving-headers",
+            ],
+            out,
+        );
+        Some(c)
+    }
 }
 
 impl Default for ServingConfig {
@@ -188,6 +269,7 @@ impl Default for ServingConfig {
             domain: "svc.cluster.local".to_owned(),
             policies: PoliciesConfig::default(),
             features: FeaturesConfig::default(),
+            dataplane: DataplaneConfig::default(),
         }
     }
 }
@@ -470,6 +552,17 @@ impl ServingConfig {
         let mut out = Findings::new();
         let cfg = Self::decode_sections(doc, &mut out, &[]);
         finish(cfg, out, doc)
+    }
+
+    /// Reads the fleet config file's document: the model's sections and `dataplane`; its
+    /// `runtime` section is the binary's to read. The fleet's processes and the simulator
+    /// all read the file with this, so a file means the same to each.
+    pub fn decode_fleet(doc: &Node, out: &mut Findings) -> Option<ServingConfig> {
+        let mut cfg = Self::decode_sections(doc, out, &["runtime", "dataplane"])?;
+        if let Some(n) = doc.get("dataplane") {
+            cfg.dataplane = DataplaneConfig::decode(n, &FieldPath::root().field("dataplane"), out)?;
+        }
+        Some(cfg)
     }
 
     /// Reads the model's sections from a document that may hold other sections (`extra`),
@@ -1153,6 +1246,45 @@ mod tests {
                  \"kubernetes.podspec-fieldrefs\", did you mean \"kubernetes.podspec-fieldref\"?"
             ),
             "{text}"
+        );
+    }
+
+    fn fleet(text: &str) -> Result<ServingConfig, ConfigError> {
+        let docs = parse_documents(text, ParseLimits::default()).expect("YAML");
+        let mut out = Findings::new();
+        let cfg = ServingConfig::decode_fleet(&docs[0], &mut out);
+        finish(cfg, out, &docs[0])
+    }
+
+    #[test]
+    fn the_fleet_file_sets_the_hold_limit() {
+        let c = fleet("dataplane:\n  hold-limit: 50\nruntime: {}\n").expect("valid");
+        assert_eq!(c.dataplane.hold_limit, 50);
+    }
+
+    #[test]
+    fn the_hold_limit_defaults_to_the_activators_queue_depth() {
+        let c = fleet("domain: example.com\n").expect("valid");
+        assert_eq!(c.dataplane, DataplaneConfig::default());
+        assert_eq!(c.dataplane.hold_limit, DEFAULT_HOLD_LIMIT);
+    }
+
+    #[test]
+    fn a_hold_limit_of_zero_is_an_error_with_its_line() {
+        let err = fleet("dataplane:\n  hold-limit: 0\n").expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "line 2: dataplane.hold-limit: must be positive"
+        );
+    }
+
+    #[test]
+    fn an_unknown_dataplane_key_is_an_error() {
+        let err = fleet("dataplane:\n  hold-limt: 5\n").expect_err("invalid");
+        assert!(
+            err.to_string()
+                .contains("line 2: dataplane.hold-limt: unknown field"),
+            "{err}"
         );
     }
 }

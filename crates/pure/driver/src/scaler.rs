@@ -1,0 +1,289 @@
+//! One revision's scaler, as every driver runs it: the nodes' load reports feed the KPA
+//! ([`RevisionAutoscaler`]) and the per-node demand, serving time and occupancy; a tick
+//! decides; the revision's placement policy splits the decision over the nodes with the
+//! revision's own seeded generator.
+//!
+//! Nodes are keyed by whatever the driver names them with (`K`): the control plane by name
+//! (its node order grows when a node joins, so an index would move), the simulator by its
+//! fleet index (no string on its hot path). Placement takes the keys in fleet order.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kantai_autoscaler::{Decision, Observation, RevisionAutoscaler, ScalingSpec};
+use kantai_decisions::PlacementRecord;
+use kantai_latency::Ewma;
+use kantai_policy::registry;
+use kantai_policy::{
+    FleetView, Params, Placement, PlacementDecision, PlacementInput, Resources, stable_hash,
+};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::settings::RevisionSettings;
+
+/// How long measured demand and serving times are remembered (half-life).
+pub const MEASURE_HALF_LIFE: Duration = Duration::from_secs(10);
+
+/// A gateway pokes the control plane about a revision at most this often.
+pub const POKE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One node's load of one revision over the last report interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NodeLoad {
+    /// Average requests in flight through the node's gateway.
+    pub concurrency: f64,
+    /// Requests per second entering the node (the per-origin demand).
+    pub requests: f64,
+    /// Requests the node's gateway holds for want of an instance.
+    pub held: u32,
+    /// Whether the node reported at once because load reached a revision at zero.
+    pub poke: bool,
+    /// Requests the revision's instances on the node answered.
+    pub served: u64,
+    /// Their average serving time, in ms.
+    pub serving_ms: f64,
+    /// Requests in the revision's instances on the node now.
+    pub in_flight: u32,
+    /// Requests waiting for a slot of those instances now.
+    pub queued: u32,
+}
+
+/// The placement policy `name` (admission checked it; the default if it is gone since).
+pub fn placement_policy(name: &str, params: &Params) -> Box<dyn Placement> {
+    registry::placement(name, params)
+        .unwrap_or_else(|| Box::new(kantai_policy::placement::Spread) as Box<dyn Placement>)
+}
+
+/// Whether a report asks for a decision at once: the KPA woke from zero, or a node poked
+/// about a revision at zero for which its gateway holds requests (Knative's activator pokes
+/// the autoscaler the same way when it buffers a request for a scaled-to-zero revision).
+pub fn tick_due(woke: bool, load: &NodeLoad, replicas: u32) -> bool {
+    woke || (load.poke && replicas == 0 && load.held > 0)
+}
+
+/// One revision's autoscaler, measurements and placement policy.
+pub struct RevisionScaler<K> {
+    autoscaler: RevisionAutoscaler,
+    spec: ScalingSpec,
+    resources: Resources,
+    policy: String,
+    params: Params,
+    placement: Box<dyn Placement>,
+    rng: SmallRng,
+    demand: BTreeMap<K, Ewma>,
+    serving: BTreeMap<K, Ewma>,
+    occupancy: BTreeMap<K, (u32, u32)>,
+    placed_total: Option<u32>,
+    buf_demand: Vec<f64>,
+    buf_serving: Vec<Option<f64>>,
+    buf_in_flight: Vec<u32>,
+    buf_queued: Vec<u32>,
+}
+
+/// The seed of a revision's placement generator: the same in every driver and run.
+pub fn seed(namespace: &str, revision: &str) -> u64 {
+    stable_hash(format!("{namespace}/{revision}").as_bytes())
+}
+
+impl<K: Ord + Clone> RevisionScaler<K> {
+    /// A scaler for a revision with `settings` (its `scaling.reachable` as the driver set
+    /// it), seeded with [`seed`]; `ready` instances already run (a restarted control plane
+    /// starts from them, in panic mode when more than one).
+    pub fn new(settings: &RevisionSettings, seed: u64, now: Duration, ready: u32) -> Self {
+        RevisionScaler {
+            autoscaler: RevisionAutoscaler::new(settings.scaling.clone(), now, ready),
+            spec: settings.scaling.clone(),
+            resources: settings.resources,
+            policy: settings.placement.clone(),
+            params: settings.params.clone(),
+            placement: placement_policy(&settings.placement, &settings.params),
+            rng: SmallRng::seed_from_u64(seed),
+            demand: BTreeMap::new(),
+            serving: BTreeMap::new(),
+            occupancy: BTreeMap::new(),
+            placed_total: None,
+            buf_demand: Vec::new(),
+            buf_serving: Vec::new(),
+            buf_in_flight: Vec::new(),
+            buf_queued: Vec::new(),
+        }
+    }
+
+    /// Takes changed settings: the KPA re-reads a changed spec, a changed policy or
+    /// parameters make a new policy (the generator goes on).
+    pub fn update(&mut self, settings: &RevisionSettings, now: Duration) {
+        if self.spec != settings.scaling {
+            self.autoscaler.update_spec(settings.scaling.clone(), now);
+            self.spec = settings.scaling.clone();
+        }
+        self.resources = settings.resources;
+        if self.policy != settings.placement || self.params != settings.params {
+            self.placement = placement_policy(&settings.placement, &settings.params);
+            self.policy = settings.placement.clone();
+            self.params = settings.params.clone();
+        }
+    }
+
+    /// Records one node's report; returns whether to tick now ([`tick_due`]). Several
+    /// nodes' reports within one second add up in the KPA's buckets, so one report per node
+    /// and one summed report per revision decide alike.
+    pub fn record(&mut self, now: Duration, node: &K, load: &NodeLoad) -> bool {
+        self.record_measured(now, node, load);
+        let woke = self.autoscaler.record(
+            now,
+            Observation {
+                concurrency: load.concurrency,
+                requests: load.requests,
+                ..Observation::default()
+            },
+        );
+        tick_due(woke, load, self.autoscaler.replicas())
+    }
+
+    /// Records a node's demand, serving time and occupancy only (a driver that feeds the
+    /// KPA the revision's load summed over nodes calls [`RevisionScaler::record_total`]).
+    pub fn record_measured(&mut self, now: Duration, node: &K, load: &NodeLoad) {
+        self.demand
+            .entry(node.clone())
+            .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
+            .record(now, load.requests);
+        self.occupancy
+            .insert(node.clone(), (load.in_flight, load.queued));
+        if load.served > 0 {
+            self.serving
+                .entry(node.clone())
+                .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
+                .record(now, load.serving_ms);
+        }
+    }
+
+    /// Feeds the KPA the revision's load summed over nodes; returns whether to tick now.
+    pub fn record_total(&mut self, now: Duration, load: &NodeLoad) -> bool {
+        let woke = self.autoscaler.record(
+            now,
+            Observation {
+                concurrency: load.concurrency,
+                requests: load.requests,
+                ..Observation::default()
+            },
+        );
+        tick_due(woke, load, self.autoscaler.replicas())
+    }
+
+    /// The KPA's decision at `now` with `ready` instances.
+    pub fn tick(&mut self, now: Duration, ready: u32) -> Decision {
+        self.autoscaler.tick(now, ready)
+    }
+
+    /// The KPA's current replica count.
+    pub fn replicas(&self) -> u32 {
+        self.autoscaler.replicas()
+    }
+
+    /// Whether placing `desired` can change anything: always for a policy that rebalances
+    /// and before the first placement; otherwise only when the count changed. A driver
+    /// whose nodes can change (the control plane) places every tick regardless.
+    pub fn placement_due(&self, desired: u32) -> bool {
+        self.placement.rebalances() || self.placed_total != Some(desired)
+    }
+
+    /// The placement policy's name.
+    pub fn policy(&self) -> &str {
+        &self.policy
+    }
+
+    /// Splits `desired` over `fleet`, whose nodes are `keys` (fleet order) and run
+    /// `current` instances of the revision, with each node's occupancy as reported unless
+    /// the driver measures it itself (`occupancy`: in flight, queued). With `record` (the revision's namespace), also
+    /// the decision log's record of it (its `time` left for the driver's clock).
+    #[allow(clippy::too_many_arguments)]
+    pub fn place(
+        &mut self,
+        fleet: &FleetView,
+        keys: &[K],
+        revision: &str,
+        current: &[u32],
+        desired: u32,
+        now: Duration,
+        occupancy: Option<(&[u32], &[u32])>,
+        record: Option<&str>,
+    ) -> (PlacementDecision, Option<PlacementRecord>) {
+        let n = keys.len();
+        self.buf_demand.clear();
+        self.buf_serving.clear();
+        self.buf_in_flight.clear();
+        self.buf_queued.clear();
+        for k in keys {
+            self.buf_demand
+                .push(self.demand.get(k).and_then(Ewma::value).unwrap_or(0.0));
+            self.buf_serving
+                .push(self.serving.get(k).and_then(Ewma::value));
+            if occupancy.is_none() {
+                let (f, q) = self.occupancy.get(k).copied().unwrap_or_default();
+                self.buf_in_flight.push(f);
+                self.buf_queued.push(q);
+            }
+        }
+        let (in_flight, queued) = occupancy.unwrap_or((&self.buf_in_flight, &self.buf_queued));
+        debug_assert_eq!(n, current.len());
+        let input = PlacementInput {
+            fleet,
+            revision,
+            desired,
+            current,
+            demand: &self.buf_demand,
+            serving_ms: &self.buf_serving,
+            in_flight,
+            queued,
+            resources: self.resources,
+            params: &self.params,
+            now,
+        };
+        let decision = self.placement.place(&input, &mut self.rng);
+        let rec = record.map(|ns| {
+            PlacementRecord::new(
+                &input,
+                &self.policy,
+                &self.params,
+                &decision,
+                ns,
+                String::new(),
+            )
+        });
+        self.placed_total = Some(decision.per_node.iter().sum());
+        (decision, rec)
+    }
+
+    /// Records a node's demand alone (requests per second).
+    pub fn record_demand(&mut self, now: Duration, node: &K, rate: f64) {
+        self.demand
+            .entry(node.clone())
+            .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
+            .record(now, rate);
+    }
+
+    /// Records a node's serving time alone (ms); returns the node's average.
+    pub fn record_serving(&mut self, now: Duration, node: &K, ms: f64) -> Option<f64> {
+        let e = self
+            .serving
+            .entry(node.clone())
+            .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE));
+        e.record(now, ms);
+        e.value()
+    }
+
+    /// The measured serving time per node (ms), for the load balancers.
+    pub fn serving(&self) -> impl Iterator<Item = (&K, f64)> {
+        self.serving
+            .iter()
+            .filter_map(|(k, e)| Some((k, e.value()?)))
+    }
+
+    /// The measured demand per node (requests per second).
+    pub fn demand(&self) -> impl Iterator<Item = (&K, f64)> {
+        self.demand
+            .iter()
+            .filter_map(|(k, e)| Some((k, e.value()?)))
+    }
+}
