@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kantai_api::Resource;
+use kantai_model::meta::JsonMeta;
 
 use crate::encryption::{Encryption, EncryptionError};
 use parking_lot::Mutex;
@@ -122,8 +123,7 @@ impl std::fmt::Debug for Event {
             .field("resource", &self.resource)
             .field("namespace", &self.namespace);
         if self.resource == SECRETS {
-            d.field("name", &self.object["metadata"]["name"])
-                .finish_non_exhaustive()
+            d.field("name", &self.object.name()).finish_non_exhaustive()
         } else {
             d.field("object", &self.object).finish()
         }
@@ -437,10 +437,7 @@ impl Store {
         now: &str,
     ) -> Result<Arc<Value>, StoreError> {
         let ns = if r.namespaced { ns } else { "" };
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let name = obj.name().to_owned();
         let key: Key = (r.plural, ns.to_owned(), name.clone());
         let mut inner = self.inner.lock();
         if inner.objects.contains_key(&key) {
@@ -491,7 +488,7 @@ impl Store {
                 resource: r.plural,
                 name: name.to_owned(),
             })?;
-        let old_rv = old["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        let old_rv = old.resource_version().unwrap_or("");
         if let Some(want) = expect_rv
             && !want.is_empty()
             && want != old_rv
@@ -501,12 +498,12 @@ impl Store {
                 name: name.to_owned(),
             });
         }
-        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1)
-            + i64::from(old.get("spec") != obj.get("spec"));
+        let generation =
+            old.generation().unwrap_or(1) + i64::from(old.get("spec") != obj.get("spec"));
         {
             let meta = metadata(&mut obj);
             for k in ["uid", "creationTimestamp", "name"] {
-                if let Some(v) = old["metadata"].get(k) {
+                if let Some(v) = old.metadata().get(k) {
                     meta.insert(k.into(), v.clone());
                 }
             }
