@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use kantai_api::resources::Resource;
 use kantai_api::{ApiError, Client};
+use kantai_model::meta::JsonMeta;
 use kantai_model::node::{ParseLimits, parse_documents};
 use serde_json::Value;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -213,7 +214,7 @@ async fn edit(api: &Client, r: Resource, ns: &str, name: &str) -> anyhow::Result
             Ok(mut obj) => {
                 if obj["apiVersion"] != original["apiVersion"]
                     || obj["kind"] != original["kind"]
-                    || obj["metadata"]["name"] != original["metadata"]["name"]
+                    || obj.name() != original.name()
                 {
                     eprintln!("error: At least one of apiVersion, kind and name was changed");
                     return Ok(ExitCode::FAILURE);
