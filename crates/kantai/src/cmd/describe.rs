@@ -78,10 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// object's are shown).
 pub fn describe(r: Resource, o: &Value, events: &[Value], now: SystemTime) -> String {
     let mut w = Tabbed::default();
-    let meta = &o["metadata"];
-    w.line(format!("Name:\t{}", text(&meta["name"])));
+    let meta = o.metadata();
+    w.line(format!("Name:\t{}", o.name()));
     if r.namespaced {
-        w.line(format!("Namespace:\t{}", text(&meta["namespace"])));
+        w.line(format!("Namespace:\t{}", o.namespace().unwrap_or_default()));
     }
     labels(&mut w, &meta["labels"]);
     annotations(&mut w, &meta["annotations"]);
