@@ -614,12 +614,9 @@ mod tests {
         let a = store
             .create(&SERVICES, "default", svc("a", "x"), "t0")
             .expect("create");
-        assert_eq!(a["metadata"]["generation"], 1);
-        assert_eq!(a["metadata"]["namespace"], "default");
-        let rv1 = a["metadata"]["resourceVersion"]
-            .as_str()
-            .expect("rv")
-            .to_owned();
+        assert_eq!(a.generation(), Some(1));
+        assert_eq!(a.namespace(), Some("default"));
+        let rv1 = a.resource_version().expect("rv").to_owned();
         assert!(matches!(
             store.create(&SERVICES, "default", svc("a", "x"), "t0"),
             Err(StoreError::AlreadyExists { .. })
@@ -628,12 +625,12 @@ mod tests {
         let same = store
             .update(&SERVICES, "default", "a", svc("a", "x"), None)
             .expect("noop");
-        assert_eq!(same["metadata"]["resourceVersion"], rv1.as_str());
+        assert_eq!(same.resource_version(), Some(rv1.as_str()));
         let b = store
             .update(&SERVICES, "default", "a", svc("a", "y"), Some(&rv1))
             .expect("update");
-        assert_eq!(b["metadata"]["generation"], 2);
-        assert_eq!(b["metadata"]["uid"], a["metadata"]["uid"]);
+        assert_eq!(b.generation(), Some(2));
+        assert_eq!(b.uid(), a.uid());
         // A stale version conflicts.
         assert!(matches!(
             store.update(&SERVICES, "default", "a", svc("a", "z"), Some(&rv1)),
@@ -659,8 +656,8 @@ mod tests {
             // Nodes are written without a disk sync: a crash may lose these writes.
             let n = json!({"metadata": {"name": format!("node{i}")}, "spec": {}});
             let o = store.create(&NODES, "", n, "t").expect("create");
-            last = o["metadata"]["resourceVersion"]
-                .as_str()
+            last = o
+                .resource_version()
                 .and_then(|v| v.parse::<u64>().ok())
                 .expect("rv");
         }
@@ -681,8 +678,8 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         let n = json!({"metadata": {"name": "after"}, "spec": {}});
         let o = store.create(&NODES, "", n, "t").expect("create");
-        let rv: u64 = o["metadata"]["resourceVersion"]
-            .as_str()
+        let rv: u64 = o
+            .resource_version()
             .and_then(|v| v.parse().ok())
             .expect("rv");
         assert!(rv > reserved, "{rv} <= {reserved}");
@@ -710,12 +707,8 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let n = json!({"metadata": {"name": "node1"}, "spec": {}});
         let created = store.create(&NODES, "ignored", n, "t").expect("create");
-        assert!(created["metadata"].get("namespace").is_none());
-        let rv: u64 = created["metadata"]["resourceVersion"]
-            .as_str()
-            .expect("rv")
-            .parse()
-            .expect("n");
+        assert!(created.metadata().get("namespace").is_none());
+        let rv: u64 = created.resource_version().expect("rv").parse().expect("n");
         store
             .update(
                 &NODES,
