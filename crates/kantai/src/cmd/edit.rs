@@ -136,7 +136,7 @@ async fn edit(api: &Client, r: Resource, ns: &str, name: &str) -> anyhow::Result
         }
         Err(e) => return Err(e.into()),
     };
-    let version = original["metadata"]["resourceVersion"].clone();
+    let version = Value::from(original.resource_version());
     // As kubectl, managed fields are not shown; a replace without them keeps them.
     if let Some(m) = original["metadata"].as_object_mut() {
         m.remove("managedFields");
