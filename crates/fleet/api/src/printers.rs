@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use kantai_model::meta::JsonMeta;
 use serde_json::{Value, json};
 
 use crate::resources::Resource;
@@ -206,8 +207,8 @@ fn age_at(v: &Value, now: SystemTime) -> String {
 /// The cells of one object's row, one per column of [`columns`]. `order` is the fleet's
 /// node order (placement counts follow it).
 pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<Value> {
-    let name = json!(s(&v["metadata"]["name"]));
-    let created = age_at(&v["metadata"]["creationTimestamp"], now);
+    let name = json!(v.name());
+    let created = age_at(&v.metadata()["creationTimestamp"], now);
     let (ready, reason) = condition(v, "Ready");
     let st = &v["status"];
     if r.plural == "events" {
@@ -215,7 +216,7 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
         let last = if v["lastTimestamp"].is_string() {
             &v["lastTimestamp"]
         } else {
-            &v["metadata"]["creationTimestamp"]
+            &v.metadata()["creationTimestamp"]
         };
         return vec![
             json!(age_at(last, now)),
@@ -247,12 +248,14 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
             json!(reason),
         ],
         (_, "revisions") => vec![
-            json!(s(
-                &v["metadata"]["labels"]["serving.knative.dev/configuration"]
-            )),
-            json!(s(
-                &v["metadata"]["labels"]["serving.knative.dev/configurationGeneration"]
-            )),
+            json!(
+                v.label("serving.knative.dev/configuration")
+                    .unwrap_or_default()
+            ),
+            json!(
+                v.label("serving.knative.dev/configurationGeneration")
+                    .unwrap_or_default()
+            ),
             json!(ready),
             json!(reason),
             json!(s(&st["actualReplicas"])),
@@ -304,7 +307,7 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
         }
         ("", "pods") => {
             let cs = &st["containerStatuses"][0];
-            let status = if v["metadata"]["deletionTimestamp"].is_string() {
+            let status = if v.metadata()["deletionTimestamp"].is_string() {
                 "Terminating".to_owned()
             } else if st["phase"] == "Unknown" {
                 // Its node stopped reporting: whatever the container last said is stale.
@@ -335,7 +338,7 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
                 .unwrap_or_default();
             vec![
                 json!(if ready == "True" { "Ready" } else { "NotReady" }),
-                json!(v["metadata"]["labels"]["tier"].as_str().unwrap_or("<none>")),
+                json!(v.label("tier").unwrap_or("<none>")),
                 json!(created),
                 json!(s(&st["nodeInfo"]["kubeletVersion"])),
                 json!(ip),
@@ -345,7 +348,7 @@ pub fn cells(r: &Resource, v: &Value, order: &[String], now: SystemTime) -> Vec<
             json!(if ready == "True" { "Ready" } else { "NotReady" }),
             json!(created),
             json!(s(&v["spec"]["gateway"])),
-            json!(s(&v["metadata"]["labels"]["tier"])),
+            json!(v.label("tier").unwrap_or_default()),
         ],
         (_, "namespaces") => vec![json!(s(&st["phase"])), json!(created)],
         // Counts only: a table never carries a secret's values.

@@ -24,6 +24,7 @@ use kantai_api::resources::{CONFIGMAPS, INSTANCES, PLACEMENTS, REVISIONS, SECRET
 use kantai_api::wire::ConfigEvent;
 use kantai_model::core;
 use kantai_model::fleet::{self, Placement};
+use kantai_model::meta::JsonMeta;
 use kantai_model::serving::resolve::{self, RefKind, ResolvedConfig};
 use kantai_model::serving::{Object, Revision};
 use tokio::sync::{broadcast, mpsc};
@@ -101,10 +102,7 @@ fn revisions_on(store: &Store, node: &str) -> Vec<Key> {
             .filter(|i| i["spec"]["node"].as_str() == Some(node))
             .filter_map(|i| {
                 Some((
-                    i["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or("default")
-                        .to_owned(),
+                    i.namespace_or_default().to_owned(),
                     i["spec"]["revision"].as_str()?.to_owned(),
                 ))
             }),

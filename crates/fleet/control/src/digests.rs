@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kantai_model::ServingConfig;
+use kantai_model::meta::JsonMeta;
 use kantai_model::serving::ContainerStatus;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -149,12 +150,10 @@ struct Container {
 }
 
 fn key_of(v: &Value) -> Key {
-    let m = &v["metadata"];
-    let s = |f: &str| m[f].as_str().unwrap_or_default().to_owned();
     (
-        m["namespace"].as_str().unwrap_or("default").to_owned(),
-        s("name"),
-        s("uid"),
+        v.namespace_or_default().to_owned(),
+        v.name().to_owned(),
+        v.uid().unwrap_or_default().to_owned(),
     )
 }
 

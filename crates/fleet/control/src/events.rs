@@ -4,6 +4,7 @@
 
 use kantai_api::Resource;
 use kantai_api::resources::{CONFIGURATIONS, EVENTS, NODES, REVISIONS, SERVICES};
+use kantai_model::meta::JsonMeta;
 use serde_json::{Value, json};
 use tracing::warn;
 
@@ -60,12 +61,7 @@ pub fn record(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: 
 /// Records a warning about `involved` once per distinct message: a problem that lasts is
 /// one event, however many passes see it (a new problem, another event).
 pub fn warn_once(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: &str) {
-    let name = format!(
-        "{}.{}.{:08x}",
-        involved.name,
-        reason.to_ascii_lowercase(),
-        fnv(message) as u32
-    );
+    let name = distinct_name(&involved.name, reason, message);
     if s.store.get(&EVENTS, ns, &name).is_some() {
         return;
     }
@@ -73,23 +69,18 @@ pub fn warn_once(s: &Shared, ns: &str, involved: &Involved, reason: &str, messag
     write(s, ns, involved, "Warning", reason, message, &name);
 }
 
-/// FNV-1a of a message: keeps distinct messages apart under a short, stable name.
-fn fnv(message: &str) -> u64 {
-    message.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The name of an event kept once per distinct message: the object, the reason and a stable
+/// hash of the message, so distinct messages stay apart under a short name that a later pass
+/// (or a restarted controller) finds again.
+fn distinct_name(object: &str, reason: &str, message: &str) -> String {
+    let hash = kantai_policy::stable_hash(message.as_bytes()) as u32;
+    format!("{object}.{}.{hash:08x}", reason.to_ascii_lowercase())
 }
 
 /// Records a normal event (`Created Route "hello"`), one per distinct message, as Knative's
 /// controllers do on the objects they create.
 pub fn normal(s: &Shared, ns: &str, involved: &Involved, reason: &str, message: &str) {
-    let hash = fnv(message);
-    let name = format!(
-        "{}.{}.{:08x}",
-        involved.name,
-        reason.to_ascii_lowercase(),
-        hash as u32
-    );
+    let name = distinct_name(&involved.name, reason, message);
     write(s, ns, involved, "Normal", reason, message, &name);
 }
 
@@ -108,7 +99,7 @@ fn write(
     let uid = s
         .store
         .get(&involved.resource, object_ns, &involved.name)
-        .map(|o| o["metadata"]["uid"].clone())
+        .and_then(|o| o.uid().map(Value::from))
         .unwrap_or(Value::Null);
     let name = name.to_owned();
     let result = match s.store.get(&EVENTS, ns, &name) {
@@ -146,4 +137,18 @@ fn write(
         warn!("cannot record the event {name}: {e}");
     }
     s.changed();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_name;
+
+    #[test]
+    fn an_event_kept_per_message_is_named_by_a_stable_hash_of_the_message() {
+        // Events already stored under these names must be found again after an upgrade.
+        assert_eq!(
+            distinct_name("hello-00001", "Failed", "Revision \"hello-00001\" failed"),
+            "hello-00001.failed.3691e71b"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 
 use kantai_api::resources::{NODES, PLACEMENTS};
 use kantai_model::fleet::{self, Placement};
+use kantai_model::meta::JsonMeta;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -141,10 +142,7 @@ pub fn text(s: &Shared) -> String {
         }
     }
     for v in s.store.list(&PLACEMENTS, None).0 {
-        let ns = v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned();
+        let ns = v.namespace_or_default().to_owned();
         let Ok(p) = fleet::from_json::<Placement>(&v) else {
             continue;
         };
@@ -205,13 +203,12 @@ pub fn text(s: &Shared) -> String {
         .set(ms / 1e3);
     }
     for v in s.store.list(&NODES, None).0 {
-        if let Some(name) = v["metadata"]["name"].as_str() {
-            ready
-                .get_or_create(&NodeLabel {
-                    node: name.to_owned(),
-                })
-                .set(if s.node_ready(name) { 1.0 } else { 0.0 });
-        }
+        let name = v.name();
+        ready
+            .get_or_create(&NodeLabel {
+                node: name.to_owned(),
+            })
+            .set(if s.node_ready(name) { 1.0 } else { 0.0 });
     }
     let mut out = String::new();
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &reg);

@@ -13,6 +13,7 @@ use kantai_api::resources::{
 use kantai_model::fleet::{self, Instance, NodeCount, Placement, PlacementStatus};
 use kantai_model::lifecycle::{self, FleetState, PassInput};
 use kantai_model::manifest;
+use kantai_model::meta::JsonMeta;
 use kantai_model::node::Node as DocNode;
 use kantai_model::serving::derive::{
     self, CONFIGURATION_GENERATION_LABEL, RevisionObservation, RevisionReadiness, SERVICE_LABEL,
@@ -56,9 +57,7 @@ fn write(store: &Store, r: &Resource, ns: &str, name: &str, obj: Value, now: &st
             }
             // Written over the version read: a write in between wins, and the next pass
             // derives again from it.
-            let rv = old["metadata"]["resourceVersion"]
-                .as_str()
-                .map(str::to_owned);
+            let rv = old.resource_version().map(str::to_owned);
             store.update(r, ns, name, obj, rv.as_deref()).map(|_| ())
         }
         None => store.create(r, ns, obj, now).map(|_| ()),
@@ -84,9 +83,7 @@ fn write_status(store: &Store, r: &Resource, ns: &str, name: &str, status: Value
     obj["status"] = status;
     // Over the version read, so a user's write in between (a new spec) is never reverted;
     // the next pass computes the status again.
-    let rv = old["metadata"]["resourceVersion"]
-        .as_str()
-        .map(str::to_owned);
+    let rv = old.resource_version().map(str::to_owned);
     match store.update(r, ns, name, obj, rv.as_deref()) {
         Ok(_) => {}
         Err(crate::store::StoreError::Conflict { .. }) => {
@@ -97,19 +94,6 @@ fn write_status(store: &Store, r: &Resource, ns: &str, name: &str, status: Value
         }
         Err(e) => warn!("cannot update the status of {} {ns}/{name}: {e}", r.plural),
     }
-}
-
-fn ns_name(v: &Value) -> (String, String) {
-    (
-        v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_owned(),
-        v["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    )
 }
 
 /// One pass of every controller.
@@ -243,11 +227,10 @@ pub fn cascade_delete(store: &Store, ns: &str, service: &str) {
     for r in [REVISIONS, PLACEMENTS, INSTANCES] {
         let (items, _) = store.list(&r, Some(ns));
         for o in items {
-            let owned = o["metadata"]["labels"][SERVICE_LABEL].as_str() == Some(service)
+            let owned = o.label(SERVICE_LABEL) == Some(service)
                 || o["spec"]["service"].as_str() == Some(service);
             if owned {
-                let (_, name) = ns_name(&o);
-                let _ = store.delete(&r, ns, &name);
+                let _ = store.delete(&r, ns, o.name());
             }
         }
     }
@@ -262,8 +245,7 @@ pub fn cascade_delete(store: &Store, ns: &str, service: &str) {
             _ => false,
         };
         if owned {
-            let (_, ev) = ns_name(&e);
-            let _ = store.delete(&kantai_api::resources::EVENTS, ns, &ev);
+            let _ = store.delete(&kantai_api::resources::EVENTS, ns, e.name());
         }
     }
 }
@@ -320,7 +302,7 @@ fn update_statuses(s: &Shared, now: &str) {
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
         })
-        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+        .map(|n| n.name().to_owned())
         .collect();
     let any_node_ready = !ready_nodes.is_empty();
     let acks = s.route_acks.lock().clone();
@@ -566,9 +548,7 @@ fn update_statuses(s: &Shared, now: &str) {
         );
         if traffic_changed
             && let Some(v) = store.get(&ROUTES, &ns, &name)
-            && let Some(rv) = v["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|r| r.parse().ok())
+            && let Some(rv) = v.resource_version().and_then(|r| r.parse().ok())
         {
             s.traffic_versions.lock().insert(key, rv);
             // Look again once the nodes have it.
@@ -636,7 +616,7 @@ fn lifecycle_pass(s: &Shared, instances: &[Arc<Value>]) {
         .list(&NODES, None)
         .0
         .iter()
-        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+        .map(|n| n.name().to_owned())
         .collect();
     registered.sort();
     let mut named: Vec<String> = instances
@@ -764,7 +744,7 @@ fn lifecycle_pass(s: &Shared, instances: &[Arc<Value>]) {
             .as_str()
             .is_some_and(|n| pass.orphaned.iter().any(|o| o == n))
     }) {
-        let (ns, name) = ns_name(v);
+        let (ns, name) = (v.namespace_or_default(), v.name());
         let node = v["spec"]["node"].as_str().unwrap_or_default();
         info!(
             instance = %name,
@@ -772,7 +752,7 @@ fn lifecycle_pass(s: &Shared, instances: &[Arc<Value>]) {
             "removing instance object {ns}/{name}: node {node} has had no Node object for {:?} (removed for good)",
             config.orphan_grace
         );
-        match s.store.delete(&INSTANCES, &ns, &name) {
+        match s.store.delete(&INSTANCES, ns, name) {
             Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => {}
             Err(e) => warn!("cannot remove instance object {ns}/{name}: {e}"),
         }
@@ -866,12 +846,10 @@ fn mark_lost_instances(s: &Shared, instances: &[Arc<Value>]) {
         if s.node_serving(node) {
             continue;
         }
-        let (Some(ns), Some(name)) = (
-            v["metadata"]["namespace"].as_str(),
-            v["metadata"]["name"].as_str(),
-        ) else {
+        let Some(ns) = v.namespace() else {
             continue;
         };
+        let name = v.name();
         info!(instance = %name, node, "the instance's node stopped reporting; marking it not ready");
         let mut st = v["status"].clone();
         st["ready"] = Value::Bool(false);

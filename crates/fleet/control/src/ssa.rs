@@ -751,6 +751,7 @@ fn write_entries(obj: &mut Value, mut entries: Vec<Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kantai_model::meta::JsonMeta;
 
     const T0: &str = "2026-01-01T00:00:00Z";
     const T1: &str = "2026-01-01T00:01:00Z";
@@ -837,7 +838,7 @@ mod tests {
         let o = &out.object;
         assert_eq!(o["metadata"]["annotations"], json!({"a": "1"}));
         assert!(o["spec"]["template"].get("metadata").is_none(), "{o}");
-        assert_eq!(o["metadata"]["uid"], "u-1", "server fields stay");
+        assert_eq!(o.uid(), Some("u-1"), "server fields stay");
         let fields = &entry(o, "kubectl", "Apply").unwrap()["fieldsV1"];
         assert_eq!(fields["f:metadata"]["f:annotations"], json!({"f:a": {}}));
         assert!(fields["f:spec"]["f:template"].get("f:metadata").is_none());
@@ -981,7 +982,7 @@ mod tests {
             .unwrap()
             .object;
         assert!(entry(&o, "labeller", "Apply").is_none(), "{o}");
-        assert_eq!(o["metadata"]["labels"]["team"], "y");
+        assert_eq!(o.label("team"), Some("y"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kantai_api::Resource;
+use kantai_model::meta::JsonMeta;
 
 use crate::encryption::{Encryption, EncryptionError};
 use parking_lot::Mutex;
@@ -122,8 +123,7 @@ impl std::fmt::Debug for Event {
             .field("resource", &self.resource)
             .field("namespace", &self.namespace);
         if self.resource == SECRETS {
-            d.field("name", &self.object["metadata"]["name"])
-                .finish_non_exhaustive()
+            d.field("name", &self.object.name()).finish_non_exhaustive()
         } else {
             d.field("object", &self.object).finish()
         }
@@ -437,10 +437,7 @@ impl Store {
         now: &str,
     ) -> Result<Arc<Value>, StoreError> {
         let ns = if r.namespaced { ns } else { "" };
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let name = obj.name().to_owned();
         let key: Key = (r.plural, ns.to_owned(), name.clone());
         let mut inner = self.inner.lock();
         if inner.objects.contains_key(&key) {
@@ -491,7 +488,7 @@ impl Store {
                 resource: r.plural,
                 name: name.to_owned(),
             })?;
-        let old_rv = old["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        let old_rv = old.resource_version().unwrap_or("");
         if let Some(want) = expect_rv
             && !want.is_empty()
             && want != old_rv
@@ -501,12 +498,12 @@ impl Store {
                 name: name.to_owned(),
             });
         }
-        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1)
-            + i64::from(old.get("spec") != obj.get("spec"));
+        let generation =
+            old.generation().unwrap_or(1) + i64::from(old.get("spec") != obj.get("spec"));
         {
             let meta = metadata(&mut obj);
             for k in ["uid", "creationTimestamp", "name"] {
-                if let Some(v) = old["metadata"].get(k) {
+                if let Some(v) = old.metadata().get(k) {
                     meta.insert(k.into(), v.clone());
                 }
             }
@@ -617,12 +614,9 @@ mod tests {
         let a = store
             .create(&SERVICES, "default", svc("a", "x"), "t0")
             .expect("create");
-        assert_eq!(a["metadata"]["generation"], 1);
-        assert_eq!(a["metadata"]["namespace"], "default");
-        let rv1 = a["metadata"]["resourceVersion"]
-            .as_str()
-            .expect("rv")
-            .to_owned();
+        assert_eq!(a.generation(), Some(1));
+        assert_eq!(a.namespace(), Some("default"));
+        let rv1 = a.resource_version().expect("rv").to_owned();
         assert!(matches!(
             store.create(&SERVICES, "default", svc("a", "x"), "t0"),
             Err(StoreError::AlreadyExists { .. })
@@ -631,12 +625,12 @@ mod tests {
         let same = store
             .update(&SERVICES, "default", "a", svc("a", "x"), None)
             .expect("noop");
-        assert_eq!(same["metadata"]["resourceVersion"], rv1.as_str());
+        assert_eq!(same.resource_version(), Some(rv1.as_str()));
         let b = store
             .update(&SERVICES, "default", "a", svc("a", "y"), Some(&rv1))
             .expect("update");
-        assert_eq!(b["metadata"]["generation"], 2);
-        assert_eq!(b["metadata"]["uid"], a["metadata"]["uid"]);
+        assert_eq!(b.generation(), Some(2));
+        assert_eq!(b.uid(), a.uid());
         // A stale version conflicts.
         assert!(matches!(
             store.update(&SERVICES, "default", "a", svc("a", "z"), Some(&rv1)),
@@ -662,8 +656,8 @@ mod tests {
             // Nodes are written without a disk sync: a crash may lose these writes.
             let n = json!({"metadata": {"name": format!("node{i}")}, "spec": {}});
             let o = store.create(&NODES, "", n, "t").expect("create");
-            last = o["metadata"]["resourceVersion"]
-                .as_str()
+            last = o
+                .resource_version()
                 .and_then(|v| v.parse::<u64>().ok())
                 .expect("rv");
         }
@@ -684,8 +678,8 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         let n = json!({"metadata": {"name": "after"}, "spec": {}});
         let o = store.create(&NODES, "", n, "t").expect("create");
-        let rv: u64 = o["metadata"]["resourceVersion"]
-            .as_str()
+        let rv: u64 = o
+            .resource_version()
             .and_then(|v| v.parse().ok())
             .expect("rv");
         assert!(rv > reserved, "{rv} <= {reserved}");
@@ -713,12 +707,8 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let n = json!({"metadata": {"name": "node1"}, "spec": {}});
         let created = store.create(&NODES, "ignored", n, "t").expect("create");
-        assert!(created["metadata"].get("namespace").is_none());
-        let rv: u64 = created["metadata"]["resourceVersion"]
-            .as_str()
-            .expect("rv")
-            .parse()
-            .expect("n");
+        assert!(created.metadata().get("namespace").is_none());
+        let rv: u64 = created.resource_version().expect("rv").parse().expect("n");
         store
             .update(
                 &NODES,

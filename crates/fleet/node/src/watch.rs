@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kantai_api::Resource;
 use kantai_api::resources::NODES;
+use kantai_model::meta::JsonMeta;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tracing::debug;
@@ -63,8 +64,8 @@ impl Cache {
 
 fn key(v: &Value) -> Key {
     (
-        v["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
-        v["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+        v.namespace().unwrap_or_default().to_owned(),
+        v.name().to_owned(),
     )
 }
 
@@ -94,10 +95,7 @@ pub async fn run(agent: Arc<Agent>, r: Resource) {
         if std::mem::take(&mut failing) {
             agent.reconnected.notify_waiters();
         }
-        let rv = list["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("0")
-            .to_owned();
+        let rv = list.resource_version().unwrap_or("0").to_owned();
         let items: HashMap<Key, Value> = list["items"]
             .as_array()
             .into_iter()

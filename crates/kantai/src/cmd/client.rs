@@ -13,6 +13,8 @@ use kantai_api::printers;
 use kantai_api::resources::{self, NODES, Resource};
 use kantai_api::{ApiError, Client, FleetInfo};
 use kantai_model::manifest;
+use kantai_model::meta::JsonMeta;
+use kantai_model::topology::{ControlSpec, Links, Topology};
 use serde_json::Value;
 
 use crate::{fleet_config, input};
@@ -220,9 +222,9 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             for _ in 0..5 {
                 result = match client.get(r, &ns, &name).await {
                     Ok(existing) => {
-                        json["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"].clone();
+                        json["metadata"]["resourceVersion"] = existing.resource_version().into();
                         client.replace(r, &ns, &name, &json).await.map(|new| {
-                            if new["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"] {
+                            if new.resource_version() == existing.resource_version() {
                                 "unchanged"
                             } else {
                                 "configured"
@@ -374,31 +376,34 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The fleet's node order as the API serves it (`Topology::node_order` over the fleet's
+/// topology and its registered nodes), which placement columns follow.
 async fn node_order(client: &Client) -> Vec<String> {
-    let topo = client
+    let fleet = client
         .get_json(kantai_api::wire::FLEET_PATH)
         .await
         .ok()
-        .and_then(|v| serde_json::from_value::<FleetInfo>(v).ok())
-        .and_then(|f| {
-            kantai_model::topology::Topology::from_node(&kantai_model::node::Node::from_json(
-                &f.topology,
-            ))
-            .ok()
+        .and_then(|v| serde_json::from_value::<FleetInfo>(v).ok());
+    let nodes = client.list(NODES, None).await.unwrap_or_default();
+    fleet_node_order(fleet.as_ref(), &nodes)
+}
+
+/// `Topology::node_order` of the fleet's topology and its registered `nodes`; a fleet whose
+/// topology cannot be read lists no node of its own, so every registered node is ordered as
+/// an unlisted one.
+fn fleet_node_order(fleet: Option<&FleetInfo>, nodes: &[Value]) -> Vec<String> {
+    let topology = fleet
+        .and_then(|f| Topology::from_node(&kantai_model::node::Node::from_json(&f.topology)).ok())
+        .unwrap_or_else(|| Topology {
+            nodes: Vec::new(),
+            links: Links::default(),
+            control: ControlSpec {
+                node: None,
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            emulate: false,
         });
-    let mut order: Vec<String> = topo
-        .map(|t| t.nodes.into_iter().map(|n| n.name).collect())
-        .unwrap_or_default();
-    if let Ok(nodes) = client.list(NODES, None).await {
-        let mut extra: Vec<String> = nodes
-            .iter()
-            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
-            .filter(|n| !order.contains(n))
-            .collect();
-        extra.sort();
-        order.extend(extra);
-    }
-    order
+    topology.node_order(nodes.iter().map(|n| n.name()))
 }
 
 /// The rows `kantai get` prints: the same columns as the server's Tables for kubectl
@@ -433,10 +438,7 @@ fn table(
             })
             .collect();
         if all_ns && r.namespaced {
-            row.insert(
-                0,
-                v["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
-            );
+            row.insert(0, v.namespace().unwrap_or_default().to_owned());
         }
         rows.push(row);
     }
@@ -537,21 +539,18 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         let fleet: FleetInfo =
             serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
         let nodes = client.list(NODES, None).await?;
-        let order = node_order(&client).await;
+        let order = fleet_node_order(Some(&fleet), &nodes);
         let from = args
             .from
             .clone()
             .or_else(|| order.first().cloned())
             .ok_or_else(|| anyhow!("the fleet has no nodes"))?;
-        let node = nodes
-            .iter()
-            .find(|n| n["metadata"]["name"] == from.as_str())
-            .ok_or_else(|| {
-                anyhow!(
-                    "no node {from:?} in the fleet (nodes: {})",
-                    order.join(", ")
-                )
-            })?;
+        let node = nodes.iter().find(|n| n.name() == from).ok_or_else(|| {
+            anyhow!(
+                "no node {from:?} in the fleet (nodes: {})",
+                order.join(", ")
+            )
+        })?;
         let gateway = node["spec"]["gateway"].as_str().unwrap_or("").to_owned();
         let host = match &args.tag {
             Some(t) => format!(
@@ -658,4 +657,34 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(names: &[&str]) -> Vec<Value> {
+        names
+            .iter()
+            .map(|n| serde_json::json!({"metadata": {"name": n}}))
+            .collect()
+    }
+
+    #[test]
+    fn the_node_order_is_the_fleets_topology_then_other_registered_nodes() {
+        let fleet = FleetInfo {
+            topology: serde_json::to_value(Topology::seed_testbed()).expect("topology"),
+            domain: "example.com".into(),
+            config: String::new(),
+            peer_token: String::new(),
+        };
+        let order = fleet_node_order(Some(&fleet), &nodes(&["zeta", "node2", "alpha"]));
+        assert_eq!(order, ["node1", "node2", "node3", "alpha", "zeta"]);
+    }
+
+    #[test]
+    fn without_a_topology_registered_nodes_are_ordered_by_name() {
+        let order = fleet_node_order(None, &nodes(&["node2", "edge", "node1"]));
+        assert_eq!(order, ["edge", "node1", "node2"]);
+    }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use kantai_api::resources::{INSTANCES, PLACEMENTS, SERVICES};
 use kantai_api::{Client, FleetInfo};
+use kantai_model::meta::JsonMeta;
 use kantai_model::topology::Topology;
 use serde_json::Value;
 
@@ -229,7 +230,7 @@ async fn show(client: &Client, svc: &Value, order: &[String]) {
         for i in items {
             println!(
                 "instance.kantai.dev/{}   {}/1   {}   node {}",
-                s(&i["metadata"]["name"]),
+                i.name(),
                 u8::from(i["status"]["ready"] == true),
                 s(&i["status"]["phase"]),
                 s(&i["spec"]["node"])

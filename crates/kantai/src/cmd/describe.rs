@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kantai_api::resources::{EVENTS, Resource};
 use kantai_api::time::{age, parse_rfc3339};
+use kantai_model::meta::JsonMeta;
 use serde_json::Value;
 
 use super::client::{self, Conn};
@@ -77,10 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// object's are shown).
 pub fn describe(r: Resource, o: &Value, events: &[Value], now: SystemTime) -> String {
     let mut w = Tabbed::default();
-    let meta = &o["metadata"];
-    w.line(format!("Name:\t{}", text(&meta["name"])));
+    let meta = o.metadata();
+    w.line(format!("Name:\t{}", o.name()));
     if r.namespaced {
-        w.line(format!("Namespace:\t{}", text(&meta["namespace"])));
+        w.line(format!("Namespace:\t{}", o.namespace().unwrap_or_default()));
     }
     labels(&mut w, &meta["labels"]);
     annotations(&mut w, &meta["annotations"]);
@@ -155,14 +156,14 @@ pub fn describe(r: Resource, o: &Value, events: &[Value], now: SystemTime) -> St
 
 /// The object's events, as kubectl's `Events:` section.
 fn event_table(w: &mut Tabbed, r: Resource, o: &Value, events: &[Value], now: SystemTime) {
-    let uid = &o["metadata"]["uid"];
+    let uid = o.uid();
     let mut mine: Vec<&Value> = events
         .iter()
         .filter(|e| {
             let io = &e["involvedObject"];
             io["kind"] == r.kind
-                && io["name"] == o["metadata"]["name"]
-                && (io["uid"].is_null() || uid.is_null() || io["uid"] == *uid)
+                && io["name"].as_str() == Some(o.name())
+                && (io["uid"].is_null() || uid.is_none() || io["uid"].as_str() == uid)
         })
         .collect();
     if mine.is_empty() {

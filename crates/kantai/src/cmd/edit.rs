@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use kantai_api::resources::Resource;
 use kantai_api::{ApiError, Client};
+use kantai_model::meta::JsonMeta;
 use kantai_model::node::{ParseLimits, parse_documents};
 use serde_json::Value;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -135,7 +136,7 @@ async fn edit(api: &Client, r: Resource, ns: &str, name: &str) -> anyhow::Result
         }
         Err(e) => return Err(e.into()),
     };
-    let version = original["metadata"]["resourceVersion"].clone();
+    let version = Value::from(original.resource_version());
     // As kubectl, managed fields are not shown; a replace without them keeps them.
     if let Some(m) = original["metadata"].as_object_mut() {
         m.remove("managedFields");
@@ -213,7 +214,7 @@ async fn edit(api: &Client, r: Resource, ns: &str, name: &str) -> anyhow::Result
             Ok(mut obj) => {
                 if obj["apiVersion"] != original["apiVersion"]
                     || obj["kind"] != original["kind"]
-                    || obj["metadata"]["name"] != original["metadata"]["name"]
+                    || obj.name() != original.name()
                 {
                     eprintln!("error: At least one of apiVersion, kind and name was changed");
                     return Ok(ExitCode::FAILURE);

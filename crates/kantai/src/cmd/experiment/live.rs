@@ -205,14 +205,14 @@ async fn drive(
         serde_json::from_value(client.get_json(kantai_api::wire::FLEET_PATH).await?)?;
     progress("deploying");
     for svc in &prepared.services {
-        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let ns = svc.metadata.namespace();
         client
             .create(SERVICES, ns, &Object::Service(svc.clone()).to_json())
             .await
             .with_context(|| format!("cannot deploy service {}", svc.metadata.name))?;
     }
     for svc in &prepared.services {
-        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let ns = svc.metadata.namespace();
         let name = &svc.metadata.name;
         let start = Instant::now();
         loop {

@@ -106,7 +106,7 @@ pub fn child_name(parent: &str, suffix: &str) -> String {
     if full.len() <= DNS_LABEL_MAX {
         return full;
     }
-    let hash = format!("{:016x}", fnv1a64(parent.as_bytes()));
+    let hash = format!("{:016x}", kantai_policy::stable_hash(parent.as_bytes()));
     let keep = DNS_LABEL_MAX.saturating_sub(hash.len() + suffix.len());
     let mut head: String = parent.chars().take(keep).collect();
     // A label may not have `-` next to the hash in a way that leaves `--` or a trailing `-`
@@ -115,15 +115,6 @@ pub fn child_name(parent: &str, suffix: &str) -> String {
         head.pop();
     }
     format!("{head}{hash}{suffix}")
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 /// Characters of a generated name's suffix: Kubernetes' (no vowels, no look-alikes), so that
@@ -205,6 +196,13 @@ mod tests {
         assert!(n.ends_with("-00001"));
         assert!(is_dns1035_label(&n));
         assert_ne!(n, revision_name(&"a".repeat(61), 1));
+    }
+
+    #[test]
+    fn a_shortened_child_name_keeps_its_hash_of_the_parent() {
+        // Names already stored must not change: the hash is FNV-1a 64 of the full parent.
+        let n = revision_name(&"a".repeat(60), 1);
+        assert_eq!(n, format!("{}895a07966195c431-00001", "a".repeat(41)));
     }
 
     #[test]
