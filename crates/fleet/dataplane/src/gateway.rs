@@ -43,7 +43,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 100 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
-            hold_limit: 10_000,
+            hold_limit: kantai_driver::DEFAULT_HOLD_LIMIT,
             serving_headers: false,
         }
     }

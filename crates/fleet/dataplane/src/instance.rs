@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use crate::revision::RevKey;
 
-/// Knative's queue depth: 10 requests waiting per concurrency slot.
-pub const QUEUE_DEPTH_FACTOR: u32 = 10;
+/// Knative's queue depth per concurrency slot, shared with the simulator.
+pub use kantai_driver::QUEUE_DEPTH_FACTOR;
 
 /// An instance running on this node.
 pub struct LocalInstance {

@@ -33,9 +33,8 @@ use std::sync::OnceLock;
 /// A revision: namespace and name.
 pub type RevKey = (String, String);
 
-/// At most one poke per revision in this interval: the autoscaler needs to hear of demand
-/// at a revision without room, not of every request.
-pub const POKE_INTERVAL: Duration = Duration::from_millis(100);
+/// At most one poke per revision this often, as the simulator's gateways.
+pub use kantai_driver::POKE_INTERVAL;
 
 /// The fleet as this node's balancers see it: the nodes in the fleet's order, which one this
 /// node is, and the measured round trip from here to each.

@@ -121,8 +121,8 @@ pub(crate) struct Agent {
     /// The fleet config the control plane serves (its default policies, its data plane's
     /// hold limit), as every revision's settings are computed from it.
     pub(crate) config: ServingConfig,
-    /// The topology's node order (placement strings and balancer indices follow it).
-    pub(crate) order: Vec<String>,
+    /// The fleet's topology, whose node order placement strings and balancer indices follow.
+    pub(crate) topology: kantai_model::topology::Topology,
     /// The highest route resourceVersion the gateway has programmed.
     pub(crate) routes_version: std::sync::atomic::AtomicU64,
     /// Wakes the reporter to acknowledge new routes at once.
@@ -294,7 +294,7 @@ pub async fn run(
         reconnected: Notify::new(),
         local: Mutex::new(HashMap::new()),
         config: fleet_serving_config(&fleet.config, &cfg.name),
-        order: topology.nodes.iter().map(|n| n.name.clone()).collect(),
+        topology: topology.clone(),
         routes_version: std::sync::atomic::AtomicU64::new(0),
         routes_applied: Notify::new(),
         registration: Registration::new(&cfg, &capacity, bound),
@@ -848,18 +848,10 @@ async fn send_report(agent: &Agent, report: &Report) {
 
 /// The fleet's nodes in order: the topology's, then any other registered node by name.
 fn node_order(agent: &Agent) -> Vec<String> {
-    let mut order = agent.order.clone();
-    let mut extra: Vec<String> = agent
-        .cache
-        .snapshot()
-        .nodes
-        .keys()
-        .map(|(_, name)| name.clone())
-        .filter(|n| !order.contains(n))
-        .collect();
-    extra.sort();
-    order.extend(extra);
-    order
+    let snap = agent.cache.snapshot();
+    agent
+        .topology
+        .node_order(snap.nodes.keys().map(|(_, name)| name.as_str()))
 }
 
 /// How long without a round-trip sample (from forwarded requests) before a peer is probed.

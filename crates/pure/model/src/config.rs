@@ -242,15 +242,7 @@ impl DataplaneConfig {
             }
         }
         c.serving_headers = f.opt::<bool>("serving-headers", out);
-        f.finish(
-            &[
-                "max-request-body-bytes",
-                "header-read-timeout",
-                "hold-limit",
-                "serving-headers",
-            ],
-            out,
-        );
+        f.close(out);
         Some(c)
     }
 }
@@ -502,7 +494,7 @@ impl PoliciesConfig {
                 }
             }
         }
-        f.finish(&["placement", "load-balancer", "queue"], out);
+        f.close(out);
         Some(c)
     }
 }
@@ -575,20 +567,20 @@ impl ServingConfig {
         let root = FieldPath::root();
         let mut f = Fields::open(doc, &root, out)?;
         let mut cfg = ServingConfig::default();
-        if let Some(n) = doc.get("autoscaler") {
-            f.skip("autoscaler");
-            if let Some(a) = AutoscalerConfig::decode(n, &root.field("autoscaler"), out) {
-                cfg.autoscaler = a;
-            }
+        f.skip("autoscaler");
+        if let Some(n) = doc.get("autoscaler")
+            && let Some(a) = AutoscalerConfig::decode(n, &root.field("autoscaler"), out)
+        {
+            cfg.autoscaler = a;
         }
-        if let Some(n) = doc.get("defaults") {
-            f.skip("defaults");
-            if let Some(d) = DefaultsConfig::decode(n, &root.field("defaults"), out) {
-                cfg.defaults = d;
-            }
+        f.skip("defaults");
+        if let Some(n) = doc.get("defaults")
+            && let Some(d) = DefaultsConfig::decode(n, &root.field("defaults"), out)
+        {
+            cfg.defaults = d;
         }
+        f.skip("deployment");
         if let Some(n) = doc.get("deployment") {
-            f.skip("deployment");
             let path = root.field("deployment");
             if let Some(mut s) = Section::open(n, &path, out) {
                 if let Some(d) = s.duration("progress-deadline", out) {
@@ -629,31 +621,22 @@ impl ServingConfig {
                 cfg.domain = d;
             }
         }
-        if let Some(n) = doc.get("policies") {
-            f.skip("policies");
-            if let Some(p) = PoliciesConfig::decode(n, &root.field("policies"), out) {
-                cfg.policies = p;
-            }
+        f.skip("policies");
+        if let Some(n) = doc.get("policies")
+            && let Some(p) = PoliciesConfig::decode(n, &root.field("policies"), out)
+        {
+            cfg.policies = p;
         }
-        if let Some(n) = doc.get("features") {
-            f.skip("features");
-            if let Some(c) = FeaturesConfig::decode(n, &root.field("features"), out) {
-                cfg.features = c;
-            }
+        f.skip("features");
+        if let Some(n) = doc.get("features")
+            && let Some(c) = FeaturesConfig::decode(n, &root.field("features"), out)
+        {
+            cfg.features = c;
         }
         for e in extra {
             f.skip(e);
         }
-        let mut known = vec![
-            "autoscaler",
-            "defaults",
-            "deployment",
-            "domain",
-            "policies",
-            "features",
-        ];
-        known.extend_from_slice(extra);
-        f.finish(&known, out);
+        f.close(out);
         Some(cfg)
     }
 }
@@ -1020,7 +1003,6 @@ use read;
 struct Section<'n> {
     fields: Fields<'n>,
     node: &'n Node,
-    known: Vec<&'static str>,
 }
 
 impl<'n> Section<'n> {
@@ -1028,14 +1010,13 @@ impl<'n> Section<'n> {
         Some(Section {
             fields: Fields::open(node, path, out)?,
             node,
-            known: Vec::new(),
         })
     }
 
     fn text(&mut self, key: &'static str, out: &mut Findings) -> Option<(String, &'n Node)> {
-        self.known.push(key);
-        let node = self.node.get(key)?;
+        // Asked for whether present or not: the reader's names are the section's keys.
         self.fields.skip(key);
+        let node = self.node.get(key)?;
         let text = match &node.value {
             Value::Str(s) => s.clone(),
             Value::Int(i) => i.to_string(),
@@ -1135,8 +1116,7 @@ impl<'n> Section<'n> {
     }
 
     fn finish(self, out: &mut Findings) {
-        let known = self.known;
-        self.fields.finish(&known, out);
+        self.fields.close(out);
     }
 }
 

@@ -364,12 +364,6 @@ impl<'n> Fields<'n> {
         }
     }
 
-    /// Reports every field that was not read as unknown, suggesting the closest of `known`:
-    /// the form for readers that still name their fields a second time.
-    pub fn finish(self, known: &[&str], out: &mut Findings) {
-        self.report_unread(known, out);
-    }
-
     fn unread(&self) -> impl Iterator<Item = &'n Key> + '_ {
         self.entries
             .iter()
