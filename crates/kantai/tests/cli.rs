@@ -1,6 +1,6 @@
 //! The `kantai` binary as a user runs it: real processes, real files.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

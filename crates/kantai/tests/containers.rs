@@ -13,7 +13,7 @@
 //! Every node has a name of its own, so the cgroups (`/sys/fs/cgroup/*/kantai/<node>`) of
 //! tests running side by side never mix.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! A real fleet on loopback: `kantai up`, a deployed hello, and what clients see.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! Skipped, saying so, where kubectl is not installed — unless `KANTAI_REQUIRE_KUBECTL=1`
 //! (as CI sets, after installing it) makes that a failure.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

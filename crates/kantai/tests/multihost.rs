@@ -2,7 +2,7 @@
 //! `kantai node --join`): a restart of the control plane, and a fleet spread over network
 //! namespaces, one address per host.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! client deletes or writes there, the live agent puts back (or removes) while its instances
 //! keep serving.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! (`latency-aware` + `faast`) against Knative's (`spread` + `knative`), on the seed's demo
 //! and on the FaaSt paper's workload shape; and the metrics every component exports.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
