@@ -15,8 +15,8 @@
 //! `schemathesis`, unless `KANTAI_REQUIRE_SCHEMATHESIS=1` (as CI sets, after installing it)
 //! makes that a failure.
 
-mod common;
-mod python;
+use crate::common;
+use crate::python;
 
 use std::time::{Duration, Instant};
 

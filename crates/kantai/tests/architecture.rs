@@ -45,6 +45,8 @@ fn dependencies(manifest: &str) -> Vec<String> {
 /// crate here is an architecture change and belongs in ARCHITECTURE.md too.
 const PURE_ALLOWED: &[&str] = &[
     "kantai-model",
+    // The driver core both drivers (control plane, simulator) call: settings and the scaler.
+    "kantai-driver",
     "kantai-autoscaler",
     "kantai-policy",
     "kantai-latency",
@@ -141,6 +143,7 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
             "kantai-autoscaler",
             "kantai-policy",
             "kantai-latency",
+            "kantai-driver",
             "kantai-api",
             // Tags are resolved to digests when a revision is created, as Knative does.
             "kantai-images",
@@ -151,6 +154,7 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
         &[
             "kantai-model",
             "kantai-policy",
+            "kantai-driver",
             "kantai-api",
             "kantai-dataplane",
             "kantai-runtime",
@@ -190,6 +194,7 @@ fn every_crate_is_on_the_architecture_map() {
     crates.push(root().join("crates/report"));
     crates.push(root().join("crates/experiment"));
     crates.push(root().join("crates/kantai"));
+    crates.push(root().join("crates/testkit"));
     for dir in crates {
         let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
         let name = manifest
@@ -200,6 +205,38 @@ fn every_crate_is_on_the_architecture_map() {
         assert!(
             arch.contains(&format!("`{name}`")),
             "ARCHITECTURE.md does not describe `{name}`"
+        );
+    }
+}
+
+/// The data-driven harness is for tests only: no crate's `[dependencies]` names it, and it
+/// needs nothing itself, so the pure crates' tests can use it without reaching past the rules.
+#[test]
+fn the_test_harness_is_a_dev_dependency_only() {
+    let testkit = fs::read_to_string(root().join("crates/testkit/Cargo.toml")).expect("manifest");
+    assert!(
+        dependencies(&testkit).is_empty(),
+        "crates/testkit depends on {:?}",
+        dependencies(&testkit)
+    );
+    for group in ["crates/pure", "crates/fleet"] {
+        for entry in fs::read_dir(root().join(group)).expect("crates") {
+            let manifest = entry.expect("entry").path().join("Cargo.toml");
+            if let Ok(text) = fs::read_to_string(&manifest) {
+                assert!(
+                    !dependencies(&text).contains(&"kantai-testkit".to_owned()),
+                    "{} uses kantai-testkit outside [dev-dependencies]",
+                    manifest.display()
+                );
+            }
+        }
+    }
+    for dir in ["decisions", "sim", "report", "experiment", "kantai"] {
+        let text = fs::read_to_string(root().join("crates").join(dir).join("Cargo.toml"))
+            .expect("manifest");
+        assert!(
+            !dependencies(&text).contains(&"kantai-testkit".to_owned()),
+            "crates/{dir} uses kantai-testkit outside [dev-dependencies]"
         );
     }
 }
@@ -250,6 +287,7 @@ fn the_simulator_drives_the_pure_crates_only() {
                     "kantai-autoscaler",
                     "kantai-policy",
                     "kantai-latency",
+                    "kantai-driver",
                     "kantai-decisions",
                     "kantai-report"
                 ]

@@ -3,7 +3,7 @@
 //! ConfigMap update reaches the file, and a missing Secret fails fast and recovers. The
 //! scenarios are `common::config`'s, shared with the container-image variant.
 
-mod common;
+use crate::common;
 
 use common::TestFleet;
 use common::config::{self, PROCESS_READER_CONFIG};

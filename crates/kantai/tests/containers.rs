@@ -13,7 +13,7 @@
 //! Every node has a name of its own, so the cgroups (`/sys/fs/cgroup/*/kantai/<node>`) of
 //! tests running side by side never mix.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -475,7 +475,7 @@ async fn instances_of(f: &TestFleet, revision: &str) -> Vec<Value> {
 
 /// The name of the revision's one ready instance, once there is one.
 async fn ready_instance(f: &TestFleet, revision: &str) -> String {
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(30),
         &format!("a ready instance of {revision}"),
         || async {
@@ -772,23 +772,22 @@ async fn run_as_non_root_refuses_a_root_image_and_runs_a_non_root_one() {
     let k = Kubectl::new(&f);
     let non_root = "          securityContext:\n            runAsNonRoot: true\n";
     k.apply(&service("rooty", &lab.image("v1"), &[], non_root));
-    let (reason, message) = f
-        .wait_for(
-            Duration::from_secs(30),
-            "the root image's instance to be refused",
-            || async {
-                instances_of(&f, "rooty-00001").await.iter().find_map(|i| {
-                    let r = i["status"]["reason"].as_str()?;
-                    (r != "ContainerCreating").then(|| {
-                        (
-                            r.to_owned(),
-                            i["status"]["message"].as_str().unwrap_or("").to_owned(),
-                        )
-                    })
+    let (reason, message) = common::wait_for(
+        Duration::from_secs(30),
+        "the root image's instance to be refused",
+        || async {
+            instances_of(&f, "rooty-00001").await.iter().find_map(|i| {
+                let r = i["status"]["reason"].as_str()?;
+                (r != "ContainerCreating").then(|| {
+                    (
+                        r.to_owned(),
+                        i["status"]["message"].as_str().unwrap_or("").to_owned(),
+                    )
                 })
-            },
-        )
-        .await;
+            })
+        },
+    )
+    .await;
     assert_eq!(reason, "CreateContainerConfigError", "{message}");
     assert!(message.contains("runAsNonRoot"), "{message}");
     assert!(
@@ -874,7 +873,7 @@ async fn probes_reach_into_the_container_and_a_failed_liveness_probe_restarts_it
     .await;
     let inst = ready_instance(&f, "probed-00001").await;
     // The readiness probe's requests are in httpd's access log.
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(15),
         "the readiness probe's GET /ready.html in the logs",
         || async { logs(&k, &inst).contains("/ready.html").then_some(()) },
@@ -894,7 +893,7 @@ async fn probes_reach_into_the_container_and_a_failed_liveness_probe_restarts_it
             .trim(),
         "removed"
     );
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(30),
         "a restart after the liveness probe failed",
         || async {
@@ -940,7 +939,7 @@ async fn kubectl_logs_shows_what_the_container_wrote() {
     let inst = ready_instance(&f, "chatty-00001").await;
     let a = f.call("ctr-logs", "chatty", "/no-such-page-7f3a").await;
     assert_eq!(a.status, 404, "{}", a.body);
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(15),
         "the access line in kubectl logs",
         || async { logs(&k, &inst).contains("/no-such-page-7f3a").then_some(()) },
@@ -987,21 +986,20 @@ async fn a_container_scales_to_zero_and_a_request_cold_starts_another() {
 
     f.wait_zero("brief-00001", Duration::from_secs(60)).await;
     // Its container goes; one is created ahead of the next request, not started.
-    let held = f
-        .wait_for(
-            Duration::from_secs(15),
-            "the running container gone and one created in its place",
-            || async {
-                let states = runc_states(&root);
-                match states.as_slice() {
-                    [(id, status)] if status == "created" && *id != format!("default.{first}") => {
-                        Some(id.clone())
-                    }
-                    _ => None,
+    let held = common::wait_for(
+        Duration::from_secs(15),
+        "the running container gone and one created in its place",
+        || async {
+            let states = runc_states(&root);
+            match states.as_slice() {
+                [(id, status)] if status == "created" && *id != format!("default.{first}") => {
+                    Some(id.clone())
                 }
-            },
-        )
-        .await;
+                _ => None,
+            }
+        },
+    )
+    .await;
     assert!(
         pids_with_env("K_SERVICE=brief").is_empty(),
         "a process of the function runs at zero"
@@ -1062,7 +1060,7 @@ async fn a_revision_keeps_its_digest_when_the_tag_moves() {
     let changed = service("pinned", &lab.image("v1"), &brief, "")
         .replace("from the service", "from the second revision");
     apply_ready(&f, &k, &changed, "pinned").await;
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(20),
         "the second revision to serve",
         || async {
@@ -1113,21 +1111,20 @@ async fn a_missing_image_fails_fast_with_the_reason() {
     let image = lab.image("no-such-tag");
     let t = Instant::now();
     k.apply(&service("ghost", &image, &[], ""));
-    let cond = f
-        .wait_for(
-            Duration::from_secs(10),
-            "the revision to be ContainerMissing",
-            || async {
-                let r = f
-                    .client
-                    .get(REVISIONS, "default", "ghost-00001")
-                    .await
-                    .ok()?;
-                let c = condition(&r, "ContainerHealthy")?.clone();
-                (c["status"] == "False").then_some(c)
-            },
-        )
-        .await;
+    let cond = common::wait_for(
+        Duration::from_secs(10),
+        "the revision to be ContainerMissing",
+        || async {
+            let r = f
+                .client
+                .get(REVISIONS, "default", "ghost-00001")
+                .await
+                .ok()?;
+            let c = condition(&r, "ContainerHealthy")?.clone();
+            (c["status"] == "False").then_some(c)
+        },
+    )
+    .await;
     let took = t.elapsed();
     assert_eq!(cond["reason"], "ContainerMissing", "{cond}");
     let msg = cond["message"].as_str().unwrap_or_default();
@@ -1167,19 +1164,18 @@ async fn a_container_over_its_memory_limit_is_oom_killed_and_says_so() {
     // kernel kills it, and with it the container.
     let hog = "          command: [\"/bin/sh\", \"-c\", \"x=$(head -c 200000000 /dev/zero | tr '\\\\0' a); sleep 100\"]\n          resources:\n            limits:\n              memory: 32Mi\n";
     k.apply(&service("hog", &lab.image("v1"), &[], hog));
-    let status = f
-        .wait_for(
-            Duration::from_secs(30),
-            "an instance restarted after an OOM kill",
-            || async {
-                instances_of(&f, "hog-00001").await.iter().find_map(|i| {
-                    let st = &i["status"];
-                    (st["restarts"].as_u64() >= Some(1) && st["reason"] == "OOMKilled")
-                        .then(|| st.clone())
-                })
-            },
-        )
-        .await;
+    let status = common::wait_for(
+        Duration::from_secs(30),
+        "an instance restarted after an OOM kill",
+        || async {
+            instances_of(&f, "hog-00001").await.iter().find_map(|i| {
+                let st = &i["status"];
+                (st["restarts"].as_u64() >= Some(1) && st["reason"] == "OOMKilled")
+                    .then(|| st.clone())
+            })
+        },
+    )
+    .await;
     assert!(
         status["message"]
             .as_str()
@@ -1267,7 +1263,7 @@ async fn a_restarted_agent_removes_the_container_its_killed_predecessor_left() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill the agent");
-    f.wait_for(Duration::from_secs(10), "the agent to die", || async {
+    common::wait_for(Duration::from_secs(10), "the agent to die", || async {
         common::node_agent_pids(&state_path)
             .is_empty()
             .then_some(())
@@ -1296,13 +1292,13 @@ async fn a_restarted_agent_removes_the_container_its_killed_predecessor_left() {
         &fleet_config(&lab),
     )
     .await;
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(30),
         "the old container to be removed",
         || async { (!runc_list(&root).contains(&id)).then_some(()) },
     )
     .await;
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(10),
         "the old processes to end",
         || async {
@@ -1397,17 +1393,16 @@ async fn a_container_reads_secrets_and_config_maps_from_env_and_files() {
         "-p",
         r#"{"data":{"mode":"green"}}"#,
     ]);
-    let seen = f
-        .wait_for(
-            Duration::from_secs(15),
-            "the ConfigMap's change in the mounted file",
-            || async {
-                let a = f.call("ctr-config", "configured", "/cgi-bin/files").await;
-                let lines: Vec<String> = a.body.lines().map(str::to_owned).collect();
-                (lines.get(1).map(String::as_str) == Some("green")).then_some(lines)
-            },
-        )
-        .await;
+    let seen = common::wait_for(
+        Duration::from_secs(15),
+        "the ConfigMap's change in the mounted file",
+        || async {
+            let a = f.call("ctr-config", "configured", "/cgi-bin/files").await;
+            let lines: Vec<String> = a.body.lines().map(str::to_owned).collect();
+            (lines.get(1).map(String::as_str) == Some("green")).then_some(lines)
+        },
+    )
+    .await;
     assert_eq!(
         seen[2], "blue",
         "a subPath mount keeps the value it started with"

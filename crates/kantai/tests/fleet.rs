@@ -1,6 +1,6 @@
 //! A real fleet on loopback: `kantai up`, a deployed hello, and what clients see.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -275,15 +275,14 @@ async fn requests_cross_emulated_links_to_other_nodes() {
         "",
     ))
     .await;
-    let host_node = f
-        .wait_for(Duration::from_secs(20), "brief's instance", || async {
-            f.instances()
-                .await
-                .iter()
-                .find(|i| i["spec"]["revision"] == "brief-00001")
-                .and_then(|i| i["spec"]["node"].as_str().map(str::to_owned))
-        })
-        .await;
+    let host_node = common::wait_for(Duration::from_secs(20), "brief's instance", || async {
+        f.instances()
+            .await
+            .iter()
+            .find(|i| i["spec"]["revision"] == "brief-00001")
+            .and_then(|i| i["spec"]["node"].as_str().map(str::to_owned))
+    })
+    .await;
     let far = if host_node == "node1" {
         "node2"
     } else {
@@ -436,7 +435,7 @@ async fn concurrency_one_queues_overflow_is_503_and_slow_requests_504() {
     ];
     f.deploy(&hello("direct", &direct, "      containerConcurrency: 1\n"))
         .await;
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(20),
         "the activator to leave the path",
         || async {
@@ -496,22 +495,21 @@ async fn traffic_splits_and_new_revisions_take_over() {
         .replace(kantai_api::resources::SERVICES, "default", "split", &obj)
         .await
         .expect("update");
-    let svc = f
-        .wait_for(
-            Duration::from_secs(30),
-            "split-00002 to be ready",
-            || async {
-                let v = f
-                    .client
-                    .get(kantai_api::resources::SERVICES, "default", "split")
-                    .await
-                    .ok()?;
-                (v["status"]["latestReadyRevisionName"] == "split-00002"
-                    && v["status"]["traffic"][0]["revisionName"] == "split-00002")
-                    .then_some(v)
-            },
-        )
-        .await;
+    let svc = common::wait_for(
+        Duration::from_secs(30),
+        "split-00002 to be ready",
+        || async {
+            let v = f
+                .client
+                .get(kantai_api::resources::SERVICES, "default", "split")
+                .await
+                .ok()?;
+            (v["status"]["latestReadyRevisionName"] == "split-00002"
+                && v["status"]["traffic"][0]["revisionName"] == "split-00002")
+                .then_some(v)
+        },
+    )
+    .await;
     assert_eq!(svc["status"]["latestCreatedRevisionName"], "split-00002");
     let a = f.call("node1", "split", "/").await;
     assert!(a.body.starts_with("Ohayo from "), "{}", a.body);
@@ -532,7 +530,7 @@ async fn traffic_splits_and_new_revisions_take_over() {
         .replace(kantai_api::resources::SERVICES, "default", "split", &obj)
         .await
         .expect("split");
-    f.wait_for(Duration::from_secs(30), "the split", || async {
+    common::wait_for(Duration::from_secs(30), "the split", || async {
         let v = f
             .client
             .get(kantai_api::resources::SERVICES, "default", "split")
@@ -589,7 +587,7 @@ async fn a_killed_instance_is_replaced() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill");
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(20),
         "the instance to come back",
         || async {
@@ -615,7 +613,7 @@ async fn a_killed_instance_is_replaced() {
         .replace_status(kantai_api::resources::INSTANCES, "default", &name, &stale)
         .await
         .expect("overwrite");
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(10),
         "the agent to restore the status",
         || async {
@@ -689,21 +687,20 @@ async fn an_instance_that_fits_nowhere_is_reported() {
         .create(kantai_api::resources::SERVICES, "default", &obj)
         .await
         .expect("create");
-    let p = f
-        .wait_for(
-            Duration::from_secs(20),
-            "the Scheduled condition",
-            || async {
-                let p = f.placement("nowhere-00001").await?;
-                let c = p["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["type"] == "Scheduled")?
-                    .clone();
-                (c["status"] == "False").then_some((p, c))
-            },
-        )
-        .await;
+    let p = common::wait_for(
+        Duration::from_secs(20),
+        "the Scheduled condition",
+        || async {
+            let p = f.placement("nowhere-00001").await?;
+            let c = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Scheduled")?
+                .clone();
+            (c["status"] == "False").then_some((p, c))
+        },
+    )
+    .await;
     let (placement, cond) = p;
     assert_eq!(placement["spec"]["unschedulable"], 2);
     assert_eq!(cond["reason"], "Unschedulable");
@@ -714,7 +711,7 @@ async fn an_instance_that_fits_nowhere_is_reported() {
         "{cond}"
     );
     // The pinned instance that fits runs.
-    f.wait_for(Duration::from_secs(20), "node1's instance", || async {
+    common::wait_for(Duration::from_secs(20), "node1's instance", || async {
         (f.ready_instances("nowhere-00001").await == 1).then_some(())
     })
     .await;
@@ -745,7 +742,7 @@ async fn an_instance_that_crashes_mid_request_answers_502_at_once_its_held_reque
     ];
     f.deploy(&hello("crashy", &two, "      containerConcurrency: 1\n"))
         .await;
-    f.wait_for(Duration::from_secs(20), "two ready instances", || async {
+    common::wait_for(Duration::from_secs(20), "two ready instances", || async {
         (f.ready_instances("crashy-00001").await == 2).then_some(())
     })
     .await;
@@ -791,7 +788,7 @@ async fn an_instance_that_crashes_mid_request_answers_502_at_once_its_held_reque
     // agent had not noticed yet), could not connect, and went to another instance instead.
     let (status, _) = held.await.expect("task");
     assert_eq!(status, 200, "the request held for room");
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(20),
         "the instance to be replaced",
         || async {
@@ -823,7 +820,7 @@ async fn a_scale_down_and_a_rollout_under_steady_load_fail_no_request() {
     ];
     let v1 = hello("steady", &anns, "");
     f.deploy(&v1).await;
-    f.wait_for(Duration::from_secs(20), "three ready instances", || async {
+    common::wait_for(Duration::from_secs(20), "three ready instances", || async {
         (f.ready_instances("steady-00001").await == 3).then_some(())
     })
     .await;
@@ -853,7 +850,7 @@ async fn a_scale_down_and_a_rollout_under_steady_load_fail_no_request() {
         })
     };
     // The light load needs one instance: two are drained and stopped while it runs.
-    f.wait_for(Duration::from_secs(40), "the scale-down to one", || async {
+    common::wait_for(Duration::from_secs(40), "the scale-down to one", || async {
         (f.ready_instances("steady-00001").await == 1 && f.instances().await.len() == 1)
             .then_some(())
     })
@@ -873,7 +870,7 @@ async fn a_scale_down_and_a_rollout_under_steady_load_fail_no_request() {
         .replace(kantai_api::resources::SERVICES, "default", "steady", &obj)
         .await
         .expect("update");
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(30),
         "steady-00002 to take the traffic",
         || async {
@@ -933,7 +930,7 @@ control: {node: node1, listen: \"127.0.0.1:0\"}
     f.deploy(&hello("far", &pinned("node2=1"), timeouts)).await;
     f.deploy(&hello("both", &pinned("node1=1,node2=1"), timeouts))
         .await;
-    f.wait_for(Duration::from_secs(30), "the instances", || async {
+    common::wait_for(Duration::from_secs(30), "the instances", || async {
         (f.ready_instances("far-00001").await == 1 && f.ready_instances("both-00001").await == 2)
             .then_some(())
     })
@@ -1014,7 +1011,7 @@ control: {node: node1, listen: \"127.0.0.1:0\"}
         .send("PUT", &format!("{admin}/node2"), &with_token, "{rtt: 20ms}")
         .await;
     assert_eq!(status, 200);
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(10),
         "far to answer over the link",
         || async { (f.call("node1", "far", "/").await.status == 200).then_some(()) },

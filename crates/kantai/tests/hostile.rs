@@ -3,7 +3,7 @@
 //! matches no service. Each is answered (or the connection closed) promptly, never
 //! forwarded, and the gateway goes on serving.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! Skipped, saying so, where kubectl is not installed — unless `KANTAI_REQUIRE_KUBECTL=1`
 //! (as CI sets, after installing it) makes that a failure.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -103,14 +103,6 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
     p.display().to_string()
-}
-
-async fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,9 +381,11 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
     assert!(out.contains("deleted"), "{out}");
     let o = k.run(&["get", "rev,rt,seika"]);
     assert!(!o.stdout.contains("/ssa"), "{}", o.stdout);
-    until(Duration::from_secs(30), "the ssa instance to go", || {
-        !k.ok(&["get", "pods"]).contains("ssa-")
-    })
+    common::wait_for(
+        Duration::from_secs(30),
+        "the ssa instance to go",
+        || async { (!k.ok(&["get", "pods"]).contains("ssa-")).then_some(()) },
+    )
     .await;
 
     // logs -f follows an instance's output as it is written.
@@ -455,9 +449,11 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
     k.ok(&["delete", "ksvc", "ticker"]);
 
     // The seed: once hello scaled to zero, a request from node3 starts its instance on node3.
-    until(Duration::from_secs(90), "hello to scale to zero", || {
-        !k.ok(&["get", "pods"]).contains("hello-")
-    })
+    common::wait_for(
+        Duration::from_secs(90),
+        "hello to scale to zero",
+        || async { (!k.ok(&["get", "pods"]).contains("hello-")).then_some(()) },
+    )
     .await;
     let a = f.call("node3", "hello", "/").await;
     assert_eq!(a.status, 200, "{}", a.body);

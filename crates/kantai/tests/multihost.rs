@@ -2,13 +2,13 @@
 //! `kantai node --join`): a restart of the control plane, and a fleet spread over network
 //! namespaces, one address per host.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{hello, kantai_bin, pids_with_env, processes_mentioning};
+use common::{hello, kantai_bin, pids_with_env, processes_mentioning, wait_for};
 use kantai_api::Client;
 use kantai_api::resources::{EVENTS, INSTANCES, NODES, PLACEMENTS, SERVICES};
 use serde_json::Value;
@@ -58,39 +58,17 @@ fn spawn(prefix: &[&str], args: &[&str]) -> Proc {
     Proc(cmd.spawn().expect("spawn kantai"))
 }
 
+/// The JSON a process writes once it is ready (its `--ready-file`).
 async fn read_ready(path: &Path) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(b) = std::fs::read(path)
-            && let Ok(v) = serde_json::from_slice(&b)
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, f: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{}", path.display()),
+        || async {
+            let b = std::fs::read(path).ok()?;
+            serde_json::from_slice(&b).ok()
+        },
+    )
+    .await
 }
 
 async fn deploy(client: &Client, yaml: &str) -> String {
@@ -971,18 +949,15 @@ async fn a_fleet_over_two_hosts_in_network_namespaces() {
     .expect("manifest");
     let (ok, out, err) = kantai_in_b(&["apply", "-f", &manifest.display().to_string()]);
     assert!(ok, "{out}{err}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        let (ok, out, _) = kantai_in_b(&["invoke", "spread", "--from", "node2"]);
-        if ok {
-            break out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service never answered from host b"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let body = wait_for(
+        Duration::from_secs(60),
+        "the service to answer from host b",
+        || async {
+            let (ok, out, _) = kantai_in_b(&["invoke", "spread", "--from", "node2"]);
+            ok.then_some(out)
+        },
+    )
+    .await;
     assert!(body.starts_with("Konnichiwa from spread-node"), "{body}");
     let (ok, table, _) = kantai_in_b(&["get", "instances", "-o", "wide"]);
     assert!(ok && table.contains("spread-node"), "{table}");

@@ -2,7 +2,7 @@
 //! client deletes or writes there, the live agent puts back (or removes) while its instances
 //! keep serving.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,7 +29,7 @@ fn is_ready(node: &Value) -> bool {
 /// Waits until every one of `names` has a Ready Node object again; how long that took.
 async fn wait_nodes_back(f: &TestFleet, names: &[&str], limit: Duration) -> Duration {
     let t = Instant::now();
-    f.wait_for(limit, "the deleted nodes to be back and Ready", || async {
+    common::wait_for(limit, "the deleted nodes to be back and Ready", || async {
         for n in names {
             let node = f.client.get(NODES, "", n).await.ok()?;
             if !is_ready(&node) {
@@ -77,7 +77,7 @@ async fn deleting_every_node_keeps_running_instances_serving_and_new_services_de
     let f = TestFleet::start(&TWO_NODES, "").await;
     f.deploy(&hello("steady", &pinned("node1=1,node2=1"), ""))
         .await;
-    f.wait_for(Duration::from_secs(20), "both instances ready", || async {
+    common::wait_for(Duration::from_secs(20), "both instances ready", || async {
         (f.ready_instances("steady-00001").await == 2).then_some(())
     })
     .await;
@@ -116,7 +116,7 @@ async fn deleting_every_node_keeps_running_instances_serving_and_new_services_de
     };
     let delete = async {
         // Some requests first, so the load is seen to be answered before.
-        f.wait_for(Duration::from_secs(5), "the first answers", || async {
+        common::wait_for(Duration::from_secs(5), "the first answers", || async {
             (answered.load(Ordering::Acquire) >= 4).then_some(())
         })
         .await;
@@ -191,7 +191,7 @@ async fn an_instance_object_naming_a_node_whose_agent_does_not_run_it_is_removed
         .await
         .expect("create an instance object for node2");
     let t = Instant::now();
-    f.wait_for(
+    common::wait_for(
         Duration::from_secs(15),
         "node2's agent to remove the instance object it does not run",
         || async {

@@ -3,7 +3,7 @@
 //! (`latency-aware` + `faast`) against Knative's (`spread` + `knative`), on the seed's demo
 //! and on the FaaSt paper's workload shape; and the metrics every component exports.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,22 +123,19 @@ async fn edge_requests_stay_at_the_edge_with_latency_aware_and_faast_and_pay_the
         "{control}"
     );
     // The latency monitor measured the link (50 ms ± 10 ms) from the edge.
-    let monitor = f
-        .wait_for(
-            Duration::from_secs(15),
-            "node3 to measure node1",
-            || async {
-                let m = f.fetch(&f.admin("node3").to_string(), "/metrics").await?;
-                let line = m
-                    .lines()
-                    .find(|l| {
-                        l.starts_with("kantai_node_rtt_seconds{from=\"node3\",to=\"node1\"}")
-                    })?
-                    .to_owned();
-                Some(line)
-            },
-        )
-        .await;
+    let monitor = common::wait_for(
+        Duration::from_secs(15),
+        "node3 to measure node1",
+        || async {
+            let m = f.fetch(&f.admin("node3").to_string(), "/metrics").await?;
+            let line = m
+                .lines()
+                .find(|l| l.starts_with("kantai_node_rtt_seconds{from=\"node3\",to=\"node1\"}"))?
+                .to_owned();
+            Some(line)
+        },
+    )
+    .await;
     let rtt: f64 = monitor
         .rsplit(' ')
         .next()

@@ -8,8 +8,8 @@
 //! `kubernetes` package, unless `KANTAI_REQUIRE_PYTHON_KUBERNETES=1` (as CI sets, after
 //! installing it) makes that a failure.
 
-mod common;
-mod python;
+use crate::common;
+use crate::python;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

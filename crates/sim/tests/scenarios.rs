@@ -12,6 +12,7 @@
 
 use std::path::Path;
 
+use kantai_testkit::DataDir;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -52,47 +53,48 @@ pub fn run_file(path: &Path, scenario: &str) -> Value {
 
 #[test]
 fn every_scenario_meets_its_expectations() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("scenarios")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 8, "{} scenarios", files.len());
-    let mut failures = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).expect("read");
-        let (scenario, expect) = text
+    DataDir::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios"),
+        &["yaml"],
+    )
+    .at_least(8)
+    .check(|case| {
+        let f = &case.path;
+        let (scenario, expect) = case
+            .text
             .split_once("\n---\n")
             .unwrap_or_else(|| panic!("{}: no `---` before the expectations", f.display()));
         let e: Expectations = serde_saphyr::from_str(expect)
             .unwrap_or_else(|e| panic!("{}: expectations: {e}", f.display()));
         let summary = run_file(f, scenario);
+        let mut failures = Vec::new();
         for c in &e.expect {
-            let name = f.file_name().unwrap_or_default().to_string_lossy();
             let Some(v) = lookup(&summary, &c.path) else {
-                failures.push(format!("{name}: {} is missing", c.path));
+                failures.push(format!("{} is missing", c.path));
                 continue;
             };
             if let Some(want) = &c.equals
                 && v != want
                 && v.as_f64() != want.as_f64()
             {
-                failures.push(format!("{name}: {} = {v}, expected {want}", c.path));
+                failures.push(format!("{} = {v}, expected {want}", c.path));
             }
             let x = v.as_f64();
             if let Some(min) = c.min
                 && x.is_none_or(|x| x < min)
             {
-                failures.push(format!("{name}: {} = {v}, expected ≥ {min}", c.path));
+                failures.push(format!("{} = {v}, expected ≥ {min}", c.path));
             }
             if let Some(max) = c.max
                 && x.is_none_or(|x| x > max)
             {
-                failures.push(format!("{name}: {} = {v}, expected ≤ {max}", c.path));
+                failures.push(format!("{} = {v}, expected ≤ {max}", c.path));
             }
         }
-    }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("\n"))
+        }
+    });
 }

@@ -28,24 +28,6 @@ fn service(name: &str, image: &str) -> Value {
     })
 }
 
-async fn eventually<T, F, Fut>(what: &str, f: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn status_of(e: &ApiError) -> &kantai_api::Status {
     match e {
         ApiError::Status(s) => s,
@@ -148,7 +130,7 @@ async fn crud_with_kubernetes_semantics() {
     );
 
     // The controllers derive a configuration, two revisions and a route.
-    let revs = eventually("two revisions", || async {
+    let revs = common::wait_for(Duration::from_secs(10), "two revisions", || async {
         let r = c.list(REVISIONS, Some("default")).await.ok()?;
         (r.len() == 2).then_some(r)
     })
@@ -164,7 +146,7 @@ async fn crud_with_kubernetes_semantics() {
         .await
         .expect("configuration");
     assert_eq!(cfg["metadata"]["ownerReferences"][0]["kind"], "Service");
-    let route = eventually("the route", || async {
+    let route = common::wait_for(Duration::from_secs(10), "the route", || async {
         c.get(ROUTES, "default", "hello").await.ok()
     })
     .await;
@@ -287,7 +269,7 @@ async fn routes_can_stand_alone_but_not_replace_a_services() {
         .expect("service");
     let own = json!({"apiVersion": "serving.knative.dev/v1", "kind": "Route", "metadata": {"name": "web"},
                      "spec": {"traffic": [{"configurationName": "web", "percent": 100}]}});
-    eventually("the service's route", || async {
+    common::wait_for(Duration::from_secs(10), "the service's route", || async {
         c.get(ROUTES, "default", "web").await.ok()
     })
     .await;
@@ -303,10 +285,14 @@ async fn routes_can_stand_alone_but_not_replace_a_services() {
         .await
         .expect("standalone route");
     assert_eq!(created["spec"]["traffic"][0]["configurationName"], "web");
-    let front = eventually("the standalone route's url", || async {
-        let r = c.get(ROUTES, "default", "front").await.ok()?;
-        r["status"]["url"].as_str().is_some().then_some(r)
-    })
+    let front = common::wait_for(
+        Duration::from_secs(10),
+        "the standalone route's url",
+        || async {
+            let r = c.get(ROUTES, "default", "front").await.ok()?;
+            r["status"]["url"].as_str().is_some().then_some(r)
+        },
+    )
     .await;
     assert_eq!(
         front["status"]["url"],
@@ -465,7 +451,7 @@ async fn kubectl_needs_the_token_discovery_views_selectors_and_apply() {
 
     // Knative's events on the Service, with its uid (kubectl describe searches by it).
     let uid = c.get(SERVICES, "default", "other").await.expect("svc")["metadata"]["uid"].clone();
-    let events = eventually("the service's events", || async {
+    let events = common::wait_for(Duration::from_secs(10), "the service's events", || async {
         let list = c
             .get_json(&format!(
                 "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dother,involvedObject.uid%3D{}",
@@ -697,13 +683,17 @@ async fn a_pod_on_a_node_that_stopped_reporting_is_unknown() {
         instance("lost-node1-npqrs", "lost-00001", Some("hello")),
     )
     .await;
-    let pod = eventually("the pod to turn Unknown", || async {
-        let p = c
-            .get_json("/api/v1/namespaces/default/pods/lost-node1-npqrs")
-            .await
-            .ok()?;
-        (p["status"]["phase"] == "Unknown").then_some(p)
-    })
+    let pod = common::wait_for(
+        Duration::from_secs(10),
+        "the pod to turn Unknown",
+        || async {
+            let p = c
+                .get_json("/api/v1/namespaces/default/pods/lost-node1-npqrs")
+                .await
+                .ok()?;
+            (p["status"]["phase"] == "Unknown").then_some(p)
+        },
+    )
     .await;
     assert_eq!(pod["status"]["reason"], "NodeLost", "{pod}");
     assert_eq!(pod["status"]["containerStatuses"][0]["ready"], false);

@@ -75,11 +75,6 @@ async fn instance(c: &Client, name: &str, service: &str, revision: &str, node: &
     .expect("instance");
 }
 
-/// Waits (at most 10 s) until `f` gives a value.
-async fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    common::eventually(Duration::from_secs(10), what, f).await
-}
-
 /// The next line of a config stream, within 10 s.
 macro_rules! next_event {
     ($stream:expr, $what:expr) => {
@@ -120,7 +115,7 @@ async fn a_node_is_sent_only_its_revisions_configs_and_their_updates() {
     c.create(SERVICES, "default", &service("app", None))
         .await
         .expect("service");
-    eventually("the revision", || {
+    common::wait_for(Duration::from_secs(10), "the revision", || async {
         cp.shared.store.get(&REVISIONS, "default", "app-00001")
     })
     .await;
@@ -157,7 +152,7 @@ async fn a_node_is_sent_only_its_revisions_configs_and_their_updates() {
     c.create(SERVICES, "default", &service("other", None))
         .await
         .expect("service");
-    eventually("the other revision", || {
+    common::wait_for(Duration::from_secs(10), "the other revision", || async {
         cp.shared.store.get(&REVISIONS, "default", "other-00001")
     })
     .await;
@@ -216,11 +211,15 @@ async fn a_missing_secret_keeps_the_revision_from_ready_until_it_is_created() {
     c.create(SERVICES, "default", &service("app", Some("db")))
         .await
         .expect("service");
-    let rev = eventually("the revision not Ready for want of the secret", || {
-        let v = cp.shared.store.get(&REVISIONS, "default", "app-00001")?;
-        let ready = condition(&v, "Ready")?;
-        (ready["reason"] == "CreateContainerConfigError").then_some(v)
-    })
+    let rev = common::wait_for(
+        Duration::from_secs(10),
+        "the revision not Ready for want of the secret",
+        || async {
+            let v = cp.shared.store.get(&REVISIONS, "default", "app-00001")?;
+            let ready = condition(&v, "Ready")?;
+            (ready["reason"] == "CreateContainerConfigError").then_some(v)
+        },
+    )
     .await;
     for kind in ["Ready", "ContainerHealthy", "ResourcesAvailable"] {
         let cond = condition(&rev, kind).expect(kind);
@@ -252,13 +251,13 @@ async fn a_missing_secret_keeps_the_revision_from_ready_until_it_is_created() {
     )
     .await
     .expect("secret");
-    eventually("the problem to clear", || {
+    common::wait_for(Duration::from_secs(10), "the problem to clear", || async {
         let v = cp.shared.store.get(&REVISIONS, "default", "app-00001")?;
         (condition(&v, "ContainerHealthy")?["status"] != "False").then_some(())
     })
     .await;
     instance(&c, "app-node1-bcdfg", "app", "app-00001", "node1", true).await;
-    eventually("the revision Ready", || {
+    common::wait_for(Duration::from_secs(10), "the revision Ready", || async {
         let v = cp.shared.store.get(&REVISIONS, "default", "app-00001")?;
         (condition(&v, "Ready")?["status"] == "True").then_some(())
     })

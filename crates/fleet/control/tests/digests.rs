@@ -85,11 +85,6 @@ fn service(name: &str, image: &str) -> Value {
     })
 }
 
-/// Waits (at most 10 s) until `f` gives a value.
-async fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    common::eventually(Duration::from_secs(10), what, f).await
-}
-
 fn revision(cp: &ControlPlane, name: &str) -> Option<Arc<Value>> {
     cp.shared.store.get(&REVISIONS, "default", name)
 }
@@ -123,7 +118,7 @@ async fn a_revision_keeps_the_digest_it_resolved_when_the_tag_moves() {
     )
     .await
     .expect("create");
-    let first = eventually("the digest recorded", || {
+    let first = common::wait_for(Duration::from_secs(10), "the digest recorded", || async {
         recorded_digest(&cp, "hello-00001")
     })
     .await;
@@ -137,7 +132,7 @@ async fn a_revision_keeps_the_digest_it_resolved_when_the_tag_moves() {
     )
     .await
     .expect("create");
-    let second = eventually("the digest recorded", || {
+    let second = common::wait_for(Duration::from_secs(10), "the digest recorded", || async {
         recorded_digest(&cp, "other-00001")
     })
     .await;
@@ -157,11 +152,15 @@ async fn an_image_that_cannot_be_fetched_marks_the_revision_container_missing_un
     c.create(SERVICES, "default", &service("hello", image))
         .await
         .expect("create");
-    let healthy = eventually("ContainerHealthy False", || {
-        let rev = revision(&cp, "hello-00001")?;
-        let c = condition(&rev, "ContainerHealthy")?;
-        (c["status"] == "False").then_some(c)
-    })
+    let healthy = common::wait_for(
+        Duration::from_secs(10),
+        "ContainerHealthy False",
+        || async {
+            let rev = revision(&cp, "hello-00001")?;
+            let c = condition(&rev, "ContainerHealthy")?;
+            (c["status"] == "False").then_some(c)
+        },
+    )
     .await;
     assert_eq!(healthy["reason"], "ContainerMissing");
     assert_eq!(
@@ -175,16 +174,22 @@ async fn an_image_that_cannot_be_fetched_marks_the_revision_container_missing_un
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "ContainerMissing");
     // The retry resolves it: the digest is recorded and the failure is gone.
-    let digest = eventually("the digest after a retry", || {
-        recorded_digest(&cp, "hello-00001")
-    })
+    let digest = common::wait_for(
+        Duration::from_secs(10),
+        "the digest after a retry",
+        || async { recorded_digest(&cp, "hello-00001") },
+    )
     .await;
     assert_eq!(digest, A);
-    let healthy = eventually("ContainerHealthy no longer False", || {
-        let rev = revision(&cp, "hello-00001")?;
-        let c = condition(&rev, "ContainerHealthy")?;
-        (c["status"] != "False").then_some(c)
-    })
+    let healthy = common::wait_for(
+        Duration::from_secs(10),
+        "ContainerHealthy no longer False",
+        || async {
+            let rev = revision(&cp, "hello-00001")?;
+            let c = condition(&rev, "ContainerHealthy")?;
+            (c["status"] != "False").then_some(c)
+        },
+    )
     .await;
     assert_ne!(healthy["reason"], "ContainerMissing");
     assert_eq!(script.calls().len(), 2);
@@ -204,12 +209,16 @@ async fn an_image_that_cannot_be_fetched_is_told_in_one_warning_event_on_its_rev
     )
     .await
     .expect("create");
-    let event = eventually("a ContainerMissing event", || {
-        let (events, _) = cp.shared.store.list(&EVENTS, Some("default"));
-        events.into_iter().find(|e| {
-            e["reason"] == "ContainerMissing" && e["involvedObject"]["name"] == "hello-00001"
-        })
-    })
+    let event = common::wait_for(
+        Duration::from_secs(10),
+        "a ContainerMissing event",
+        || async {
+            let (events, _) = cp.shared.store.list(&EVENTS, Some("default"));
+            events.into_iter().find(|e| {
+                e["reason"] == "ContainerMissing" && e["involvedObject"]["name"] == "hello-00001"
+            })
+        },
+    )
     .await;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["involvedObject"]["kind"], "Revision");
@@ -219,7 +228,7 @@ async fn an_image_that_cannot_be_fetched_is_told_in_one_warning_event_on_its_rev
         ),
         "{event}"
     );
-    eventually("a second attempt", || {
+    common::wait_for(Duration::from_secs(10), "a second attempt", || async {
         (script.calls().len() >= 2).then_some(())
     })
     .await;
@@ -245,9 +254,11 @@ async fn a_revision_awaiting_its_digest_gets_no_placement_until_it_is_recorded()
     .await
     .expect("create");
     let key = ("default".to_owned(), "hello-00001".to_owned());
-    eventually("the autoscaler's decision", || {
-        cp.shared.decisions.lock().get(&key).map(|_| ())
-    })
+    common::wait_for(
+        Duration::from_secs(10),
+        "the autoscaler's decision",
+        || async { cp.shared.decisions.lock().get(&key).map(|_| ()) },
+    )
     .await;
     // A revision of a skipped registry is placed at once, after the one awaiting its digest
     // had its turn in the same loop.
@@ -258,9 +269,11 @@ async fn a_revision_awaiting_its_digest_gets_no_placement_until_it_is_recorded()
     )
     .await
     .expect("create");
-    eventually("the skipped revision placed", || {
-        cp.shared.store.get(&PLACEMENTS, "default", "local-00001")
-    })
+    common::wait_for(
+        Duration::from_secs(10),
+        "the skipped revision placed",
+        || async { cp.shared.store.get(&PLACEMENTS, "default", "local-00001") },
+    )
     .await;
     assert!(
         cp.shared
@@ -271,9 +284,11 @@ async fn a_revision_awaiting_its_digest_gets_no_placement_until_it_is_recorded()
     assert_eq!(script.calls(), ["127.0.0.1:5055/fn/hello:v1"]);
     // The registry answers: the digest is recorded, then the revision is placed.
     script.gate.add_permits(1);
-    eventually("the placement once resolved", || {
-        cp.shared.store.get(&PLACEMENTS, "default", "hello-00001")
-    })
+    common::wait_for(
+        Duration::from_secs(10),
+        "the placement once resolved",
+        || async { cp.shared.store.get(&PLACEMENTS, "default", "hello-00001") },
+    )
     .await;
     assert_eq!(recorded_digest(&cp, "hello-00001").as_deref(), Some(A));
     cp.shutdown().await;

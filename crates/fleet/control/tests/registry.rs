@@ -141,11 +141,6 @@ fn service(name: &str, image: &str) -> Value {
     })
 }
 
-/// Waits (at most 15 s) until `f` gives a value.
-async fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    common::eventually(Duration::from_secs(15), what, f).await
-}
-
 #[tokio::test]
 async fn the_registrys_digest_is_recorded_and_a_missing_tag_is_container_missing() {
     let registry = RealRegistry::start();
@@ -183,7 +178,7 @@ async fn the_registrys_digest_is_recorded_and_a_missing_tag_is_container_missing
     )
     .await
     .expect("create");
-    let recorded = eventually("the digest recorded", || {
+    let recorded = common::wait_for(Duration::from_secs(15), "the digest recorded", || async {
         let v = cp.shared.store.get(&REVISIONS, "default", "hello-00001")?;
         v["status"]["containerStatuses"][0]["imageDigest"]
             .as_str()
@@ -191,7 +186,7 @@ async fn the_registrys_digest_is_recorded_and_a_missing_tag_is_container_missing
     })
     .await;
     assert_eq!(recorded, format!("{host}/fn/hello@{digest}"));
-    let missing = eventually("ContainerMissing", || {
+    let missing = common::wait_for(Duration::from_secs(15), "ContainerMissing", || async {
         let v = cp.shared.store.get(&REVISIONS, "default", "nope-00001")?;
         v["status"]["conditions"]
             .as_array()?

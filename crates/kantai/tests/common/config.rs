@@ -172,11 +172,10 @@ pub async fn reads_secrets_and_config_maps(fleet: &TestFleet, reader: &Value, mo
     put_config_map(fleet, "app", "bonjour").await;
     let start = Instant::now();
     let path = format!("/file{mounts}/app/greeting");
-    fleet
-        .wait_for(Duration::from_secs(10), "the updated file", || async {
-            (read(fleet, "reader", &path).await.as_deref() == Some("bonjour")).then_some(())
-        })
-        .await;
+    super::wait_for(Duration::from_secs(10), "the updated file", || async {
+        (read(fleet, "reader", &path).await.as_deref() == Some("bonjour")).then_some(())
+    })
+    .await;
     eprintln!(
         "the ConfigMap's update reached the file in {:?}",
         start.elapsed()
@@ -201,21 +200,20 @@ pub async fn a_missing_secret_fails_fast_and_recovers(
         .create(SERVICES, "default", &svc)
         .await
         .expect("create");
-    let rev = fleet
-        .wait_for(
-            Duration::from_secs(30),
-            "the revision not Ready for want of its Secret",
-            || async {
-                let v = fleet
-                    .client
-                    .get(REVISIONS, "default", "needy-00001")
-                    .await
-                    .ok()?;
-                let ready = condition(&v, "Ready")?;
-                (ready["reason"] == "CreateContainerConfigError").then_some(v)
-            },
-        )
-        .await;
+    let rev = super::wait_for(
+        Duration::from_secs(30),
+        "the revision not Ready for want of its Secret",
+        || async {
+            let v = fleet
+                .client
+                .get(REVISIONS, "default", "needy-00001")
+                .await
+                .ok()?;
+            let ready = condition(&v, "Ready")?;
+            (ready["reason"] == "CreateContainerConfigError").then_some(v)
+        },
+    )
+    .await;
     let ready = condition(&rev, "Ready").expect("Ready");
     assert_eq!(ready["status"], "False", "{ready}");
     assert_eq!(ready["message"], "secret \"db2\" not found", "{ready}");

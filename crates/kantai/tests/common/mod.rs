@@ -20,6 +20,26 @@ use kantai_api::Client;
 use kantai_api::resources::{INSTANCES, PLACEMENTS, SERVICES};
 use serde_json::Value;
 
+/// Waits until `f` gives a value, polling every 100 ms; fails the test naming `what` after
+/// `limit`. Every wait of these tests is this one.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn kantai_bin() -> &'static str {
     env!("CARGO_BIN_EXE_kantai")
 }
@@ -228,23 +248,22 @@ impl TestFleet {
             http,
         };
         // Every node reported at least once.
-        fleet
-            .wait_for(Duration::from_secs(20), "all nodes ready", || async {
-                let nodes = fleet
-                    .client
-                    .list(kantai_api::resources::NODES, None)
-                    .await
-                    .ok()?;
-                (nodes.len() == fleet.gateways.len()
-                    && nodes.iter().all(|n| {
-                        n["status"]["conditions"].as_array().is_some_and(|cs| {
-                            cs.iter()
-                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                        })
-                    }))
-                .then_some(())
-            })
-            .await;
+        wait_for(Duration::from_secs(20), "all nodes ready", || async {
+            let nodes = fleet
+                .client
+                .list(kantai_api::resources::NODES, None)
+                .await
+                .ok()?;
+            (nodes.len() == fleet.gateways.len()
+                && nodes.iter().all(|n| {
+                    n["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                }))
+            .then_some(())
+        })
+        .await;
         fleet
     }
 
@@ -342,24 +361,6 @@ impl TestFleet {
             .expect("node")
     }
 
-    pub async fn wait_for<T, F, Fut>(&self, limit: Duration, what: &str, f: F) -> T
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = f().await {
-                return v;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "timed out after {limit:?} waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Creates a Service from YAML and waits until it is Ready.
     pub async fn deploy(&self, yaml: &str) -> Value {
         let docs = kantai_model::manifest::read(yaml, &kantai_model::ServingConfig::default())
@@ -374,7 +375,7 @@ impl TestFleet {
     }
 
     pub async fn wait_ready(&self, name: &str) -> Value {
-        self.wait_for(
+        wait_for(
             Duration::from_secs(60),
             "the service to be Ready",
             || async {
@@ -437,7 +438,7 @@ impl TestFleet {
 
     /// Waits until the revision has no instance left.
     pub async fn wait_zero(&self, revision: &str, limit: Duration) {
-        self.wait_for(limit, "scale to zero", || async {
+        wait_for(limit, "scale to zero", || async {
             let list = self.client.list(INSTANCES, Some("default")).await.ok()?;
             (!list.iter().any(|i| i["spec"]["revision"] == revision)).then_some(())
         })

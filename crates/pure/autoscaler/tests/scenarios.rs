@@ -19,11 +19,10 @@
 //!   - {from: 62, to: 100, desired: [8, 9]}                # every tick in [62, 100]
 //! ```
 
-// Tests are a driver of the pure crate: reading scenario files is their job.
-#![allow(clippy::disallowed_methods)]
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use kantai_testkit::DataDir;
 use std::path::Path;
 use std::time::Duration;
 
@@ -240,23 +239,16 @@ fn check(name: &str, s: &Scenario, lines: &[TickLine]) -> Vec<String> {
 
 #[test]
 fn autoscaler_scenarios() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("scenario dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 30,
-        "the issue asks for at least 30 scenarios, found {}",
-        files.len()
-    );
-    let mut report = String::new();
-    for path in &files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-        let text = std::fs::read_to_string(path).expect("read scenario");
-        let s: Scenario = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    // The issue asks for at least 30 scenarios.
+    DataDir::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios"),
+        &["yaml"],
+    )
+    .at_least(30)
+    .check(|case| {
+        let name = &case.name;
+        let s: Scenario =
+            serde_saphyr::from_str(&case.text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
             !s.description.trim().is_empty(),
             "{name}: describe the scenario"
@@ -264,13 +256,14 @@ fn autoscaler_scenarios() {
         assert!(!s.expect.is_empty(), "{name}: no expectations");
         let lines = replay::replay(spec_of(&s), &rows_of(&s), s.until.map(secs));
         let failures = check(name, &s, &lines);
-        if !failures.is_empty() {
-            let _ = writeln!(report, "\n{name}: {}", s.description.trim());
-            for f in failures {
-                let _ = writeln!(report, "  {f}");
-            }
-            let _ = writeln!(report, "  replay:\n{}", replay::format_csv(&lines, true));
+        if failures.is_empty() {
+            return Ok(());
         }
-    }
-    assert!(report.is_empty(), "scenario failures:{report}");
+        let mut report = format!("{}\n", s.description.trim());
+        for f in failures {
+            let _ = writeln!(report, "  {f}");
+        }
+        let _ = write!(report, "  replay:\n{}", replay::format_csv(&lines, true));
+        Err(report)
+    });
 }

@@ -2,7 +2,7 @@
 //! behaviour with its inputs and expected output (or error). `specs.yaml` runs whole inputs
 //! through `runtime_spec` and compares the parts of `config.json` each case names; a case with
 //! `golden: FILE` compares the whole text with `tests/data/FILE`. Set `UPDATE_EXPECT=1` to
-//! rewrite the golden files after an intended change, then review the diff.
+//! rewrite the golden files after an intended change, then review the diff (a failure shows it).
 
 // Tests are a driver of the pure crate: reading fixture files is their job.
 #![allow(clippy::disallowed_methods)]
@@ -26,6 +26,7 @@ use kantai_model::node::{Node, ParseLimits, parse_documents};
 use kantai_model::serving::resolve::ResolvedConfig;
 use kantai_model::serving::{Container, EnvVar, Resources};
 use kantai_model::{FieldPath, Findings};
+use kantai_testkit::expect_file;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -373,7 +374,6 @@ fn contains(got: &Value, want: &Value, at: &str, failures: &mut Vec<String>) {
 
 #[test]
 fn runtime_specs() {
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     for (name, raw, c) in cases::<SpecCase>("specs.yaml") {
         let container: Container = decode(&raw["container"], &name);
@@ -432,18 +432,10 @@ fn runtime_specs() {
                 problems.push(format!("{pointer}: present, want absent"));
             }
         }
-        if let Some(file) = &c.golden {
-            let path = data_path(file);
-            if update {
-                fs::write(&path, format!("{text}\n")).unwrap_or_else(|e| panic!("{e}"));
-            } else {
-                let want = fs::read_to_string(&path).unwrap_or_default();
-                if want.trim_end() != text {
-                    problems.push(format!(
-                        "differs from {file} (UPDATE_EXPECT=1 rewrites it):\n{text}"
-                    ));
-                }
-            }
+        if let Some(file) = &c.golden
+            && let Err(diff) = expect_file(&data_path(file), &format!("{text}\n"))
+        {
+            problems.push(diff);
         }
         failures.extend(problems.into_iter().map(|p| format!("{name}: {p}")));
     }

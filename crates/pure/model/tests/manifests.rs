@@ -1,9 +1,9 @@
 //! Data-driven manifest tests: every file under `tests/data/valid` must be accepted; every file
 //! under `tests/data/invalid` must produce exactly the findings in its `.expected` file.
 //! Set `UPDATE_EXPECT=1` to rewrite the `.expected` files after an intended change, then
-//! review the diff. A manifest with a `.config` file next to it (`volumes.yaml`,
-//! `volumes.config`) is read under that fleet config instead of Knative's defaults, for the
-//! rules that depend on the `features` flags.
+//! review the diff; every failing file is reported with its diff. A manifest with a `.config`
+//! file next to it (`volumes.yaml`, `volumes.config`) is read under that fleet config instead
+//! of Knative's defaults, for the rules that depend on the `features` flags.
 
 // Tests are a driver of the pure crate: reading fixture files is their job.
 #![allow(clippy::disallowed_methods)]
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use kantai_model::ServingConfig;
 use kantai_model::manifest::{self, Document};
+use kantai_testkit::{DataDir, expect_file};
 
 fn data(dir: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,34 +74,29 @@ fn valid_manifests_have_no_errors() {
 
 #[test]
 fn invalid_manifests_report_every_expected_finding() {
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
-    for path in data("invalid") {
+    DataDir::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/invalid"),
+        &["yaml", "json"],
+    )
+    .check(|case| {
+        let path = &case.path;
         let mut got = String::new();
-        for doc in read(&path) {
+        for doc in read(path) {
             got.push_str(&format!("# {}\n", doc.title()));
             for line in doc.report_lines() {
                 got.push_str(&line);
                 got.push('\n');
             }
         }
-        let expected_path = path.with_extension("expected");
-        if update {
-            fs::write(&expected_path, &got).expect("write expected");
-            continue;
-        }
-        let want = fs::read_to_string(&expected_path).unwrap_or_else(|_| {
-            panic!(
-                "missing {}; run with UPDATE_EXPECT=1",
-                expected_path.display()
-            )
-        });
-        assert_eq!(got, want, "findings of {} changed", path.display());
+        expect_file(&case.sibling("expected"), &got)
+            .map_err(|diff| format!("findings of {} changed: {diff}", path.display()))?;
         assert!(
-            read(&path).iter().any(|d| !d.is_valid()),
+            read(path).iter().any(|d| !d.is_valid()),
             "{} should be rejected",
             path.display()
         );
-    }
+        Ok(())
+    });
 }
 
 #[test]

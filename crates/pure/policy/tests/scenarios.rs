@@ -11,7 +11,6 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use kantai_policy::{
     Candidate, FleetView, LbContext, NodeView, Params, PlacementInput, RequestKey, Resources,
     RttMatrix, SimpleRequest,
 };
+use kantai_testkit::{Case, DataDir};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::Deserialize;
@@ -40,53 +40,20 @@ const HOLD: &str = "hold";
 // Files and common helpers
 // ---------------------------------------------------------------------------------------
 
-/// Every file of `tests/data/<folder>`, sorted by name: (file name, text). Panics when the
-/// folder is missing or empty, or holds a file that is not `.yaml`.
-fn scenario_files(folder: &str) -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(folder);
-    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let path = e.expect("directory entry").path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("?")
-                .to_owned();
-            assert!(
-                path.is_file() && name.ends_with(".yaml"),
-                "{}: {name} is not a .yaml scenario file",
-                dir.display()
-            );
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            (name, text)
-        })
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "{}: no scenario file", dir.display());
-    out
+/// The scenario files of `tests/data/<folder>`: every file there is a `.yaml` scenario.
+fn scenarios(folder: &str) -> DataDir {
+    DataDir::new(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(folder),
+        &["yaml"],
+    )
+    .only()
 }
 
 /// Runs every file of `folder` through `run` and fails with one report of all failures.
 fn run_folder(folder: &str, run: fn(&str) -> Result<(), Vec<String>>) {
-    let mut report = String::new();
-    let files = scenario_files(folder);
-    for (name, text) in &files {
-        if let Err(failures) = run(text) {
-            let _ = writeln!(report, "\n{folder}/{name}:");
-            for f in failures {
-                let _ = writeln!(report, "  {f}");
-            }
-        }
-    }
-    assert!(
-        report.is_empty(),
-        "{folder} scenario failures:{report}\n({} files)",
-        files.len()
-    );
+    scenarios(folder).check(|case| run(&case.text).map_err(|failures| failures.join("\n")));
 }
 
 /// Parses a scenario, turning a YAML or shape error into a failure.
@@ -942,7 +909,7 @@ fn every_registered_policy_has_a_scenario() {
     let mut problems = Vec::new();
     for (folder, kind) in FOLDERS {
         let mut covered = BTreeSet::new();
-        for (name, text) in scenario_files(folder) {
+        for Case { name, text, .. } in scenarios(folder).cases() {
             match serde_saphyr::from_str::<PolicyOnly>(&text) {
                 Ok(p) if kind.knows(&p.policy) => {
                     covered.insert(p.policy);

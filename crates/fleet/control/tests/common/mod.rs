@@ -36,12 +36,16 @@ pub async fn control_plane_with(dir: &std::path::Path, digests: DigestConfig) ->
 }
 
 /// Waits until `f` gives a value, polling every 20 ms; fails the test naming `what` after
-/// `limit`.
+/// `limit`. Every wait of these tests is this one.
 #[allow(dead_code)] // Not every test binary waits for the control plane's work.
-pub async fn eventually<T>(limit: std::time::Duration, what: &str, f: impl Fn() -> Option<T>) -> T {
+pub async fn wait_for<T, F, Fut>(limit: std::time::Duration, what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let start = std::time::Instant::now();
     loop {
-        if let Some(v) = f() {
+        if let Some(v) = f().await {
             return v;
         }
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
