@@ -47,6 +47,9 @@ const PURE_ALLOWED: &[&str] = &[
     "kantai-model",
     // The driver core both drivers (control plane, simulator) call: settings and the scaler.
     "kantai-driver",
+    // The decision log's record types: the driver core builds a placement's record from the
+    // very input the policy saw; only drivers open a log and write it.
+    "kantai-decisions",
     "kantai-autoscaler",
     "kantai-policy",
     "kantai-latency",
@@ -118,7 +121,8 @@ fn fleet_crates() -> Vec<PathBuf> {
 /// never runs instances or serves requests; the data plane and the runtime know nothing of
 /// each other (the agent joins them).
 const FLEET_LAYERS: &[(&str, &[&str])] = &[
-    ("api", &["kantai-model", "kantai-decisions"]),
+    // kantai-policy for the one stable hash.
+    ("api", &["kantai-model", "kantai-policy", "kantai-decisions"]),
     // The load generator speaks HTTP and Prometheus' text, nothing of kantai's crates.
     ("loadgen", &[]),
     // Registries and the layer store know nothing of instances.
@@ -133,6 +137,8 @@ const FLEET_LAYERS: &[(&str, &[&str])] = &[
             "kantai-model",
             "kantai-policy",
             "kantai-latency",
+            // The queue depth, poke interval and hold limit the simulator uses too.
+            "kantai-driver",
             "kantai-api",
         ],
     ),
