@@ -106,7 +106,42 @@ pub fn reconcile_once(s: &Shared) {
         };
         reconcile_service(s, &svc, &now);
     }
+    collect_orphans(store);
     update_statuses(s, &now);
+}
+
+/// Removes what a deleted Service owned when a pass that read the Service just before its
+/// delete wrote its Configuration or Revision again after the delete's cascade: without it
+/// such an object would outlive its owner for good. Kubernetes' garbage collector does this
+/// by owner references; only objects that name an owning Service are touched, so a
+/// Configuration or Route a user created alone is left as it is.
+fn collect_orphans(store: &Store) {
+    let services: std::collections::HashSet<(String, String)> = store
+        .list(&SERVICES, None)
+        .0
+        .iter()
+        .map(|v| (v.namespace_or_default().to_owned(), v.name().to_owned()))
+        .collect();
+    let mut gone = std::collections::BTreeSet::new();
+    for r in [CONFIGURATIONS, ROUTES, REVISIONS] {
+        for o in store.list(&r, None).0 {
+            let owned = o.metadata()["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| !refs.is_empty());
+            if let Some(service) = o.label(SERVICE_LABEL)
+                && owned
+            {
+                let key = (o.namespace_or_default().to_owned(), service.to_owned());
+                if !services.contains(&key) {
+                    gone.insert(key);
+                }
+            }
+        }
+    }
+    for (ns, service) in gone {
+        info!(service = %service, "removing what the deleted service {ns}/{service} owned");
+        cascade_delete(store, &ns, &service);
+    }
 }
 
 fn reconcile_service(s: &Shared, svc: &Service, now: &str) {

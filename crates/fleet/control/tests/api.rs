@@ -301,6 +301,37 @@ async fn routes_can_stand_alone_but_not_replace_a_services() {
     cp.shutdown().await;
 }
 
+#[tokio::test]
+async fn what_a_deleted_service_owned_does_not_outlive_it() {
+    // What a reconcile pass racing with a Service's delete can leave: an object labelled and
+    // owned by the Service, written again after the delete's cascade (a Route here: clients
+    // may write those, not Configurations).
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, c) = start(dir.path()).await;
+    let orphan = json!({
+        "apiVersion": "serving.knative.dev/v1", "kind": "Route",
+        "metadata": {"name": "gone", "labels": {"serving.knative.dev/service": "gone"},
+                     "ownerReferences": [{"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                                          "name": "gone", "uid": "0c1d5e1e-0000-4000-8000-000000000000",
+                                          "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"traffic": [{"configurationName": "gone", "percent": 100}]}
+    });
+    c.create(ROUTES, "default", &orphan).await.expect("route");
+    common::wait_for(
+        Duration::from_secs(10),
+        "the orphaned route removed",
+        || async {
+            matches!(
+                c.get(ROUTES, "default", "gone").await,
+                Err(ApiError::Status(ref s)) if s.code == 404
+            )
+            .then_some(())
+        },
+    )
+    .await;
+    cp.shutdown().await;
+}
+
 async fn call_json(c: &Client, method: Method, path: &str, body: &Value, ct: &str) -> Value {
     let b = c
         .call(
