@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use kantai_control::scaling::logged_load;
 use kantai_decisions::{Decision, PlacementRecord};
+use kantai_driver::RevisionSettings;
 use kantai_driver::scaler::{self, RevisionScaler};
-use kantai_driver::{NodeLoad, RevisionSettings};
 use kantai_model::serving::Object;
 use kantai_model::serving::derive::{configuration_for, revision_for};
 use kantai_model::{ServingConfig, manifest};
@@ -126,9 +126,9 @@ fn control_path(records: &[Decision]) -> Vec<Step> {
     out
 }
 
-/// The simulator's path: the revision's load summed into the KPA through the simulator's
-/// adapter (`kantai_sim::control::node_load`), the per-origin demand and per-node serving
-/// times recorded by node index, the occupancy passed in as the simulator measures it, and
+/// The simulator's path: each report recorded as the simulator records its agents' (the
+/// load through `kantai_sim::control::node_load` into `kantai_sim::control::record_report`:
+/// the KPA, the per-origin demand and per-node serving times by node index), the occupancy passed in as the simulator measures it, and
 /// a placement only when the core says it can change anything.
 fn sim_path(records: &[Decision]) -> Vec<Step> {
     let s = settings();
@@ -158,16 +158,20 @@ fn sim_path(records: &[Decision]) -> Vec<Step> {
                         .position(|x| *x == rep.node)
                         .expect("a fleet node");
                     let node = i as u32;
-                    let load: NodeLoad = kantai_sim::control::node_load(
+                    let load = kantai_sim::control::node_load(
                         l.concurrency,
                         l.requests,
                         rep.poke && l.held > 0,
                     );
-                    core.record_total(now, &load);
-                    core.record_demand(now, &node, l.requests);
-                    if l.served > 0 {
-                        core.record_serving(now, &node, l.serving_ms);
-                    }
+                    let serving = (l.served > 0).then_some((node, l.serving_ms));
+                    kantai_sim::control::record_report(
+                        &mut core,
+                        now,
+                        &load,
+                        [(node, l.requests)],
+                        serving,
+                        |_, _| {},
+                    );
                     in_flight[i] = l.in_flight;
                     queued[i] = l.queued;
                 }

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use kantai_decisions::Decision;
+use kantai_driver::RevisionScaler;
 use kantai_driver::scaler::NodeLoad;
 
 use crate::engine::{Ev, IState, REPORT_NS, Sim};
@@ -25,6 +26,30 @@ pub fn node_load(concurrency: f64, requests: f64, poke: bool) -> NodeLoad {
     }
 }
 
+/// Feeds one report of a revision to its scaler as the simulator's agents make it: the
+/// load summed over the nodes (`total`) to the KPA, each origin's arrival rate (`demand`)
+/// and each node's average serving time in ms (`serving`) by node index, each node's new
+/// serving average handed to `serving_seen`. Returns whether to tick now.
+pub fn record_report(
+    scaler: &mut RevisionScaler<u32>,
+    now: Duration,
+    total: &NodeLoad,
+    demand: impl IntoIterator<Item = (u32, f64)>,
+    serving: impl IntoIterator<Item = (u32, f64)>,
+    mut serving_seen: impl FnMut(u32, Option<f64>),
+) -> bool {
+    // The KPA reads the revision's load summed over nodes (the core adds up the nodes'
+    // reports within a second alike).
+    let wake = scaler.record_total(now, total);
+    for (node, rate) in demand {
+        scaler.record_demand(now, &node, rate);
+    }
+    for (node, ms) in serving {
+        serving_seen(node, scaler.record_serving(now, &node, ms));
+    }
+    wake
+}
+
 impl Sim {
     fn now_d(&self) -> Duration {
         Duration::from_nanos(self.now)
@@ -37,28 +62,29 @@ impl Sim {
         for f in 0..self.funcs.len() {
             let (concurrency, requests) = self.funcs[f].take_load(now);
             let func = &mut self.funcs[f];
-            // The KPA reads the revision's load summed over nodes (the core adds up the
-            // nodes' reports within a second alike).
-            let wake = func
-                .scaler
-                .record_total(t, &node_load(concurrency, requests, false));
-            for &g in &func.gates {
-                let gate = &mut self.gates[g as usize];
+            let gates = &mut self.gates;
+            let demand = func.gates.iter().map(|&g| {
+                let gate = &mut gates[g as usize];
                 let rate = gate.arrivals as f64 * 1e9 / REPORT_NS as f64;
                 gate.arrivals = 0;
-                func.scaler.record_demand(t, &gate.origin, rate);
+                (gate.origin, rate)
+            });
+            if !func.served_since.is_empty() && func.serving_dense.is_empty() {
+                func.serving_dense = vec![None; self.net.nodes.len()];
             }
-            if !func.served_since.is_empty() {
-                if func.serving_dense.is_empty() {
-                    func.serving_dense = vec![None; self.net.nodes.len()];
-                }
-                let served = std::mem::take(&mut func.served_since);
-                for (node, (count, total)) in served {
-                    func.serving_dense[node as usize] =
-                        func.scaler
-                            .record_serving(t, &node, total as f64 / count as f64 / 1e6);
-                }
-            }
+            let served = std::mem::take(&mut func.served_since);
+            let serving = served
+                .into_iter()
+                .map(|(node, (count, total))| (node, total as f64 / count as f64 / 1e6));
+            let dense = &mut func.serving_dense;
+            let wake = record_report(
+                &mut func.scaler,
+                t,
+                &node_load(concurrency, requests, false),
+                demand,
+                serving,
+                |node, v| dense[node as usize] = v,
+            );
             if wake {
                 self.tick_function(f as u32);
             }
