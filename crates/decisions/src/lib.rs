@@ -1,5 +1,6 @@
 //! The decision log: every placement and load-balancing decision, with the inputs it was
-//! made from and the choice, one JSON object per line. A run can be explained from it, and
+//! made from and the choice, one JSON object per line (the control plane also logs the load
+//! reports its scaler received and each tick's decision, so scaling can be replayed). A run can be explained from it, and
 //! placement decisions replayed (`kantai decisions replay FILE`) through the same policy
 //! code. Writing never blocks a decision: records go through a bounded channel to a writer
 //! thread, and what does not fit is counted and reported at the end. The simulator writes
@@ -26,6 +27,70 @@ pub enum Decision {
     Placement(Box<PlacementRecord>),
     /// A node's gateway chose an instance for a request (or held it).
     LoadBalance(Box<LoadBalanceRecord>),
+    /// The control plane's scaler received a node's load report.
+    Report(Box<ReportRecord>),
+    /// A revision's autoscaler decided at a tick.
+    Tick(Box<TickRecord>),
+}
+
+/// A node agent's load report as the scaler read it: with the ticks that follow, what a
+/// run's scaling decisions can be replayed from (each driver's scaler fed the same stream).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Nanoseconds since the scaling loop started (the scaler's clock, exactly).
+    pub ns: u64,
+    /// The reporting node.
+    pub node: String,
+    /// Whether the node reported at once because load reached a revision at zero.
+    pub poke: bool,
+    /// The node's load of each revision.
+    pub revisions: Vec<ReportLoad>,
+}
+
+/// One revision's load in a [`ReportRecord`] (the fields of the driver core's `NodeLoad`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportLoad {
+    /// Namespace.
+    pub namespace: String,
+    /// Revision.
+    pub revision: String,
+    /// Average requests in flight through the node's gateway.
+    pub concurrency: f64,
+    /// Requests per second entering the node.
+    pub requests: f64,
+    /// Requests the node's gateway holds for want of an instance.
+    pub held: u32,
+    /// Requests the revision's instances on the node answered.
+    pub served: u64,
+    /// Their average serving time, in ms.
+    pub serving_ms: f64,
+    /// Requests in the revision's instances on the node now.
+    pub in_flight: u32,
+    /// Requests waiting for a slot of those instances now.
+    pub queued: u32,
+}
+
+/// A revision's autoscaler decision at one tick, and the ready count it was made with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TickRecord {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Nanoseconds since the scaling loop started (the scaler's clock, exactly).
+    pub ns: u64,
+    /// Namespace.
+    pub namespace: String,
+    /// Revision.
+    pub revision: String,
+    /// Ready instances the tick was given.
+    pub ready: u32,
+    /// The desired count.
+    pub desired: u32,
+    /// Whether the KPA is in panic mode.
+    pub panic: bool,
+    /// Whether requests go through the activator role.
+    pub activator_in_path: bool,
 }
 
 /// A placement decision and everything it was decided from.

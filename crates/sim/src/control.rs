@@ -1,19 +1,54 @@
 //! The control loop, as the live control plane's `scaling.rs` runs it: load reports every
-//! second feed each revision's [`kantai_autoscaler::RevisionAutoscaler`] and the per-origin
-//! demand and per-node serving time; every 2 s (and at once on a poke of a revision at
-//! zero) the autoscaler decides and the revision's placement policy splits the decision over
-//! the nodes; each node applies its share after the control plane's link delay.
+//! second feed each revision's scaler (`kantai_driver::RevisionScaler`, the core the control
+//! plane runs: the KPA, the per-origin demand and per-node serving time); every 2 s (and at
+//! once on a poke of a revision at zero) it decides and the revision's placement policy
+//! splits the decision over the nodes; each node applies its share after the control
+//! plane's link delay. What is simulated here is only what the agents measure.
 
 use std::time::Duration;
 
-use kantai_autoscaler::Observation;
-use kantai_decisions::{Decision, PlacementRecord};
-use kantai_driver::MEASURE_HALF_LIFE;
-use kantai_driver::scaler::{NodeLoad, tick_due};
-use kantai_latency::Ewma;
-use kantai_policy::PlacementInput;
+use kantai_decisions::Decision;
+use kantai_driver::RevisionScaler;
+use kantai_driver::scaler::NodeLoad;
 
 use crate::engine::{Ev, IState, REPORT_NS, Sim};
+
+/// The load the simulated agents report for a revision, summed over the nodes, as the
+/// driver core reads it: the fleet's average concurrency and arrival rate since the last
+/// report, and for a poke the one held request that made the gateway poke.
+pub fn node_load(concurrency: f64, requests: f64, poke: bool) -> NodeLoad {
+    NodeLoad {
+        concurrency,
+        requests,
+        held: u32::from(poke),
+        poke,
+        ..NodeLoad::default()
+    }
+}
+
+/// Feeds one report of a revision to its scaler as the simulator's agents make it: the
+/// load summed over the nodes (`total`) to the KPA, each origin's arrival rate (`demand`)
+/// and each node's average serving time in ms (`serving`) by node index, each node's new
+/// serving average handed to `serving_seen`. Returns whether to tick now.
+pub fn record_report(
+    scaler: &mut RevisionScaler<u32>,
+    now: Duration,
+    total: &NodeLoad,
+    demand: impl IntoIterator<Item = (u32, f64)>,
+    serving: impl IntoIterator<Item = (u32, f64)>,
+    mut serving_seen: impl FnMut(u32, Option<f64>),
+) -> bool {
+    // The KPA reads the revision's load summed over nodes (the core adds up the nodes'
+    // reports within a second alike).
+    let wake = scaler.record_total(now, total);
+    for (node, rate) in demand {
+        scaler.record_demand(now, &node, rate);
+    }
+    for (node, ms) in serving {
+        serving_seen(node, scaler.record_serving(now, &node, ms));
+    }
+    wake
+}
 
 impl Sim {
     fn now_d(&self) -> Duration {
@@ -26,38 +61,30 @@ impl Sim {
         let t = self.now_d();
         for f in 0..self.funcs.len() {
             let (concurrency, requests) = self.funcs[f].take_load(now);
-            let wake = self.funcs[f].autoscaler.record(
-                t,
-                Observation {
-                    concurrency,
-                    requests,
-                    ..Observation::default()
-                },
-            );
             let func = &mut self.funcs[f];
-            for &g in &func.gates {
-                let gate = &mut self.gates[g as usize];
+            let gates = &mut self.gates;
+            let demand = func.gates.iter().map(|&g| {
+                let gate = &mut gates[g as usize];
                 let rate = gate.arrivals as f64 * 1e9 / REPORT_NS as f64;
                 gate.arrivals = 0;
-                func.demand
-                    .entry(gate.origin)
-                    .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE))
-                    .record(t, rate);
+                (gate.origin, rate)
+            });
+            if !func.served_since.is_empty() && func.serving_dense.is_empty() {
+                func.serving_dense = vec![None; self.net.nodes.len()];
             }
-            if !func.served_since.is_empty() {
-                if func.serving_dense.is_empty() {
-                    func.serving_dense = vec![None; self.net.nodes.len()];
-                }
-                let served = std::mem::take(&mut func.served_since);
-                for (node, (count, total)) in served {
-                    let e = func
-                        .serving
-                        .entry(node)
-                        .or_insert_with(|| Ewma::new(MEASURE_HALF_LIFE));
-                    e.record(t, total as f64 / count as f64 / 1e6);
-                    func.serving_dense[node as usize] = e.value();
-                }
-            }
+            let served = std::mem::take(&mut func.served_since);
+            let serving = served
+                .into_iter()
+                .map(|(node, (count, total))| (node, total as f64 / count as f64 / 1e6));
+            let dense = &mut func.serving_dense;
+            let wake = record_report(
+                &mut func.scaler,
+                t,
+                &node_load(concurrency, requests, false),
+                demand,
+                serving,
+                |node, v| dense[node as usize] = v,
+            );
             if wake {
                 self.tick_function(f as u32);
             }
@@ -74,23 +101,11 @@ impl Sim {
         let t = self.now_d();
         let func = &mut self.funcs[f as usize];
         let (concurrency, requests) = func.take_load(now);
-        let wake = func.autoscaler.record(
-            t,
-            Observation {
-                concurrency,
-                requests,
-                ..Observation::default()
-            },
-        );
         // The poke left as a gateway held a request: a live agent's report says so.
-        let load = NodeLoad {
-            concurrency,
-            requests,
-            held: 1,
-            poke: true,
-            ..NodeLoad::default()
-        };
-        if tick_due(wake, &load, func.autoscaler.replicas()) {
+        if func
+            .scaler
+            .record_total(t, &node_load(concurrency, requests, true))
+        {
             self.tick_function(f);
         }
     }
@@ -115,7 +130,7 @@ impl Sim {
         let t = self.now_d();
         let func = &mut self.funcs[f as usize];
         let ready = func.ready.len() as u32;
-        let d = func.autoscaler.tick(t, ready);
+        let d = func.scaler.tick(t, ready);
         if func.activator_in_path != d.activator_in_path {
             func.activator_in_path = d.activator_in_path;
             func.ready_version += 1;
@@ -131,7 +146,7 @@ impl Sim {
         }
         let func = &mut self.funcs[f as usize];
         func.desired_max = func.desired_max.max(d.desired);
-        if func.placed_once && d.desired == func.placed_total && !func.placement.rebalances() {
+        if !func.scaler.placement_due(d.desired) {
             return;
         }
         self.place(f, d.desired);
@@ -142,10 +157,7 @@ impl Sim {
     fn place(&mut self, f: u32, desired: u32) {
         let now = self.now_d();
         let func = &mut self.funcs[f as usize];
-        self.buf_f64.iter_mut().for_each(|x| *x = 0.0);
-        for (&node, e) in &func.demand {
-            self.buf_f64[node as usize] = e.value().unwrap_or(0.0);
-        }
+        // Occupancy is measured from the simulated instances, not reported.
         self.buf_in_flight.iter_mut().for_each(|x| *x = 0);
         self.buf_queued.iter_mut().for_each(|x| *x = 0);
         for (&node, list) in &func.on_node {
@@ -155,33 +167,17 @@ impl Sim {
                 self.buf_queued[node as usize] += inst.queued;
             }
         }
-        let input = PlacementInput {
-            fleet: &self.fleet,
-            revision: &func.revision,
+        let (decision, record) = func.scaler.place(
+            &self.fleet,
+            &self.node_keys,
+            &func.revision,
+            &func.placed,
             desired,
-            current: &func.placed,
-            demand: &self.buf_f64,
-            serving_ms: &func.serving_dense,
-            in_flight: &self.buf_in_flight,
-            queued: &self.buf_queued,
-            resources: func.resources,
-            params: &func.params,
             now,
-        };
-        let decision = func.placement.place(&input, &mut func.prng);
-        let record = self.decisions.is_some().then(|| {
-            PlacementRecord::new(
-                &input,
-                &func.placement_name,
-                &func.params,
-                &decision,
-                &func.namespace,
-                String::new(),
-            )
-        });
-        let res = func.resources;
-        func.placed_once = true;
-        func.placed_total = decision.per_node.iter().sum();
+            Some((&self.buf_in_flight, &self.buf_queued)),
+            self.decisions.is_some().then_some(func.namespace.as_str()),
+        );
+        let res = func.scaler.resources();
         let mut changed = Vec::new();
         for (i, (&new, old)) in decision
             .per_node

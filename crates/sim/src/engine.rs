@@ -11,9 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use hdrhistogram::Histogram;
-use kantai_autoscaler::RevisionAutoscaler;
-use kantai_latency::Ewma;
-use kantai_policy::{FleetView, LoadBalancer, Params, Placement, QueueDiscipline, Resources};
+use kantai_driver::RevisionScaler;
+use kantai_policy::{FleetView, LoadBalancer, QueueDiscipline};
 use rand::rngs::SmallRng;
 
 use crate::dist::Dist;
@@ -216,14 +215,11 @@ pub(crate) struct Func {
     pub cold_start: Dist,
     pub request_bytes: u64,
     pub response_bytes: u64,
-    pub autoscaler: RevisionAutoscaler,
-    pub placement: Box<dyn Placement>,
-    pub placement_name: String,
+    /// The revision's KPA, measured demand and serving times and placement policy, keyed
+    /// by node index: the driver core the control plane runs too.
+    pub scaler: RevisionScaler<u32>,
     pub lb_name: String,
     pub queue_name: String,
-    pub params: Params,
-    pub prng: SmallRng,
-    pub resources: Resources,
     pub activator_in_path: bool,
     /// Ready instances in start order (the balancers' candidates).
     pub ready: Vec<u32>,
@@ -233,8 +229,6 @@ pub(crate) struct Func {
     pub on_node: BTreeMap<u32, Vec<u32>>,
     /// The placement: desired instances per node.
     pub placed: Vec<u32>,
-    pub placed_total: u32,
-    pub placed_once: bool,
     pub free_slots: Vec<u32>,
     pub next_slot: u32,
     /// Requests in the fleet (arrived, not answered) and their time integral since the
@@ -244,9 +238,8 @@ pub(crate) struct Func {
     pub last_change: u64,
     pub arrivals: u64,
     pub last_take: u64,
-    pub demand: BTreeMap<u32, Ewma>,
-    pub serving: BTreeMap<u32, Ewma>,
     pub served_since: BTreeMap<u32, (u64, u64)>,
+    /// The scaler's serving times by node index, as the load balancers read them.
     pub serving_dense: Vec<Option<f64>>,
     pub gates: Vec<u32>,
     pub instance_ns: u128,
@@ -352,8 +345,9 @@ pub struct Sim {
     pub(crate) decisions: Option<Box<dyn Write>>,
     pub(crate) lb_decisions: bool,
     pub(crate) decisions_error: Option<std::io::Error>,
+    /// The nodes' keys in the scalers (their indices, in fleet order).
+    pub(crate) node_keys: Vec<u32>,
     /// Reusable per-node buffers for placement inputs.
-    pub(crate) buf_f64: Vec<f64>,
     pub(crate) buf_in_flight: Vec<u32>,
     pub(crate) buf_queued: Vec<u32>,
 }
@@ -442,7 +436,7 @@ impl Sim {
             decisions: s.decisions,
             lb_decisions: s.lb_decisions,
             decisions_error: None,
-            buf_f64: vec![0.0; n],
+            node_keys: (0..n as u32).collect(),
             buf_in_flight: vec![0; n],
             buf_queued: vec![0; n],
         };

@@ -21,7 +21,7 @@ impl Sim {
             return *g;
         }
         let f = &self.funcs[function as usize];
-        let params = &f.params;
+        let params = f.scaler.params();
         let lb = registry::load_balancer(&f.lb_name, params)
             .unwrap_or_else(|| Box::new(kantai_policy::lb::Knative::new()));
         let held = registry::queue(&f.queue_name, params)

@@ -36,7 +36,7 @@ impl Sim {
         let i = &mut self.insts[inst as usize];
         let queue = i.queue.get_or_insert_with(|| {
             let f = &self.funcs[i.function as usize];
-            registry::queue(&f.queue_name, &f.params)
+            registry::queue(&f.queue_name, f.scaler.params())
                 .unwrap_or_else(|| Box::new(kantai_policy::queue::Fifo::default()))
         });
         let kind = &self.kinds[self.reqs[r as usize].kind as usize];

@@ -10,6 +10,7 @@
 //! The same scenario and seed give byte-identical output: there is no wall clock, no global
 //! random generator, and nothing iterates a hash map where order could matter.
 
+pub mod control;
 pub mod dist;
 pub mod engine;
 pub mod load;
@@ -19,7 +20,6 @@ pub mod report;
 pub mod scenario;
 pub mod workload;
 
-mod control;
 mod gateway;
 mod instance;
 

@@ -7,8 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kantai_autoscaler::RevisionAutoscaler;
-use kantai_driver::RevisionSettings;
+use kantai_driver::{RevisionScaler, RevisionSettings};
 use kantai_model::manifest;
 use kantai_model::serving::Object;
 use kantai_model::serving::Service;
@@ -534,10 +533,14 @@ fn function(
     let who_svc = &d.service.metadata.name;
     let settings = RevisionSettings::checked(&revision, config)
         .map_err(|p| format!("service {who_svc}: {p}"))?;
-    let mut spec = settings.scaling;
-    spec.reachable = true;
-    let placement = registry::placement(&settings.placement, &settings.params)
-        .ok_or_else(|| registry::unknown(PolicyKind::Placement, &settings.placement))?;
+    let mut settings = settings;
+    settings.scaling.reachable = true;
+    if registry::placement(&settings.placement, &settings.params).is_none() {
+        return Err(registry::unknown(
+            PolicyKind::Placement,
+            &settings.placement,
+        ));
+    }
     let defaults = &scenario.function_defaults;
     let ns = d
         .service
@@ -545,7 +548,8 @@ fn function(
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let who = format!("{ns}/{name}");
+    // The control plane's seed for the revision, mixed with the run's.
+    let placement_seed = kantai_driver::scaler::seed(&ns, &name) ^ seed;
     Ok(Func {
         namespace: ns,
         service: d.service.metadata.name.clone(),
@@ -574,21 +578,14 @@ fn function(
             .response_bytes
             .or(defaults.response_bytes)
             .unwrap_or(200),
-        autoscaler: RevisionAutoscaler::new(spec, Duration::ZERO, 0),
-        placement,
-        placement_name: settings.placement,
-        lb_name: settings.load_balancer,
-        queue_name: settings.queue,
-        params: settings.params,
-        prng: stream(kantai_policy::stable_hash(who.as_bytes()) ^ seed, 6),
-        resources: settings.resources,
+        scaler: RevisionScaler::with_rng(&settings, stream(placement_seed, 6), Duration::ZERO, 0),
+        lb_name: settings.load_balancer.clone(),
+        queue_name: settings.queue.clone(),
         activator_in_path: true,
         ready: Vec::new(),
         ready_version: 1,
         on_node: BTreeMap::new(),
         placed: vec![0; nodes],
-        placed_total: 0,
-        placed_once: false,
         free_slots: Vec::new(),
         next_slot: 0,
         in_flight: 0,
@@ -596,8 +593,6 @@ fn function(
         last_change: 0,
         arrivals: 0,
         last_take: 0,
-        demand: BTreeMap::new(),
-        serving: BTreeMap::new(),
         served_since: BTreeMap::new(),
         serving_dense: Vec::new(),
         gates: Vec::new(),

@@ -392,7 +392,7 @@ impl Sim {
                 namespace: f.namespace.clone(),
                 service: f.service.clone(),
                 revision: f.revision.clone(),
-                placement: f.placement_name.clone(),
+                placement: f.scaler.policy().to_owned(),
                 load_balancer: f.lb_name.clone(),
                 queue: f.queue_name.clone(),
                 container_concurrency: f.cc,

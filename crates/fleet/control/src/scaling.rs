@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kantai_api::Report;
+use kantai_api::decisions::{ReportLoad, ReportRecord, TickRecord};
 use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
 use kantai_api::wire::RevisionLoad;
 use kantai_autoscaler::{Decision, TICK};
@@ -43,6 +44,47 @@ pub fn node_load(report: &Report, load: &RevisionLoad) -> NodeLoad {
         serving_ms: load.serving_ms,
         in_flight: load.instance_in_flight,
         queued: load.instance_queued,
+    }
+}
+
+/// A report as the decision log keeps it: every field [`node_load`] reads, at the
+/// scaler's clock (`now`), so that the scaling decisions can be replayed from the log.
+pub fn report_record(report: &Report, now: Duration) -> ReportRecord {
+    ReportRecord {
+        time: kantai_api::time::now(),
+        ns: now.as_nanos() as u64,
+        node: report.node.clone(),
+        poke: report.poke,
+        revisions: report
+            .revisions
+            .iter()
+            .map(|l| ReportLoad {
+                namespace: l.namespace.clone(),
+                revision: l.revision.clone(),
+                concurrency: l.concurrency,
+                requests: l.requests,
+                held: l.held,
+                served: l.served,
+                serving_ms: l.serving_ms,
+                in_flight: l.instance_in_flight,
+                queued: l.instance_queued,
+            })
+            .collect(),
+    }
+}
+
+/// A logged report's load of one revision as the driver core reads it (the replay's
+/// [`node_load`]).
+pub fn logged_load(report: &ReportRecord, load: &ReportLoad) -> NodeLoad {
+    NodeLoad {
+        concurrency: load.concurrency,
+        requests: load.requests,
+        held: load.held,
+        poke: report.poke,
+        served: load.served,
+        serving_ms: load.serving_ms,
+        in_flight: load.in_flight,
+        queued: load.queued,
     }
 }
 
@@ -248,6 +290,11 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
         }
     }
     let now = st.since_start(at);
+    if let Some(log) = &s.decision_log {
+        log.record(kantai_api::decisions::Decision::Report(Box::new(
+            report_record(report, now),
+        )));
+    }
     let mut poked = Vec::new();
     for load in &report.revisions {
         tracing::trace!(node = %report.node, revision = %load.revision, concurrency = load.concurrency, requests = load.requests, held = load.held, "load");
@@ -280,6 +327,20 @@ fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
             .store
             .get(&REVISIONS, &key.0, &key.1)
             .is_some_and(|v| s.digests.awaiting(&s.config, &v));
+        if let Some(log) = &s.decision_log {
+            log.record(kantai_api::decisions::Decision::Tick(Box::new(
+                TickRecord {
+                    time: kantai_api::time::now(),
+                    ns: now.as_nanos() as u64,
+                    namespace: key.0.clone(),
+                    revision: key.1.clone(),
+                    ready,
+                    desired: d.desired,
+                    panic: d.panic,
+                    activator_in_path: d.activator_in_path,
+                },
+            )));
+        }
         let previous = s.decisions.lock().insert(key.clone(), d);
         if previous.map(|p| (p.desired, p.activator_in_path))
             != Some((d.desired, d.activator_in_path))
@@ -543,6 +604,32 @@ mod tests {
                 in_flight: 2,
                 queued: 1,
             }
+        );
+    }
+
+    #[test]
+    fn a_logged_report_replays_as_the_report_itself() {
+        let load = RevisionLoad {
+            concurrency: 1.5,
+            requests: 3.0,
+            held: 2,
+            served: 5,
+            serving_ms: 8.25,
+            instance_in_flight: 3,
+            instance_queued: 4,
+            ..RevisionLoad::default()
+        };
+        let report = Report {
+            node: "node1".into(),
+            poke: true,
+            revisions: vec![load.clone()],
+            ..Report::default()
+        };
+        let rec = report_record(&report, Duration::from_nanos(1_234_567_891));
+        assert_eq!(rec.ns, 1_234_567_891);
+        assert_eq!(
+            logged_load(&rec, &rec.revisions[0]),
+            node_load(&report, &load)
         );
     }
 }

@@ -42,10 +42,12 @@ fn replay(a: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let file = input::read(&a.log)?;
     let records = decisions::read(&file.text)
         .map_err(|e| anyhow!("{} is not a decision log: {e}", file.name))?;
-    let (mut placements, mut same, mut lb) = (0, 0, 0);
+    let (mut placements, mut same, mut lb, mut scaling) = (0, 0, 0, 0);
     for (i, r) in records.iter().enumerate() {
         match r {
             Decision::LoadBalance(_) => lb += 1,
+            // The scaler's inputs and ticks: replayed by the seam test, counted here.
+            Decision::Report(_) | Decision::Tick(_) => scaling += 1,
             Decision::Placement(p) => {
                 placements += 1;
                 match replay_placement(p) {
@@ -71,6 +73,9 @@ fn replay(a: &ReplayArgs) -> anyhow::Result<ExitCode> {
     println!(
         "{placements} placement decisions replayed, {same} identical; {lb} load-balancing decisions"
     );
+    if scaling > 0 {
+        println!("{scaling} scaling records (reports and ticks)");
+    }
     Ok(if same == placements {
         ExitCode::SUCCESS
     } else {

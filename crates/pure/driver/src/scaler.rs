@@ -91,6 +91,12 @@ impl<K: Ord + Clone> RevisionScaler<K> {
     /// it), seeded with [`seed`]; `ready` instances already run (a restarted control plane
     /// starts from them, in panic mode when more than one).
     pub fn new(settings: &RevisionSettings, seed: u64, now: Duration, ready: u32) -> Self {
+        Self::with_rng(settings, SmallRng::seed_from_u64(seed), now, ready)
+    }
+
+    /// A scaler whose placement generator the driver made: the simulator derives it from
+    /// the run's seed, so that one scenario under two seeds places differently.
+    pub fn with_rng(settings: &RevisionSettings, rng: SmallRng, now: Duration, ready: u32) -> Self {
         RevisionScaler {
             autoscaler: RevisionAutoscaler::new(settings.scaling.clone(), now, ready),
             spec: settings.scaling.clone(),
@@ -98,7 +104,7 @@ impl<K: Ord + Clone> RevisionScaler<K> {
             policy: settings.placement.clone(),
             params: settings.params.clone(),
             placement: placement_policy(&settings.placement, &settings.params),
-            rng: SmallRng::seed_from_u64(seed),
+            rng,
             demand: BTreeMap::new(),
             serving: BTreeMap::new(),
             occupancy: BTreeMap::new(),
@@ -191,6 +197,16 @@ impl<K: Ord + Clone> RevisionScaler<K> {
     /// The placement policy's name.
     pub fn policy(&self) -> &str {
         &self.policy
+    }
+
+    /// The revision's policy parameters (the load balancer and queue read them too).
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// What one instance of the revision asks of its node.
+    pub fn resources(&self) -> Resources {
+        self.resources
     }
 
     /// Splits `desired` over `fleet`, whose nodes are `keys` (fleet order) and run

@@ -145,7 +145,7 @@ impl Sim {
                     service: f.service.clone(),
                     revision: f.revision.clone(),
                     timeout: Duration::from_nanos(f.timeout_ns),
-                    placement: f.placement_name.clone(),
+                    placement: f.scaler.policy().to_owned(),
                     load_balancer: f.lb_name.clone(),
                     queue: f.queue_name.clone(),
                     container_concurrency: f.cc,
