@@ -11,17 +11,16 @@ use kantai_api::decisions::{ReportLoad, ReportRecord, TickRecord};
 use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
 use kantai_api::wire::RevisionLoad;
 use kantai_autoscaler::{Decision, TICK};
-use kantai_driver::RevisionSettings;
 use kantai_driver::scaler::{self, NodeLoad, RevisionScaler};
+use kantai_driver::{RevisionSettings, SettingsProblem};
 use kantai_model::fleet::{self, NodeCount, Placement, PlacementSpec};
 use kantai_model::meta::{JsonMeta, ObjectMeta};
-use kantai_model::node::Node as DocNode;
 use kantai_model::serving::derive::SERVICE_LABEL;
 use kantai_policy::{FleetView, NodeView, Resources, RttMatrix};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::Shared;
 
@@ -170,7 +169,7 @@ fn sync(s: &Shared, st: &mut Scaling) {
         let ns = v.namespace_or_default().to_owned();
         let name = v.name().to_owned();
         let key = (ns.clone(), name.clone());
-        let Some(mut rs) = settings_of(s, v) else {
+        let Some((mut rs, problems)) = settings_of(s, v) else {
             continue;
         };
         rs.scaling.reachable = reachable.contains(&key);
@@ -184,6 +183,10 @@ fn sync(s: &Shared, st: &mut Scaling) {
                 // scale them down.
                 let ready = ready_instances(s, &ns, &name);
                 info!(revision = %name, ready, "autoscaling");
+                // Told once, when the revision is first seen: the fallbacks run meanwhile.
+                for p in problems {
+                    warn!(revision = %name, "revision {ns}/{name}: {p} (it runs with the fallback)");
+                }
                 st.scalers.insert(
                     key,
                     Scaler {
@@ -243,18 +246,9 @@ fn reachable_revisions(s: &Shared) -> HashSet<Key> {
 
 /// A stored revision's settings (stored revisions were admitted: nothing is defaulted
 /// again). What the settings cannot use is logged; the fallbacks run.
-fn settings_of(s: &Shared, v: &Value) -> Option<RevisionSettings> {
-    let mut out = kantai_model::Findings::new();
-    let Some(kantai_model::Object::Revision(r)) =
-        kantai_model::Object::decode(&DocNode::from_json(v), &mut out)
-    else {
-        return None;
-    };
-    let (settings, problems) = RevisionSettings::of(&r, &s.config);
-    for p in problems {
-        debug!(revision = %v.name(), "{p}");
-    }
-    Some(settings)
+fn settings_of(s: &Shared, v: &Value) -> Option<(RevisionSettings, Vec<SettingsProblem>)> {
+    let r = kantai_model::Object::stored_revision(v)?;
+    Some(RevisionSettings::of(&r, &s.config))
 }
 
 fn ready_instances(s: &Shared, ns: &str, revision: &str) -> u32 {
@@ -413,7 +407,7 @@ fn fleet_view(s: &Shared) -> FleetView {
         .filter_map(|v| {
             let ns = v.namespace()?.to_owned();
             let name = v.name().to_owned();
-            Some(((ns, name), settings_of(s, v)?.resources))
+            Some(((ns, name), settings_of(s, v)?.0.resources))
         })
         .collect();
     for v in s.store.list(&PLACEMENTS, None).0 {
@@ -566,7 +560,7 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
         None => s.store.create(&PLACEMENTS, ns, json, &now).map(|_| ()),
     };
     if let Err(e) = result {
-        tracing::warn!("cannot write the placement of {revision}: {e}");
+        warn!("cannot write the placement of {revision}: {e}");
     }
     s.changed();
 }

@@ -22,7 +22,6 @@ use kantai_model::config::ServingConfig;
 use kantai_model::fleet::{self, Instance, Placement};
 use kantai_model::meta::JsonMeta;
 use kantai_model::node::Node as DocNode;
-use kantai_model::serving::Revision;
 use kantai_model::serving::derive::{
     CONFIGURATION_GENERATION_LABEL, CONFIGURATION_LABEL, SERVICE_LABEL,
 };
@@ -558,16 +557,6 @@ fn ns_of(v: &Value) -> String {
     v.namespace_or_default().to_owned()
 }
 
-/// A stored revision as the model reads it (stored objects were admitted: nothing is
-/// defaulted again).
-pub(crate) fn typed_revision(v: &Value) -> Option<Revision> {
-    let mut out = kantai_model::Findings::new();
-    match kantai_model::Object::decode(&DocNode::from_json(v), &mut out) {
-        Some(kantai_model::Object::Revision(r)) => Some(r),
-        _ => None,
-    }
-}
-
 fn apply_dataplane(agent: &Agent, domain: &str) {
     let snap = agent.cache.snapshot();
     let mut failures = revision_failures(agent, &snap);
@@ -597,7 +586,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
     let mut configs = HashMap::new();
     for r in snap.revisions.values() {
         let key = (r.namespace_or_default().to_owned(), r.name().to_owned());
-        let Some(revision) = typed_revision(r) else {
+        let Some(revision) = kantai_model::Object::stored_revision(r) else {
             debug!(revision = %key.1, "cannot read the revision");
             continue;
         };

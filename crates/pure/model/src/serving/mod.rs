@@ -161,6 +161,17 @@ impl Object {
         }
     }
 
+    /// A stored Revision read back as the model's type (stored objects were admitted: nothing
+    /// is defaulted again); `None` for anything else. The control plane and the agents read
+    /// revisions' settings through it.
+    pub fn stored_revision(v: &serde_json::Value) -> Option<Revision> {
+        let mut out = Findings::new();
+        match Object::decode(&Node::from_json(v), &mut out) {
+            Some(Object::Revision(r)) => Some(r),
+            _ => None,
+        }
+    }
+
     /// Decodes one document. Every problem is reported into `out`; `None` means the document
     /// is not an object of this group at all (wrong apiVersion or kind, or not an object).
     pub fn decode(doc: &Node, out: &mut Findings) -> Option<Object> {
