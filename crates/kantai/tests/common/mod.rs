@@ -152,6 +152,23 @@ impl TestFleet {
         TestFleet::start_with(state, topo, &["node1", "node2", "node3"], config, &args).await
     }
 
+    /// The seed's testbed for tests that share one fleet (kept in a static, never dropped):
+    /// `kantai up` asks the kernel for SIGTERM when the thread that started it ends, so the
+    /// fleet stops (and stops its instances) when the test process exits. Start it from a
+    /// thread that lives as long as the process.
+    pub async fn seed_testbed_bound_to_this_thread(config: &str) -> TestFleet {
+        let state = tempfile::tempdir().expect("tempdir");
+        TestFleet::launch(
+            state,
+            SEED_TOPOLOGY,
+            &["node1", "node2", "node3"],
+            config,
+            &[],
+            true,
+        )
+        .await
+    }
+
     /// Starts `kantai up` with a topology text whose nodes are `names`.
     pub async fn start_topology(
         state: tempfile::TempDir,
@@ -170,12 +187,29 @@ impl TestFleet {
         config: &str,
         up_args: &[String],
     ) -> TestFleet {
+        TestFleet::launch(state, topo, names, config, up_args, false).await
+    }
+
+    /// Starts `kantai up`; `bound`: it gets SIGTERM when the calling thread ends (the
+    /// parent-death signal every kantai child process takes from `KANTAI_PARENT_PID`).
+    async fn launch(
+        state: tempfile::TempDir,
+        topo: &str,
+        names: &[&str],
+        config: &str,
+        up_args: &[String],
+        bound: bool,
+    ) -> TestFleet {
         let topo_file = state.path().join("test-topology.yaml");
         std::fs::write(&topo_file, topo).expect("topology");
         let config_file = state.path().join("test-config.yaml");
         std::fs::write(&config_file, config).expect("config");
         let data = state.path().join("data");
-        let up = Command::new(kantai_bin())
+        let mut up = Command::new(kantai_bin());
+        if bound {
+            up.env("KANTAI_PARENT_PID", std::process::id().to_string());
+        }
+        let up = up
             .args(["up", "--topology"])
             .arg(&topo_file)
             .arg("--config")
