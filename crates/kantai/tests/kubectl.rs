@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{TestFleet, hello, repo};
+use common::{SharedFleet, TestFleet, hello, repo};
 
 const POLICIES: &str = "policies:\n  placement: latency-aware\n  load-balancer: faast\n";
 
@@ -124,18 +124,12 @@ fn kubectl_or_skip() -> Option<u32> {
 
 // --- The seed's walkthrough and each verb, one behaviour per test, on one shared fleet ---
 
-/// The seed's testbed that the walkthrough and verb tests share: a fleet start costs
-/// seconds, and the tests run in parallel, each on objects of its own names.
+/// The seed's testbed that the walkthrough and verb tests share, each on names of its own.
 struct Shared {
-    fleet: TestFleet,
-    /// The runtime the fleet was started on: its HTTP client's connections live there, so
-    /// requests through `fleet` run on it, not on the runtime of the test that asks.
-    runtime: tokio::runtime::Handle,
+    fleet: SharedFleet,
     minor: u32,
 }
 
-/// Started by whichever test comes first, never dropped: the fleet stops when the test
-/// process exits, `kantai up` having the parent-death signal of the thread that started it.
 static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
 
 /// The shared fleet, or `None` where kubectl is missing.
@@ -143,29 +137,9 @@ fn shared() -> Option<&'static Shared> {
     SHARED
         .get_or_init(|| {
             let minor = kubectl_or_skip()?;
-            let (tx, rx) = std::sync::mpsc::channel();
-            // A thread of its own, alive until the process exits: the parent-death signal
-            // fires when the thread that started `kantai up` ends, and its runtime keeps the
-            // fleet's client usable after the first test's runtime is gone.
-            std::thread::Builder::new()
-                .name("kubectl-fleet".into())
-                .spawn(move || {
-                    let rt = tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(2)
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    let fleet = rt.block_on(TestFleet::seed_testbed_bound_to_this_thread(POLICIES));
-                    let _ = tx.send((fleet, rt.handle().clone()));
-                    rt.block_on(std::future::pending::<()>());
-                })
-                .expect("the shared fleet's thread");
-            let (fleet, runtime) = rx.recv().expect("the shared fleet did not start");
-            Some(Shared {
-                fleet,
-                runtime,
-                minor,
-            })
+            let fleet =
+                SharedFleet::start(|| TestFleet::seed_testbed_bound_to_this_thread(POLICIES));
+            Some(Shared { fleet, minor })
         })
         .as_ref()
 }
@@ -174,7 +148,7 @@ impl Shared {
     /// kubectl for one test, with a home of its own.
     fn kubectl(&self) -> Kubectl {
         Kubectl {
-            kubeconfig: self.fleet.kubeconfig.clone(),
+            kubeconfig: self.fleet.fleet.kubeconfig.clone(),
             home: tempfile::tempdir().expect("home"),
             minor: self.minor,
         }
@@ -211,7 +185,7 @@ fn apply_kept_hello(k: &Kubectl, dir: &Path, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleets_token_file_is_private() {
     let (s, _k, _files) = shared_or_skip!();
-    let token_file = s.fleet.state.path().join("data/token");
+    let token_file = s.fleet.fleet.state.path().join("data/token");
     let mode = std::fs::metadata(&token_file).expect("token").permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
@@ -224,12 +198,12 @@ async fn kantai_kubeconfig_prints_the_fleets_kubeconfig() {
     let (s, _k, _files) = shared_or_skip!();
     let printed = Command::new(common::kantai_bin())
         .args(["kubeconfig", "--state-dir"])
-        .arg(s.fleet.state.path().join("data"))
+        .arg(s.fleet.fleet.state.path().join("data"))
         .output()
         .expect("kantai kubeconfig");
     assert_eq!(
         String::from_utf8_lossy(&printed.stdout),
-        std::fs::read_to_string(&s.fleet.kubeconfig).expect("kubeconfig")
+        std::fs::read_to_string(&s.fleet.fleet.kubeconfig).expect("kubeconfig")
     );
 }
 
@@ -237,7 +211,7 @@ async fn kantai_kubeconfig_prints_the_fleets_kubeconfig() {
 async fn the_api_refuses_a_request_without_the_token() {
     let (s, _k, _files) = shared_or_skip!();
     // A client of this test's own runtime: no connection of the shared fleet's is reused.
-    let anonymous = kantai_api::Client::new(&s.fleet.api).expect("client");
+    let anonymous = kantai_api::Client::new(&s.fleet.fleet.api).expect("client");
     let err = anonymous
         .list(kantai_api::resources::SERVICES, Some("default"))
         .await
@@ -248,9 +222,9 @@ async fn the_api_refuses_a_request_without_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_with_a_wrong_token_is_told_to_log_in() {
     let (s, k, files) = shared_or_skip!();
-    let wrong = std::fs::read_to_string(&s.fleet.kubeconfig)
+    let wrong = std::fs::read_to_string(&s.fleet.fleet.kubeconfig)
         .expect("kubeconfig")
-        .replace(&s.fleet.token, "not-the-token");
+        .replace(&s.fleet.fleet.token, "not-the-token");
     let wrong = write(files.path(), "wrong-kubeconfig", &wrong);
     let o = k.run_with(Path::new(&wrong), &["get", "ksvc"]);
     assert!(
@@ -325,12 +299,10 @@ async fn kubectl_runs_the_seed_walkthrough() {
         || async { (!k.ok(&["get", "pods"]).contains("hello-")).then_some(()) },
     )
     .await;
-    let fleet = &s.fleet;
     let a = s
-        .runtime
-        .spawn(async move { fleet.call("node3", "hello", "/").await })
-        .await
-        .expect("the request to hello");
+        .fleet
+        .run(|f| async move { f.call("node3", "hello", "/").await })
+        .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let out = k.ok(&["get", "pod", "-o", "wide"]);
     let line = out

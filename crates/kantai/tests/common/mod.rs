@@ -100,9 +100,23 @@ impl TestFleet {
         .await
     }
 
+    /// A fleet of one node, with extra fleet config text, for tests that share it: see
+    /// [`SharedFleet`].
+    pub async fn one_node_bound_to_this_thread(config: &str) -> TestFleet {
+        let nodes = [TestNode {
+            name: "node1",
+            rtt_to_first_ms: 0,
+        }];
+        TestFleet::start_nodes(&nodes, config, true).await
+    }
+
     /// Starts `kantai up` with the given nodes (all on 127.0.0.1, any ports) and extra
     /// fleet config text.
     pub async fn start(nodes: &[TestNode], config: &str) -> TestFleet {
+        TestFleet::start_nodes(nodes, config, false).await
+    }
+
+    async fn start_nodes(nodes: &[TestNode], config: &str, bound: bool) -> TestFleet {
         let state = tempfile::tempdir().expect("tempdir");
         let mut topo = String::from("nodes:\n");
         for n in nodes {
@@ -131,7 +145,7 @@ impl TestFleet {
             nodes[0].name
         ));
         let names: Vec<&str> = nodes.iter().map(|n| n.name).collect();
-        TestFleet::start_topology(state, &topo, &names, config).await
+        TestFleet::launch(state, &topo, &names, config, &[], bound).await
     }
 
     /// The seed's testbed on loopback with any ports: node1 and node2 (cloud, under 1 ms
@@ -152,10 +166,7 @@ impl TestFleet {
         TestFleet::start_with(state, topo, &["node1", "node2", "node3"], config, &args).await
     }
 
-    /// The seed's testbed for tests that share one fleet (kept in a static, never dropped):
-    /// `kantai up` asks the kernel for SIGTERM when the thread that started it ends, so the
-    /// fleet stops (and stops its instances) when the test process exits. Start it from a
-    /// thread that lives as long as the process.
+    /// The seed's testbed for tests that share it: see [`SharedFleet`].
     pub async fn seed_testbed_bound_to_this_thread(config: &str) -> TestFleet {
         let state = tempfile::tempdir().expect("tempdir");
         TestFleet::launch(
@@ -504,6 +515,55 @@ impl TestFleet {
                 "processes left after kantai up stopped: {left:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A fleet that the tests of a module share, started by whichever comes first and kept in a
+/// static (never dropped): a fleet start costs seconds. It runs on a thread and runtime of its
+/// own that live until the process exits: `kantai up` has the parent-death signal of that
+/// thread (from `KANTAI_PARENT_PID`), so it stops, and stops its instances, when the test
+/// process exits; and the fleet's HTTP client keeps its connections on that runtime, not on
+/// the runtime of a test that has ended.
+pub struct SharedFleet {
+    pub fleet: TestFleet,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SharedFleet {
+    /// Starts the fleet that `start` gives (a `*_bound_to_this_thread` one) on its own thread.
+    pub fn start<Fut>(start: impl FnOnce() -> Fut + Send + 'static) -> SharedFleet
+    where
+        Fut: std::future::Future<Output = TestFleet>,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("shared-fleet".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let fleet = rt.block_on(start());
+                let _ = tx.send((fleet, rt.handle().clone()));
+                rt.block_on(std::future::pending::<()>());
+            })
+            .expect("the shared fleet's thread");
+        let (fleet, runtime) = rx.recv().expect("the shared fleet did not start");
+        SharedFleet { fleet, runtime }
+    }
+
+    /// Runs `f` with the fleet on the fleet's runtime; a panic in it is the caller's.
+    pub async fn run<T, Fut>(&'static self, f: impl FnOnce(&'static TestFleet) -> Fut) -> T
+    where
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.runtime.spawn(f(&self.fleet)).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("{e}"),
         }
     }
 }
