@@ -122,7 +122,10 @@ fn fleet_crates() -> Vec<PathBuf> {
 /// each other (the agent joins them).
 const FLEET_LAYERS: &[(&str, &[&str])] = &[
     // kantai-policy for the one stable hash.
-    ("api", &["kantai-model", "kantai-policy", "kantai-decisions"]),
+    (
+        "api",
+        &["kantai-model", "kantai-policy", "kantai-decisions"],
+    ),
     // The load generator speaks HTTP and Prometheus' text, nothing of kantai's crates.
     ("loadgen", &[]),
     // Registries and the layer store know nothing of instances.
