@@ -107,45 +107,23 @@ impl TestFleet {
             name: "node1",
             rtt_to_first_ms: 0,
         }];
-        TestFleet::start_nodes(&nodes, config, true).await
+        TestFleet::launch(
+            shared_state(),
+            &topology(&nodes),
+            &["node1"],
+            config,
+            &[],
+            true,
+        )
+        .await
     }
 
     /// Starts `kantai up` with the given nodes (all on 127.0.0.1, any ports) and extra
     /// fleet config text.
     pub async fn start(nodes: &[TestNode], config: &str) -> TestFleet {
-        TestFleet::start_nodes(nodes, config, false).await
-    }
-
-    async fn start_nodes(nodes: &[TestNode], config: &str, bound: bool) -> TestFleet {
         let state = tempfile::tempdir().expect("tempdir");
-        let mut topo = String::from("nodes:\n");
-        for n in nodes {
-            topo.push_str(&format!(
-                "  - {{name: {}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {{instances: 30}}}}\n",
-                n.name
-            ));
-        }
-        topo.push_str("links:\n  pairs:\n");
-        let mut pairs = 0;
-        for n in &nodes[1..] {
-            if n.rtt_to_first_ms > 0 {
-                pairs += 1;
-                topo.push_str(&format!(
-                    "    - {{between: [{}, {}], rtt: {}ms}}\n",
-                    nodes[0].name, n.name, n.rtt_to_first_ms
-                ));
-            }
-        }
-        if pairs == 0 {
-            topo.push_str("    []\n");
-            topo = topo.replace("  pairs:\n    []\n", "  pairs: []\n");
-        }
-        topo.push_str(&format!(
-            "control: {{node: {}, listen: \"127.0.0.1:0\"}}\n",
-            nodes[0].name
-        ));
         let names: Vec<&str> = nodes.iter().map(|n| n.name).collect();
-        TestFleet::launch(state, &topo, &names, config, &[], bound).await
+        TestFleet::start_topology(state, &topology(nodes), &names, config).await
     }
 
     /// The seed's testbed on loopback with any ports: node1 and node2 (cloud, under 1 ms
@@ -168,7 +146,7 @@ impl TestFleet {
 
     /// The seed's testbed for tests that share it: see [`SharedFleet`].
     pub async fn seed_testbed_bound_to_this_thread(config: &str) -> TestFleet {
-        let state = tempfile::tempdir().expect("tempdir");
+        let state = shared_state();
         TestFleet::launch(
             state,
             SEED_TOPOLOGY,
@@ -517,6 +495,59 @@ impl TestFleet {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The topology text of `nodes`, all on 127.0.0.1 with any ports, the first one
+/// `rtt_to_first_ms` from each other.
+fn topology(nodes: &[TestNode]) -> String {
+    let mut topo = String::from("nodes:\n");
+    for n in nodes {
+        topo.push_str(&format!(
+            "  - {{name: {}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {{instances: 30}}}}\n",
+            n.name
+        ));
+    }
+    topo.push_str("links:\n  pairs:\n");
+    let mut pairs = 0;
+    for n in &nodes[1..] {
+        if n.rtt_to_first_ms > 0 {
+            pairs += 1;
+            topo.push_str(&format!(
+                "    - {{between: [{}, {}], rtt: {}ms}}\n",
+                nodes[0].name, n.name, n.rtt_to_first_ms
+            ));
+        }
+    }
+    if pairs == 0 {
+        topo.push_str("    []\n");
+        topo = topo.replace("  pairs:\n    []\n", "  pairs: []\n");
+    }
+    topo.push_str(&format!(
+        "control: {{node: {}, listen: \"127.0.0.1:0\"}}\n",
+        nodes[0].name
+    ));
+    topo
+}
+
+/// The state directory of a fleet a test process shares: such a fleet is in a static, never
+/// dropped, so its directory outlives the process. Named by the process's pid, so that the
+/// next process to start one removes those of processes that are gone.
+fn shared_state() -> tempfile::TempDir {
+    let root = std::env::temp_dir().join("kantai-shared-fleets");
+    std::fs::create_dir_all(&root).expect("the shared fleets' directory");
+    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let pid = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.split('-').next()?.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .tempdir_in(&root)
+        .expect("tempdir")
 }
 
 /// A fleet that the tests of a module share, started by whichever comes first and kept in a
