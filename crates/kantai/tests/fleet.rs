@@ -2,10 +2,11 @@
 
 use crate::common;
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{HELLO, TestFleet, TestNode, hello};
+use common::{HELLO, SharedFleet, TestFleet, TestNode, hello};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_demo_cold_start_scale_to_zero_and_back() {
@@ -58,19 +59,25 @@ async fn the_seed_demo_cold_start_scale_to_zero_and_back() {
     f.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
-    let f = TestFleet::start(
-        &[TestNode {
-            name: "node1",
-            rtt_to_first_ms: 0,
-        }],
-        "dataplane:\n  max-request-body-bytes: 1024\nautoscaler:\n  allow-zero-initial-scale: true\n",
-    )
-    .await;
+// --- Bad requests and bad manifests, one behaviour per test, on one shared fleet ---
 
-    // `kantai apply` checks manifests with the fleet's config: initial-scale 0 is allowed
-    // here although Knative's default config refuses it.
+/// A 1 KiB body limit, and initial-scale 0 allowed (Knative's default config refuses it).
+const BAD_REQUESTS_CONFIG: &str =
+    "dataplane:\n  max-request-body-bytes: 1024\nautoscaler:\n  allow-zero-initial-scale: true\n";
+
+/// The one-node fleet the bad-request tests share, each on names of its own.
+fn bad_requests_fleet() -> &'static SharedFleet {
+    static FLEET: OnceLock<SharedFleet> = OnceLock::new();
+    FLEET.get_or_init(|| {
+        SharedFleet::start(|| TestFleet::one_node_bound_to_this_thread(BAD_REQUESTS_CONFIG))
+    })
+}
+
+/// `kantai apply` checks manifests with the fleet's config: initial-scale 0 is allowed
+/// here although Knative's default config refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kantai_apply_checks_manifests_with_the_fleets_config() {
+    let f = &bad_requests_fleet().fleet;
     let dir = tempfile::tempdir().expect("tempdir");
     let zero = dir.path().join("zero.yaml");
     std::fs::write(
@@ -93,7 +100,13 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A file with one invalid document applies nothing, and says where the error is.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kantai_apply_of_a_file_with_one_invalid_document_applies_nothing_and_says_where() {
+    let shared = bad_requests_fleet();
+    let f = &shared.fleet;
+    let dir = tempfile::tempdir().expect("tempdir");
     let mixed = dir.path().join("mixed.yaml");
     std::fs::write(
         &mixed,
@@ -116,20 +129,28 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
         err.contains("line 27") && err.contains("spec.template.spec.containerConcurrency"),
         "{err}"
     );
-    assert!(
-        f.client
-            .get(kantai_api::resources::SERVICES, "default", "first")
-            .await
-            .is_err_and(|e| e.is_not_found())
-    );
+    let first = shared
+        .run(|f| async move {
+            f.client
+                .get(kantai_api::resources::SERVICES, "default", "first")
+                .await
+        })
+        .await;
+    assert!(first.is_err_and(|e| e.is_not_found()));
+}
 
-    let unknown = f
-        .call_host(
-            "node1",
-            "nothing.default.svc.cluster.local",
-            "/",
-            Bytes::new(),
-        )
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_an_unknown_host_gets_404_naming_it() {
+    let unknown = bad_requests_fleet()
+        .run(|f| async move {
+            f.call_host(
+                "node1",
+                "nothing.default.svc.cluster.local",
+                "/",
+                Bytes::new(),
+            )
+            .await
+        })
         .await;
     assert_eq!(unknown.status, 404);
     assert!(
@@ -139,75 +160,100 @@ async fn bad_requests_get_clear_answers_and_bad_manifests_change_nothing() {
         "{}",
         unknown.body
     );
+}
 
-    f.deploy(&hello(
-        "small",
-        &[("autoscaling.knative.dev/min-scale", "1")],
-        "",
-    ))
-    .await;
-    // Over the configured body limit: 413 (the test config sets 1 KiB).
-    let big = f
-        .call_host(
-            "node1",
-            "small.default.svc.cluster.local",
-            "/",
-            Bytes::from(vec![b'x'; 4096]),
-        )
+/// Over the configured body limit: 413 (the shared fleet's config sets 1 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_body_limit_gets_413() {
+    let big = bad_requests_fleet()
+        .run(|f| async move {
+            f.deploy(&hello(
+                "small",
+                &[("autoscaling.knative.dev/min-scale", "1")],
+                "",
+            ))
+            .await;
+            f.call_host(
+                "node1",
+                "small.default.svc.cluster.local",
+                "/",
+                Bytes::from(vec![b'x'; 4096]),
+            )
+            .await
+        })
         .await;
     assert_eq!(big.status, 413, "{}", big.body);
+}
 
-    // An invalid update is refused with every cause, and the running service is untouched.
-    let bad = hello(
-        "small",
-        &[("autoscaling.knative.dev/window", "1s")],
-        "      timeoutSeconds: 9999\n",
-    );
-    let docs = kantai_model::manifest::read(&bad, &Default::default()).expect("yaml");
-    let mut obj = docs[0].object.as_ref().expect("object").to_json();
-    let current = f
-        .client
-        .get(kantai_api::resources::SERVICES, "default", "small")
-        .await
-        .expect("get");
-    obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-    let err = f
-        .client
-        .replace(kantai_api::resources::SERVICES, "default", "small", &obj)
-        .await
-        .expect_err("invalid");
-    assert_eq!(err.code(), Some(422));
-    let kantai_api::ApiError::Status(st) = &err else {
-        panic!("{err}")
-    };
-    let fields: Vec<&str> = st
-        .details
-        .as_ref()
-        .expect("details")
-        .causes
-        .iter()
-        .map(|c| c.field.as_str())
-        .collect();
-    assert!(
-        fields.contains(&"spec.template.spec.timeoutSeconds"),
-        "{fields:?}"
-    );
-    assert!(
-        fields.contains(&"spec.template.metadata.annotations[autoscaling.knative.dev/window]"),
-        "{fields:?}"
-    );
-    let after = f
-        .client
-        .get(kantai_api::resources::SERVICES, "default", "small")
-        .await
-        .expect("get");
-    assert_eq!(
-        after["metadata"]["resourceVersion"],
-        current["metadata"]["resourceVersion"]
-    );
-    let ok = f.call("node1", "small", "/").await;
-    assert_eq!(ok.status, 200);
-    f.stop();
+/// An invalid update is refused with every cause, and the running service is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_update_is_refused_with_every_cause_and_changes_nothing() {
+    bad_requests_fleet()
+        .run(|f| async move {
+            f.deploy(&hello(
+                "untouched",
+                &[("autoscaling.knative.dev/min-scale", "1")],
+                "",
+            ))
+            .await;
+            let bad = hello(
+                "untouched",
+                &[("autoscaling.knative.dev/window", "1s")],
+                "      timeoutSeconds: 9999\n",
+            );
+            let docs = kantai_model::manifest::read(&bad, &Default::default()).expect("yaml");
+            let mut obj = docs[0].object.as_ref().expect("object").to_json();
+            let current = f
+                .client
+                .get(kantai_api::resources::SERVICES, "default", "untouched")
+                .await
+                .expect("get");
+            obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            let err = f
+                .client
+                .replace(
+                    kantai_api::resources::SERVICES,
+                    "default",
+                    "untouched",
+                    &obj,
+                )
+                .await
+                .expect_err("invalid");
+            assert_eq!(err.code(), Some(422));
+            let kantai_api::ApiError::Status(st) = &err else {
+                panic!("{err}")
+            };
+            let fields: Vec<&str> = st
+                .details
+                .as_ref()
+                .expect("details")
+                .causes
+                .iter()
+                .map(|c| c.field.as_str())
+                .collect();
+            assert!(
+                fields.contains(&"spec.template.spec.timeoutSeconds"),
+                "{fields:?}"
+            );
+            assert!(
+                fields.contains(
+                    &"spec.template.metadata.annotations[autoscaling.knative.dev/window]"
+                ),
+                "{fields:?}"
+            );
+            let after = f
+                .client
+                .get(kantai_api::resources::SERVICES, "default", "untouched")
+                .await
+                .expect("get");
+            assert_eq!(
+                after["metadata"]["resourceVersion"],
+                current["metadata"]["resourceVersion"]
+            );
+            let ok = f.call("node1", "untouched", "/").await;
+            assert_eq!(ok.status, 200);
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

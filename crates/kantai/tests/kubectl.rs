@@ -1,7 +1,9 @@
 //! The real `kubectl` against a kantai fleet: the seed's walkthrough as written (apply the
 //! seed's hello.yaml, `kubectl get ksvc,pod,seika`, a request from node3, the pod on node3
 //! with the latency-aware policies, delete), each verb kubectl users reach for, and the
-//! errors they must see (invalid manifest, stale update, no or wrong token).
+//! errors they must see (invalid manifest, stale update, no or wrong token). One behaviour
+//! per test: the walkthrough and verb tests share one seed testbed, each on names of its own,
+//! so that they run in parallel without starting a fleet each.
 //!
 //! Skipped, saying so, where kubectl is not installed — unless `KANTAI_REQUIRE_KUBECTL=1`
 //! (as CI sets, after installing it) makes that a failure.
@@ -10,9 +12,10 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{TestFleet, hello, repo};
+use common::{SharedFleet, TestFleet, hello, repo};
 
 const POLICIES: &str = "policies:\n  placement: latency-aware\n  load-balancer: faast\n";
 
@@ -105,67 +108,148 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
+/// kubectl's version, or `None` (having said why) where it is missing; a failure instead
+/// where `KANTAI_REQUIRE_KUBECTL` is set.
+fn kubectl_or_skip() -> Option<u32> {
     let Some((_, minor)) = kubectl_version() else {
         assert!(
             std::env::var("KANTAI_REQUIRE_KUBECTL").is_err(),
             "kubectl is required here (KANTAI_REQUIRE_KUBECTL is set) but is not installed"
         );
-        eprintln!(
-            "skipping the kubectl test: kubectl is not installed (Debian: apt-get install kubernetes-client)"
-        );
-        return;
+        eprintln!("skipping: kubectl is not installed (Debian: apt-get install kubernetes-client)");
+        return None;
     };
-    let f = TestFleet::seed_testbed(POLICIES).await;
-    let k = Kubectl {
-        kubeconfig: f.kubeconfig.clone(),
-        home: tempfile::tempdir().expect("home"),
-        minor,
-    };
-    let dir = f.state.path();
+    Some(minor)
+}
 
-    // Credentials: a private token, the same kubeconfig from `kantai kubeconfig`, and a
-    // request without the token (or with another) is refused.
-    let token_file = dir.join("data/token");
+// --- The seed's walkthrough and each verb, one behaviour per test, on one shared fleet ---
+
+/// The seed's testbed that the walkthrough and verb tests share, each on names of its own.
+struct Shared {
+    fleet: SharedFleet,
+    minor: u32,
+}
+
+static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
+
+/// The shared fleet, or `None` where kubectl is missing.
+fn shared() -> Option<&'static Shared> {
+    SHARED
+        .get_or_init(|| {
+            let minor = kubectl_or_skip()?;
+            let fleet =
+                SharedFleet::start(|| TestFleet::seed_testbed_bound_to_this_thread(POLICIES));
+            Some(Shared { fleet, minor })
+        })
+        .as_ref()
+}
+
+impl Shared {
+    /// kubectl for one test, with a home of its own.
+    fn kubectl(&self) -> Kubectl {
+        Kubectl {
+            kubeconfig: self.fleet.fleet.kubeconfig.clone(),
+            home: tempfile::tempdir().expect("home"),
+            minor: self.minor,
+        }
+    }
+}
+
+/// The shared fleet, kubectl for it and a directory for the test's files; returns from the
+/// test (skipped) where kubectl is missing.
+macro_rules! shared_or_skip {
+    () => {{
+        let Some(s) = shared() else {
+            return;
+        };
+        (s, s.kubectl(), tempfile::tempdir().expect("files"))
+    }};
+}
+
+/// Applies a hello service named `name` that keeps one instance, and waits until it is Ready.
+fn apply_kept_hello(k: &Kubectl, dir: &Path, name: &str) {
+    let file = write(
+        dir,
+        &format!("{name}.yaml"),
+        &hello(name, &[("autoscaling.knative.dev/min-scale", "1")], ""),
+    );
+    k.apply(&["-f", &file]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("ksvc/{name}"),
+        "--timeout=60s",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleets_token_file_is_private() {
+    let (s, _k, _files) = shared_or_skip!();
+    let token_file = s.fleet.fleet.state.path().join("data/token");
     let mode = std::fs::metadata(&token_file).expect("token").permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
         0o600
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kantai_kubeconfig_prints_the_fleets_kubeconfig() {
+    let (s, _k, _files) = shared_or_skip!();
     let printed = Command::new(common::kantai_bin())
         .args(["kubeconfig", "--state-dir"])
-        .arg(dir.join("data"))
+        .arg(s.fleet.fleet.state.path().join("data"))
         .output()
         .expect("kantai kubeconfig");
     assert_eq!(
         String::from_utf8_lossy(&printed.stdout),
-        std::fs::read_to_string(&f.kubeconfig).expect("kubeconfig")
+        std::fs::read_to_string(&s.fleet.fleet.kubeconfig).expect("kubeconfig")
     );
-    let anonymous = kantai_api::Client::new(&f.api).expect("client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_a_request_without_the_token() {
+    let (s, _k, _files) = shared_or_skip!();
+    // A client of this test's own runtime: no connection of the shared fleet's is reused.
+    let anonymous = kantai_api::Client::new(&s.fleet.fleet.api).expect("client");
     let err = anonymous
         .list(kantai_api::resources::SERVICES, Some("default"))
         .await
         .expect_err("no token");
     assert_eq!(err.code(), Some(401), "{err}");
-    let wrong = std::fs::read_to_string(&f.kubeconfig)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_with_a_wrong_token_is_told_to_log_in() {
+    let (s, k, files) = shared_or_skip!();
+    let wrong = std::fs::read_to_string(&s.fleet.fleet.kubeconfig)
         .expect("kubeconfig")
-        .replace(&f.token, "not-the-token");
-    let wrong = write(dir, "wrong-kubeconfig", &wrong);
+        .replace(&s.fleet.fleet.token, "not-the-token");
+    let wrong = write(files.path(), "wrong-kubeconfig", &wrong);
     let o = k.run_with(Path::new(&wrong), &["get", "ksvc"]);
     assert!(
         !o.ok && o.stderr.contains("You must be logged in to the server"),
         "{}",
         o.stderr
     );
+}
 
-    // Discovery: Knative's and kantai's kinds by their short names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_api_resources_lists_knative_and_kantai_kinds_by_short_name() {
+    let (_s, k, _files) = shared_or_skip!();
     let resources = k.ok(&["api-resources"]);
     for want in ["ksvc", "seika", "rev", "pods", "namespaces"] {
         assert!(resources.contains(want), "{want} missing:\n{resources}");
     }
+}
 
-    // The seed's walkthrough, verbatim.
+/// The seed's walkthrough, verbatim: apply hello.yaml, see the service, its pod and its
+/// placement; once hello scaled to zero, a request from node3 starts its instance on node3;
+/// delete -f removes what the file describes and everything the service owned. Only this
+/// test uses the name `hello`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_runs_the_seed_walkthrough() {
+    let (s, k, _files) = shared_or_skip!();
     let manifest = repo().join("../shared/manifests/hello.yaml");
     let manifest = if manifest.exists() {
         manifest
@@ -206,39 +290,107 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         out.contains("LATESTCREATED") && out.contains("LATESTREADY"),
         "{out}"
     );
-    if minor >= 27 {
-        let explain = k.ok(&["explain", "ksvc.spec"]);
-        assert!(
-            explain.contains("template") && explain.contains("traffic"),
-            "{explain}"
-        );
-    }
     let out = k.ok(&["describe", "ksvc", "hello"]);
     assert!(out.contains("Created Route \"hello\""), "{out}");
 
-    // Output formats, selectors, namespaces.
-    let out = k.ok(&["get", "ksvc", "hello", "-o", "jsonpath={.status.url}"]);
-    assert_eq!(out, "http://hello.default.svc.cluster.local");
-    let out = k.ok(&["get", "ksvc", "hello", "-o", "json"]);
+    common::wait_for(
+        Duration::from_secs(90),
+        "hello to scale to zero",
+        || async { (!k.ok(&["get", "pods"]).contains("hello-")).then_some(()) },
+    )
+    .await;
+    let a = s
+        .fleet
+        .run(|f| async move { f.call("node3", "hello", "/").await })
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let out = k.ok(&["get", "pod", "-o", "wide"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("hello-"))
+        .unwrap_or_else(|| panic!("no hello pod:\n{out}"));
+    assert!(line.contains(" node3 "), "{out}");
+    let pod = line.split_whitespace().next().expect("name").to_owned();
+    k.ok(&["logs", &pod]);
+    let out = k.ok(&["get", "seika", "hello-00001"]);
+    assert!(out.contains("0-0-1/0-0-1"), "{out}");
+
+    let out = k.ok(&["delete", "-f", &manifest]);
+    assert!(
+        out.contains("service.serving.knative.dev \"hello\" deleted"),
+        "{out}"
+    );
+    let o = k.run(&["get", "ksvc,rev,rt,seika"]);
+    assert!(
+        o.ok && !o.stdout.contains("/hello"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explain_describes_a_ksvcs_spec() {
+    let (s, k, _files) = shared_or_skip!();
+    if s.minor < 27 {
+        eprintln!(
+            "kubectl 1.{} explains with OpenAPI v2 as protobuf only: not checked",
+            s.minor
+        );
+        return;
+    }
+    let explain = k.ok(&["explain", "ksvc.spec"]);
+    assert!(
+        explain.contains("template") && explain.contains("traffic"),
+        "{explain}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_jsonpath_json_and_yaml() {
+    let (_s, k, files) = shared_or_skip!();
+    apply_kept_hello(&k, files.path(), "formats");
+    let out = k.ok(&["get", "ksvc", "formats", "-o", "jsonpath={.status.url}"]);
+    assert_eq!(out, "http://formats.default.svc.cluster.local");
+    let out = k.ok(&["get", "ksvc", "formats", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(
         v["metadata"]["generation"],
         v["status"]["observedGeneration"]
     );
     assert!(v["metadata"]["uid"].is_string() && v["metadata"]["resourceVersion"].is_string());
-    let out = k.ok(&["get", "rev", "hello-00001", "-o", "yaml"]);
+    let out = k.ok(&["get", "rev", "formats-00001", "-o", "yaml"]);
     assert!(out.contains("kind: Revision"), "{out}");
-    let out = k.ok(&["get", "pods", "-l", "serving.knative.dev/service=hello"]);
-    assert!(out.contains("hello-"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_filters_by_label_and_field_selectors() {
+    let (_s, k, files) = shared_or_skip!();
+    apply_kept_hello(&k, files.path(), "selected");
+    let out = k.ok(&["get", "pods", "-l", "serving.knative.dev/service=selected"]);
+    assert!(out.contains("selected-"), "{out}");
     let out = k.ok(&["get", "pods", "-l", "serving.knative.dev/service=nothing"]);
-    assert!(!out.contains("hello-"), "{out}");
-    let out = k.ok(&["get", "ksvc", "--field-selector", "metadata.name=hello"]);
-    assert!(out.contains("hello"), "{out}");
+    assert!(!out.contains("selected-"), "{out}");
+    let out = k.ok(&["get", "ksvc", "--field-selector", "metadata.name=selected"]);
+    assert!(out.contains("selected"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_all_namespaces_names_each_services_namespace() {
+    let (_s, k, files) = shared_or_skip!();
+    // A service of its own, so that the list is not empty whichever test runs first.
+    let listed = write(files.path(), "listed.yaml", &hello("listed", &[], ""));
+    k.apply(&["-f", &listed]);
     let out = k.ok(&["get", "ksvc", "-A"]);
     assert!(
         out.starts_with("NAMESPACE") && out.contains("default"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_in_an_empty_namespace_says_no_resources_found() {
+    let (_s, k, _files) = shared_or_skip!();
     let o = k.run(&["get", "ksvc", "-n", "elsewhere"]);
     assert!(
         o.ok && o
@@ -247,11 +399,16 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         "{}",
         o.stderr
     );
-    // Namespaces: created (kubectl sends protobuf for it), used, deleted with what they hold.
+}
+
+/// Namespaces: created (kubectl sends protobuf for it), used, deleted with what they hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_deletes_a_namespace_with_what_it_holds() {
+    let (_s, k, files) = shared_or_skip!();
     let out = k.ok(&["create", "namespace", "edge-apps"]);
     assert!(out.contains("namespace/edge-apps created"), "{out}");
     let elsewhere = write(
-        dir,
+        files.path(),
         "elsewhere.yaml",
         &hello("away", &[], "").replace("  name: away\n", "  name: away\n  namespace: edge-apps\n"),
     );
@@ -261,18 +418,31 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
     k.ok(&["delete", "namespace", "edge-apps"]);
     let o = k.run(&["get", "ksvc,rev", "-n", "edge-apps"]);
     assert!(o.ok && !o.stdout.contains("away"), "{}", o.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_of_the_default_namespace_is_forbidden() {
+    let (_s, k, _files) = shared_or_skip!();
     let o = k.run(&["delete", "namespace", "default"]);
     assert!(!o.ok && o.stderr.contains("Forbidden"), "{}", o.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_nodes_shows_the_three_ready_nodes() {
+    let (_s, k, _files) = shared_or_skip!();
     let out = k.ok(&["get", "nodes"]);
     assert_eq!(
         out.lines().filter(|l| l.contains(" Ready ")).count(),
         3,
         "{out}"
     );
+}
 
-    // An invalid manifest: exit 1, nothing created, the field named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_of_an_invalid_manifest_names_the_field_and_creates_nothing() {
+    let (_s, k, files) = shared_or_skip!();
     let bad = write(
-        dir,
+        files.path(),
         "bad.yaml",
         &hello("bad", &[], "      containerConcurrency: -1\n"),
     );
@@ -284,15 +454,14 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         o.stderr
     );
     assert!(!k.run(&["get", "ksvc", "bad"]).ok);
+}
 
-    // edit (through an update with the resourceVersion), then a stale update conflicts.
-    let edited = write(dir, "edited.yaml", &hello("edited", &[], ""));
-    k.apply(&["-f", &edited]);
-    let stale = k.ok(&["get", "ksvc", "edited", "-o", "yaml"]);
-    let stale_file = write(dir, "stale.yaml", &stale);
-    // kubectl before 1.27 edits only with OpenAPI v2 as protobuf: a replace does the same.
-    let o = if minor >= 27 {
-        k.cmd(&k.kubeconfig, &["edit", "ksvc", "edited"])
+/// Sets the service's containerConcurrency to 7 with `kubectl edit` (an update with the
+/// resourceVersion); kubectl before 1.27 edits only with OpenAPI v2 as protobuf, so there a
+/// replace does the same.
+fn edit_container_concurrency(k: &Kubectl, dir: &Path, name: &str) -> std::process::Output {
+    if k.minor >= 27 {
+        k.cmd(&k.kubeconfig, &["edit", "ksvc", name])
             .env(
                 "KUBE_EDITOR",
                 "sed -i s/containerConcurrency:.*/containerConcurrency:\\ 7/",
@@ -300,14 +469,25 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
             .output()
             .expect("kubectl edit")
     } else {
-        eprintln!("kubectl 1.{minor} cannot edit without protobuf OpenAPI v2: replacing instead");
-        let current = k.ok(&["get", "ksvc", "edited", "-o", "yaml"]);
+        eprintln!(
+            "kubectl 1.{} cannot edit without protobuf OpenAPI v2: replacing instead",
+            k.minor
+        );
+        let current = k.ok(&["get", "ksvc", name, "-o", "yaml"]);
         let changed = current.replace("containerConcurrency: 0", "containerConcurrency: 7");
         let changed = write(dir, "changed.yaml", &changed);
         k.cmd(&k.kubeconfig, &["replace", "-f", &changed])
             .output()
             .expect("kubectl replace")
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_edit_changes_a_service_and_its_generation() {
+    let (_s, k, files) = shared_or_skip!();
+    let edited = write(files.path(), "edited.yaml", &hello("edited", &[], ""));
+    k.apply(&["-f", &edited]);
+    let o = edit_container_concurrency(&k, files.path(), "edited");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = k.ok(&[
         "get",
@@ -317,13 +497,27 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         "jsonpath={.spec.template.spec.containerConcurrency} {.metadata.generation}",
     ]);
     assert_eq!(out, "7 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_replace_of_a_stale_resource_version_conflicts() {
+    let (_s, k, files) = shared_or_skip!();
+    let file = write(files.path(), "staled.yaml", &hello("staled", &[], ""));
+    k.apply(&["-f", &file]);
+    let stale = k.ok(&["get", "ksvc", "staled", "-o", "yaml"]);
+    let stale_file = write(files.path(), "stale.yaml", &stale);
+    let o = edit_container_concurrency(&k, files.path(), "staled");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = k.run(&["replace", "-f", &stale_file]);
     assert!(!o.ok && o.stderr.contains("Conflict"), "{}", o.stderr);
+}
 
-    // Server-side apply, twice (the second changes nothing), and delete by name: the
-    // service's revisions, route, placement and instances go with it.
+/// Server-side apply, twice: the second changes nothing and the service comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_twice_gives_a_ready_service() {
+    let (_s, k, files) = shared_or_skip!();
     let ssa = write(
-        dir,
+        files.path(),
         "ssa.yaml",
         &hello("ssa", &[("autoscaling.knative.dev/min-scale", "1")], ""),
     );
@@ -331,7 +525,28 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
     assert!(out.contains("serverside-applied"), "{out}");
     k.apply(&["--server-side", "-f", &ssa]);
     k.ok(&["wait", "--for=condition=Ready", "ksvc/ssa", "--timeout=60s"]);
-    // A watch sees the new instance of another service appear.
+}
+
+/// Delete by name: the service's revisions, route, placement and instances go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_of_a_service_removes_what_it_owned() {
+    let (_s, k, files) = shared_or_skip!();
+    apply_kept_hello(&k, files.path(), "doomed");
+    let out = k.ok(&["delete", "ksvc", "doomed"]);
+    assert!(out.contains("deleted"), "{out}");
+    let o = k.run(&["get", "rev,rt,seika"]);
+    assert!(!o.stdout.contains("/doomed"), "{}", o.stdout);
+    common::wait_for(
+        Duration::from_secs(30),
+        "the doomed instance to go",
+        || async { (!k.ok(&["get", "pods"]).contains("doomed-")).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_pods_watch_sees_a_new_instance_appear() {
+    let (_s, k, files) = shared_or_skip!();
     let mut watch = k
         .cmd(&k.kubeconfig, &["get", "pods", "-w"])
         .stdout(Stdio::piped())
@@ -339,7 +554,7 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         .spawn()
         .expect("kubectl get -w");
     let watched = write(
-        dir,
+        files.path(),
         "watched.yaml",
         &hello("watched", &[("autoscaling.knative.dev/min-scale", "1")], ""),
     );
@@ -377,20 +592,14 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         seen.contains("watched-") && seen.contains("STATUS"),
         "{seen}"
     );
-    let out = k.ok(&["delete", "ksvc", "ssa"]);
-    assert!(out.contains("deleted"), "{out}");
-    let o = k.run(&["get", "rev,rt,seika"]);
-    assert!(!o.stdout.contains("/ssa"), "{}", o.stdout);
-    common::wait_for(
-        Duration::from_secs(30),
-        "the ssa instance to go",
-        || async { (!k.ok(&["get", "pods"]).contains("ssa-")).then_some(()) },
-    )
-    .await;
+}
 
-    // logs -f follows an instance's output as it is written.
+/// logs -f follows an instance's output as it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_follow_streams_an_instances_output() {
+    let (_s, k, files) = shared_or_skip!();
     let ticker = write(
-        dir,
+        files.path(),
         "ticker.yaml",
         &format!(
             "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: ticker\nspec:\n  template:\n    metadata:\n      annotations:\n        autoscaling.knative.dev/min-scale: \"1\"\n    spec:\n      containers:\n        - image: kantai/hello-ticker\n          command: [\"/bin/sh\", \"-c\", \"(i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo tick $i; sleep 0.1; done) & exec {} fn hello\"]\n",
@@ -447,41 +656,6 @@ async fn kubectl_runs_the_seed_walkthrough_and_every_verb() {
         followed.lines().count()
     );
     k.ok(&["delete", "ksvc", "ticker"]);
-
-    // The seed: once hello scaled to zero, a request from node3 starts its instance on node3.
-    common::wait_for(
-        Duration::from_secs(90),
-        "hello to scale to zero",
-        || async { (!k.ok(&["get", "pods"]).contains("hello-")).then_some(()) },
-    )
-    .await;
-    let a = f.call("node3", "hello", "/").await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let out = k.ok(&["get", "pod", "-o", "wide"]);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("hello-"))
-        .unwrap_or_else(|| panic!("no hello pod:\n{out}"));
-    assert!(line.contains(" node3 "), "{out}");
-    let pod = line.split_whitespace().next().expect("name").to_owned();
-    k.ok(&["logs", &pod]);
-    let out = k.ok(&["get", "seika", "hello-00001"]);
-    assert!(out.contains("0-0-1/0-0-1"), "{out}");
-
-    // delete -f removes what the file describes, and everything the service owned.
-    let out = k.ok(&["delete", "-f", &manifest]);
-    assert!(
-        out.contains("service.serving.knative.dev \"hello\" deleted"),
-        "{out}"
-    );
-    let o = k.run(&["get", "ksvc,rev,rt,seika"]);
-    assert!(
-        o.ok && !o.stdout.contains("/hello"),
-        "{}{}",
-        o.stdout,
-        o.stderr
-    );
-    f.stop();
 }
 
 // --- Secrets and ConfigMaps, one behaviour per test, each on a one-node fleet of its own ---
@@ -491,14 +665,7 @@ const PASSWORD: &str = "kubectl-pa55word-7e1d";
 
 /// A one-node fleet and kubectl for it, or `None` (having said why) where kubectl is missing.
 async fn kubectl_fleet() -> Option<(TestFleet, Kubectl)> {
-    let Some((_, minor)) = kubectl_version() else {
-        assert!(
-            std::env::var("KANTAI_REQUIRE_KUBECTL").is_err(),
-            "kubectl is required here (KANTAI_REQUIRE_KUBECTL is set) but is not installed"
-        );
-        eprintln!("skipping: kubectl is not installed (Debian: apt-get install kubernetes-client)");
-        return None;
-    };
+    let minor = kubectl_or_skip()?;
     let f = TestFleet::one_node().await;
     let k = Kubectl {
         kubeconfig: f.kubeconfig.clone(),

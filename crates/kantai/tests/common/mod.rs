@@ -100,38 +100,30 @@ impl TestFleet {
         .await
     }
 
+    /// A fleet of one node, with extra fleet config text, for tests that share it: see
+    /// [`SharedFleet`].
+    pub async fn one_node_bound_to_this_thread(config: &str) -> TestFleet {
+        let nodes = [TestNode {
+            name: "node1",
+            rtt_to_first_ms: 0,
+        }];
+        TestFleet::launch(
+            shared_state(),
+            &topology(&nodes),
+            &["node1"],
+            config,
+            &[],
+            true,
+        )
+        .await
+    }
+
     /// Starts `kantai up` with the given nodes (all on 127.0.0.1, any ports) and extra
     /// fleet config text.
     pub async fn start(nodes: &[TestNode], config: &str) -> TestFleet {
         let state = tempfile::tempdir().expect("tempdir");
-        let mut topo = String::from("nodes:\n");
-        for n in nodes {
-            topo.push_str(&format!(
-                "  - {{name: {}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {{instances: 30}}}}\n",
-                n.name
-            ));
-        }
-        topo.push_str("links:\n  pairs:\n");
-        let mut pairs = 0;
-        for n in &nodes[1..] {
-            if n.rtt_to_first_ms > 0 {
-                pairs += 1;
-                topo.push_str(&format!(
-                    "    - {{between: [{}, {}], rtt: {}ms}}\n",
-                    nodes[0].name, n.name, n.rtt_to_first_ms
-                ));
-            }
-        }
-        if pairs == 0 {
-            topo.push_str("    []\n");
-            topo = topo.replace("  pairs:\n    []\n", "  pairs: []\n");
-        }
-        topo.push_str(&format!(
-            "control: {{node: {}, listen: \"127.0.0.1:0\"}}\n",
-            nodes[0].name
-        ));
         let names: Vec<&str> = nodes.iter().map(|n| n.name).collect();
-        TestFleet::start_topology(state, &topo, &names, config).await
+        TestFleet::start_topology(state, &topology(nodes), &names, config).await
     }
 
     /// The seed's testbed on loopback with any ports: node1 and node2 (cloud, under 1 ms
@@ -152,6 +144,20 @@ impl TestFleet {
         TestFleet::start_with(state, topo, &["node1", "node2", "node3"], config, &args).await
     }
 
+    /// The seed's testbed for tests that share it: see [`SharedFleet`].
+    pub async fn seed_testbed_bound_to_this_thread(config: &str) -> TestFleet {
+        let state = shared_state();
+        TestFleet::launch(
+            state,
+            SEED_TOPOLOGY,
+            &["node1", "node2", "node3"],
+            config,
+            &[],
+            true,
+        )
+        .await
+    }
+
     /// Starts `kantai up` with a topology text whose nodes are `names`.
     pub async fn start_topology(
         state: tempfile::TempDir,
@@ -170,12 +176,29 @@ impl TestFleet {
         config: &str,
         up_args: &[String],
     ) -> TestFleet {
+        TestFleet::launch(state, topo, names, config, up_args, false).await
+    }
+
+    /// Starts `kantai up`; `bound`: it gets SIGTERM when the calling thread ends (the
+    /// parent-death signal every kantai child process takes from `KANTAI_PARENT_PID`).
+    async fn launch(
+        state: tempfile::TempDir,
+        topo: &str,
+        names: &[&str],
+        config: &str,
+        up_args: &[String],
+        bound: bool,
+    ) -> TestFleet {
         let topo_file = state.path().join("test-topology.yaml");
         std::fs::write(&topo_file, topo).expect("topology");
         let config_file = state.path().join("test-config.yaml");
         std::fs::write(&config_file, config).expect("config");
         let data = state.path().join("data");
-        let up = Command::new(kantai_bin())
+        let mut up = Command::new(kantai_bin());
+        if bound {
+            up.env("KANTAI_PARENT_PID", std::process::id().to_string());
+        }
+        let up = up
             .args(["up", "--topology"])
             .arg(&topo_file)
             .arg("--config")
@@ -470,6 +493,108 @@ impl TestFleet {
                 "processes left after kantai up stopped: {left:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The topology text of `nodes`, all on 127.0.0.1 with any ports, the first one
+/// `rtt_to_first_ms` from each other.
+fn topology(nodes: &[TestNode]) -> String {
+    let mut topo = String::from("nodes:\n");
+    for n in nodes {
+        topo.push_str(&format!(
+            "  - {{name: {}, address: 127.0.0.1, gateway: \"127.0.0.1:0\", capacity: {{instances: 30}}}}\n",
+            n.name
+        ));
+    }
+    topo.push_str("links:\n  pairs:\n");
+    let mut pairs = 0;
+    for n in &nodes[1..] {
+        if n.rtt_to_first_ms > 0 {
+            pairs += 1;
+            topo.push_str(&format!(
+                "    - {{between: [{}, {}], rtt: {}ms}}\n",
+                nodes[0].name, n.name, n.rtt_to_first_ms
+            ));
+        }
+    }
+    if pairs == 0 {
+        topo.push_str("    []\n");
+        topo = topo.replace("  pairs:\n    []\n", "  pairs: []\n");
+    }
+    topo.push_str(&format!(
+        "control: {{node: {}, listen: \"127.0.0.1:0\"}}\n",
+        nodes[0].name
+    ));
+    topo
+}
+
+/// The state directory of a fleet a test process shares: such a fleet is in a static, never
+/// dropped, so its directory outlives the process. Named by the process's pid, so that the
+/// next process to start one removes those of processes that are gone.
+fn shared_state() -> tempfile::TempDir {
+    let root = std::env::temp_dir().join("kantai-shared-fleets");
+    std::fs::create_dir_all(&root).expect("the shared fleets' directory");
+    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let pid = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.split('-').next()?.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .tempdir_in(&root)
+        .expect("tempdir")
+}
+
+/// A fleet that the tests of a module share, started by whichever comes first and kept in a
+/// static (never dropped): a fleet start costs seconds. It runs on a thread and runtime of its
+/// own that live until the process exits: `kantai up` has the parent-death signal of that
+/// thread (from `KANTAI_PARENT_PID`), so it stops, and stops its instances, when the test
+/// process exits; and the fleet's HTTP client keeps its connections on that runtime, not on
+/// the runtime of a test that has ended.
+pub struct SharedFleet {
+    pub fleet: TestFleet,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SharedFleet {
+    /// Starts the fleet that `start` gives (a `*_bound_to_this_thread` one) on its own thread.
+    pub fn start<Fut>(start: impl FnOnce() -> Fut + Send + 'static) -> SharedFleet
+    where
+        Fut: std::future::Future<Output = TestFleet>,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("shared-fleet".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let fleet = rt.block_on(start());
+                let _ = tx.send((fleet, rt.handle().clone()));
+                rt.block_on(std::future::pending::<()>());
+            })
+            .expect("the shared fleet's thread");
+        let (fleet, runtime) = rx.recv().expect("the shared fleet did not start");
+        SharedFleet { fleet, runtime }
+    }
+
+    /// Runs `f` with the fleet on the fleet's runtime; a panic in it is the caller's.
+    pub async fn run<T, Fut>(&'static self, f: impl FnOnce(&'static TestFleet) -> Fut) -> T
+    where
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.runtime.spawn(f(&self.fleet)).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("{e}"),
         }
     }
 }
