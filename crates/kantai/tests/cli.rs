@@ -653,10 +653,11 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
     let pid = child.id();
     let state = format!("kantai-experiment-{pid}-");
     // Wait (bounded) until the run's fleet is up and its service placed: the control
-    // plane's decision log has a placement.
+    // plane's decision log has a placement (its scaler's reports and ticks come earlier,
+    // while the fleet still starts).
     let log = out.join("runs/default-1-0/decisions/control.jsonl");
     let start = std::time::Instant::now();
-    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 {
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains(r#""kind":"placement""#)) {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(60),
             "the fleet did not start"
