@@ -5,9 +5,10 @@
 
 use crate::common;
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{TestFleet, TestNode, hello};
+use common::{SharedFleet, TestFleet, TestNode, hello};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -36,82 +37,103 @@ fn statuses(text: &str) -> Vec<u16> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_refuses_hostile_requests_and_keeps_serving() {
-    let f = TestFleet::start(
-        &[TestNode {
-            name: "node1",
-            rtt_to_first_ms: 0,
-        }],
-        "dataplane:\n  header-read-timeout: 1s\n",
-    )
-    .await;
-    f.deploy(&hello(
-        "hello",
-        &[("autoscaling.knative.dev/min-scale", "1")],
-        "",
-    ))
-    .await;
-    let gw = f.gateway("node1");
-    let host = "hello.default.svc.cluster.local";
-    let limit = Duration::from_secs(5);
+/// One node serving `hello` (one instance kept), its gateway's header-read timeout 1 s: the
+/// fleet the hostile-input tests share, each with connections of its own.
+fn hostile_fleet() -> &'static SharedFleet {
+    static FLEET: OnceLock<SharedFleet> = OnceLock::new();
+    FLEET.get_or_init(|| {
+        SharedFleet::start(|| async {
+            let f =
+                TestFleet::one_node_bound_to_this_thread("dataplane:\n  header-read-timeout: 1s\n")
+                    .await;
+            f.deploy(&hello(
+                "hello",
+                &[("autoscaling.knative.dev/min-scale", "1")],
+                "",
+            ))
+            .await;
+            f
+        })
+    })
+}
 
-    // Content-Length and Transfer-Encoding together: the classic smuggling shape. As RFC
-    // 9112 §6.3 allows, the chunked framing wins (Content-Length is dropped) and the
-    // connection is closed after the answer, so the bytes after the body are never read as
-    // a second request.
+const HOST: &str = "hello.default.svc.cluster.local";
+const LIMIT: Duration = Duration::from_secs(5);
+
+/// Content-Length and Transfer-Encoding together: the classic smuggling shape. As RFC 9112
+/// §6.3 allows, the chunked framing wins (Content-Length is dropped) and the connection is
+/// closed after the answer, so the bytes after the body are never read as a second request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smuggling_shaped_request_gets_one_answer_and_its_connection_closed() {
+    let gw = hostile_fleet().fleet.gateway("node1");
     let smuggle = format!(
-        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        "POST / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
     );
-    let (text, closed) = exchange(gw, smuggle.as_bytes(), limit).await;
+    let (text, closed) = exchange(gw, smuggle.as_bytes(), LIMIT).await;
     assert_eq!(statuses(&text), [200], "one answer, not two: {text}");
     assert!(
         closed,
         "the connection stayed open after a smuggling attempt"
     );
     assert!(!text.contains("smuggled"), "{text}");
+}
 
-    // Obsolete line folding (a header continued on the next line): 400.
-    let folded = format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-A: one\r\n two\r\n\r\n");
-    let (text, _) = exchange(gw, folded.as_bytes(), limit).await;
+/// Obsolete line folding (a header continued on the next line): 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obsolete_line_folding_gets_400() {
+    let gw = hostile_fleet().fleet.gateway("node1");
+    let folded = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-A: one\r\n two\r\n\r\n");
+    let (text, _) = exchange(gw, folded.as_bytes(), LIMIT).await;
     assert_eq!(statuses(&text), [400], "{text}");
+}
 
-    // Oversized headers: refused (431 or 400), never a hang.
+/// Oversized headers, one huge or very many: refused (431 or 400), never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_and_the_connection_closed() {
+    let gw = hostile_fleet().fleet.gateway("node1");
     let huge = format!(
-        "GET / HTTP/1.1\r\nHost: {host}\r\nX-Big: {}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {}\r\n\r\n",
         "a".repeat(1 << 20)
     );
-    let (text, closed) = exchange(gw, huge.as_bytes(), limit).await;
+    let (text, closed) = exchange(gw, huge.as_bytes(), LIMIT).await;
     let s = statuses(&text);
     assert!(
         closed && (s.is_empty() || s == [431] || s == [400]),
         "{s:?} closed={closed}"
     );
-    let mut many = format!("GET / HTTP/1.1\r\nHost: {host}\r\n");
+    let mut many = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n");
     for i in 0..500 {
         many.push_str(&format!("X-{i}: v\r\n"));
     }
     many.push_str("\r\n");
-    let (text, closed) = exchange(gw, many.as_bytes(), limit).await;
+    let (text, closed) = exchange(gw, many.as_bytes(), LIMIT).await;
     let s = statuses(&text);
     assert!(
         closed && (s.is_empty() || s == [431] || s == [400]),
         "{s:?} closed={closed}"
     );
+}
 
-    // A client that never finishes its headers is cut off after header-read-timeout (1 s).
+/// A client that never finishes its headers is cut off after header-read-timeout (1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off_after_the_header_read_timeout() {
+    let gw = hostile_fleet().fleet.gateway("node1");
     let t = Instant::now();
     let (_, closed) = exchange(
         gw,
-        format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").as_bytes(),
-        limit,
+        format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: ").as_bytes(),
+        LIMIT,
     )
     .await;
-    assert!(closed, "a slow client held its connection for {limit:?}");
+    assert!(closed, "a slow client held its connection for {LIMIT:?}");
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
 
-    // A Host that matches no service is answered here, never forwarded anywhere: a listener
-    // named by that Host sees no connection.
+/// A Host that matches no service is answered here, never forwarded anywhere: a listener
+/// named by that Host sees no connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_matching_no_service_gets_404_and_is_never_connected_to() {
+    let gw = hostile_fleet().fleet.gateway("node1");
     let bait = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -119,7 +141,7 @@ async fn the_gateway_refuses_hostile_requests_and_keeps_serving() {
     let (text, _) = exchange(
         gw,
         format!("GET / HTTP/1.1\r\nHost: {bait_addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        limit,
+        LIMIT,
     )
     .await;
     assert_eq!(statuses(&text), [404], "{text}");
@@ -129,63 +151,91 @@ async fn the_gateway_refuses_hostile_requests_and_keeps_serving() {
             .is_err(),
         "the gateway connected to the address in the Host header"
     );
+}
 
-    // The data port (where nodes forward requests to each other's instances) serves only
-    // the fleet's nodes: without the peer token, or with a wrong one, 403 and no instance
-    // reached; the admin port wants the API token.
-    let node: serde_json::Value = f
-        .client
-        .get(kantai_api::resources::NODES, "", "node1")
-        .await
-        .expect("node");
-    let data = node["spec"]["data"].as_str().expect("data address");
-    let instance = f.instances().await[0]["metadata"]["name"]
-        .as_str()
-        .expect("instance")
-        .to_owned();
-    for token in [None, Some("not-the-token")] {
-        let mut headers = vec![("kantai-instance", instance.as_str())];
-        if let Some(t) = token {
-            headers.push(("kantai-peer-token", t));
-        }
-        let (status, body) = f
-            .send("GET", &format!("http://{data}/"), &headers, "")
-            .await;
-        assert_eq!(status, 403, "{body}");
-        assert!(body.contains("clients use the gateway"), "{body}");
-        let (status, _) = f
-            .send("GET", &format!("http://{data}/kantai/ping"), &headers, "")
-            .await;
-        assert_eq!(status, 403, "a probe without the peer token");
-    }
-    let peer_token =
-        std::fs::read_to_string(f.state.path().join("data/peer-token")).expect("peer token");
-    let (status, body) = f
-        .send(
-            "GET",
-            &format!("http://{data}/"),
-            &[
-                ("kantai-instance", &instance),
-                ("kantai-peer-token", peer_token.trim()),
-            ],
-            "",
-        )
+/// The data port (where nodes forward requests to each other's instances) serves only the
+/// fleet's nodes: without the peer token, or with a wrong one, 403 and no instance reached,
+/// probes included; with it, the instance answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_port_serves_only_requests_with_the_peer_token() {
+    hostile_fleet()
+        .run(|f| async move {
+            let node: serde_json::Value = f
+                .client
+                .get(kantai_api::resources::NODES, "", "node1")
+                .await
+                .expect("node");
+            let data = node["spec"]["data"]
+                .as_str()
+                .expect("data address")
+                .to_owned();
+            let instance = f.instances().await[0]["metadata"]["name"]
+                .as_str()
+                .expect("instance")
+                .to_owned();
+            for token in [None, Some("not-the-token")] {
+                let mut headers = vec![("kantai-instance", instance.as_str())];
+                if let Some(t) = token {
+                    headers.push(("kantai-peer-token", t));
+                }
+                let (status, body) = f
+                    .send("GET", &format!("http://{data}/"), &headers, "")
+                    .await;
+                assert_eq!(status, 403, "{body}");
+                assert!(body.contains("clients use the gateway"), "{body}");
+                let (status, _) = f
+                    .send("GET", &format!("http://{data}/kantai/ping"), &headers, "")
+                    .await;
+                assert_eq!(status, 403, "a probe without the peer token");
+            }
+            let peer_token = std::fs::read_to_string(f.state.path().join("data/peer-token"))
+                .expect("peer token");
+            let (status, body) = f
+                .send(
+                    "GET",
+                    &format!("http://{data}/"),
+                    &[
+                        ("kantai-instance", &instance),
+                        ("kantai-peer-token", peer_token.trim()),
+                    ],
+                    "",
+                )
+                .await;
+            assert_eq!(status, 200, "with the peer token: {body}");
+        })
         .await;
-    assert_eq!(status, 200, "with the peer token: {body}");
-    let admin = format!("http://{}/metrics", f.admin("node1"));
-    assert_eq!(f.send("GET", &admin, &[], "").await.0, 401);
-    let auth = format!("Bearer {}", f.token);
-    assert_eq!(
-        f.send("GET", &admin, &[("authorization", &auth)], "")
-            .await
-            .0,
-        200
-    );
+}
 
-    // Through all of it, the gateway serves.
-    let ok = f.call("node1", "hello", "/").await;
+/// A node's admin port (metrics, logs, link changes) wants the API token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_wants_the_api_token() {
+    hostile_fleet()
+        .run(|f| async move {
+            let admin = format!("http://{}/metrics", f.admin("node1"));
+            assert_eq!(f.send("GET", &admin, &[], "").await.0, 401);
+            let auth = format!("Bearer {}", f.token);
+            assert_eq!(
+                f.send("GET", &admin, &[("authorization", &auth)], "")
+                    .await
+                    .0,
+                200
+            );
+        })
+        .await;
+}
+
+/// After hostile input on other connections, the gateway serves as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_keeps_serving_after_hostile_input() {
+    let shared = hostile_fleet();
+    let gw = shared.fleet.gateway("node1");
+    let folded = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\nX-A: one\r\n two\r\n\r\n");
+    let (text, _) = exchange(gw, folded.as_bytes(), LIMIT).await;
+    assert_eq!(statuses(&text), [400], "{text}");
+    let ok = shared
+        .run(|f| async move { f.call("node1", "hello", "/").await })
+        .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    f.stop();
 }
 
 /// One request to the API with the fleet's token; the status and body.
