@@ -150,6 +150,35 @@ pub struct PlacementRecord {
 }
 
 impl PlacementRecord {
+    /// The fleet the policy saw (nodes, capacity, what ran on them, round trips), rebuilt
+    /// from the record: what a replay of the decision decides on.
+    pub fn fleet(&self) -> kantai_policy::FleetView {
+        let n = self.nodes.len();
+        let at = |v: &[Option<f64>], i: usize| v.get(i).copied().flatten();
+        let nodes = (0..n)
+            .map(|i| kantai_policy::NodeView {
+                name: self.nodes[i].clone(),
+                ready: self.ready.get(i).copied().unwrap_or(false),
+                max_instances: self.max_instances.get(i).copied().flatten(),
+                cpu: at(&self.cpu, i),
+                memory: at(&self.memory, i),
+                instances: self.instances.get(i).copied().unwrap_or(0),
+                cpu_used: self.cpu_used.get(i).copied().unwrap_or(0.0),
+                memory_used: self.memory_used.get(i).copied().unwrap_or(0.0),
+                ..kantai_policy::NodeView::default()
+            })
+            .collect();
+        let mut rtt = kantai_policy::RttMatrix::new(n);
+        for (i, row) in self.rtt_ms.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                if let Some(ms) = v {
+                    rtt.set(i, j, *ms);
+                }
+            }
+        }
+        kantai_policy::FleetView { nodes, rtt }
+    }
+
     /// The record of a placement: every input the policy saw, and its decision. `time` is
     /// the driver's clock as RFC 3339 (the simulator's virtual one, the fleet's wall clock).
     pub fn new(

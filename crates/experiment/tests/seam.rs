@@ -7,13 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use kantai_control::scaling::logged_load;
-use kantai_decisions::{Decision, PlacementRecord};
+use kantai_decisions::Decision;
 use kantai_driver::RevisionSettings;
 use kantai_driver::scaler::{self, RevisionScaler};
 use kantai_model::serving::Object;
 use kantai_model::serving::derive::{configuration_for, revision_for};
 use kantai_model::{ServingConfig, manifest};
-use kantai_policy::{FleetView, NodeView, RttMatrix};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -44,35 +43,6 @@ fn settings() -> RevisionSettings {
     assert!(problems.is_empty(), "{problems:?}");
     s.scaling.reachable = true;
     s
-}
-
-/// The fleet a logged placement saw (the nodes, their capacity and round trips: what no
-/// report carries).
-fn fleet_of(p: &PlacementRecord) -> FleetView {
-    let n = p.nodes.len();
-    let at = |v: &[Option<f64>], i: usize| v.get(i).copied().flatten();
-    let nodes = (0..n)
-        .map(|i| NodeView {
-            name: p.nodes[i].clone(),
-            ready: p.ready[i],
-            max_instances: p.max_instances[i],
-            cpu: at(&p.cpu, i),
-            memory: at(&p.memory, i),
-            instances: p.instances[i],
-            cpu_used: p.cpu_used[i],
-            memory_used: p.memory_used[i],
-            ..NodeView::default()
-        })
-        .collect();
-    let mut rtt = RttMatrix::new(n);
-    for (i, row) in p.rtt_ms.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            if let Some(ms) = v {
-                rtt.set(i, j, *ms);
-            }
-        }
-    }
-    FleetView { nodes, rtt }
 }
 
 /// When the loop made hello's scaler: its first decision (made as it appeared).
@@ -109,7 +79,7 @@ fn control_path(records: &[Decision]) -> Vec<Step> {
                 let step = out.last_mut().expect("a placement follows its tick");
                 let now = Duration::from_nanos(step.0);
                 let (d, _) = core.place(
-                    &fleet_of(p),
+                    &p.fleet(),
                     &p.nodes,
                     REVISION,
                     &p.current,
@@ -186,7 +156,7 @@ fn sim_path(records: &[Decision]) -> Vec<Step> {
                 if core.placement_due(step.1) {
                     let now = Duration::from_nanos(step.0);
                     let (d, _) = core.place(
-                        &fleet_of(p),
+                        &p.fleet(),
                         &index,
                         REVISION,
                         &placed,

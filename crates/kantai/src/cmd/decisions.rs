@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use kantai_api::decisions::{self, Decision, PlacementRecord};
-use kantai_policy::{
-    FleetView, NodeView, Params, PlacementDecision, PlacementInput, Resources, RttMatrix, registry,
-};
+use kantai_policy::{Params, PlacementDecision, PlacementInput, Resources, registry};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -91,30 +89,7 @@ pub fn replay_placement(p: &PlacementRecord) -> Result<PlacementDecision, String
     }
     let mut policy = registry::placement(&p.policy, &params)
         .ok_or_else(|| registry::unknown(registry::Kind::Placement, &p.policy))?;
-    let n = p.nodes.len();
-    let at = |v: &[Option<f64>], i: usize| v.get(i).copied().flatten();
-    let nodes = (0..n)
-        .map(|i| NodeView {
-            name: p.nodes[i].clone(),
-            ready: p.ready.get(i).copied().unwrap_or(false),
-            max_instances: p.max_instances.get(i).copied().flatten(),
-            cpu: at(&p.cpu, i),
-            memory: at(&p.memory, i),
-            instances: p.instances.get(i).copied().unwrap_or(0),
-            cpu_used: p.cpu_used.get(i).copied().unwrap_or(0.0),
-            memory_used: p.memory_used.get(i).copied().unwrap_or(0.0),
-            ..NodeView::default()
-        })
-        .collect();
-    let mut rtt = RttMatrix::new(n);
-    for (i, row) in p.rtt_ms.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            if let Some(ms) = v {
-                rtt.set(i, j, *ms);
-            }
-        }
-    }
-    let fleet = FleetView { nodes, rtt };
+    let fleet = p.fleet();
     let input = PlacementInput {
         fleet: &fleet,
         revision: &p.revision,
