@@ -20,14 +20,16 @@ use kantai_api::Client;
 use kantai_api::resources::{INSTANCES, PLACEMENTS, SERVICES};
 use serde_json::Value;
 
-/// Waits until `f` gives a value, polling every 100 ms; fails the test naming `what` after
-/// `limit`. Every wait of these tests is this one.
+/// Waits until `f` gives a value, polling after 10 ms, then twice as long each time up to
+/// every 100 ms (most conditions hold soon; none is polled hard for long); fails the test
+/// naming `what` after `limit`. Every wait of these tests is this one or [`wait_blocking`].
 pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, f: F) -> T
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
     let start = Instant::now();
+    let mut pause = Duration::from_millis(10);
     loop {
         if let Some(v) = f().await {
             return v;
@@ -36,7 +38,24 @@ where
             start.elapsed() < limit,
             "timed out after {limit:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// The blocking twin of [`wait_for`], for the places a test cannot await (`Drop`, code
+/// outside a runtime): polls `f` every 20 ms, fails naming `what` after `limit`.
+pub fn wait_blocking<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -215,28 +234,31 @@ impl TestFleet {
             .spawn()
             .expect("start kantai up");
         let run = data.join("run");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let control: Value = loop {
-            if let Ok(b) = std::fs::read(run.join("control.json"))
-                && let Ok(v) = serde_json::from_slice(&b)
-            {
-                break v;
+        let ready = |file: String| {
+            let path = run.join(file);
+            move || {
+                let v = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                std::future::ready(v)
             }
-            assert!(Instant::now() < deadline, "the control plane did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        let limit = Duration::from_secs(30);
+        let control: Value = wait_for(
+            limit,
+            "the control plane to start",
+            ready("control.json".into()),
+        )
+        .await;
         let mut gateways = Vec::new();
         let mut admins = Vec::new();
         for n in names {
-            let v: Value = loop {
-                if let Ok(b) = std::fs::read(run.join(format!("{n}.json")))
-                    && let Ok(v) = serde_json::from_slice(&b)
-                {
-                    break v;
-                }
-                assert!(Instant::now() < deadline, "node {n} did not start");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
+            let v: Value = wait_for(
+                limit,
+                &format!("node {n} to start"),
+                ready(format!("{n}.json")),
+            )
+            .await;
             gateways.push((
                 (*n).to_owned(),
                 v["gateway"].as_str().expect("gw").parse().expect("addr"),
@@ -473,27 +495,15 @@ impl TestFleet {
     pub fn stop(mut self) {
         let pid = nix::unistd::Pid::from_raw(self.up.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(_)) = self.up.try_wait() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "kantai up did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_blocking(Duration::from_secs(30), "kantai up to stop", || {
+            matches!(self.up.try_wait(), Ok(Some(_))).then_some(())
+        });
         let state = self.state.path().display().to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = processes_mentioning(&state);
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "processes left after kantai up stopped: {left:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_blocking(
+            Duration::from_secs(10),
+            "the processes kantai up started to end",
+            || processes_mentioning(&state).is_empty().then_some(()),
+        );
     }
 }
 
