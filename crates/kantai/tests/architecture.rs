@@ -48,8 +48,8 @@ const PURE_ALLOWED: &[&str] = &[
     // The driver core both drivers (control plane, simulator) call: settings and the scaler.
     "kantai-driver",
     // The decision log's record types: the driver core builds a placement's record from the
-    // very input the policy saw; only drivers open a log and write it.
-    "kantai-decisions",
+    // very input the policy saw (the log's writer, kantai-decisions, is the drivers' alone).
+    "kantai-records",
     "kantai-autoscaler",
     "kantai-policy",
     "kantai-latency",
@@ -331,8 +331,8 @@ fn the_simulator_drives_the_pure_crates_only() {
         fs::read_to_string(root().join("crates/decisions/Cargo.toml")).expect("manifest");
     for dep in dependencies(&decisions) {
         assert!(
-            !dep.starts_with("kantai") || dep == "kantai-policy",
-            "crates/decisions may depend on the policies' types only, not {dep:?}"
+            !dep.starts_with("kantai") || dep == "kantai-records",
+            "crates/decisions may depend on the record types only, not {dep:?}"
         );
     }
 }

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kantai_autoscaler::{Decision, Observation, RevisionAutoscaler, ScalingSpec};
-use kantai_decisions::PlacementRecord;
 use kantai_latency::Ewma;
 use kantai_policy::registry;
 use kantai_policy::{
     FleetView, Params, Placement, PlacementDecision, PlacementInput, Resources, stable_hash,
 };
+use kantai_records::PlacementRecord;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
