@@ -30,7 +30,7 @@ impl Sim {
             "{}/{}@{}",
             f.namespace, f.revision, self.net.nodes[origin as usize].name
         );
-        let seed = kantai_policy::request::stable_hash(who.as_bytes()) ^ self.seed;
+        let seed = kantai_policy::stable_hash(who.as_bytes()) ^ self.seed;
         let id = self.gates.len() as u32;
         self.gates.push(Gate {
             function,

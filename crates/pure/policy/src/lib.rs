@@ -7,6 +7,7 @@
 //! by the same name, runs in the live fleet and in the simulator.
 
 pub mod fleet;
+pub mod hash;
 pub mod lb;
 pub mod params;
 pub mod placement;
@@ -15,8 +16,9 @@ pub mod registry;
 pub mod request;
 
 pub use fleet::{FleetView, NodeView, Resources, RttMatrix};
+pub use hash::stable_hash;
 pub use lb::{Candidate, LbContext, LoadBalancer};
 pub use params::Params;
 pub use placement::{Placement, PlacementDecision, PlacementInput};
 pub use queue::{Admission, QueueDiscipline};
-pub use request::{RequestInfo, RequestKey, SimpleRequest, stable_hash};
+pub use request::{RequestInfo, RequestKey, SimpleRequest};

@@ -8,8 +8,9 @@
 use rand::Rng;
 
 use super::{Candidate, LbContext, LoadBalancer};
+use crate::hash::stable_hash;
 use crate::params::HashKey;
-use crate::request::{RequestInfo, stable_hash};
+use crate::request::RequestInfo;
 
 /// The bound on an instance's load relative to the average (ε = 0.25).
 pub const LOAD_FACTOR: f64 = 1.25;
