@@ -698,18 +698,21 @@ fn hello_starts_listening_after_its_startup_delay() {
     let port = free_port();
     let start = std::time::Instant::now();
     let mut child = spawn_hello(port, &[("STARTUP_DELAY", "400ms")]);
-    // Poll (bounded) until it accepts a connection.
-    let mut up = None;
-    while start.elapsed() < std::time::Duration::from_secs(10) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = Some(start.elapsed());
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // Until it accepts a connection; hello is stopped either way.
+    let up = std::panic::catch_unwind(|| {
+        common::wait_blocking(
+            std::time::Duration::from_secs(10),
+            "hello to listen",
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .is_ok()
+                    .then(|| start.elapsed())
+            },
+        )
+    });
     let _ = child.kill();
     let _ = child.wait();
-    let up = up.expect("hello never listened");
+    let up = up.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     assert!(
         up >= std::time::Duration::from_millis(400),
         "listening after {up:?}"
@@ -737,17 +740,11 @@ fn hello_reads_bodies_and_keeps_the_connection() {
     use std::io::{Read, Write};
     let port = free_port();
     let mut child = spawn_hello(port, &[]);
-    let start = std::time::Instant::now();
-    let mut conn = loop {
-        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            break c;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "hello never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let mut conn = common::wait_blocking(
+        std::time::Duration::from_secs(10),
+        "hello to listen",
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
     conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
     let body = vec![b'x'; 200_000];
@@ -785,14 +782,15 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
     // plane's decision log has a placement (its scaler's reports and ticks come earlier,
     // while the fleet still starts).
     let log = out.join("runs/default-1-0/decisions/control.jsonl");
-    let start = std::time::Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains(r#""kind":"placement""#)) {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "the fleet did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    common::wait_blocking(
+        std::time::Duration::from_secs(60),
+        "the fleet to start (a placement in the control plane's log)",
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains(r#""kind":"placement""#))
+                .then_some(())
+        },
+    );
     assert!(common::processes_mentioning(&state).len() >= 4);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
