@@ -539,9 +539,9 @@ fn topology(nodes: &[TestNode]) -> String {
     topo
 }
 
-/// The state directory of a fleet a test process shares: such a fleet is in a static, never
-/// dropped, so its directory outlives the process. Named by the process's pid, so that the
-/// next process to start one removes those of processes that are gone.
+/// The directory of a fleet or a [`Scenario`] a test process shares: such a thing is in a
+/// static, never dropped, so its directory outlives the process. Named by the process's pid,
+/// so that the next process to start one removes those of processes that are gone.
 pub fn shared_state() -> tempfile::TempDir {
     let root = std::env::temp_dir().join("kantai-shared-fleets");
     std::fs::create_dir_all(&root).expect("the shared fleets' directory");
