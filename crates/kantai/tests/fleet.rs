@@ -582,6 +582,9 @@ fn traffic_split() -> &'static TrafficSplit {
             },
         )
         .await;
+        // Ready at the new generation: every ready node's gateway routes to split-00002 (the
+        // status fields above can come before the route does).
+        f.wait_ready("split").await;
         let v2 = f.call("node1", "split", "/").await;
         let mut obj = obj.clone();
         obj["spec"]["traffic"] = serde_json::json!([
