@@ -18,7 +18,7 @@
 use crate::common;
 use crate::python;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestFleet, hello};
 use kantai_api::resources::{NODES, SERVICES};
@@ -179,21 +179,30 @@ async fn still_serves(f: &TestFleet) -> Result<(), String> {
     .map_err(|why| format!("within 60 s, the new service did not answer 200 ({why})"))
 }
 
-/// Polls `probe` (None: done; Some(why): not yet) until it is done, for at most `limit`.
+/// Polls `probe` (None: done; Some(why): not yet) until it is done, for at most `limit`;
+/// what it last said when it was not done in time (the report names it, not a panic).
 async fn poll<F, Fut>(limit: Duration, probe: F) -> Result<(), String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Option<String>>,
 {
-    let start = Instant::now();
-    loop {
-        let Some(why) = probe().await else {
-            return Ok(());
-        };
-        if start.elapsed() > limit {
-            return Err(why);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let last = std::sync::Mutex::new(String::new());
+    let done = common::wait_for(
+        Duration::MAX,
+        "(bounded by the timeout around it)",
+        || async {
+            match probe().await {
+                None => Some(()),
+                Some(why) => {
+                    *last.lock().expect("the last reason") = why;
+                    None
+                }
+            }
+        },
+    );
+    match tokio::time::timeout(limit, done).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(last.into_inner().expect("the last reason")),
     }
 }
 

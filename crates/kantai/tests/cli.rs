@@ -390,28 +390,136 @@ fn start_experiment(
     (child, out)
 }
 
-#[test]
-fn a_live_experiment_records_every_request_next_to_the_simulation() {
-    let dir = tempfile::tempdir().expect("tmp");
-    // The seed's testbed; two instances from the start (hello-two); 6 s of open-loop load
-    // from the edge and the cloud, and two closed-loop users at node2.
-    let (child, out) = start_experiment(
-        dir.path(),
-        &format!(
-            "seed: 4\nduration: 6s\nwarmup: 1s\nservices: [{}]\nfunctions: {{hello: {{service-time: {{uniform: {{min: 3ms, max: 5ms}}}}}}}}\nworkload:\n  - {{function: hello, origins: {{node3: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node2: 1}}, arrivals: {{users: {{count: 2, think: 200ms}}}}}}\n",
-            repo().join("examples/sim/hello-two.yaml").display()
-        ),
-        "name: live\nscenario: s.yaml\nmode: both\nslo: 15ms\npolicies:\n  - {name: faast, placement: latency-aware, load-balancer: faast}\n",
-    );
-    let file = dir.path().join("e.yaml");
-    let pid = child.id();
-    let o = child.wait_with_output().expect("wait");
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    // The fleet is gone: no process of this run's state directory is left.
-    let left = common::processes_mentioning(&format!("kantai-experiment-{pid}-"));
-    assert!(left.is_empty(), "left running: {left:?}");
+/// What a live experiment left: the seed's testbed, two instances from the start
+/// (hello-two), 6 s of open-loop load from the edge and the cloud and two closed-loop users at
+/// node2, live and simulated; then `--replot` from its raw data, from compressed raw data, and
+/// without raw data (each step changes the out directory, so they run in order).
+struct LiveExperiment {
+    /// Lives as long as the test process (removed by the next one, see `shared_state`).
+    _dir: tempfile::TempDir,
+    run: PathBuf,
+    ran: Output,
+    pid: u32,
+    left: Vec<String>,
+    results: String,
+    /// `requests.csv` and `report.html` as the run wrote them (the replots change both).
+    requests: String,
+    report: String,
+    replotted: Output,
+    report_replotted: bool,
+    results_replotted: String,
+    gzipped: bool,
+    replotted_compressed: Output,
+    results_compressed: String,
+    replotted_without_raw_data: Output,
+}
 
-    let csv = std::fs::read_to_string(out.join("results.csv")).expect("csv");
+static LIVE: common::Scenario<LiveExperiment> = common::Scenario::new();
+
+fn live_experiment() -> &'static LiveExperiment {
+    LIVE.get(|| async {
+        let dir = common::shared_state();
+        let (child, out) = start_experiment(
+            dir.path(),
+            &format!(
+                "seed: 4\nduration: 6s\nwarmup: 1s\nservices: [{}]\nfunctions: {{hello: {{service-time: {{uniform: {{min: 3ms, max: 5ms}}}}}}}}\nworkload:\n  - {{function: hello, origins: {{node3: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node1: 1}}, arrivals: {{poisson: {{rate: 15}}}}}}\n  - {{function: hello, origins: {{node2: 1}}, arrivals: {{users: {{count: 2, think: 200ms}}}}}}\n",
+                repo().join("examples/sim/hello-two.yaml").display()
+            ),
+            "name: live\nscenario: s.yaml\nmode: both\nslo: 15ms\npolicies:\n  - {name: faast, placement: latency-aware, load-balancer: faast}\n",
+        );
+        let file = dir.path().join("e.yaml").display().to_string();
+        let pid = child.id();
+        let ran = child.wait_with_output().expect("wait");
+        let left = common::processes_mentioning(&format!("kantai-experiment-{pid}-"));
+        let run = out.join("runs/faast-1-0");
+        let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_default();
+        let results = read(out.join("results.csv"));
+        let requests = read(run.join("requests.csv"));
+        let report = read(out.join("report.html"));
+        let replot = || {
+            kantai(&[
+                "experiment",
+                &file,
+                "--out",
+                &out.display().to_string(),
+                "--replot",
+                "-q",
+            ])
+        };
+        let _ = std::fs::remove_file(out.join("report.html"));
+        let replotted = replot();
+        let report_replotted = out.join("report.html").exists();
+        let results_replotted = read(out.join("results.csv"));
+        let gzipped = Command::new("gzip")
+            .arg(run.join("requests.csv"))
+            .status()
+            .expect("gzip")
+            .success();
+        let replotted_compressed = replot();
+        let results_compressed = read(out.join("results.csv"));
+        let _ = std::fs::remove_file(run.join("requests.csv.gz"));
+        let replotted_without_raw_data = replot();
+        LiveExperiment {
+            _dir: dir,
+            run,
+            ran,
+            pid,
+            left,
+            results,
+            requests,
+            report,
+            replotted,
+            report_replotted,
+            results_replotted,
+            gzipped,
+            replotted_compressed,
+            results_compressed,
+            replotted_without_raw_data,
+        }
+    })
+}
+
+impl LiveExperiment {
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.run.join(file)).expect(file)
+    }
+
+    /// The rows of `requests.csv` after its header, split into fields.
+    fn requests(&self) -> Vec<Vec<String>> {
+        self.requests
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    }
+}
+
+/// The first line of `results.csv` after its header: the live run's row.
+fn live_row(csv: &str) -> Vec<String> {
+    csv.lines()
+        .nth(1)
+        .expect("row")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_live_experiment_succeeds_and_leaves_no_process_behind() {
+    let e = live_experiment();
+    assert!(e.ran.status.success(), "{}", text(&e.ran.stderr));
+    // The fleet is gone: no process of this run's state directory is left.
+    assert!(
+        e.left.is_empty(),
+        "left running (pid {}): {:?}",
+        e.pid,
+        e.left
+    );
+}
+
+#[test]
+fn a_live_experiment_writes_a_live_and_a_simulated_row_without_failures() {
+    let csv = &live_experiment().results;
     let rows: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
@@ -420,13 +528,14 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
     assert_eq!(rows.len(), 2, "{csv}");
     assert_eq!((rows[0][1], rows[1][1]), ("live", "sim"));
     assert_eq!(rows[0][6..9], ["0", "0", "0"], "{csv}");
+}
 
-    let run = out.join("runs/faast-1-0");
-    // The live run sent the simulator's very open-loop requests: the same count per origin.
+#[test]
+fn a_live_experiment_sends_the_simulators_open_loop_requests() {
+    let e = live_experiment();
+    // The same count per origin.
     let origin_totals = |file: &str| -> Vec<(String, u64)> {
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(run.join(file)).expect("summary"))
-                .expect("json");
+        let v: serde_json::Value = serde_json::from_str(&e.read(file)).expect("json");
         v["by_function"][0]["origins"]
             .as_array()
             .expect("origins")
@@ -447,33 +556,53 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
         let of = |v: &[(String, u64)]| v.iter().find(|(n, _)| n == node).map(|x| x.1);
         assert_eq!(of(&live), of(&sim), "{node}: live {live:?}, sim {sim:?}");
     }
-    let requests = std::fs::read_to_string(run.join("requests.csv")).expect("requests");
-    let mut lines = requests.lines();
+}
+
+#[test]
+fn a_live_experiment_records_every_request_with_the_node_and_instance_that_served_it() {
+    let e = live_experiment();
     assert_eq!(
-        lines.next(),
+        e.requests.lines().next(),
         Some("t,function,origin,status,latency_ms,lag_ms,node,instance,cold,error")
     );
-    let (mut n, mut by_users) = (0, 0);
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
-        assert_eq!((f[1], f[3]), ("hello", "200"), "{l}");
-        by_users += usize::from(f[2] == "node2");
-        assert!(["node1", "node2", "node3"].contains(&f[6]), "{l}");
+    let requests = e.requests();
+    for f in &requests {
+        let l = f.join(",");
+        assert_eq!((f[1].as_str(), f[3].as_str()), ("hello", "200"), "{l}");
+        assert!(["node1", "node2", "node3"].contains(&f[6].as_str()), "{l}");
         assert!(f[7].starts_with(&format!("hello-{}-", f[6])), "{l}");
-        // A request from the edge served in the cloud pays the emulated round trip.
-        if f[2] == "node3" && f[6] != "node3" {
-            assert!(f[4].parse::<f64>().expect("ms") >= 35.0, "{l}");
-        }
-        n += 1;
     }
-    assert!(n > 100, "{n} requests");
+    assert!(requests.len() > 100, "{} requests", requests.len());
+}
+
+#[test]
+fn a_live_experiments_edge_request_served_in_the_cloud_pays_the_round_trip() {
+    for f in live_experiment().requests() {
+        if f[2] == "node3" && f[6] != "node3" {
+            assert!(f[4].parse::<f64>().expect("ms") >= 35.0, "{}", f.join(","));
+        }
+    }
+}
+
+#[test]
+fn a_live_experiments_closed_loop_users_wait_for_their_answers() {
+    let by_users = live_experiment()
+        .requests()
+        .iter()
+        .filter(|f| f[2] == "node2")
+        .count();
     // Two users, each waiting for its answer and 200 ms more: at most 30 requests each in 6 s,
     // the first one 200 ms in.
     assert!(
         (20..=60).contains(&by_users),
         "{by_users} requests from the users"
     );
-    let timeline = std::fs::read_to_string(run.join("timeline.csv")).expect("timeline");
+}
+
+#[test]
+fn a_live_experiment_records_the_fleets_metrics_in_a_timeline() {
+    let e = live_experiment();
+    let timeline = e.read("timeline.csv");
     for metric in [
         ",control,kantai_autoscaler_desired_instances,",
         ",control,kantai_placement_instances,",
@@ -483,60 +612,60 @@ fn a_live_experiment_records_every_request_next_to_the_simulation() {
     ] {
         assert!(timeline.contains(metric), "{metric} missing:\n{timeline}");
     }
-    assert!(!run.join("timeline-problems.txt").exists());
-    let decisions = std::fs::read_to_string(run.join("decisions/control.jsonl")).expect("log");
-    assert!(decisions.lines().count() > 0);
-    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
-    assert!(html.contains("faast (live)") && html.contains("faast (sim)"));
+    assert!(!e.run.join("timeline-problems.txt").exists());
+}
 
-    // --replot rebuilds the report from the raw data, starting no fleet.
-    std::fs::remove_file(out.join("report.html")).expect("rm");
-    let o = kantai(&[
-        "experiment",
-        &file.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-        "--replot",
-        "-q",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(out.join("report.html").exists());
-    let again = std::fs::read_to_string(out.join("results.csv")).expect("csv");
-    let live_row = |csv: &str| -> Vec<String> {
-        csv.lines()
-            .nth(1)
-            .expect("row")
-            .split(',')
-            .map(str::to_owned)
-            .collect()
-    };
-    let (before, after) = (live_row(&csv), live_row(&again));
+#[test]
+fn a_live_experiment_keeps_the_control_planes_decision_log() {
+    let decisions = live_experiment().read("decisions/control.jsonl");
+    assert!(decisions.lines().count() > 0);
+}
+
+#[test]
+fn a_live_experiments_report_shows_the_live_and_the_simulated_run() {
+    let html = &live_experiment().report;
+    assert!(html.contains("faast (live)") && html.contains("faast (sim)"));
+}
+
+#[test]
+fn replot_rebuilds_a_live_experiments_report_from_its_raw_data() {
+    let e = live_experiment();
+    // Starting no fleet.
+    assert!(
+        e.replotted.status.success(),
+        "{}",
+        text(&e.replotted.stderr)
+    );
+    assert!(e.report_replotted);
+    let (before, after) = (live_row(&e.results), live_row(&e.results_replotted));
     // Counts are the same; latencies were written to the microsecond.
-    assert_eq!(before[..9], after[..9], "{csv}\n{again}");
+    assert_eq!(
+        before[..9],
+        after[..9],
+        "{}\n{}",
+        e.results,
+        e.results_replotted
+    );
     let ms = |r: &[String], i: usize| r[i].parse::<f64>().expect("ms");
     assert!((ms(&before, 9) - ms(&after, 9)).abs() <= 0.02 * ms(&before, 9));
-    let replot = || {
-        kantai(&[
-            "experiment",
-            &file.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-            "--replot",
-            "-q",
-        ])
-    };
-    // Compressed raw data (as the committed reports keep it) reads the same.
-    let gz = Command::new("gzip")
-        .arg(run.join("requests.csv"))
-        .status()
-        .expect("gzip");
-    assert!(gz.success());
-    let o = replot();
+}
+
+#[test]
+fn replot_reads_compressed_raw_data_the_same() {
+    // As the committed reports keep it.
+    let e = live_experiment();
+    assert!(e.gzipped);
+    let o = &e.replotted_compressed;
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let third = std::fs::read_to_string(out.join("results.csv")).expect("csv");
-    assert_eq!(live_row(&third)[..9], after[..9]);
-    std::fs::remove_file(run.join("requests.csv.gz")).expect("rm");
-    let o = replot();
+    assert_eq!(
+        live_row(&e.results_compressed)[..9],
+        live_row(&e.results_replotted)[..9]
+    );
+}
+
+#[test]
+fn replot_without_raw_data_fails_naming_the_missing_file() {
+    let o = &live_experiment().replotted_without_raw_data;
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("requests.csv"),
@@ -569,18 +698,21 @@ fn hello_starts_listening_after_its_startup_delay() {
     let port = free_port();
     let start = std::time::Instant::now();
     let mut child = spawn_hello(port, &[("STARTUP_DELAY", "400ms")]);
-    // Poll (bounded) until it accepts a connection.
-    let mut up = None;
-    while start.elapsed() < std::time::Duration::from_secs(10) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = Some(start.elapsed());
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // Until it accepts a connection; hello is stopped either way.
+    let up = std::panic::catch_unwind(|| {
+        common::wait_blocking(
+            std::time::Duration::from_secs(10),
+            "hello to listen",
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .is_ok()
+                    .then(|| start.elapsed())
+            },
+        )
+    });
     let _ = child.kill();
     let _ = child.wait();
-    let up = up.expect("hello never listened");
+    let up = up.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     assert!(
         up >= std::time::Duration::from_millis(400),
         "listening after {up:?}"
@@ -608,17 +740,11 @@ fn hello_reads_bodies_and_keeps_the_connection() {
     use std::io::{Read, Write};
     let port = free_port();
     let mut child = spawn_hello(port, &[]);
-    let start = std::time::Instant::now();
-    let mut conn = loop {
-        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            break c;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "hello never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let mut conn = common::wait_blocking(
+        std::time::Duration::from_secs(10),
+        "hello to listen",
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
     conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
     let body = vec![b'x'; 200_000];
@@ -656,14 +782,15 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
     // plane's decision log has a placement (its scaler's reports and ticks come earlier,
     // while the fleet still starts).
     let log = out.join("runs/default-1-0/decisions/control.jsonl");
-    let start = std::time::Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains(r#""kind":"placement""#)) {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "the fleet did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    common::wait_blocking(
+        std::time::Duration::from_secs(60),
+        "the fleet to start (a placement in the control plane's log)",
+        || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains(r#""kind":"placement""#))
+                .then_some(())
+        },
+    );
     assert!(common::processes_mentioning(&state).len() >= 4);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
@@ -687,7 +814,17 @@ fn an_interrupted_live_experiment_leaves_nothing_behind() {
     assert!(dirs.is_empty(), "state left: {dirs:?}");
 }
 
-// `kantai create`, `describe` and `edit` against a real fleet (Secrets and ConfigMaps).
+// `kantai create`, `describe` and `edit` against a real fleet (Secrets and ConfigMaps): one
+// fleet that these tests share, each on names of its own.
+
+fn secrets_fleet() -> &'static common::TestFleet {
+    static FLEET: std::sync::OnceLock<common::SharedFleet> = std::sync::OnceLock::new();
+    &FLEET
+        .get_or_init(|| {
+            common::SharedFleet::start(|| common::TestFleet::one_node_bound_to_this_thread(""))
+        })
+        .fleet
+}
 
 /// Runs `kantai` against the fleet and returns stdout, stderr and the exit code.
 fn against(f: &common::TestFleet, args: &[&str], env: &[(&str, &Path)]) -> (String, String, i32) {
@@ -728,47 +865,51 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_secret_stores_literals_and_files_in_base64() {
-    let f = common::TestFleet::one_node().await;
+#[test]
+fn create_secret_stores_literals_and_files_in_base64() {
+    let f = secrets_fleet();
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("password.txt");
     std::fs::write(&file, "hunter2\n").expect("write");
     let from_file = format!("--from-file=password={}", file.display());
     let (out, err, code) = against(
-        &f,
+        f,
         &[
             "create",
             "secret",
             "generic",
-            "db",
+            "db-literals",
             "--from-literal=user=admin",
             &from_file,
         ],
         &[],
     );
-    assert_eq!((code, out.as_str()), (0, "secret/db created\n"), "{err}");
-    let s = got(&f, "secret", "db");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "secret/db-literals created\n"),
+        "{err}"
+    );
+    let s = got(f, "secret", "db-literals");
     assert_eq!(s["data"]["user"], b64("admin"), "{s}");
     assert_eq!(s["data"]["password"], b64("hunter2\n"), "{s}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn describe_secret_shows_sizes_never_values() {
-    let f = common::TestFleet::one_node().await;
+#[test]
+fn describe_secret_shows_sizes_never_values() {
+    let f = secrets_fleet();
     let (_, err, code) = against(
-        &f,
+        f,
         &[
             "create",
             "secret",
             "generic",
-            "db",
+            "db-described",
             "--from-literal=password=hunter2",
         ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
-    let (out, err, code) = against(&f, &["describe", "secret", "db"], &[]);
+    let (out, err, code) = against(f, &["describe", "secret", "db-described"], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("Type:  Opaque") && out.contains("password:  7 bytes"),
@@ -780,57 +921,75 @@ async fn describe_secret_shows_sizes_never_values() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edit_replaces_a_configmap_with_the_editors_change() {
-    let f = common::TestFleet::one_node().await;
+#[test]
+fn edit_replaces_a_configmap_with_the_editors_change() {
+    let f = secrets_fleet();
     let dir = tempfile::tempdir().expect("tmp");
     let (_, err, code) = against(
-        &f,
-        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        f,
+        &[
+            "create",
+            "configmap",
+            "app-edited",
+            "--from-literal=mode=slow",
+        ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
     let editor = sed_editor(dir.path(), "editor.sh", "s/mode: slow/mode: fast/");
     let (out, err, code) = against(
-        &f,
-        &["edit", "configmap", "app"],
+        f,
+        &["edit", "configmap", "app-edited"],
         &[("KUBE_EDITOR", &editor)],
     );
-    assert_eq!((code, out.as_str()), (0, "configmap/app edited\n"), "{err}");
-    assert_eq!(got(&f, "configmap", "app")["data"]["mode"], "fast");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "configmap/app-edited edited\n"),
+        "{err}"
+    );
+    assert_eq!(got(f, "configmap", "app-edited")["data"]["mode"], "fast");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edit_that_changes_nothing_is_cancelled() {
-    let f = common::TestFleet::one_node().await;
+#[test]
+fn an_edit_that_changes_nothing_is_cancelled() {
+    let f = secrets_fleet();
     let (_, err, code) = against(
-        &f,
-        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        f,
+        &[
+            "create",
+            "configmap",
+            "app-unchanged",
+            "--from-literal=mode=slow",
+        ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
-    let before = got(&f, "configmap", "app")["metadata"]["resourceVersion"].clone();
-    let (out, err, code) = against(&f, &["edit", "cm/app"], &[("EDITOR", Path::new("true"))]);
+    let before = got(f, "configmap", "app-unchanged")["metadata"]["resourceVersion"].clone();
+    let (out, err, code) = against(
+        f,
+        &["edit", "cm/app-unchanged"],
+        &[("EDITOR", Path::new("true"))],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(err, "Edit cancelled, no changes made.\n");
     assert_eq!(
-        got(&f, "configmap", "app")["metadata"]["resourceVersion"],
+        got(f, "configmap", "app-unchanged")["metadata"]["resourceVersion"],
         before
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_edited_file_is_private_and_removed_afterwards() {
+#[test]
+fn the_edited_file_is_private_and_removed_afterwards() {
     use std::os::unix::fs::PermissionsExt;
-    let f = common::TestFleet::one_node().await;
+    let f = secrets_fleet();
     let dir = tempfile::tempdir().expect("tmp");
     let (_, err, code) = against(
-        &f,
+        f,
         &[
             "create",
             "secret",
             "generic",
-            "db",
+            "db-edited",
             "--from-literal=password=x",
         ],
         &[],
@@ -847,7 +1006,11 @@ async fn the_edited_file_is_private_and_removed_afterwards() {
     )
     .expect("script");
     std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let (_, err, code) = against(&f, &["edit", "secret", "db"], &[("KUBE_EDITOR", &editor)]);
+    let (_, err, code) = against(
+        f,
+        &["edit", "secret", "db-edited"],
+        &[("KUBE_EDITOR", &editor)],
+    );
     assert_eq!(code, 0, "{err}");
     let seen = std::fs::read_to_string(&seen).expect("the editor ran");
     let lines: Vec<&str> = seen.lines().collect();
@@ -864,38 +1027,48 @@ async fn the_edited_file_is_private_and_removed_afterwards() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_edit_shows_the_apis_causes() {
-    let f = common::TestFleet::one_node().await;
+#[test]
+fn an_invalid_edit_shows_the_apis_causes() {
+    let f = secrets_fleet();
     let dir = tempfile::tempdir().expect("tmp");
     let (_, err, code) = against(
-        &f,
-        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        f,
+        &[
+            "create",
+            "configmap",
+            "app-invalid",
+            "--from-literal=mode=slow",
+        ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
     let editor = sed_editor(dir.path(), "editor.sh", "s/mode: slow/bad key!: slow/");
     let (out, err, code) = against(
-        &f,
-        &["edit", "configmap", "app"],
+        f,
+        &["edit", "configmap", "app-invalid"],
         &[("KUBE_EDITOR", &editor)],
     );
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains("configmap/app was not saved") && err.contains("data[bad key!]"),
+        err.contains("configmap/app-invalid was not saved") && err.contains("data[bad key!]"),
         "{err}"
     );
-    assert_eq!(got(&f, "configmap", "app")["data"]["mode"], "slow");
+    assert_eq!(got(f, "configmap", "app-invalid")["data"]["mode"], "slow");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edit_of_a_changed_object_is_a_conflict() {
+#[test]
+fn an_edit_of_a_changed_object_is_a_conflict() {
     use std::os::unix::fs::PermissionsExt;
-    let f = common::TestFleet::one_node().await;
+    let f = secrets_fleet();
     let dir = tempfile::tempdir().expect("tmp");
     let (_, err, code) = against(
-        &f,
-        &["create", "configmap", "app", "--from-literal=mode=slow"],
+        f,
+        &[
+            "create",
+            "configmap",
+            "app-conflict",
+            "--from-literal=mode=slow",
+        ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
@@ -905,7 +1078,7 @@ async fn an_edit_of_a_changed_object_is_a_conflict() {
     std::fs::write(
         &outer,
         format!(
-            "#!/bin/sh\nKUBE_EDITOR={} {} edit configmap app || exit 1\nexec sed -i 's/mode: slow/mode: fast/' \"$1\"\n",
+            "#!/bin/sh\nKUBE_EDITOR={} {} edit configmap app-conflict || exit 1\nexec sed -i 's/mode: slow/mode: fast/' \"$1\"\n",
             inner.display(),
             common::kantai_bin()
         ),
@@ -913,8 +1086,8 @@ async fn an_edit_of_a_changed_object_is_a_conflict() {
     .expect("script");
     std::fs::set_permissions(&outer, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let (out, err, code) = against(
-        &f,
-        &["edit", "configmap", "app"],
+        f,
+        &["edit", "configmap", "app-conflict"],
         &[("KUBE_EDITOR", &outer)],
     );
     assert_eq!(code, 1, "{out}{err}");
@@ -922,7 +1095,10 @@ async fn an_edit_of_a_changed_object_is_a_conflict() {
         err.contains("was changed since it was read") && err.contains("again"),
         "{err}"
     );
-    assert_eq!(got(&f, "configmap", "app")["data"]["mode"], "medium");
+    assert_eq!(
+        got(f, "configmap", "app-conflict")["data"]["mode"],
+        "medium"
+    );
 }
 
 /// `kantai create` pointed at an address where nothing listens: what it refuses, it refuses

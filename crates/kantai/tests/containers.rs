@@ -157,22 +157,22 @@ impl Registry {
                 .spawn()
                 .expect("start docker-registry");
             // Until it answers, or dies (the port was taken meanwhile: try another).
-            loop {
-                if http_status(port, "/v2/") == Some(200) {
-                    return Registry {
-                        child,
-                        port,
-                        _storage: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "docker-registry did not answer on 127.0.0.1:{port}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
+            let answers = common::wait_blocking(
+                deadline.saturating_duration_since(Instant::now()),
+                &format!("docker-registry to answer on 127.0.0.1:{port}"),
+                || {
+                    if http_status(port, "/v2/") == Some(200) {
+                        return Some(true);
+                    }
+                    matches!(child.try_wait(), Ok(Some(_))).then_some(false)
+                },
+            );
+            if answers {
+                return Registry {
+                    child,
+                    port,
+                    _storage: dir,
+                };
             }
             assert!(Instant::now() < deadline, "docker-registry did not start");
         }
@@ -433,16 +433,19 @@ async fn apply_ready(f: &TestFleet, k: &Kubectl, yaml: &str, name: &str) -> Valu
 /// Waits (60 s at most) for the Service to be Ready at its latest generation; on a timeout
 /// the failure shows the Service's and its instances' status.
 async fn wait_ready(f: &TestFleet, name: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let svc = f.client.get(SERVICES, "default", name).await.ok();
-        if let Some(v) = &svc {
-            let ready = condition(v, "Ready").is_some_and(|c| c["status"] == "True");
-            if ready && v["status"]["observedGeneration"] == v["metadata"]["generation"] {
-                return v.clone();
-            }
-        }
-        if Instant::now() > deadline {
+    let ready = common::wait_for(
+        Duration::MAX,
+        "(bounded by the timeout around it)",
+        || async {
+            let v = f.client.get(SERVICES, "default", name).await.ok()?;
+            let ready = condition(&v, "Ready").is_some_and(|c| c["status"] == "True");
+            (ready && v["status"]["observedGeneration"] == v["metadata"]["generation"]).then_some(v)
+        },
+    );
+    match tokio::time::timeout(Duration::from_secs(60), ready).await {
+        Ok(v) => v,
+        Err(_) => {
+            let svc = f.client.get(SERVICES, "default", name).await.ok();
             let instances: Vec<Value> = f
                 .instances()
                 .await
@@ -460,7 +463,6 @@ async fn wait_ready(f: &TestFleet, name: &str) -> Value {
                 svc.map(|v| v["status"].clone()).unwrap_or_default()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -573,14 +575,11 @@ fn stop_keeping_state(mut f: TestFleet) -> tempfile::TempDir {
     let state = std::mem::replace(&mut f.state, tempfile::tempdir().expect("tempdir"));
     let pid = nix::unistd::Pid::from_raw(f.up.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(f.up.try_wait(), Ok(Some(_))) {
-        assert!(
-            Instant::now() < deadline,
-            "kantai up did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_blocking(
+        Duration::from_secs(30),
+        "kantai up to stop on SIGTERM",
+        || matches!(f.up.try_wait(), Ok(Some(_))).then_some(()),
+    );
     state
 }
 
@@ -1233,101 +1232,154 @@ async fn a_stopped_fleet_leaves_no_container_mount_or_cgroup() {
 }
 
 /// 11b. A SIGKILLed node agent's container outlives it; the agent, started again on the
-///      same state, removes it (container, mount, cgroup) and serves anew.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_agent_removes_the_container_its_killed_predecessor_left() {
-    if !can_run("a_restarted_agent_removes_the_container_its_killed_predecessor_left") {
-        return;
+///      same state, removes it (container, mount, cgroup) and serves anew. Each step needs
+///      the one before, so it runs once, in order, and each test asserts one outcome.
+struct OrphanedContainer {
+    /// Once the agent is dead: what `runc list` shows, the container's id, and whether each
+    /// of the container's processes still runs.
+    listed_after_kill: Vec<String>,
+    id: String,
+    workers_alive_after_kill: Vec<bool>,
+    /// Once the agent, started again, removed the container: whether its bundle is left,
+    /// the node's cgroups, and the mounts under the bundle.
+    bundle_left: bool,
+    cgroups: Vec<PathBuf>,
+    mounts: Vec<String>,
+    /// The service's answer from the new agent's container.
+    answer: String,
+}
+
+static ORPHANED_CONTAINER: common::Scenario<Option<OrphanedContainer>> = common::Scenario::new();
+
+/// The scenario's outcomes, or `None` (having said why) where containers cannot run.
+fn orphaned_container(test: &str) -> Option<&'static OrphanedContainer> {
+    if !can_run(test) {
+        return None;
     }
-    const NODE: &str = "ctr-orphan";
-    let lab = Lab::new();
-    let f = fleet(&lab, NODE).await;
-    let k = Kubectl::new(&f);
-    apply_ready(
-        &f,
-        &k,
-        &service("orphan", &lab.image("v1"), KEEP_ONE, ""),
-        "orphan",
-    )
-    .await;
-    let inst = ready_instance(&f, "orphan-00001").await;
-    let id = format!("default.{inst}");
-    let root = node_dir(&f, NODE).join("runc");
-    let state_path = f.state.path().display().to_string();
-    let agents = common::node_agent_pids(&state_path);
-    assert_eq!(agents.len(), 1, "node agents: {agents:?}");
-    let workers = pids_with_env("K_SERVICE=orphan");
-    assert!(!workers.is_empty());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agents[0] as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the agent");
-    common::wait_for(Duration::from_secs(10), "the agent to die", || async {
-        common::node_agent_pids(&state_path)
-            .is_empty()
-            .then_some(())
-    })
-    .await;
-    // The container outlived its agent.
+    ORPHANED_CONTAINER
+        .get(|| async {
+            const NODE: &str = "ctr-orphan";
+            let lab = Lab::new();
+            let f = fleet(&lab, NODE).await;
+            let k = Kubectl::new(&f);
+            apply_ready(
+                &f,
+                &k,
+                &service("orphan", &lab.image("v1"), KEEP_ONE, ""),
+                "orphan",
+            )
+            .await;
+            let inst = ready_instance(&f, "orphan-00001").await;
+            let id = format!("default.{inst}");
+            let root = node_dir(&f, NODE).join("runc");
+            let state_path = f.state.path().display().to_string();
+            let agents = common::node_agent_pids(&state_path);
+            assert_eq!(agents.len(), 1, "node agents: {agents:?}");
+            let workers = pids_with_env("K_SERVICE=orphan");
+            assert!(!workers.is_empty());
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(agents[0] as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .expect("kill the agent");
+            common::wait_for(Duration::from_secs(10), "the agent to die", || async {
+                common::node_agent_pids(&state_path)
+                    .is_empty()
+                    .then_some(())
+            })
+            .await;
+            let listed_after_kill = runc_list(&root);
+            let workers_alive_after_kill = workers
+                .iter()
+                .map(|p| Path::new(&format!("/proc/{p}")).exists())
+                .collect();
+            // The same node, started again on the same state.
+            let state = stop_keeping_state(f);
+            let _ = std::fs::remove_dir_all(state.path().join("data/run"));
+            let f = TestFleet::start_topology(
+                state,
+                &one_node_topology(NODE),
+                &[NODE],
+                &fleet_config(&lab),
+            )
+            .await;
+            common::wait_for(
+                Duration::from_secs(30),
+                "the old container to be removed",
+                || async { (!runc_list(&root).contains(&id)).then_some(()) },
+            )
+            .await;
+            common::wait_for(
+                Duration::from_secs(10),
+                "the old processes to end",
+                || async {
+                    workers
+                        .iter()
+                        .all(|p| !Path::new(&format!("/proc/{p}")).exists() || zombie(*p))
+                        .then_some(())
+                },
+            )
+            .await;
+            let bundle = node_dir(&f, NODE).join("containers").join(&id);
+            let bundle_left = bundle.exists();
+            let cgroups = cgroups_of_node(NODE);
+            let mounts = mounts_under(&bundle);
+            wait_ready(&f, "orphan").await;
+            let answer = get_ok(&f, NODE, "orphan", "/").await;
+            f.stop();
+            Some(OrphanedContainer {
+                listed_after_kill,
+                id,
+                workers_alive_after_kill,
+                bundle_left,
+                cgroups,
+                mounts,
+                answer,
+            })
+        })
+        .as_ref()
+}
+
+#[test]
+fn a_killed_agents_container_outlives_it() {
+    let Some(o) = orphaned_container("a_killed_agents_container_outlives_it") else {
+        return;
+    };
     assert!(
-        runc_list(&root).contains(&id),
+        o.listed_after_kill.contains(&o.id),
         "runc list: {:?}",
-        runc_list(&root)
+        o.listed_after_kill
     );
     assert!(
-        workers
-            .iter()
-            .all(|p| Path::new(&format!("/proc/{p}")).exists()),
+        o.workers_alive_after_kill.iter().all(|alive| *alive),
         "the container's processes died with the agent"
     );
+}
 
-    // The same node, started again on the same state.
-    let state = stop_keeping_state(f);
-    let _ = std::fs::remove_dir_all(state.path().join("data/run"));
-    let f = TestFleet::start_topology(
-        state,
-        &one_node_topology(NODE),
-        &[NODE],
-        &fleet_config(&lab),
-    )
-    .await;
-    common::wait_for(
-        Duration::from_secs(30),
-        "the old container to be removed",
-        || async { (!runc_list(&root).contains(&id)).then_some(()) },
-    )
-    .await;
-    common::wait_for(
-        Duration::from_secs(10),
-        "the old processes to end",
-        || async {
-            workers
-                .iter()
-                .all(|p| !Path::new(&format!("/proc/{p}")).exists() || zombie(*p))
-                .then_some(())
-        },
-    )
-    .await;
+#[test]
+fn a_restarted_agent_removes_the_container_its_killed_predecessor_left() {
+    let Some(o) =
+        orphaned_container("a_restarted_agent_removes_the_container_its_killed_predecessor_left")
+    else {
+        return;
+    };
+    // Its container and processes are gone (the scenario waited for that); and so are:
+    assert!(!o.bundle_left, "the old bundle is left");
     assert!(
-        !node_dir(&f, NODE).join("containers").join(&id).exists(),
-        "the old bundle is left"
-    );
-    assert!(
-        !cgroups_of_node(NODE).iter().any(|g| g.ends_with(&id)),
+        !o.cgroups.iter().any(|g| g.ends_with(&o.id)),
         "the old cgroup is left: {:?}",
-        cgroups_of_node(NODE)
+        o.cgroups
     );
-    assert!(
-        !mounts_under(&node_dir(&f, NODE).join("containers").join(&id))
-            .iter()
-            .any(|_| true),
-        "the old root is still mounted"
-    );
-    // And the service runs again, in a container of the new agent's.
-    wait_ready(&f, "orphan").await;
-    assert_eq!(get_ok(&f, NODE, "orphan", "/").await.trim_end(), HELLO_PAGE);
-    f.stop();
+    assert!(o.mounts.is_empty(), "the old root is still mounted");
+}
+
+#[test]
+fn a_restarted_agent_serves_anew_in_a_container_of_its_own() {
+    let Some(o) = orphaned_container("a_restarted_agent_serves_anew_in_a_container_of_its_own")
+    else {
+        return;
+    };
+    assert_eq!(o.answer.trim_end(), HELLO_PAGE);
 }
 
 fn zombie(pid: i32) -> bool {

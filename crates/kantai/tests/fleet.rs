@@ -515,79 +515,138 @@ async fn concurrency_one_queues_overflow_is_503_and_slow_requests_504() {
         .stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traffic_splits_and_new_revisions_take_over() {
-    let f = std::sync::Arc::new(TestFleet::one_node().await);
-    let keep = [("autoscaling.knative.dev/min-scale", "1")];
-    f.deploy(&hello("split", &keep, "")).await;
-    let v1 = f.call("node1", "split", "/").await;
-    assert!(
-        v1.body.starts_with("Konnichiwa from split-node1-"),
-        "{}",
-        v1.body
-    );
+/// A service's revisions in turn: `split-00001`, then a changed template's `split-00002`,
+/// which takes all traffic once ready, then 90 % to the latest and 10 % to the first (tagged
+/// `old`), over 2,000 requests. Each step builds on the one before, so it runs once, in
+/// order, and each test asserts one outcome.
+struct TrafficSplit {
+    /// The first revision's answer.
+    v1: common::Answer,
+    /// The service once `split-00002` is ready and takes the traffic, and its answer then.
+    svc: serde_json::Value,
+    v2: common::Answer,
+    /// The answers to 2,000 requests under the 90/10 split.
+    split: Vec<(u16, String)>,
+    /// The answer to the `old` tag.
+    tagged: common::Answer,
+}
 
-    // A changed template makes split-00002, which takes all traffic once ready.
-    let v2_yaml = hello("split", &keep, "").replace("Konnichiwa", "Ohayo");
-    let docs = kantai_model::manifest::read(&v2_yaml, &Default::default()).expect("yaml");
-    let mut obj = docs[0].object.as_ref().expect("object").to_json();
-    let cur = f
-        .client
-        .get(kantai_api::resources::SERVICES, "default", "split")
-        .await
-        .expect("get");
-    obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-    f.client
-        .replace(kantai_api::resources::SERVICES, "default", "split", &obj)
-        .await
-        .expect("update");
-    let svc = common::wait_for(
-        Duration::from_secs(30),
-        "split-00002 to be ready",
-        || async {
+static TRAFFIC_SPLIT: common::Scenario<TrafficSplit> = common::Scenario::new();
+
+/// Replaces Service `split` with `obj` at its current resourceVersion, reading it again
+/// while the controllers' status writes make that version stale (409), as a client does.
+async fn replace_split(f: &TestFleet, obj: &serde_json::Value) {
+    common::wait_for(Duration::from_secs(10), "the update of split", || async {
+        let cur = f
+            .client
+            .get(kantai_api::resources::SERVICES, "default", "split")
+            .await
+            .ok()?;
+        let mut obj = obj.clone();
+        obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+        match f
+            .client
+            .replace(kantai_api::resources::SERVICES, "default", "split", &obj)
+            .await
+        {
+            Ok(_) => Some(()),
+            Err(e) if e.is_conflict() => None,
+            Err(e) => panic!("update of split: {e}"),
+        }
+    })
+    .await;
+}
+
+fn traffic_split() -> &'static TrafficSplit {
+    TRAFFIC_SPLIT.get(|| async {
+        let f = std::sync::Arc::new(TestFleet::one_node().await);
+        let keep = [("autoscaling.knative.dev/min-scale", "1")];
+        f.deploy(&hello("split", &keep, "")).await;
+        let v1 = f.call("node1", "split", "/").await;
+        let v2_yaml = hello("split", &keep, "").replace("Konnichiwa", "Ohayo");
+        let docs = kantai_model::manifest::read(&v2_yaml, &Default::default()).expect("yaml");
+        let obj = docs[0].object.as_ref().expect("object").to_json();
+        replace_split(&f, &obj).await;
+        let svc = common::wait_for(
+            Duration::from_secs(30),
+            "split-00002 to be ready",
+            || async {
+                let v = f
+                    .client
+                    .get(kantai_api::resources::SERVICES, "default", "split")
+                    .await
+                    .ok()?;
+                (v["status"]["latestReadyRevisionName"] == "split-00002"
+                    && v["status"]["traffic"][0]["revisionName"] == "split-00002")
+                    .then_some(v)
+            },
+        )
+        .await;
+        // Ready at the new generation: every ready node's gateway routes to split-00002 (the
+        // status fields above can come before the route does).
+        f.wait_ready("split").await;
+        let v2 = f.call("node1", "split", "/").await;
+        let mut obj = obj.clone();
+        obj["spec"]["traffic"] = serde_json::json!([
+            {"latestRevision": true, "percent": 90},
+            {"revisionName": "split-00001", "percent": 10, "tag": "old"}
+        ]);
+        replace_split(&f, &obj).await;
+        common::wait_for(Duration::from_secs(30), "the split", || async {
             let v = f
                 .client
                 .get(kantai_api::resources::SERVICES, "default", "split")
                 .await
                 .ok()?;
-            (v["status"]["latestReadyRevisionName"] == "split-00002"
-                && v["status"]["traffic"][0]["revisionName"] == "split-00002")
-                .then_some(v)
-        },
-    )
-    .await;
-    assert_eq!(svc["status"]["latestCreatedRevisionName"], "split-00002");
-    let a = f.call("node1", "split", "/").await;
-    assert!(a.body.starts_with("Ohayo from "), "{}", a.body);
-
-    // 90 % to the latest, 10 % to the first: within ±5 % over 2,000 requests.
-    let mut obj = obj.clone();
-    obj["spec"]["traffic"] = serde_json::json!([
-        {"latestRevision": true, "percent": 90},
-        {"revisionName": "split-00001", "percent": 10, "tag": "old"}
-    ]);
-    let cur = f
-        .client
-        .get(kantai_api::resources::SERVICES, "default", "split")
-        .await
-        .expect("get");
-    obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-    f.client
-        .replace(kantai_api::resources::SERVICES, "default", "split", &obj)
-        .await
-        .expect("split");
-    common::wait_for(Duration::from_secs(30), "the split", || async {
-        let v = f
-            .client
-            .get(kantai_api::resources::SERVICES, "default", "split")
-            .await
-            .ok()?;
-        (v["status"]["traffic"].as_array().map(Vec::len) == Some(2)
-            && f.ready_instances("split-00001").await > 0)
-            .then_some(())
+            (v["status"]["traffic"].as_array().map(Vec::len) == Some(2)
+                && f.ready_instances("split-00001").await > 0)
+                .then_some(())
+        })
+        .await;
+        let split = burst(&f, "node1", "split", "/", 10, 2000).await;
+        let tagged = f
+            .call_host(
+                "node1",
+                "old-split.default.svc.cluster.local",
+                "/",
+                Bytes::new(),
+            )
+            .await;
+        std::sync::Arc::try_unwrap(f)
+            .ok()
+            .expect("sole owner")
+            .stop();
+        TrafficSplit {
+            v1,
+            svc,
+            v2,
+            split,
+            tagged,
+        }
     })
-    .await;
-    let answers = burst(&f, "node1", "split", "/", 10, 2000).await;
+}
+
+#[test]
+fn a_services_first_revision_serves_it() {
+    let v1 = &traffic_split().v1;
+    assert!(
+        v1.body.starts_with("Konnichiwa from split-node1-"),
+        "{}",
+        v1.body
+    );
+}
+
+#[test]
+fn a_new_revision_takes_all_traffic_once_ready() {
+    let t = traffic_split();
+    assert_eq!(t.svc["status"]["latestCreatedRevisionName"], "split-00002");
+    assert!(t.v2.body.starts_with("Ohayo from "), "{}", t.v2.body);
+}
+
+#[test]
+fn a_traffic_split_sends_each_revision_its_percent() {
+    // 90 % to the latest, 10 % to the first: within ±5 % over 2,000 requests.
+    let answers = &traffic_split().split;
     assert!(answers.iter().all(|(s, _)| *s == 200));
     let old = answers
         .iter()
@@ -597,20 +656,12 @@ async fn traffic_splits_and_new_revisions_take_over() {
         (100..=300).contains(&old),
         "{old} of 2000 went to the 10 % revision"
     );
-    // The tag reaches the old revision alone.
-    let tagged = f
-        .call_host(
-            "node1",
-            "old-split.default.svc.cluster.local",
-            "/",
-            Bytes::new(),
-        )
-        .await;
+}
+
+#[test]
+fn a_traffic_tag_reaches_its_revision_alone() {
+    let tagged = &traffic_split().tagged;
     assert!(tagged.body.starts_with("Konnichiwa"), "{}", tagged.body);
-    std::sync::Arc::try_unwrap(f)
-        .ok()
-        .expect("sole owner")
-        .stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,23 +746,22 @@ async fn a_dead_node_agent_stops_the_fleet() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill the agent this test started");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = f.up.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kantai up kept running without its node"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = common::wait_blocking(
+        Duration::from_secs(30),
+        "kantai up to stop without its node",
+        || f.up.try_wait().expect("wait"),
+    );
     assert_eq!(status.code(), Some(1));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !common::processes_mentioning(&state).is_empty() {
-        assert!(Instant::now() < deadline, "processes left behind");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for(
+        Duration::from_secs(10),
+        "the processes kantai up started to end",
+        || async {
+            common::processes_mentioning(&state)
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// An instance that fits on no node is reported, never dropped: the placement says so in a
@@ -943,13 +993,33 @@ async fn a_scale_down_and_a_rollout_under_steady_load_fail_no_request() {
         .stop();
 }
 
-/// Faults on an emulated link between two nodes: a lossy link costs retransmission time and
-/// nothing else; a stalled link costs a request its response-start timeout (504, on time,
-/// never a hang), after which the node fails over to instances it can reach, until the link
-/// is back. The admin port changes links only for the holder of the fleet's token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lossy_or_stalled_link_costs_time_or_a_timely_504_and_requests_fail_over() {
-    let topo = "nodes:
+/// Faults on an emulated link between two nodes, in order: a lossy link (30 %), link changes
+/// on the admin port with and without the token, a stalled link, and the link back. Each
+/// fault is set on the one link, so the steps run once, in order, and each test asserts one
+/// outcome.
+struct LinkFaults {
+    /// 40 calls from node1 of `far` (on node2) over the lossy link.
+    lossy: Vec<common::Answer>,
+    /// Link changes on node1's admin port: without the token; with it, a loss out of range;
+    /// with it, an unknown node.
+    no_token: u16,
+    bad_loss: (u16, String),
+    unknown_node: (u16, String),
+    /// Stalling the link (the admin port's answer), and then a call of `far`.
+    stall: (u16, String),
+    stalled: common::Answer,
+    /// 20 calls from node1 of `both` (on node1 and node2) once node1 found node2 unreachable.
+    failed_over: Vec<common::Answer>,
+    /// The link back (the admin port's answer), and the links node1 reports then.
+    back: u16,
+    links: (u16, String),
+}
+
+static LINK_FAULTS: common::Scenario<LinkFaults> = common::Scenario::new();
+
+fn link_faults() -> &'static LinkFaults {
+    LINK_FAULTS.get(|| async {
+        let topo = "nodes:
   - {name: node1, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}
   - {name: node2, address: 127.0.0.1, gateway: \"127.0.0.1:0\"}
 links:
@@ -957,35 +1027,112 @@ links:
     - {between: [node1, node2], rtt: 20ms, loss: 0.3}
 control: {node: node1, listen: \"127.0.0.1:0\"}
 ";
-    let state = tempfile::tempdir().expect("tempdir");
-    let f = TestFleet::start_topology(
-        state,
-        topo,
-        &["node1", "node2"],
-        "dataplane:\n  serving-headers: true\n",
-    )
-    .await;
-    let pinned = |counts: &'static str| {
-        [
-            ("kantai.dev/placement", "pinned"),
-            ("kantai.dev/pinned", counts),
-            ("autoscaling.knative.dev/min-scale", "1"),
-        ]
-    };
-    let timeouts = "      timeoutSeconds: 3\n      responseStartTimeoutSeconds: 1\n";
-    f.deploy(&hello("far", &pinned("node2=1"), timeouts)).await;
-    f.deploy(&hello("both", &pinned("node1=1,node2=1"), timeouts))
+        let state = tempfile::tempdir().expect("tempdir");
+        let f = TestFleet::start_topology(
+            state,
+            topo,
+            &["node1", "node2"],
+            "dataplane:\n  serving-headers: true\n",
+        )
         .await;
-    common::wait_for(Duration::from_secs(30), "the instances", || async {
-        (f.ready_instances("far-00001").await == 1 && f.ready_instances("both-00001").await == 2)
-            .then_some(())
+        let pinned = |counts: &'static str| {
+            [
+                ("kantai.dev/placement", "pinned"),
+                ("kantai.dev/pinned", counts),
+                ("autoscaling.knative.dev/min-scale", "1"),
+            ]
+        };
+        let timeouts = "      timeoutSeconds: 3\n      responseStartTimeoutSeconds: 1\n";
+        f.deploy(&hello("far", &pinned("node2=1"), timeouts)).await;
+        f.deploy(&hello("both", &pinned("node1=1,node2=1"), timeouts))
+            .await;
+        common::wait_for(Duration::from_secs(30), "the instances", || async {
+            (f.ready_instances("far-00001").await == 1
+                && f.ready_instances("both-00001").await == 2)
+                .then_some(())
+        })
+        .await;
+        let mut lossy = Vec::new();
+        for _ in 0..40 {
+            lossy.push(f.call("node1", "far", "/").await);
+        }
+        let admin = format!("http://{}/kantai/v1/links", f.admin("node1"));
+        let auth = format!("Bearer {}", f.token);
+        let with_token = [("authorization", auth.as_str())];
+        let (no_token, _) = f
+            .send("PUT", &format!("{admin}/node2"), &[], "{down: true}")
+            .await;
+        let bad_loss = f
+            .send("PUT", &format!("{admin}/node2"), &with_token, "{loss: 2}")
+            .await;
+        let unknown_node = f
+            .send(
+                "PUT",
+                &format!("{admin}/node9"),
+                &with_token,
+                "{down: true}",
+            )
+            .await;
+        // Stall: nothing crosses from node1 to node2 any more.
+        let stall = f
+            .send(
+                "PUT",
+                &format!("{admin}/node2"),
+                &with_token,
+                "{rtt: 20ms, down: true}",
+            )
+            .await;
+        let stalled = f.call("node1", "far", "/").await;
+        // node1 finds node2 unreachable (a probe after that timeout); from then on, requests
+        // go to the instance it can reach, at once.
+        common::wait_for(
+            Duration::from_secs(10),
+            "node1 to serve both on node1 alone, at once",
+            || async {
+                let a = f.call("node1", "both", "/").await;
+                (a.status == 200
+                    && a.headers.get("kantai-served-on").map(|v| v.as_bytes())
+                        == Some(&b"node1"[..])
+                    && a.elapsed < Duration::from_millis(500))
+                .then_some(())
+            },
+        )
+        .await;
+        let mut failed_over = Vec::new();
+        for _ in 0..20 {
+            failed_over.push(f.call("node1", "both", "/").await);
+        }
+        // The link is back: node2's instances serve node1's clients again.
+        let (back, _) = f
+            .send("PUT", &format!("{admin}/node2"), &with_token, "{rtt: 20ms}")
+            .await;
+        common::wait_for(
+            Duration::from_secs(10),
+            "far to answer over the link",
+            || async { (f.call("node1", "far", "/").await.status == 200).then_some(()) },
+        )
+        .await;
+        let links = f.send("GET", &admin, &with_token, "").await;
+        f.stop();
+        LinkFaults {
+            lossy,
+            no_token,
+            bad_loss,
+            unknown_node,
+            stall,
+            stalled,
+            failed_over,
+            back,
+            links,
+        }
     })
-    .await;
+}
 
-    // Loss: 30 % of crossings pay a retransmission (200 ms); every request still answers.
+#[test]
+fn a_lossy_link_costs_retransmission_time_and_nothing_else() {
+    // 30 % of crossings pay a retransmission (200 ms); every request still answers.
     let mut slow = 0;
-    for _ in 0..40 {
-        let a = f.call("node1", "far", "/").await;
+    for a in &link_faults().lossy {
         assert_eq!(a.status, 200, "over the lossy link: {}", a.body);
         assert!(a.elapsed < Duration::from_secs(1), "{:?}", a.elapsed);
         if a.elapsed >= Duration::from_millis(200) {
@@ -993,45 +1140,37 @@ control: {node: node1, listen: \"127.0.0.1:0\"}
         }
     }
     assert!(slow >= 1, "no request paid for a lost message in 40");
+}
 
-    // The admin port changes links for the token's holder only, and checks what it is told.
-    let admin = format!("http://{}/kantai/v1/links", f.admin("node1"));
-    let auth = format!("Bearer {}", f.token);
-    let with_token = [("authorization", auth.as_str())];
-    let (status, _) = f
-        .send("PUT", &format!("{admin}/node2"), &[], "{down: true}")
-        .await;
-    assert_eq!(status, 401, "a link change without the token");
-    let (status, body) = f
-        .send("PUT", &format!("{admin}/node2"), &with_token, "{loss: 2}")
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert!(body.contains("loss: 2 must be in [0, 1)"), "{body}");
-    let (status, body) = f
-        .send(
-            "PUT",
-            &format!("{admin}/node9"),
-            &with_token,
-            "{down: true}",
-        )
-        .await;
-    assert_eq!(status, 404, "{body}");
-
-    // Stall: nothing crosses from node1 to node2 any more.
-    let (status, body) = f
-        .send(
-            "PUT",
-            &format!("{admin}/node2"),
-            &with_token,
-            "{rtt: 20ms, down: true}",
-        )
-        .await;
+#[test]
+fn the_admin_port_changes_links_only_for_the_tokens_holder() {
     assert_eq!(
-        (status, body.contains("\"down\":true")),
+        link_faults().no_token,
+        401,
+        "a link change without the token"
+    );
+}
+
+#[test]
+fn the_admin_port_checks_the_link_change_it_is_told() {
+    let l = link_faults();
+    let (status, body) = &l.bad_loss;
+    assert_eq!(*status, 422, "{body}");
+    assert!(body.contains("loss: 2 must be in [0, 1)"), "{body}");
+    let (status, body) = &l.unknown_node;
+    assert_eq!(*status, 404, "{body}");
+}
+
+#[test]
+fn a_stalled_link_costs_a_request_its_response_start_timeout_on_time() {
+    let l = link_faults();
+    let (status, body) = &l.stall;
+    assert_eq!(
+        (*status, body.contains("\"down\":true")),
         (200, true),
         "{body}"
     );
-    let a = f.call("node1", "far", "/").await;
+    let a = &l.stalled;
     assert_eq!(a.status, 504, "{}", a.body);
     assert!(a.body.contains("responseStartTimeoutSeconds"), "{}", a.body);
     assert!(
@@ -1039,11 +1178,11 @@ control: {node: node1, listen: \"127.0.0.1:0\"}
         "a 1 s response-start timeout answered after {:?}",
         a.elapsed
     );
-    // node1 found node2 unreachable (a probe after that timeout): requests go to the
-    // instance it can reach, at once.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    for _ in 0..20 {
-        let a = f.call("node1", "both", "/").await;
+}
+
+#[test]
+fn past_a_stalled_link_requests_fail_over_to_the_instances_in_reach() {
+    for a in &link_faults().failed_over {
         assert_eq!(a.status, 200, "with node2 out of reach: {}", a.body);
         assert_eq!(
             a.headers.get("kantai-served-on").map(|v| v.as_bytes()),
@@ -1051,24 +1190,17 @@ control: {node: node1, listen: \"127.0.0.1:0\"}
         );
         assert!(a.elapsed < Duration::from_millis(500), "{:?}", a.elapsed);
     }
+}
 
-    // The link is back: node2's instances serve node1's clients again.
-    let (status, _) = f
-        .send("PUT", &format!("{admin}/node2"), &with_token, "{rtt: 20ms}")
-        .await;
-    assert_eq!(status, 200);
-    common::wait_for(
-        Duration::from_secs(10),
-        "far to answer over the link",
-        || async { (f.call("node1", "far", "/").await.status == 200).then_some(()) },
-    )
-    .await;
-    let (status, links) = f.send("GET", &admin, &with_token, "").await;
-    assert_eq!(status, 200);
-    let links: serde_json::Value = serde_json::from_str(&links).expect("json");
+#[test]
+fn a_link_that_is_back_carries_requests_again() {
+    let l = link_faults();
+    assert_eq!(l.back, 200);
+    let (status, links) = &l.links;
+    assert_eq!(*status, 200);
+    let links: serde_json::Value = serde_json::from_str(links).expect("json");
     assert_eq!(links["node2"]["down"], false, "{links}");
     assert_eq!(links["node2"]["rtt"], "20ms", "{links}");
-    f.stop();
 }
 
 /// A function's process: an unprivileged user with no supplementary group when kantai runs

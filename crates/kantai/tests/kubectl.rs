@@ -658,63 +658,49 @@ async fn kubectl_logs_follow_streams_an_instances_output() {
     k.ok(&["delete", "ksvc", "ticker"]);
 }
 
-// --- Secrets and ConfigMaps, one behaviour per test, each on a one-node fleet of its own ---
+// --- Secrets and ConfigMaps, one behaviour per test, on the shared fleet, each on names of its own ---
 
 /// A value no test writes anywhere else, so finding it means it leaked.
 const PASSWORD: &str = "kubectl-pa55word-7e1d";
-
-/// A one-node fleet and kubectl for it, or `None` (having said why) where kubectl is missing.
-async fn kubectl_fleet() -> Option<(TestFleet, Kubectl)> {
-    let minor = kubectl_or_skip()?;
-    let f = TestFleet::one_node().await;
-    let k = Kubectl {
-        kubeconfig: f.kubeconfig.clone(),
-        home: tempfile::tempdir().expect("home"),
-        minor,
-    };
-    Some((f, k))
-}
 
 fn b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// `kubectl create secret generic db` with a literal and a file (in a directory of its own,
-/// outside the fleet's state); the file's path.
-fn create_db_secret(k: &Kubectl, files: &Path) {
+/// `kubectl create secret generic NAME` with a literal and a file (in a directory of its own,
+/// outside the fleet's state).
+fn create_db_secret(k: &Kubectl, files: &Path, name: &str) {
     let cert = write(files, "cert.pem", "-----BEGIN CERT-----\nabc\n");
     let out = k.ok(&[
         "create",
         "secret",
         "generic",
-        "db",
+        name,
         &format!("--from-literal=password={PASSWORD}"),
         &format!("--from-file=cert={cert}"),
     ]);
-    assert!(out.contains("secret/db created"), "{out}");
+    assert!(out.contains(&format!("secret/{name} created")), "{out}");
 }
 
-fn create_app_config_map(k: &Kubectl, files: &Path) {
+/// `kubectl create configmap NAME` with a literal and a file.
+fn create_app_config_map(k: &Kubectl, files: &Path, name: &str) {
     let conf = write(files, "app.conf", "listen 8080\n");
     let out = k.ok(&[
         "create",
         "configmap",
-        "app",
+        name,
         "--from-literal=mode=fast",
         &format!("--from-file={conf}"),
     ]);
-    assert!(out.contains("configmap/app created"), "{out}");
+    assert!(out.contains(&format!("configmap/{name} created")), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_secret_stores_base64_data_and_no_string_data() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_db_secret(&k, files.path());
-    let yaml = k.ok(&["get", "secret", "db", "-o", "yaml"]);
+    let (_, k, files) = shared_or_skip!();
+    create_db_secret(&k, files.path(), "db-stored");
+    let yaml = k.ok(&["get", "secret", "db-stored", "-o", "yaml"]);
     assert!(
         yaml.contains(&format!("password: {}", b64(PASSWORD))),
         "{yaml}"
@@ -728,35 +714,27 @@ async fn kubectl_create_secret_stores_base64_data_and_no_string_data() {
         "{yaml}"
     );
     assert!(!yaml.contains(PASSWORD), "{yaml}");
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_configmap_stores_literals_and_files() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_app_config_map(&k, files.path());
+    let (_, k, files) = shared_or_skip!();
+    create_app_config_map(&k, files.path(), "app-stored");
     let out = k.ok(&[
         "get",
         "cm",
-        "app",
+        "app-stored",
         "-o",
         "jsonpath={.data.mode}|{.data.app\\.conf}",
     ]);
     assert_eq!(out, "fast|listen 8080\n");
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_secrets_and_configmaps_prints_kubectls_tables() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_db_secret(&k, files.path());
-    create_app_config_map(&k, files.path());
+    let (_, k, files) = shared_or_skip!();
+    create_db_secret(&k, files.path(), "db-tables");
+    create_app_config_map(&k, files.path(), "app-tables");
     let out = k.ok(&["get", "secrets,cm"]);
     let cols = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
     let lines: Vec<Vec<String>> = out.lines().map(cols).collect();
@@ -765,26 +743,22 @@ async fn kubectl_get_secrets_and_configmaps_prints_kubectls_tables() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with(&cols("secret/db Opaque 2"))),
+            .any(|l| l.starts_with(&cols("secret/db-tables Opaque 2"))),
         "{out}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with(&cols("configmap/app 2"))),
+            .any(|l| l.starts_with(&cols("configmap/app-tables 2"))),
         "{out}"
     );
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_describe_secret_shows_sizes_never_values() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_db_secret(&k, files.path());
-    let out = k.ok(&["describe", "secret", "db"]);
+    let (_, k, files) = shared_or_skip!();
+    create_db_secret(&k, files.path(), "db-described");
+    let out = k.ok(&["describe", "secret", "db-described"]);
     let password = out
         .lines()
         .find(|l| l.starts_with("password:"))
@@ -798,46 +772,34 @@ async fn kubectl_describe_secret_shows_sizes_never_values() {
         !out.contains(PASSWORD) && !out.contains(&b64(PASSWORD)),
         "{out}"
     );
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_describe_configmap_shows_its_data() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_app_config_map(&k, files.path());
-    let out = k.ok(&["describe", "configmap", "app"]);
+    let (_, k, files) = shared_or_skip!();
+    create_app_config_map(&k, files.path(), "app-described");
+    let out = k.ok(&["describe", "configmap", "app-described"]);
     assert!(out.contains("mode:\n----\nfast"), "{out}");
     assert!(out.contains("app.conf:\n----\nlisten 8080"), "{out}");
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_edit_changes_a_configmaps_value() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_app_config_map(&k, files.path());
+    let (_, k, files) = shared_or_skip!();
+    create_app_config_map(&k, files.path(), "app-edited");
     let o = k
-        .cmd(&k.kubeconfig, &["edit", "configmap", "app"])
+        .cmd(&k.kubeconfig, &["edit", "configmap", "app-edited"])
         .env("KUBE_EDITOR", "sed -i s/fast/slow/")
         .output()
         .expect("kubectl edit");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = k.ok(&["get", "cm", "app", "-o", "jsonpath={.data.mode}"]);
+    let out = k.ok(&["get", "cm", "app-edited", "-o", "jsonpath={.data.mode}"]);
     assert_eq!(out, "slow");
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_edit_of_an_immutable_configmap_is_refused() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
+    let (_, k, files) = shared_or_skip!();
     let frozen = write(
         files.path(),
         "frozen.yaml",
@@ -869,15 +831,11 @@ async fn kubectl_edit_of_an_immutable_configmap_is_refused() {
     );
     let out = k.ok(&["get", "cm", "frozen", "-o", "jsonpath={.data.mode}"]);
     assert_eq!(out, "fast");
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_secret_over_1_mib_is_refused() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
+    let (_, k, files) = shared_or_skip!();
     let big = files.path().join("big.bin");
     std::fs::write(&big, vec![b'x'; 2 * 1024 * 1024]).expect("big file");
     let o = k.run(&[
@@ -898,44 +856,37 @@ async fn kubectl_create_secret_over_1_mib_is_refused() {
         !k.run(&["get", "secret", "big"]).ok,
         "the secret was stored"
     );
-    f.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_delete_removes_a_secret_and_a_configmap() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_db_secret(&k, files.path());
-    create_app_config_map(&k, files.path());
-    let out = k.ok(&["delete", "secret/db", "configmap/app"]);
+    let (_, k, files) = shared_or_skip!();
+    create_db_secret(&k, files.path(), "db-deleted");
+    create_app_config_map(&k, files.path(), "app-deleted");
+    let out = k.ok(&["delete", "secret/db-deleted", "configmap/app-deleted"]);
     assert!(
-        out.contains("secret \"db\" deleted") && out.contains("configmap \"app\" deleted"),
+        out.contains("secret \"db-deleted\" deleted")
+            && out.contains("configmap \"app-deleted\" deleted"),
         "{out}"
     );
-    let o = k.run(&["get", "secret", "db"]);
+    let o = k.run(&["get", "secret", "db-deleted"]);
     assert!(
-        !o.ok && o.stderr.contains("secrets \"db\" not found"),
+        !o.ok && o.stderr.contains("secrets \"db-deleted\" not found"),
         "{}",
         o.stderr
     );
-    f.stop();
 }
 
 /// Every file under the fleet's state directory (the control plane's store among them) after
 /// `kubectl create secret`: none holds the value, nor its base64.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleets_files_hold_no_plaintext_after_kubectl_create_secret() {
-    let Some((f, k)) = kubectl_fleet().await else {
-        return;
-    };
-    let files = tempfile::tempdir().expect("files");
-    create_db_secret(&k, files.path());
+    let (s, k, files) = shared_or_skip!();
+    create_db_secret(&k, files.path(), "db-at-rest");
     // Read back through the API: the store has it (and so wrote it) before the files are read.
     assert!(
-        k.ok(&["get", "secret", "db", "-o", "name"])
-            .contains("secret/db")
+        k.ok(&["get", "secret", "db-at-rest", "-o", "name"])
+            .contains("secret/db-at-rest")
     );
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -948,11 +899,12 @@ async fn the_fleets_files_hold_no_plaintext_after_kubectl_create_secret() {
         }
     }
     let mut all = Vec::new();
-    walk(f.state.path(), &mut all);
+    let state = s.fleet.fleet.state.path();
+    walk(state, &mut all);
     assert!(
         all.iter().any(|p| p.ends_with("store.redb")),
         "no store.redb under {}: {all:?}",
-        f.state.path().display()
+        state.display()
     );
     let needles = [PASSWORD.to_owned(), b64(PASSWORD)];
     for p in &all {
@@ -967,5 +919,4 @@ async fn the_fleets_files_hold_no_plaintext_after_kubectl_create_secret() {
             );
         }
     }
-    f.stop();
 }

@@ -29,11 +29,9 @@ impl Proc {
     }
 
     fn wait_exit(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.0.try_wait().ok().flatten().is_none() {
-            assert!(Instant::now() < deadline, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_blocking(limit, "the process to exit", || {
+            self.0.try_wait().ok().flatten().map(|_| ())
+        });
     }
 }
 
@@ -132,8 +130,28 @@ async fn kantai_cli_send(gateway: &str, host: &str) -> Result<(u16, String), Str
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows() {
+/// A control plane killed without warning (SIGKILL) while warm traffic flows through a node
+/// agent, then started again on the same address and state; a new service deployed after.
+/// Each step needs the one before, so it runs once, in order, and each test asserts one
+/// outcome.
+struct ControlPlaneRestart {
+    /// `steady`'s answer before the kill, the 30 while the control plane is down, and the
+    /// one once the restarted control plane knows the agent's instance again.
+    before: (u16, String),
+    during: Vec<(u16, String)>,
+    after: (u16, String),
+    /// `steady` as the restarted control plane has it.
+    svc: Value,
+    /// `fresh`'s answer, deployed after the restart.
+    fresh: (u16, String),
+    /// Processes of the fleet's state directory left once both are stopped.
+    left: Vec<String>,
+}
+
+static CONTROL_PLANE_RESTART: common::Scenario<ControlPlaneRestart> = common::Scenario::new();
+
+fn control_plane_restart() -> &'static ControlPlaneRestart {
+    CONTROL_PLANE_RESTART.get(|| async {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     std::fs::write(
@@ -194,21 +212,15 @@ async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows(
     )
     .await;
     let host = "steady.default.svc.cluster.local";
-    let (status, before) = get(&gateway, host).await;
-    assert_eq!(status, 200, "{before}");
+    let before = get(&gateway, host).await;
 
     // The control plane dies without warning.
     control.signal(nix::sys::signal::Signal::SIGKILL);
     control.wait_exit(Duration::from_secs(5));
     drop(control);
-    // Warm traffic keeps flowing through the agent.
+    let mut during = Vec::new();
     for _ in 0..30 {
-        let (status, body) = get(&gateway, host).await;
-        assert_eq!(status, 200, "while the control plane is down: {body}");
-        assert_eq!(
-            body, before,
-            "served by another instance while the control plane is down"
-        );
+        during.push(get(&gateway, host).await);
     }
 
     // It comes back on the same address, with every object.
@@ -223,7 +235,6 @@ async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows(
         || async { client.get(SERVICES, "default", "steady").await.ok() },
     )
     .await;
-    assert_eq!(svc["status"]["latestReadyRevisionName"], "steady-00001");
     // The agent's instance is known again, and it is still the same one.
     wait_for(
         Duration::from_secs(20),
@@ -234,24 +245,69 @@ async fn a_restarted_control_plane_keeps_every_service_while_warm_traffic_flows(
         },
     )
     .await;
-    let (status, after) = get(&gateway, host).await;
-    assert_eq!((status, &after), (200, &before));
+    let after = get(&gateway, host).await;
     // Scaling works again: a new service deploys and answers.
     deploy(
         &client,
         &hello("fresh", &[("autoscaling.knative.dev/min-scale", "1")], ""),
     )
     .await;
-    // Ready means every ready node's gateway has the route (Knative's ingress readiness),
-    // even while the agent's watches are reconnecting after the restart.
-    let (status, body) = get(&gateway, "fresh.default.svc.cluster.local").await;
-    assert_eq!(status, 200, "{body}");
+    let fresh = get(&gateway, "fresh.default.svc.cluster.local").await;
 
     node.signal(nix::sys::signal::Signal::SIGTERM);
     control.signal(nix::sys::signal::Signal::SIGTERM);
     drop(node);
     drop(control);
     let left = processes_mentioning(&state);
+    ControlPlaneRestart {
+        before,
+        during,
+        after,
+        svc,
+        fresh,
+        left,
+    }
+    })
+}
+
+#[test]
+fn warm_traffic_flows_through_the_agent_while_the_control_plane_is_down() {
+    let r = control_plane_restart();
+    let (status, before) = &r.before;
+    assert_eq!(*status, 200, "{before}");
+    for (status, body) in &r.during {
+        assert_eq!(*status, 200, "while the control plane is down: {body}");
+        assert_eq!(
+            body, before,
+            "served by another instance while the control plane is down"
+        );
+    }
+}
+
+#[test]
+fn a_restarted_control_plane_keeps_every_service() {
+    let svc = &control_plane_restart().svc;
+    assert_eq!(svc["status"]["latestReadyRevisionName"], "steady-00001");
+}
+
+#[test]
+fn a_restarted_control_plane_knows_the_agents_instance_again_and_it_is_the_same_one() {
+    let r = control_plane_restart();
+    let (status, after) = &r.after;
+    assert_eq!((*status, after), (200, &r.before.1));
+}
+
+#[test]
+fn a_restarted_control_plane_deploys_a_new_service_that_answers() {
+    // Ready means every ready node's gateway has the route (Knative's ingress readiness),
+    // even while the agent's watches are reconnecting after the restart.
+    let (status, body) = &control_plane_restart().fresh;
+    assert_eq!(*status, 200, "{body}");
+}
+
+#[test]
+fn a_separate_control_plane_and_agent_leave_no_process_once_stopped() {
+    let left = &control_plane_restart().left;
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -411,53 +467,118 @@ impl ThreeNodes {
 
 /// A node agent killed without warning: the control plane marks its node NotReady within
 /// 5 s and places its instance on the other nodes, whose gateways keep answering every
-/// request meanwhile; the agent started again rejoins with no duplicate instance.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_agent_is_replaced_within_seconds_and_rejoins_cleanly() {
-    let mut fleet = ThreeNodes::start().await;
-    let client = fleet.client.clone();
-    let before = fleet.deploy_three("sturdy").await;
-    let host = "sturdy.default.svc.cluster.local";
+/// request meanwhile; the agent started again rejoins with no duplicate instance. Each step
+/// needs the one before, so it runs once, in order, and each test asserts one outcome.
+struct AgentLoss {
+    /// How long after the kill node3 was NotReady.
+    noticed: Duration,
+    /// The answers of node1's and node2's gateways meanwhile.
+    answers: Vec<(u16, String)>,
+    /// The ready instances before the kill, and once three are ready on node1 and node2.
+    before: Vec<(String, String)>,
+    moved: Vec<(String, String)>,
+    /// The answer through node3's agent, started again.
+    rejoined: (u16, String),
+    /// Instance objects, ready instances and instance processes after the rejoin.
+    names: Vec<String>,
+    ready: usize,
+    processes: usize,
+}
 
-    // node3's agent dies without warning (its instance with it).
-    let killed = Instant::now();
-    fleet.agents[2].signal(nix::sys::signal::Signal::SIGKILL);
-    fleet.agents[2].wait_exit(Duration::from_secs(5));
-    // Meanwhile the other nodes' gateways answer every request, 20 a second.
-    let load = {
-        let gateways = [fleet.gateways[0].clone(), fleet.gateways[1].clone()];
-        tokio::spawn(async move {
-            let mut out = Vec::new();
-            for i in 0..300usize {
-                let (status, body) = get(&gateways[i % 2], host).await;
-                out.push((status, body));
-                if out.len() >= 200 {
-                    break;
+static AGENT_LOSS: common::Scenario<AgentLoss> = common::Scenario::new();
+
+fn agent_loss() -> &'static AgentLoss {
+    AGENT_LOSS.get(|| async {
+        let mut fleet = ThreeNodes::start().await;
+        let client = fleet.client.clone();
+        let before = fleet.deploy_three("sturdy").await;
+        let host = "sturdy.default.svc.cluster.local";
+
+        // node3's agent dies without warning (its instance with it).
+        let killed = Instant::now();
+        fleet.agents[2].signal(nix::sys::signal::Signal::SIGKILL);
+        fleet.agents[2].wait_exit(Duration::from_secs(5));
+        // Meanwhile the other nodes' gateways answer every request, 20 a second.
+        let load = {
+            let gateways = [fleet.gateways[0].clone(), fleet.gateways[1].clone()];
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for i in 0..300usize {
+                    let (status, body) = get(&gateways[i % 2], host).await;
+                    out.push((status, body));
+                    if out.len() >= 200 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            out
+                out
+            })
+        };
+        wait_for(Duration::from_secs(10), "node3 to be NotReady", || async {
+            node_ready_is(&client, "node3", "False").await.then_some(())
         })
-    };
-    wait_for(Duration::from_secs(10), "node3 to be NotReady", || async {
-        node_ready_is(&client, "node3", "False").await.then_some(())
+        .await;
+        let noticed = killed.elapsed();
+        let moved = wait_for(
+            Duration::from_secs(20),
+            "three ready instances on node1 and node2",
+            || async {
+                let r = ready_instances(&client, "sturdy").await;
+                (r.len() == 3 && r.iter().all(|(_, n)| n != "node3")).then_some(r)
+            },
+        )
+        .await;
+        let answers = load.await.expect("load");
+
+        // node3's agent comes back: it rejoins, its old instance is gone for good, and the
+        // revision still has exactly three instances (objects and processes).
+        let (p, gw3) = fleet.start_node("node3").await;
+        fleet.agents[2] = p;
+        wait_for(
+            Duration::from_secs(10),
+            "node3 to be Ready again",
+            || async { node_ready_is(&client, "node3", "True").await.then_some(()) },
+        )
+        .await;
+        let rejoined = get(&gw3, host).await;
+        // Settled: two reports and a scaling tick later, nothing changes any more.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let all = client
+            .list(INSTANCES, Some("default"))
+            .await
+            .expect("instances");
+        let names: Vec<String> = all
+            .iter()
+            .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+        let ready = ready_instances(&client, "sturdy").await.len();
+        let processes = pids_with_env("K_SERVICE=sturdy").len();
+        fleet.stop();
+        AgentLoss {
+            noticed,
+            answers,
+            before,
+            moved,
+            rejoined,
+            names,
+            ready,
+            processes,
+        }
     })
-    .await;
-    let noticed = killed.elapsed();
+}
+
+#[test]
+fn a_killed_node_agents_node_is_marked_not_ready_within_5_s() {
+    let noticed = agent_loss().noticed;
     assert!(
         noticed < Duration::from_secs(5),
         "node3 was marked NotReady {noticed:?} after its agent died"
     );
-    let moved = wait_for(
-        Duration::from_secs(20),
-        "three ready instances on node1 and node2",
-        || async {
-            let r = ready_instances(&client, "sturdy").await;
-            (r.len() == 3 && r.iter().all(|(_, n)| n != "node3")).then_some(r)
-        },
-    )
-    .await;
-    let answers = load.await.expect("load");
+}
+
+#[test]
+fn while_a_node_agent_is_dead_the_other_gateways_answer_every_request() {
+    let answers = &agent_loss().answers;
     let failed: Vec<&(u16, String)> = answers.iter().filter(|(s, _)| *s != 200).collect();
     assert!(
         failed.is_empty(),
@@ -465,44 +586,35 @@ async fn a_killed_node_agent_is_replaced_within_seconds_and_rejoins_cleanly() {
         failed.len(),
         answers.len()
     );
-    // The instances of node1 and node2 stayed where they were.
-    for (name, node) in before.iter().filter(|(_, n)| n != "node3") {
+}
+
+#[test]
+fn a_dead_node_agents_instance_is_placed_elsewhere_and_the_others_stay() {
+    // Three ready on node1 and node2 (the scenario waited for that); those of node1 and node2
+    // stayed where they were.
+    let l = agent_loss();
+    for (name, node) in l.before.iter().filter(|(_, n)| n != "node3") {
         assert!(
-            moved.contains(&(name.clone(), node.clone())),
-            "{name} on {node} was replaced: {moved:?}"
+            l.moved.contains(&(name.clone(), node.clone())),
+            "{name} on {node} was replaced: {:?}",
+            l.moved
         );
     }
+}
 
-    // node3's agent comes back: it rejoins, its old instance is gone for good, and the
-    // revision still has exactly three instances (objects and processes).
-    let (p, gw3) = fleet.start_node("node3").await;
-    fleet.agents[2] = p;
-    wait_for(
-        Duration::from_secs(10),
-        "node3 to be Ready again",
-        || async { node_ready_is(&client, "node3", "True").await.then_some(()) },
-    )
-    .await;
-    let (status, body) = get(&gw3, host).await;
-    assert_eq!(status, 200, "through the rejoined node: {body}");
-    // Settled: two reports and a scaling tick later, nothing changes any more.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let all = client
-        .list(INSTANCES, Some("default"))
-        .await
-        .expect("instances");
-    let names: Vec<&str> = all
-        .iter()
-        .filter_map(|i| i["metadata"]["name"].as_str())
-        .collect();
-    assert_eq!(names.len(), 3, "after the rejoin: {names:?}");
-    assert_eq!(ready_instances(&client, "sturdy").await.len(), 3);
-    assert_eq!(
-        pids_with_env("K_SERVICE=sturdy").len(),
-        3,
-        "instance processes after the rejoin"
-    );
-    fleet.stop();
+#[test]
+fn a_killed_node_agent_started_again_rejoins_and_serves() {
+    let (status, body) = &agent_loss().rejoined;
+    assert_eq!(*status, 200, "through the rejoined node: {body}");
+}
+
+#[test]
+fn a_rejoined_node_agent_brings_no_duplicate_instance() {
+    // Objects, ready instances and processes: exactly three.
+    let l = agent_loss();
+    assert_eq!(l.names.len(), 3, "after the rejoin: {:?}", l.names);
+    assert_eq!(l.ready, 3);
+    assert_eq!(l.processes, 3, "instance processes after the rejoin");
 }
 
 /// One request of a paced load: when it was sent (since the load began), its status (0 for

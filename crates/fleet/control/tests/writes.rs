@@ -1,6 +1,9 @@
-//! Every write path of the API against `tests/data/writes.yaml`: each case a request and the
-//! answer Kubernetes would give (code, reason, the fields named), checked on a fresh control
-//! plane in-process on loopback, and a refused write leaves the object it names as it was.
+//! Every write path of the API against `tests/data/writes/*.yaml` (its README says what a
+//! case holds): each case a request and the answer Kubernetes would give (code, reason, the
+//! fields named), checked on a fresh control plane in-process on loopback, and a refused
+//! write leaves the object it names as it was. Every file runs; a failure names every failing
+//! file and case. Beside each file, `NAME.answers` records the answers (`UPDATE_EXPECT=1`
+//! rewrites them).
 
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use kantai_control::ControlPlane;
+use kantai_testkit::{Case, DataDir, expect_file};
 use serde_json::{Value, json};
 
 mod common;
@@ -144,174 +148,252 @@ fn written(obj: &Value) -> Value {
            "binaryData": obj["binaryData"], "type": obj["type"], "immutable": obj["immutable"]})
 }
 
-fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/writes.yaml"),
-    )
-    .expect("writes.yaml");
-    let docs = kantai_model::node::parse_documents(&text, Default::default()).expect("yaml");
-    docs[0].to_json()["cases"]
-        .as_array()
-        .expect("cases")
-        .clone()
+/// The cases of one file.
+fn cases(file: &Case) -> Result<Vec<Value>, String> {
+    let docs = kantai_model::node::parse_documents(&file.text, Default::default())
+        .map_err(|e| format!("{e}"))?;
+    docs.first()
+        .and_then(|d| d.to_json()["cases"].as_array().cloned())
+        .ok_or_else(|| "no `cases` list".to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_write_path_answers_as_kubernetes() {
-    let mut failures = Vec::new();
-    let all = cases();
-    assert!(all.len() > 30, "the case file lost its cases");
-    for case in &all {
-        let name = text(case, "name");
-        let dir = tempfile::tempdir().expect("tmp");
-        let (cp, api) = fleet(dir.path()).await;
-        let request = text(case, "request");
-        let (method, path) = request.split_once(' ').expect("METHOD PATH");
-        let object_path = path
-            .split('?')
-            .next()
-            .unwrap_or(path)
-            .trim_end_matches("/status");
-        let before = api.send("GET", object_path, None, "", true).await;
-        let body = match (&case["body"], case["raw_body"].as_str()) {
-            (_, Some(raw)) => Some(raw.as_bytes().to_vec()),
-            (Value::Null, None) => case["body_base64"].as_str().map(|b| {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .expect("body_base64")
-            }),
-            (b, None) => Some(serde_json::to_vec(b).expect("json")),
-        };
-        let ct = case["content_type"]
-            .as_str()
-            .unwrap_or("application/json")
-            .to_owned();
-        let token = case["token"] != false;
-        let answer = api.send(method, path, body, &ct, token).await;
-        let expect = &case["expect"];
-        let mut problems = Vec::new();
-        let want_code = expect["code"].as_u64().unwrap_or(0) as u16;
-        // A create answers 201, any other write 200: `200` in the file means success.
-        let code_ok = if want_code == 200 {
-            (200..300).contains(&answer.code)
-        } else {
-            answer.code == want_code
-        };
-        if !code_ok {
-            problems.push(format!("code {} (wanted {want_code})", answer.code));
-        }
-        if let Some(reason) = expect["reason"].as_str()
-            && answer.body["reason"] != reason
-        {
-            problems.push(format!(
-                "reason {} (wanted {reason})",
-                answer.body["reason"]
-            ));
-        }
-        if let Some(m) = expect["message"].as_str()
-            && !answer.body["message"].as_str().unwrap_or("").contains(m)
-        {
-            problems.push(format!("message lacks {m:?}"));
-        }
-        // A secret's value, which no answer may quote (in any field of it).
-        if let Some(h) = expect["hidden"].as_str()
-            && answer.body.to_string().contains(h)
-        {
-            problems.push(format!("the answer quotes {h:?}"));
-        }
-        for (k, v) in expect["fields"].as_object().into_iter().flatten() {
-            if field(&answer.body, k) != v {
-                problems.push(format!(
-                    "answer's {k} is {} (wanted {v})",
-                    field(&answer.body, k)
-                ));
-            }
-        }
-        if let Some(want) = expect["causes"].as_array() {
-            let got: Vec<String> = answer.body["details"]["causes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| text(c, "field"))
-                .collect();
-            let want: Vec<String> = want
-                .iter()
-                .map(|w| w.as_str().unwrap_or("").to_owned())
-                .collect();
-            let mut sorted = got.clone();
-            sorted.sort();
-            let mut want_sorted = want.clone();
-            want_sorted.sort();
-            if sorted != want_sorted {
-                problems.push(format!("causes {got:?} (wanted {want:?})"));
-            }
-        }
-        // Core views (pods) are computed on each read and change as the controllers work:
-        // only stored objects are compared.
-        let view = object_path.starts_with("/api/")
-            && !object_path.contains("/secrets/")
-            && !object_path.contains("/configmaps/");
-        if answer.code >= 400 && before.code == 200 && !view {
-            let after = api.send("GET", object_path, None, "", true).await;
-            if after.code != 200 || written(&after.body) != written(&before.body) {
-                problems.push(format!(
-                    "the refused write changed {object_path}: {} -> {}",
-                    written(&before.body),
-                    written(&after.body)
-                ));
-            }
-        }
-        for check in case["then"].as_array().into_iter().flatten() {
-            let p = text(check, "get");
-            let got = api.send("GET", &p, None, "", true).await;
-            if check["missing"] == true {
-                if got.code != 404 {
-                    problems.push(format!("{p} exists (code {})", got.code));
-                }
-                continue;
-            }
-            if got.code != 200 {
-                problems.push(format!("GET {p}: {} {}", got.code, got.body));
-                continue;
-            }
-            for (k, v) in check["fields"].as_object().into_iter().flatten() {
-                if field(&got.body, k) != v {
-                    problems.push(format!("{p}: {k} is {} (wanted {v})", field(&got.body, k)));
-                }
-            }
-            for k in check["absent"].as_array().into_iter().flatten() {
-                let k = k.as_str().unwrap_or("");
-                if !field(&got.body, k).is_null() {
-                    problems.push(format!(
-                        "{p}: {k} is {} (wanted absent)",
-                        field(&got.body, k)
-                    ));
-                }
-            }
-            for (k, v) in check["not"].as_object().into_iter().flatten() {
-                if field(&got.body, k) == v {
-                    problems.push(format!(
-                        "{p}: {k} is {v}, which the write should not have stored"
-                    ));
-                }
-            }
-        }
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{name}\n  {request}\n  answer {}: {}\n  {}",
-                answer.code,
-                answer.body,
-                problems.join("\n  ")
-            ));
-        }
-        cp.shutdown().await;
+/// What the API answered to a case, as `NAME.answers` records it: the code and reason, the
+/// fields its causes name, and its message.
+fn recorded(name: &str, request: &str, answer: &Answer) -> String {
+    let causes: Vec<String> = answer.body["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| text(c, "field"))
+        .collect();
+    let reason = text(&answer.body, "reason");
+    let mut out = format!("{name}\n  {request}\n  {}", answer.code);
+    if !reason.is_empty() {
+        out.push_str(&format!(" {reason}"));
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n\n{}",
-        failures.len(),
-        all.len(),
-        failures.join("\n\n")
-    );
+    out.push('\n');
+    if !causes.is_empty() {
+        out.push_str(&format!("  causes: {}\n", causes.join(", ")));
+    }
+    let message = text(&answer.body, "message");
+    if !message.is_empty() {
+        out.push_str(&format!("  message: {}\n", without_uids(&message)));
+    }
+    out
+}
+
+/// `text` with each UID (8-4-4-4-12 hex digits), which differs from run to run, as `<uid>`.
+fn without_uids(text: &str) -> String {
+    let is_uid = |w: &[u8]| {
+        w.len() == 36
+            && w.iter().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes.len() - i >= 36 && is_uid(&bytes[i..i + 36]) {
+            out.push_str("<uid>");
+            i += 36;
+        } else {
+            let c = text[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Runs one case on a fresh control plane: what is wrong with the answer (nothing: empty),
+/// and the answer as recorded.
+async fn run(case: &Value) -> (Vec<String>, String, Answer) {
+    let name = text(case, "name");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cp, api) = fleet(dir.path()).await;
+    let request = text(case, "request");
+    let (method, path) = request.split_once(' ').expect("METHOD PATH");
+    let object_path = path
+        .split('?')
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches("/status");
+    let before = api.send("GET", object_path, None, "", true).await;
+    let body = match (&case["body"], case["raw_body"].as_str()) {
+        (_, Some(raw)) => Some(raw.as_bytes().to_vec()),
+        (Value::Null, None) => case["body_base64"].as_str().map(|b| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .expect("body_base64")
+        }),
+        (b, None) => Some(serde_json::to_vec(b).expect("json")),
+    };
+    let ct = case["content_type"]
+        .as_str()
+        .unwrap_or("application/json")
+        .to_owned();
+    let token = case["token"] != false;
+    let answer = api.send(method, path, body, &ct, token).await;
+    let expect = &case["expect"];
+    let mut problems = Vec::new();
+    let want_code = expect["code"].as_u64().unwrap_or(0) as u16;
+    // A create answers 201, any other write 200: `200` in the file means success.
+    let code_ok = if want_code == 200 {
+        (200..300).contains(&answer.code)
+    } else {
+        answer.code == want_code
+    };
+    if !code_ok {
+        problems.push(format!("code {} (wanted {want_code})", answer.code));
+    }
+    if let Some(reason) = expect["reason"].as_str()
+        && answer.body["reason"] != reason
+    {
+        problems.push(format!(
+            "reason {} (wanted {reason})",
+            answer.body["reason"]
+        ));
+    }
+    if let Some(m) = expect["message"].as_str()
+        && !answer.body["message"].as_str().unwrap_or("").contains(m)
+    {
+        problems.push(format!("message lacks {m:?}"));
+    }
+    // A secret's value, which no answer may quote (in any field of it).
+    if let Some(h) = expect["hidden"].as_str()
+        && answer.body.to_string().contains(h)
+    {
+        problems.push(format!("the answer quotes {h:?}"));
+    }
+    for (k, v) in expect["fields"].as_object().into_iter().flatten() {
+        if field(&answer.body, k) != v {
+            problems.push(format!(
+                "answer's {k} is {} (wanted {v})",
+                field(&answer.body, k)
+            ));
+        }
+    }
+    if let Some(want) = expect["causes"].as_array() {
+        let got: Vec<String> = answer.body["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| text(c, "field"))
+            .collect();
+        let want: Vec<String> = want
+            .iter()
+            .map(|w| w.as_str().unwrap_or("").to_owned())
+            .collect();
+        let mut sorted = got.clone();
+        sorted.sort();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        if sorted != want_sorted {
+            problems.push(format!("causes {got:?} (wanted {want:?})"));
+        }
+    }
+    // Core views (pods) are computed on each read and change as the controllers work:
+    // only stored objects are compared.
+    let view = object_path.starts_with("/api/")
+        && !object_path.contains("/secrets/")
+        && !object_path.contains("/configmaps/");
+    if answer.code >= 400 && before.code == 200 && !view {
+        let after = api.send("GET", object_path, None, "", true).await;
+        if after.code != 200 || written(&after.body) != written(&before.body) {
+            problems.push(format!(
+                "the refused write changed {object_path}: {} -> {}",
+                written(&before.body),
+                written(&after.body)
+            ));
+        }
+    }
+    for check in case["then"].as_array().into_iter().flatten() {
+        let p = text(check, "get");
+        let got = api.send("GET", &p, None, "", true).await;
+        if check["missing"] == true {
+            if got.code != 404 {
+                problems.push(format!("{p} exists (code {})", got.code));
+            }
+            continue;
+        }
+        if got.code != 200 {
+            problems.push(format!("GET {p}: {} {}", got.code, got.body));
+            continue;
+        }
+        for (k, v) in check["fields"].as_object().into_iter().flatten() {
+            if field(&got.body, k) != v {
+                problems.push(format!("{p}: {k} is {} (wanted {v})", field(&got.body, k)));
+            }
+        }
+        for k in check["absent"].as_array().into_iter().flatten() {
+            let k = k.as_str().unwrap_or("");
+            if !field(&got.body, k).is_null() {
+                problems.push(format!(
+                    "{p}: {k} is {} (wanted absent)",
+                    field(&got.body, k)
+                ));
+            }
+        }
+        for (k, v) in check["not"].as_object().into_iter().flatten() {
+            if field(&got.body, k) == v {
+                problems.push(format!(
+                    "{p}: {k} is {v}, which the write should not have stored"
+                ));
+            }
+        }
+    }
+    cp.shutdown().await;
+    let record = recorded(&name, &request, &answer);
+    (problems, record, answer)
+}
+
+#[test]
+fn every_write_path_answers_as_kubernetes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/writes");
+    let mut total = 0;
+    DataDir::new(&dir, &["yaml"]).at_least(8).check(|file| {
+        let cases = cases(file)?;
+        if cases.is_empty() {
+            return Err("no cases".to_owned());
+        }
+        total += cases.len();
+        let mut failures = Vec::new();
+        let mut answers = String::new();
+        for case in &cases {
+            let (problems, record, answer) = rt.block_on(run(case));
+            if !problems.is_empty() {
+                failures.push(format!(
+                    "{}\n  {}\n  answer {}: {}\n  {}",
+                    text(case, "name"),
+                    text(case, "request"),
+                    answer.code,
+                    answer.body,
+                    problems.join("\n  ")
+                ));
+            }
+            answers.push_str(&record);
+        }
+        if let Err(e) = expect_file(&file.sibling("answers"), &answers) {
+            failures.push(e);
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} of {} cases failed:\n\n{}",
+                failures.len(),
+                cases.len(),
+                failures.join("\n\n")
+            ))
+        }
+    });
+    assert!(total > 30, "the case files lost their cases: {total}");
 }

@@ -539,10 +539,10 @@ fn topology(nodes: &[TestNode]) -> String {
     topo
 }
 
-/// The state directory of a fleet a test process shares: such a fleet is in a static, never
-/// dropped, so its directory outlives the process. Named by the process's pid, so that the
-/// next process to start one removes those of processes that are gone.
-fn shared_state() -> tempfile::TempDir {
+/// The directory of a fleet or a [`Scenario`] a test process shares: such a thing is in a
+/// static, never dropped, so its directory outlives the process. Named by the process's pid,
+/// so that the next process to start one removes those of processes that are gone.
+pub fn shared_state() -> tempfile::TempDir {
     let root = std::env::temp_dir().join("kantai-shared-fleets");
     std::fs::create_dir_all(&root).expect("the shared fleets' directory");
     for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
@@ -605,6 +605,50 @@ impl SharedFleet {
             Ok(v) => v,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// The outcomes of a scenario whose steps depend on each other (a behaviour observable only
+/// after another step), shared by the tests of a module: run once, by whichever test comes
+/// first, on a thread and runtime of its own; each test then asserts one outcome. A panic in
+/// the scenario fails every test that reads it, with the scenario's message, and the scenario
+/// is not run again.
+pub struct Scenario<T>(std::sync::OnceLock<Result<T, String>>);
+
+impl<T: Send + Sync + 'static> Scenario<T> {
+    pub const fn new() -> Scenario<T> {
+        Scenario(std::sync::OnceLock::new())
+    }
+
+    /// The outcomes of `run`, running it if no test has yet.
+    pub fn get<Fut>(&'static self, run: fn() -> Fut) -> &'static T
+    where
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        let outcome = self.0.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("scenario".into())
+                .spawn(move || {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                        .block_on(run())
+                })
+                .expect("the scenario's thread")
+                .join()
+                .map_err(|e| {
+                    e.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "a panic".to_owned())
+                })
+        });
+        match outcome {
+            Ok(v) => v,
+            Err(e) => panic!("the scenario this test reads failed: {e}"),
         }
     }
 }
