@@ -803,3 +803,13 @@ pub fn logs(agent: &Agent, ns: &str, name: &str, tail: Option<usize>) -> Option<
     let l = local.get(name).filter(|l| l.key.0 == ns)?;
     Some(l.logs.as_ref().map(|b| b.text(tail)).unwrap_or_default())
 }
+
+/// This node's instances of a revision that are not being stopped, and how many of them
+/// are ready.
+pub(crate) fn running(agent: &Agent, key: &(String, String)) -> (u32, u32) {
+    let local = agent.local.lock();
+    local
+        .values()
+        .filter(|l| l.key == *key && !l.stopping)
+        .fold((0, 0), |(n, r), l| (n + 1, r + u32::from(l.ready)))
+}
