@@ -94,6 +94,9 @@ pub struct Scaling {
     /// Revisions left unplaced because their image digests are not recorded yet: placed as
     /// soon as their status records them, not at the next tick.
     awaiting: HashSet<Key>,
+    /// Per node, the instances of each revision it started on its own that its last report
+    /// said no Placement counts yet: placement counts them as running there (adopts them).
+    local: HashMap<String, HashMap<Key, u32>>,
 }
 
 impl Scaling {
@@ -108,6 +111,7 @@ pub async fn run(s: Arc<Shared>, mut reports: mpsc::Receiver<(Report, Instant)>)
         started: Instant::now(),
         scalers: HashMap::new(),
         awaiting: HashSet::new(),
+        local: HashMap::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -289,7 +293,7 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
             report_record(report, now),
         )));
     }
-    let mut poked = Vec::new();
+    let mut poked = adopt(st, report);
     for load in &report.revisions {
         tracing::trace!(node = %report.node, revision = %load.revision, concurrency = load.concurrency, requests = load.requests, held = load.held, "load");
         let key = (load.namespace.clone(), load.revision.clone());
@@ -300,11 +304,38 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
         let Some(sc) = st.scalers.get_mut(&key) else {
             continue;
         };
-        if sc.core.record(now, &report.node, &node_load(report, load)) {
+        if sc.core.record(now, &report.node, &node_load(report, load)) && !poked.contains(&key) {
             poked.push(key);
         }
     }
     poked
+}
+
+/// Takes a report's instances started on the node's own (each report carries all of them);
+/// returns the revisions with some the control plane did not know of: their placement is
+/// decided now, so that it counts them before the node's gateway sends anything elsewhere.
+fn adopt(st: &mut Scaling, report: &Report) -> Vec<Key> {
+    let now: HashMap<Key, u32> = report
+        .local
+        .iter()
+        .filter(|l| l.count > 0)
+        .map(|l| ((l.namespace.clone(), l.revision.clone()), l.count))
+        .collect();
+    let before = st.local.get(&report.node);
+    let new: Vec<Key> = now
+        .iter()
+        .filter(|(k, c)| before.and_then(|b| b.get(*k)).is_none_or(|b| b < *c))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (ns, revision) in &new {
+        info!(node = %report.node, namespace = %ns, revision = %revision, count = now[&(ns.clone(), revision.clone())], "adopting instances node {} started on its own: the placement counts them", report.node);
+    }
+    if now.is_empty() {
+        st.local.remove(&report.node);
+    } else {
+        st.local.insert(report.node.clone(), now);
+    }
+    new
 }
 
 fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
@@ -348,7 +379,12 @@ fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
             continue;
         }
         st.awaiting.remove(key);
-        place(s, key, sc, &d, &fleet, now);
+        let local: HashMap<&str, u32> = st
+            .local
+            .iter()
+            .filter_map(|(node, revs)| Some((node.as_str(), *revs.get(key)?)))
+            .collect();
+        place(s, key, sc, &d, &fleet, &local, now);
     }
     publish_serving(s, st);
 }
@@ -472,7 +508,18 @@ fn fleet_view(s: &Shared) -> FleetView {
     FleetView { nodes, rtt }
 }
 
-fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView, now: Duration) {
+/// Places a revision's decision. `local`: instances nodes started on their own that no
+/// placement counts yet, counted as running where they run, so that the policy keeps them
+/// (no second instance elsewhere) or, if the KPA wants fewer, removes them as any other.
+fn place(
+    s: &Shared,
+    key: &Key,
+    sc: &mut Scaler,
+    d: &Decision,
+    fleet: &FleetView,
+    local: &HashMap<&str, u32>,
+    now: Duration,
+) {
     let (ns, revision) = key;
     let existing = s
         .store
@@ -481,7 +528,10 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
     let current: Vec<u32> = fleet
         .nodes
         .iter()
-        .map(|n| existing.as_ref().map_or(0, |p| p.desired_on(&n.name)))
+        .map(|n| {
+            let placed = existing.as_ref().map_or(0, |p| p.desired_on(&n.name));
+            placed.max(local.get(n.name.as_str()).copied().unwrap_or(0))
+        })
         .collect();
     let keys: Vec<String> = fleet.nodes.iter().map(|n| n.name.clone()).collect();
     let (decision, record) = sc.core.place(

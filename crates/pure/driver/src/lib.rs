@@ -8,6 +8,8 @@
 //!   the fleet config.
 
 pub mod local;
+/// The KPA's tick, for drivers that tick a revision's scaler themselves.
+pub use kantai_autoscaler::TICK;
 pub mod scaler;
 pub mod settings;
 
