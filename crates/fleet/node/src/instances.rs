@@ -707,11 +707,19 @@ async fn stop_now(
         obj["status"]["ready"] = serde_json::Value::Bool(false);
         obj
     });
-    if let Some(obj) = terminating
-        && let Err(e) = agent.client.replace_status(INSTANCES, ns, name, &obj).await
-        && !e.is_not_found()
-    {
-        warn!(instance = %name, "cannot mark the instance terminating: {e}");
+    // Bounded: a control plane that cannot be reached (its link stalled) hears nothing
+    // anyway, and the instance still drains and stops on time.
+    if let Some(obj) = terminating {
+        let write = agent.client.replace_status(INSTANCES, ns, name, &obj);
+        match tokio::time::timeout(kantai_driver::DRAIN_PROPAGATION, write).await {
+            Ok(Err(e)) if !e.is_not_found() => {
+                warn!(instance = %name, "cannot mark the instance terminating: {e}");
+            }
+            Err(_) => {
+                warn!(instance = %name, "the control plane did not take the instance's Terminating status within {:?}; draining it anyway", kantai_driver::DRAIN_PROPAGATION);
+            }
+            Ok(_) => {}
+        }
     }
     agent
         .dp
