@@ -65,6 +65,9 @@ async fn a_far_node_starts_a_latency_aware_revision_at_zero_itself_and_the_place
             ))
             .await;
             f.wait_zero("edgy-00001", Duration::from_secs(60)).await;
+            let node3 = f.admin("node3").to_string();
+            let starts = || metric(&node3, &f.token, "kantai_local_starts_total");
+            let before = starts().await.expect("node3's local starts");
             let a = f.call("node3", "edgy", "/").await;
             assert_eq!(a.status, 200, "{}", a.body);
             assert_eq!(
@@ -74,6 +77,11 @@ async fn a_far_node_starts_a_latency_aware_revision_at_zero_itself_and_the_place
                 Some("node3"),
                 "the cold start at node3 was served elsewhere ({:?})",
                 a.elapsed
+            );
+            assert_eq!(
+                starts().await,
+                Some(before + 1.0),
+                "node3 did not start the instance itself"
             );
             let p = wait_for(
                 Duration::from_secs(10),
