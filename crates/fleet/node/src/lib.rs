@@ -848,11 +848,19 @@ async fn report_loop(
 
 async fn send_report(agent: &Agent, report: &Report) {
     let body = serde_json::to_value(report).unwrap_or_default();
-    match agent
+    // A report unanswered this long is lost (the node is about to count the control plane
+    // unreachable); the next one goes out in its place rather than behind it.
+    let send = agent
         .client
-        .send_json(http::Method::POST, REPORTS_PATH, &body)
-        .await
-    {
+        .send_json(http::Method::POST, REPORTS_PATH, &body);
+    let answer = match tokio::time::timeout(edge::AUTONOMOUS_AFTER, send).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            warn!(node = %agent.name, "the control plane did not answer a load report within {:?}", edge::AUTONOMOUS_AFTER);
+            return;
+        }
+    };
+    match answer {
         // The reply carries what the balancers need from the whole fleet.
         Ok(v) => {
             agent.edge.heard(&agent.name);
