@@ -463,3 +463,65 @@ async fn with_its_link_to_the_control_plane_stalled_a_node_scales_from_zero_and_
     no_process_of("cutoff", Duration::from_secs(30)).await;
     f.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_a_node_started_while_cut_off_is_adopted_when_its_link_returns() {
+    let fleet = TestFleet::seed_testbed(FAST_ZERO).await;
+    let f = &fleet;
+    f.deploy(&hello("rejoin", &[], "")).await;
+    f.wait_zero("rejoin-00001", Duration::from_secs(60)).await;
+    let link = format!("http://{}/kantai/v1/links/node1", f.admin("node3"));
+    let auth = format!("Bearer {}", f.token);
+    let set = |setting: &'static str| {
+        let (link, auth) = (link.clone(), auth.clone());
+        async move {
+            let (status, body) = f
+                .send("PUT", &link, &[("authorization", auth.as_str())], setting)
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    set("{down: true}").await;
+    let node3 = f.admin("node3").to_string();
+    let autonomous = |on: f64| {
+        let node3 = node3.clone();
+        let token = f.token.clone();
+        async move {
+            wait_for(
+                Duration::from_secs(20),
+                "node3's autonomy to change",
+                || async {
+                    let v = metric(&node3, &token, "kantai_node_autonomous").await?;
+                    (v == on).then_some(())
+                },
+            )
+            .await;
+        }
+    };
+    autonomous(1.0).await;
+    let a = f.call("node3", "rejoin", "/").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let pid = pids_with_env("K_SERVICE=rejoin");
+    assert_eq!(pid.len(), 1);
+
+    // The link returns while the instance serves: the control plane counts it where it runs.
+    set("{rtt: 50ms, jitter: 10ms}").await;
+    autonomous(0.0).await;
+    wait_for(
+        Duration::from_secs(20),
+        "the placement to count node3's instance and its object to be written",
+        || async {
+            let _ = f.call("node3", "rejoin", "/").await;
+            let p = f.placement("rejoin-00001").await?;
+            let on = instances_of(f, "rejoin-00001").await;
+            (placed(&p) == ["node3=1"] && on.len() == 1 && on[0].1 == "node3").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        pids_with_env("K_SERVICE=rejoin"),
+        pid,
+        "the instance node3 started was replaced"
+    );
+    fleet.stop();
+}
