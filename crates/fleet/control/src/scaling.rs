@@ -340,7 +340,7 @@ fn adopt(st: &mut Scaling, report: &Report) -> Vec<Key> {
 
 fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
     let now = st.since_start(at);
-    let fleet = fleet_view(s);
+    let fleet = fleet_view(s, &st.local);
     for key in keys {
         let Some(sc) = st.scalers.get_mut(key) else {
             continue;
@@ -414,8 +414,9 @@ fn publish_serving(s: &Shared, st: &Scaling) {
 }
 
 /// The fleet as placement policies see it: every node in order, with capacity, what is
-/// placed on it, and the round trips the agents measured.
-fn fleet_view(s: &Shared) -> FleetView {
+/// placed on it (and what its agent started on its own beyond that, `local`), and the round
+/// trips the agents measured.
+fn fleet_view(s: &Shared, local: &HashMap<String, HashMap<Key, u32>>) -> FleetView {
     let order = s.node_order();
     let registered: HashMap<String, fleet::Node> = s
         .store
@@ -446,18 +447,40 @@ fn fleet_view(s: &Shared) -> FleetView {
             Some(((ns, name), settings_of(s, v)?.0.resources))
         })
         .collect();
-    for v in s.store.list(&PLACEMENTS, None).0 {
-        let ns = v.namespace_or_default().to_owned();
-        if let Ok(p) = fleet::from_json::<Placement>(&v) {
-            let r = revisions
-                .get(&(ns, p.spec.revision.clone()))
-                .copied()
-                .unwrap_or_default();
-            for c in p.spec.nodes {
-                let e = used.entry(c.node).or_default();
-                e.0 += c.count;
-                e.1 += r.cpu * f64::from(c.count);
-                e.2 += r.memory * f64::from(c.count);
+    let mut placed: HashMap<(&str, &Key), u32> = HashMap::new();
+    let placements: Vec<(Key, Placement)> = s
+        .store
+        .list(&PLACEMENTS, None)
+        .0
+        .iter()
+        .filter_map(|v| {
+            let p = fleet::from_json::<Placement>(v).ok()?;
+            Some((
+                (v.namespace_or_default().to_owned(), p.spec.revision.clone()),
+                p,
+            ))
+        })
+        .collect();
+    let mut add = |node: &str, key: &Key, count: u32| {
+        let r = revisions.get(key).copied().unwrap_or_default();
+        let e = used.entry(node.to_owned()).or_default();
+        e.0 += count;
+        e.1 += r.cpu * f64::from(count);
+        e.2 += r.memory * f64::from(count);
+    };
+    for (key, p) in &placements {
+        for c in &p.spec.nodes {
+            add(&c.node, key, c.count);
+            placed.insert((c.node.as_str(), key), c.count);
+        }
+    }
+    // Instances an agent started on its own take room before any placement counts them.
+    for (node, revs) in local {
+        for (key, count) in revs {
+            let beyond =
+                count.saturating_sub(placed.get(&(node.as_str(), key)).copied().unwrap_or(0));
+            if beyond > 0 {
+                add(node, key, beyond);
             }
         }
     }
@@ -649,6 +672,44 @@ mod tests {
                 queued: 1,
             }
         );
+    }
+
+    #[test]
+    fn a_nodes_local_starts_are_adopted_once_and_forgotten_when_its_report_drops_them() {
+        let mut st = Scaling {
+            started: Instant::now(),
+            scalers: HashMap::new(),
+            awaiting: HashSet::new(),
+            local: HashMap::new(),
+        };
+        let key = ("default".to_owned(), "hello-00001".to_owned());
+        let report = |count| Report {
+            node: "node3".into(),
+            local: vec![kantai_api::LocalStarts {
+                namespace: key.0.clone(),
+                revision: key.1.clone(),
+                count,
+            }],
+            ..Report::default()
+        };
+        assert_eq!(adopt(&mut st, &report(1)), vec![key.clone()]);
+        assert_eq!(st.local["node3"][&key], 1);
+        // The next reports name it again: nothing new to decide.
+        assert!(adopt(&mut st, &report(1)).is_empty());
+        // More of them (an autonomous node scaled up): decided again.
+        assert_eq!(adopt(&mut st, &report(2)), vec![key.clone()]);
+        // A report without them: the placement counts them now, or they are gone.
+        assert!(
+            adopt(
+                &mut st,
+                &Report {
+                    node: "node3".into(),
+                    ..Report::default()
+                }
+            )
+            .is_empty()
+        );
+        assert!(!st.local.contains_key("node3"));
     }
 
     #[test]
