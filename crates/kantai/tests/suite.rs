@@ -10,6 +10,7 @@ mod architecture;
 mod cli;
 mod config;
 mod containers;
+mod edge;
 mod fleet;
 mod hostile;
 mod kubectl;

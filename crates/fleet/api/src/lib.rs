@@ -16,6 +16,6 @@ pub use kantai_decisions::time;
 pub use client::{ApiError, Client, ConfigStream, DelayFn, Watch};
 pub use resources::Resource;
 pub use wire::{
-    ConfigEvent, FleetInfo, Report, ReportReply, RevisionLoad, RevisionServing, RttSample, Status,
-    StatusCause, WatchEvent,
+    ConfigEvent, FleetInfo, LocalStarts, Report, ReportReply, RevisionLoad, RevisionServing,
+    RttSample, Status, StatusCause, WatchEvent,
 };

@@ -126,6 +126,23 @@ pub struct Report {
     /// control plane marks a route's ingress ready once every ready node has it.
     #[serde(default)]
     pub routes_version: u64,
+    /// Instances this node started on its own (a cold start decided at the node, or while
+    /// it could not reach the control plane) that no Placement counts yet: the control plane
+    /// counts them in the revision's next placement (adopts them) instead of placing others.
+    /// Every report carries all of them; absent from older agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<LocalStarts>,
+}
+
+/// Instances of one revision a node started on its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LocalStarts {
+    /// Namespace.
+    pub namespace: String,
+    /// Revision.
+    pub revision: String,
+    /// Instances started (or starting) on the node that no Placement counts yet.
+    pub count: u32,
 }
 
 /// Load of one revision at one node.

@@ -94,6 +94,9 @@ pub struct Scaling {
     /// Revisions left unplaced because their image digests are not recorded yet: placed as
     /// soon as their status records them, not at the next tick.
     awaiting: HashSet<Key>,
+    /// Per node, the instances of each revision it started on its own that its last report
+    /// said no Placement counts yet: placement counts them as running there (adopts them).
+    local: HashMap<String, HashMap<Key, u32>>,
 }
 
 impl Scaling {
@@ -108,6 +111,7 @@ pub async fn run(s: Arc<Shared>, mut reports: mpsc::Receiver<(Report, Instant)>)
         started: Instant::now(),
         scalers: HashMap::new(),
         awaiting: HashSet::new(),
+        local: HashMap::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -289,7 +293,7 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
             report_record(report, now),
         )));
     }
-    let mut poked = Vec::new();
+    let mut poked = adopt(st, report);
     for load in &report.revisions {
         tracing::trace!(node = %report.node, revision = %load.revision, concurrency = load.concurrency, requests = load.requests, held = load.held, "load");
         let key = (load.namespace.clone(), load.revision.clone());
@@ -300,16 +304,43 @@ fn ingest(s: &Shared, st: &mut Scaling, report: &Report, at: Instant) -> Vec<Key
         let Some(sc) = st.scalers.get_mut(&key) else {
             continue;
         };
-        if sc.core.record(now, &report.node, &node_load(report, load)) {
+        if sc.core.record(now, &report.node, &node_load(report, load)) && !poked.contains(&key) {
             poked.push(key);
         }
     }
     poked
 }
 
+/// Takes a report's instances started on the node's own (each report carries all of them);
+/// returns the revisions with some the control plane did not know of: their placement is
+/// decided now, so that it counts them before the node's gateway sends anything elsewhere.
+fn adopt(st: &mut Scaling, report: &Report) -> Vec<Key> {
+    let now: HashMap<Key, u32> = report
+        .local
+        .iter()
+        .filter(|l| l.count > 0)
+        .map(|l| ((l.namespace.clone(), l.revision.clone()), l.count))
+        .collect();
+    let before = st.local.get(&report.node);
+    let new: Vec<Key> = now
+        .iter()
+        .filter(|(k, c)| before.and_then(|b| b.get(*k)).is_none_or(|b| b < *c))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (ns, revision) in &new {
+        info!(node = %report.node, namespace = %ns, revision = %revision, count = now[&(ns.clone(), revision.clone())], "adopting instances node {} started on its own: the placement counts them", report.node);
+    }
+    if now.is_empty() {
+        st.local.remove(&report.node);
+    } else {
+        st.local.insert(report.node.clone(), now);
+    }
+    new
+}
+
 fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
     let now = st.since_start(at);
-    let fleet = fleet_view(s);
+    let fleet = fleet_view(s, &st.local);
     for key in keys {
         let Some(sc) = st.scalers.get_mut(key) else {
             continue;
@@ -348,7 +379,12 @@ fn tick_revisions(s: &Shared, st: &mut Scaling, keys: &[Key], at: Instant) {
             continue;
         }
         st.awaiting.remove(key);
-        place(s, key, sc, &d, &fleet, now);
+        let local: HashMap<&str, u32> = st
+            .local
+            .iter()
+            .filter_map(|(node, revs)| Some((node.as_str(), *revs.get(key)?)))
+            .collect();
+        place(s, key, sc, &d, &fleet, &local, now);
     }
     publish_serving(s, st);
 }
@@ -378,8 +414,9 @@ fn publish_serving(s: &Shared, st: &Scaling) {
 }
 
 /// The fleet as placement policies see it: every node in order, with capacity, what is
-/// placed on it, and the round trips the agents measured.
-fn fleet_view(s: &Shared) -> FleetView {
+/// placed on it (and what its agent started on its own beyond that, `local`), and the round
+/// trips the agents measured.
+fn fleet_view(s: &Shared, local: &HashMap<String, HashMap<Key, u32>>) -> FleetView {
     let order = s.node_order();
     let registered: HashMap<String, fleet::Node> = s
         .store
@@ -410,18 +447,40 @@ fn fleet_view(s: &Shared) -> FleetView {
             Some(((ns, name), settings_of(s, v)?.0.resources))
         })
         .collect();
-    for v in s.store.list(&PLACEMENTS, None).0 {
-        let ns = v.namespace_or_default().to_owned();
-        if let Ok(p) = fleet::from_json::<Placement>(&v) {
-            let r = revisions
-                .get(&(ns, p.spec.revision.clone()))
-                .copied()
-                .unwrap_or_default();
-            for c in p.spec.nodes {
-                let e = used.entry(c.node).or_default();
-                e.0 += c.count;
-                e.1 += r.cpu * f64::from(c.count);
-                e.2 += r.memory * f64::from(c.count);
+    let mut placed: HashMap<(&str, &Key), u32> = HashMap::new();
+    let placements: Vec<(Key, Placement)> = s
+        .store
+        .list(&PLACEMENTS, None)
+        .0
+        .iter()
+        .filter_map(|v| {
+            let p = fleet::from_json::<Placement>(v).ok()?;
+            Some((
+                (v.namespace_or_default().to_owned(), p.spec.revision.clone()),
+                p,
+            ))
+        })
+        .collect();
+    let mut add = |node: &str, key: &Key, count: u32| {
+        let r = revisions.get(key).copied().unwrap_or_default();
+        let e = used.entry(node.to_owned()).or_default();
+        e.0 += count;
+        e.1 += r.cpu * f64::from(count);
+        e.2 += r.memory * f64::from(count);
+    };
+    for (key, p) in &placements {
+        for c in &p.spec.nodes {
+            add(&c.node, key, c.count);
+            placed.insert((c.node.as_str(), key), c.count);
+        }
+    }
+    // Instances an agent started on its own take room before any placement counts them.
+    for (node, revs) in local {
+        for (key, count) in revs {
+            let beyond =
+                count.saturating_sub(placed.get(&(node.as_str(), key)).copied().unwrap_or(0));
+            if beyond > 0 {
+                add(node, key, beyond);
             }
         }
     }
@@ -472,7 +531,18 @@ fn fleet_view(s: &Shared) -> FleetView {
     FleetView { nodes, rtt }
 }
 
-fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView, now: Duration) {
+/// Places a revision's decision. `local`: instances nodes started on their own that no
+/// placement counts yet, counted as running where they run, so that the policy keeps them
+/// (no second instance elsewhere) or, if the KPA wants fewer, removes them as any other.
+fn place(
+    s: &Shared,
+    key: &Key,
+    sc: &mut Scaler,
+    d: &Decision,
+    fleet: &FleetView,
+    local: &HashMap<&str, u32>,
+    now: Duration,
+) {
     let (ns, revision) = key;
     let existing = s
         .store
@@ -481,7 +551,10 @@ fn place(s: &Shared, key: &Key, sc: &mut Scaler, d: &Decision, fleet: &FleetView
     let current: Vec<u32> = fleet
         .nodes
         .iter()
-        .map(|n| existing.as_ref().map_or(0, |p| p.desired_on(&n.name)))
+        .map(|n| {
+            let placed = existing.as_ref().map_or(0, |p| p.desired_on(&n.name));
+            placed.max(local.get(n.name.as_str()).copied().unwrap_or(0))
+        })
         .collect();
     let keys: Vec<String> = fleet.nodes.iter().map(|n| n.name.clone()).collect();
     let (decision, record) = sc.core.place(
@@ -599,6 +672,44 @@ mod tests {
                 queued: 1,
             }
         );
+    }
+
+    #[test]
+    fn a_nodes_local_starts_are_adopted_once_and_forgotten_when_its_report_drops_them() {
+        let mut st = Scaling {
+            started: Instant::now(),
+            scalers: HashMap::new(),
+            awaiting: HashSet::new(),
+            local: HashMap::new(),
+        };
+        let key = ("default".to_owned(), "hello-00001".to_owned());
+        let report = |count| Report {
+            node: "node3".into(),
+            local: vec![kantai_api::LocalStarts {
+                namespace: key.0.clone(),
+                revision: key.1.clone(),
+                count,
+            }],
+            ..Report::default()
+        };
+        assert_eq!(adopt(&mut st, &report(1)), vec![key.clone()]);
+        assert_eq!(st.local["node3"][&key], 1);
+        // The next reports name it again: nothing new to decide.
+        assert!(adopt(&mut st, &report(1)).is_empty());
+        // More of them (an autonomous node scaled up): decided again.
+        assert_eq!(adopt(&mut st, &report(2)), vec![key.clone()]);
+        // A report without them: the placement counts them now, or they are gone.
+        assert!(
+            adopt(
+                &mut st,
+                &Report {
+                    node: "node3".into(),
+                    ..Report::default()
+                }
+            )
+            .is_empty()
+        );
+        assert!(!st.local.contains_key("node3"));
     }
 
     #[test]

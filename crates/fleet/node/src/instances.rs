@@ -555,16 +555,18 @@ async fn mirror(
         l.object = json.clone();
         l.written = std::time::Instant::now();
     }
-    if let Err(e) = agent.client.replace(INSTANCES, &ns, &name, &json).await {
-        warn!(instance = %name, "cannot register the instance: {e}");
-    }
     let Some(mut rx) = state else {
+        if let Err(e) = agent.client.replace(INSTANCES, &ns, &name, &json).await {
+            warn!(instance = %name, "cannot register the instance: {e}");
+        }
         return;
     };
     let mut port = None;
     let mut ready = false;
     let mut last_status: Option<InstanceStatus> = None;
-    let status_tx = status_writer(agent.clone(), ns.clone(), name.clone());
+    // The object is registered by the status writer, before any status: the data plane
+    // does not wait for it (on a node far from the control plane that is a round trip).
+    let status_tx = status_writer(agent.clone(), ns.clone(), name.clone(), json.clone());
     loop {
         let st = rx.borrow_and_update().clone();
         if st.port != port {
@@ -641,16 +643,21 @@ async fn mirror(
     }
 }
 
-/// Writes an instance's status as the API allows, the latest one only: the data plane
-/// never waits for the API (an instance that gets ready while its last status is still on
-/// its way serves at once). A write that fails is made again by `reassert`.
+/// Registers an instance's object (`object`), then writes its status as the API allows,
+/// the latest one only: the data plane never waits for the API (an instance that gets ready
+/// while its object or last status is still on its way serves at once). A write that fails
+/// is made again by `reassert`.
 fn status_writer(
     agent: Arc<Agent>,
     ns: String,
     name: String,
+    object: serde_json::Value,
 ) -> tokio::sync::watch::Sender<Option<serde_json::Value>> {
     let (tx, mut rx) = tokio::sync::watch::channel::<Option<serde_json::Value>>(None);
     tokio::spawn(async move {
+        if let Err(e) = agent.client.replace(INSTANCES, &ns, &name, &object).await {
+            warn!(instance = %name, "cannot register the instance: {e}");
+        }
         while rx.changed().await.is_ok() {
             let Some(obj) = rx.borrow_and_update().clone() else {
                 continue;
@@ -707,11 +714,19 @@ async fn stop_now(
         obj["status"]["ready"] = serde_json::Value::Bool(false);
         obj
     });
-    if let Some(obj) = terminating
-        && let Err(e) = agent.client.replace_status(INSTANCES, ns, name, &obj).await
-        && !e.is_not_found()
-    {
-        warn!(instance = %name, "cannot mark the instance terminating: {e}");
+    // Bounded: a control plane that cannot be reached (its link stalled) hears nothing
+    // anyway, and the instance still drains and stops on time.
+    if let Some(obj) = terminating {
+        let write = agent.client.replace_status(INSTANCES, ns, name, &obj);
+        match tokio::time::timeout(kantai_driver::DRAIN_PROPAGATION, write).await {
+            Ok(Err(e)) if !e.is_not_found() => {
+                warn!(instance = %name, "cannot mark the instance terminating: {e}");
+            }
+            Err(_) => {
+                warn!(instance = %name, "the control plane did not take the instance's Terminating status within {:?}; draining it anyway", kantai_driver::DRAIN_PROPAGATION);
+            }
+            Ok(_) => {}
+        }
     }
     agent
         .dp
@@ -802,4 +817,14 @@ pub fn logs(agent: &Agent, ns: &str, name: &str, tail: Option<usize>) -> Option<
     let local = agent.local.lock();
     let l = local.get(name).filter(|l| l.key.0 == ns)?;
     Some(l.logs.as_ref().map(|b| b.text(tail)).unwrap_or_default())
+}
+
+/// This node's instances of a revision that are not being stopped, and how many of them
+/// are ready.
+pub(crate) fn running(agent: &Agent, key: &(String, String)) -> (u32, u32) {
+    let local = agent.local.lock();
+    local
+        .values()
+        .filter(|l| l.key == *key && !l.stopping)
+        .fold((0, 0), |(n, r), l| (n + 1, r + u32::from(l.ready)))
 }

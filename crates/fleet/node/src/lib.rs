@@ -3,6 +3,7 @@
 //! reports load every second and measures round trips to the other nodes.
 
 mod configs;
+mod edge;
 mod instances;
 mod watch;
 
@@ -142,6 +143,8 @@ pub(crate) struct Agent {
     pub(crate) configs: configs::Configs,
     /// The node's host address (an instance's `status.hostIP`).
     pub(crate) address: IpAddr,
+    /// Instances started on the node's own decision, and whether the control plane answers.
+    pub(crate) edge: edge::Edge,
 }
 
 /// The Node object an agent keeps registered.
@@ -303,6 +306,7 @@ pub async fn run(
         ran_here: Mutex::new(std::collections::HashSet::new()),
         configs: configs::Configs::default(),
         address,
+        edge: edge::Edge::default(),
     });
     register(&agent).await;
     remove_stale_instances(&agent).await;
@@ -319,6 +323,7 @@ pub async fn run(
     )));
     tasks.push(tokio::spawn(report_loop(agent.clone(), pokes)));
     tasks.push(tokio::spawn(probe_loop(agent.clone())));
+    tasks.push(tokio::spawn(edge::run(agent.clone())));
     tasks.push(tokio::spawn(keep_node_loop(agent.clone())));
     tasks.push(tokio::spawn(admin_server(
         agent.clone(),
@@ -545,6 +550,7 @@ async fn remove_stale_instances(agent: &Agent) {
 async fn reconcile_loop(agent: Arc<Agent>, domain: String) {
     loop {
         apply_dataplane(&agent, &domain);
+        edge::settle(&agent);
         instances::reconcile(&agent);
         tokio::select! {
             _ = agent.changed.notified() => {}
@@ -734,9 +740,10 @@ fn route_unavailable(
         .map(|f| format!("revision {rev} cannot start: {f}"))
 }
 
-/// Desired instances of each revision on this node, from the placements.
+/// Desired instances of each revision on this node: the placements' count, or the instances
+/// the node started on its own while no placement counts them, whichever is more.
 pub(crate) fn desired_here(agent: &Agent) -> HashMap<(String, String), u32> {
-    agent
+    let mut desired: HashMap<(String, String), u32> = agent
         .cache
         .snapshot()
         .placements
@@ -748,7 +755,12 @@ pub(crate) fn desired_here(agent: &Agent) -> HashMap<(String, String), u32> {
                 p.desired_on(&agent.name),
             )
         })
-        .collect()
+        .collect();
+    for (key, n) in agent.edge.counts() {
+        let e = desired.entry(key).or_default();
+        *e = (*e).max(n);
+    }
+    desired
 }
 
 async fn report_loop(
@@ -758,6 +770,9 @@ async fn report_loop(
     // The control plane judges a node's readiness by this interval.
     let mut tick = tokio::time::interval(kantai_model::lifecycle::REPORT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One periodic report in flight at a time: a stalled link to the control plane holds it
+    // up to the client's timeout, and neither the pokes nor the loads wait behind it.
+    let in_flight = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -769,29 +784,46 @@ async fn report_loop(
                     .into_iter()
                     .map(|e| RttSample { peer: e.peer, rtt_ms: e.ewma_ms })
                     .collect();
+                let revisions = agent.dp.take_loads();
+                agent.edge.observe(&revisions);
                 let report = Report {
                     node: agent.name.clone(),
-                    revisions: agent.dp.take_loads(),
+                    revisions,
                     rtt,
                     poke: false,
                     routes_version: agent.routes_version.load(std::sync::atomic::Ordering::Acquire),
+                    local: agent.edge.reports(),
                 };
-                send_report(&agent, &report).await;
+                if !in_flight.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    let (agent, in_flight) = (agent.clone(), in_flight.clone());
+                    tokio::spawn(async move {
+                        send_report(&agent, &report).await;
+                        in_flight.store(false, std::sync::atomic::Ordering::Release);
+                    });
+                }
             }
             _ = agent.routes_applied.notified() => {
                 let report = Report {
                     node: agent.name.clone(),
                     routes_version: agent.routes_version.load(std::sync::atomic::Ordering::Acquire),
+                    local: agent.edge.reports(),
                     ..Report::default()
                 };
                 let agent = agent.clone();
                 tokio::spawn(async move { send_report(&agent, &report).await });
             }
             Some(key) = pokes.recv() => {
+                // A cold start this node may decide itself starts now; the control plane
+                // learns of it from this very report.
+                let local = edge::poke(&agent, &key);
                 // Knative's activator: the first request for a revision without room is
                 // reported at once, as one request in flight.
                 let held = agent.dp.revision(&key.0, &key.1).held();
-                debug!(revision = %key.1, held, "poke");
+                debug!(revision = %key.1, held, local, "poke");
+                if agent.edge.autonomous() {
+                    // Nobody answers: the periodic report finds out when someone does.
+                    continue;
+                }
                 let report = Report {
                     node: agent.name.clone(),
                     revisions: vec![kantai_api::RevisionLoad {
@@ -805,6 +837,7 @@ async fn report_loop(
                     rtt: Vec::new(),
                     poke: true,
                     routes_version: agent.routes_version.load(std::sync::atomic::Ordering::Acquire),
+                    local: agent.edge.reports(),
                 };
                 let agent = agent.clone();
                 tokio::spawn(async move { send_report(&agent, &report).await });
@@ -815,13 +848,22 @@ async fn report_loop(
 
 async fn send_report(agent: &Agent, report: &Report) {
     let body = serde_json::to_value(report).unwrap_or_default();
-    match agent
+    // A report unanswered this long is lost (the node is about to count the control plane
+    // unreachable); the next one goes out in its place rather than behind it.
+    let send = agent
         .client
-        .send_json(http::Method::POST, REPORTS_PATH, &body)
-        .await
-    {
+        .send_json(http::Method::POST, REPORTS_PATH, &body);
+    let answer = match tokio::time::timeout(edge::AUTONOMOUS_AFTER, send).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            warn!(node = %agent.name, "the control plane did not answer a load report within {:?}", edge::AUTONOMOUS_AFTER);
+            return;
+        }
+    };
+    match answer {
         // The reply carries what the balancers need from the whole fleet.
         Ok(v) => {
+            agent.edge.heard(&agent.name);
             if let Ok(reply) = serde_json::from_value::<ReportReply>(v) {
                 let serving = reply
                     .serving
@@ -1007,7 +1049,7 @@ async fn admin_server(agent: Arc<Agent>, listener: TcpListener, token: String) {
                             http::header::CONTENT_TYPE,
                             kantai_dataplane::metrics::CONTENT_TYPE,
                         )],
-                        a.dp.metrics_text(),
+                        a.dp.metrics_text() + &a.edge.metrics(&a.name),
                     )
                 }
             })

@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 
 use rand::Rng;
 
-use super::{Placement, PlacementDecision, PlacementInput, Room, keep_current};
+use super::{LocalStarts, Placement, PlacementDecision, PlacementInput, Room, keep_current};
 
 /// The `latency-aware` policy.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +47,12 @@ fn cmp_f64(a: f64, b: f64) -> Ordering {
 }
 
 impl Placement for LatencyAware {
+    /// The node a request enters is its own origin and the least round trip from itself:
+    /// where the demand is, the control plane puts the instance too.
+    fn local_starts(&self) -> LocalStarts {
+        LocalStarts::WherePlaced
+    }
+
     fn rebalances(&self) -> bool {
         true
     }

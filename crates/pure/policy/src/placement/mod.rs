@@ -71,6 +71,27 @@ pub trait Placement: Send {
     fn rebalances(&self) -> bool {
         false
     }
+
+    /// When a node may start an instance of the revision on its own, at once, before the
+    /// control plane places it (a request reached the node and no instance serves it). The
+    /// default, [`LocalStarts::WhenAutonomous`], is right for a policy whose choice depends
+    /// on fleet-wide counts a node sees only as last published: a start decided on that view
+    /// would be undone by the control plane's next placement (a flap).
+    fn local_starts(&self) -> LocalStarts {
+        LocalStarts::WhenAutonomous
+    }
+}
+
+/// When a node may start an instance on its own (see [`Placement::local_starts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalStarts {
+    /// Whenever the policy, run on the node's own view with one instance more, puts that
+    /// instance on the node: its choice follows from what the node itself sees (where the
+    /// demand enters, its round trips, a fixed pin), so the control plane decides alike.
+    WherePlaced,
+    /// Only while the node cannot reach the control plane; then anywhere with room, within
+    /// the revision's max-scale.
+    WhenAutonomous,
 }
 
 /// Room left on each node for this revision, for policies that add and remove one instance

@@ -1,6 +1,9 @@
 //! `pack`: fill nodes in the fleet's order: add on the first node with room, remove from the
 //! last node that has instances of the revision. Fewer nodes busy, the rest free (Hermod's
 //! packing at low load).
+//!
+//! A node starts an instance of it on its own only while autonomous (the trait's default):
+//! its choice counts every node's instances, which a node sees only as last published.
 
 use rand::Rng;
 

@@ -4,13 +4,18 @@
 
 use rand::Rng;
 
-use super::{Placement, PlacementDecision, PlacementInput, Room};
+use super::{LocalStarts, Placement, PlacementDecision, PlacementInput, Room};
 
 /// The `pinned` policy.
 #[derive(Clone, Debug, Default)]
 pub struct Pinned;
 
 impl Placement for Pinned {
+    /// Its own placement keeps it to the named nodes, autonomous or not.
+    fn local_starts(&self) -> LocalStarts {
+        LocalStarts::WherePlaced
+    }
+
     fn place(&mut self, input: &PlacementInput<'_>, _rng: &mut dyn Rng) -> PlacementDecision {
         let nodes = &input.fleet.nodes;
         let mut room = Room::new(nodes, input.current, input.resources);

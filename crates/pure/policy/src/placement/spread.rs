@@ -1,6 +1,9 @@
 //! `spread`, the Knative-like default: keep what runs, add on the least-loaded node that has
 //! room (fewest instances of any revision; ties go to the earlier node), remove from the node
 //! holding the most of this revision (ties: the later node).
+//!
+//! A node starts an instance of it on its own only while autonomous (the trait's default):
+//! its choice counts every node's instances, which a node sees only as last published.
 
 use rand::Rng;
 

@@ -1,0 +1,194 @@
+//! Starts a node decides on its own: a request reached node *i* for a revision that no
+//! instance serves, and waiting for the control plane would add its round trip (or, with
+//! the control plane unreachable, forever) to the cold start.
+//!
+//! The node runs the revision's own placement policy, the code the control plane runs, on
+//! its own view of the fleet (capacities, the placements it watches, its round trips, its
+//! own held demand; every other node's demand unknown, so 0) with one instance more than it
+//! knows of, and starts the instance only if the policy puts it on node *i*, the node has
+//! room and the revision's max-scale allows it. The policy says whether it allows this at
+//! all ([`LocalStarts`]). While the control plane is reachable a node starts locally only a
+//! revision at zero everywhere it knows of: the KPA's answer to that poke is at least one
+//! instance (its activation scale), so the control plane keeps the one started (it counts
+//! it in the placement) rather than undoing it.
+
+use kantai_policy::placement::{LocalStarts, Room};
+use kantai_policy::{FleetView, PlacementInput, stable_hash};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::time::Duration;
+
+use crate::scaler::{placement_policy, seed};
+use crate::settings::RevisionSettings;
+
+/// What a node knows when a request for a revision without an instance reaches it.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalView<'a> {
+    /// The fleet as the node sees it (nodes in the fleet's order, the instances the
+    /// placements it watches put on each, its own round trips to the others).
+    pub fleet: &'a FleetView,
+    /// The deciding node's index in `fleet`.
+    pub node: usize,
+    /// Instances of the revision on each node as the node knows them (placed, and on the
+    /// node itself also those it started on its own).
+    pub current: &'a [u32],
+    /// Requests the node's gateway holds for the revision (its demand, requests per second
+    /// as the policy reads it).
+    pub held: u32,
+    /// Whether the node cannot reach the control plane.
+    pub autonomous: bool,
+    /// Time since the driver's epoch.
+    pub now: Duration,
+}
+
+/// Why a node does not start an instance on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The policy starts instances only where the control plane places them while it is
+    /// reachable ([`LocalStarts::WhenAutonomous`]).
+    PolicyWaits,
+    /// Instances of the revision are placed: the control plane scales it.
+    NotAtZero,
+    /// The revision's max-scale is reached.
+    MaxScale(u32),
+    /// The node has no room for one more instance (instances, CPU or memory).
+    NoRoom,
+    /// The policy puts the next instance on another node (`None`: on none).
+    PlacedElsewhere(Option<String>),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::PolicyWaits => write!(
+                f,
+                "its placement policy starts instances only where the control plane places them while it is reachable"
+            ),
+            Refusal::NotAtZero => write!(
+                f,
+                "instances of it are placed already; the control plane scales it"
+            ),
+            Refusal::MaxScale(m) => write!(f, "its max-scale ({m}) is reached"),
+            Refusal::NoRoom => write!(
+                f,
+                "this node has no room for another instance (instances, CPU or memory)"
+            ),
+            Refusal::PlacedElsewhere(Some(n)) => {
+                write!(f, "its placement policy puts the next instance on {n}")
+            }
+            Refusal::PlacedElsewhere(None) => {
+                write!(f, "its placement policy puts the next instance nowhere")
+            }
+        }
+    }
+}
+
+/// The seed of a node's local decisions about a revision: the revision's placement seed
+/// ([`seed`]) mixed with the node's name, so two nodes do not draw alike.
+pub fn local_seed(namespace: &str, revision: &str, node: &str) -> u64 {
+    seed(namespace, revision) ^ stable_hash(node.as_bytes()).rotate_left(17)
+}
+
+/// Whether the node may start an instance of the revision now, by itself (`Ok`), or why not.
+pub fn local_start(
+    settings: &RevisionSettings,
+    rng_seed: u64,
+    view: &LocalView<'_>,
+) -> Result<(), Refusal> {
+    let policy = placement_policy(&settings.placement, &settings.params);
+    let mode = policy.local_starts();
+    let total: u32 = view.current.iter().sum();
+    if !view.autonomous {
+        if mode == LocalStarts::WhenAutonomous {
+            return Err(Refusal::PolicyWaits);
+        }
+        if total > 0 {
+            return Err(Refusal::NotAtZero);
+        }
+    }
+    let max = settings.scaling.max_scale;
+    if max > 0 && total >= max {
+        return Err(Refusal::MaxScale(max));
+    }
+    if !room_for_one(settings, view) {
+        return Err(Refusal::NoRoom);
+    }
+    if mode == LocalStarts::WhenAutonomous {
+        return Ok(());
+    }
+    let n = view.fleet.nodes.len();
+    let demand: Vec<f64> = (0..n)
+        .map(|i| {
+            if i == view.node {
+                f64::from(view.held.max(1))
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let serving = vec![None; n];
+    let zeros = vec![0; n];
+    let input = PlacementInput {
+        fleet: view.fleet,
+        revision: "",
+        desired: total + 1,
+        current: view.current,
+        demand: &demand,
+        serving_ms: &serving,
+        in_flight: &zeros,
+        queued: &zeros,
+        resources: settings.resources,
+        params: &settings.params,
+        now: view.now,
+    };
+    let mut policy = policy;
+    let mut rng = SmallRng::seed_from_u64(rng_seed);
+    let decision = policy.place(&input, &mut rng);
+    let here = |i: usize| decision.per_node.get(i).copied().unwrap_or(0);
+    let had = |i: usize| view.current.get(i).copied().unwrap_or(0);
+    if here(view.node) > had(view.node) {
+        return Ok(());
+    }
+    let grew = (0..n)
+        .find(|&i| here(i) > had(i))
+        .and_then(|i| view.fleet.nodes.get(i))
+        .map(|node| node.name.clone());
+    Err(Refusal::PlacedElsewhere(grew))
+}
+
+/// Whether the node has room for one more instance of the revision.
+fn room_for_one(settings: &RevisionSettings, view: &LocalView<'_>) -> bool {
+    let mut room = Room::new(&view.fleet.nodes, view.current, settings.resources);
+    for _ in 0..view.current.get(view.node).copied().unwrap_or(0) {
+        room.take(view.node);
+    }
+    room.fits(view.node)
+}
+
+/// How many instances of a revision an autonomous node runs for its own demand: the KPA's
+/// `desired` (run on the node's own loads), within the revision's max-scale counting what
+/// is placed on other nodes, and within the node's room. `view.current` counts the
+/// node's own instances of the revision as they run now.
+pub fn autonomous_count(settings: &RevisionSettings, view: &LocalView<'_>, desired: u32) -> u32 {
+    let mine = view.current.get(view.node).copied().unwrap_or(0);
+    let elsewhere: u32 = view.current.iter().sum::<u32>() - mine;
+    let max = settings.scaling.max_scale;
+    let allowed = if max > 0 {
+        desired.min(max.saturating_sub(elsewhere))
+    } else {
+        desired
+    };
+    if allowed <= mine {
+        return allowed;
+    }
+    let mut room = Room::new(&view.fleet.nodes, view.current, settings.resources);
+    for _ in 0..mine {
+        room.take(view.node);
+    }
+    let mut count = mine;
+    while count < allowed && room.fits(view.node) {
+        room.take(view.node);
+        count += 1;
+    }
+    count
+}
