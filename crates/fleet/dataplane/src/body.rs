@@ -20,12 +20,47 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response the data plane forwards.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// A client's request body, failing once it exceeds `max_bytes` (413 for bodies without a
-/// length).
+/// A client's request body, streamed as it arrives, failing with [`TooLarge`] once it
+/// exceeds `max_bytes` (the request is then answered 413, see [`over_limit`]).
 pub fn limited(body: hyper::body::Incoming, max_bytes: u64) -> Body {
-    http_body_util::Limited::new(body, max_bytes as usize)
-        .map_err(|e: BoxError| e)
+    http_body_util::Limited::new(body, usize::try_from(max_bytes).unwrap_or(usize::MAX))
+        .map_err(move |e: BoxError| -> BoxError {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Box::new(TooLarge(max_bytes))
+            } else {
+                e
+            }
+        })
         .boxed_unsync()
+}
+
+/// A request body that went over the limit (in bytes) while it streamed.
+#[derive(Debug)]
+pub struct TooLarge(pub u64);
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body is larger than the limit of {} bytes",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// The limit a request body went over, when that is what made sending it fail (the client
+/// wraps the body's error in its own).
+pub fn over_limit(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<TooLarge>() {
+            return Some(t.0);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// An empty body.
