@@ -164,7 +164,7 @@ fn websocket(mut req: Request<Incoming>) -> Response<EchoBody> {
                         return;
                     }
                 }
-                Message::Close(_) => return,
+                // A close is answered by the next read, which then ends the stream.
                 _ => {}
             }
         }
