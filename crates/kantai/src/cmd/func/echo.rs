@@ -157,15 +157,10 @@ fn websocket(mut req: Request<Incoming>) -> Response<EchoBody> {
         let Ok(upgraded) = on.await else { return };
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        // A close is answered by the next read, which then ends the stream.
         while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Text(_) | Message::Binary(_) => {
-                    if ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                // A close is answered by the next read, which then ends the stream.
-                _ => {}
+            if matches!(msg, Message::Text(_) | Message::Binary(_)) && ws.send(msg).await.is_err() {
+                return;
             }
         }
     });
