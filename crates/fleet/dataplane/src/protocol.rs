@@ -104,13 +104,14 @@ pub fn to_instance(h2c: bool, carried: &Carried) -> Wire {
     }
 }
 
-/// Sets the request's version to what `wire` speaks (the HTTP/1 client refuses HTTP/2
-/// requests; the HTTP/2 client sends any).
+/// Sets the request's version to what `wire` speaks: the HTTP/1 client refuses HTTP/2
+/// requests (an HTTP/1.0 request stays one).
 pub fn prepare<B>(req: &mut Request<B>, wire: Wire) {
-    *req.version_mut() = match wire {
-        Wire::Http1 => Version::HTTP_11,
-        Wire::Http2 => Version::HTTP_2,
-    };
+    match wire {
+        Wire::Http1 if req.version() == Version::HTTP_2 => *req.version_mut() = Version::HTTP_11,
+        Wire::Http1 => {}
+        Wire::Http2 => *req.version_mut() = Version::HTTP_2,
+    }
 }
 
 /// Takes the client's side of an upgrade out of a request that asks for one, before the
@@ -226,6 +227,17 @@ mod tests {
         assert_eq!(to_instance(true, &plain), Wire::Http2);
         assert_eq!(to_instance(false, &plain), Wire::Http1);
         assert_eq!(to_instance(true, &ws), Wire::Http1);
+    }
+
+    #[test]
+    fn an_http2_request_goes_to_an_http1_hop_as_http11_and_http10_stays() {
+        let mut req = Request::new(());
+        *req.version_mut() = Version::HTTP_2;
+        prepare(&mut req, Wire::Http1);
+        assert_eq!(req.version(), Version::HTTP_11);
+        *req.version_mut() = Version::HTTP_10;
+        prepare(&mut req, Wire::Http1);
+        assert_eq!(req.version(), Version::HTTP_10);
     }
 
     #[test]
