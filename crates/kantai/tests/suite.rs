@@ -17,4 +17,5 @@ mod kubectl;
 mod multihost;
 mod nodes;
 mod policies;
+mod protocols;
 mod python_client;

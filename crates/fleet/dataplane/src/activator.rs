@@ -13,8 +13,9 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::body::{Body, Guarded, limited};
+use crate::body::{Body, Guarded, empty, limited};
 use crate::forwarding::Forwarder;
+use crate::protocol::{self, Carried};
 use crate::queue_proxy::Failed;
 use crate::rejection::Rejection;
 use crate::request::{HttpRequest, strip_hop_by_hop};
@@ -70,15 +71,26 @@ impl Activator {
     pub async fn serve(
         &self,
         rev: &Arc<RevisionState>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<Body> {
         let cfg = rev.config();
         let start = Instant::now();
         let deadline = start + cfg.timeout;
-        let start_deadline = cfg
-            .response_start
-            .map_or(deadline, |d| (start + d).min(deadline));
+        // Until the response starts, idleTimeoutSeconds counts from the request (Knative's
+        // timeout handler): whichever of the three comes first is the one that fires.
+        let (start_deadline, start_setting) = [
+            (Some(cfg.timeout), "timeoutSeconds"),
+            (cfg.response_start, "responseStartTimeoutSeconds"),
+            (cfg.idle, "idleTimeoutSeconds"),
+        ]
+        .into_iter()
+        .filter_map(|(d, setting)| d.map(|d| (d, setting)))
+        .min_by_key(|(d, _)| *d)
+        .map_or((cfg.timeout, "timeoutSeconds"), |x| x);
+        let start_deadline_at = start + start_deadline;
+        let carried = Carried::of(req.version(), req.headers());
+        let client_side = protocol::client_side(&mut req, &carried);
         let entry = rev.enter();
         let limit = self.hold_limit;
         let no_backend = |e: NoBackend| match e {
@@ -129,6 +141,7 @@ impl Activator {
             };
             let mut parts = head;
             strip_hop_by_hop(&mut parts.headers);
+            carried.restore(&mut parts.headers);
             add_forwarded_for(&mut parts.headers, client);
             let mut req = Request::from_parts(parts, limited(body, self.max_body_bytes));
             let mut attempt = 1;
@@ -180,7 +193,7 @@ impl Activator {
                 }
             }
         };
-        let (resp, node) = match tokio::time::timeout_at(start_deadline, work).await {
+        let (mut resp, node) = match tokio::time::timeout_at(start_deadline_at, work).await {
             Err(_) => {
                 // No answer in time from another node: is that node (or the link to it) alive?
                 if let Some(b) = &forwarded
@@ -188,12 +201,12 @@ impl Activator {
                 {
                     self.forwarder.suspect(node);
                 }
-                let (after, setting) = match cfg.response_start {
-                    Some(d) if start + d < deadline => (d, "responseStartTimeoutSeconds"),
-                    _ => (cfg.timeout, "timeoutSeconds"),
-                };
                 (
-                    Rejection::TimedOut { after, setting }.into_response(),
+                    Rejection::TimedOut {
+                        after: start_deadline,
+                        setting: start_setting,
+                    }
+                    .into_response(),
                     usize::MAX,
                 )
             }
@@ -210,6 +223,8 @@ impl Activator {
             }
         };
         rev.record(node, resp.status().as_u16(), start.elapsed());
+        // An upgraded connection holds its lease and slots (in the body) while it is open.
+        protocol::splice(client_side, &mut resp, empty());
         resp
     }
 }

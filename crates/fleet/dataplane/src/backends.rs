@@ -74,14 +74,19 @@ impl Backends {
         cc: u32,
     ) -> Arc<LocalInstance> {
         let cfg = self.revisions.state(ns, revision).config();
-        let inst = Arc::new(LocalInstance::new(
-            name.to_owned(),
-            (ns.to_owned(), revision.to_owned()),
-            port,
-            cc,
-            &cfg.queue,
-            &cfg.params,
-        ));
+        // The revision's protocol as known when the instance got its port (its settings
+        // arrive before any of its instances start).
+        let inst = Arc::new(
+            LocalInstance::new(
+                name.to_owned(),
+                (ns.to_owned(), revision.to_owned()),
+                port,
+                cc,
+                &cfg.queue,
+                &cfg.params,
+            )
+            .speaking_h2c(cfg.h2c),
+        );
         self.local.write().insert(name.to_owned(), inst.clone());
         inst
     }

@@ -20,12 +20,51 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response the data plane forwards.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// A client's request body, failing once it exceeds `max_bytes` (413 for bodies without a
-/// length).
-pub fn limited(body: hyper::body::Incoming, max_bytes: u64) -> Body {
-    http_body_util::Limited::new(body, max_bytes as usize)
-        .map_err(|e: BoxError| e)
+/// A client's request body, streamed as it arrives, failing with [`TooLarge`] once it
+/// exceeds `max_bytes` (the request is then answered 413, see [`over_limit`]).
+pub fn limited<B>(body: B, max_bytes: u64) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    http_body_util::Limited::new(body, usize::try_from(max_bytes).unwrap_or(usize::MAX))
+        .map_err(move |e: BoxError| -> BoxError {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Box::new(TooLarge(max_bytes))
+            } else {
+                e
+            }
+        })
         .boxed_unsync()
+}
+
+/// A request body that went over the limit (in bytes) while it streamed.
+#[derive(Debug)]
+pub struct TooLarge(pub u64);
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body is larger than the limit of {} bytes",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// The limit a request body went over, when that is what made sending it fail (the client
+/// wraps the body's error in its own).
+pub fn over_limit(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<TooLarge>() {
+            return Some(t.0);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// An empty body.
@@ -252,6 +291,32 @@ mod tests {
             let body = again.into_body().collect().await.expect("body").to_bytes();
             assert_eq!(body, text.as_bytes());
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_fails_with_the_limit_found_through_wrapping_errors() {
+        #[derive(Debug)]
+        struct Wrapped(BoxError);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("sending failed")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&*self.0)
+            }
+        }
+        let body = limited(Full::new(Bytes::from_static(b"0123456789")), 4);
+        let err = body.collect().await.expect_err("over the limit");
+        assert_eq!(over_limit(&Wrapped(err)), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_streams_whole() {
+        let body = limited(Full::new(Bytes::from_static(b"0123")), 4);
+        let got = body.collect().await.expect("within the limit").to_bytes();
+        assert_eq!(got, &b"0123"[..]);
     }
 
     #[tokio::test]

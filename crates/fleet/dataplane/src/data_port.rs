@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::backends::Backends;
-use crate::body::{Body, limited};
+use crate::body::{Body, empty, limited};
 use crate::link::Link;
+use crate::protocol::{self, Carried};
 use crate::queue_proxy::{Failed, QueueProxy};
 use crate::rejection::{Rejection, text};
 use crate::request::strip_hop_by_hop;
@@ -57,7 +58,7 @@ impl DataPort {
     }
 
     /// Serves a request another node sent (`client`).
-    pub async fn serve(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub async fn serve(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
         let node = &self.link.node;
         if !self.link.is_from_peer(req.headers()) {
             debug!(%client, "a request without the fleet's peer token on the data port");
@@ -85,8 +86,11 @@ impl DataPort {
             return not_serving(name);
         };
         let arrived = Instant::now();
+        let carried = Carried::of(req.version(), req.headers());
+        let client_side = protocol::client_side(&mut req, &carried);
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        carried.restore(&mut parts.headers);
         // The instance never sees the fleet's secret.
         parts.headers.remove(PEER_TOKEN_HEADER);
         let req = Request::from_parts(parts, limited(body, self.max_body_bytes));
@@ -102,6 +106,8 @@ impl DataPort {
             resp.headers_mut()
                 .insert(HeaderName::from_static(SERVER_TIME_HEADER), v);
         }
+        // The instance's slot stays with the switched connection, in the body.
+        protocol::splice(client_side, &mut resp, empty());
         resp
     }
 }

@@ -9,10 +9,11 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use crate::body::{Body, BoxError, Resendable};
+use crate::body::{Body, BoxError, Resendable, over_limit};
 use crate::data_port::{INSTANCE_HEADER, NOT_SERVING_HEADER, ORIGIN_HEADER, SERVER_TIME_HEADER};
 use crate::latency::LatencyMonitor;
 use crate::link::Link;
+use crate::protocol;
 use crate::queue_proxy::{Failed, QueueProxy, unsent};
 use crate::rejection::Rejection;
 use crate::request::content_length;
@@ -77,10 +78,15 @@ impl Forwarder {
         let out_bytes = content_length(req.headers()).unwrap_or(0);
         let start = Instant::now();
         self.link.netem.cross(node, out_bytes).await;
+        let wire = protocol::to_peer(req.version());
+        protocol::prepare(&mut req, wire);
         let (req, kept) = Resendable::keep(req);
-        let resp = match self.link.client.request(req).await {
+        let resp = match self.link.client(wire).request(req).await {
             Ok(r) => r,
             Err(e) => {
+                if let Some(limit) = over_limit(&e) {
+                    return Err(Failed::Answer(Rejection::TooLarge(limit)));
+                }
                 let why = format!(
                     "kantai: node {node} did not answer for instance {}: {e}",
                     lease.backend.name

@@ -27,6 +27,8 @@ pub struct LocalInstance {
     pub port: u16,
     /// containerConcurrency (0 = unlimited).
     pub cc: u32,
+    /// Whether it speaks HTTP/2 cleartext (its revision's port is named `h2c`).
+    pub h2c: bool,
     /// Free slots and the requests waiting for one (only with a containerConcurrency).
     slots: Option<Mutex<Slots>>,
     in_flight: AtomicU32,
@@ -149,6 +151,12 @@ impl Drop for Queued {
 }
 
 impl LocalInstance {
+    /// The instance, speaking HTTP/2 cleartext or not.
+    pub fn speaking_h2c(mut self, h2c: bool) -> LocalInstance {
+        self.h2c = h2c;
+        self
+    }
+
     /// A new, not yet ready instance whose queue follows the discipline named `queue`.
     pub fn new(
         name: String,
@@ -163,6 +171,7 @@ impl LocalInstance {
             revision,
             port,
             cc,
+            h2c: false,
             slots: (cc > 0).then(|| {
                 Mutex::new(Slots {
                     free: cc,

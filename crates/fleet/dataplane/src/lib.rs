@@ -32,6 +32,8 @@ mod link;
 mod queue_proxy;
 // ...and the instance, with its concurrency slots and queue.
 mod instance;
+// Which protocol each hop speaks; upgraded connections spliced.
+mod protocol;
 // Response bodies that hold their slot and enforce timeouts; requests kept for a retry.
 mod body;
 // Where other nodes' requests arrive.
@@ -129,7 +131,7 @@ impl DataPlane {
         let link = Arc::new(Link::new(node, seed));
         let backends = Arc::new(Backends::new(node, revisions.clone()));
         let latency = Arc::new(LatencyMonitor::new(link.clone(), backends.clone()));
-        let queue_proxy = QueueProxy::new(link.client.clone());
+        let queue_proxy = QueueProxy::new(link.client.clone(), link.h2.clone());
         let forwarder = Forwarder::new(link.clone(), queue_proxy.clone(), latency.clone());
         let activator = Activator::new(node, forwarder, &limits, pokes);
         let gateway = Arc::new(Gateway::new(&limits, seed, activator));

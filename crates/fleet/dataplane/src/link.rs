@@ -1,5 +1,6 @@
-//! The way to other nodes: one HTTP client (its connection pool also serves this node's
-//! instances), the emulated links, and the fleet's peer token that every data port requires.
+//! The way to other nodes: an HTTP/1.1 client and an HTTP/2 one (their connection pools also
+//! serve this node's instances), the emulated links, and the fleet's peer token that every
+//! data port requires.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use kantai_api::auth::{PEER_TOKEN_HEADER, tokens_match};
 
 use crate::body::Body;
 use crate::netem::Netem;
+use crate::protocol::Wire;
 
 /// The HTTP client every part of the data plane sends with.
 pub type HttpClient = Client<HttpConnector, Body>;
@@ -20,8 +22,11 @@ pub type HttpClient = Client<HttpConnector, Body>;
 pub struct Link {
     /// This node.
     pub node: String,
-    /// The client (cloning it shares its pool).
+    /// The HTTP/1.1 client (cloning it shares its pool).
     pub client: HttpClient,
+    /// The HTTP/2 client, by prior knowledge (one connection per peer or instance carries
+    /// every stream).
+    pub h2: HttpClient,
     /// The link emulation towards other nodes.
     pub netem: Netem,
     /// The token this node presents to other nodes' data ports and requires on its own.
@@ -41,12 +46,27 @@ impl Link {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
+            .build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(true)
+            .timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Link {
             node: node.to_owned(),
             client,
+            h2,
             netem: Netem::new(seed),
             token: OnceLock::new(),
+        }
+    }
+
+    /// The client that speaks `wire`.
+    pub fn client(&self, wire: Wire) -> &HttpClient {
+        match wire {
+            Wire::Http1 => &self.client,
+            Wire::Http2 => &self.h2,
         }
     }
 

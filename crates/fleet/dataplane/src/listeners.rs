@@ -1,14 +1,15 @@
 //! The two listeners of a node: the gateway's (clients' requests) and the data port's
-//! (requests other nodes forward, and latency probes).
+//! (requests other nodes forward, and latency probes). Each connection is HTTP/2 when it
+//! opens with HTTP/2's preface (h2c by prior knowledge), HTTP/1.1 with upgrades otherwise.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tracing::debug;
 
@@ -78,10 +79,13 @@ where
                 let resp = handle(req, peer);
                 async move { Ok::<_, Infallible>(resp.await) }
             });
-            let _ = http1::Builder::new()
+            let mut conn = auto::Builder::new(TokioExecutor::new());
+            conn.http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .serve_connection(TokioIo::new(stream), svc)
+                .header_read_timeout(header_read_timeout);
+            conn.http2().timer(TokioTimer::new());
+            let _ = conn
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await;
         });
     }

@@ -1,5 +1,6 @@
 //! The queue-proxy role: a request takes a concurrency slot of a local instance (or waits in
-//! its queue, or is refused when that is full), then goes to the instance on loopback.
+//! its queue, or is refused when that is full), then goes to the instance on loopback, over
+//! HTTP/2 when the instance speaks h2c (see `protocol`).
 
 use std::sync::Arc;
 
@@ -7,10 +8,11 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 
-use crate::body::{Body, Guarded, Resendable};
+use crate::body::{Body, Guarded, Resendable, over_limit};
 use crate::data_port::{INSTANCE_HEADER, ORIGIN_HEADER};
 use crate::instance::{Entering, LocalInstance};
 use crate::link::HttpClient;
+use crate::protocol::{self, Carried, Wire};
 use crate::rejection::Rejection;
 use crate::request::HttpRequest;
 
@@ -42,12 +44,13 @@ pub fn unsent(kept: Resendable, why: String) -> Failed {
 #[derive(Clone)]
 pub struct QueueProxy {
     client: HttpClient,
+    h2: HttpClient,
 }
 
 impl QueueProxy {
-    /// Sends to instances with `client`.
-    pub fn new(client: HttpClient) -> QueueProxy {
-        QueueProxy { client }
+    /// Sends to HTTP/1.1 instances with `client`, to h2c ones with `h2`.
+    pub fn new(client: HttpClient, h2: HttpClient) -> QueueProxy {
+        QueueProxy { client, h2 }
     }
 
     /// A concurrency slot of `inst` (or 503 when its queue is full), then the instance.
@@ -72,10 +75,20 @@ impl QueueProxy {
         req.headers_mut().remove(INSTANCE_HEADER);
         req.headers_mut().remove(ORIGIN_HEADER);
         set_target(&mut req, &format!("127.0.0.1:{}", inst.port)).map_err(Failed::Answer)?;
+        let wire = protocol::to_instance(inst.h2c, &Carried::of(req.version(), req.headers()));
+        protocol::prepare(&mut req, wire);
+        let client = match wire {
+            Wire::Http1 => &self.client,
+            Wire::Http2 => &self.h2,
+        };
         let (req, kept) = Resendable::keep(req);
-        match self.client.request(req).await {
+        match client.request(req).await {
+            // A switched connection's slot is kept by the hop that splices it, with the body.
             Ok(resp) => Ok(resp.map(|b| Guarded::new(b, slot, None, None).boxed_unsync())),
             Err(e) => {
+                if let Some(limit) = over_limit(&e) {
+                    return Err(Failed::Answer(Rejection::TooLarge(limit)));
+                }
                 let why = format!("kantai: instance {} failed to answer: {e}", inst.name);
                 Err(if e.is_connect() {
                     unsent(kept, why)

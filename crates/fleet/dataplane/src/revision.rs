@@ -66,6 +66,8 @@ pub struct RevisionConfig {
     pub response_start: Option<Duration>,
     /// `idleTimeoutSeconds`, when set.
     pub idle: Option<Duration>,
+    /// Whether its instances speak HTTP/2 cleartext (`RevisionSettings::h2c`).
+    pub h2c: bool,
     /// Whether requests wait in the activator for a free slot (Knative's proxy mode) rather
     /// than queue at an instance.
     pub activator_in_path: bool,
@@ -86,6 +88,7 @@ impl Default for RevisionConfig {
             timeout: Duration::from_secs(300),
             response_start: None,
             idle: None,
+            h2c: false,
             activator_in_path: true,
             load_balancer: registry::Kind::LoadBalancer.default_name().to_owned(),
             queue: registry::Kind::Queue.default_name().to_owned(),

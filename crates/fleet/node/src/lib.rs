@@ -605,6 +605,7 @@ fn apply_dataplane(agent: &Agent, domain: &str) {
                 timeout: settings.timeout,
                 response_start: settings.response_start,
                 idle: settings.idle,
+                h2c: settings.h2c,
                 activator_in_path: placement
                     .is_none_or(|p| p["spec"]["activatorInPath"].as_bool().unwrap_or(true)),
                 load_balancer: settings.load_balancer,

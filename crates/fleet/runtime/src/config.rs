@@ -124,17 +124,19 @@ impl Default for RuntimeConfig {
 
 fn builtin_images() -> Vec<ImageCommand> {
     [
-        "docker.io/bonavadeur/shuka:*",
-        "bonavadeur/shuka:*",
-        "kantai/hello*",
+        ("docker.io/bonavadeur/shuka:*", "hello"),
+        ("bonavadeur/shuka:*", "hello"),
+        ("kantai/hello*", "hello"),
+        // The protocols' test function: HTTP/1.1, h2c, WebSockets, streams, gRPC.
+        ("kantai/echo*", "echo"),
     ]
     .into_iter()
-    .map(|image| ImageCommand {
+    .map(|(image, function)| ImageCommand {
         image: image.to_owned(),
         command: vec![
             KANTAI_PLACEHOLDER.to_owned(),
             "fn".to_owned(),
-            "hello".to_owned(),
+            function.to_owned(),
         ],
         args: Vec::new(),
     })

@@ -163,6 +163,12 @@ impl TestFleet {
         TestFleet::start_with(state, topo, &["node1", "node2", "node3"], config, &args).await
     }
 
+    /// A fleet of `nodes` for tests that share it: see [`SharedFleet`].
+    pub async fn nodes_bound_to_this_thread(nodes: &[TestNode], config: &str) -> TestFleet {
+        let names: Vec<&str> = nodes.iter().map(|n| n.name).collect();
+        TestFleet::launch(shared_state(), &topology(nodes), &names, config, &[], true).await
+    }
+
     /// The seed's testbed for tests that share it: see [`SharedFleet`].
     pub async fn seed_testbed_bound_to_this_thread(config: &str) -> TestFleet {
         let state = shared_state();

@@ -55,6 +55,9 @@ pub struct RevisionSettings {
     pub response_start: Option<Duration>,
     /// `idleTimeoutSeconds`.
     pub idle: Option<Duration>,
+    /// Whether the instance speaks HTTP/2 cleartext: Knative's rule, the serving container's
+    /// first port is named `h2c`.
+    pub h2c: bool,
     /// Requests a gateway holds for the revision while no instance has room (the fleet's
     /// `dataplane.hold-limit`).
     pub hold_limit: u32,
@@ -177,6 +180,7 @@ impl RevisionSettings {
             timeout,
             response_start: secs(spec.response_start_timeout_seconds).filter(|d| *d < timeout),
             idle: secs(spec.idle_timeout_seconds),
+            h2c: spec.h2c(),
             hold_limit: config.dataplane.hold_limit,
             queue_limit: cc.saturating_mul(QUEUE_DEPTH_FACTOR),
         };

@@ -28,6 +28,7 @@ fn rendered(s: &RevisionSettings, problems: &[String], key: &str) -> Option<Stri
         "timeout" => format!("{:?}", s.timeout),
         "responseStart" => opt(s.response_start),
         "idle" => opt(s.idle),
+        "h2c" => s.h2c.to_string(),
         "cpu" => s.resources.cpu.to_string(),
         "memory" => s.resources.memory.to_string(),
         "placement" => s.placement.clone(),

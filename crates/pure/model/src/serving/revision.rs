@@ -106,6 +106,14 @@ impl RevisionSpec {
             .unwrap_or(8080)
     }
 
+    /// Whether the instance speaks HTTP/2 cleartext: Knative's rule, `ports[0].name` is
+    /// `h2c` (otherwise HTTP/1.1).
+    pub fn h2c(&self) -> bool {
+        self.container()
+            .and_then(|c| c.ports.first())
+            .is_some_and(|p| p.name.as_deref() == Some(H2C_PORT_NAME))
+    }
+
     /// The security settings `c` runs with: the pod's `runAsUser`, `runAsGroup`,
     /// `runAsNonRoot` and `seccompProfile` under the container's own, field by field, as
     /// Kubernetes merges them (the container's value wins where it sets one).
@@ -529,6 +537,11 @@ impl Decode for PodSecurityContext {
         Some(s)
     }
 }
+
+/// The port name of an instance that speaks HTTP/2 cleartext (`http1`, or none, is HTTP/1.1).
+pub const H2C_PORT_NAME: &str = "h2c";
+/// The port name of an instance that speaks HTTP/1.1.
+pub const HTTP1_PORT_NAME: &str = "http1";
 
 /// A container port.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

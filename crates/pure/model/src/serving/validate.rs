@@ -15,7 +15,7 @@ use crate::meta::{NameRule, ObjectMeta};
 use crate::serving::naming::{
     dns1035_problem, is_dns1123_label, is_dns1123_subdomain, qualified_name_problem, tag_host,
 };
-use crate::serving::revision::IntOrString;
+use crate::serving::revision::{H2C_PORT_NAME, HTTP1_PORT_NAME, IntOrString};
 use crate::serving::{
     Container, EnvVarSource, KeyToPath, LINUX_CAPABILITIES, Object, ObjectFieldSelector, Probe,
     ProjectedVolume, ResourceFieldSelector, RevisionSpec, RevisionTemplate, SecurityContext,
@@ -258,7 +258,7 @@ fn validate_container(
             ));
         }
         if let Some(n) = &p.name
-            && !matches!(n.as_str(), "" | "http1" | "h2c")
+            && !matches!(n.as_str(), "" | HTTP1_PORT_NAME | H2C_PORT_NAME)
         {
             out.push(FieldError::invalid(
                 pp.field("name"),

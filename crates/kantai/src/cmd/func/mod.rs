@@ -1,8 +1,11 @@
 //! `kantai fn hello`: the built-in demo function, behaving like the seed's demo app (shuka):
 //! `/` answers `<TARGET> from <PODNAME> in <NODENAME>`, `/nodename` the node, `/sleep/<ms>`
-//! after that many milliseconds (fractions allowed). It listens on `$PORT` (8080 by default),
-//! after `$STARTUP_DELAY` (a duration such as `1s`: a container's start, for experiments on
-//! cold starts).
+//! after that many milliseconds (fractions allowed). `kantai fn echo` (echo.rs): the
+//! protocols' test function. Both listen on `$PORT` (8080 by default), after
+//! `$STARTUP_DELAY` (a duration such as `1s`: a container's start, for experiments on cold
+//! starts).
+
+mod echo;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 /// `kantai fn` subcommands.
 #[derive(clap::Subcommand)]
@@ -24,6 +28,10 @@ pub enum Command {
     /// The demo function: `/` greets with `$TARGET`, `$PODNAME` and `$NODENAME`,
     /// `/nodename` names the node, `/sleep/<ms>` answers after that many milliseconds.
     Hello,
+    /// The protocols' test function, over HTTP/1.1 and h2c: `/upload` counts a streamed
+    /// body, `/stream` and `/sse` send chunks with pauses, `/ws` echoes WebSocket messages,
+    /// `/version` names the HTTP version it got, and the gRPC service `kantai.test.Echo`.
+    Echo,
 }
 
 struct Hello {
@@ -35,14 +43,13 @@ struct Hello {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Hello => hello(),
+        Command::Echo => listen(|stream| {
+            tokio::spawn(echo::connection(stream));
+        }),
     }
 }
 
 fn hello() -> anyhow::Result<ExitCode> {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8080);
     let target = std::env::var("TARGET").unwrap_or_else(|_| "Hello World".to_owned());
     let pod = std::env::var("PODNAME").unwrap_or_default();
     let node = std::env::var("NODENAME").unwrap_or_default();
@@ -52,6 +59,23 @@ fn hello() -> anyhow::Result<ExitCode> {
     } else {
         format!("{target} from {pod} in {node}\n")
     };
+    let state: &'static Hello = Box::leak(Box::new(Hello { greeting, node }));
+    listen(move |stream| {
+        tokio::spawn(async move {
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service_fn(move |r| serve(state, r)))
+                .await;
+        });
+    })
+}
+
+/// Listens on `$PORT` after `$STARTUP_DELAY` and hands each connection to `conn` (on the
+/// runtime), until SIGTERM.
+fn listen(conn: impl Fn(TcpStream) + 'static) -> anyhow::Result<ExitCode> {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
     let delay = match std::env::var("STARTUP_DELAY") {
         Ok(d) if !d.is_empty() => {
             let ns = kantai_model::units::parse_go_duration(&d)
@@ -64,7 +88,6 @@ fn hello() -> anyhow::Result<ExitCode> {
         }
         _ => Duration::ZERO,
     };
-    let state: &'static Hello = Box::leak(Box::new(Hello { greeting, node }));
     // A small runtime: the function is one of many processes on a node.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -85,11 +108,7 @@ fn hello() -> anyhow::Result<ExitCode> {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(async move {
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service_fn(move |r| serve(state, r)))
-                            .await;
-                    });
+                    conn(stream);
                 }
                 _ = term.recv() => return Ok(ExitCode::SUCCESS),
             }
