@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use kantai_decisions::{Decision, LocalStarts, ReportLoad, ReportRecord};
 use kantai_driver::{
-    LocalView, Settled, adopt_now, considers_local_start, counted, local_seed, local_start, settle,
+    LocalView, Settled, adopt_now, considers_local_start, counted, local_seed, local_start,
+    policy_allows, settle,
 };
 
 use crate::engine::{Ev, IState, Sim};
@@ -36,7 +37,9 @@ impl Sim {
                 })
                 .count() as u32
         });
-        if !considers_local_start(local, running, func.placed[node as usize]) {
+        if !considers_local_start(local, running, func.placed[node as usize])
+            || !policy_allows(&func.settings, false)
+        {
             return local;
         }
         // The node's view: the fleet as the published placements fill it, the node itself

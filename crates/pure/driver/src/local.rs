@@ -154,19 +154,28 @@ pub fn local_seed(namespace: &str, revision: &str, node: &str) -> u64 {
     seed(namespace, revision) ^ stable_hash(node.as_bytes()).rotate_left(17)
 }
 
+/// Whether the revision's placement policy lets a node start instances on its own at all
+/// now: the first thing [`local_start`] checks, for drivers that would rather not build the
+/// node's view for a policy that waits for the control plane.
+pub fn policy_allows(settings: &RevisionSettings, autonomous: bool) -> bool {
+    autonomous
+        || placement_policy(&settings.placement, &settings.params).local_starts()
+            != LocalStarts::WhenAutonomous
+}
+
 /// Whether the node may start an instance of the revision now, by itself (`Ok`), or why not.
 pub fn local_start(
     settings: &RevisionSettings,
     rng_seed: u64,
     view: &LocalView<'_>,
 ) -> Result<(), Refusal> {
+    if !policy_allows(settings, view.autonomous) {
+        return Err(Refusal::PolicyWaits);
+    }
     let policy = placement_policy(&settings.placement, &settings.params);
     let mode = policy.local_starts();
     let total: u32 = view.current.iter().sum();
     if !view.autonomous {
-        if mode == LocalStarts::WhenAutonomous {
-            return Err(Refusal::PolicyWaits);
-        }
         if total > 0 {
             return Err(Refusal::NotAtZero);
         }
