@@ -175,10 +175,8 @@ pub fn local_start(
     let policy = placement_policy(&settings.placement, &settings.params);
     let mode = policy.local_starts();
     let total: u32 = view.current.iter().sum();
-    if !view.autonomous {
-        if total > 0 {
-            return Err(Refusal::NotAtZero);
-        }
+    if !view.autonomous && total > 0 {
+        return Err(Refusal::NotAtZero);
     }
     let max = settings.scaling.max_scale;
     if max > 0 && total >= max {
