@@ -2,8 +2,9 @@
 //! second feed each revision's scaler (`kantai_driver::RevisionScaler`, the core the control
 //! plane runs: the KPA, the per-origin demand and per-node serving time); every 2 s (and at
 //! once on a poke of a revision at zero) it decides and the revision's placement policy
-//! splits the decision over the nodes; each node applies its share after the control
-//! plane's link delay. What is simulated here is only what the agents measure.
+//! splits the decision over the nodes, counting the instances nodes started on their own
+//! (`edge.rs`); each node applies its share after the control plane's link delay. What is
+//! simulated here is only what the agents measure.
 
 use std::time::Duration;
 

@@ -5,7 +5,8 @@
 //! The request path follows the live fleet's (`gateway.rs`: the gateway and activator role
 //! of the request's origin node, `instance.rs`: the queue-proxy role and the instance),
 //! and so does the control loop (`control.rs`: reports each second, the KPA every 2 s,
-//! placement, the nodes applying it).
+//! placement, the nodes applying it), with the cold starts a node decides itself
+//! (`edge.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
