@@ -161,6 +161,7 @@ pub fn summarize(info: &RunInfo<'_>, records: &[Record], timeline: &[Point]) -> 
                 rev_seconds.get(&t.revision).copied().unwrap_or(0.0),
             ),
             instances_started: served.len() as u64,
+            kantai_local_starts_total: None,
             kantai_autoscaler_desired_instances_max: desired_max
                 .get(&t.revision)
                 .copied()

@@ -114,6 +114,108 @@ async fn a_far_node_starts_a_latency_aware_revision_at_zero_itself_and_the_place
         .await;
 }
 
+/// A far-node cold start in `kantai sim`, calibrated from the live fleet: the simulator knows
+/// the function by what a request costs at the control plane's own node warm (its service
+/// time) and cold (the extra is the instance's start), and must predict what the same cold
+/// start costs from node3 within half the 50 ms link's round trip. Started at node3 it
+/// costs about what it costs at node1; a simulator that sent the poke and the placement
+/// over the link would predict some 100 ms more. Two rounds, the faster of each kept: one
+/// slow start on this shared machine is no disagreement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_agrees_with_a_far_nodes_own_cold_start() {
+    let (near_cold, near_warm, far_cold) = seed_fleet()
+        .run(|f| async move {
+            let la = [("kantai.dev/placement", "latency-aware")];
+            f.deploy(&hello("agree-near", &la, "")).await;
+            f.deploy(&hello("agree-far", &la, "")).await;
+            let served_on = |a: &common::Answer| {
+                a.headers
+                    .get("kantai-served-on")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let mut best = (Duration::MAX, Duration::MAX, Duration::MAX);
+            for _ in 0..2 {
+                f.wait_zero("agree-near-00001", Duration::from_secs(60))
+                    .await;
+                f.wait_zero("agree-far-00001", Duration::from_secs(60))
+                    .await;
+                let near = f.call("node1", "agree-near", "/").await;
+                assert_eq!(near.status, 200, "{}", near.body);
+                assert_eq!(served_on(&near).as_deref(), Some("node1"));
+                let warm = f.call("node1", "agree-near", "/").await;
+                assert_eq!(warm.status, 200, "{}", warm.body);
+                let far = f.call("node3", "agree-far", "/").await;
+                assert_eq!(far.status, 200, "{}", far.body);
+                assert_eq!(served_on(&far).as_deref(), Some("node3"));
+                best = (
+                    best.0.min(near.elapsed),
+                    best.1.min(warm.elapsed),
+                    best.2.min(far.elapsed),
+                );
+            }
+            best
+        })
+        .await;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let start = (ms(near_cold) - ms(near_warm)).max(0.1);
+    let simulated = simulate_far_cold_start(start, ms(near_warm).max(0.1));
+    let (live, sim) = (ms(far_cold), simulated * 1e3);
+    println!(
+        "far-node cold start: live {live:.1} ms, simulated {sim:.1} ms (calibrated at node1: cold {:.1} ms, warm {:.1} ms)",
+        ms(near_cold),
+        ms(near_warm)
+    );
+    assert!(
+        (live - sim).abs() <= 25.0,
+        "the simulator predicts the far node's cold start at {sim:.1} ms, the live fleet took {live:.1} ms"
+    );
+}
+
+/// The cold start of one request at node3 for a latency-aware revision at zero, simulated on
+/// the seed's testbed with the given instance start and service time (ms): its latency in
+/// seconds.
+fn simulate_far_cold_start(start_ms: f64, service_ms: f64) -> f64 {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("services.yaml"),
+        hello(
+            "agree-far",
+            &[("kantai.dev/placement", "latency-aware")],
+            "",
+        ),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("topology.yaml"), common::SEED_TOPOLOGY).expect("write");
+    // The live fleet's config: the initial instance is back at zero within seconds.
+    std::fs::write(dir.path().join("fleet.yaml"), FAST_ZERO).expect("write");
+    // One request, at 50 s: long after the initial instance went back to zero.
+    let scenario = format!(
+        "seed: 1
+duration: 60s
+warmup: 40s
+config: fleet.yaml
+topology: {{file: topology.yaml}}
+services: [services.yaml]
+function-defaults:
+  service-time: {service_ms}ms
+  cold-start: {start_ms}ms
+workload:
+  - {{function: agree-far, origins: {{node3: 1}}, arrivals: {{constant: {{rate: 0.01}}}}}}
+"
+    );
+    let path = dir.path().join("agreement.yaml");
+    std::fs::write(&path, &scenario).expect("write");
+    let parsed = kantai_sim::Scenario::parse(&scenario, "agreement.yaml").expect("scenario");
+    let mut p = kantai_sim::prepare_parsed(parsed, &path, None).expect("prepare");
+    let summary = kantai_sim::run(&mut p, &mut |_| {}).expect("run").summary;
+    assert_eq!(
+        summary.results.kantai_cold_starts_total, 1,
+        "the simulated request waited for a cold start"
+    );
+    summary.results.kantai_request_duration_seconds.p50
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_pinned_to_other_nodes_is_not_started_at_the_far_node() {
     seed_fleet()

@@ -2,8 +2,9 @@
 //! second feed each revision's scaler (`kantai_driver::RevisionScaler`, the core the control
 //! plane runs: the KPA, the per-origin demand and per-node serving time); every 2 s (and at
 //! once on a poke of a revision at zero) it decides and the revision's placement policy
-//! splits the decision over the nodes; each node applies its share after the control
-//! plane's link delay. What is simulated here is only what the agents measure.
+//! splits the decision over the nodes, counting the instances nodes started on their own
+//! (`edge.rs`); each node applies its share after the control plane's link delay. What is
+//! simulated here is only what the agents measure.
 
 use std::time::Duration;
 
@@ -86,27 +87,31 @@ impl Sim {
                 |node, v| dense[node as usize] = v,
             );
             if wake {
-                self.tick_function(f as u32);
+                self.tick_function(f as u32, false);
             }
+            self.report_local(f as u32);
         }
         if self.running() {
             self.at(now + REPORT_NS, Ev::Report);
         }
     }
 
-    /// A gateway's poke: the revision's load is reported at once, and a revision at zero
-    /// gets its decision now.
-    pub(crate) fn poke(&mut self, f: u32) {
+    /// A gateway's poke from `node`, naming the `local` instances the node started on its
+    /// own: those are adopted first, then the revision's load is reported at once, and a
+    /// revision at zero (or with local starts the control plane did not know of) gets its
+    /// decision now.
+    pub(crate) fn poke(&mut self, f: u32, node: u32, local: u32) {
+        let adopted = self.adopt(f, node, local, true);
         let now = self.now;
         let t = self.now_d();
         let func = &mut self.funcs[f as usize];
         let (concurrency, requests) = func.take_load(now);
         // The poke left as a gateway held a request: a live agent's report says so.
-        if func
+        let wake = func
             .scaler
-            .record_total(t, &node_load(concurrency, requests, true))
-        {
-            self.tick_function(f);
+            .record_total(t, &node_load(concurrency, requests, true));
+        if wake || adopted {
+            self.tick_function(f, adopted);
         }
     }
 
@@ -117,7 +122,7 @@ impl Sim {
             self.fleet.rtt = self.net.matrix();
         }
         for f in 0..self.funcs.len() as u32 {
-            self.tick_function(f);
+            self.tick_function(f, false);
         }
         if self.running() {
             let next = self.now + kantai_autoscaler::TICK.as_nanos() as u64;
@@ -125,8 +130,9 @@ impl Sim {
         }
     }
 
-    /// One revision's decision, then its placement when something it decides on changed.
-    pub(crate) fn tick_function(&mut self, f: u32) {
+    /// One revision's decision, then its placement when something it decides on changed
+    /// (or `always`: a node started instances the placement must count now).
+    pub(crate) fn tick_function(&mut self, f: u32, always: bool) {
         let t = self.now_d();
         let func = &mut self.funcs[f as usize];
         let ready = func.ready.len() as u32;
@@ -146,7 +152,7 @@ impl Sim {
         }
         let func = &mut self.funcs[f as usize];
         func.desired_max = func.desired_max.max(d.desired);
-        if !func.scaler.placement_due(d.desired) {
+        if !always && !func.scaler.placement_due(d.desired) {
             return;
         }
         self.place(f, d.desired);
@@ -167,31 +173,35 @@ impl Sim {
                 self.buf_queued[node as usize] += inst.queued;
             }
         }
+        // Instances nodes started on their own count as running where they run, so that the
+        // policy keeps them (no second one elsewhere) or removes them like any other.
+        let current = if func.adopted.is_empty() {
+            &func.placed
+        } else {
+            self.buf_current.clear();
+            self.buf_current.extend_from_slice(&func.placed);
+            for (&node, &local) in &func.adopted {
+                let c = &mut self.buf_current[node as usize];
+                *c = kantai_driver::counted(*c, local);
+            }
+            &self.buf_current
+        };
         let (decision, record) = func.scaler.place(
             &self.fleet,
             &self.node_keys,
             &func.revision,
-            &func.placed,
+            current,
             desired,
             now,
             Some((&self.buf_in_flight, &self.buf_queued)),
             self.decisions.is_some().then_some(func.namespace.as_str()),
         );
-        let res = func.scaler.resources();
         let mut changed = Vec::new();
-        for (i, (&new, old)) in decision
-            .per_node
-            .iter()
-            .zip(func.placed.iter_mut())
-            .enumerate()
-        {
-            if new != *old {
-                let node = &mut self.fleet.nodes[i];
-                node.instances = node.instances + new - *old;
-                let delta = f64::from(new) - f64::from(*old);
-                node.cpu_used += res.cpu * delta;
-                node.memory_used += res.memory * delta;
-                *old = new;
+        for (i, &new) in decision.per_node.iter().enumerate() {
+            let func = &self.funcs[f as usize];
+            if new != func.placed[i] {
+                let local = func.adopted.get(&(i as u32)).copied().unwrap_or(0);
+                self.recount(f, i as u32, new, local);
                 changed.push(i as u32);
             }
         }
@@ -211,7 +221,8 @@ impl Sim {
 
     /// A node applies its share of a placement: starts or drains instances.
     pub(crate) fn apply(&mut self, f: u32, node: u32) {
-        let target = self.funcs[f as usize].placed[node as usize];
+        self.settle_local(f, node);
+        let target = self.desired_here(f, node);
         let live: Vec<u32> = self.funcs[f as usize]
             .on_node
             .get(&node)

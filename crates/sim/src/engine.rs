@@ -5,13 +5,14 @@
 //! The request path follows the live fleet's (`gateway.rs`: the gateway and activator role
 //! of the request's origin node, `instance.rs`: the queue-proxy role and the instance),
 //! and so does the control loop (`control.rs`: reports each second, the KPA every 2 s,
-//! placement, the nodes applying it).
+//! placement, the nodes applying it), with the cold starts a node decides itself
+//! (`edge.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use hdrhistogram::Histogram;
-use kantai_driver::RevisionScaler;
+use kantai_driver::{RevisionScaler, RevisionSettings};
 use kantai_policy::{FleetView, LoadBalancer, QueueDiscipline};
 use rand::rngs::SmallRng;
 
@@ -51,8 +52,12 @@ pub(crate) enum Ev {
     Tick,
     /// The instances-per-node series takes a sample.
     Sample,
-    /// A gateway's poke reaches the control plane.
-    Poke(u32),
+    /// A gateway's poke reaches the control plane (function, node, the instances of the
+    /// function the node had started on its own when it sent it).
+    Poke(u32, u32, u32),
+    /// A node's report of its local starts of a function reaches the control plane
+    /// (function, node, count; 0: none any more).
+    Local(u32, u32, u32),
     /// A placement reaches a node (function, node).
     Apply(u32, u32),
     /// An instance finished its cold start (instance, generation).
@@ -220,6 +225,15 @@ pub(crate) struct Func {
     pub scaler: RevisionScaler<u32>,
     pub lb_name: String,
     pub queue_name: String,
+    /// What the revision runs with: a node's own decisions read it as the control plane's.
+    pub settings: RevisionSettings,
+    /// Instances each node started on its own that its placement does not count yet, by
+    /// node: (count, since when in ns, for the adoption window).
+    pub local: BTreeMap<u32, (u32, u64)>,
+    /// The same as the control plane knows it: by node, the count its last report named.
+    pub adopted: BTreeMap<u32, u32>,
+    /// Instances started on a node's own decision.
+    pub local_starts: u64,
     pub activator_in_path: bool,
     /// Ready instances in start order (the balancers' candidates).
     pub ready: Vec<u32>,
@@ -350,6 +364,7 @@ pub struct Sim {
     /// Reusable per-node buffers for placement inputs.
     pub(crate) buf_in_flight: Vec<u32>,
     pub(crate) buf_queued: Vec<u32>,
+    pub(crate) buf_current: Vec<u32>,
 }
 
 /// What [`Sim::new`] needs besides the network.
@@ -439,6 +454,7 @@ impl Sim {
             node_keys: (0..n as u32).collect(),
             buf_in_flight: vec![0; n],
             buf_queued: vec![0; n],
+            buf_current: Vec::with_capacity(n),
         };
         if sim.kinds.is_empty() {
             sim.kinds.push(Kind::get("/"));
@@ -484,7 +500,8 @@ impl Sim {
                 Ev::Report => self.report(),
                 Ev::Tick => self.tick(),
                 Ev::Sample => self.sample(),
-                Ev::Poke(f) => self.poke(f),
+                Ev::Poke(f, n, local) => self.poke(f, n, local),
+                Ev::Local(f, n, local) => self.told_local(f, n, local),
                 Ev::Apply(f, n) => self.apply(f, n),
                 Ev::Ready(i, g) => self.ready(i, g),
                 Ev::Dispatch(g) => self.dispatch(g),

@@ -130,10 +130,14 @@ impl Sim {
         if gate.last_poke.is_none_or(|t| now >= t + POKE_EVERY_NS) {
             gate.last_poke = Some(now);
             let (f, origin) = (gate.function, gate.origin);
+            let held = gate.held.len() as u32;
+            // Before the poke leaves, the node may start the instance itself; the poke
+            // tells the control plane.
+            let local = self.consider_local_start(f, origin, held);
             let d = self
                 .net
                 .one_way(origin, self.net.control, 0, &mut self.net_rng);
-            self.at(now + d, Ev::Poke(f));
+            self.at(now + d, Ev::Poke(f, origin, local));
         }
     }
 
@@ -177,7 +181,13 @@ impl Sim {
         gate.cand_insts.clear();
         for &i in &f.ready {
             let inst = &self.insts[i as usize];
-            let seen = inst.visible_at + delay;
+            // A node's own instances reach its data plane at once (the agent tells it);
+            // others' through the control plane's watch.
+            let seen = if inst.node == gate.origin {
+                0
+            } else {
+                inst.visible_at + delay
+            };
             if seen > now {
                 gate.cand_until = gate.cand_until.min(seen);
                 continue;

@@ -277,7 +277,12 @@ impl Sim {
         for g in gates {
             let gate = &self.gates[g as usize];
             if !gate.held.is_empty() {
-                let t = visible + self.cp_delay[gate.origin as usize];
+                // Its own node's gateway serves what it holds at once.
+                let t = if gate.origin == node {
+                    now
+                } else {
+                    visible + self.cp_delay[gate.origin as usize]
+                };
                 self.at(t, Ev::Dispatch(g));
             }
         }

@@ -20,6 +20,7 @@ pub mod report;
 pub mod scenario;
 pub mod workload;
 
+mod edge;
 mod gateway;
 mod instance;
 

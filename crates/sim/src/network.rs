@@ -254,6 +254,18 @@ impl Network {
         m
     }
 
+    /// The round trips one node knows, as its own decisions see them: its own row only
+    /// (what its latency monitor measured; a live agent knows no other node's).
+    pub fn own_matrix(&self, node: u32) -> RttMatrix {
+        let of = self.nodes.iter().map(|n| n.site).collect();
+        let mut m = RttMatrix::grouped(of, self.sites);
+        let a = self.nodes[node as usize].site;
+        for b in 0..self.sites as u32 {
+            m.set(a as usize, b as usize, self.estimate_sites(a, b));
+        }
+        m
+    }
+
     /// The nodes as placement sees them, with nothing placed yet.
     pub fn node_views(&self) -> Vec<NodeView> {
         self.nodes

@@ -256,6 +256,10 @@ pub struct FunctionResults {
     pub kantai_instance_seconds_total: f64,
     /// Instances started.
     pub instances_started: u64,
+    /// Of those, instances a node started on its own decision (a cold start at the node);
+    /// absent from a live run's summary, whose agents count them per node, not per revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kantai_local_starts_total: Option<u64>,
     /// The most instances the autoscaler wanted at once.
     pub kantai_autoscaler_desired_instances_max: u32,
     /// All origins together.
@@ -398,6 +402,7 @@ impl Sim {
                 container_concurrency: f.cc,
                 kantai_instance_seconds_total: round(f.instance_ns as f64 / 1e9),
                 instances_started: f.instances_started,
+                kantai_local_starts_total: Some(f.local_starts),
                 kantai_autoscaler_desired_instances_max: f.desired_max,
                 results: acc.results(self.slo_us),
                 origins,

@@ -134,16 +134,9 @@ pub struct Report {
     pub local: Vec<LocalStarts>,
 }
 
-/// Instances of one revision a node started on its own.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LocalStarts {
-    /// Namespace.
-    pub namespace: String,
-    /// Revision.
-    pub revision: String,
-    /// Instances started (or starting) on the node that no Placement counts yet.
-    pub count: u32,
-}
+/// Instances of one revision a node started on its own (the decision log keeps them as
+/// the report named them).
+pub use kantai_decisions::LocalStarts;
 
 /// Load of one revision at one node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use kantai_api::resources::{INSTANCES, NODES, PLACEMENTS, REVISIONS, ROUTES};
 use kantai_api::wire::RevisionLoad;
 use kantai_autoscaler::{Decision, TICK};
 use kantai_driver::scaler::{self, NodeLoad, RevisionScaler};
-use kantai_driver::{RevisionSettings, SettingsProblem};
+use kantai_driver::{RevisionSettings, SettingsProblem, adopt_now, counted, take_local};
 use kantai_model::fleet::{self, NodeCount, Placement, PlacementSpec};
 use kantai_model::meta::{JsonMeta, ObjectMeta};
 use kantai_model::serving::derive::SERVICE_LABEL;
@@ -69,6 +69,7 @@ pub fn report_record(report: &Report, now: Duration) -> ReportRecord {
                 queued: l.instance_queued,
             })
             .collect(),
+        local: report.local.clone(),
     }
 }
 
@@ -324,7 +325,7 @@ fn adopt(st: &mut Scaling, report: &Report) -> Vec<Key> {
     let before = st.local.get(&report.node);
     let new: Vec<Key> = now
         .iter()
-        .filter(|(k, c)| before.and_then(|b| b.get(*k)).is_none_or(|b| b < *c))
+        .filter(|(k, c)| adopt_now(before.and_then(|b| b.get(*k)).copied().unwrap_or(0), **c))
         .map(|(k, _)| k.clone())
         .collect();
     for (ns, revision) in &new {
@@ -474,17 +475,7 @@ fn fleet_view(s: &Shared, local: &HashMap<String, HashMap<Key, u32>>) -> FleetVi
             placed.insert((c.node.as_str(), key), c.count);
         }
     }
-    // Instances an agent started on its own take room before any placement counts them.
-    for (node, revs) in local {
-        for (key, count) in revs {
-            let beyond =
-                count.saturating_sub(placed.get(&(node.as_str(), key)).copied().unwrap_or(0));
-            if beyond > 0 {
-                add(node, key, beyond);
-            }
-        }
-    }
-    let nodes: Vec<NodeView> = order
+    let mut nodes: Vec<NodeView> = order
         .iter()
         .map(|name| {
             let (instances, cpu_used, memory_used) = used.get(name).copied().unwrap_or_default();
@@ -517,12 +508,23 @@ fn fleet_view(s: &Shared, local: &HashMap<String, HashMap<Key, u32>>) -> FleetVi
             }
         })
         .collect();
-    let mut rtt = RttMatrix::new(nodes.len());
     let index: HashMap<&str, usize> = order
         .iter()
         .enumerate()
         .map(|(i, n)| (n.as_str(), i))
         .collect();
+    // Instances an agent started on its own take room before any placement counts them.
+    for (node, revs) in local {
+        let Some(view) = index.get(node.as_str()).and_then(|&i| nodes.get_mut(i)) else {
+            continue;
+        };
+        for (key, count) in revs {
+            let placed = placed.get(&(node.as_str(), key)).copied().unwrap_or(0);
+            let r = revisions.get(key).copied().unwrap_or_default();
+            take_local(view, r, placed, *count);
+        }
+    }
+    let mut rtt = RttMatrix::new(nodes.len());
     for ((from, to), ms) in s.rtt.lock().iter() {
         if let (Some(&i), Some(&j)) = (index.get(from.as_str()), index.get(to.as_str())) {
             rtt.set(i, j, *ms);
@@ -553,7 +555,7 @@ fn place(
         .iter()
         .map(|n| {
             let placed = existing.as_ref().map_or(0, |p| p.desired_on(&n.name));
-            placed.max(local.get(n.name.as_str()).copied().unwrap_or(0))
+            counted(placed, local.get(n.name.as_str()).copied().unwrap_or(0))
         })
         .collect();
     let keys: Vec<String> = fleet.nodes.iter().map(|n| n.name.clone()).collect();

@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use kantai_api::LocalStarts;
 use kantai_api::wire::RevisionLoad;
 use kantai_driver::scaler::{NodeLoad, RevisionScaler};
-use kantai_driver::{LocalView, RevisionSettings, autonomous_count, local_seed, local_start};
+use kantai_driver::{
+    ADOPT_WITHIN, AUTONOMOUS_AFTER, LocalView, RevisionSettings, Settled, autonomous_count,
+    considers_local_start, counted, local_seed, local_start, settle as settled, take_local,
+};
 use kantai_model::fleet::{self, Placement};
-use kantai_model::lifecycle::REPORT_INTERVAL;
 use kantai_policy::{FleetView, NodeView, RttMatrix};
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
@@ -29,15 +31,6 @@ use tracing::{debug, info, warn};
 use crate::{Agent, instances};
 
 type Key = (String, String);
-
-/// Reports unanswered this long mean the control plane is unreachable: the node scales
-/// what it started on its own (three report intervals: one lost report is no outage).
-pub(crate) const AUTONOMOUS_AFTER: Duration = Duration::from_secs(3 * REPORT_INTERVAL.as_secs());
-
-/// How long a reachable control plane has to count a local start in a Placement: past it,
-/// a placement that does not count it is the control plane's decision (two of its 2 s ticks
-/// and a report interval), and the instance follows the placement like any other.
-pub(crate) const ADOPT_WITHIN: Duration = Duration::from_secs(5);
 
 /// The node's local starts and its view of the control plane's reachability.
 pub(crate) struct Edge {
@@ -198,14 +191,7 @@ fn local_view(agent: &Agent, key: &Key) -> (FleetView, usize, Vec<u32>) {
             ))
         })
         .collect();
-    let on = |k: &Key, p: Option<&Placement>, node: &str| {
-        let placed = p.map_or(0, |p| p.desired_on(node));
-        if node == agent.name {
-            placed.max(local.get(k).copied().unwrap_or(0))
-        } else {
-            placed
-        }
-    };
+    let placed_on = |k: &Key, node: &str| placements.get(k).map_or(0, |p| p.desired_on(node));
     let keys: std::collections::HashSet<&Key> = placements.keys().chain(local.keys()).collect();
     let nodes: Vec<NodeView> = order
         .iter()
@@ -226,13 +212,13 @@ fn local_view(agent: &Agent, key: &Key) -> (FleetView, usize, Vec<u32>) {
             });
             let (mut instances, mut cpu_used, mut memory_used) = (0u32, 0.0, 0.0);
             for k in &keys {
-                let c = on(k, placements.get(*k), name);
+                let c = placed_on(k, name);
                 let r = resources.get(*k).copied().unwrap_or_default();
                 instances += c;
                 cpu_used += r.cpu * f64::from(c);
                 memory_used += r.memory * f64::from(c);
             }
-            NodeView {
+            let mut view = NodeView {
                 name: name.clone(),
                 labels: registered
                     .as_ref()
@@ -245,7 +231,14 @@ fn local_view(agent: &Agent, key: &Key) -> (FleetView, usize, Vec<u32>) {
                 instances,
                 cpu_used,
                 memory_used,
+            };
+            if *name == agent.name {
+                for (k, count) in &local {
+                    let r = resources.get(k).copied().unwrap_or_default();
+                    take_local(&mut view, r, placed_on(k, name), *count);
+                }
             }
+            view
         })
         .collect();
     let me = order.iter().position(|n| *n == agent.name).unwrap_or(0);
@@ -257,7 +250,14 @@ fn local_view(agent: &Agent, key: &Key) -> (FleetView, usize, Vec<u32>) {
     }
     let current = order
         .iter()
-        .map(|n| on(key, placements.get(key), n))
+        .map(|n| {
+            let mine = if *n == agent.name {
+                local.get(key).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            counted(placed_on(key, n), mine)
+        })
         .collect();
     (FleetView { nodes, rtt }, me, current)
 }
@@ -265,14 +265,12 @@ fn local_view(agent: &Agent, key: &Key) -> (FleetView, usize, Vec<u32>) {
 /// A request for `key` is held for want of an instance: starts one here at once if the
 /// revision's placement policy, on this node's view, puts it here. Returns whether it did.
 pub(crate) fn poke(agent: &Arc<Agent>, key: &Key) -> bool {
-    if agent.edge.starts.lock().contains_key(key) {
-        return false;
-    }
+    let local = agent.edge.starts.lock().get(key).map_or(0, |s| s.count);
     let (running, _) = instances::running(agent, key);
     let placed_here = placed(agent)
         .get(key)
         .map_or(0, |p| p.desired_on(&agent.name));
-    if running > 0 || placed_here > 0 {
+    if !considers_local_start(local, running, placed_here) {
         return false;
     }
     let Some(settings) = settings_of(agent, key) else {
@@ -346,15 +344,17 @@ pub(crate) fn settle(agent: &Agent) {
     let autonomous = agent.edge.autonomous();
     agent.edge.starts.lock().retain(|key, s| {
         let here = placements.get(key).map_or(0, |p| p.desired_on(&agent.name));
-        if here >= s.count {
-            info!(node = %agent.name, revision = %key.1, count = s.count, placed = here, "the control plane adopted the instances this node started on its own: its placement counts them");
-            return false;
+        match settled(here, s.count, autonomous, s.since.elapsed()) {
+            Settled::Adopted => {
+                info!(node = %agent.name, revision = %key.1, count = s.count, placed = here, "the control plane adopted the instances this node started on its own: its placement counts them");
+                false
+            }
+            Settled::Expired => {
+                info!(node = %agent.name, revision = %key.1, count = s.count, placed = here, "the control plane did not count the instances this node started on its own within {ADOPT_WITHIN:?}: they follow its placement now");
+                false
+            }
+            Settled::Kept => true,
         }
-        if !autonomous && s.since.elapsed() > ADOPT_WITHIN {
-            info!(node = %agent.name, revision = %key.1, count = s.count, placed = here, "the control plane did not count the instances this node started on its own within {ADOPT_WITHIN:?}: they follow its placement now");
-            return false;
-        }
-        true
     });
 }
 

@@ -759,7 +759,7 @@ pub(crate) fn desired_here(agent: &Agent) -> HashMap<(String, String), u32> {
         .collect();
     for (key, n) in agent.edge.counts() {
         let e = desired.entry(key).or_default();
-        *e = (*e).max(n);
+        *e = kantai_driver::counted(*e, n);
     }
     desired
 }
@@ -854,10 +854,10 @@ async fn send_report(agent: &Agent, report: &Report) {
     let send = agent
         .client
         .send_json(http::Method::POST, REPORTS_PATH, &body);
-    let answer = match tokio::time::timeout(edge::AUTONOMOUS_AFTER, send).await {
+    let answer = match tokio::time::timeout(kantai_driver::AUTONOMOUS_AFTER, send).await {
         Ok(answer) => answer,
         Err(_) => {
-            warn!(node = %agent.name, "the control plane did not answer a load report within {:?}", edge::AUTONOMOUS_AFTER);
+            warn!(node = %agent.name, "the control plane did not answer a load report within {:?}", kantai_driver::AUTONOMOUS_AFTER);
             return;
         }
     };

@@ -13,7 +13,10 @@ pub use kantai_autoscaler::TICK;
 pub mod scaler;
 pub mod settings;
 
-pub use local::{LocalView, Refusal, autonomous_count, local_seed, local_start};
+pub use local::{
+    ADOPT_WITHIN, AUTONOMOUS_AFTER, LocalView, Refusal, Settled, adopt_now, autonomous_count,
+    considers_local_start, counted, local_seed, local_start, policy_allows, settle, take_local,
+};
 pub use scaler::{MEASURE_HALF_LIFE, NodeLoad, POKE_INTERVAL, RevisionScaler};
 pub use settings::{
     DEFAULT_HOLD_LIMIT, DEFAULT_TIMEOUT, DRAIN_PROPAGATION, QUEUE_DEPTH_FACTOR, RevisionSettings,

@@ -12,14 +12,79 @@
 //! instance (its activation scale), so the control plane keeps the one started (it counts
 //! it in the placement) rather than undoing it.
 
+use kantai_model::lifecycle::REPORT_INTERVAL;
 use kantai_policy::placement::{LocalStarts, Room};
-use kantai_policy::{FleetView, PlacementInput, stable_hash};
+use kantai_policy::{FleetView, NodeView, PlacementInput, Resources, stable_hash};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::time::Duration;
 
 use crate::scaler::{placement_policy, seed};
 use crate::settings::RevisionSettings;
+
+/// Reports unanswered this long mean the control plane is unreachable: the node scales
+/// what it started on its own (three report intervals: one lost report is no outage).
+pub const AUTONOMOUS_AFTER: Duration = Duration::from_secs(3 * REPORT_INTERVAL.as_secs());
+
+/// How long a reachable control plane has to count a local start in a placement: past it,
+/// a placement that does not count it is the control plane's decision (two of its 2 s ticks
+/// and a report interval), and the instance follows the placement like any other.
+pub const ADOPT_WITHIN: Duration = Duration::from_secs(5);
+
+/// Instances of a revision counted on a node that started some on its own: its placement's
+/// count, or its local starts when they are more (the node's desired count there, and what
+/// the control plane counts in the placement's `current` once it was told).
+pub fn counted(placed: u32, local: u32) -> u32 {
+    placed.max(local)
+}
+
+/// Counts in `node` the instances of a revision it started on its own beyond what its
+/// placement puts there: they take room (instances, CPU, memory) before a placement counts
+/// them, in the node's own view and in the control plane's.
+pub fn take_local(node: &mut NodeView, resources: Resources, placed: u32, local: u32) {
+    let beyond = local.saturating_sub(placed);
+    node.instances += beyond;
+    node.cpu_used += resources.cpu * f64::from(beyond);
+    node.memory_used += resources.memory * f64::from(beyond);
+}
+
+/// Whether a request held at a node for a revision is one the node may consider starting an
+/// instance for itself: it started none of its own yet, runs none (starting or ready) and no
+/// placement puts one there.
+pub fn considers_local_start(local: u32, running_here: u32, placed_here: u32) -> bool {
+    local == 0 && running_here == 0 && placed_here == 0
+}
+
+/// Whether a node's report names more local starts of a revision than its previous one
+/// (`before`, 0 when it named none): the control plane decides the revision's placement at
+/// once, so that it counts them before the node's gateway sends anything elsewhere.
+pub fn adopt_now(before: u32, now: u32) -> bool {
+    now > before
+}
+
+/// What becomes of a node's local starts of a revision at one of its passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// A placement counts them: they are the control plane's now, and the node forgets them.
+    Adopted,
+    /// The control plane, reachable, had [`ADOPT_WITHIN`] to count them and did not: they
+    /// follow its placement like any other instance (drained if it puts none there).
+    Expired,
+    /// Still the node's own, named in its reports.
+    Kept,
+}
+
+/// Settles a node's `local` starts of a revision its placement puts `placed_here` of on the
+/// node, `age` after they started (or after the control plane came back).
+pub fn settle(placed_here: u32, local: u32, autonomous: bool, age: Duration) -> Settled {
+    if placed_here >= local {
+        Settled::Adopted
+    } else if !autonomous && age > ADOPT_WITHIN {
+        Settled::Expired
+    } else {
+        Settled::Kept
+    }
+}
 
 /// What a node knows when a request for a revision without an instance reaches it.
 #[derive(Clone, Copy, Debug)]
@@ -89,22 +154,29 @@ pub fn local_seed(namespace: &str, revision: &str, node: &str) -> u64 {
     seed(namespace, revision) ^ stable_hash(node.as_bytes()).rotate_left(17)
 }
 
+/// Whether the revision's placement policy lets a node start instances on its own at all
+/// now: the first thing [`local_start`] checks, for drivers that would rather not build the
+/// node's view for a policy that waits for the control plane.
+pub fn policy_allows(settings: &RevisionSettings, autonomous: bool) -> bool {
+    autonomous
+        || placement_policy(&settings.placement, &settings.params).local_starts()
+            != LocalStarts::WhenAutonomous
+}
+
 /// Whether the node may start an instance of the revision now, by itself (`Ok`), or why not.
 pub fn local_start(
     settings: &RevisionSettings,
     rng_seed: u64,
     view: &LocalView<'_>,
 ) -> Result<(), Refusal> {
+    if !policy_allows(settings, view.autonomous) {
+        return Err(Refusal::PolicyWaits);
+    }
     let policy = placement_policy(&settings.placement, &settings.params);
     let mode = policy.local_starts();
     let total: u32 = view.current.iter().sum();
-    if !view.autonomous {
-        if mode == LocalStarts::WhenAutonomous {
-            return Err(Refusal::PolicyWaits);
-        }
-        if total > 0 {
-            return Err(Refusal::NotAtZero);
-        }
+    if !view.autonomous && total > 0 {
+        return Err(Refusal::NotAtZero);
     }
     let max = settings.scaling.max_scale;
     if max > 0 && total >= max {

@@ -33,6 +33,22 @@ pub struct ReportRecord {
     pub poke: bool,
     /// The node's load of each revision.
     pub revisions: Vec<ReportLoad>,
+    /// The instances the node started on its own that no placement counts yet, as the
+    /// report named them (absent from older logs: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<LocalStarts>,
+}
+
+/// Instances of one revision a node started on its own: in its reports to the control
+/// plane, and in the decision log's records of them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LocalStarts {
+    /// Namespace.
+    pub namespace: String,
+    /// Revision.
+    pub revision: String,
+    /// Instances started (or starting) on the node that no placement counts yet.
+    pub count: u32,
 }
 
 /// One revision's load in a [`ReportRecord`] (the fields of the driver core's `NodeLoad`).
