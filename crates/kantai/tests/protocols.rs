@@ -132,6 +132,18 @@ mod grpc {
         .await
     }
 
+    /// A call of a method the service does not have.
+    pub async fn missing(c: &mut tonic::client::Grpc<Channel>) -> tonic::Status {
+        c.ready().await.expect("ready");
+        c.unary::<_, EchoReply, _>(
+            tonic::Request::new(EchoRequest::default()),
+            PathAndQuery::from_static("/kantai.test.Echo/Nope"),
+            ProstCodec::default(),
+        )
+        .await
+        .expect_err("no such method")
+    }
+
     pub async fn count(
         c: &mut tonic::client::Grpc<Channel>,
         message: &str,
@@ -190,6 +202,24 @@ async fn a_server_streaming_grpc_call_gets_every_message_and_its_ok_status() {
             }
             let want: Vec<(String, u32)> = (0..5).map(|i| ("hi".to_owned(), i)).collect();
             assert_eq!(got, want);
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_error_status_reaches_the_client_with_its_message() {
+    fleet()
+        .run(|f| async move {
+            f.deploy(&echo("grpc-status", true, "")).await;
+            let mut c = grpc::client(f.gateway("node2"), &host("grpc-status")).await;
+            let status = grpc::missing(&mut c).await;
+            assert_eq!(
+                (status.code(), status.message()),
+                (
+                    tonic::Code::Unimplemented,
+                    "no method Nope in kantai.test.Echo"
+                )
+            );
         })
         .await;
 }
