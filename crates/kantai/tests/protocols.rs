@@ -327,6 +327,33 @@ async fn a_websocket_echoes_across_the_link_after_a_cold_start() {
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_message_pays_the_emulated_link_both_ways() {
+    fleet()
+        .run(|f| async move {
+            f.deploy(&echo("wslink", false, "")).await;
+            let (mut ws, _) = websocket(f, "wslink").await;
+            let mut fastest = Duration::MAX;
+            for i in 0..5 {
+                let sent = Instant::now();
+                ws.send(Message::text(format!("m{i}"))).await.expect("send");
+                tokio::time::timeout(Duration::from_secs(10), ws.next())
+                    .await
+                    .expect("an echo within 10 s")
+                    .expect("open")
+                    .expect("a message");
+                fastest = fastest.min(sent.elapsed());
+            }
+            ws.close(None).await.expect("close");
+            // node2 to node1 is a 4 ms round trip: no echo can come back sooner.
+            assert!(
+                fastest >= Duration::from_millis(4),
+                "an echo came back in {fastest:?}, faster than the link"
+            );
+        })
+        .await;
+}
+
 /// node2's `kantai_requests_in_flight` for `revision` (0 when not reported).
 async fn in_flight(f: &TestFleet, revision: &str) -> Option<f64> {
     let text = f.fetch(&f.admin("node2").to_string(), "/metrics").await?;
