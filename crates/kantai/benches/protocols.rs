@@ -3,7 +3,7 @@
 //! against the same load sent straight to the instance in the same run.
 //!
 //! Run: `cargo bench -p kantai --bench protocols` (`KANTAI_BENCH_H2_REQUESTS`, default
-//! 20,000 requests per run; `KANTAI_BENCH_MD` names the file the table is written to, for
+//! 100,000 requests per run; `KANTAI_BENCH_MD` names the file the table is written to, for
 //! `scripts/bench`). Loopback only; every run is bounded in requests and time.
 
 // A benchmark is a driver: it measures wall time and starts processes.
@@ -124,7 +124,7 @@ async fn main() {
     let requests: u32 = std::env::var("KANTAI_BENCH_H2_REQUESTS")
         .ok()
         .and_then(|t| t.parse().ok())
-        .unwrap_or(20_000)
+        .unwrap_or(100_000)
         .clamp(100, 1_000_000);
     let f = TestFleet::start(
         &[TestNode {

@@ -132,6 +132,18 @@ mod grpc {
         .await
     }
 
+    /// A call of a method the service does not have.
+    pub async fn missing(c: &mut tonic::client::Grpc<Channel>) -> tonic::Status {
+        c.ready().await.expect("ready");
+        c.unary::<_, EchoReply, _>(
+            tonic::Request::new(EchoRequest::default()),
+            PathAndQuery::from_static("/kantai.test.Echo/Nope"),
+            ProstCodec::default(),
+        )
+        .await
+        .expect_err("no such method")
+    }
+
     pub async fn count(
         c: &mut tonic::client::Grpc<Channel>,
         message: &str,
@@ -190,6 +202,24 @@ async fn a_server_streaming_grpc_call_gets_every_message_and_its_ok_status() {
             }
             let want: Vec<(String, u32)> = (0..5).map(|i| ("hi".to_owned(), i)).collect();
             assert_eq!(got, want);
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_error_status_reaches_the_client_with_its_message() {
+    fleet()
+        .run(|f| async move {
+            f.deploy(&echo("grpc-status", true, "")).await;
+            let mut c = grpc::client(f.gateway("node2"), &host("grpc-status")).await;
+            let status = grpc::missing(&mut c).await;
+            assert_eq!(
+                (status.code(), status.message()),
+                (
+                    tonic::Code::Unimplemented,
+                    "no method Nope in kantai.test.Echo"
+                )
+            );
         })
         .await;
 }
@@ -292,6 +322,33 @@ async fn a_websocket_echoes_across_the_link_after_a_cold_start() {
                     header(&headers, "kantai-cold-start")
                 ),
                 (vec![true, true], Some("node1"), Some("true"))
+            );
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_message_pays_the_emulated_link_both_ways() {
+    fleet()
+        .run(|f| async move {
+            f.deploy(&echo("wslink", false, "")).await;
+            let (mut ws, _) = websocket(f, "wslink").await;
+            let mut fastest = Duration::MAX;
+            for i in 0..5 {
+                let sent = Instant::now();
+                ws.send(Message::text(format!("m{i}"))).await.expect("send");
+                tokio::time::timeout(Duration::from_secs(10), ws.next())
+                    .await
+                    .expect("an echo within 10 s")
+                    .expect("open")
+                    .expect("a message");
+                fastest = fastest.min(sent.elapsed());
+            }
+            ws.close(None).await.expect("close");
+            // node2 to node1 is a 4 ms round trip: no echo can come back sooner.
+            assert!(
+                fastest >= Duration::from_millis(4),
+                "an echo came back in {fastest:?}, faster than the link"
             );
         })
         .await;

@@ -193,8 +193,11 @@ impl Activator {
                 }
             }
         };
+        // How bytes of an upgraded connection to another node cross the emulated link.
+        let mut crossing = None;
         let (mut resp, node) = match tokio::time::timeout_at(start_deadline_at, work).await {
             Err(_) => {
+                crossing = None;
                 // No answer in time from another node: is that node (or the link to it) alive?
                 if let Some(b) = &forwarded
                     && let Target::Remote { node, .. } = &b.target
@@ -212,6 +215,9 @@ impl Activator {
             }
             Ok(Err(r)) => (r.into_response(), usize::MAX),
             Ok(Ok((resp, lease))) => {
+                if client_side.is_some() {
+                    crossing = self.forwarder.crossing(&lease.backend);
+                }
                 let idle = cfg.idle;
                 let node = lease.backend.node;
                 (
@@ -224,7 +230,7 @@ impl Activator {
         };
         rev.record(node, resp.status().as_u16(), start.elapsed());
         // An upgraded connection holds its lease and slots (in the body) while it is open.
-        protocol::splice(client_side, &mut resp, empty());
+        protocol::splice(client_side, &mut resp, empty(), crossing);
         resp
     }
 }

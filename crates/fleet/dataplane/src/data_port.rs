@@ -107,7 +107,8 @@ impl DataPort {
                 .insert(HeaderName::from_static(SERVER_TIME_HEADER), v);
         }
         // The instance's slot stays with the switched connection, in the body.
-        protocol::splice(client_side, &mut resp, empty());
+        // The link was emulated at the request's origin, both ways.
+        protocol::splice(client_side, &mut resp, empty(), None);
         resp
     }
 }

@@ -13,11 +13,11 @@ use crate::body::{Body, BoxError, Resendable, over_limit};
 use crate::data_port::{INSTANCE_HEADER, NOT_SERVING_HEADER, ORIGIN_HEADER, SERVER_TIME_HEADER};
 use crate::latency::LatencyMonitor;
 use crate::link::Link;
-use crate::protocol;
+use crate::protocol::{self, Crossing};
 use crate::queue_proxy::{Failed, QueueProxy, unsent};
 use crate::rejection::Rejection;
 use crate::request::content_length;
-use crate::revision::{Lease, Target};
+use crate::revision::{Backend, Lease, Target};
 
 /// Sends requests to backends.
 pub struct Forwarder {
@@ -39,6 +39,18 @@ impl Forwarder {
             queue_proxy,
             latency,
         }
+    }
+
+    /// How bytes of an upgraded connection to `backend` cross the emulated link (each
+    /// chunk, each way, as a message of its size); `None` for a backend on this node.
+    pub fn crossing(&self, backend: &Backend) -> Option<Crossing> {
+        let Target::Remote { node, .. } = &backend.target else {
+            return None;
+        };
+        let (link, node) = (self.link.clone(), node.clone());
+        Some(Arc::new(move |bytes| {
+            link.netem.one_way(&node, bytes as u64)
+        }))
     }
 
     /// A request to `peer` got no answer in time: the latency monitor probes it.

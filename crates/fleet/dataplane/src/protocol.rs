@@ -14,11 +14,24 @@
 //! response's body (and with it every lease and slot of the request) until either side
 //! closes, so an open socket counts as one request in flight.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tracing::debug;
+
+/// The time a chunk of an upgraded connection takes to cross the emulated link, by its size
+/// in bytes (the same both ways).
+pub type Crossing = Arc<dyn Fn(usize) -> Duration + Send + Sync>;
+
+/// Chunks of an upgraded connection in flight on an emulated link, per direction.
+const IN_FLIGHT_CHUNKS: usize = 64;
 
 /// The HTTP a hop speaks to the next one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,8 +138,14 @@ pub fn client_side<B>(req: &mut Request<B>, carried: &Carried) -> Option<OnUpgra
 
 /// Once `resp` switched protocols for a request whose client side is `client`, splices
 /// the two connections on a task of their own, keeping `resp`'s body (which holds the
-/// request's leases and slots) until either side closes. Any other response is left alone.
-pub fn splice<B: Send + 'static>(client: Option<OnUpgrade>, resp: &mut Response<B>, empty: B) {
+/// request's leases and slots) until both sides are done. Any other response is left alone.
+/// With a `crossing`, every chunk waits its crossing of the emulated link, each way.
+pub fn splice<B: Send + 'static>(
+    client: Option<OnUpgrade>,
+    resp: &mut Response<B>,
+    empty: B,
+    crossing: Option<Crossing>,
+) {
     let Some(client) = client else { return };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return;
@@ -146,11 +165,59 @@ pub fn splice<B: Send + 'static>(client: Option<OnUpgrade>, resp: &mut Response<
             }
         };
         let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            debug!("an upgraded connection ended: {e}");
+        match crossing {
+            None => {
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    debug!("an upgraded connection ended: {e}");
+                }
+            }
+            Some(c) => {
+                let (client_r, client_w) = tokio::io::split(client);
+                let (up_r, up_w) = tokio::io::split(upstream);
+                tokio::join!(relay(client_r, up_w, c.clone()), relay(up_r, client_w, c));
+            }
         }
         drop(held);
     });
+}
+
+/// Copies `from` to `to`, each chunk written once its crossing has passed, in order; the
+/// chunks behind it are read meanwhile (a link carries many at once). Ends, shutting `to`
+/// down, when `from` ends or `to` fails.
+async fn relay(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    crossing: Crossing,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Bytes)>(IN_FLIGHT_CHUNKS);
+    let read = async move {
+        let mut buf = vec![0u8; 16 << 10];
+        let mut last = Instant::now();
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            // A later chunk never overtakes an earlier one, whatever the jitter.
+            last = last.max(Instant::now() + crossing(n));
+            if tx
+                .send((last, Bytes::copy_from_slice(&buf[..n])))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let write = async move {
+        while let Some((at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(read, write);
 }
 
 #[cfg(test)]
