@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -32,6 +33,8 @@ use tokio::net::TcpListener;
 const HOST: &str = "hello.default.svc.cluster.local";
 /// Concurrent client connections, as the fleet benchmark's saturation run.
 const CONNECTIONS: usize = 32;
+/// Connections the instance accepted: the gateway's should be about as many as the client's.
+static INSTANCE_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -56,8 +59,10 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(done, count, "every request answered 200");
     println!(
-        "{mode}: {count} requests over {CONNECTIONS} connections in {secs:.2} s ({:.0} req/s)",
-        count as f64 / secs
+        "{mode}: {count} requests over {CONNECTIONS} connections in {secs:.2} s ({:.0} req/s); \
+         the instance accepted {} connections",
+        count as f64 / secs,
+        INSTANCE_CONNECTIONS.load(Ordering::Relaxed)
     );
 }
 
@@ -79,6 +84,7 @@ fn spawn_instance() -> SocketAddr {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                INSTANCE_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                         let _ = req.into_body().collect().await;

@@ -195,7 +195,12 @@ impl Pool {
                 shard.clear();
                 return None;
             }
-            // Nobody polled it while idle: this notices a close and makes it ready.
+            // One that waits for a request is taken as it is: had the instance closed it,
+            // the exchange gives the request back for another. Otherwise nobody polled it
+            // since its last response: this lets it finish that one, or notice a close.
+            if idle.conn.sender.is_ready() {
+                return Some(idle.conn);
+            }
             let mut cx = Context::from_waker(Waker::noop());
             if idle.conn.drive(&mut cx)
                 && matches!(idle.conn.sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
@@ -207,9 +212,8 @@ impl Pool {
     }
 
     /// Keeps `conn`, whose last response ended whole, for the next request.
-    fn release(&self, mut conn: Conn, cx: &mut Context<'_>) {
-        // Lets it notice the end of the exchange (and a close) before it waits.
-        if !conn.drive(cx) || conn.sender.is_closed() {
+    fn release(&self, conn: Conn) {
+        if conn.conn.is_none() || conn.sender.is_closed() {
             return;
         }
         let mut shard = self.shards[shard()].lock();
@@ -248,7 +252,7 @@ impl Pool {
             None
         } else if body.is_end_stream() {
             // A response without a body is over already (and its body is never polled).
-            self.release(conn, &mut Context::from_waker(Waker::noop()));
+            self.release(conn);
             None
         } else {
             Some(conn)
@@ -292,9 +296,9 @@ struct Pooled {
 }
 
 impl Pooled {
-    fn release(&mut self, cx: &mut Context<'_>) {
+    fn release(&mut self) {
         if let Some(c) = self.conn.take() {
-            self.pool.release(c, cx);
+            self.pool.release(c);
         }
     }
 }
@@ -318,12 +322,12 @@ impl HttpBody for Pooled {
             Poll::Ready(Some(Ok(f))) => {
                 // A server writing the response stops polling once the body says it ended.
                 if this.body.is_end_stream() {
-                    this.release(cx);
+                    this.release();
                 }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(None) => {
-                this.release(cx);
+                this.release();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
