@@ -249,16 +249,26 @@ fn serving_headers(resp: &mut Response<Body>, lease: &Lease, here: &str, cold: b
     }
 }
 
+/// `X-Forwarded-For`, made once at compile time rather than parsed per request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Appends the client to `X-Forwarded-For`.
 fn add_forwarded_for(h: &mut http::HeaderMap, client: SocketAddr) {
-    let name = HeaderName::from_static("x-forwarded-for");
     let ip = client.ip();
-    let value = match h.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
-        None => Some(client_value(ip)),
-    };
-    if let Some(v) = value {
-        h.insert(name, v);
+    match h.entry(X_FORWARDED_FOR) {
+        http::header::Entry::Vacant(v) => {
+            v.insert(client_value(ip));
+        }
+        http::header::Entry::Occupied(mut o) => {
+            // A value that is not text is replaced, as one that is absent.
+            let v = match o.get().to_str() {
+                Ok(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
+                Err(_) => Some(client_value(ip)),
+            };
+            if let Some(v) = v {
+                o.insert(v);
+            }
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use crate::body::{Body, BoxError};
 
 /// Idle connections kept per instance and pool shard.
-const MAX_IDLE: usize = 256;
+const MAX_IDLE: usize = 128;
 /// An idle connection older than this is closed rather than reused, so that a burst's
 /// connections (each with its buffers) do not stay for good.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,6 +41,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pool shards: each thread takes its idle connections from its own, so that a thread
 /// running its own runtime reuses connections registered with that runtime.
 const SHARDS: usize = 8;
+
+/// Where the instance's `Host` moves the client's.
+const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -176,6 +179,18 @@ impl Upstream {
         }
     }
 
+    /// Closes the connections idle longer than [`IDLE_TIMEOUT`]; the pool does so itself
+    /// only when it is used, so the node calls this on every report.
+    pub(crate) fn close_idle(&self) {
+        self.close_idle_at(Instant::now());
+    }
+
+    fn close_idle_at(&self, now: Instant) {
+        for shard in &self.pool.shards {
+            expire(&mut shard.lock(), now);
+        }
+    }
+
     /// Idle connections kept now (all shards).
     #[cfg(test)]
     fn idle(&self) -> usize {
@@ -218,12 +233,7 @@ impl Pool {
         }
         let mut shard = self.shards[shard()].lock();
         let now = Instant::now();
-        while shard
-            .front()
-            .is_some_and(|i| now.saturating_duration_since(i.since) > IDLE_TIMEOUT)
-        {
-            shard.pop_front();
-        }
+        expire(&mut shard, now);
         if shard.len() < MAX_IDLE {
             shard.push_back(Idle { conn, since: now });
         }
@@ -266,6 +276,17 @@ impl Pool {
     }
 }
 
+/// Closes the connections of `shard` idle longer than [`IDLE_TIMEOUT`] (the oldest are at
+/// its front).
+fn expire(shard: &mut VecDeque<Idle>, now: Instant) {
+    while shard
+        .front()
+        .is_some_and(|i| now.saturating_duration_since(i.since) > IDLE_TIMEOUT)
+    {
+        shard.pop_front();
+    }
+}
+
 /// Makes `req` the instance's: origin-form URI (a general client would send what it was
 /// given), the instance's address as `Host`, the client's kept as `X-Forwarded-Host` for
 /// applications that care (as behind Knative's queue-proxy).
@@ -280,10 +301,7 @@ fn target(req: &mut Request<Body>, host: &HeaderValue) {
     }
     let h = req.headers_mut();
     if let Some(original) = h.insert(header::HOST, host.clone()) {
-        h.insert(
-            header::HeaderName::from_static("x-forwarded-host"),
-            original,
-        );
+        h.insert(X_FORWARDED_HOST, original);
     }
 }
 
@@ -417,6 +435,19 @@ mod tests {
         let resp = up.send(get(false)).await.expect("answered");
         assert_eq!(text(resp).await, "hi");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_timeout_is_closed() {
+        let (port, _) = server("hi").await;
+        let up = Upstream::new(port);
+        let resp = up.send(get(false)).await.expect("answered");
+        assert_eq!(text(resp).await, "hi");
+        assert_eq!(up.idle(), 1);
+        up.close_idle_at(Instant::now() + IDLE_TIMEOUT / 2);
+        assert_eq!(up.idle(), 1);
+        up.close_idle_at(Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(up.idle(), 0);
     }
 
     #[tokio::test]
