@@ -190,6 +190,8 @@ async fn accept<F, Fut>(
                 // HTTP/2's streams run as tasks of this worker's runtime too.
                 let mut conn = auto::Builder::new(TokioExecutor::new());
                 conn.http1()
+                    // Most answers are small: their head and body go out in one write.
+                    .writev(false)
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_read_timeout);
                 conn.http2().timer(TokioTimer::new());

@@ -116,8 +116,8 @@ async fn http1(
     req: Request<Body>,
     slot: Slot,
 ) -> Result<Response<Body>, Failed> {
-    match inst.upstream.send(req).await {
-        Ok(resp) => Ok(resp.map(|b| Guarded::new(b, slot, None, None).boxed_unsync())),
+    match inst.upstream.send(req, slot).await {
+        Ok(resp) => Ok(resp),
         Err(UpstreamError::Unsent(req, why)) => Err(Failed::Unsent(
             *req,
             format!("kantai: instance {} failed to answer: {why}", inst.name),

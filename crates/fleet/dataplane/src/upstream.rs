@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, Guarded};
 
 /// Idle connections kept per instance and pool shard.
 const MAX_IDLE: usize = 128;
@@ -115,11 +115,19 @@ impl Upstream {
     }
 
     /// Sends `req` (its URI and `Host` made the instance's, the client's `Host` kept as
-    /// `X-Forwarded-Host`) and returns the response head; its body drives the connection.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    /// `X-Forwarded-Host`) and returns the response head; its body drives the connection
+    /// and holds `guard` until it ends (one body rather than one wrapping another).
+    pub async fn send<G>(
+        &self,
+        mut req: Request<Body>,
+        guard: G,
+    ) -> Result<Response<Body>, UpstreamError>
+    where
+        G: Send + Unpin + 'static,
+    {
         target(&mut req, &self.pool.host);
         if req.headers().contains_key(header::UPGRADE) {
-            return self.send_upgrade(req).await;
+            return self.send_upgrade(req, guard).await;
         }
         loop {
             let (mut conn, reused) = match self.pool.checkout() {
@@ -147,7 +155,7 @@ impl Upstream {
                 .await
             };
             match sent {
-                Ok(resp) => return Ok(self.pool.clone().response(resp, conn)),
+                Ok(resp) => return Ok(self.pool.clone().response(resp, conn, guard)),
                 Err(mut e) => match e.take_message() {
                     // A kept connection the instance had closed: another one, or a new one.
                     Some(back) if reused => req = back,
@@ -165,7 +173,14 @@ impl Upstream {
 
     /// A request asking for an upgrade, on a connection of its own run as a task (hyper
     /// hands the upgraded connection over from there), never pooled.
-    async fn send_upgrade(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    async fn send_upgrade<G>(
+        &self,
+        req: Request<Body>,
+        guard: G,
+    ) -> Result<Response<Body>, UpstreamError>
+    where
+        G: Send + Unpin + 'static,
+    {
         let Conn { mut sender, conn } = match self.pool.connect().await {
             Ok(c) => c,
             Err(why) => return Err(UpstreamError::Unsent(Box::new(req), why)),
@@ -174,7 +189,7 @@ impl Upstream {
             tokio::spawn(c.with_upgrades());
         }
         match sender.send_request(req).await {
-            Ok(resp) => Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync())),
+            Ok(resp) => Ok(resp.map(|b| Guarded::new(b, guard, None, None).boxed_unsync())),
             Err(e) => Err(UpstreamError::Failed(e)),
         }
     }
@@ -245,7 +260,11 @@ impl Pool {
             .map_err(|_| format!("connecting to {} timed out", self.addr))?
             .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        // Heads and bodies to an instance are small: one copy into one buffer and one
+        // write beat a vectored write of the pieces.
+        let (sender, conn) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("cannot speak HTTP/1 to {}: {e}", self.addr))?;
         Ok(Conn {
@@ -255,7 +274,15 @@ impl Pool {
     }
 
     /// The response, its body driving `conn` and handing it back once it ends whole.
-    fn response(self: Arc<Pool>, resp: Response<Incoming>, conn: Conn) -> Response<Body> {
+    fn response<G>(
+        self: Arc<Pool>,
+        resp: Response<Incoming>,
+        conn: Conn,
+        guard: G,
+    ) -> Response<Body>
+    where
+        G: Send + Unpin + 'static,
+    {
         let (head, body) = resp.into_parts();
         let conn = if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
             // Not asked for (upgrades get connections of their own), and no longer HTTP.
@@ -271,6 +298,7 @@ impl Pool {
             body,
             conn,
             pool: self,
+            _guard: guard,
         };
         Response::from_parts(head, body.boxed_unsync())
     }
@@ -305,15 +333,17 @@ fn target(req: &mut Request<Body>, host: &HeaderValue) {
     }
 }
 
-/// A response body that drives its connection, and returns it to the pool at its end.
-struct Pooled {
+/// A response body that drives its connection, returns it to the pool at its end, and holds
+/// a guard until then.
+struct Pooled<G> {
     body: Incoming,
     /// `None` once returned, or ended.
     conn: Option<Conn>,
     pool: Arc<Pool>,
+    _guard: G,
 }
 
-impl Pooled {
+impl<G> Pooled<G> {
     fn release(&mut self) {
         if let Some(c) = self.conn.take() {
             self.pool.release(c);
@@ -321,7 +351,7 @@ impl Pooled {
     }
 }
 
-impl HttpBody for Pooled {
+impl<G: Unpin> HttpBody for Pooled<G> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -420,7 +450,7 @@ mod tests {
         let (port, accepted) = server("hi").await;
         let up = Upstream::new(port);
         for _ in 0..3 {
-            let resp = up.send(get(false)).await.expect("answered");
+            let resp = up.send(get(false), ()).await.expect("answered");
             assert_eq!(text(resp).await, "hi");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -430,9 +460,9 @@ mod tests {
     async fn a_response_dropped_before_its_end_takes_its_connection_with_it() {
         let (port, accepted) = server("hi").await;
         let up = Upstream::new(port);
-        drop(up.send(get(false)).await.expect("answered"));
+        drop(up.send(get(false), ()).await.expect("answered"));
         assert_eq!(up.idle(), 0);
-        let resp = up.send(get(false)).await.expect("answered");
+        let resp = up.send(get(false), ()).await.expect("answered");
         assert_eq!(text(resp).await, "hi");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -441,7 +471,7 @@ mod tests {
     async fn a_connection_idle_past_the_timeout_is_closed() {
         let (port, _) = server("hi").await;
         let up = Upstream::new(port);
-        let resp = up.send(get(false)).await.expect("answered");
+        let resp = up.send(get(false), ()).await.expect("answered");
         assert_eq!(text(resp).await, "hi");
         assert_eq!(up.idle(), 1);
         up.close_idle_at(Instant::now() + IDLE_TIMEOUT / 2);
@@ -454,10 +484,10 @@ mod tests {
     async fn an_upgrade_request_gets_a_connection_never_pooled() {
         let (port, accepted) = server("hi").await;
         let up = Upstream::new(port);
-        let resp = up.send(get(true)).await.expect("answered");
+        let resp = up.send(get(true), ()).await.expect("answered");
         assert_eq!(text(resp).await, "hi");
         assert_eq!(up.idle(), 0);
-        let resp = up.send(get(false)).await.expect("answered");
+        let resp = up.send(get(false), ()).await.expect("answered");
         assert_eq!(text(resp).await, "hi");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -470,7 +500,7 @@ mod tests {
             .expect("port")
             .port();
         let up = Upstream::new(port);
-        match up.send(get(false)).await {
+        match up.send(get(false), ()).await {
             Err(UpstreamError::Unsent(req, why)) => {
                 assert_eq!(req.uri(), "/p?q=1");
                 assert!(why.contains("cannot connect"), "{why}");
