@@ -185,6 +185,8 @@ impl Backends {
         // What this node's instances served, per revision: count and total time.
         let mut hosted: HashMap<RevKey, (u64, Duration, u32, u32)> = HashMap::new();
         for i in self.local.read().values() {
+            // Once a second, so that idle connections close on time without traffic.
+            i.upstream.close_idle();
             let (n, t) = i.take_serving();
             let waiting = i.waiting() as u32;
             let e = hosted.entry(i.revision.clone()).or_default();

@@ -27,6 +27,10 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    if body.is_end_stream() {
+        // Most requests have no body: nothing to limit, and nothing to allocate.
+        return empty();
+    }
     http_body_util::Limited::new(body, usize::try_from(max_bytes).unwrap_or(usize::MAX))
         .map_err(move |e: BoxError| -> BoxError {
             if e.is::<http_body_util::LengthLimitError>() {
@@ -79,8 +83,13 @@ pub fn empty() -> Body {
 pub struct Guarded<B, G> {
     body: B,
     _guard: G,
-    deadline: Option<Pin<Box<Sleep>>>,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    deadline: Option<Instant>,
+    idle: Option<Duration>,
+    // The timers are made the first time the body has to wait: most responses never do.
+    deadline_timer: Option<Pin<Box<Sleep>>>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    /// Whether data came since the idle timer was last set.
+    fresh: bool,
 }
 
 impl<B, G> Guarded<B, G> {
@@ -94,8 +103,11 @@ impl<B, G> Guarded<B, G> {
         Guarded {
             body,
             _guard: guard,
-            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
-            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            deadline,
+            idle,
+            deadline_timer: None,
+            idle_timer: None,
+            fresh: true,
         }
     }
 }
@@ -128,28 +140,39 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
-                if let Some((d, s)) = &mut this.idle {
-                    s.as_mut().reset(Instant::now() + *d);
-                }
+                this.fresh = true;
                 return Poll::Ready(Some(Ok(f)));
             }
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
-        if let Some(s) = &mut this.deadline
-            && s.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Some(Err(Box::new(TimedOut(
-                "kantai: the request exceeded timeoutSeconds",
-            )))));
+        if let Some(at) = this.deadline {
+            let timer = this
+                .deadline_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Box::new(TimedOut(
+                    "kantai: the request exceeded timeoutSeconds",
+                )))));
+            }
         }
-        if let Some((_, s)) = &mut this.idle
-            && s.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Some(Err(Box::new(TimedOut(
-                "kantai: the response was idle longer than idleTimeoutSeconds",
-            )))));
+        if let Some(d) = this.idle {
+            // Idleness counts from the first wait after the last data.
+            if std::mem::take(&mut this.fresh) {
+                let until = Instant::now() + d;
+                match &mut this.idle_timer {
+                    Some(t) => t.as_mut().reset(until),
+                    None => this.idle_timer = Some(Box::pin(tokio::time::sleep_until(until))),
+                }
+            }
+            if let Some(t) = &mut this.idle_timer
+                && t.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Some(Err(Box::new(TimedOut(
+                    "kantai: the response was idle longer than idleTimeoutSeconds",
+                )))));
+            }
         }
         Poll::Pending
     }

@@ -88,9 +88,9 @@ impl Gateway {
     ) -> Result<Arc<crate::revision::RevisionState>, Rejection> {
         let host = request_host(req).ok_or(Rejection::NoHost)?;
         let table = self.routes.load();
-        let Some(route) = table.hosts.get(&host) else {
+        let Some(route) = table.hosts.get(&*host) else {
             return Err(Rejection::NoRoute {
-                host,
+                host: host.into_owned(),
                 domain: self.domain.read().clone(),
             });
         };

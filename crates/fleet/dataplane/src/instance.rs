@@ -13,6 +13,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::revision::RevKey;
+use crate::upstream::Upstream;
 
 /// Knative's queue depth per concurrency slot, shared with the simulator.
 pub use kantai_driver::QUEUE_DEPTH_FACTOR;
@@ -29,6 +30,8 @@ pub struct LocalInstance {
     pub cc: u32,
     /// Whether it speaks HTTP/2 cleartext (its revision's port is named `h2c`).
     pub h2c: bool,
+    /// The connections to it.
+    pub(crate) upstream: Upstream,
     /// Free slots and the requests waiting for one (only with a containerConcurrency).
     slots: Option<Mutex<Slots>>,
     in_flight: AtomicU32,
@@ -172,6 +175,7 @@ impl LocalInstance {
             port,
             cc,
             h2c: false,
+            upstream: Upstream::new(port),
             slots: (cc > 0).then(|| {
                 Mutex::new(Slots {
                     free: cc,

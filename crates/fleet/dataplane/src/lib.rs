@@ -30,10 +30,11 @@ mod forwarding;
 mod link;
 // The queue-proxy role...
 mod queue_proxy;
-// ...and the instance, with its concurrency slots and queue.
+// ...and the instance, with its concurrency slots and queue, and the connections to it.
 mod instance;
 // Which protocol each hop speaks; upgraded connections spliced.
 mod protocol;
+mod upstream;
 // Response bodies that hold their slot and enforce timeouts; requests kept for a retry.
 mod body;
 // Where other nodes' requests arrive.
@@ -131,7 +132,7 @@ impl DataPlane {
         let link = Arc::new(Link::new(node, seed));
         let backends = Arc::new(Backends::new(node, revisions.clone()));
         let latency = Arc::new(LatencyMonitor::new(link.clone(), backends.clone()));
-        let queue_proxy = QueueProxy::new(link.client.clone(), link.h2.clone());
+        let queue_proxy = QueueProxy::new(link.h2.clone());
         let forwarder = Forwarder::new(link.clone(), queue_proxy.clone(), latency.clone());
         let activator = Activator::new(node, forwarder, &limits, pokes);
         let gateway = Arc::new(Gateway::new(&limits, seed, activator));

@@ -1,6 +1,7 @@
-//! The way to other nodes: an HTTP/1.1 client and an HTTP/2 one (their connection pools also
-//! serve this node's instances), the emulated links, and the fleet's peer token that every
-//! data port requires.
+//! The way to other nodes: an HTTP/1.1 client and an HTTP/2 one (the HTTP/2 one's pool also
+//! serves this node's h2c instances; HTTP/1.1 instances have connections of their own, in
+//! `upstream.rs`), the emulated links, and the fleet's peer token that every data port
+//! requires.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::body::Body;
 use crate::netem::Netem;
 use crate::protocol::Wire;
 
-/// The HTTP client every part of the data plane sends with.
+/// The HTTP client the data plane sends to other nodes with.
 pub type HttpClient = Client<HttpConnector, Body>;
 
 /// The link from this node to the others.

@@ -1,6 +1,7 @@
 //! The queue-proxy role: a request takes a concurrency slot of a local instance (or waits in
-//! its queue, or is refused when that is full), then goes to the instance on loopback, over
-//! HTTP/2 when the instance speaks h2c (see `protocol`).
+//! its queue, or is refused when that is full), then goes to the instance on loopback: over
+//! one of the instance's kept-alive HTTP/1.1 connections (`upstream.rs`), or over HTTP/2 when
+//! the instance speaks h2c (see `protocol`).
 
 use std::sync::Arc;
 
@@ -10,11 +11,12 @@ use http_body_util::BodyExt;
 
 use crate::body::{Body, Guarded, Resendable, over_limit};
 use crate::data_port::{INSTANCE_HEADER, ORIGIN_HEADER};
-use crate::instance::{Entering, LocalInstance};
+use crate::instance::{Entering, LocalInstance, Slot};
 use crate::link::HttpClient;
 use crate::protocol::{self, Carried, Wire};
 use crate::rejection::Rejection;
 use crate::request::HttpRequest;
+use crate::upstream::UpstreamError;
 
 /// Why a request was not answered by an instance.
 // The request given back stays inline: boxing it would cost an allocation per retry.
@@ -43,14 +45,13 @@ pub fn unsent(kept: Resendable, why: String) -> Failed {
 /// The queue-proxy role of this node's instances.
 #[derive(Clone)]
 pub struct QueueProxy {
-    client: HttpClient,
     h2: HttpClient,
 }
 
 impl QueueProxy {
-    /// Sends to HTTP/1.1 instances with `client`, to h2c ones with `h2`.
-    pub fn new(client: HttpClient, h2: HttpClient) -> QueueProxy {
-        QueueProxy { client, h2 }
+    /// Sends to h2c instances with `h2`; HTTP/1.1 instances have connections of their own.
+    pub fn new(h2: HttpClient) -> QueueProxy {
+        QueueProxy { h2 }
     }
 
     /// A concurrency slot of `inst` (or 503 when its queue is full), then the instance.
@@ -74,16 +75,25 @@ impl QueueProxy {
         };
         req.headers_mut().remove(INSTANCE_HEADER);
         req.headers_mut().remove(ORIGIN_HEADER);
-        set_target(&mut req, &format!("127.0.0.1:{}", inst.port)).map_err(Failed::Answer)?;
         let wire = protocol::to_instance(inst.h2c, &Carried::of(req.version(), req.headers()));
         protocol::prepare(&mut req, wire);
-        let client = match wire {
-            Wire::Http1 => &self.client,
-            Wire::Http2 => &self.h2,
-        };
+        // A switched connection's slot is kept by the hop that splices it, with the body.
+        match wire {
+            Wire::Http1 => http1(inst, req, slot).await,
+            Wire::Http2 => self.http2(inst, req, slot).await,
+        }
+    }
+
+    /// Over HTTP/2, with the client every h2c instance of this node shares.
+    async fn http2(
+        &self,
+        inst: &LocalInstance,
+        mut req: Request<Body>,
+        slot: Slot,
+    ) -> Result<Response<Body>, Failed> {
+        set_target(&mut req, &format!("127.0.0.1:{}", inst.port)).map_err(Failed::Answer)?;
         let (req, kept) = Resendable::keep(req);
-        match client.request(req).await {
-            // A switched connection's slot is kept by the hop that splices it, with the body.
+        match self.h2.request(req).await {
             Ok(resp) => Ok(resp.map(|b| Guarded::new(b, slot, None, None).boxed_unsync())),
             Err(e) => {
                 if let Some(limit) = over_limit(&e) {
@@ -100,6 +110,31 @@ impl QueueProxy {
     }
 }
 
+/// Over one of the instance's own HTTP/1.1 connections.
+async fn http1(
+    inst: &LocalInstance,
+    req: Request<Body>,
+    slot: Slot,
+) -> Result<Response<Body>, Failed> {
+    match inst.upstream.send(req, slot).await {
+        Ok(resp) => Ok(resp),
+        Err(UpstreamError::Unsent(req, why)) => Err(Failed::Unsent(
+            *req,
+            format!("kantai: instance {} failed to answer: {why}", inst.name),
+        )),
+        Err(UpstreamError::Failed(e)) => {
+            if let Some(limit) = over_limit(&e) {
+                return Err(Failed::Answer(Rejection::TooLarge(limit)));
+            }
+            Err(Failed::Broken(Rejection::BadGateway(format!(
+                "kantai: instance {} failed to answer: {e}",
+                inst.name
+            ))))
+        }
+    }
+}
+
+/// Makes the request's URI absolute and its `Host` the instance's, for the HTTP/2 client.
 fn set_target(req: &mut Request<Body>, authority: &str) -> Result<(), Rejection> {
     let pq = req
         .uri()

@@ -33,6 +33,9 @@ use std::sync::OnceLock;
 /// A revision: namespace and name.
 pub type RevKey = (String, String);
 
+/// Backends whose candidates a choice builds on the stack rather than in a vector.
+const STACK_CANDIDATES: usize = 16;
+
 /// At most one poke per revision this often, as the simulator's gateways.
 pub use kantai_driver::POKE_INTERVAL;
 
@@ -629,15 +632,29 @@ impl RevisionState {
         } else {
             (0, 0)
         };
-        let candidates: Vec<Candidate> = backends
-            .iter()
-            .map(|b| Candidate {
-                id: b.id,
-                node: b.node,
-                in_flight: b.tracked.in_flight.load(Ordering::Acquire),
-                capacity,
-            })
-            .collect();
+        let candidate = |b: &Arc<Backend>| Candidate {
+            id: b.id,
+            node: b.node,
+            in_flight: b.tracked.in_flight.load(Ordering::Acquire),
+            capacity,
+        };
+        // A revision has a few instances: their candidates fit on the stack.
+        let mut stack = [Candidate {
+            id: 0,
+            node: 0,
+            in_flight: 0,
+            capacity: 0,
+        }; STACK_CANDIDATES];
+        let heap: Vec<Candidate>;
+        let candidates: &[Candidate] = if backends.len() <= STACK_CANDIDATES {
+            for (slot, b) in stack.iter_mut().zip(backends) {
+                *slot = candidate(b);
+            }
+            &stack[..backends.len()]
+        } else {
+            heap = backends.iter().map(candidate).collect();
+            &heap
+        };
         let net = self.net.load();
         let serving = self.serving.load();
         let ctx = LbContext {
@@ -647,11 +664,11 @@ impl RevisionState {
             container_concurrency: cc,
             now: self.now(),
         };
-        let picked = p.lb.pick(req, &candidates, &ctx, &mut p.rng);
+        let picked = p.lb.pick(req, candidates, &ctx, &mut p.rng);
         if let Some(log) = self.decisions.get()
             && log.load_balancing()
         {
-            log.record(self.lb_record(p, req, backends, &candidates, &ctx, &net, picked));
+            log.record(self.lb_record(p, req, backends, candidates, &ctx, &net, picked));
         }
         let backend = backends.get(picked?)?.clone();
         backend.tracked.in_flight.fetch_add(1, Ordering::AcqRel);

@@ -1,5 +1,6 @@
 //! The gateway's routing table: request hosts to revisions, split by percent.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -116,8 +117,9 @@ fn host_names(name: &str, ns: &str, domain: &str) -> Vec<String> {
 }
 
 /// The host a request is for: the `Host` header (or the URI's authority), lowercased,
-/// without port.
-pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
+/// without port; borrowed from the request when it is already in that form, as clients
+/// almost always send it.
+pub fn request_host<B>(req: &http::Request<B>) -> Option<Cow<'_, str>> {
     let raw = req
         .headers()
         .get(http::header::HOST)
@@ -128,7 +130,12 @@ pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
         Some(rest) => rest.find(']').map_or(raw, |i| &raw[..i + 2]),
         None => raw.split(':').next().unwrap_or(raw),
     };
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
+    let host = host.trim_end_matches('.');
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 #[cfg(test)]
@@ -207,5 +214,14 @@ mod tests {
             Some("hello.default")
         );
         assert_eq!(request_host(&req("[::1]:80")).as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn a_host_already_in_form_is_borrowed() {
+        let req = http::Request::builder()
+            .header("host", "hello.default.svc.cluster.local")
+            .body(())
+            .expect("req");
+        assert!(matches!(request_host(&req), Some(Cow::Borrowed(_))));
     }
 }
