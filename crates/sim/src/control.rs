@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
-use kantai_decisions::Decision;
+use kantai_decisions::{Decision, LocalStarts, ReportLoad, ReportRecord};
 use kantai_driver::RevisionScaler;
 use kantai_driver::scaler::NodeLoad;
+use kantai_driver::{adopt_now, counted};
 
 use crate::engine::{Ev, IState, REPORT_NS, Sim};
 
@@ -182,7 +183,7 @@ impl Sim {
             self.buf_current.extend_from_slice(&func.placed);
             for (&node, &local) in &func.adopted {
                 let c = &mut self.buf_current[node as usize];
-                *c = kantai_driver::counted(*c, local);
+                *c = counted(*c, local);
             }
             &self.buf_current
         };
@@ -258,5 +259,88 @@ impl Sim {
                 self.drain(i);
             }
         }
+    }
+
+    /// The control plane takes a node's report of its local starts of `f` (each report
+    /// names all of them); returns whether they are new or more than it knew, so that the
+    /// placement is decided now.
+    pub(crate) fn adopt(&mut self, f: u32, node: u32, count: u32, poke: bool) -> bool {
+        let func = &self.funcs[f as usize];
+        let before = func.adopted.get(&node).copied().unwrap_or(0);
+        if count == 0 && before == 0 {
+            return false;
+        }
+        self.log_local_report(f, node, count, poke);
+        self.recount(f, node, self.funcs[f as usize].placed[node as usize], count);
+        adopt_now(before, count)
+    }
+
+    /// A node's report of its local starts reaches the control plane.
+    pub(crate) fn told_local(&mut self, f: u32, node: u32, count: u32) {
+        if self.adopt(f, node, count, false) {
+            self.tick_function(f, true);
+        }
+    }
+
+    /// Sets the control plane's placement (`placed`) and adopted local count (`local`) of
+    /// `f` on `node`, keeping the fleet view's room: a node's instances of a revision count
+    /// as `counted(placed, local)`.
+    pub(crate) fn recount(&mut self, f: u32, node: u32, placed: u32, local: u32) {
+        let func = &mut self.funcs[f as usize];
+        let n = node as usize;
+        let before = counted(
+            func.placed[n],
+            func.adopted.get(&node).copied().unwrap_or(0),
+        );
+        let after = counted(placed, local);
+        func.placed[n] = placed;
+        if local == 0 {
+            func.adopted.remove(&node);
+        } else {
+            func.adopted.insert(node, local);
+        }
+        if after != before {
+            let res = func.scaler.resources();
+            let view = &mut self.fleet.nodes[n];
+            view.instances = view.instances + after - before;
+            let delta = f64::from(after) - f64::from(before);
+            view.cpu_used += res.cpu * delta;
+            view.memory_used += res.memory * delta;
+        }
+    }
+
+    /// The decision log's record of a node's report naming its local starts of `f`.
+    fn log_local_report(&mut self, f: u32, node: u32, count: u32, poke: bool) {
+        if self.decisions.is_none() {
+            return;
+        }
+        let func = &self.funcs[f as usize];
+        let rec = ReportRecord {
+            time: self.record_time(),
+            ns: self.now,
+            node: self.node_names[node as usize].clone(),
+            poke,
+            // A poke reports the one held request that made the gateway poke.
+            revisions: poke
+                .then(|| ReportLoad {
+                    namespace: func.namespace.clone(),
+                    revision: func.revision.clone(),
+                    concurrency: 1.0,
+                    requests: 1.0,
+                    held: 1,
+                    ..ReportLoad::default()
+                })
+                .into_iter()
+                .collect(),
+            local: (count > 0)
+                .then(|| LocalStarts {
+                    namespace: func.namespace.clone(),
+                    revision: func.revision.clone(),
+                    count,
+                })
+                .into_iter()
+                .collect(),
+        };
+        self.log(&Decision::Report(Box::new(rec)));
     }
 }
