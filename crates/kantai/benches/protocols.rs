@@ -1,6 +1,7 @@
 //! HTTP/2 through a node's gateway, with `h2load` (Debian's `nghttp2-client`): h2c by prior
 //! knowledge to an h2c `kantai fn echo`, a plain GET and a unary gRPC call (`Say`), each
-//! against the same load sent straight to the instance in the same run.
+//! against the same load sent straight to the instance in the same run; and the same GET
+//! over HTTP/1.1 (64 connections), for the cost of HTTP/2 itself.
 //!
 //! Run: `cargo bench -p kantai --bench protocols` (`KANTAI_BENCH_H2_REQUESTS`, default
 //! 100,000 requests per run; `KANTAI_BENCH_MD` names the file the table is written to, for
@@ -105,7 +106,22 @@ async fn h2load(
         RUN_LIMIT,
         tokio::process::Command::new("h2load")
             .args(["-n", &requests.to_string()])
-            .args(["-c", &CLIENTS.to_string(), "-m", &STREAMS.to_string()])
+            .args(if extra.contains(&"--h1") {
+                // HTTP/1.1 has no streams: as many connections as the others' streams.
+                [
+                    "-c".to_owned(),
+                    (CLIENTS * STREAMS).to_string(),
+                    "-m".to_owned(),
+                    "1".to_owned(),
+                ]
+            } else {
+                [
+                    "-c".to_owned(),
+                    CLIENTS.to_string(),
+                    "-m".to_owned(),
+                    STREAMS.to_string(),
+                ]
+            })
             .args(["-H", &format!(":authority: {authority}")])
             .args(extra)
             .arg(format!("http://{addr}{path}"))
@@ -161,9 +177,16 @@ async fn main() {
         "-H",
         "te: trailers",
     ];
-    let kinds: [(&str, &str, &[&str]); 2] = [
+    let kinds: [(&str, &str, &[&str]); 3] = [
         ("GET /version", "/version", &[]),
         ("gRPC unary `Say`", "/kantai.test.Echo/Say", &grpc),
+        // The same GET over HTTP/1.1 (h2load's `--h1`, one request at a time per
+        // connection), for the cost of HTTP/2 itself.
+        (
+            "GET /version over HTTP/1.1 (64 connections)",
+            "/version",
+            &["--h1"],
+        ),
     ];
     use std::fmt::Write as _;
     let mut md = String::new();
