@@ -119,8 +119,10 @@ async fn a_far_node_starts_a_latency_aware_revision_at_zero_itself_and_the_place
 /// time) and cold (the extra is the instance's start), and must predict what the same cold
 /// start costs from node3 within half the 50 ms link's round trip. Started at node3 it
 /// costs about what it costs at node1; a simulator that sent the poke and the placement
-/// over the link would predict some 100 ms more. Two rounds, the faster of each kept: one
-/// slow start on this shared machine is no disagreement.
+/// over the link would predict some 100 ms more. A first round unmeasured (the initial
+/// instances ran wherever placement put them, and a gateway that has not yet heard that one
+/// on another node is gone sends the request there first), then three rounds, the fastest of
+/// each kept: a slow start or two on this shared machine are no disagreement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_agrees_with_a_far_nodes_own_cold_start() {
     let (near_cold, near_warm, far_cold) = seed_fleet()
@@ -135,7 +137,7 @@ async fn the_simulator_agrees_with_a_far_nodes_own_cold_start() {
                     .map(str::to_owned)
             };
             let mut best = (Duration::MAX, Duration::MAX, Duration::MAX);
-            for _ in 0..2 {
+            for round in 0..4 {
                 f.wait_zero("agree-near-00001", Duration::from_secs(60))
                     .await;
                 f.wait_zero("agree-far-00001", Duration::from_secs(60))
@@ -148,6 +150,9 @@ async fn the_simulator_agrees_with_a_far_nodes_own_cold_start() {
                 let far = f.call("node3", "agree-far", "/").await;
                 assert_eq!(far.status, 200, "{}", far.body);
                 assert_eq!(served_on(&far).as_deref(), Some("node3"));
+                if round == 0 {
+                    continue;
+                }
                 best = (
                     best.0.min(near.elapsed),
                     best.1.min(warm.elapsed),
