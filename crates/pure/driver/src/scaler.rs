@@ -58,12 +58,14 @@ pub fn placement_policy(name: &str, params: &Params) -> Box<dyn Placement> {
 /// Whether a report asks for a decision at once: the KPA woke from zero, or a node poked
 /// about a revision for which its gateway holds requests and either the revision is at zero
 /// (Knative's activator pokes the autoscaler the same way when it buffers a request for a
-/// scaled-to-zero revision) or the node alone holds more requests than the `replicas` the
-/// KPA asks for could take at their full capacity (`per_instance` each): a burst. The
-/// decision is the KPA's own (the same windows and rules), only taken now rather than at the
-/// next 2 s tick; the node pokes at most every [`POKE_INTERVAL`].
+/// scaled-to-zero revision) or the node alone has more requests in flight (its poke's
+/// concurrency, the held ones included) than the `replicas` the KPA asks for could take at
+/// their full capacity (`per_instance` each): a burst. The decision is the KPA's own (the
+/// same windows and rules), only taken now rather than at the next 2 s tick; the node pokes
+/// at most every [`POKE_INTERVAL`].
 pub fn tick_due(woke: bool, load: &NodeLoad, replicas: u32, per_instance: f64) -> bool {
-    let excess = f64::from(load.held) > f64::from(replicas) * per_instance;
+    let demand = load.concurrency.max(f64::from(load.held));
+    let excess = demand > f64::from(replicas) * per_instance;
     woke || (load.poke && load.held > 0 && (replicas == 0 || excess))
 }
 

@@ -81,6 +81,17 @@ fn a_poke_ticks_a_revision_whose_held_requests_exceed_what_its_scale_can_take() 
         "the scale asked for takes them all"
     );
     assert!(!tick_due(false, &burst, 1, 100.0), "one instance takes 100");
+    // 40 held and 60 already at instances: 100 in flight, more than 60 instances take.
+    let grown = NodeLoad {
+        held: 40,
+        concurrency: 100.0,
+        ..burst
+    };
+    assert!(
+        tick_due(false, &grown, 60, 1.0),
+        "the burst outgrew the scale"
+    );
+    assert!(!tick_due(false, &grown, 100, 1.0));
     assert!(
         !tick_due(
             false,
