@@ -774,8 +774,8 @@ async fn report_loop(
     // One periodic report in flight at a time: a stalled link to the control plane holds it
     // up to the client's timeout, and neither the pokes nor the loads wait behind it.
     let in_flight = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Revisions poked lately, with the held requests last told.
-    let mut trailing: HashMap<(String, String), u32> = HashMap::new();
+    // Revisions poked lately: the demand last told, and when the first poke went.
+    let mut trailing: HashMap<(String, String), (u32, std::time::Instant)> = HashMap::new();
     let mut recheck = tokio::time::interval(kantai_driver::POKE_INTERVAL);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -831,7 +831,11 @@ async fn report_loop(
                     // Nobody answers: the periodic report finds out when someone does.
                     continue;
                 }
-                trailing.insert(key.clone(), demand);
+                if trailing.is_empty() {
+                    // The first look comes a poke interval from now, not at once.
+                    recheck.reset();
+                }
+                trailing.insert(key.clone(), (demand, std::time::Instant::now()));
                 send_poke(&agent, key, held, demand);
             }
             _ = recheck.tick(), if !trailing.is_empty() => {
@@ -839,15 +843,18 @@ async fn report_loop(
                 // poke interval: its demand (requests in flight here, held ones included) is
                 // told again while it grows, so that the control plane sees the burst now,
                 // not at the next periodic report.
+                // Until the next periodic report, which carries the load anyway.
                 let mut grew = Vec::new();
-                trailing.retain(|key, told| {
+                trailing.retain(|key, (told, since)| {
                     let rev = agent.dp.revision(&key.0, &key.1);
                     let (held, demand) = (rev.held(), rev.in_flight_now());
-                    if demand <= *told || held == 0 {
+                    if held == 0 || since.elapsed() > kantai_model::lifecycle::REPORT_INTERVAL {
                         return false;
                     }
-                    *told = demand;
-                    grew.push((key.clone(), held, demand));
+                    if demand > *told {
+                        *told = demand;
+                        grew.push((key.clone(), held, demand));
+                    }
                     true
                 });
                 for (key, held, demand) in grew {
