@@ -80,16 +80,7 @@ fn init_logs(default: &str) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    // The instance launcher runs before anything else: it must become the instance quickly.
-    if args.get(1).map(String::as_str) == Some("__shim") {
-        return match kantai_runtime::shim::parse(&args[2..]) {
-            Ok(a) => ExitCode::from(u8::try_from(kantai_runtime::shim::run(&a)).unwrap_or(1)),
-            Err(e) => {
-                eprintln!("kantai shim: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
+    // The container shim runs before anything else: it must become the container quickly.
     if args.get(1).map(String::as_str) == Some("__oci-shim") {
         return match kantai_runtime::oci_shim::parse(&args[2..]) {
             Ok(a) => ExitCode::from(u8::try_from(kantai_runtime::oci_shim::run(&a)).unwrap_or(1)),

@@ -379,3 +379,85 @@ fn the_bench_script_can_rewrite_benchmarks_md() {
         );
     }
 }
+
+/// The Rust files under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).expect("dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n != "target") {
+                rust_files(&p, out);
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The one file that may hold `unsafe` code: the process launcher, whose setup between fork
+/// and exec has no safe interface (ARCHITECTURE.md, "Unsafe code").
+const UNSAFE_ALLOWED: &str = "crates/fleet/runtime/src/launch.rs";
+
+#[test]
+fn unsafe_code_lives_in_the_launcher_alone_each_use_with_its_safety_comment() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    for f in &files {
+        let text = fs::read_to_string(f).expect("source");
+        let rel = f
+            .strip_prefix(root())
+            .unwrap_or(f)
+            .to_string_lossy()
+            .into_owned();
+        let allows = text.matches("allow(unsafe_code)").count();
+        if rel.ends_with(UNSAFE_ALLOWED) {
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                if l.contains("allow(unsafe_code)") {
+                    assert!(
+                        lines[i.saturating_sub(6)..i]
+                            .iter()
+                            .any(|l| l.trim_start().starts_with("// SAFETY:")),
+                        "{rel}:{}: an unsafe use without a `// SAFETY:` comment above it",
+                        i + 1
+                    );
+                }
+            }
+        } else {
+            assert_eq!(
+                allows, 0,
+                "{rel} allows unsafe code: only {UNSAFE_ALLOWED} may (ARCHITECTURE.md)"
+            );
+        }
+    }
+    // The runtime states the workspace's lints itself, with unsafe code denied (allowable)
+    // instead of forbidden: every other lint the same.
+    let table = |manifest: &str, header: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut on = false;
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                on = line == header;
+                continue;
+            }
+            if on && !line.is_empty() && !line.starts_with('#') {
+                out.push(line.replace("unsafe_code = \"forbid\"", "unsafe_code = \"deny\""));
+            }
+        }
+        out
+    };
+    let workspace = fs::read_to_string(root().join("Cargo.toml")).expect("manifest");
+    let runtime =
+        fs::read_to_string(root().join("crates/fleet/runtime/Cargo.toml")).expect("manifest");
+    for kind in ["rust", "clippy"] {
+        assert_eq!(
+            table(&runtime, &format!("[lints.{kind}]")),
+            table(&workspace, &format!("[workspace.lints.{kind}]")),
+            "crates/fleet/runtime's [lints.{kind}] must be the workspace's (unsafe_code denied, not forbidden)"
+        );
+    }
+    assert!(
+        workspace.contains("unsafe_code = \"forbid\""),
+        "the workspace forbids unsafe code"
+    );
+}

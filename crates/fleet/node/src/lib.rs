@@ -774,6 +774,10 @@ async fn report_loop(
     // One periodic report in flight at a time: a stalled link to the control plane holds it
     // up to the client's timeout, and neither the pokes nor the loads wait behind it.
     let in_flight = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Revisions poked lately: the demand last told, and when the first poke went.
+    let mut trailing: HashMap<(String, String), (u32, std::time::Instant)> = HashMap::new();
+    let mut recheck = tokio::time::interval(kantai_driver::POKE_INTERVAL);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -819,32 +823,71 @@ async fn report_loop(
                 let local = edge::poke(&agent, &key);
                 // Knative's activator: the first request for a revision without room is
                 // reported at once, as one request in flight.
-                let held = agent.dp.revision(&key.0, &key.1).held();
+                let rev = agent.dp.revision(&key.0, &key.1);
+                let held = rev.held().max(1);
+                let demand = rev.in_flight_now().max(held);
                 debug!(revision = %key.1, held, local, "poke");
                 if agent.edge.autonomous() {
                     // Nobody answers: the periodic report finds out when someone does.
                     continue;
                 }
-                let report = Report {
-                    node: agent.name.clone(),
-                    revisions: vec![kantai_api::RevisionLoad {
-                        namespace: key.0,
-                        revision: key.1,
-                        concurrency: f64::from(held.max(1)),
-                        requests: 1.0,
-                        held: held.max(1),
-                        ..Default::default()
-                    }],
-                    rtt: Vec::new(),
-                    poke: true,
-                    routes_version: agent.routes_version.load(std::sync::atomic::Ordering::Acquire),
-                    local: agent.edge.reports(),
-                };
-                let agent = agent.clone();
-                tokio::spawn(async move { send_report(&agent, &report).await });
+                if trailing.is_empty() {
+                    // The first look comes a poke interval from now, not at once.
+                    recheck.reset();
+                }
+                trailing.insert(key.clone(), (demand, std::time::Instant::now()));
+                send_poke(&agent, key, held, demand);
+            }
+            _ = recheck.tick(), if !trailing.is_empty() => {
+                // The requests of a burst come after its first poke, within the gateway's
+                // poke interval: its demand (requests in flight here, held ones included) is
+                // told again while it grows, so that the control plane sees the burst now,
+                // not at the next periodic report.
+                // Until the next periodic report, which carries the load anyway.
+                let mut grew = Vec::new();
+                trailing.retain(|key, (told, since)| {
+                    let rev = agent.dp.revision(&key.0, &key.1);
+                    let (held, demand) = (rev.held(), rev.in_flight_now());
+                    if held == 0 || since.elapsed() > kantai_model::lifecycle::REPORT_INTERVAL {
+                        return false;
+                    }
+                    if demand > *told {
+                        *told = demand;
+                        grew.push((key.clone(), held, demand));
+                    }
+                    true
+                });
+                for (key, held, demand) in grew {
+                    debug!(revision = %key.1, held, demand, "poke: the burst grew");
+                    send_poke(&agent, key, held, demand);
+                }
             }
         }
     }
+}
+
+/// Reports a revision's `held` requests and its `demand` (requests in flight here, the held
+/// ones included) at once, as Knative's activator reports the requests it buffers.
+fn send_poke(agent: &Arc<Agent>, key: (String, String), held: u32, demand: u32) {
+    let report = Report {
+        node: agent.name.clone(),
+        revisions: vec![kantai_api::RevisionLoad {
+            namespace: key.0,
+            revision: key.1,
+            concurrency: f64::from(demand),
+            requests: 1.0,
+            held,
+            ..Default::default()
+        }],
+        rtt: Vec::new(),
+        poke: true,
+        routes_version: agent
+            .routes_version
+            .load(std::sync::atomic::Ordering::Acquire),
+        local: agent.edge.reports(),
+    };
+    let agent = agent.clone();
+    tokio::spawn(async move { send_report(&agent, &report).await });
 }
 
 async fn send_report(agent: &Agent, report: &Report) {

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::logs::LogBuffer;
-use crate::probe::ReadinessProbe;
+use crate::probe::{Pacer, ReadinessProbe};
 use crate::volumes::{VolumeError, Volumes};
 
 /// What to run.
@@ -172,6 +172,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn holds_start(&self) -> bool {
         false
     }
+    /// The program a start runs, as its errors name it, when the command's program is
+    /// another (a file opened for exec).
+    fn program(&self) -> Option<&str> {
+        None
+    }
     /// Kubernetes' reason for an exit (`OOMKilled` when the memory limit killed it).
     fn exit_reason(&self, code: Option<i32>) -> &'static str;
     /// Removes what `prepare` and `command` left (mounts, cgroups, bundles).
@@ -194,6 +199,9 @@ pub struct Instance {
     volumes: Arc<Volumes>,
 }
 
+/// How long a starting instance's cheap readiness probe runs on the pacer's beat before it
+/// backs off.
+const FAST_PROBING: Duration = Duration::from_millis(500);
 /// The first restart waits this long; each further one twice as long.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest wait between restarts.
@@ -211,8 +219,9 @@ impl Instance {
         backend: B,
         spec: InstanceSpec,
         volumes: Arc<Volumes>,
+        pacer: Arc<Pacer>,
     ) -> Instance {
-        Instance::launch(backend, spec, volumes, false)
+        Instance::launch(backend, spec, volumes, pacer, false)
     }
 
     /// An instance prepared and created but held before its start (a container created
@@ -221,14 +230,16 @@ impl Instance {
         backend: B,
         spec: InstanceSpec,
         volumes: Arc<Volumes>,
+        pacer: Arc<Pacer>,
     ) -> Instance {
-        Instance::launch(backend, spec, volumes, true)
+        Instance::launch(backend, spec, volumes, pacer, true)
     }
 
     fn launch<B: Backend>(
         backend: B,
         spec: InstanceSpec,
         volumes: Arc<Volumes>,
+        pacer: Arc<Pacer>,
         held: bool,
     ) -> Instance {
         let (tx, rx) = watch::channel(State {
@@ -246,6 +257,7 @@ impl Instance {
             logs: logs.clone(),
             release: held.then_some(release_rx),
             volumes: volumes.clone(),
+            pacer,
         };
         let grace = sup.spec.grace;
         let task = tokio::spawn(sup.run(stop_rx));
@@ -338,6 +350,8 @@ struct Supervisor<B> {
     /// For a held instance: the start's signal (its first start waits for it).
     release: Option<tokio::sync::oneshot::Receiver<()>>,
     volumes: Arc<Volumes>,
+    /// The node's pace of fast readiness probes.
+    pacer: Arc<Pacer>,
 }
 
 enum Outcome {
@@ -429,6 +443,11 @@ impl<B: Backend> Supervisor<B> {
 
     /// Mounts the volumes and writes their files, off the async workers.
     async fn set_up_volumes(&self) -> Result<(), Failure> {
+        // Most functions have none: no hop to a blocking thread (one that has to be
+        // started, after ten idle seconds) in their cold start.
+        if self.volumes.is_empty() {
+            return Ok(());
+        }
         let volumes = self.volumes.clone();
         let r = tokio::task::spawn_blocking(move || volumes.set_up())
             .await
@@ -569,7 +588,10 @@ impl<B: Backend> Supervisor<B> {
             reason: "StartError",
             message: format!(
                 "cannot start {:?}: {e}",
-                cmd.as_std().get_program().to_string_lossy()
+                self.backend
+                    .program()
+                    .map(Into::into)
+                    .unwrap_or_else(|| cmd.as_std().get_program().to_string_lossy())
             ),
             // A program that is not there will not be there on the next try either.
             retry: e.kind() != std::io::ErrorKind::NotFound,
@@ -725,14 +747,16 @@ impl<B: Backend> Supervisor<B> {
     /// probe period; never returns.
     async fn readiness(&self, probe: &ReadinessProbe) -> &'static str {
         tokio::time::sleep(probe.initial_delay).await;
-        // Every millisecond (tokio's timer resolution) for the first half second, where
-        // nearly every process gets ready, then backing off to Knative's 25 ms: a request
+        // On the node's pacer's beat (every 200 µs when few start) for the first half second,
+        // where nearly every process gets ready, then backing off to Knative's 25 ms: a request
         // waits for this, and a failed loopback connect costs microseconds.
         // A command probe spawns a process each time (`runc exec` into a container costs
         // tens of milliseconds): 100 ms apart, not back to back.
-        let mut interval = Duration::from_millis(if probe.is_cheap() { 1 } else { 100 });
+        let cheap = probe.is_cheap();
+        let fast_until = tokio::time::Instant::now() + FAST_PROBING;
+        let mut paced = cheap.then(|| self.pacer.join());
+        let mut interval = Duration::from_millis(if cheap { 2 } else { 100 });
         let mut successes = 0;
-        let mut probes = 0u32;
         loop {
             if probe.check().await {
                 successes += 1;
@@ -742,12 +766,17 @@ impl<B: Backend> Supervisor<B> {
             } else {
                 successes = 0;
             }
+            if paced.is_some() && tokio::time::Instant::now() < fast_until {
+                self.pacer.beat().await;
+                continue;
+            }
+            paced = None;
             tokio::time::sleep(interval).await;
-            probes += 1;
-            if probes >= 500 && probe.is_cheap() {
+            if cheap {
                 interval = (interval * 2).min(Duration::from_millis(25));
             }
         }
+        drop(paced);
         debug!(instance = %self.spec.name, "instance ready");
         // The reason stays: it says why the last run ended (OOMKilled, Error), as a pod's
         // lastState does.

@@ -13,11 +13,11 @@
 mod cgroup;
 mod config;
 mod instance;
+mod launch;
 mod logs;
 mod oci;
 mod probe;
 mod process;
-pub mod shim;
 mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -146,6 +146,8 @@ struct Inner {
     volumes: Option<PathBuf>,
     /// The mount points process instances needed on the node and kantai created.
     mount_points: volumes::MountPoints,
+    /// The pace of starting instances' readiness probes, node-wide.
+    pacer: Arc<probe::Pacer>,
 }
 
 /// The reason an instance that needs an OCI runtime gets where the runtime has none.
@@ -204,6 +206,7 @@ impl Runtime {
                 oci,
                 volumes,
                 mount_points: volumes::MountPoints::default(),
+                pacer: probe::Pacer::new(),
             }),
         }
     }
@@ -287,7 +290,12 @@ impl Runtime {
         oci.runtime.as_ref().ok()?;
         let volumes = self.volumes_of(&spec);
         let backend = oci::Container::new(self.clone(), spec.clone(), oci.clone(), volumes.clone());
-        Some(Instance::standby(backend, spec, volumes))
+        Some(Instance::standby(
+            backend,
+            spec,
+            volumes,
+            self.inner.pacer.clone(),
+        ))
     }
 
     /// Starts an instance: as a process when its image is mapped under `runtime.images`,
@@ -306,14 +314,24 @@ impl Runtime {
                 volumes: volumes.clone(),
                 mount_points: None,
             };
-            return Ok(Instance::start(backend, spec, volumes));
+            return Ok(Instance::start(
+                backend,
+                spec,
+                volumes,
+                self.inner.pacer.clone(),
+            ));
         }
         match &self.inner.oci {
             Some(oci) => {
                 let volumes = self.volumes_of(&spec);
                 let backend =
                     oci::Container::new(self.clone(), spec.clone(), oci.clone(), volumes.clone());
-                Ok(Instance::start(backend, spec, volumes))
+                Ok(Instance::start(
+                    backend,
+                    spec,
+                    volumes,
+                    self.inner.pacer.clone(),
+                ))
             }
             None => Err(StartError::NoRuntime(format!(
                 "image {}: {NO_STATE_DIR}; map the image to a command under runtime.images",

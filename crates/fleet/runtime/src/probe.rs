@@ -173,3 +173,125 @@ async fn http_get(port: u16, path: &str, headers: &[(String, String)]) -> bool {
             .and_then(|c| c.parse::<u16>().ok())
             .is_some_and(|c| (200..400).contains(&c))
 }
+
+/// The fast probes of starting instances a node makes per second at most, all together: a
+/// failed loopback connect costs a few microseconds, and a burst of starts should not spend
+/// the CPU its instances need to start.
+pub const PROBE_BUDGET: f64 = 20_000.0;
+
+/// The shortest time between two beats of the pacer: how late a starting instance's
+/// readiness is noticed at most, when few start at once.
+pub const MIN_BEAT: Duration = Duration::from_micros(200);
+
+/// The time between two beats of the pacer with `waiting` instances probed on each: the
+/// shortest beat, or longer so that `waiting` probes per beat keep within the budget.
+pub fn beat_gap(waiting: usize) -> Duration {
+    MIN_BEAT.max(Duration::from_secs_f64(waiting as f64 / PROBE_BUDGET))
+}
+
+/// Paces the fast readiness probes of a node's starting instances: each beat wakes every
+/// instance waiting for one, at once, and beats come [`beat_gap`] apart. Its own thread keeps
+/// the beat (a sleep there is exact to tens of microseconds; the async timer's resolution is
+/// a millisecond, which was the floor of a cold start's readiness), and sleeps while no
+/// instance is starting.
+pub(crate) struct Pacer {
+    beat: tokio::sync::Notify,
+    waiting: parking_lot::Mutex<usize>,
+    wake: parking_lot::Condvar,
+    thread: std::sync::Once,
+}
+
+/// An instance's place among the starting ones; given back when dropped.
+pub(crate) struct Paced<'a>(&'a std::sync::Arc<Pacer>);
+
+impl Pacer {
+    /// A pacer; its thread starts with the first instance that joins.
+    pub(crate) fn new() -> std::sync::Arc<Pacer> {
+        std::sync::Arc::new(Pacer {
+            beat: tokio::sync::Notify::new(),
+            waiting: parking_lot::Mutex::new(0),
+            wake: parking_lot::Condvar::new(),
+            thread: std::sync::Once::new(),
+        })
+    }
+
+    /// Counts an instance among those probed on each beat until the guard is dropped.
+    pub(crate) fn join(self: &std::sync::Arc<Self>) -> Paced<'_> {
+        self.thread.call_once(|| {
+            let me = std::sync::Arc::downgrade(self);
+            let spawned = std::thread::Builder::new()
+                .name("kantai-probe-pacer".into())
+                .spawn(move || Pacer::run(&me));
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start the readiness pacer thread: {e}");
+            }
+        });
+        *self.waiting.lock() += 1;
+        self.wake.notify_one();
+        Paced(self)
+    }
+
+    /// Waits for the next beat.
+    pub(crate) async fn beat(&self) {
+        self.beat.notified().await;
+    }
+
+    fn run(me: &std::sync::Weak<Pacer>) {
+        loop {
+            let Some(p) = me.upgrade() else { return };
+            let waiting = {
+                let mut w = p.waiting.lock();
+                // Wakes now and then to notice a pacer no one holds any more.
+                if *w == 0 {
+                    p.wake.wait_for(&mut w, Duration::from_secs(10));
+                }
+                *w
+            };
+            if waiting == 0 {
+                continue;
+            }
+            drop(p);
+            std::thread::sleep(beat_gap(waiting));
+            if let Some(p) = me.upgrade() {
+                p.beat.notify_waiters();
+            }
+        }
+    }
+}
+
+impl Drop for Paced<'_> {
+    fn drop(&mut self) {
+        let mut w = self.0.waiting.lock();
+        *w = w.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_come_at_the_shortest_gap_until_the_budget_stretches_them() {
+        assert_eq!(beat_gap(0), MIN_BEAT);
+        assert_eq!(beat_gap(1), MIN_BEAT);
+        // 4 probes per beat at 20,000 a second: exactly the shortest gap.
+        assert_eq!(beat_gap(4), MIN_BEAT);
+        assert_eq!(beat_gap(100), Duration::from_millis(5));
+    }
+
+    #[tokio::test]
+    async fn a_joined_instance_hears_beats_well_under_a_millisecond_apart() {
+        let pacer = Pacer::new();
+        let _paced = pacer.join();
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            pacer.beat().await;
+        }
+        // 100 beats at 200 µs: 20 ms; the async timer's floor would make it 100 ms or more.
+        assert!(
+            start.elapsed() < Duration::from_millis(90),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -1,10 +1,11 @@
-//! The process backend: an instance is a program on this host, started through kantai's
-//! shim (its cgroups joined, an unprivileged user, bound to the agent's life). Its volume
-//! mounts are binds in a private mount namespace the shim makes (as root, before it drops
-//! to the instance's user): the process sees its files at each `mountPath`, the node does
+//! The process backend: an instance is a program on this host, exec'd by the agent's child
+//! once the launcher (`launch.rs`) set it up (its cgroups joined, an unprivileged user, bound
+//! to the agent's life). Its volume mounts are binds in a private mount namespace the
+//! launcher makes (as root, before it drops to the instance's user): the process sees its files at each `mountPath`, the node does
 //! not. A `mountPath` missing on the node is created for it (and removed when the last
 //! instance using it ends, if empty).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +16,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::Runtime;
 use crate::cgroup::GroupLimits;
 use crate::instance::{Backend, Failure, InstanceSpec, State};
 use crate::volumes::Volumes;
+use crate::{Runtime, launch};
+
+/// The search path of an instance when the agent has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Why a process instance with volume mounts cannot start on an agent that is not root.
 pub(crate) const MOUNTS_NEED_ROOT: &str =
@@ -54,19 +58,10 @@ impl Backend for Process {
         if !self.spec.container.volume_mounts.is_empty() {
             // Never run without its files: a process that would find nothing at its
             // mountPath fails now, saying why.
-            let why = if !nix::unistd::Uid::effective().is_root() {
-                Some(MOUNTS_NEED_ROOT.to_owned())
-            } else if self.runtime.inner.launcher.is_none() {
-                Some(format!(
-                    "{MOUNTS_NEED_ROOT} and start them through kantai's shim (this runtime has no launcher)"
-                ))
-            } else {
-                None
-            };
-            if let Some(message) = why {
+            if !nix::unistd::Uid::effective().is_root() {
                 return Err(Failure {
                     reason: "CreateContainerError",
-                    message,
+                    message: MOUNTS_NEED_ROOT.to_owned(),
                     retry: false,
                 });
             }
@@ -93,82 +88,51 @@ impl Backend for Process {
     async fn command(&mut self, port: u16, _held: bool) -> Result<Command, Failure> {
         let mounts = self.mounts().await?;
         let s = &self.spec;
-        let inner = &self.runtime.inner;
-        let mut cmd = match &inner.launcher {
-            // The launcher (kantai's shim) ties the instance to this process's life and joins
-            // the cgroups before it becomes the instance's program.
-            Some(launcher) => {
-                let mut c = Command::new(launcher);
-                c.arg("__shim")
-                    .arg("--parent")
-                    .arg(std::process::id().to_string());
-                for f in &self.cgroup_files {
-                    c.arg("--cgroup").arg(f);
-                }
-                // The shim joins the cgroups while it may, then becomes this user.
-                if let Some(r) = self.runtime.run_as() {
-                    c.arg("--user").arg(format!("{}:{}", r.uid, r.gid));
-                }
-                for m in &mounts {
-                    c.arg("--mount")
-                        .arg(&m.source)
-                        .arg(&m.destination)
-                        .arg(if m.read_only { "ro" } else { "rw" });
-                }
-                // Inside the mount namespace: the directory may be a mount.
-                if !s.container.volume_mounts.is_empty()
-                    && let Some(dir) = &s.container.working_dir
-                {
-                    c.arg("--cwd").arg(dir);
-                }
-                c.arg("--").args(&self.cmd);
-                c
-            }
-            None => {
-                let mut c = Command::new(&self.cmd[0]);
-                c.args(&self.cmd[1..]);
-                if let Some(r) = self.runtime.run_as() {
-                    c.uid(r.uid).gid(r.gid);
-                }
-                c
-            }
+        let plan = launch::Plan {
+            cgroups: self.cgroup_files.clone(),
+            user: self.runtime.run_as(),
+            mounts: mounts
+                .iter()
+                .map(|m| launch::Bind {
+                    source: m.source.clone(),
+                    destination: m.destination.clone().into(),
+                    read_only: m.read_only,
+                })
+                .collect(),
+            cwd: s.container.working_dir.as_ref().map(Into::into),
         };
-        cmd.env_clear();
+        let mut env: Vec<(OsString, OsString)> = Vec::new();
         for key in ["PATH", "LANG", "TZ", "RUST_BACKTRACE"] {
             if let Some(v) = std::env::var_os(key) {
-                cmd.env(key, v);
+                env.push((key.into(), v));
             }
         }
         if std::env::var_os("PATH").is_none() {
-            cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
         // The kubelet's env (envFrom, then env with `$(VAR)` expanded, Secret, ConfigMap
         // and Downward API values), as containers get it; fixed for this start.
         let config = self.volumes.good();
         for (k, v) in kantai_container::resolved_env(&s.container, &config, &s.downward()) {
-            cmd.env(k, v);
+            env.push((k.into(), v.into()));
         }
         for (k, v) in s.knative_env(port) {
-            cmd.env(k, v);
+            env.push((k.into(), v.into()));
         }
-        if let Some(dir) = &s.container.working_dir
-            && s.container.volume_mounts.is_empty()
-        {
-            cmd.current_dir(dir);
-        }
-        // A program that is not there fails here, before anything runs: say which and
-        // where it was looked for, at once.
-        let program = &self.cmd[0];
-        if inner.launcher.is_some() && !exists(program) {
-            return Err(Failure {
-                reason: "StartError",
-                message: format!(
-                    "cannot start {program:?}: no such program (looked up in PATH={})",
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-                retry: false,
-            });
-        }
+        // The program is looked up in the instance's own PATH, as its exec would.
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let mut cmd = launch::command(&self.cmd, &path, plan).map_err(|e| Failure {
+            reason: "StartError",
+            message: e.to_string(),
+            // A program that is not there will not be there on the next try either.
+            retry: !matches!(e, launch::LaunchError::NoProgram { .. }),
+        })?;
+        cmd.env_clear().envs(env);
         Ok(cmd)
     }
 
@@ -189,6 +153,10 @@ impl Backend for Process {
 
     fn exec_prefix(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    fn program(&self) -> Option<&str> {
+        self.cmd.first().map(String::as_str)
     }
 
     fn exit_reason(&self, code: Option<i32>) -> &'static str {
@@ -259,13 +227,4 @@ impl Process {
         }
         Ok(mounts)
     }
-}
-
-/// Whether a program can be found: a path that exists, or a name found in `PATH`.
-fn exists(program: &str) -> bool {
-    if program.contains('/') {
-        return std::path::Path::new(program).exists();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }

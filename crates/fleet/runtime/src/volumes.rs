@@ -675,6 +675,11 @@ impl Volumes {
         None
     }
 
+    /// Whether the instance has no volumes (nothing to set up or tear down).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.volumes.is_empty()
+    }
+
     /// Whether an emptyDir on disk has a limit to watch.
     pub(crate) fn has_disk_limit(&self) -> bool {
         self.volumes

@@ -1,7 +1,6 @@
-//! Volumes and Secret/ConfigMap values with real process instances (`/bin/sh` scripts). The
-//! test binary is its own launcher: run as `__shim`, it is kantai's shim, so the instances
-//! get their private mount namespaces exactly as under a node agent. Needs root (mounts);
-//! without it, only the refusal is checked. Every wait is on a condition, bounded.
+//! Volumes and Secret/ConfigMap values with real process instances (`/bin/sh` scripts),
+//! which get their private mount namespaces from the runtime's launcher exactly as under a
+//! node agent. Needs root (mounts); without it, only the refusal is checked. Every wait is on a condition, bounded.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -99,9 +98,8 @@ async fn env() -> Env {
             args: Vec::new(),
         },
     );
-    let me = std::env::current_exe().expect("test binary");
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let rt = Runtime::open(cfg, Some(me), &format!("test-volumes-{n}"), state.path()).await;
+    let rt = Runtime::open(cfg, None, &format!("test-volumes-{n}"), state.path()).await;
     let mounts = std::env::temp_dir().join(format!("kantai-volumes-{}-{n}", std::process::id()));
     Env {
         state: state.path().to_path_buf(),
@@ -503,15 +501,6 @@ macro_rules! tests {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("__shim") {
-        return match kantai_runtime::shim::parse(&args[2..]) {
-            Ok(a) => ExitCode::from(u8::try_from(kantai_runtime::shim::run(&a)).unwrap_or(1)),
-            Err(e) => {
-                eprintln!("shim: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
     let root = nix::unistd::Uid::effective().is_root();
     let all: &[Test] = if root {
         tests![

@@ -7,10 +7,11 @@
 //! own held demand; every other node's demand unknown, so 0) with one instance more than it
 //! knows of, and starts the instance only if the policy puts it on node *i*, the node has
 //! room and the revision's max-scale allows it. The policy says whether it allows this at
-//! all ([`LocalStarts`]). While the control plane is reachable a node starts locally only a
-//! revision at zero everywhere it knows of: the KPA's answer to that poke is at least one
-//! instance (its activation scale), so the control plane keeps the one started (it counts
-//! it in the placement) rather than undoing it.
+//! all ([`LocalStarts`]); a policy that waits for the control plane does not when the node
+//! is the only one with room (the choice is forced). While the control plane is reachable a
+//! node starts locally only a revision at zero everywhere it knows of: the KPA's answer to
+//! that poke is at least one instance (its activation scale), so the control plane keeps the
+//! one started (it counts it in the placement) rather than undoing it.
 
 use kantai_model::lifecycle::REPORT_INTERVAL;
 use kantai_policy::placement::{LocalStarts, Room};
@@ -156,7 +157,8 @@ pub fn local_seed(namespace: &str, revision: &str, node: &str) -> u64 {
 
 /// Whether the revision's placement policy lets a node start instances on its own at all
 /// now: the first thing [`local_start`] checks, for drivers that would rather not build the
-/// node's view for a policy that waits for the control plane.
+/// node's view for a policy that waits for the control plane. (A policy that waits is still
+/// forced when the node is the only one with room, which only the view shows.)
 pub fn policy_allows(settings: &RevisionSettings, autonomous: bool) -> bool {
     autonomous
         || placement_policy(&settings.placement, &settings.params).local_starts()
@@ -169,7 +171,7 @@ pub fn local_start(
     rng_seed: u64,
     view: &LocalView<'_>,
 ) -> Result<(), Refusal> {
-    if !policy_allows(settings, view.autonomous) {
+    if !policy_allows(settings, view.autonomous) && !only_node_with_room(settings, view) {
         return Err(Refusal::PolicyWaits);
     }
     let policy = placement_policy(&settings.placement, &settings.params);
@@ -226,6 +228,16 @@ pub fn local_start(
         .and_then(|i| view.fleet.nodes.get(i))
         .map(|node| node.name.clone());
     Err(Refusal::PlacedElsewhere(grew))
+}
+
+/// Whether no other node the deciding node knows of could take an instance of the revision
+/// (none ready with room): whatever the policy, the first instance can only go here, so the
+/// control plane decides alike (a one-node fleet, or the only node left).
+fn only_node_with_room(settings: &RevisionSettings, view: &LocalView<'_>) -> bool {
+    let room = Room::new(&view.fleet.nodes, view.current, settings.resources);
+    (0..view.fleet.nodes.len())
+        .filter(|&i| i != view.node)
+        .all(|i| !room.fits(i))
 }
 
 /// Whether the node has room for one more instance of the revision.

@@ -56,10 +56,17 @@ pub fn placement_policy(name: &str, params: &Params) -> Box<dyn Placement> {
 }
 
 /// Whether a report asks for a decision at once: the KPA woke from zero, or a node poked
-/// about a revision at zero for which its gateway holds requests (Knative's activator pokes
-/// the autoscaler the same way when it buffers a request for a scaled-to-zero revision).
-pub fn tick_due(woke: bool, load: &NodeLoad, replicas: u32) -> bool {
-    woke || (load.poke && replicas == 0 && load.held > 0)
+/// about a revision for which its gateway holds requests and either the revision is at zero
+/// (Knative's activator pokes the autoscaler the same way when it buffers a request for a
+/// scaled-to-zero revision) or the node alone has more requests in flight (its poke's
+/// concurrency, the held ones included) than the `replicas` the KPA asks for could take at
+/// their full capacity (`per_instance` each): a burst. The decision is the KPA's own (the
+/// same windows and rules), only taken now rather than at the next 2 s tick; the node pokes
+/// at most every [`POKE_INTERVAL`].
+pub fn tick_due(woke: bool, load: &NodeLoad, replicas: u32, per_instance: f64) -> bool {
+    let demand = load.concurrency.max(f64::from(load.held));
+    let excess = demand > f64::from(replicas) * per_instance;
+    woke || (load.poke && load.held > 0 && (replicas == 0 || excess))
 }
 
 /// One revision's autoscaler, measurements and placement policy.
@@ -136,7 +143,7 @@ impl<K: Ord + Clone> RevisionScaler<K> {
                 ..Observation::default()
             },
         );
-        tick_due(woke, load, self.autoscaler.replicas())
+        tick_due(woke, load, self.autoscaler.replicas(), self.spec.total)
     }
 
     /// Records a node's demand, serving time and occupancy only (a driver that feeds the
@@ -166,7 +173,7 @@ impl<K: Ord + Clone> RevisionScaler<K> {
                 ..Observation::default()
             },
         );
-        tick_due(woke, load, self.autoscaler.replicas())
+        tick_due(woke, load, self.autoscaler.replicas(), self.spec.total)
     }
 
     /// The KPA's decision at `now` with `ready` instances.

@@ -34,16 +34,19 @@ fn secs(s: u64) -> Duration {
 }
 
 #[test]
-fn a_poke_ticks_only_a_revision_at_zero_whose_gateway_holds_requests() {
+fn a_poke_ticks_a_revision_at_zero_whose_gateway_holds_requests() {
     let held = NodeLoad {
         poke: true,
         held: 1,
         ..NodeLoad::default()
     };
-    assert!(tick_due(false, &held, 0));
-    assert!(!tick_due(false, &held, 1), "not at zero");
+    assert!(tick_due(false, &held, 0, 100.0));
     assert!(
-        !tick_due(false, &NodeLoad { held: 0, ..held }, 0),
+        !tick_due(false, &held, 1, 100.0),
+        "not at zero, and room for it"
+    );
+    assert!(
+        !tick_due(false, &NodeLoad { held: 0, ..held }, 0, 100.0),
         "nothing held"
     );
     assert!(
@@ -53,11 +56,54 @@ fn a_poke_ticks_only_a_revision_at_zero_whose_gateway_holds_requests() {
                 poke: false,
                 ..held
             },
-            0
+            0,
+            100.0
         ),
         "a periodic report"
     );
-    assert!(tick_due(true, &NodeLoad::default(), 3), "the KPA woke");
+    assert!(
+        tick_due(true, &NodeLoad::default(), 3, 100.0),
+        "the KPA woke"
+    );
+}
+
+#[test]
+fn a_poke_ticks_a_revision_whose_held_requests_exceed_what_its_scale_can_take() {
+    let burst = NodeLoad {
+        poke: true,
+        held: 99,
+        ..NodeLoad::default()
+    };
+    // containerConcurrency 1: one instance asked for takes one of the 99.
+    assert!(tick_due(false, &burst, 1, 1.0));
+    assert!(
+        !tick_due(false, &burst, 99, 1.0),
+        "the scale asked for takes them all"
+    );
+    assert!(!tick_due(false, &burst, 1, 100.0), "one instance takes 100");
+    // 40 held and 60 already at instances: 100 in flight, more than 60 instances take.
+    let grown = NodeLoad {
+        held: 40,
+        concurrency: 100.0,
+        ..burst
+    };
+    assert!(
+        tick_due(false, &grown, 60, 1.0),
+        "the burst outgrew the scale"
+    );
+    assert!(!tick_due(false, &grown, 100, 1.0));
+    assert!(
+        !tick_due(
+            false,
+            &NodeLoad {
+                poke: false,
+                ..burst
+            },
+            1,
+            1.0
+        ),
+        "a periodic report waits for the tick"
+    );
 }
 
 #[test]
