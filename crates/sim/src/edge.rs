@@ -41,8 +41,10 @@ impl Sim {
         {
             return local;
         }
-        // The node's view: the fleet as the published placements fill it, the node itself
-        // serving, and its own round trips only (as a live agent builds it).
+        // The node's view: the fleet as the published placements fill it (with the local
+        // starts the control plane counted, which a live node sees once a placement counts
+        // them), the node itself serving, and its own round trips only (as a live agent
+        // builds it).
         let me = node as usize;
         let own = self.net.own_matrix(node);
         let rtt = std::mem::replace(&mut self.fleet.rtt, own);
