@@ -389,9 +389,13 @@ async fn main() {
         }
     }
     let mut sat = serde_json::Map::new();
-    for ((name, _, _), mut r) in targets.iter().zip(rounds) {
-        r.sort_by(|a, b| a.total_cmp(b));
-        sat.insert((*name).into(), r[r.len() / 2].into());
+    // Every round is kept in the report, so that the spread behind a median shows.
+    let mut sat_rounds = serde_json::Map::new();
+    for ((name, _, _), r) in targets.iter().zip(rounds) {
+        sat_rounds.insert((*name).into(), r.clone().into());
+        let mut sorted = r;
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        sat.insert((*name).into(), sorted[sorted.len() / 2].into());
     }
     // Half of nginx's saturation rate is the yardstick (half of the gateway's without nginx).
     let yardstick = sat
@@ -441,6 +445,7 @@ async fn main() {
         "cold_start_ms": {"p50": cold50, "p99": cold99, "max": cold_max, "tries": cold_tries},
         "raw_process_first_response_ms": {"p50": raw50, "p99": raw99},
         "saturation_rps": sat,
+        "saturation_rounds_rps": sat_rounds,
         "open_loop": open.iter().map(|(rate, row)| serde_json::json!({
             "rate_rps": rate, "seconds": OPEN_LOOP_SECS, "connections": OPEN_LOOP_CONNECTIONS,
             "latency_ms": row,

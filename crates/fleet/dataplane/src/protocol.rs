@@ -56,6 +56,14 @@ pub struct Carried {
 impl Carried {
     /// What `headers` (a request's, before the hop-by-hop headers are stripped) ask for.
     pub fn of(version: Version, headers: &HeaderMap) -> Carried {
+        // Most requests carry neither header: one pass over their few names instead of a
+        // lookup for each.
+        if !headers
+            .keys()
+            .any(|k| k == header::TE || k == header::CONNECTION || k == header::UPGRADE)
+        {
+            return Carried::default();
+        }
         Carried {
             upgrade: (version == Version::HTTP_11)
                 .then(|| upgrade_of(headers))
@@ -246,6 +254,19 @@ mod tests {
             c.upgrade.as_ref().map(|v| v.as_bytes()),
             Some(&b"websocket"[..])
         );
+    }
+
+    #[test]
+    fn a_request_without_te_connection_or_upgrade_carries_nothing() {
+        let h = headers(&[("accept", "*/*"), ("user-agent", "t")]);
+        let c = Carried::of(Version::HTTP_11, &h);
+        assert!(c.upgrade.is_none() && !c.trailers);
+    }
+
+    #[test]
+    fn trailers_are_carried() {
+        let h = headers(&[("te", "trailers")]);
+        assert!(Carried::of(Version::HTTP_2, &h).trailers);
     }
 
     #[test]
