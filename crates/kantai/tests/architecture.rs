@@ -369,6 +369,7 @@ fn the_bench_script_can_rewrite_benchmarks_md() {
         "--bench tick",
         "KANTAI_BENCH_MD=\"$out/fleet.md\" cargo bench -q -p kantai --bench fleet",
         "KANTAI_BENCH_MD=\"$out/sim.md\" cargo bench -q -p kantai-sim --bench sim",
+        "KANTAI_BENCH_MD=\"$out/burst.md\" cargo bench -q -p kantai --bench burst",
         "KANTAI_BENCH_MD=\"$out/protocols.md\" cargo bench -q -p kantai --bench protocols",
         "nghttp2-client",
         "nginx-light",
