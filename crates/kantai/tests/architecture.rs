@@ -369,6 +369,7 @@ fn the_bench_script_can_rewrite_benchmarks_md() {
         "--bench tick",
         "KANTAI_BENCH_MD=\"$out/fleet.md\" cargo bench -q -p kantai --bench fleet",
         "KANTAI_BENCH_MD=\"$out/sim.md\" cargo bench -q -p kantai-sim --bench sim",
+        "KANTAI_BENCH_MD=\"$out/burst.md\" cargo bench -q -p kantai --bench burst",
         "KANTAI_BENCH_MD=\"$out/protocols.md\" cargo bench -q -p kantai --bench protocols",
         "nghttp2-client",
         "nginx-light",
@@ -400,6 +401,8 @@ const UNSAFE_ALLOWED: &str = "crates/fleet/runtime/src/launch.rs";
 
 #[test]
 fn unsafe_code_lives_in_the_launcher_alone_each_use_with_its_safety_comment() {
+    // Spelled in two halves, so that this file does not match itself.
+    let allow = concat!("allow(", "unsafe_code)");
     let mut files = Vec::new();
     rust_files(&root().join("crates"), &mut files);
     for f in &files {
@@ -409,11 +412,11 @@ fn unsafe_code_lives_in_the_launcher_alone_each_use_with_its_safety_comment() {
             .unwrap_or(f)
             .to_string_lossy()
             .into_owned();
-        let allows = text.matches("allow(unsafe_code)").count();
+        let allows = text.matches(allow).count();
         if rel.ends_with(UNSAFE_ALLOWED) {
             let lines: Vec<&str> = text.lines().collect();
             for (i, l) in lines.iter().enumerate() {
-                if l.contains("allow(unsafe_code)") {
+                if l.contains(allow) {
                     assert!(
                         lines[i.saturating_sub(6)..i]
                             .iter()
