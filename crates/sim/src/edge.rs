@@ -11,8 +11,10 @@
 
 use std::time::Duration;
 
+use kantai_policy::FleetView;
+
 use kantai_driver::{
-    LocalView, Settled, considers_local_start, counted, local_seed, local_start, policy_allows,
+    LocalView, Settled, considers_local_start, counted, local_seed, local_start, may_start_locally,
     settle,
 };
 
@@ -36,30 +38,31 @@ impl Sim {
                 })
                 .count() as u32
         });
-        if !considers_local_start(local, running, func.placed[node as usize])
-            || !policy_allows(&func.settings, false)
-        {
+        if !considers_local_start(local, running, func.placed[node as usize]) {
             return local;
         }
         // The node's view: the fleet as the published placements fill it (with the local
         // starts the control plane counted, which a live node sees once a placement counts
         // them), the node itself serving, and its own round trips only (as a live agent
-        // builds it).
+        // builds it). Those round trips are the costly part, so the policy (or a forced
+        // choice) is asked first, on the same view without them.
         let me = node as usize;
+        let now = Duration::from_nanos(self.now);
+        if !may_start_locally(
+            &func.settings,
+            &node_view(&self.fleet, &func.placed, me, held, now),
+        ) {
+            return local;
+        }
         let own = self.net.own_matrix(node);
         let rtt = std::mem::replace(&mut self.fleet.rtt, own);
         let was_ready = std::mem::replace(&mut self.fleet.nodes[me].ready, true);
-        let func = &self.funcs[f as usize];
         let seed = local_seed(&func.namespace, &func.revision, &self.node_names[me]) ^ self.seed;
-        let view = LocalView {
-            fleet: &self.fleet,
-            node: me,
-            current: &func.placed,
-            held,
-            autonomous: false,
-            now: Duration::from_nanos(self.now),
-        };
-        let decided = local_start(&func.settings, seed, &view);
+        let decided = local_start(
+            &func.settings,
+            seed,
+            &node_view(&self.fleet, &func.placed, me, held, now),
+        );
         self.fleet.rtt = rtt;
         self.fleet.nodes[me].ready = was_ready;
         if decided.is_err() {
@@ -134,5 +137,24 @@ impl Sim {
                 .one_way(node, self.net.control, 0, &mut self.net_rng);
             self.at(self.now + d, Ev::Local(f, node, count));
         }
+    }
+}
+
+/// A reachable node's view of a revision, over `fleet` (the shared one, or the one with the
+/// node's own round trips).
+fn node_view<'a>(
+    fleet: &'a FleetView,
+    current: &'a [u32],
+    node: usize,
+    held: u32,
+    now: Duration,
+) -> LocalView<'a> {
+    LocalView {
+        fleet,
+        node,
+        current,
+        held,
+        autonomous: false,
+        now,
     }
 }

@@ -15,7 +15,8 @@ pub mod settings;
 
 pub use local::{
     ADOPT_WITHIN, AUTONOMOUS_AFTER, LocalView, Refusal, Settled, adopt_now, autonomous_count,
-    considers_local_start, counted, local_seed, local_start, policy_allows, settle, take_local,
+    considers_local_start, counted, local_seed, local_start, may_start_locally, policy_allows,
+    settle, take_local,
 };
 pub use scaler::{MEASURE_HALF_LIFE, NodeLoad, POKE_INTERVAL, RevisionScaler};
 pub use settings::{

@@ -165,13 +165,21 @@ pub fn policy_allows(settings: &RevisionSettings, autonomous: bool) -> bool {
             != LocalStarts::WhenAutonomous
 }
 
+/// Whether the node may start instances of the revision on its own at all on this view: the
+/// policy allows it ([`policy_allows`]) or the choice is forced (no other node the view knows
+/// of is ready with room). The first thing [`local_start`] checks; the view's round trips
+/// play no part, so a driver may ask it before it builds the node's own ones.
+pub fn may_start_locally(settings: &RevisionSettings, view: &LocalView<'_>) -> bool {
+    policy_allows(settings, view.autonomous) || only_node_with_room(settings, view)
+}
+
 /// Whether the node may start an instance of the revision now, by itself (`Ok`), or why not.
 pub fn local_start(
     settings: &RevisionSettings,
     rng_seed: u64,
     view: &LocalView<'_>,
 ) -> Result<(), Refusal> {
-    if !policy_allows(settings, view.autonomous) && !only_node_with_room(settings, view) {
+    if !may_start_locally(settings, view) {
         return Err(Refusal::PolicyWaits);
     }
     let policy = placement_policy(&settings.placement, &settings.params);
