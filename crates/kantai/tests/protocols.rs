@@ -571,43 +571,34 @@ async fn warm(f: &TestFleet, service: &str) {
 /// The instance starts answering after 3 s (its cold start comes first).
 const LATE: &str = "/stream?n=1&delay_ms=3000";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_response_not_started_within_timeout_seconds_is_504_naming_it() {
+/// Deploys `name` with `spec`, asks it for a response that starts only after 3 s, and
+/// expects the 504 to name `setting`, the timeout that fired.
+async fn answers_504_naming(name: &'static str, spec: &'static str, setting: &'static str) {
     fleet()
-        .run(|f| async move {
-            f.deploy(&echo("t-total", false, "      timeoutSeconds: 1\n"))
-                .await;
-            let (status, body, _) = get_streamed(f, "t-total", LATE).await;
+        .run(move |f| async move {
+            f.deploy(&echo(name, false, spec)).await;
+            let (status, body, _) = get_streamed(f, name, LATE).await;
             assert_eq!(status, 504, "{body}");
-            assert!(body.contains("(timeoutSeconds)"), "{body}");
+            assert!(body.contains(&format!("({setting})")), "{body}");
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_not_started_within_timeout_seconds_is_504_naming_it() {
+    answers_504_naming("t-total", "      timeoutSeconds: 1\n", "timeoutSeconds").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_not_started_within_response_start_timeout_is_504_naming_it() {
-    fleet()
-        .run(|f| async move {
-            let spec = "      timeoutSeconds: 20\n      responseStartTimeoutSeconds: 1\n";
-            f.deploy(&echo("t-start", false, spec)).await;
-            let (status, body, _) = get_streamed(f, "t-start", LATE).await;
-            assert_eq!(status, 504, "{body}");
-            assert!(body.contains("(responseStartTimeoutSeconds)"), "{body}");
-        })
-        .await;
+    let spec = "      timeoutSeconds: 20\n      responseStartTimeoutSeconds: 1\n";
+    answers_504_naming("t-start", spec, "responseStartTimeoutSeconds").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_before_the_first_byte_past_idle_timeout_is_504_naming_it() {
-    fleet()
-        .run(|f| async move {
-            let spec = "      timeoutSeconds: 20\n      idleTimeoutSeconds: 1\n";
-            f.deploy(&echo("t-idle", false, spec)).await;
-            let (status, body, _) = get_streamed(f, "t-idle", LATE).await;
-            assert_eq!(status, 504, "{body}");
-            assert!(body.contains("(idleTimeoutSeconds)"), "{body}");
-        })
-        .await;
+    let spec = "      timeoutSeconds: 20\n      idleTimeoutSeconds: 1\n";
+    answers_504_naming("t-idle", spec, "idleTimeoutSeconds").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
