@@ -40,14 +40,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// What one burst measured, in ms from its first request.
 struct Burst {
     placed_ms: f64,
@@ -119,7 +111,7 @@ async fn hand_spawns() -> f64 {
     let start = Instant::now();
     let mut children = Vec::with_capacity(INSTANCES);
     for _ in 0..INSTANCES {
-        let port = free_port();
+        let port = common::free_port();
         let child = Command::new(common::kantai_bin())
             .args(["fn", "hello"])
             .env("PORT", port.to_string())

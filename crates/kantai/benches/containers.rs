@@ -63,14 +63,6 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -122,7 +114,7 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Registry {
-        let port = free_port();
+        let port = common::free_port();
         let cfg = dir.join("registry.yml");
         std::fs::write(
             &cfg,
@@ -649,7 +641,7 @@ impl HandRun {
 
     /// `runc run -d` to the first HTTP answer (ms).
     fn run_d(&mut self, id: &str) -> Option<f64> {
-        let port = free_port();
+        let port = common::free_port();
         self.prepare(id, port);
         let start = Instant::now();
         let ok = self
@@ -666,7 +658,7 @@ impl HandRun {
 
     /// `runc run` in the foreground, as kantai runs it (no `-d`), to the first HTTP answer (ms).
     fn run_fg(&mut self, id: &str) -> Option<f64> {
-        let port = free_port();
+        let port = common::free_port();
         self.prepare(id, port);
         let start = Instant::now();
         let mut child = self
@@ -685,7 +677,7 @@ impl HandRun {
 
     /// `runc create` (ms to its return), then `runc start` to the first HTTP answer (ms).
     fn create_start(&mut self, id: &str) -> Option<(f64, f64)> {
-        let port = free_port();
+        let port = common::free_port();
         self.prepare(id, port);
         let start = Instant::now();
         let created = self

@@ -53,7 +53,7 @@ impl Nginx {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())?;
         let dir = tempfile::tempdir().ok()?;
-        let port = free_port();
+        let port = common::free_port();
         let d = dir.path().display();
         let conf = format!(
             "worker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
@@ -153,14 +153,6 @@ async fn raw_cold_start(port: u16) -> f64 {
     let _ = child.kill();
     let _ = child.wait();
     ms
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 type Http = HttpClient<HttpConnector, Full<Bytes>>;
@@ -346,7 +338,7 @@ async fn main() {
     }
     let mut raw = Vec::new();
     for _ in 0..cold_tries {
-        raw.push(raw_cold_start(free_port()).await);
+        raw.push(raw_cold_start(common::free_port()).await);
     }
 
     // Warm path: one instance kept warm; the same load through the gateway and straight to it.

@@ -674,12 +674,6 @@ fn replot_without_raw_data_fails_naming_the_missing_file() {
     );
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// `kantai fn hello` on `port`, with more environment.
 fn spawn_hello(port: u16, env: &[(&str, &str)]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_kantai"))
@@ -695,7 +689,7 @@ fn spawn_hello(port: u16, env: &[(&str, &str)]) -> std::process::Child {
 
 #[test]
 fn hello_starts_listening_after_its_startup_delay() {
-    let port = free_port();
+    let port = common::free_port();
     let start = std::time::Instant::now();
     let mut child = spawn_hello(port, &[("STARTUP_DELAY", "400ms")]);
     // Until it accepts a connection; hello is stopped either way.
@@ -738,7 +732,7 @@ fn hello_starts_listening_after_its_startup_delay() {
 #[test]
 fn hello_reads_bodies_and_keeps_the_connection() {
     use std::io::{Read, Write};
-    let port = free_port();
+    let port = common::free_port();
     let mut child = spawn_hello(port, &[]);
     let mut conn = common::wait_blocking(
         std::time::Duration::from_secs(10),
@@ -1107,7 +1101,10 @@ fn create_offline(args: &[&str]) -> (String, String, i32) {
     let out = Command::new(env!("CARGO_BIN_EXE_kantai"))
         .arg("create")
         .args(args)
-        .args(["--server", &format!("http://127.0.0.1:{}", free_port())])
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{}", common::free_port()),
+        ])
         .env_remove("KUBECONFIG")
         .stdin(Stdio::null())
         .output()

@@ -106,14 +106,6 @@ impl Drop for Registry {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// The status of `GET path` on a loopback port, if it answered.
 fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(
@@ -138,7 +130,7 @@ impl Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let port = free_port();
+            let port = common::free_port();
             let cfg = dir.path().join("config.yml");
             std::fs::write(
                 &cfg,

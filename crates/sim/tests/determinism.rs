@@ -1,32 +1,19 @@
 //! The same scenario and seed give byte-identical output (summary, CSVs, decision log);
 //! another seed gives another run. Run twice in one process and compared byte for byte.
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use kantai_testkit::SharedBuf;
 
 /// Summary, requests.csv, instances.csv and the decision log of one run.
 fn run(text: &str, seed: u64) -> [Vec<u8>; 4] {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/x.yaml");
     let mut s = kantai_sim::Scenario::parse(text, "determinism").expect("scenario");
     s.seed = seed;
-    let log = Shared::default();
+    let log = SharedBuf::default();
     let mut p = kantai_sim::prepare_parsed(s, &base, Some(Box::new(log.clone()))).expect("prepare");
     let out = kantai_sim::run(&mut p, &mut |_| {}).expect("run");
-    let decisions = log.0.lock().expect("lock").clone();
+    let decisions = log.contents();
     [
         out.summary_json().into_bytes(),
         out.requests_csv.into_bytes(),

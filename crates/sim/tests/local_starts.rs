@@ -1,24 +1,10 @@
 //! The decision log of a simulated far-node cold start shows the node's local start as its
 //! report named it, and the placement the control plane then decided counting it.
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use kantai_decisions::Decision;
-
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use kantai_testkit::SharedBuf;
 
 /// The decision log of `tests/scenarios/local-start-latency-aware.yaml`.
 fn decisions() -> Vec<Decision> {
@@ -28,10 +14,10 @@ fn decisions() -> Vec<Decision> {
     let (scenario, _) = text.split_once("\n---\n").expect("expectations");
     let mut s = kantai_sim::Scenario::parse(scenario, &path.display().to_string()).expect("parse");
     s.output.placement_decisions = true;
-    let log = Shared::default();
+    let log = SharedBuf::default();
     let mut p = kantai_sim::prepare_parsed(s, &path, Some(Box::new(log.clone()))).expect("prepare");
     kantai_sim::run(&mut p, &mut |_| {}).expect("run");
-    let bytes = log.0.lock().expect("lock").clone();
+    let bytes = log.contents();
     kantai_decisions::read(&String::from_utf8(bytes).expect("utf-8")).expect("records")
 }
 

@@ -792,3 +792,9 @@ pub fn pid_with_env(entry: &str) -> Option<i32> {
     }
     None
 }
+
+/// A loopback port that was free a moment ago (for a process the test or bench starts itself).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    l.local_addr().expect("the bound port's address").port()
+}
