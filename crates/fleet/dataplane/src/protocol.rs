@@ -26,6 +26,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::request::lists;
+
 /// The time a chunk of an upgraded connection takes to cross the emulated link, by its size
 /// in bytes (the same both ways).
 pub type Crossing = Arc<dyn Fn(usize) -> Duration + Send + Sync>;
@@ -68,12 +70,7 @@ impl Carried {
             upgrade: (version == Version::HTTP_11)
                 .then(|| upgrade_of(headers))
                 .flatten(),
-            trailers: headers
-                .get_all(header::TE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers")),
+            trailers: lists(headers, header::TE, "trailers"),
         }
     }
 
@@ -94,12 +91,7 @@ impl Carried {
 /// knowledge, and an `Upgrade: h2c` is dropped with the other hop-by-hop headers (the request
 /// is served as HTTP/1.1, as RFC 9113 allows).
 pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let asks = lists(headers, header::CONNECTION, "upgrade");
     let up = headers.get(header::UPGRADE)?;
     let h2c = up
         .to_str()

@@ -111,6 +111,24 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-connection",
 ];
 
+/// The trimmed elements of every `name` header's comma-separated list (RFC 9110 §5.6.1),
+/// values that are not text skipped.
+pub fn list_elements<'a>(
+    h: &'a HeaderMap,
+    name: http::header::HeaderName,
+) -> impl Iterator<Item = &'a str> + 'a {
+    h.get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+/// Whether a `name` header's list holds `token` (case-insensitively, as tokens compare).
+pub fn lists(h: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    list_elements(h, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
 /// Removes the headers a proxy must not forward (RFC 9110 §7.6.1), plus those `Connection`
 /// names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -120,12 +138,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if !h.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
         return;
     }
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = list_elements(h, header::CONNECTION)
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
         h.remove(n);
