@@ -118,6 +118,9 @@ pub struct PolicySet {
     /// Queue discipline.
     #[serde(default)]
     pub queue: Option<String>,
+    /// Keep-alive policy.
+    #[serde(default)]
+    pub keep_alive: Option<String>,
     /// Annotations over every service's (autoscaler settings such as
     /// `autoscaling.knative.dev/scale-to-zero-pod-retention-period`).
     #[serde(default)]
@@ -283,6 +286,7 @@ impl Experiment {
                         placement: p.placement.clone(),
                         load_balancer: p.load_balancer.clone(),
                         queue: p.queue.clone(),
+                        keep_alive: p.keep_alive.clone(),
                     });
                     s.output.slo = self.slo.or(s.output.slo);
                     s.annotations.extend(p.annotations.clone());

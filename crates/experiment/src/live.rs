@@ -156,6 +156,7 @@ pub fn summarize(info: &RunInfo<'_>, records: &[Record], timeline: &[Point]) -> 
             placement: t.placement.clone(),
             load_balancer: t.load_balancer.clone(),
             queue: t.queue.clone(),
+            keep_alive: t.keep_alive.clone(),
             container_concurrency: t.container_concurrency,
             kantai_instance_seconds_total: round3(
                 rev_seconds.get(&t.revision).copied().unwrap_or(0.0),
@@ -423,6 +424,7 @@ mod tests {
             placement: "spread".into(),
             load_balancer: "knative".into(),
             queue: "fifo".into(),
+            keep_alive: "knative".into(),
             container_concurrency: 0,
         }];
         let nodes = ["node1".to_owned(), "node2".to_owned()];

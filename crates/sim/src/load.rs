@@ -98,6 +98,11 @@ pub fn prepare_parsed(
                 &mut config.policies.load_balancer,
             ),
             (PolicyKind::Queue, &p.queue, &mut config.policies.queue),
+            (
+                PolicyKind::KeepAlive,
+                &p.keep_alive,
+                &mut config.policies.keep_alive,
+            ),
         ] {
             if let Some(n) = name {
                 if !kind.knows(n) {

@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use kantai_policy::registry::Kind as PolicyKind;
+
 use crate::engine::{GateStats, Sim, histogram};
 
 /// Percentiles of a histogram, in seconds.
@@ -250,6 +252,8 @@ pub struct FunctionResults {
     pub load_balancer: String,
     /// Queue discipline.
     pub queue: String,
+    /// Keep-alive policy.
+    pub keep_alive: String,
     /// containerConcurrency.
     pub container_concurrency: u32,
     /// Instance-seconds after the warm-up (the cost): from each start to its stop.
@@ -399,6 +403,7 @@ impl Sim {
                 placement: f.scaler.policy().to_owned(),
                 load_balancer: f.lb_name.clone(),
                 queue: f.queue_name.clone(),
+                keep_alive: f.scaler.keep_alive().to_owned(),
                 container_concurrency: f.cc,
                 kantai_instance_seconds_total: round(f.instance_ns as f64 / 1e9),
                 instances_started: f.instances_started,
@@ -566,7 +571,10 @@ impl Outcome {
             rows: Vec::new(),
         };
         for f in &busiest[..shown] {
-            let policies = format!("{} + {} + {}", f.placement, f.load_balancer, f.queue);
+            let mut policies = format!("{} + {} + {}", f.placement, f.load_balancer, f.queue);
+            if f.keep_alive != PolicyKind::KeepAlive.default_name() {
+                policies.push_str(&format!(" + keep-alive {}", f.keep_alive));
+            }
             let row = |origin: &str, r: &Results, cost: String| {
                 vec![
                     f.service.clone(),

@@ -151,6 +151,8 @@ pub struct PolicyNames {
     pub load_balancer: Option<String>,
     /// Queue discipline.
     pub queue: Option<String>,
+    /// Keep-alive policy.
+    pub keep_alive: Option<String>,
 }
 
 /// What a function does when it runs, which no manifest says.

@@ -1,5 +1,5 @@
 //! A policy registered for the fleet is available in the simulator by the same name: every
-//! placement, load balancer and queue discipline of `kantai_policy::registry` runs the seed
+//! placement, load balancer, queue discipline and keep-alive policy of `kantai_policy::registry` runs the seed
 //! demo's load (from every node, over the 50 ms edge links) and serves it.
 
 use std::path::Path;
@@ -35,6 +35,7 @@ fn every_registered_policy_runs_by_name() {
         (Kind::Placement, "placement"),
         (Kind::LoadBalancer, "load-balancer"),
         (Kind::Queue, "queue"),
+        (Kind::KeepAlive, "keep-alive"),
     ] {
         for name in kind.names() {
             let s = serve(key, name);
@@ -43,6 +44,7 @@ fn every_registered_policy_runs_by_name() {
                 Kind::Placement => "placement",
                 Kind::LoadBalancer => "load_balancer",
                 Kind::Queue => "queue",
+                Kind::KeepAlive => "keep_alive",
             };
             assert_eq!(f[column], name, "{key} {name}");
             let ok = s["kantai_requests_total"]["200"].as_u64().unwrap_or(0);

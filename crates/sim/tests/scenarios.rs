@@ -73,9 +73,13 @@ fn every_scenario_meets_its_expectations() {
                 failures.push(format!("{} is missing", c.path));
                 continue;
             };
+            // Numbers compare as numbers (4 equals 4.0), anything else as written.
+            let differs = |want: &Value| match (v.as_f64(), want.as_f64()) {
+                (Some(a), Some(b)) => a != b,
+                _ => v != want,
+            };
             if let Some(want) = &c.equals
-                && v != want
-                && v.as_f64() != want.as_f64()
+                && differs(want)
             {
                 failures.push(format!("{} = {v}, expected {want}", c.path));
             }

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use kantai_model::autoscaling::Metric;
+use kantai_policy::Hold;
 
 use crate::decider::{Decider, ScaleResult, initial_excess_burst_capacity};
 use crate::spec::ScalingSpec;
@@ -198,8 +199,17 @@ impl RevisionAutoscaler {
         Some((stable.average(now), panic.average(now)))
     }
 
-    /// One tick at `now` with `ready` ready instances.
+    /// One tick at `now` with `ready` ready instances, under Knative's own keep-alive.
     pub fn tick(&mut self, now: Duration, ready: u32) -> Decision {
+        self.tick_held(now, ready, Hold::Kpa)
+    }
+
+    /// One tick at `now` with `ready` ready instances and the revision's keep-alive
+    /// decision: [`Hold::Keep`] raises the count to at least its instances (max-scale still
+    /// bounds it); [`Hold::Release`] takes an idle revision without a min-scale to zero
+    /// without waiting for the stable window or the last pod's retention, only for the
+    /// grace period that puts the activator in the path first.
+    pub fn tick_held(&mut self, now: Duration, ready: u32, hold: Hold) -> Decision {
         let observed = self.observed(now.as_secs());
         if let Some((stable, panic)) = observed {
             self.latest = Some(self.decider.scale(&self.spec, now, ready, stable, panic));
@@ -210,7 +220,7 @@ impl RevisionAutoscaler {
             |r| r.excess_burst_capacity,
         );
 
-        let want = self.reconcile_scale(now, decider_desired);
+        let want = self.reconcile_scale(now, decider_desired, hold);
 
         let inactive = self.activity == Activity::Inactive;
         let proxy_mode = want == 0 || ebc < 0 || (want == -1 && inactive);
@@ -240,27 +250,36 @@ impl RevisionAutoscaler {
 
     /// Knative's `scaler.scale`: bounds, initial scale, then scale-to-zero handling. Applies
     /// the scale when allowed and returns what is wanted.
-    fn reconcile_scale(&mut self, now: Duration, desired: i32) -> i32 {
-        if desired < 0 && self.activity != Activity::Activating {
+    fn reconcile_scale(&mut self, now: Duration, desired: i32, hold: Hold) -> i32 {
+        let keep = match hold {
+            Hold::Keep(n) => n,
+            _ => 0,
+        };
+        if desired < 0 && self.activity != Activity::Activating && keep == 0 {
             return desired;
         }
         let (mut min, max) = self.spec.bounds();
         if self.spec.initial_scale > 1 && !self.initialized && self.spec.reachable {
             min = min.max(self.spec.initial_scale);
         }
-        let mut want = i64::from(desired).max(i64::from(min));
+        let mut want = i64::from(desired).max(i64::from(min)).max(i64::from(keep));
         if max != 0 {
             want = want.min(i64::from(max));
         }
+        // min-scale is the user's floor: no keep-alive policy releases below it.
+        let release = hold == Hold::Release && min == 0;
+        if release {
+            want = 0;
+        }
         let want = i32::try_from(want).unwrap_or(i32::MAX);
-        let (want, apply) = self.handle_scale_to_zero(now, want);
+        let (want, apply) = self.handle_scale_to_zero(now, want, release);
         if apply {
             self.replicas = u32::try_from(want).unwrap_or(0);
         }
         want
     }
 
-    fn handle_scale_to_zero(&self, now: Duration, want: i32) -> (i32, bool) {
+    fn handle_scale_to_zero(&self, now: Duration, want: i32, release: bool) -> (i32, bool) {
         if want != 0 {
             return (want, true);
         }
@@ -278,7 +297,7 @@ impl RevisionAutoscaler {
                 }
             }
             Activity::Active => {
-                if for_how_long >= spec.stable_window {
+                if release || for_how_long >= spec.stable_window {
                     // Mark the revision inactive first; instances stay until the activator
                     // has been in the path long enough.
                     (0, false)
@@ -292,7 +311,11 @@ impl RevisionAutoscaler {
                 if !activator_in_path {
                     return (0, false);
                 }
-                let retention = spec.scale_to_zero_pod_retention_period;
+                let retention = if release {
+                    Duration::ZERO
+                } else {
+                    spec.scale_to_zero_pod_retention_period
+                };
                 let grace = spec.scale_to_zero_grace_period;
                 if for_how_long >= grace.max(retention) {
                     return (0, true);

@@ -1,6 +1,7 @@
 //! One revision's scaler, as every driver runs it: the nodes' load reports feed the KPA
 //! ([`RevisionAutoscaler`]) and the per-node demand, serving time and occupancy; a tick
-//! decides; the revision's placement policy splits the decision over the nodes with the
+//! decides, under the revision's keep-alive policy (told of every idle period the ticks
+//! see); the revision's placement policy splits the decision over the nodes with the
 //! revision's own seeded generator.
 //!
 //! Nodes are keyed by whatever the driver names them with (`K`): the control plane by name
@@ -14,7 +15,8 @@ use kantai_autoscaler::{Decision, Observation, RevisionAutoscaler, ScalingSpec};
 use kantai_latency::Ewma;
 use kantai_policy::registry;
 use kantai_policy::{
-    FleetView, Params, Placement, PlacementDecision, PlacementInput, Resources, stable_hash,
+    FleetView, Hold, Idleness, KeepAlive, KeepAliveInput, Params, Placement, PlacementDecision,
+    PlacementInput, Resources, stable_hash,
 };
 use kantai_records::PlacementRecord;
 use rand::SeedableRng;
@@ -55,6 +57,12 @@ pub fn placement_policy(name: &str, params: &Params) -> Box<dyn Placement> {
         .unwrap_or_else(|| Box::new(kantai_policy::placement::Spread) as Box<dyn Placement>)
 }
 
+/// The keep-alive policy `name` (admission checked it; Knative's if it is gone since).
+pub fn keep_alive_policy(name: &str, params: &Params) -> Box<dyn KeepAlive> {
+    registry::keep_alive(name, params)
+        .unwrap_or_else(|| Box::new(kantai_policy::keepalive::Knative) as Box<dyn KeepAlive>)
+}
+
 /// Whether a report asks for a decision at once: the KPA woke from zero, or a node poked
 /// about a revision for which its gateway holds requests and either the revision is at zero
 /// (Knative's activator pokes the autoscaler the same way when it buffers a request for a
@@ -69,6 +77,11 @@ pub fn tick_due(woke: bool, load: &NodeLoad, replicas: u32, per_instance: f64) -
     woke || (load.poke && load.held > 0 && (replicas == 0 || excess))
 }
 
+/// Whether a report shows the revision had a request: one arriving, in flight or held.
+fn carries_requests(load: &NodeLoad) -> bool {
+    load.requests > 0.0 || load.concurrency > 0.0 || load.held > 0 || load.in_flight > 0
+}
+
 /// One revision's autoscaler, measurements and placement policy.
 pub struct RevisionScaler<K> {
     autoscaler: RevisionAutoscaler,
@@ -77,6 +90,13 @@ pub struct RevisionScaler<K> {
     policy: String,
     params: Params,
     placement: Box<dyn Placement>,
+    keep_alive_name: String,
+    keep_alive: Box<dyn KeepAlive>,
+    idleness: Idleness,
+    /// Whether a report since the last tick carried a request.
+    busy: bool,
+    /// The keep-alive decision of the last tick.
+    hold: Hold,
     rng: SmallRng,
     demand: BTreeMap<K, Ewma>,
     serving: BTreeMap<K, Ewma>,
@@ -107,6 +127,11 @@ impl<K: Ord + Clone> RevisionScaler<K> {
             policy: settings.placement.clone(),
             params: settings.params.clone(),
             placement: placement_policy(&settings.placement, &settings.params),
+            keep_alive_name: settings.keep_alive.clone(),
+            keep_alive: keep_alive_policy(&settings.keep_alive, &settings.params),
+            idleness: Idleness::default(),
+            busy: false,
+            hold: Hold::Kpa,
             rng,
             demand: BTreeMap::new(),
             serving: BTreeMap::new(),
@@ -123,11 +148,18 @@ impl<K: Ord + Clone> RevisionScaler<K> {
             self.spec = settings.scaling.clone();
         }
         self.resources = settings.resources;
-        if self.policy != settings.placement || self.params != settings.params {
+        let params_changed = self.params != settings.params;
+        if self.policy != settings.placement || params_changed {
             self.placement = placement_policy(&settings.placement, &settings.params);
             self.policy = settings.placement.clone();
-            self.params = settings.params.clone();
         }
+        if self.keep_alive_name != settings.keep_alive || params_changed {
+            // What a policy learnt (a histogram of idle times) was learnt under the old
+            // parameters: the new one starts afresh, the idle periods go on.
+            self.keep_alive = keep_alive_policy(&settings.keep_alive, &settings.params);
+            self.keep_alive_name = settings.keep_alive.clone();
+        }
+        self.params = settings.params.clone();
     }
 
     /// Records one node's report; returns whether to tick now ([`tick_due`]). Several
@@ -135,6 +167,7 @@ impl<K: Ord + Clone> RevisionScaler<K> {
     /// and one summed report per revision decide alike.
     pub fn record(&mut self, now: Duration, node: &K, load: &NodeLoad) -> bool {
         self.record_measured(now, node, load);
+        self.busy |= carries_requests(load);
         let woke = self.autoscaler.record(
             now,
             Observation {
@@ -165,6 +198,7 @@ impl<K: Ord + Clone> RevisionScaler<K> {
 
     /// Feeds the KPA the revision's load summed over nodes; returns whether to tick now.
     pub fn record_total(&mut self, now: Duration, load: &NodeLoad) -> bool {
+        self.busy |= carries_requests(load);
         let woke = self.autoscaler.record(
             now,
             Observation {
@@ -176,9 +210,31 @@ impl<K: Ord + Clone> RevisionScaler<K> {
         tick_due(woke, load, self.autoscaler.replicas(), self.spec.total)
     }
 
-    /// The KPA's decision at `now` with `ready` instances.
+    /// The KPA's decision at `now` with `ready` instances, under the keep-alive policy's.
     pub fn tick(&mut self, now: Duration, ready: u32) -> Decision {
-        self.autoscaler.tick(now, ready)
+        if let Some(arrival) = self.idleness.tick(now, std::mem::take(&mut self.busy)) {
+            self.keep_alive.arrived(arrival);
+        }
+        let input = KeepAliveInput {
+            now,
+            idle_since: self.idleness.idle_since(),
+            ready,
+            resources: self.resources,
+            cold_start: None,
+            params: &self.params,
+        };
+        self.hold = self.keep_alive.hold(&input);
+        self.autoscaler.tick_held(now, ready, self.hold)
+    }
+
+    /// The keep-alive policy's name.
+    pub fn keep_alive(&self) -> &str {
+        &self.keep_alive_name
+    }
+
+    /// The keep-alive decision of the last tick.
+    pub fn hold(&self) -> Hold {
+        self.hold
     }
 
     /// The KPA's current replica count.

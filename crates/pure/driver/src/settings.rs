@@ -47,6 +47,8 @@ pub struct RevisionSettings {
     pub load_balancer: String,
     /// The queue policy's name.
     pub queue: String,
+    /// The keep-alive policy's name.
+    pub keep_alive: String,
     /// `containerConcurrency` (0: unlimited).
     pub container_concurrency: u32,
     /// `timeoutSeconds`: the longest a request may take.
@@ -146,6 +148,7 @@ impl RevisionSettings {
         let placement = chosen(Kind::Placement, &mut problems);
         let load_balancer = chosen(Kind::LoadBalancer, &mut problems);
         let queue = chosen(Kind::Queue, &mut problems);
+        let keep_alive = chosen(Kind::KeepAlive, &mut problems);
 
         // Knative's defaulting reads 0 as "not set".
         let secs = |s: Option<i64>| {
@@ -176,6 +179,7 @@ impl RevisionSettings {
             params,
             load_balancer,
             queue,
+            keep_alive,
             container_concurrency: cc,
             timeout,
             response_start: secs(spec.response_start_timeout_seconds).filter(|d| *d < timeout),

@@ -432,8 +432,8 @@ fn docker_hub_alias(host: &str) -> &str {
     }
 }
 
-/// The `policies` section: which placement, load balancer and queue discipline a revision
-/// gets when its annotations do not choose one.
+/// The `policies` section: which placement, load balancer, queue discipline and keep-alive
+/// policy a revision gets when its annotations do not choose one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoliciesConfig {
     /// `placement` (default `spread`).
@@ -442,6 +442,8 @@ pub struct PoliciesConfig {
     pub load_balancer: String,
     /// `queue` (default `fifo`).
     pub queue: String,
+    /// `keep-alive` (default `knative`).
+    pub keep_alive: String,
 }
 
 impl Default for PoliciesConfig {
@@ -451,6 +453,7 @@ impl Default for PoliciesConfig {
             placement: Kind::Placement.default_name().to_owned(),
             load_balancer: Kind::LoadBalancer.default_name().to_owned(),
             queue: Kind::Queue.default_name().to_owned(),
+            keep_alive: Kind::KeepAlive.default_name().to_owned(),
         }
     }
 }
@@ -470,6 +473,7 @@ impl PoliciesConfig {
             Kind::Placement => &self.placement,
             Kind::LoadBalancer => &self.load_balancer,
             Kind::Queue => &self.queue,
+            Kind::KeepAlive => &self.keep_alive,
         }
     }
 
@@ -481,6 +485,7 @@ impl PoliciesConfig {
             ("placement", Kind::Placement),
             ("load-balancer", Kind::LoadBalancer),
             ("queue", Kind::Queue),
+            ("keep-alive", Kind::KeepAlive),
         ] {
             if let Some(v) = f.opt::<String>(key, out) {
                 if kind.knows(&v) {
@@ -488,6 +493,7 @@ impl PoliciesConfig {
                         Kind::Placement => c.placement = v,
                         Kind::LoadBalancer => c.load_balancer = v,
                         Kind::Queue => c.queue = v,
+                        Kind::KeepAlive => c.keep_alive = v,
                     }
                 } else {
                     out.push(FieldError::error(path.field(key), unknown(kind, &v)));

@@ -1,6 +1,6 @@
-//! Where instances run (placement), which instance serves a request (load balancing) and in
-//! what order waiting requests go (queue disciplines): three traits, their built-ins, and a
-//! registry of names.
+//! Where instances run (placement), which instance serves a request (load balancing), in
+//! what order waiting requests go (queue disciplines) and how long an idle revision keeps
+//! an instance (keep-alive): four traits, their built-ins, and a registry of names.
 //!
 //! Pure decisions: the driver passes a read-only view of the fleet, the time and a seeded
 //! generator; nothing here reads a clock, a socket or global randomness. The same policy,
@@ -8,6 +8,7 @@
 
 pub mod fleet;
 pub mod hash;
+pub mod keepalive;
 pub mod lb;
 pub mod params;
 pub mod placement;
@@ -17,6 +18,7 @@ pub mod request;
 
 pub use fleet::{FleetView, NodeView, Resources, RttMatrix};
 pub use hash::stable_hash;
+pub use keepalive::{Arrival, Hold, Idleness, KeepAlive, KeepAliveInput};
 pub use lb::{Candidate, LbContext, LoadBalancer};
 pub use params::Params;
 pub use placement::{Placement, PlacementDecision, PlacementInput};

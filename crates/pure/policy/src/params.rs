@@ -10,6 +10,14 @@ pub const PLACEMENT: &str = "kantai.dev/placement";
 pub const LOAD_BALANCER: &str = "kantai.dev/load-balancer";
 /// Annotation choosing the queue discipline.
 pub const QUEUE: &str = "kantai.dev/queue";
+/// Annotation choosing the keep-alive policy.
+pub const KEEP_ALIVE: &str = "kantai.dev/keep-alive";
+/// `fixed` keep-alive's window after the last request (default `10m`).
+pub const KEEP_ALIVE_WINDOW: &str = "kantai.dev/keep-alive-window";
+/// `hybrid-histogram`'s bin width (default `1m`).
+pub const KEEP_ALIVE_BIN: &str = "kantai.dev/keep-alive-bin";
+/// `hybrid-histogram`'s range of idle times (default `4h`).
+pub const KEEP_ALIVE_RANGE: &str = "kantai.dev/keep-alive-range";
 /// `pinned` placement's per-node counts: `node1=0,node2=0,node3=1`.
 pub const PINNED: &str = "kantai.dev/pinned";
 /// `consistent-hash`'s key: `path` (default), `source`, or `header:NAME`.
@@ -29,10 +37,14 @@ pub const KEYS: &[&str] = &[
     PLACEMENT,
     LOAD_BALANCER,
     QUEUE,
+    KEEP_ALIVE,
     PINNED,
     HASH_KEY,
     PRIORITY_RULES,
     DEFAULT_DEADLINE,
+    KEEP_ALIVE_WINDOW,
+    KEEP_ALIVE_BIN,
+    KEEP_ALIVE_RANGE,
 ];
 
 /// Where `consistent-hash` takes its key from.
@@ -58,7 +70,20 @@ pub struct Params {
     pub priority_rules: Vec<(String, u8)>,
     /// The deadline of `edf` for requests that do not give one.
     pub default_deadline: Duration,
+    /// How long `fixed` keeps an instance after the last request.
+    pub keep_alive_window: Duration,
+    /// The bin width of `hybrid-histogram`'s idle times.
+    pub keep_alive_bin: Duration,
+    /// The range of `hybrid-histogram`'s idle times.
+    pub keep_alive_range: Duration,
 }
+
+/// `fixed` keep-alive's default window: AWS Lambda's and OpenWhisk's 10 minutes.
+pub const DEFAULT_KEEP_ALIVE_WINDOW: Duration = Duration::from_secs(600);
+/// `hybrid-histogram`'s default bin width, the paper's minute.
+pub const DEFAULT_KEEP_ALIVE_BIN: Duration = Duration::from_secs(60);
+/// `hybrid-histogram`'s default range, the paper's four hours.
+pub const DEFAULT_KEEP_ALIVE_RANGE: Duration = Duration::from_secs(4 * 3600);
 
 impl Default for Params {
     fn default() -> Self {
@@ -67,6 +92,9 @@ impl Default for Params {
             hash_key: HashKey::Path,
             priority_rules: Vec::new(),
             default_deadline: Duration::from_secs(1),
+            keep_alive_window: DEFAULT_KEEP_ALIVE_WINDOW,
+            keep_alive_bin: DEFAULT_KEEP_ALIVE_BIN,
+            keep_alive_range: DEFAULT_KEEP_ALIVE_RANGE,
         }
     }
 }
@@ -121,14 +149,31 @@ impl Params {
                 }),
             }
         }
-        if let Some(v) = annotations.get(DEFAULT_DEADLINE) {
-            match parse_duration(v) {
-                Some(d) if !d.is_zero() => p.default_deadline = d,
-                _ => errors.push(ParamError {
-                    key: DEFAULT_DEADLINE,
-                    message: "must be a positive duration such as 500ms or 2s".into(),
-                }),
+        for (key, field) in [
+            (DEFAULT_DEADLINE, &mut p.default_deadline),
+            (KEEP_ALIVE_WINDOW, &mut p.keep_alive_window),
+            (KEEP_ALIVE_BIN, &mut p.keep_alive_bin),
+            (KEEP_ALIVE_RANGE, &mut p.keep_alive_range),
+        ] {
+            if let Some(v) = annotations.get(key) {
+                match parse_duration(v) {
+                    Some(d) if !d.is_zero() => *field = d,
+                    _ => errors.push(ParamError {
+                        key,
+                        message: "must be a positive duration such as 500ms, 2s or 10m".into(),
+                    }),
+                }
             }
+        }
+        if p.keep_alive_bin > p.keep_alive_range {
+            errors.push(ParamError {
+                key: KEEP_ALIVE_BIN,
+                message: format!(
+                    "the bin ({:?}) is wider than the range ({:?}, {KEEP_ALIVE_RANGE})",
+                    p.keep_alive_bin, p.keep_alive_range
+                ),
+            });
+            p.keep_alive_bin = DEFAULT_KEEP_ALIVE_BIN.min(p.keep_alive_range);
         }
         (p, errors)
     }
@@ -162,11 +207,20 @@ impl Params {
                 .collect();
             out.insert(PRIORITY_RULES.to_owned(), v.join(","));
         }
-        if self.default_deadline != Params::default().default_deadline {
-            out.insert(
-                DEFAULT_DEADLINE.to_owned(),
-                format!("{}us", self.default_deadline.as_micros()),
-            );
+        let d = Params::default();
+        for (key, mine, default) in [
+            (DEFAULT_DEADLINE, self.default_deadline, d.default_deadline),
+            (
+                KEEP_ALIVE_WINDOW,
+                self.keep_alive_window,
+                d.keep_alive_window,
+            ),
+            (KEEP_ALIVE_BIN, self.keep_alive_bin, d.keep_alive_bin),
+            (KEEP_ALIVE_RANGE, self.keep_alive_range, d.keep_alive_range),
+        ] {
+            if mine != default {
+                out.insert(key.to_owned(), format!("{}us", mine.as_micros()));
+            }
         }
         out
     }
@@ -322,10 +376,27 @@ mod tests {
             (HASH_KEY, "header:X-User"),
             (PRIORITY_RULES, "/admin*=high,/batch=low"),
             (DEFAULT_DEADLINE, "250ms"),
+            (KEEP_ALIVE_WINDOW, "90s"),
+            (KEEP_ALIVE_BIN, "10s"),
+            (KEEP_ALIVE_RANGE, "1h"),
         ]));
         assert!(e.is_empty());
+        assert_eq!(p.keep_alive_window, Duration::from_secs(90));
         assert_eq!(Params::parse(&p.to_annotations()), (p, Vec::new()));
         assert!(Params::default().to_annotations().is_empty());
+    }
+
+    #[test]
+    fn a_bin_wider_than_the_range_is_refused() {
+        let (p, e) = Params::parse(&anns(&[(KEEP_ALIVE_BIN, "2h"), (KEEP_ALIVE_RANGE, "1h")]));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, KEEP_ALIVE_BIN);
+        assert!(
+            e[0].message.contains("wider than the range"),
+            "{}",
+            e[0].message
+        );
+        assert!(p.keep_alive_bin <= p.keep_alive_range);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Policies by name: the names a manifest may use, and how each is built.
+//! Policies by name: the names a manifest may use, and how each is built, for each of the
+//! four plug points (placement, load balancing, queue discipline, keep-alive).
 //!
 //! Adding a policy is one line in the table of its kind: a name and a constructor from the
 //! revision's [`Params`]. The control plane, the node agents, the simulator and the
@@ -6,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::keepalive::{Fixed, HybridHistogram, KeepAlive, Knative as KnativeKeepAlive};
 use crate::lb::{
     ConsistentHash, Faast, Knative, LeastLatency, LeastRequest, LoadBalancer, LocalFirst,
     P2cPeakEwma, Random, RoundRobin,
@@ -20,6 +22,8 @@ pub type NewPlacement = fn(&Params) -> Box<dyn Placement>;
 pub type NewLoadBalancer = fn(&Params) -> Box<dyn LoadBalancer>;
 /// A queue discipline's constructor.
 pub type NewQueue = fn(&Params) -> Box<dyn QueueDiscipline>;
+/// A keep-alive policy's constructor.
+pub type NewKeepAlive = fn(&Params) -> Box<dyn KeepAlive>;
 
 /// Placement policies by name. The first is the default.
 pub const PLACEMENTS: &[(&str, NewPlacement)] = &[
@@ -52,6 +56,13 @@ pub const QUEUES: &[(&str, NewQueue)] = &[
     ("sjf", |_| Box::new(Sjf::default())),
 ];
 
+/// Keep-alive policies by name. The first is the default.
+pub const KEEP_ALIVES: &[(&str, NewKeepAlive)] = &[
+    ("knative", |_| Box::new(KnativeKeepAlive)),
+    ("fixed", |_| Box::new(Fixed)),
+    ("hybrid-histogram", |p| Box::new(HybridHistogram::new(p))),
+];
+
 /// The kinds of policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -61,7 +72,17 @@ pub enum Kind {
     LoadBalancer,
     /// Queue discipline.
     Queue,
+    /// Keep-alive and pre-warming.
+    KeepAlive,
 }
+
+/// Every kind, in the order they are documented.
+pub const KINDS: [Kind; 4] = [
+    Kind::Placement,
+    Kind::LoadBalancer,
+    Kind::Queue,
+    Kind::KeepAlive,
+];
 
 impl Kind {
     /// The annotation that chooses this kind's policy.
@@ -70,6 +91,7 @@ impl Kind {
             Kind::Placement => params::PLACEMENT,
             Kind::LoadBalancer => params::LOAD_BALANCER,
             Kind::Queue => params::QUEUE,
+            Kind::KeepAlive => params::KEEP_ALIVE,
         }
     }
 
@@ -79,6 +101,7 @@ impl Kind {
             Kind::Placement => PLACEMENTS.iter().map(|(n, _)| *n).collect(),
             Kind::LoadBalancer => LOAD_BALANCERS.iter().map(|(n, _)| *n).collect(),
             Kind::Queue => QUEUES.iter().map(|(n, _)| *n).collect(),
+            Kind::KeepAlive => KEEP_ALIVES.iter().map(|(n, _)| *n).collect(),
         }
     }
 
@@ -117,6 +140,14 @@ pub fn queue(name: &str, params: &Params) -> Option<Box<dyn QueueDiscipline>> {
         .map(|(_, new)| new(params))
 }
 
+/// A keep-alive policy by name.
+pub fn keep_alive(name: &str, params: &Params) -> Option<Box<dyn KeepAlive>> {
+    KEEP_ALIVES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, new)| new(params))
+}
+
 /// The message for an unknown policy name, listing the known ones.
 pub fn unknown(kind: Kind, name: &str) -> String {
     format!(
@@ -125,6 +156,7 @@ pub fn unknown(kind: Kind, name: &str) -> String {
             Kind::Placement => "placement policy",
             Kind::LoadBalancer => "load balancer",
             Kind::Queue => "queue discipline",
+            Kind::KeepAlive => "keep-alive policy",
         },
         kind.names().join(", ")
     )
@@ -135,7 +167,7 @@ pub fn unknown(kind: Kind, name: &str) -> String {
 /// reported here: callers compare them with [`params::KEYS`].
 pub fn validate(annotations: &BTreeMap<String, String>) -> Vec<ParamError> {
     let mut errors = Vec::new();
-    for kind in [Kind::Placement, Kind::LoadBalancer, Kind::Queue] {
+    for kind in KINDS {
         if let Some(name) = annotations.get(kind.annotation())
             && !kind.knows(name.trim())
         {
@@ -157,7 +189,7 @@ mod tests {
     #[test]
     fn every_name_builds_and_names_are_unique() {
         let p = Params::default();
-        for kind in [Kind::Placement, Kind::LoadBalancer, Kind::Queue] {
+        for kind in KINDS {
             let names = kind.names();
             let mut sorted = names.clone();
             sorted.sort_unstable();
@@ -168,6 +200,7 @@ mod tests {
                     Kind::Placement => placement(n, &p).is_some(),
                     Kind::LoadBalancer => load_balancer(n, &p).is_some(),
                     Kind::Queue => queue(n, &p).is_some(),
+                    Kind::KeepAlive => keep_alive(n, &p).is_some(),
                 };
                 assert!(built, "{n}");
             }
@@ -175,6 +208,7 @@ mod tests {
         assert_eq!(Kind::Placement.default_name(), "spread");
         assert_eq!(Kind::LoadBalancer.default_name(), "knative");
         assert_eq!(Kind::Queue.default_name(), "fifo");
+        assert_eq!(Kind::KeepAlive.default_name(), "knative");
     }
 
     #[test]

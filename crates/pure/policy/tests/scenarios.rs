@@ -1,5 +1,5 @@
 //! Data-driven tests of every built-in policy. Each file under `tests/data/placement`,
-//! `tests/data/lb` and `tests/data/queue` names one policy, which is built by that name
+//! `tests/data/lb`, `tests/data/queue` and `tests/data/keepalive` names one policy, which is built by that name
 //! through `kantai_policy::registry` (never by type), and gives hand-made snapshots with the
 //! decisions expected from them; its `description` says why those decisions are right. The
 //! format is described in `tests/data/README.md`.
@@ -17,8 +17,8 @@ use std::time::Duration;
 use kantai_policy::queue::Admission;
 use kantai_policy::registry::{self, Kind};
 use kantai_policy::{
-    Candidate, FleetView, LbContext, NodeView, Params, PlacementInput, RequestKey, Resources,
-    RttMatrix, SimpleRequest,
+    Candidate, FleetView, Hold, Idleness, KeepAliveInput, LbContext, NodeView, Params,
+    PlacementInput, RequestKey, Resources, RttMatrix, SimpleRequest,
 };
 use kantai_testkit::{Case, DataDir};
 use rand::SeedableRng;
@@ -27,10 +27,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// The folders of scenario files, and the kind of policy each holds.
-const FOLDERS: [(&str, Kind); 3] = [
+const FOLDERS: [(&str, Kind); 4] = [
     ("placement", Kind::Placement),
     ("lb", Kind::LoadBalancer),
     ("queue", Kind::Queue),
+    ("keepalive", Kind::KeepAlive),
 ];
 
 /// The name a `sequence` or `shares` uses for a held request.
@@ -883,6 +884,124 @@ fn run_queue(text: &str) -> Result<(), Vec<String>> {
 // ---------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// Keep-alive
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeepAliveFile {
+    description: String,
+    policy: String,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default = "kpa_tick")]
+    tick: f64,
+    #[serde(default)]
+    busy: Vec<[f64; 2]>,
+    #[serde(default)]
+    repeat: Option<Repeat>,
+    checks: Vec<HoldCheck>,
+}
+
+/// The busy intervals again every `every` seconds, `times` times in all.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Repeat {
+    every: f64,
+    times: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldCheck {
+    at: f64,
+    expect: String,
+}
+
+fn kpa_tick() -> f64 {
+    2.0
+}
+
+/// `kpa`, `release` or `keep N`.
+fn hold_of(s: &str) -> Result<Hold, String> {
+    match s.split_whitespace().collect::<Vec<_>>()[..] {
+        ["kpa"] => Ok(Hold::Kpa),
+        ["release"] => Ok(Hold::Release),
+        ["keep", n] => n
+            .parse()
+            .map(Hold::Keep)
+            .map_err(|_| format!("`keep {n}`: not a count")),
+        _ => Err(format!("expect {s:?}: must be kpa, release or keep N")),
+    }
+}
+
+fn run_keep_alive(text: &str) -> Result<(), Vec<String>> {
+    let f: KeepAliveFile = parse(text)?;
+    check_head(&f.description, &f.policy, Kind::KeepAlive)?;
+    let params = params_of(&f.annotations)?;
+    let mut policy = registry::keep_alive(&f.policy, &params).expect("checked name");
+    let mut busy = f.busy.clone();
+    if let Some(r) = &f.repeat {
+        for k in 1..r.times {
+            busy.extend(
+                f.busy
+                    .iter()
+                    .map(|[a, b]| [a + f64::from(k) * r.every, b + f64::from(k) * r.every]),
+            );
+        }
+    }
+    let mut checks = Vec::new();
+    for c in &f.checks {
+        let ticks = c.at / f.tick;
+        if ticks.fract() != 0.0 || ticks < 0.0 {
+            return Err(vec![format!(
+                "check at {}: not a tick (every {} s from 0)",
+                c.at, f.tick
+            )]);
+        }
+        checks.push((ticks as u64, c.at, hold_of(&c.expect).map_err(|e| vec![e])?));
+    }
+    let last = checks.iter().map(|c| c.0).max().unwrap_or(0);
+    let mut idleness = Idleness::default();
+    let mut problems = Vec::new();
+    for n in 0..=last {
+        let t = n as f64 * f.tick;
+        // A tick is busy when a busy interval meets the interval since the tick before.
+        let had = busy.iter().any(|[a, b]| *a <= t && *b > t - f.tick);
+        let now = secs(t).map_err(|e| vec![e])?;
+        if let Some(arrival) = idleness.tick(now, had) {
+            policy.arrived(arrival);
+        }
+        let hold = policy.hold(&KeepAliveInput {
+            now,
+            idle_since: idleness.idle_since(),
+            ready: 1,
+            resources: Resources::default(),
+            cold_start: None,
+            params: &params,
+        });
+        for (_, at, want) in checks.iter().filter(|c| c.0 == n) {
+            if hold != *want {
+                problems.push(format!(
+                    "at {at} s (idle since {:?}): expected {want:?}, got {hold:?}",
+                    idleness.idle_since()
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+#[test]
+fn keep_alive_scenarios() {
+    run_folder("keepalive", run_keep_alive);
+}
 
 #[test]
 fn placement_scenarios() {

@@ -30,6 +30,8 @@ pub struct Target {
     pub load_balancer: String,
     /// Its queue discipline.
     pub queue: String,
+    /// Its keep-alive policy.
+    pub keep_alive: String,
     /// `containerConcurrency` (0: unlimited).
     pub container_concurrency: u32,
 }
@@ -148,6 +150,7 @@ impl Sim {
                     placement: f.scaler.policy().to_owned(),
                     load_balancer: f.lb_name.clone(),
                     queue: f.queue_name.clone(),
+                    keep_alive: f.scaler.keep_alive().to_owned(),
                     container_concurrency: f.cc,
                 })
                 .collect(),

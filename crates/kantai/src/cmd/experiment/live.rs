@@ -183,6 +183,7 @@ fn fleet_config(prepared: &kantai_sim::Prepared, base: &Path) -> anyhow::Result<
             ("placement", &p.placement),
             ("load-balancer", &p.load_balancer),
             ("queue", &p.queue),
+            ("keep-alive", &p.keep_alive),
         ] {
             if let Some(v) = v {
                 cfg["policies"][key] = json!(v);
