@@ -15,7 +15,7 @@ use kantai_autoscaler::{Decision, Observation, RevisionAutoscaler, ScalingSpec};
 use kantai_latency::Ewma;
 use kantai_policy::registry;
 use kantai_policy::{
-    FleetView, Hold, Idleness, KeepAlive, KeepAliveInput, Params, Placement, PlacementDecision,
+    FleetView, Idleness, KeepAlive, KeepAliveInput, Params, Placement, PlacementDecision,
     PlacementInput, Resources, stable_hash,
 };
 use kantai_records::PlacementRecord;
@@ -95,8 +95,6 @@ pub struct RevisionScaler<K> {
     idleness: Idleness,
     /// Whether a report since the last tick carried a request.
     busy: bool,
-    /// The keep-alive decision of the last tick.
-    hold: Hold,
     rng: SmallRng,
     demand: BTreeMap<K, Ewma>,
     serving: BTreeMap<K, Ewma>,
@@ -131,7 +129,6 @@ impl<K: Ord + Clone> RevisionScaler<K> {
             keep_alive: keep_alive_policy(&settings.keep_alive, &settings.params),
             idleness: Idleness::default(),
             busy: false,
-            hold: Hold::Kpa,
             rng,
             demand: BTreeMap::new(),
             serving: BTreeMap::new(),
@@ -223,18 +220,13 @@ impl<K: Ord + Clone> RevisionScaler<K> {
             cold_start: None,
             params: &self.params,
         };
-        self.hold = self.keep_alive.hold(&input);
-        self.autoscaler.tick_held(now, ready, self.hold)
+        let hold = self.keep_alive.hold(&input);
+        self.autoscaler.tick_held(now, ready, hold)
     }
 
     /// The keep-alive policy's name.
     pub fn keep_alive(&self) -> &str {
         &self.keep_alive_name
-    }
-
-    /// The keep-alive decision of the last tick.
-    pub fn hold(&self) -> Hold {
-        self.hold
     }
 
     /// The KPA's current replica count.

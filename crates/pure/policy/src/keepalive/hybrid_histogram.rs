@@ -44,6 +44,17 @@ pub struct Windows {
     pub from_histogram: bool,
 }
 
+impl Windows {
+    /// The paper's standard keep-alive: no pre-warm, loaded for the whole `range`.
+    fn standard(range: Duration) -> Windows {
+        Windows {
+            prewarm: Duration::ZERO,
+            keep_alive: range,
+            from_histogram: false,
+        }
+    }
+}
+
 /// The hybrid histogram policy's state for one revision.
 #[derive(Clone, Debug)]
 pub struct HybridHistogram {
@@ -52,6 +63,9 @@ pub struct HybridHistogram {
     counts: Vec<u32>,
     in_bounds: u32,
     out_of_bounds: u32,
+    /// The windows the idle times so far give: they change only when one arrives, so the
+    /// ticks between arrivals do not walk the histogram.
+    windows: Windows,
 }
 
 impl HybridHistogram {
@@ -60,22 +74,25 @@ impl HybridHistogram {
         let bin = params.keep_alive_bin;
         let range = params.keep_alive_range.max(bin);
         let bins = range.as_nanos().div_ceil(bin.as_nanos().max(1));
-        HybridHistogram {
+        let mut h = HybridHistogram {
             bin,
             range,
             counts: vec![0; usize::try_from(bins).unwrap_or(usize::MAX).min(1 << 20)],
             in_bounds: 0,
             out_of_bounds: 0,
-        }
+            windows: Windows::standard(range),
+        };
+        h.windows = h.compute_windows();
+        h
     }
 
     /// The windows the idle times so far give.
     pub fn windows(&self) -> Windows {
-        let standard = Windows {
-            prewarm: Duration::ZERO,
-            keep_alive: self.range,
-            from_histogram: false,
-        };
+        self.windows
+    }
+
+    fn compute_windows(&self) -> Windows {
+        let standard = Windows::standard(self.range);
         let all = self.in_bounds + self.out_of_bounds;
         if all < MIN_SAMPLES
             || f64::from(self.out_of_bounds) > MAX_OUT_OF_BOUNDS * f64::from(all)
@@ -129,13 +146,14 @@ impl KeepAlive for HybridHistogram {
         let Some(idle) = arrival.idle else { return };
         if idle >= self.range {
             self.out_of_bounds += 1;
-            return;
+        } else {
+            let i = idle.as_nanos() / self.bin.as_nanos().max(1);
+            if let Some(c) = usize::try_from(i).ok().and_then(|i| self.counts.get_mut(i)) {
+                *c += 1;
+                self.in_bounds += 1;
+            }
         }
-        let i = idle.as_nanos() / self.bin.as_nanos().max(1);
-        if let Some(c) = usize::try_from(i).ok().and_then(|i| self.counts.get_mut(i)) {
-            *c += 1;
-            self.in_bounds += 1;
-        }
+        self.windows = self.compute_windows();
     }
 
     fn hold(&mut self, input: &KeepAliveInput<'_>) -> Hold {
@@ -143,7 +161,7 @@ impl KeepAlive for HybridHistogram {
             return Hold::Kpa;
         };
         let idle = input.now.saturating_sub(since);
-        let w = self.windows();
+        let w = self.windows;
         if idle < w.prewarm || idle >= w.prewarm + w.keep_alive {
             Hold::Release
         } else {
