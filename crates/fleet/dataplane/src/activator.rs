@@ -131,8 +131,11 @@ impl Activator {
         let work = async {
             let (mut lease, waited_cold) = match acquired.map_err(no_backend)? {
                 Acquired::Now(l) => (l, false),
+                // Boxed, as the retry below: a wait is the rare case, and its state would
+                // make every request's future larger (moved several times on its way to
+                // the connection that polls it).
                 Acquired::Held(h) => {
-                    let l = h.wait(deadline).await.map_err(no_backend)?;
+                    let l = Box::pin(h.wait(deadline)).await.map_err(no_backend)?;
                     if cold {
                         rev.record_cold_start(start.elapsed());
                     }
@@ -178,16 +181,12 @@ impl Activator {
                         attempt += 1;
                         drop(lease);
                         let (head, body) = again.into_parts();
-                        lease = acquire(&head)
-                            .map_err(no_backend)
-                            .map(|a| async move {
-                                match a {
-                                    Acquired::Now(l) => Ok(l),
-                                    Acquired::Held(h) => h.wait(deadline).await,
-                                }
-                            })?
-                            .await
-                            .map_err(no_backend)?;
+                        lease = match acquire(&head).map_err(no_backend)? {
+                            Acquired::Now(l) => l,
+                            Acquired::Held(h) => {
+                                Box::pin(h.wait(deadline)).await.map_err(no_backend)?
+                            }
+                        };
                         req = Request::from_parts(head, body);
                     }
                 }

@@ -2,6 +2,7 @@
 //! queue-proxy role, another node's through the emulated link to that node's data port
 //! (each exchange a round-trip sample for the latency monitor).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::HeaderValue;
@@ -64,11 +65,24 @@ impl Forwarder {
         lease: &Lease,
         req: Request<Body>,
     ) -> Result<Response<Body>, Failed> {
-        let (node, addr) = match &lease.backend.target {
-            Target::Local(inst) => return self.queue_proxy.serve(inst, req).await,
-            Target::Remote { node, addr } => (node, addr),
-        };
-        let mut req = req;
+        match &lease.backend.target {
+            Target::Local(inst) => self.queue_proxy.serve(inst, req).await,
+            // Boxed: the emulated link's and the client's state would make every local
+            // request's future larger too.
+            Target::Remote { node, addr } => {
+                Box::pin(self.forward_remote(lease, node, addr, req)).await
+            }
+        }
+    }
+
+    /// Sends `req` to another node's instance over the emulated link.
+    async fn forward_remote(
+        &self,
+        lease: &Lease,
+        node: &str,
+        addr: &SocketAddr,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, Failed> {
         let h = req.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&lease.backend.name) {
             h.insert(INSTANCE_HEADER, v);

@@ -69,9 +69,12 @@ impl QueueProxy {
         let entering = inst
             .enter(&HttpRequest::of(&req, None))
             .map_err(|_| full())?;
+        // The paths other than an HTTP/1 exchange with room (a queue wait, HTTP/2) are
+        // boxed: their state would make every request's future larger, and it is moved
+        // several times on its way to the connection that polls it.
         let slot = match entering {
             Entering::Now(s) => s,
-            Entering::Queued(q) => q.wait().await.map_err(|_| full())?,
+            Entering::Queued(q) => Box::pin(q.wait()).await.map_err(|_| full())?,
         };
         req.headers_mut().remove(INSTANCE_HEADER);
         req.headers_mut().remove(ORIGIN_HEADER);
@@ -80,7 +83,7 @@ impl QueueProxy {
         // A switched connection's slot is kept by the hop that splices it, with the body.
         match wire {
             Wire::Http1 => http1(inst, req, slot).await,
-            Wire::Http2 => self.http2(inst, req, slot).await,
+            Wire::Http2 => Box::pin(self.http2(inst, req, slot)).await,
         }
     }
 

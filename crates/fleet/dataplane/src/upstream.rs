@@ -127,12 +127,14 @@ impl Upstream {
     {
         target(&mut req, &self.pool.host);
         if req.headers().contains_key(header::UPGRADE) {
-            return self.send_upgrade(req, guard).await;
+            return Box::pin(self.send_upgrade(req, guard)).await;
         }
         loop {
             let (mut conn, reused) = match self.pool.checkout() {
                 Some(c) => (c, true),
-                None => match self.pool.connect().await {
+                // Boxed: a new connection is the rare case, and its handshake's state would
+                // otherwise make every request's future larger (moved several times each).
+                None => match Box::pin(self.pool.connect()).await {
                     Ok(c) => (c, false),
                     Err(why) => return Err(UpstreamError::Unsent(Box::new(req), why)),
                 },
