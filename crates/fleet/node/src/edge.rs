@@ -333,6 +333,8 @@ pub(crate) fn poke(agent: &Arc<Agent>, key: &Key) -> bool {
         autonomous,
         "starting an instance on this node's own decision (its placement policy puts it here); the control plane is told in the next report"
     );
+    crate::instances::start_decided(agent, key, counted(placed_here, 1));
+    // The data plane's tables and the rest of the pass follow.
     agent.changed.notify_one();
     true
 }

@@ -46,6 +46,7 @@ pub struct Local {
 
 /// Starts and stops instances to match this node's share of every placement.
 pub fn reconcile(agent: &Arc<Agent>) {
+    let _pass = agent.reconciling.lock();
     let desired = desired_here(agent);
     let mut to_start = Vec::new();
     let mut to_stop = Vec::new();
@@ -79,6 +80,22 @@ pub fn reconcile(agent: &Arc<Agent>) {
     keep_standbys(agent, &desired);
     reassert(agent);
     remove_foreign(agent);
+}
+
+/// The instances this node decided to start for `key`'s held requests (`want` of them
+/// here in all), started now: the request waits for them, and the next reconcile pass
+/// (after the data plane's tables are rebuilt) would start them a millisecond or more later.
+pub(crate) fn start_decided(agent: &Arc<Agent>, key: &(String, String), want: u32) {
+    let _pass = agent.reconciling.lock();
+    let have = agent
+        .local
+        .lock()
+        .values()
+        .filter(|l| !l.stopping && l.key == *key)
+        .count() as u32;
+    for _ in have..want {
+        start(agent, key.clone());
+    }
 }
 
 /// At most this many containers are kept created ahead of demand on a node: each holds a

@@ -113,6 +113,10 @@ pub(crate) struct Agent {
     pub(crate) runtime: Runtime,
     pub(crate) cache: Cache,
     pub(crate) changed: Notify,
+    /// Held by a pass that starts and stops instances: the reconcile loop's, or a start
+    /// this node decided for held requests, made at once from the task that decided it.
+    /// Neither sees the other's instances half-started, so neither starts one twice.
+    pub(crate) reconciling: Mutex<()>,
     /// Wakes every watch loop waiting to retry once one of them reaches the control plane
     /// again, so after a control-plane restart all resources resume together rather than
     /// each at the end of its own back-off (routes seen seconds after placements).
@@ -293,6 +297,7 @@ pub async fn run(
         dp: dp.clone(),
         cache: Cache::default(),
         changed: Notify::new(),
+        reconciling: Mutex::new(()),
         reconnected: Notify::new(),
         local: Mutex::new(HashMap::new()),
         config: fleet_serving_config(&fleet.config, &cfg.name),
