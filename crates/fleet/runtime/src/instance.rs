@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::launch::{Launch, Process};
 use crate::logs::LogBuffer;
 use crate::probe::{Pacer, ReadinessProbe};
 use crate::volumes::{VolumeError, Volumes};
@@ -161,10 +162,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &mut self,
         port: u16,
         held: bool,
-    ) -> impl Future<Output = Result<Command, Failure>> + Send;
+    ) -> impl Future<Output = Result<Start, Failure>> + Send;
     /// Asks the running instance to stop, then makes sure it did: SIGTERM, and SIGKILL
     /// after `grace`.
-    fn terminate(&self, child: &mut Child, grace: Duration) -> impl Future<Output = ()> + Send;
+    fn terminate(&self, child: &mut Running, grace: Duration) -> impl Future<Output = ()> + Send;
     /// What runs an exec probe's command (inside the container for containers).
     fn exec_prefix(&self) -> Vec<String>;
     /// Whether a start can be held: its command made ready (a container created) and
@@ -181,6 +182,48 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn exit_reason(&self, code: Option<i32>) -> &'static str;
     /// Removes what `prepare` and `command` left (mounts, cgroups, bundles).
     fn cleanup(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// How one start runs.
+pub(crate) enum Start {
+    /// A command of its own (an OCI runtime's, with its input piped for a held start).
+    Command(Command),
+    /// The function itself, through kantai's launcher (`launch.rs`).
+    Launch(Launch),
+}
+
+/// A started process: killed when dropped.
+pub(crate) enum Running {
+    /// Started by tokio.
+    Command(tokio::process::Child),
+    /// Started by kantai's launcher.
+    Launch(Process),
+}
+
+impl Running {
+    /// Its pid, until it was waited for.
+    pub(crate) fn id(&self) -> Option<u32> {
+        match self {
+            Running::Command(c) => c.id(),
+            Running::Launch(p) => p.id(),
+        }
+    }
+
+    /// Waits for it to end.
+    pub(crate) async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            Running::Command(c) => c.wait().await,
+            Running::Launch(p) => p.wait().await,
+        }
+    }
+
+    /// Kills it (SIGKILL) and waits for it to end.
+    pub(crate) async fn kill(&mut self) -> std::io::Result<()> {
+        match self {
+            Running::Command(c) => c.kill().await,
+            Running::Launch(p) => p.kill().await,
+        }
+    }
 }
 
 /// A running instance. Dropping it kills the process at once; call [`Instance::stop`] for a
@@ -571,37 +614,54 @@ impl<B: Backend> Supervisor<B> {
         });
     }
 
-    async fn spawn(&mut self, port: u16) -> Result<Child, Failure> {
+    async fn spawn(&mut self, port: u16) -> Result<Running, Failure> {
         let held = self.release.is_some();
-        let mut cmd = self.backend.command(port, held).await?;
-        let stdin = if held {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        };
-        cmd.stdin(stdin)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| Failure {
+        let start = self.backend.command(port, held).await?;
+        let failure = |program: String, e: std::io::Error| Failure {
             reason: "StartError",
-            message: format!(
-                "cannot start {:?}: {e}",
-                self.backend
-                    .program()
-                    .map(Into::into)
-                    .unwrap_or_else(|| cmd.as_std().get_program().to_string_lossy())
-            ),
+            message: format!("cannot start {program:?}: {e}"),
             // A program that is not there will not be there on the next try either.
             retry: e.kind() != std::io::ErrorKind::NotFound,
-        })?;
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(capture(out, self.logs.clone()));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(capture(err, self.logs.clone()));
-        }
+        };
+        let child = match start {
+            Start::Command(mut cmd) => {
+                let stdin = if held {
+                    std::process::Stdio::piped()
+                } else {
+                    std::process::Stdio::null()
+                };
+                cmd.stdin(stdin)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .process_group(0)
+                    .kill_on_drop(true);
+                let mut child = cmd.spawn().map_err(|e| {
+                    let program = self.backend.program().map_or_else(
+                        || cmd.as_std().get_program().to_string_lossy().into_owned(),
+                        str::to_owned,
+                    );
+                    failure(program, e)
+                })?;
+                if let Some(out) = child.stdout.take() {
+                    tokio::spawn(capture(out, self.logs.clone()));
+                }
+                if let Some(err) = child.stderr.take() {
+                    tokio::spawn(capture(err, self.logs.clone()));
+                }
+                Running::Command(child)
+            }
+            Start::Launch(launch) => {
+                let program = launch.name().to_owned();
+                let mut child = launch.spawn().map_err(|e| failure(program, e))?;
+                if let Some(out) = child.stdout.take() {
+                    tokio::spawn(capture(out, self.logs.clone()));
+                }
+                if let Some(err) = child.stderr.take() {
+                    tokio::spawn(capture(err, self.logs.clone()));
+                }
+                Running::Launch(child)
+            }
+        };
         info!(instance = %self.spec.name, pid = child.id(), port, "instance started");
         self.state.send_modify(|st| {
             st.port = Some(port);
@@ -614,11 +674,14 @@ impl<B: Backend> Supervisor<B> {
         Ok(child)
     }
 
-    async fn supervise(&mut self, mut child: Child, port: u16, stop: &mut StopRx) -> Outcome {
+    async fn supervise(&mut self, mut child: Running, port: u16, stop: &mut StopRx) -> Outcome {
         // The command's input, taken out: waiting for the child closes it (tokio does, so
         // that a child reading its input cannot deadlock the wait), and for a held start
-        // that would mean "not wanted".
-        let mut input = child.stdin.take();
+        // that would mean "not wanted". Only a held start's command has one.
+        let mut input = match &mut child {
+            Running::Command(c) => c.stdin.take(),
+            Running::Launch(_) => None,
+        };
         // A held first start waits here, created, for its release (or its end).
         if let Some(release) = self.release.take() {
             tokio::select! {

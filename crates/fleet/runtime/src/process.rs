@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::cgroup::GroupLimits;
-use crate::instance::{Backend, Failure, InstanceSpec, State};
+use crate::instance::{Backend, Failure, InstanceSpec, Running, Start, State};
 use crate::volumes::Volumes;
 use crate::{Runtime, launch};
 
@@ -85,7 +84,7 @@ impl Backend for Process {
         Ok(())
     }
 
-    async fn command(&mut self, port: u16, _held: bool) -> Result<Command, Failure> {
+    async fn command(&mut self, port: u16, _held: bool) -> Result<Start, Failure> {
         let mounts = self.mounts().await?;
         let s = &self.spec;
         let plan = launch::Plan {
@@ -132,11 +131,15 @@ impl Backend for Process {
             // A program that is not there will not be there on the next try either.
             retry: !matches!(e, launch::LaunchError::NoProgram { .. }),
         })?;
-        cmd.env_clear().envs(env);
-        Ok(cmd)
+        cmd.env(env).map_err(|e| Failure {
+            reason: "CreateContainerConfigError",
+            message: e.to_string(),
+            retry: false,
+        })?;
+        Ok(Start::Launch(cmd))
     }
 
-    async fn terminate(&self, child: &mut Child, grace: Duration) {
+    async fn terminate(&self, child: &mut Running, grace: Duration) {
         let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
             return;
         };

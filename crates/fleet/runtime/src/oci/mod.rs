@@ -23,13 +23,13 @@ use std::time::Duration;
 use kantai_container::{ImageConfig, Inputs, Network, Security};
 use kantai_images::{Image, Store};
 use kantai_model::serving::PullPolicy;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use cli::OciRuntime;
 
-use crate::instance::{Backend, Failure, InstanceSpec, State};
+use crate::instance::{Backend, Failure, InstanceSpec, Running, Start, State};
 use crate::volumes::Volumes;
 use crate::{OciConfig, Runtime};
 
@@ -365,7 +365,7 @@ impl Backend for Container {
         Ok(())
     }
 
-    async fn command(&mut self, port: u16, held: bool) -> Result<Command, Failure> {
+    async fn command(&mut self, port: u16, held: bool) -> Result<Start, Failure> {
         let Ok(rt) = self.oci.runtime.clone() else {
             return Err(Failure {
                 reason: "RuntimeUnavailable",
@@ -407,9 +407,11 @@ impl Backend for Container {
                     .arg(self.bundle.dir.join("pid"))
                     .arg("--")
                     .args(rt.argv(&[]));
-                Ok(c)
+                Ok(Start::Command(c))
             }
-            _ => Ok(rt.command(&["run", "--bundle", &bundle, &self.id])),
+            _ => Ok(Start::Command(
+                rt.command(&["run", "--bundle", &bundle, &self.id]),
+            )),
         }
     }
 
@@ -417,7 +419,7 @@ impl Backend for Container {
         self.runtime.inner.launcher.is_some()
     }
 
-    async fn terminate(&self, child: &mut Child, grace: Duration) {
+    async fn terminate(&self, child: &mut Running, grace: Duration) {
         let Ok(rt) = &self.oci.runtime else { return };
         let signal = self
             .config
