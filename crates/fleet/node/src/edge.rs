@@ -333,9 +333,9 @@ pub(crate) fn poke(agent: &Arc<Agent>, key: &Key) -> bool {
         autonomous,
         "starting an instance on this node's own decision (its placement policy puts it here); the control plane is told in the next report"
     );
+    // No reconcile pass is woken: this was its only work for the revision, and the pass
+    // (the data plane's tables rebuilt) would compete with the instance starting.
     crate::instances::start_decided(agent, key, counted(placed_here, 1));
-    // The data plane's tables and the rest of the pass follow.
-    agent.changed.notify_one();
     true
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kantai_api::Resource;
-use kantai_api::resources::NODES;
+use kantai_api::resources::{INSTANCES, NODES};
 use kantai_model::meta::JsonMeta;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -119,6 +119,13 @@ pub async fn run(agent: Arc<Agent>, r: Resource) {
         wait = Duration::from_millis(50);
         while let Some(Ok(ev)) = watch.next().await {
             let k = key(&ev.object);
+            // The echo of this node's own Instance writes: the agent knows its instances
+            // already (the data plane and the failures it tells come from them, not from
+            // their objects), and a pass per echo would compete with the instance starting.
+            // The periodic pass still sees it.
+            let echo = r.plural == INSTANCES.plural
+                && ev.type_ != "DELETED"
+                && ev.object["spec"]["node"].as_str() == Some(agent.name.as_str());
             match ev.type_.as_str() {
                 "ADDED" | "MODIFIED" => agent.cache.update(|s| {
                     s.map(&r).insert(k, ev.object);
@@ -128,7 +135,9 @@ pub async fn run(agent: Arc<Agent>, r: Resource) {
                 }),
                 _ => continue,
             }
-            notify(&agent, &r);
+            if !echo {
+                notify(&agent, &r);
+            }
         }
         debug!("watch of {} ended; listing again", r.plural);
     }
