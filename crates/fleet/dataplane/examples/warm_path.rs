@@ -41,15 +41,27 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "gateway".to_owned());
     let count: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(20_000);
     assert!(
-        mode == "gateway" || mode == "direct",
-        "usage: warm_path gateway|direct [REQUESTS]; got mode {mode:?}"
+        ["gateway", "direct", "nginx"].contains(&mode.as_str()),
+        "usage: warm_path gateway|direct|nginx [REQUESTS]; got mode {mode:?}"
     );
     let instance = spawn_instance();
-    let target = if mode == "gateway" {
-        spawn_gateway(instance)
-    } else {
-        instance
+    let mut nginx = None;
+    let target = match mode.as_str() {
+        "gateway" => spawn_gateway(instance),
+        "nginx" => {
+            let n = Nginx::start(instance);
+            let addr = n.addr;
+            nginx = Some(n);
+            addr
+        }
+        _ => instance,
     };
+    // The proxy's own CPU time: the data plane's threads, or nginx's workers.
+    let proxy_cpu = || match &nginx {
+        Some(n) => n.workers_cpu(),
+        None => threads_cpu("kantai-dp-"),
+    };
+    let cpu_before = proxy_cpu();
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,12 +70,148 @@ fn main() {
     let done = client.block_on(load(target, count));
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(done, count, "every request answered 200");
+    let cpu = proxy_cpu() - cpu_before;
     println!(
         "{mode}: {count} requests over {CONNECTIONS} connections in {secs:.2} s ({:.0} req/s); \
-         the instance accepted {} connections",
+         the instance accepted {} connections; the proxy's CPU per request: {:.2} µs user, \
+         {:.2} µs system",
         count as f64 / secs,
-        INSTANCE_CONNECTIONS.load(Ordering::Relaxed)
+        INSTANCE_CONNECTIONS.load(Ordering::Relaxed),
+        cpu.user_s * 1e6 / count as f64,
+        cpu.system_s * 1e6 / count as f64,
     );
+}
+
+/// CPU time, from `/proc` (clock ticks, 10 ms apart: a run of a second or more is needed).
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    user_s: f64,
+    system_s: f64,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, o: Cpu) -> Cpu {
+        Cpu {
+            user_s: self.user_s - o.user_s,
+            system_s: self.system_s - o.system_s,
+        }
+    }
+}
+
+/// User and system time in a `/proc/.../stat` line (fields 14 and 15, after the command).
+fn stat_cpu(stat: &str) -> Cpu {
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    Cpu {
+        user_s: tick(11),
+        system_s: tick(12),
+    }
+}
+
+/// The CPU time of this process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> Cpu {
+    let mut sum = Cpu::default();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.starts_with(prefix) {
+            let c = stat_cpu(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default());
+            sum.user_s += c.user_s;
+            sum.system_s += c.system_s;
+        }
+    }
+    sum
+}
+
+/// nginx (Debian's `nginx-light`) as a reverse proxy to `upstream`, configured as the fleet
+/// benchmark's (two workers, keep-alive connections to the upstream), except that no
+/// connection is closed after its 1,000th request: the harness's client does not reconnect.
+/// Stopped on drop.
+struct Nginx {
+    addr: SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstream: SocketAddr) -> Nginx {
+        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("nginx is not installed (apt-get install nginx-light)");
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let d = dir.path().display();
+        let conf = format!(
+            "worker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             keepalive_requests 1000000;\n\
+             upstream fn {{ server {upstream}; keepalive 128; keepalive_requests 1000000; }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+             proxy_pass http://fn;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+             }}\n  }}\n}}\n"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).expect("nginx.conf");
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let n = Nginx {
+            addr: ([127, 0, 0, 1], port).into(),
+            child,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(n.addr).is_err() {
+            assert!(start.elapsed().as_secs() < 10, "nginx did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        n
+    }
+
+    /// The CPU time of nginx's workers (its master's children).
+    fn workers_cpu(&self) -> Cpu {
+        let master = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default();
+        let mut sum = Cpu::default();
+        for pid in children.split_whitespace() {
+            let c =
+                stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
+            sum.user_s += c.user_s;
+            sum.system_s += c.system_s;
+        }
+        sum
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT is nginx's graceful stop; the master stops its workers.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+        }
+        let _ = self.child.wait();
+    }
 }
 
 /// The hello function as `kantai fn hello` serves it: a current-thread runtime on its own
