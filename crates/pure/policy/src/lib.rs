@@ -16,6 +16,9 @@ pub mod queue;
 pub mod registry;
 pub mod request;
 
+/// The random-number crate whose [`rand::Rng`] policies draw from (seeded by the driver).
+pub use rand;
+
 pub use fleet::{FleetView, NodeView, Resources, RttMatrix};
 pub use hash::stable_hash;
 pub use keepalive::{Arrival, Hold, Idleness, KeepAlive, KeepAliveInput};

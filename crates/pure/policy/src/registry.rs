@@ -1,11 +1,15 @@
 //! Policies by name: the names a manifest may use, and how each is built, for each of the
 //! four plug points (placement, load balancing, queue discipline, keep-alive).
 //!
-//! Adding a policy is one line in the table of its kind: a name and a constructor from the
-//! revision's [`Params`]. The control plane, the node agents, the simulator and the
-//! validating webhook all read these tables, so a name works everywhere at once.
+//! Adding a built-in policy is one line in the table of its kind: a name and a constructor
+//! from the revision's [`Params`]. A program built on kantai adds its own beside them
+//! without touching these tables ([`Extensions`], installed once with [`install`] before
+//! anything reads the registry: `kantai::Cli` does). The control plane, the node agents, the
+//! simulator, decision replay and the validating webhook all read the registry, so a name
+//! works everywhere at once.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use crate::keepalive::{Fixed, HybridHistogram, KeepAlive, Knative as KnativeKeepAlive};
 use crate::lb::{
@@ -63,6 +67,159 @@ pub const KEEP_ALIVES: &[(&str, NewKeepAlive)] = &[
     ("hybrid-histogram", |p| Box::new(HybridHistogram::new(p))),
 ];
 
+/// Policies a program built on kantai adds beside the built-ins, by kind: a name (never a
+/// built-in's) and a constructor, as the built-in tables have.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    placements: Vec<(&'static str, NewPlacement)>,
+    load_balancers: Vec<(&'static str, NewLoadBalancer)>,
+    queues: Vec<(&'static str, NewQueue)>,
+    keep_alives: Vec<(&'static str, NewKeepAlive)>,
+}
+
+impl Extensions {
+    /// Adds a placement policy.
+    pub fn placement(mut self, name: &'static str, new: NewPlacement) -> Extensions {
+        self.placements.push((name, new));
+        self
+    }
+
+    /// Adds a load balancer.
+    pub fn load_balancer(mut self, name: &'static str, new: NewLoadBalancer) -> Extensions {
+        self.load_balancers.push((name, new));
+        self
+    }
+
+    /// Adds a queue discipline.
+    pub fn queue(mut self, name: &'static str, new: NewQueue) -> Extensions {
+        self.queues.push((name, new));
+        self
+    }
+
+    /// Adds a keep-alive policy.
+    pub fn keep_alive(mut self, name: &'static str, new: NewKeepAlive) -> Extensions {
+        self.keep_alives.push((name, new));
+        self
+    }
+
+    /// Whether nothing is added.
+    pub fn is_empty(&self) -> bool {
+        KINDS.iter().all(|k| self.names(*k).is_empty())
+    }
+
+    /// The added names of `kind`, in the order they were added.
+    fn names(&self, kind: Kind) -> Vec<&'static str> {
+        match kind {
+            Kind::Placement => self.placements.iter().map(|(n, _)| *n).collect(),
+            Kind::LoadBalancer => self.load_balancers.iter().map(|(n, _)| *n).collect(),
+            Kind::Queue => self.queues.iter().map(|(n, _)| *n).collect(),
+            Kind::KeepAlive => self.keep_alives.iter().map(|(n, _)| *n).collect(),
+        }
+    }
+
+    /// A problem with these names: one a built-in has, one added twice, or one a manifest
+    /// cannot carry (empty, or with spaces around it).
+    fn check(&self) -> Result<(), ExtendError> {
+        for kind in KINDS {
+            let added = self.names(kind);
+            for (i, name) in added.iter().enumerate() {
+                if name.is_empty() || name.trim() != *name {
+                    return Err(ExtendError::BadName {
+                        kind: kind.noun(),
+                        name,
+                    });
+                }
+                if builtin_names(kind).contains(name) {
+                    return Err(ExtendError::BuiltIn {
+                        kind: kind.noun(),
+                        name,
+                    });
+                }
+                if added[..i].contains(name) {
+                    return Err(ExtendError::Twice {
+                        kind: kind.noun(),
+                        name,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why [`install`] refused extensions.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExtendError {
+    /// The name is a built-in policy's.
+    #[error("cannot add the {kind} {name:?}: a built-in {kind} has that name; choose another")]
+    BuiltIn {
+        /// The kind of policy, as a noun.
+        kind: &'static str,
+        /// The name.
+        name: &'static str,
+    },
+    /// Two added policies of a kind have the name.
+    #[error("cannot add the {kind} {name:?} twice")]
+    Twice {
+        /// The kind of policy, as a noun.
+        kind: &'static str,
+        /// The name.
+        name: &'static str,
+    },
+    /// The name is empty or has spaces around it (an annotation's value is trimmed).
+    #[error(
+        "cannot add the {kind} {name:?}: a policy's name must be non-empty, with no spaces around it"
+    )]
+    BadName {
+        /// The kind of policy, as a noun.
+        kind: &'static str,
+        /// The name.
+        name: &'static str,
+    },
+    /// The registry was read (or extended) before.
+    #[error(
+        "cannot add policies now: the policy registry was already in use (policies are added once, before the program reads any policy by name)"
+    )]
+    TooLate,
+}
+
+static EXTENSIONS: OnceLock<Extensions> = OnceLock::new();
+
+/// Adds `ext`'s policies to the registry for the rest of the process: once, before anything
+/// reads a policy by name (the first read fixes the registry as it is).
+pub fn install(ext: Extensions) -> Result<(), ExtendError> {
+    ext.check()?;
+    EXTENSIONS.set(ext).map_err(|_| ExtendError::TooLate)
+}
+
+/// The installed extensions (none, once the registry has been read without any).
+fn extensions() -> &'static Extensions {
+    EXTENSIONS.get_or_init(Extensions::default)
+}
+
+/// The built-in names of `kind`, default first.
+fn builtin_names(kind: Kind) -> Vec<&'static str> {
+    match kind {
+        Kind::Placement => PLACEMENTS.iter().map(|(n, _)| *n).collect(),
+        Kind::LoadBalancer => LOAD_BALANCERS.iter().map(|(n, _)| *n).collect(),
+        Kind::Queue => QUEUES.iter().map(|(n, _)| *n).collect(),
+        Kind::KeepAlive => KEEP_ALIVES.iter().map(|(n, _)| *n).collect(),
+    }
+}
+
+/// The constructor named `name` in a built-in table, else among the added ones.
+fn find<T: Copy>(
+    builtin: &[(&'static str, T)],
+    added: &[(&'static str, T)],
+    name: &str,
+) -> Option<T> {
+    builtin
+        .iter()
+        .chain(added)
+        .find(|(n, _)| *n == name)
+        .map(|(_, new)| *new)
+}
+
 /// The kinds of policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -95,13 +252,20 @@ impl Kind {
         }
     }
 
-    /// The known names of this kind, default first.
+    /// The known names of this kind: the built-ins (default first), then those added.
     pub fn names(self) -> Vec<&'static str> {
+        let mut names = builtin_names(self);
+        names.extend(extensions().names(self));
+        names
+    }
+
+    /// This kind of policy, as a noun in messages.
+    fn noun(self) -> &'static str {
         match self {
-            Kind::Placement => PLACEMENTS.iter().map(|(n, _)| *n).collect(),
-            Kind::LoadBalancer => LOAD_BALANCERS.iter().map(|(n, _)| *n).collect(),
-            Kind::Queue => QUEUES.iter().map(|(n, _)| *n).collect(),
-            Kind::KeepAlive => KEEP_ALIVES.iter().map(|(n, _)| *n).collect(),
+            Kind::Placement => "placement policy",
+            Kind::LoadBalancer => "load balancer",
+            Kind::Queue => "queue discipline",
+            Kind::KeepAlive => "keep-alive policy",
         }
     }
 
@@ -110,54 +274,37 @@ impl Kind {
         self.names().contains(&name)
     }
 
-    /// The default policy of this kind.
+    /// The default policy of this kind (always a built-in).
     pub fn default_name(self) -> &'static str {
-        self.names()[0]
+        builtin_names(self)[0]
     }
 }
 
 /// A placement policy by name.
 pub fn placement(name: &str, params: &Params) -> Option<Box<dyn Placement>> {
-    PLACEMENTS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, new)| new(params))
+    find(PLACEMENTS, &extensions().placements, name).map(|new| new(params))
 }
 
 /// A load balancer by name.
 pub fn load_balancer(name: &str, params: &Params) -> Option<Box<dyn LoadBalancer>> {
-    LOAD_BALANCERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, new)| new(params))
+    find(LOAD_BALANCERS, &extensions().load_balancers, name).map(|new| new(params))
 }
 
 /// A queue discipline by name.
 pub fn queue(name: &str, params: &Params) -> Option<Box<dyn QueueDiscipline>> {
-    QUEUES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, new)| new(params))
+    find(QUEUES, &extensions().queues, name).map(|new| new(params))
 }
 
 /// A keep-alive policy by name.
 pub fn keep_alive(name: &str, params: &Params) -> Option<Box<dyn KeepAlive>> {
-    KEEP_ALIVES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, new)| new(params))
+    find(KEEP_ALIVES, &extensions().keep_alives, name).map(|new| new(params))
 }
 
 /// The message for an unknown policy name, listing the known ones.
 pub fn unknown(kind: Kind, name: &str) -> String {
     format!(
         "unknown {} {name:?}; known: {}",
-        match kind {
-            Kind::Placement => "placement policy",
-            Kind::LoadBalancer => "load balancer",
-            Kind::Queue => "queue discipline",
-            Kind::KeepAlive => "keep-alive policy",
-        },
+        kind.noun(),
         kind.names().join(", ")
     )
 }
@@ -209,6 +356,45 @@ mod tests {
         assert_eq!(Kind::LoadBalancer.default_name(), "knative");
         assert_eq!(Kind::Queue.default_name(), "fifo");
         assert_eq!(Kind::KeepAlive.default_name(), "knative");
+    }
+
+    #[test]
+    fn an_added_policy_may_not_take_a_built_in_name_or_one_taken_twice() {
+        let lb = Extensions::default().load_balancer("random", |_| Box::new(Random));
+        assert_eq!(
+            lb.check(),
+            Err(ExtendError::BuiltIn {
+                kind: "load balancer",
+                name: "random"
+            })
+        );
+        let twice = Extensions::default()
+            .queue("mine", |_| Box::new(Fifo::default()))
+            .queue("mine", |_| Box::new(Sjf::default()));
+        assert_eq!(
+            twice.check(),
+            Err(ExtendError::Twice {
+                kind: "queue discipline",
+                name: "mine"
+            })
+        );
+        let spaced = Extensions::default().placement(" mine", |_| Box::new(Pack));
+        assert!(matches!(spaced.check(), Err(ExtendError::BadName { .. })));
+        // The same name under two kinds is two policies.
+        let ok = Extensions::default()
+            .placement("mine", |_| Box::new(Pack))
+            .keep_alive("mine", |_| Box::new(Fixed));
+        assert_eq!(ok.check(), Ok(()));
+        assert!(!ok.is_empty() && Extensions::default().is_empty());
+    }
+
+    #[test]
+    fn policies_cannot_be_added_once_the_registry_was_read() {
+        // Any read fixes the registry (this test binary never installs any).
+        assert!(Kind::Placement.knows("spread"));
+        let late = Extensions::default().placement("mine", |_| Box::new(Pack));
+        assert_eq!(install(late), Err(ExtendError::TooLate));
+        assert!(!Kind::Placement.knows("mine"));
     }
 
     #[test]
