@@ -159,6 +159,10 @@ pub struct Experiment {
     /// Load levels (one level of 1 when absent).
     #[serde(default)]
     pub levels: Option<Levels>,
+    /// Also plot each set's share of cold-started requests against its instance-seconds,
+    /// one point per set (the keep-alive papers' figure).
+    #[serde(default)]
+    pub cold_start_tradeoff: bool,
 }
 
 fn one() -> u32 {
@@ -516,6 +520,36 @@ impl Experiment {
         }
         page.push(Block::Heading("Results".into()));
         page.push(Block::Table(table));
+        if self.cold_start_tradeoff {
+            let top = levels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            page.push(Block::Heading(
+                "Cold starts against instance-seconds".into(),
+            ));
+            page.push(Block::Chart(
+                "cold-start-tradeoff.svg".into(),
+                Chart {
+                    title: "Requests that waited for a cold start against instance-seconds kept (mean of the repetitions)".into(),
+                    x_label: "instance-seconds".into(),
+                    y_label: "cold-started requests (%)".into(),
+                    x_scale: Scale::Linear,
+                    y_range: None,
+                    series: self
+                        .variants()
+                        .into_iter()
+                        .map(|(p, mode, label, style)| Series {
+                            label,
+                            points: vec![(
+                                mean(&p.name, mode, top, &|s| s.kantai_instance_seconds_total),
+                                mean(&p.name, mode, top, &|s| s.results.cold_start_share * 100.0),
+                            )],
+                            step: false,
+                            // Filled dots; with live runs beside, the simulated ones hollow.
+                            style: Some((style.0, if both { style.1 } else { 0 })),
+                        })
+                        .collect(),
+                },
+            ));
+        }
         let per_level = |f: &dyn Fn(&Summary) -> f64| -> Vec<Series> {
             self.variants()
                 .into_iter()

@@ -17,6 +17,7 @@ fn committed_reports_match_the_shipped_experiments() {
         "faast-paper-70",
         "faast-paper-100",
         "keep-alive",
+        "keep-alive-policies",
     ] {
         let file = root.join(format!("examples/experiments/{name}.yaml"));
         let text = std::fs::read_to_string(&file).expect("experiment");

@@ -122,6 +122,10 @@ impl Chart {
             Scale::Linear if x0 > 0.0 => x0 = 0.0,
             Scale::Linear => {}
         }
+        // Room for the dot of a one-point series at the right edge.
+        if self.x_scale == Scale::Linear && self.series.iter().any(|s| s.points.len() == 1) {
+            x1 += (x1 - x0) * 0.05;
+        }
         // Counts get whole-number ticks.
         let integral = !pts.is_empty() && pts.iter().all(|p| p.1.fract() == 0.0);
         let (y0, y1) = self.y_range.unwrap_or_else(|| {
@@ -237,16 +241,25 @@ impl Chart {
             }
             let (colour, dash) = ser.style.unwrap_or((i, i));
             let dash = DASHES[dash % DASHES.len()];
+            let colour = COLOURS[colour % COLOURS.len()];
             let _ = write!(
                 s,
-                r#"<path d="{d}" stroke="{}"{}/>"#,
-                COLOURS[colour % COLOURS.len()],
+                r#"<path d="{d}" stroke="{colour}"{}/>"#,
                 if dash.is_empty() {
                     String::new()
                 } else {
                     format!(r#" stroke-dasharray="{dash}""#)
                 }
             );
+            // A series of one point (one measurement per policy, say) has no line to show:
+            // a dot, filled for a solid series, hollow for a dashed one.
+            if let (Some((x, y)), 1) = (prev, ser.points.len()) {
+                let fill = if dash.is_empty() { colour } else { "white" };
+                let _ = write!(
+                    s,
+                    r#"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="{fill}" stroke="{colour}"/>"#
+                );
+            }
         }
         s.push_str("</g>");
         // Legend, top left inside the plot, on a white box.
@@ -376,6 +389,47 @@ mod tests {
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         // Tags balance.
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    }
+
+    #[test]
+    fn a_one_point_series_is_a_dot_and_a_longer_one_is_not() {
+        let one = |label: &str, x: f64, y: f64, dash: usize| Series {
+            label: label.into(),
+            points: vec![(x, y)],
+            step: false,
+            style: Some((0, dash)),
+        };
+        let svg = Chart {
+            title: "trade-off".into(),
+            x_label: "instance-seconds".into(),
+            y_label: "cold starts (%)".into(),
+            x_scale: Scale::Linear,
+            y_range: None,
+            series: vec![
+                one("solid", 100.0, 20.0, 0),
+                one("dashed", 400.0, 5.0, 1),
+                Series {
+                    label: "a line".into(),
+                    points: vec![(0.0, 1.0), (50.0, 2.0)],
+                    step: false,
+                    style: None,
+                },
+            ],
+        }
+        .svg();
+        assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+        // Filled when solid, hollow when dashed.
+        assert!(svg.contains(&format!("fill=\"{}\"", COLOURS[0])));
+        assert!(svg.contains("fill=\"white\""));
+        // The rightmost dot is inside the plot, not on its edge.
+        let cx: Vec<f64> = svg
+            .match_indices("<circle cx=\"")
+            .map(|(i, m)| {
+                let rest = &svg[i + m.len()..];
+                rest[..rest.find('"').expect("quote")].parse().expect("cx")
+            })
+            .collect();
+        assert!(cx.iter().all(|x| *x < WIDTH - RIGHT - 5.0), "{cx:?}");
     }
 
     #[test]
