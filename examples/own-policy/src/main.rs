@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo build -p kantai-own-policy
-//! target/debug/kantai-own-policy sim examples/sim/hello-two.yaml
+//! target/debug/kantai-own-policy sim SCENARIO   # with policies: {load-balancer: first-with-room}
 //! ```
 
 use kantai::policy::RequestInfo;
