@@ -39,73 +39,6 @@ const SATURATION_SECS: u64 = 5;
 /// Length of each open-loop run.
 const OPEN_LOOP_SECS: u64 = 10;
 
-/// nginx as a reverse proxy to the same instance (`proxy_pass` with keep-alive upstream
-/// connections), the usual yardstick for a proxy's cost. Stopped (by its pid) on drop.
-struct Nginx {
-    addr: SocketAddr,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(upstream: SocketAddr) -> Option<Nginx> {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())?;
-        let dir = tempfile::tempdir().ok()?;
-        let port = common::free_port();
-        let d = dir.path().display();
-        let conf = format!(
-            "worker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             upstream fn {{ server {upstream}; keepalive 128; }}\n\
-             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
-             proxy_pass http://fn;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
-             }}\n  }}\n}}\n"
-        );
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, conf).ok()?;
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&path)
-            .arg("-p")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let n = Nginx {
-            addr: ([127, 0, 0, 1], port).into(),
-            child,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(n.addr).is_err() {
-            if start.elapsed() > Duration::from_secs(10) {
-                // Dropping `n` stops what did start.
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(n)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGQUIT is nginx's graceful stop; the master stops its workers.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGQUIT,
-            );
-        }
-        let _ = self.child.wait();
-    }
-}
-
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -363,7 +296,7 @@ async fn main() {
         .expect("addr");
     let gateway = f.gateway("node1");
     let host = "warm.default.svc.cluster.local";
-    let nginx = Nginx::start(direct);
+    let nginx = kantai_testkit::nginx::Nginx::start(direct);
     if nginx.is_none() {
         println!("nginx is not installed (apt-get install nginx-light): its column is left out");
     }

@@ -4,7 +4,10 @@
 //! of their own (`.expected`, golden files) are compared with [`expect_file`], which shows a
 //! line diff, and rewritten instead when `UPDATE_EXPECT=1` is set (review the diff after).
 //!
-//! Dev-only: test code reads the files here so that the pure crates' tests need not.
+//! Dev-only: test code reads the files here so that the pure crates' tests need not. Also
+//! [`nginx::Nginx`], the yardstick proxy the fleet benchmark and the warm-path harness share.
+
+pub mod nginx;
 
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -49,7 +49,8 @@ fn main() {
     let target = match mode.as_str() {
         "gateway" => spawn_gateway(instance),
         "nginx" => {
-            let n = Nginx::start(instance);
+            let n = kantai_testkit::nginx::Nginx::start(instance)
+                .expect("nginx is not installed (apt-get install nginx-light), or did not listen");
             let addr = n.addr;
             nginx = Some(n);
             addr
@@ -58,7 +59,7 @@ fn main() {
     };
     // The proxy's own CPU time: the data plane's threads, or nginx's workers.
     let proxy_cpu = || match &nginx {
-        Some(n) => n.workers_cpu(),
+        Some(n) => workers_cpu(n.pid()),
         None => threads_cpu("kantai-dp-"),
     };
     let cpu_before = proxy_cpu();
@@ -112,106 +113,37 @@ fn stat_cpu(stat: &str) -> Cpu {
 
 /// The CPU time of this process's threads whose name starts with `prefix`.
 fn threads_cpu(prefix: &str) -> Cpu {
-    let mut sum = Cpu::default();
-    for t in std::fs::read_dir("/proc/self/task")
+    let threads = std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.starts_with(prefix) {
-            let c = stat_cpu(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default());
-            sum.user_s += c.user_s;
-            sum.system_s += c.system_s;
-        }
-    }
-    sum
+        .flatten();
+    sum_cpu(
+        threads.map(|t| t.path()).filter(|t| {
+            std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        }),
+    )
 }
 
-/// nginx (Debian's `nginx-light`) as a reverse proxy to `upstream`, configured as the fleet
-/// benchmark's (two workers, keep-alive connections to the upstream), except that no
-/// connection is closed after its 1,000th request: the harness's client does not reconnect.
-/// Stopped on drop.
-struct Nginx {
-    addr: SocketAddr,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
+/// The CPU time of nginx's workers (the children of its master, `master`).
+fn workers_cpu(master: u32) -> Cpu {
+    let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+        .unwrap_or_default();
+    sum_cpu(
+        children
+            .split_whitespace()
+            .map(|pid| std::path::PathBuf::from(format!("/proc/{pid}"))),
+    )
 }
 
-impl Nginx {
-    fn start(upstream: SocketAddr) -> Nginx {
-        let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("nginx is not installed (apt-get install nginx-light)");
-        let dir = tempfile::tempdir().expect("tmp");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let d = dir.path().display();
-        let conf = format!(
-            "worker_processes 2;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             keepalive_requests 1000000;\n\
-             upstream fn {{ server {upstream}; keepalive 128; keepalive_requests 1000000; }}\n\
-             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
-             proxy_pass http://fn;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
-             }}\n  }}\n}}\n"
-        );
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, conf).expect("nginx.conf");
-        let child = std::process::Command::new(bin)
-            .arg("-c")
-            .arg(&path)
-            .arg("-p")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let n = Nginx {
-            addr: ([127, 0, 0, 1], port).into(),
-            child,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(n.addr).is_err() {
-            assert!(start.elapsed().as_secs() < 10, "nginx did not listen");
-            std::thread::sleep(std::time::Duration::from_millis(5));
+/// The CPU time of the processes or threads at these `/proc` paths, together.
+fn sum_cpu(paths: impl Iterator<Item = std::path::PathBuf>) -> Cpu {
+    paths.fold(Cpu::default(), |sum, p| {
+        let c = stat_cpu(&std::fs::read_to_string(p.join("stat")).unwrap_or_default());
+        Cpu {
+            user_s: sum.user_s + c.user_s,
+            system_s: sum.system_s + c.system_s,
         }
-        n
-    }
-
-    /// The CPU time of nginx's workers (its master's children).
-    fn workers_cpu(&self) -> Cpu {
-        let master = self.child.id();
-        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
-            .unwrap_or_default();
-        let mut sum = Cpu::default();
-        for pid in children.split_whitespace() {
-            let c =
-                stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
-            sum.user_s += c.user_s;
-            sum.system_s += c.system_s;
-        }
-        sum
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGQUIT is nginx's graceful stop; the master stops its workers.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGQUIT,
-            );
-        }
-        let _ = self.child.wait();
-    }
+    })
 }
 
 /// The hello function as `kantai fn hello` serves it: a current-thread runtime on its own

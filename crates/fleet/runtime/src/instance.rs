@@ -642,23 +642,15 @@ impl<B: Backend> Supervisor<B> {
                     );
                     failure(program, e)
                 })?;
-                if let Some(out) = child.stdout.take() {
-                    tokio::spawn(capture(out, self.logs.clone()));
-                }
-                if let Some(err) = child.stderr.take() {
-                    tokio::spawn(capture(err, self.logs.clone()));
-                }
+                let (out, err) = (child.stdout.take(), child.stderr.take());
+                self.capture(out, err);
                 Running::Command(child)
             }
             Start::Launch(launch) => {
                 let program = launch.name().to_owned();
                 let mut child = launch.spawn().map_err(|e| failure(program, e))?;
-                if let Some(out) = child.stdout.take() {
-                    tokio::spawn(capture(out, self.logs.clone()));
-                }
-                if let Some(err) = child.stderr.take() {
-                    tokio::spawn(capture(err, self.logs.clone()));
-                }
+                let (out, err) = (child.stdout.take(), child.stderr.take());
+                self.capture(out, err);
                 Running::Launch(child)
             }
         };
@@ -672,6 +664,20 @@ impl<B: Backend> Supervisor<B> {
             st.message = None;
         });
         Ok(child)
+    }
+
+    /// Copies a started process's output and error output into its log.
+    fn capture(
+        &self,
+        out: Option<impl AsyncRead + Send + Unpin + 'static>,
+        err: Option<impl AsyncRead + Send + Unpin + 'static>,
+    ) {
+        if let Some(out) = out {
+            tokio::spawn(capture(out, self.logs.clone()));
+        }
+        if let Some(err) = err {
+            tokio::spawn(capture(err, self.logs.clone()));
+        }
     }
 
     async fn supervise(&mut self, mut child: Running, port: u16, stop: &mut StopRx) -> Outcome {
