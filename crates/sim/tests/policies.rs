@@ -38,7 +38,7 @@ fn every_registered_policy_runs_by_name() {
         (Kind::KeepAlive, "keep-alive"),
     ] {
         for name in kind.names() {
-            let s = serve(key, name);
+            let s = serve(key, &name);
             let f = &s["by_function"][0];
             let column = match kind {
                 Kind::Placement => "placement",

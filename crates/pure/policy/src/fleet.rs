@@ -117,6 +117,15 @@ impl RttMatrix {
         (!v.is_nan()).then_some(v)
     }
 
+    /// The matrix as groups: each node's group, the number of groups and the row-major
+    /// groups×groups milliseconds (NaN: unknown). Without groups, node `i` is group `i`.
+    pub fn as_groups(&self) -> (Vec<u32>, usize, &[f64]) {
+        match &self.groups {
+            Some(g) => (g.of.clone(), g.count, &self.ms),
+            None => ((0..self.n as u32).collect(), self.n, &self.ms),
+        }
+    }
+
     /// The row of `from`: the round trip to every node.
     pub fn row(&self, from: usize) -> Vec<Option<f64>> {
         (0..self.n).map(|to| self.get(from, to)).collect()

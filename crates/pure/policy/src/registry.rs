@@ -4,12 +4,14 @@
 //! Adding a built-in policy is one line in the table of its kind: a name and a constructor
 //! from the revision's [`Params`]. A program built on kantai adds its own beside them
 //! without touching these tables ([`Extensions`], installed once with [`install`] before
-//! anything reads the registry: `kantai::Cli` does). The control plane, the node agents, the
+//! anything reads the registry: `kantai::Cli` does). Plug-ins (WebAssembly components,
+//! loaded while the program runs) are registered by name with [`plug_in`]. The control
+//! plane, the node agents, the
 //! simulator, decision replay and the validating webhook all read the registry, so a name
 //! works everywhere at once.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use crate::keepalive::{Fixed, HybridHistogram, KeepAlive, Knative as KnativeKeepAlive};
 use crate::lb::{
@@ -123,22 +125,17 @@ impl Extensions {
         for kind in KINDS {
             let added = self.names(kind);
             for (i, name) in added.iter().enumerate() {
-                if name.is_empty() || name.trim() != *name {
-                    return Err(ExtendError::BadName {
-                        kind: kind.noun(),
-                        name,
-                    });
-                }
+                check_name(kind, name)?;
                 if builtin_names(kind).contains(name) {
                     return Err(ExtendError::BuiltIn {
                         kind: kind.noun(),
-                        name,
+                        name: name.to_string(),
                     });
                 }
                 if added[..i].contains(name) {
                     return Err(ExtendError::Twice {
                         kind: kind.noun(),
-                        name,
+                        name: name.to_string(),
                     });
                 }
             }
@@ -147,16 +144,27 @@ impl Extensions {
     }
 }
 
-/// Why [`install`] refused extensions.
+/// A name a manifest can carry: non-empty, with no spaces around it.
+fn check_name(kind: Kind, name: &str) -> Result<(), ExtendError> {
+    if name.is_empty() || name.trim() != name {
+        return Err(ExtendError::BadName {
+            kind: kind.noun(),
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Why [`install`] refused extensions, or [`plug_in`] a plug-in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExtendError {
-    /// The name is a built-in policy's.
+    /// The name is a built-in policy's (or, for a plug-in, one the program added).
     #[error("cannot add the {kind} {name:?}: a built-in {kind} has that name; choose another")]
     BuiltIn {
         /// The kind of policy, as a noun.
         kind: &'static str,
         /// The name.
-        name: &'static str,
+        name: String,
     },
     /// Two added policies of a kind have the name.
     #[error("cannot add the {kind} {name:?} twice")]
@@ -164,7 +172,7 @@ pub enum ExtendError {
         /// The kind of policy, as a noun.
         kind: &'static str,
         /// The name.
-        name: &'static str,
+        name: String,
     },
     /// The name is empty or has spaces around it (an annotation's value is trimmed).
     #[error(
@@ -174,7 +182,7 @@ pub enum ExtendError {
         /// The kind of policy, as a noun.
         kind: &'static str,
         /// The name.
-        name: &'static str,
+        name: String,
     },
     /// The registry was read (or extended) before.
     #[error(
@@ -195,6 +203,77 @@ pub fn install(ext: Extensions) -> Result<(), ExtendError> {
 /// The installed extensions (none, once the registry has been read without any).
 fn extensions() -> &'static Extensions {
     EXTENSIONS.get_or_init(Extensions::default)
+}
+
+/// A plug-in's constructor: it holds the loaded module.
+pub type PlugIn<T> = Arc<dyn Fn(&Params) -> Box<T> + Send + Sync>;
+
+/// A plug-in policy of one kind, as [`plug_in`] registers it.
+#[derive(Clone)]
+pub enum Factory {
+    /// A placement policy.
+    Placement(PlugIn<dyn Placement>),
+    /// A load balancer.
+    LoadBalancer(PlugIn<dyn LoadBalancer>),
+    /// A queue discipline.
+    Queue(PlugIn<dyn QueueDiscipline>),
+    /// A keep-alive policy.
+    KeepAlive(PlugIn<dyn KeepAlive>),
+}
+
+impl Factory {
+    /// The kind of policy it makes.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Factory::Placement(_) => Kind::Placement,
+            Factory::LoadBalancer(_) => Kind::LoadBalancer,
+            Factory::Queue(_) => Kind::Queue,
+            Factory::KeepAlive(_) => Kind::KeepAlive,
+        }
+    }
+}
+
+/// The plug-ins registered so far, by kind and name. Read when a policy is built (per
+/// revision and node, never per request), so a lock costs nothing that matters.
+static PLUG_INS: RwLock<BTreeMap<(Kind, String), Factory>> = RwLock::new(BTreeMap::new());
+
+/// Registers a plug-in policy under `name` for the rest of the process, or replaces the
+/// plug-in of that kind and name (a module applied again, with new bytes); whether it
+/// replaced one. Policies built before keep the module they were built with.
+pub fn plug_in(name: &str, factory: Factory) -> Result<bool, ExtendError> {
+    let kind = factory.kind();
+    check_name(kind, name)?;
+    if builtin_names(kind).contains(&name) || extensions().names(kind).contains(&name) {
+        return Err(ExtendError::BuiltIn {
+            kind: kind.noun(),
+            name: name.to_owned(),
+        });
+    }
+    let mut table = PLUG_INS.write().unwrap_or_else(PoisonError::into_inner);
+    Ok(table.insert((kind, name.to_owned()), factory).is_some())
+}
+
+/// Removes the plug-in of `kind` named `name`; whether there was one. Policies built from
+/// it keep working.
+pub fn unplug(kind: Kind, name: &str) -> bool {
+    let mut table = PLUG_INS.write().unwrap_or_else(PoisonError::into_inner);
+    table.remove(&(kind, name.to_owned())).is_some()
+}
+
+/// The plug-in of `kind` named `name`.
+fn plugged(kind: Kind, name: &str) -> Option<Factory> {
+    let table = PLUG_INS.read().unwrap_or_else(PoisonError::into_inner);
+    table.get(&(kind, name.to_owned())).cloned()
+}
+
+/// The plug-in names of `kind`, in name order.
+fn plugged_names(kind: Kind) -> Vec<String> {
+    let table = PLUG_INS.read().unwrap_or_else(PoisonError::into_inner);
+    table
+        .keys()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, n)| n.clone())
+        .collect()
 }
 
 /// The built-in names of `kind`, default first.
@@ -221,7 +300,7 @@ fn find<T: Copy>(
 }
 
 /// The kinds of policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// Placement.
     Placement,
@@ -252,15 +331,17 @@ impl Kind {
         }
     }
 
-    /// The known names of this kind: the built-ins (default first), then those added.
-    pub fn names(self) -> Vec<&'static str> {
-        let mut names = builtin_names(self);
-        names.extend(extensions().names(self));
+    /// The known names of this kind: the built-ins (default first), those the program
+    /// added, then the plug-ins registered now.
+    pub fn names(self) -> Vec<String> {
+        let mut names: Vec<String> = builtin_names(self).into_iter().map(String::from).collect();
+        names.extend(extensions().names(self).into_iter().map(String::from));
+        names.extend(plugged_names(self));
         names
     }
 
     /// This kind of policy, as a noun in messages.
-    fn noun(self) -> &'static str {
+    pub fn noun(self) -> &'static str {
         match self {
             Kind::Placement => "placement policy",
             Kind::LoadBalancer => "load balancer",
@@ -271,7 +352,9 @@ impl Kind {
 
     /// Whether `name` is a known policy of this kind.
     pub fn knows(self, name: &str) -> bool {
-        self.names().contains(&name)
+        builtin_names(self).contains(&name)
+            || extensions().names(self).contains(&name)
+            || plugged(self, name).is_some()
     }
 
     /// The default policy of this kind (always a built-in).
@@ -282,22 +365,46 @@ impl Kind {
 
 /// A placement policy by name.
 pub fn placement(name: &str, params: &Params) -> Option<Box<dyn Placement>> {
-    find(PLACEMENTS, &extensions().placements, name).map(|new| new(params))
+    if let Some(new) = find(PLACEMENTS, &extensions().placements, name) {
+        return Some(new(params));
+    }
+    match plugged(Kind::Placement, name)? {
+        Factory::Placement(new) => Some(new(params)),
+        _ => None,
+    }
 }
 
 /// A load balancer by name.
 pub fn load_balancer(name: &str, params: &Params) -> Option<Box<dyn LoadBalancer>> {
-    find(LOAD_BALANCERS, &extensions().load_balancers, name).map(|new| new(params))
+    if let Some(new) = find(LOAD_BALANCERS, &extensions().load_balancers, name) {
+        return Some(new(params));
+    }
+    match plugged(Kind::LoadBalancer, name)? {
+        Factory::LoadBalancer(new) => Some(new(params)),
+        _ => None,
+    }
 }
 
 /// A queue discipline by name.
 pub fn queue(name: &str, params: &Params) -> Option<Box<dyn QueueDiscipline>> {
-    find(QUEUES, &extensions().queues, name).map(|new| new(params))
+    if let Some(new) = find(QUEUES, &extensions().queues, name) {
+        return Some(new(params));
+    }
+    match plugged(Kind::Queue, name)? {
+        Factory::Queue(new) => Some(new(params)),
+        _ => None,
+    }
 }
 
 /// A keep-alive policy by name.
 pub fn keep_alive(name: &str, params: &Params) -> Option<Box<dyn KeepAlive>> {
-    find(KEEP_ALIVES, &extensions().keep_alives, name).map(|new| new(params))
+    if let Some(new) = find(KEEP_ALIVES, &extensions().keep_alives, name) {
+        return Some(new(params));
+    }
+    match plugged(Kind::KeepAlive, name)? {
+        Factory::KeepAlive(new) => Some(new(params)),
+        _ => None,
+    }
 }
 
 /// The message for an unknown policy name, listing the known ones.
@@ -342,7 +449,7 @@ mod tests {
             sorted.sort_unstable();
             sorted.dedup();
             assert_eq!(sorted.len(), names.len(), "{kind:?}");
-            for n in names {
+            for n in &names {
                 let built = match kind {
                     Kind::Placement => placement(n, &p).is_some(),
                     Kind::LoadBalancer => load_balancer(n, &p).is_some(),
@@ -365,7 +472,7 @@ mod tests {
             lb.check(),
             Err(ExtendError::BuiltIn {
                 kind: "load balancer",
-                name: "random"
+                name: "random".into()
             })
         );
         let twice = Extensions::default()
@@ -375,7 +482,7 @@ mod tests {
             twice.check(),
             Err(ExtendError::Twice {
                 kind: "queue discipline",
-                name: "mine"
+                name: "mine".into()
             })
         );
         let spaced = Extensions::default().placement(" mine", |_| Box::new(Pack));
@@ -408,5 +515,37 @@ mod tests {
         assert_eq!(e[0].key, params::LOAD_BALANCER);
         assert!(e[0].message.contains("unknown load balancer \"fastest\""));
         assert!(e[0].message.contains("faast"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn a_plug_in_is_known_by_its_name_until_unplugged() {
+        let new: PlugIn<dyn LoadBalancer> = Arc::new(|_| Box::new(Random));
+        let name = "plugged-test-lb";
+        assert_eq!(plug_in(name, Factory::LoadBalancer(new.clone())), Ok(false));
+        assert!(Kind::LoadBalancer.knows(name));
+        assert!(!Kind::Queue.knows(name), "known under its own kind only");
+        assert!(Kind::LoadBalancer.names().iter().any(|n| n == name));
+        assert!(load_balancer(name, &Params::default()).is_some());
+        assert_eq!(
+            plug_in(name, Factory::LoadBalancer(new)),
+            Ok(true),
+            "replaced"
+        );
+        assert!(unplug(Kind::LoadBalancer, name));
+        assert!(!Kind::LoadBalancer.knows(name));
+        assert!(load_balancer(name, &Params::default()).is_none());
+    }
+
+    #[test]
+    fn a_plug_in_may_not_take_a_built_in_name() {
+        let new: PlugIn<dyn LoadBalancer> = Arc::new(|_| Box::new(Random));
+        assert!(matches!(
+            plug_in("knative", Factory::LoadBalancer(new.clone())),
+            Err(ExtendError::BuiltIn { .. })
+        ));
+        assert!(matches!(
+            plug_in("", Factory::LoadBalancer(new)),
+            Err(ExtendError::BadName { .. })
+        ));
     }
 }

@@ -1041,7 +1041,7 @@ fn every_registered_policy_has_a_scenario() {
             }
         }
         for n in kind.names() {
-            if !covered.contains(n) {
+            if !covered.contains(n.as_str()) {
                 problems.push(format!(
                     "{kind:?} {n:?} has no scenario in tests/data/{folder}"
                 ));
