@@ -138,6 +138,8 @@ pub(crate) struct Instance {
 
 /// What a store holds for its instance.
 pub(crate) struct HostState {
+    /// The plug-in's name, for its log lines.
+    name: Arc<str>,
     /// The generator `host.random` draws from, seeded per call.
     rng: u64,
     limiter: Limiter,
@@ -182,7 +184,18 @@ impl lb::kantai::policy::host::Host for HostState {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+
+    fn log(&mut self, message: String) {
+        let mut end = message.len().min(LOG_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        tracing::info!(plugin = &*self.name, "{}", &message[..end]);
+    }
 }
+
+/// Bytes of a guest's log line kept.
+const LOG_LINE: usize = 1024;
 
 /// The engine every plug-in is compiled by: fuel on, nothing else beyond the defaults.
 fn engine() -> Result<Engine, String> {
@@ -340,6 +353,7 @@ impl Shared {
         let mut store = Store::new(
             &self.engine,
             HostState {
+                name: self.name.as_str().into(),
                 rng: 0,
                 limiter: Limiter {
                     memory: self.limits.memory,

@@ -5,8 +5,10 @@
 //! line diff, and rewritten instead when `UPDATE_EXPECT=1` is set (review the diff after).
 //!
 //! Dev-only: test code reads the files here so that the pure crates' tests need not. Also
-//! [`nginx::Nginx`], the yardstick proxy the fleet benchmark and the warm-path harness share.
+//! [`nginx::Nginx`], the yardstick proxy the fleet benchmark and the warm-path harness share,
+//! and [`guests`], plug-ins built from Python as a researcher builds them.
 
+pub mod guests;
 pub mod nginx;
 
 use std::fmt::Write as _;

@@ -357,6 +357,11 @@ impl Kind {
             || plugged(self, name).is_some()
     }
 
+    /// Whether `name` is a plug-in of this kind (registered while the program runs).
+    pub fn is_plug_in(self, name: &str) -> bool {
+        plugged(self, name).is_some()
+    }
+
     /// The default policy of this kind (always a built-in).
     pub fn default_name(self) -> &'static str {
         builtin_names(self)[0]
