@@ -45,6 +45,17 @@ pub fn parse(text: &str) -> Result<FleetConfig, String> {
         Some(n) => RuntimeConfig::decode(n, &FieldPath::root().field("runtime"), &mut out),
         None => Some(RuntimeConfig::default()),
     };
+    if let Some(s) = &serving
+        && !s.plugins.is_empty()
+    {
+        // Refused rather than half-served: the node agents would answer with the default
+        // balancer and queue under a plug-in's name.
+        out.push(kantai_model::FieldError::error(
+            FieldPath::root().field("plugins"),
+            "the live fleet does not load plug-ins yet: the simulator (a scenario's `config:`) \
+             and `kantai validate --config` do (docs/policies.md, \"Plug-ins\")",
+        ));
+    }
     out.locate_in(doc);
     match (serving, runtime) {
         (Some(serving), Some(runtime)) if !out.has_errors() => Ok(FleetConfig {
@@ -102,5 +113,18 @@ mod tests {
         );
         let err = parse("runtime:\n  imgs: []\n").expect_err("typo");
         assert!(err.contains("line 2: runtime.imgs: unknown field"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod plugin_tests {
+    #[test]
+    fn the_live_fleet_refuses_plug_ins_it_cannot_serve_yet() {
+        let e = super::parse("plugins:\n  - {name: a, kind: queue, module: a.wat}\n")
+            .expect_err("refused");
+        assert!(
+            e.contains("line 1: plugins: the live fleet does not load plug-ins yet"),
+            "{e}"
+        );
     }
 }

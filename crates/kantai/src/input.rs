@@ -65,14 +65,27 @@ pub fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Loads the fleet config file, or Knative's defaults without one.
+/// Loads the fleet config file, or Knative's defaults without one, and registers its
+/// plug-ins (modules read relative to the file) so that their names are known.
 pub fn config(path: Option<&Path>) -> anyhow::Result<kantai_model::ServingConfig> {
     match path {
         None => Ok(kantai_model::ServingConfig::default()),
         Some(p) => {
             let input = read(p)?;
-            kantai_model::ServingConfig::parse(&input.text)
-                .map_err(|e| anyhow::anyhow!("invalid fleet config {}:\n{e}", input.name))
+            let config = kantai_model::ServingConfig::parse(&input.text)
+                .map_err(|e| anyhow::anyhow!("invalid fleet config {}:\n{e}", input.name))?;
+            install_plugins(&config, p)?;
+            Ok(config)
         }
     }
+}
+
+/// Loads and registers the plug-ins of the fleet config read from `path`.
+pub fn install_plugins(config: &kantai_model::ServingConfig, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    kantai_plugin::install(&config.plugins, |m| {
+        std::fs::read(dir.join(m)).map_err(|e| e.to_string())
+    })
+    .map_err(|e| anyhow::anyhow!("fleet config {}: {e}", path.display()))?;
+    Ok(())
 }

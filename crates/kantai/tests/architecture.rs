@@ -267,7 +267,7 @@ fn ci_runs_the_readme_test_command() {
 }
 
 /// The simulator is the third driver of the decision crates: it may use them and the
-/// decision records, never the live fleet (no tokio, no sockets, no HTTP), and its own
+/// decision records and plug-ins, never the live fleet (no tokio, no sockets, no HTTP), and its own
 /// clippy.toml bans the wall clock and global randomness (its output must be byte-identical
 /// for a seed). The decision records are shared by both drivers and know only the policies' types.
 #[test]
@@ -298,7 +298,9 @@ fn the_simulator_drives_the_pure_crates_only() {
                     "kantai-latency",
                     "kantai-driver",
                     "kantai-decisions",
-                    "kantai-report"
+                    "kantai-report",
+                    // Plug-in policies: WebAssembly, run in the simulator as in the fleet.
+                    "kantai-plugin"
                 ]
                 .contains(&dep.as_str()),
                 "crates/sim may not depend on {dep:?}"
@@ -462,5 +464,37 @@ fn unsafe_code_lives_in_the_launcher_alone_each_use_with_its_safety_comment() {
     assert!(
         workspace.contains("unsafe_code = \"forbid\""),
         "the workspace forbids unsafe code"
+    );
+}
+
+/// Plug-ins are decisions too: the plug-in host reads no file, socket or clock (the
+/// drivers hand it the bytes and the time, its clippy.toml is the pure crates'), and
+/// depends on the decision crates and the WebAssembly tool chain only.
+#[test]
+fn the_plugin_host_is_as_pure_as_the_policies_it_runs() {
+    let dir = root().join("crates/plugin");
+    let manifest = fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+    for dep in dependencies(&manifest) {
+        assert!(
+            [
+                "kantai-model",
+                "kantai-policy",
+                "parking_lot",
+                "thiserror",
+                "tracing",
+                "wasmtime",
+                "wat",
+                "wit-component",
+                "wit-parser"
+            ]
+            .contains(&dep.as_str()),
+            "crates/plugin may not depend on {dep:?} (see ARCHITECTURE.md, kantai-plugin)"
+        );
+    }
+    let pure = fs::read_to_string(root().join("crates/pure/policy/clippy.toml")).expect("policy");
+    let own = fs::read_to_string(dir.join("clippy.toml")).expect("crates/plugin/clippy.toml");
+    assert_eq!(
+        own, pure,
+        "crates/plugin/clippy.toml bans what the pure crates ban"
     );
 }

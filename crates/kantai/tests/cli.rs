@@ -73,6 +73,43 @@ fn validate_accepts_the_seed_manifest() {
     assert!(stdout.contains("window 12s"), "{stdout}");
 }
 
+/// A revision naming a plug-in balancer, as researchers write them.
+const PLUGGED: &str = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\n\
+    spec:\n  template:\n    metadata:\n      annotations:\n        kantai.dev/load-balancer: wat-round-robin\n\
+    \x20   spec:\n      containers:\n        - image: x\n";
+
+#[test]
+fn validate_knows_the_plug_ins_of_the_fleet_config() {
+    let out = kantai_stdin(
+        &[
+            "validate",
+            "--config",
+            "examples/sim/plugins.yaml",
+            "-f",
+            "-",
+        ],
+        PLUGGED,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = kantai_stdin(&["validate", "-f", "-"], PLUGGED);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "without the config, the name is unknown"
+    );
+    assert!(
+        text(&out.stdout).contains("unknown load balancer \"wat-round-robin\""),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn validate_reports_every_error_with_file_and_line() {
     let manifest = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\n\

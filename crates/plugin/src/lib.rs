@@ -7,7 +7,8 @@
 //! 1. [`load`]: the bytes (a component, binary or text) are compiled, instantiated once and
 //!    checked against their kind's interface; any problem is a [`LoadError`] naming the
 //!    plug-in and what is wrong.
-//! 2. [`Plugin::register`]: the plug-in is added to the policy registry under its name.
+//! 2. [`Plugin::register`]: the plug-in is added to the policy registry under its name;
+//!    [`install`] does both for a fleet config's `plugins` section, for every driver.
 //! 3. `sandbox`: each call runs with a fuel budget (a deterministic time budget: the same
 //!    on every machine, so the simulator and the fleet agree) and a memory limit; the only
 //!    import is the host's seeded generator.
@@ -28,4 +29,4 @@ mod queue;
 mod sandbox;
 
 pub use fallback::{Fallback, Reason, fallbacks};
-pub use sandbox::{Budget, Limits, LoadError, Plugin, WIT, load};
+pub use sandbox::{Budget, Limits, LoadError, Plugin, WIT, install, load};

@@ -16,8 +16,8 @@ use crate::sandbox::{Bindings, Plugin, Value};
 /// when it cannot.
 struct Balancer {
     value: Value,
-    /// The headers its picks read.
-    headers: Vec<String>,
+    /// The headers its picks read; `None`: it does not read the request.
+    headers: Option<Vec<String>>,
     fallback: Box<dyn LoadBalancer>,
     /// The candidates as the WIT has them, kept to reuse their allocations.
     candidates: wit::Candidates,
@@ -36,8 +36,8 @@ impl Plugin {
         let mut value = Value::new(&self.shared, params);
         let fuel = value.limits().fuel.per_request;
         let headers = value
-            .call(fuel, 0, |b, s, h| guest(b).call_headers(s, h))
-            .unwrap_or_default();
+            .call(fuel, 0, |b, s, h| guest(b).call_reads(s, h))
+            .and_then(|r| r.request.then_some(r.headers));
         Box::new(Balancer {
             value,
             headers,
@@ -69,15 +69,14 @@ impl LoadBalancer for Balancer {
         rng: &mut dyn Rng,
     ) -> Option<usize> {
         if self.value.is_live() {
-            let request = Request {
+            let request = self.headers.as_ref().map(|headers| Request {
                 method: req.method().to_owned(),
                 path: req.path().to_owned(),
-                headers: self
-                    .headers
+                headers: headers
                     .iter()
                     .filter_map(|n| Some((n.clone(), req.header(n)?.to_owned())))
                     .collect(),
-            };
+            });
             let cols = &mut self.candidates;
             cols.id.clear();
             cols.node.clear();
@@ -101,8 +100,8 @@ impl LoadBalancer for Balancer {
             };
             let fuel = self.value.limits().fuel.per_request;
             let cands = &self.candidates;
-            let answer = self.value.call(fuel, rng.next_u64(), |b, s, h| {
-                guest(b).call_pick(s, h, &request, cands, context)
+            let answer = self.value.call(fuel, self.value.seed(rng), |b, s, h| {
+                guest(b).call_pick(s, h, request.as_ref(), cands, context)
             });
             match answer {
                 Some(None) => return None,

@@ -96,7 +96,7 @@ impl Placement for Placing {
                 now: nanos(input.now),
             };
             let fuel = self.value.limits().fuel.per_tick;
-            let answer = self.value.call(fuel, rng.next_u64(), |b, s, h| {
+            let answer = self.value.call(fuel, self.value.seed(rng), |b, s, h| {
                 guest(b).call_place(s, h, &nodes, &rtt, &wit_input)
             });
             if let Some(d) = answer {

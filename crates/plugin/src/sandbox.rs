@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use kantai_policy::Params;
 use kantai_policy::registry::{self, ExtendError, Factory, Kind};
 use parking_lot::Mutex;
+use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
@@ -70,6 +71,16 @@ const TABLE_ELEMENTS: usize = 100_000;
 /// Why a plug-in was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Its module could not be read.
+    #[error("plug-in {name:?}: cannot read its module {module}: {reason}")]
+    Read {
+        /// The plug-in's name.
+        name: String,
+        /// The module's path, as the config gives it.
+        module: String,
+        /// Why.
+        reason: String,
+    },
     /// The bytes are not a WebAssembly component (or its text).
     #[error("plug-in {name:?}: not a WebAssembly component: {reason}")]
     Compile {
@@ -111,6 +122,10 @@ pub(crate) struct Shared {
     pub(crate) name: String,
     pub(crate) kind: Kind,
     pub(crate) limits: Limits,
+    /// Whether the module imports `host.random`: only then does a call take a seed from
+    /// the driver's generator, so that a port of a built-in that draws nothing leaves the
+    /// driver's draws (and the run) as the built-in does.
+    pub(crate) draws: bool,
     engine: Engine,
     component: Component,
     linker: Linker<HostState>,
@@ -222,6 +237,7 @@ pub fn load(name: &str, kind: Kind, bytes: &[u8], limits: Limits) -> Result<Plug
         },
     })?;
     let component = Component::new(&engine, &bytes).map_err(|e| compile(format!("{e:#}")))?;
+    let draws = imports_random(&engine, &component);
     let mut linker = Linker::new(&engine);
     lb::kantai::policy::host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(|e| compile(format!("{e:#}")))?;
@@ -233,6 +249,7 @@ pub fn load(name: &str, kind: Kind, bytes: &[u8], limits: Limits) -> Result<Plug
                 instances: limits.instances.max(1),
                 ..limits
             },
+            draws,
             engine,
             component,
             linker,
@@ -258,6 +275,44 @@ pub fn load(name: &str, kind: Kind, bytes: &[u8], limits: Limits) -> Result<Plug
             reason,
         })?;
     Ok(plugin)
+}
+
+/// Loads and registers the plug-ins of a fleet config's `plugins` section, in order:
+/// `read` gives a module's bytes from its `module` path (the driver reads the file,
+/// relative to the config file). The first that cannot be read or loaded stops it, with
+/// the plug-in's name in the message.
+pub fn install(
+    plugins: &[kantai_model::config::PluginConfig],
+    mut read: impl FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<Vec<Plugin>, LoadError> {
+    let mut loaded = Vec::with_capacity(plugins.len());
+    for p in plugins {
+        let bytes = read(&p.module).map_err(|reason| LoadError::Read {
+            name: p.name.clone(),
+            module: p.module.clone(),
+            reason,
+        })?;
+        let mut limits = Limits::default();
+        if let Some(m) = p.memory {
+            limits.memory = usize::try_from(m).unwrap_or(usize::MAX);
+        }
+        let plugin = load(&p.name, p.kind, &bytes, limits)?;
+        plugin.register()?;
+        loaded.push(plugin);
+    }
+    Ok(loaded)
+}
+
+/// Whether `component` imports the host's `random`.
+fn imports_random(engine: &Engine, component: &Component) -> bool {
+    let ty = component.component_type();
+    match ty
+        .get_import(engine, "kantai:policy/host@0.1.0")
+        .map(|e| e.ty)
+    {
+        Some(ComponentItem::ComponentInstance(host)) => host.get_export(engine, "random").is_some(),
+        _ => false,
+    }
 }
 
 /// The world a plug-in of `kind` implements.
@@ -539,6 +594,11 @@ impl Value {
     /// The plug-in's limits.
     pub(crate) fn limits(&self) -> Limits {
         self.plugin.limits
+    }
+
+    /// A call's seed: a draw from the driver's generator if the guest draws at all.
+    pub(crate) fn seed(&self, rng: &mut dyn kantai_policy::rand::Rng) -> u64 {
+        if self.plugin.draws { rng.next_u64() } else { 0 }
     }
 
     /// Runs `f` on the value's instance with `fuel`; `None` (counted, and the value dead)

@@ -202,7 +202,7 @@ fn a_module_without_the_interface_is_refused_by_name() {
         msg.contains("plug-in \"no-pick\" is not a load balancer plug-in"),
         "{msg}"
     );
-    assert!(msg.contains("`headers`"), "names what is missing: {msg}");
+    assert!(msg.contains("`reads`"), "names what is missing: {msg}");
 }
 
 #[test]

@@ -46,10 +46,32 @@ fn queue_only(events: u64, live: usize, horizon_ns: u64) -> f64 {
 }
 
 fn run(name: &str, file: &str) -> String {
+    run_with(name, file, None).0
+}
+
+/// Runs `file`, its load balancer replaced by `load_balancer` (with the plug-ins of
+/// examples/sim/plugins.yaml) when given; the table row and the wall time.
+fn run_with(name: &str, file: &str, load_balancer: Option<&str>) -> (String, f64) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(file);
-    let mut p = kantai_sim::prepare(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    let mut p = match load_balancer {
+        None => kantai_sim::prepare(&path, None),
+        Some(lb) => {
+            let text = std::fs::read_to_string(&path).expect("the scenario");
+            let line = "policies: {placement: spread, load-balancer: knative}";
+            assert!(text.contains(line), "{file} changed its policies line");
+            let text = text.replace(
+                line,
+                &format!(
+                    "config: plugins.yaml\npolicies: {{placement: spread, load-balancer: {lb}}}"
+                ),
+            );
+            let s = kantai_sim::Scenario::parse(&text, file).expect("scenario");
+            kantai_sim::prepare_parsed(s, &path, None)
+        }
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
     let start = Instant::now();
     let out = kantai_sim::run(&mut p, &mut |_| {}).expect("run");
     let wall = start.elapsed().as_secs_f64();
@@ -70,7 +92,7 @@ fn run(name: &str, file: &str) -> String {
         peak_rss_mb(),
     );
     println!("{row}");
-    row
+    (row, wall)
 }
 
 fn main() {
@@ -84,6 +106,28 @@ fn main() {
     print!("{md}");
     md += &run("reference (default.yaml)", "examples/sim/default.yaml");
     md.push('\n');
+    // A plug-in balancer against the same policy built in, on the reference scenario.
+    let (row, native) = run_with(
+        "reference, round-robin",
+        "examples/sim/default.yaml",
+        Some("round-robin"),
+    );
+    md += &row;
+    md.push('\n');
+    let (row, plugged) = run_with(
+        "reference, round-robin as a WebAssembly plug-in",
+        "examples/sim/default.yaml",
+        Some("wat-round-robin"),
+    );
+    md += &row;
+    md.push('\n');
+    let speed = format!(
+        "\nWith the WebAssembly plug-in (examples/policies/wat/round-robin.wat) as its load balancer, \
+         the simulator runs the reference scenario at {:.0} % of its speed with the same policy built in.\n\n",
+        100.0 * native / plugged
+    );
+    print!("{speed}");
+    md += &speed;
     if std::env::var_os("KANTAI_BENCH_QUICK").is_none() {
         md += &run("scale (scale.yaml)", "examples/sim/scale.yaml");
         md.push('\n');

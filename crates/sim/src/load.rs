@@ -81,7 +81,18 @@ pub fn prepare_parsed(
 
     // The fleet config, as the control plane reads it.
     let config = match &scenario.config {
-        Some(p) => read_config(&at(p))?,
+        Some(p) => {
+            let p = at(p);
+            let config = read_config(&p)?;
+            // Its plug-ins, by the same names as in the fleet: loaded from their files
+            // beside the config, as the control plane loads them.
+            let dir = p.parent().unwrap_or(Path::new(".")).to_path_buf();
+            kantai_plugin::install(&config.plugins, |m| {
+                std::fs::read(dir.join(m)).map_err(|e| e.to_string())
+            })
+            .map_err(|e| bad(&p, e.to_string()))?;
+            config
+        }
         None => ServingConfig::default(),
     };
     let mut config = config;

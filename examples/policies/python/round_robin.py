@@ -12,7 +12,7 @@ out the WASI imports, which the sandbox does not give (no files, network or cloc
 from typing import Dict, List, Optional, Tuple
 
 from wit_world import exports
-from wit_world.exports.load_balancer import Candidates, Context
+from wit_world.exports.load_balancer import Candidates, Context, RequestNeeds
 from wit_world.imports.types import Request
 
 
@@ -28,11 +28,12 @@ class LoadBalancer(exports.LoadBalancer):
         TURNS[MADE[0]] = 0
         return MADE[0]
 
-    def headers(self, balancer: int) -> List[str]:
-        return []
+    def reads(self, balancer: int) -> RequestNeeds:
+        # Not the request: the host then copies none of it in.
+        return RequestNeeds(request=False, headers=[])
 
     def pick(
-        self, balancer: int, req: Request, candidates: Candidates, ctx: Context
+        self, balancer: int, req: Optional[Request], candidates: Candidates, ctx: Context
     ) -> Optional[int]:
         n = len(candidates.id)
         if n == 0:

@@ -5,7 +5,7 @@
 ;; `cabi_realloc` from a bump heap, which every call empties before it returns.
 (module
   (memory (export "memory") 1)
-  ;; 0..8: pick's answer (option<u32>); 16..24: headers' answer (an empty list).
+  ;; 0..8: pick's answer (option<u32>); 16..28: reads' answer.
   (global $heap (mut i32) (i32.const 1024))
 
   (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
@@ -28,9 +28,10 @@
     (global.set $heap (i32.const 1024))
     (i32.const 1))
 
-  ;; headers(balancer) -> list<string>: none.
-  (func (export "kantai:policy/load-balancer@0.1.0#headers") (param i32) (result i32)
-    (i64.store (i32.const 16) (i64.const 0))
+  ;; reads(balancer) -> request-needs: not the request (a bool at 16, an empty list at 20).
+  (func (export "kantai:policy/load-balancer@0.1.0#reads") (param i32) (result i32)
+    (i32.store8 (i32.const 16) (i32.const 0))
+    (i64.store (i32.const 20) (i64.const 0))
     (i32.const 16))
 
 ;; pick(balancer, request, candidates, context) -> option<u32>. Its arguments flatten to
@@ -40,9 +41,9 @@
   ;; the context at 80.
   (func (export "kantai:policy/load-balancer@0.1.0#pick") (param $args i32) (result i32)
     (local $i i32) (local $count i32) (local $in_flight i32) (local $capacity i32) (local $cap i32)
-    (local.set $in_flight (i32.load offset=44 (local.get $args)))
-    (local.set $count (i32.load offset=48 (local.get $args)))
-    (local.set $capacity (i32.load offset=52 (local.get $args)))
+    (local.set $in_flight (i32.load offset=48 (local.get $args)))
+    (local.set $count (i32.load offset=52 (local.get $args)))
+    (local.set $capacity (i32.load offset=56 (local.get $args)))
     (i32.store8 (i32.const 0) (i32.const 0))
     (block $done
       (loop $next

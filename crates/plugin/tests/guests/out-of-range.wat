@@ -1,7 +1,7 @@
 ;; A hostile load balancer for the sandbox's tests: its pick names candidate 99.
 (module
   (memory (export "memory") 1)
-  ;; 0..8: pick's answer (option<u32>); 16..24: headers' answer (an empty list).
+  ;; 0..8: pick's answer (option<u32>); 16..28: reads' answer.
   (global $heap (mut i32) (i32.const 1024))
 
   (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
@@ -24,9 +24,10 @@
     (global.set $heap (i32.const 1024))
     (i32.const 1))
 
-  ;; headers(balancer) -> list<string>: none.
-  (func (export "kantai:policy/load-balancer@0.1.0#headers") (param i32) (result i32)
-    (i64.store (i32.const 16) (i64.const 0))
+  ;; reads(balancer) -> request-needs: not the request (a bool at 16, an empty list at 20).
+  (func (export "kantai:policy/load-balancer@0.1.0#reads") (param i32) (result i32)
+    (i32.store8 (i32.const 16) (i32.const 0))
+    (i64.store (i32.const 20) (i64.const 0))
     (i32.const 16))
 
   (func (export "kantai:policy/load-balancer@0.1.0#pick") (param i32) (result i32)

@@ -180,6 +180,103 @@ pub struct ServingConfig {
     pub features: FeaturesConfig,
     /// kantai's `dataplane`: the gateways' limits (read by [`ServingConfig::decode_fleet`]).
     pub dataplane: DataplaneConfig,
+    /// kantai's `plugins`: policies loaded from WebAssembly components, by name.
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One entry of the `plugins` section: a policy of `kind` loaded from the WebAssembly
+/// component (or core module) in `module` and registered as `name`, so that `policies` and
+/// revisions' `kantai.dev/*` annotations name it as they name a built-in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginConfig {
+    /// `name`: the policy's name (not a built-in's).
+    pub name: String,
+    /// `kind`: `placement`, `load-balancer`, `queue` or `keep-alive`.
+    pub kind: kantai_policy::registry::Kind,
+    /// `module`: the file, relative to the config file's directory.
+    pub module: String,
+    /// `memory`: the most linear memory one instance may have, in bytes (a quantity such
+    /// as `64Mi`); `None`: the plug-in host's default.
+    pub memory: Option<u64>,
+}
+
+impl PluginConfig {
+    fn decode_list(node: &Node, path: &FieldPath, out: &mut Findings) -> Vec<PluginConfig> {
+        use kantai_policy::registry::{KINDS, Kind};
+        let Value::Seq(items) = &node.value else {
+            out.push(FieldError::error(
+                path.clone(),
+                "must be a list of plug-ins (name, kind, module)",
+            ));
+            return Vec::new();
+        };
+        let mut list: Vec<PluginConfig> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = path.index(i);
+            let Some(mut f) = Fields::open(item, &path, out) else {
+                continue;
+            };
+            let name = f.req::<String>("name", out);
+            let kind = f.req::<String>("kind", out);
+            let module = f.req::<String>("module", out);
+            let memory = f.opt::<crate::units::Quantity>("memory", out);
+            f.close(out);
+            let kind = match kind.as_deref().map(|k| (k, Kind::from_key(k))) {
+                Some((_, Some(k))) => Some(k),
+                Some((k, None)) => {
+                    let known: Vec<&str> = KINDS.iter().map(|k| k.key()).collect();
+                    out.push(FieldError::invalid(
+                        path.field("kind"),
+                        k,
+                        &format!("must be one of {}", known.join(", ")),
+                    ));
+                    None
+                }
+                None => None,
+            };
+            let memory = match memory.map(|q| q.value()) {
+                Some(b) if b >= 65_536.0 && b.is_finite() => Some(b as u64),
+                Some(_) => {
+                    out.push(FieldError::error(
+                        path.field("memory"),
+                        "must be at least 64Ki (one WebAssembly page)",
+                    ));
+                    None
+                }
+                None => None,
+            };
+            let (Some(name), Some(kind), Some(module)) = (name, kind, module) else {
+                continue;
+            };
+            if name.is_empty() || name.trim() != name {
+                out.push(FieldError::invalid(
+                    path.field("name"),
+                    &name,
+                    "must be non-empty, with no spaces around it",
+                ));
+            } else if kind.knows(&name) && !kind.is_plug_in(&name) {
+                out.push(FieldError::invalid(
+                    path.field("name"),
+                    &name,
+                    &format!("a built-in {} has that name; choose another", kind.noun()),
+                ));
+            } else if list.iter().any(|p| p.kind == kind && p.name == name) {
+                out.push(FieldError::invalid(
+                    path.field("name"),
+                    &name,
+                    &format!("a {} of that name comes earlier in the list", kind.noun()),
+                ));
+            } else {
+                list.push(PluginConfig {
+                    name,
+                    kind,
+                    module,
+                    memory,
+                });
+            }
+        }
+        list
+    }
 }
 
 /// kantai's `dataplane` section of the fleet config. The hold limit is both drivers' (the
@@ -262,6 +359,7 @@ impl Default for ServingConfig {
             policies: PoliciesConfig::default(),
             features: FeaturesConfig::default(),
             dataplane: DataplaneConfig::default(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -477,18 +575,22 @@ impl PoliciesConfig {
         }
     }
 
-    fn decode(node: &Node, path: &FieldPath, out: &mut Findings) -> Option<PoliciesConfig> {
-        use kantai_policy::registry::{Kind, unknown};
+    /// Parses the section; a name is known if the registry knows it or `plugins` declares
+    /// it (registered once the driver has loaded it).
+    fn decode(
+        node: &Node,
+        path: &FieldPath,
+        plugins: &[PluginConfig],
+        out: &mut Findings,
+    ) -> Option<PoliciesConfig> {
+        use kantai_policy::registry::{KINDS, Kind, unknown};
         let mut f = Fields::open(node, path, out)?;
         let mut c = PoliciesConfig::default();
-        for (key, kind) in [
-            ("placement", Kind::Placement),
-            ("load-balancer", Kind::LoadBalancer),
-            ("queue", Kind::Queue),
-            ("keep-alive", Kind::KeepAlive),
-        ] {
+        for kind in KINDS {
+            let key = kind.key();
             if let Some(v) = f.opt::<String>(key, out) {
-                if kind.knows(&v) {
+                let declared = plugins.iter().any(|p| p.kind == kind && p.name == v);
+                if declared || kind.knows(&v) {
                     match kind {
                         Kind::Placement => c.placement = v,
                         Kind::LoadBalancer => c.load_balancer = v,
@@ -627,9 +729,13 @@ impl ServingConfig {
                 cfg.domain = d;
             }
         }
+        f.skip("plugins");
+        if let Some(n) = doc.get("plugins") {
+            cfg.plugins = PluginConfig::decode_list(n, &root.field("plugins"), out);
+        }
         f.skip("policies");
         if let Some(n) = doc.get("policies")
-            && let Some(p) = PoliciesConfig::decode(n, &root.field("policies"), out)
+            && let Some(p) = PoliciesConfig::decode(n, &root.field("policies"), &cfg.plugins, out)
         {
             cfg.policies = p;
         }
@@ -1129,6 +1235,57 @@ impl<'n> Section<'n> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plugins_are_declared_by_name_kind_and_module_and_may_be_chosen_by_policies() {
+        let text = "plugins:\n  - name: my-lb\n    kind: load-balancer\n    module: lb.wasm\n    \
+                    memory: 64Mi\n  - {name: my-queue, kind: queue, module: q.wat}\n\
+                    policies:\n  load-balancer: my-lb\n";
+        let c = ServingConfig::parse(text).expect("valid");
+        assert_eq!(c.plugins.len(), 2);
+        assert_eq!(c.plugins[0].name, "my-lb");
+        assert_eq!(
+            c.plugins[0].kind,
+            kantai_policy::registry::Kind::LoadBalancer
+        );
+        assert_eq!(c.plugins[0].module, "lb.wasm");
+        assert_eq!(c.plugins[0].memory, Some(64 << 20));
+        assert_eq!(c.plugins[1].memory, None);
+        assert_eq!(c.policies.load_balancer, "my-lb");
+    }
+
+    #[test]
+    fn a_plugin_entry_that_cannot_be_used_is_refused_with_its_line() {
+        for (text, want) in [
+            (
+                "plugins:\n  - {name: x, kind: balancer, module: a.wasm}\n",
+                "line 2: plugins[0].kind: invalid value \"balancer\": must be one of placement, load-balancer, queue, keep-alive",
+            ),
+            (
+                "plugins:\n  - {name: knative, kind: load-balancer, module: a.wasm}\n",
+                "a built-in load balancer has that name",
+            ),
+            (
+                "plugins:\n  - {name: x, kind: queue, module: a.wasm}\n  - {name: x, kind: queue, module: b.wasm}\n",
+                "plugins[1].name: invalid value \"x\": a queue discipline of that name comes earlier",
+            ),
+            (
+                "plugins:\n  - {name: x, kind: queue}\n",
+                "plugins[0].module",
+            ),
+            (
+                "plugins:\n  - {name: x, kind: queue, module: a.wasm, memory: 1Ki}\n",
+                "plugins[0].memory: must be at least 64Ki",
+            ),
+            (
+                "policies:\n  load-balancer: my-lb\n",
+                "unknown load balancer \"my-lb\"",
+            ),
+        ] {
+            let e = ServingConfig::parse(text).expect_err(text).to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
 
     #[test]
     fn empty_file_gives_knative_defaults() {

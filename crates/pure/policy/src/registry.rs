@@ -340,6 +340,22 @@ impl Kind {
         names
     }
 
+    /// This kind's key in the fleet config (`policies`, `plugins`): `placement`,
+    /// `load-balancer`, `queue` or `keep-alive`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::Placement => "placement",
+            Kind::LoadBalancer => "load-balancer",
+            Kind::Queue => "queue",
+            Kind::KeepAlive => "keep-alive",
+        }
+    }
+
+    /// The kind whose [`Kind::key`] is `key`.
+    pub fn from_key(key: &str) -> Option<Kind> {
+        KINDS.into_iter().find(|k| k.key() == key)
+    }
+
     /// This kind of policy, as a noun in messages.
     pub fn noun(self) -> &'static str {
         match self {

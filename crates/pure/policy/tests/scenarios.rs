@@ -1071,22 +1071,10 @@ fn the_guide_quotes_the_worked_example_exactly() {
     }
 }
 
-/// The Python port of `round-robin` (examples/policies/python), built with componentize-py
-/// and loaded as a plug-in, makes the built-in's decisions on every `round-robin` scenario.
-#[test]
-fn the_python_round_robin_decides_as_the_built_in() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-    let built = kantai_testkit::guests::python(
-        &root.join("crates/plugin/wit"),
-        "load-balancer-plugin",
-        &root.join("examples/policies/python"),
-        "round_robin",
-    );
-    let Some(bytes) = built.unwrap_or_else(|e| panic!("{e}")) else {
-        return;
-    };
-    let name = "python-round-robin";
-    let plugin = kantai_plugin::load(name, Kind::LoadBalancer, &bytes, Limits::default())
+/// Runs every `round-robin` scenario with the plug-in `bytes`, registered as `name`: it
+/// must make the built-in's decisions, every one its own.
+fn run_round_robin_port(name: &str, bytes: &[u8]) {
+    let plugin = kantai_plugin::load(name, Kind::LoadBalancer, bytes, Limits::default())
         .unwrap_or_else(|e| panic!("{e}"));
     plugin.register().unwrap_or_else(|e| panic!("{e}"));
     let mut ran = Vec::new();
@@ -1113,4 +1101,29 @@ fn the_python_round_robin_decides_as_the_built_in() {
         fell.iter().all(|f| f.plugin != name),
         "every decision was the plug-in's own: {fell:?}"
     );
+}
+
+/// The Python port of `round-robin` (examples/policies/python), built with componentize-py
+/// and loaded as a plug-in, makes the built-in's decisions on every `round-robin` scenario.
+#[test]
+fn the_python_round_robin_decides_as_the_built_in() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let built = kantai_testkit::guests::python(
+        &root.join("crates/plugin/wit"),
+        "load-balancer-plugin",
+        &root.join("examples/policies/python"),
+        "round_robin",
+    );
+    if let Some(bytes) = built.unwrap_or_else(|e| panic!("{e}")) {
+        run_round_robin_port("python-round-robin", &bytes);
+    }
+}
+
+/// The WebAssembly-text port of `round-robin` (examples/policies/wat) does too.
+#[test]
+fn the_wat_round_robin_decides_as_the_built_in() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let file = root.join("examples/policies/wat/round-robin.wat");
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    run_round_robin_port("wat-round-robin", &bytes);
 }
