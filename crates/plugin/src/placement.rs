@@ -19,6 +19,8 @@ struct Placing {
     rebalances: bool,
     local_starts: LocalStarts,
     fallback: Box<dyn Placement>,
+    /// Why the last decision was the default's, for the decision log.
+    fell_back: Option<String>,
 }
 
 fn guest(b: &Bindings) -> &wit::Guest {
@@ -48,12 +50,15 @@ impl Plugin {
             rebalances,
             local_starts,
             fallback,
+            fell_back: None,
         })
     }
 }
 
 impl Placement for Placing {
     fn place(&mut self, input: &PlacementInput<'_>, rng: &mut dyn Rng) -> PlacementDecision {
+        self.value.take_fallback();
+        self.fell_back = None;
         if self.value.is_live() {
             let nodes: Vec<wit::Node> = input
                 .fleet
@@ -111,7 +116,16 @@ impl Placement for Placing {
                 }
             }
         }
+        let default = Kind::Placement.default_name();
+        self.fell_back = Some(match self.value.take_fallback() {
+            Some(reason) => format!("the plug-in {reason}; {default} decided"),
+            None => format!("the plug-in stopped after an earlier failure; {default} decided"),
+        });
         self.fallback.place(input, rng)
+    }
+
+    fn fallback(&self) -> Option<String> {
+        self.fell_back.clone()
     }
 
     fn rebalances(&self) -> bool {

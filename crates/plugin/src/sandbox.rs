@@ -567,6 +567,8 @@ pub(crate) struct Value {
     live: Option<(Arc<Mutex<Instance>>, u32)>,
     /// Whether a fallback was logged already.
     told: bool,
+    /// The reason of the latest fallback, until taken.
+    last: Option<Reason>,
 }
 
 impl Value {
@@ -576,6 +578,7 @@ impl Value {
             plugin: plugin.clone(),
             live: None,
             told: false,
+            last: None,
         };
         let made = plugin.instance().and_then(|inst| {
             let params = params_of(params);
@@ -644,6 +647,12 @@ impl Value {
             !self.told,
         );
         self.told = true;
+        self.last = Some(reason.clone());
+    }
+
+    /// The reason of the latest fallback since the last call of this.
+    pub(crate) fn take_fallback(&mut self) -> Option<Reason> {
+        self.last.take()
     }
 }
 

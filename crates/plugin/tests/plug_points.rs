@@ -150,6 +150,11 @@ fn a_plug_in_placement_decides_where_instances_run() {
     let mut placing = placement_of(&p);
     assert_eq!(place(&mut *placing, 3, None), [3, 0, 0]);
     assert!(!placing.rebalances());
+    assert_eq!(
+        placing.fallback(),
+        None,
+        "the decision log sees the plug-in's own"
+    );
 }
 
 #[test]
@@ -163,6 +168,12 @@ fn a_placement_over_a_nodes_maximum_or_of_the_wrong_length_is_not_used() {
     // Three on a node that runs one: spread (the default) answers instead.
     assert_eq!(place(&mut *placing, 3, Some(1)), [1, 1, 1]);
     assert_eq!(fell_back("wat-first-node-max", "out-of-range"), 1);
+    let why = placing.fallback().expect("the decision log is told");
+    assert!(
+        why.starts_with("the plug-in answered out of range: placed 3 instances on node 0")
+            && why.ends_with("spread decided"),
+        "{why}"
+    );
 
     let short = variant(
         "first-node.wat",

@@ -307,8 +307,9 @@ impl<K: Ord + Clone> RevisionScaler<K> {
             now,
         };
         let decision = self.placement.place(&input, &mut self.rng);
-        let rec = record.map(|ns| {
-            PlacementRecord::new(
+        let rec = record.map(|ns| PlacementRecord {
+            fallback: self.placement.fallback(),
+            ..PlacementRecord::new(
                 &input,
                 &self.policy,
                 &self.params,

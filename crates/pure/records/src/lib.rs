@@ -149,6 +149,10 @@ pub struct PlacementRecord {
     pub choice: Vec<u32>,
     /// Instances that fit nowhere.
     pub unschedulable: u32,
+    /// Why the decision is not the policy's own: the plug-in's call failed and the default
+    /// placement decided (absent when the policy decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl PlacementRecord {
@@ -221,6 +225,7 @@ impl PlacementRecord {
             queued: input.queued.to_vec(),
             choice: decision.per_node.clone(),
             unschedulable: decision.unschedulable,
+            fallback: None,
         }
     }
 }

@@ -80,6 +80,13 @@ pub trait Placement: Send {
     fn local_starts(&self) -> LocalStarts {
         LocalStarts::WhenAutonomous
     }
+
+    /// Why the last decision was not the policy's own (a plug-in whose call failed, and
+    /// whose plug point's default decided instead), for the decision log; `None` for every
+    /// built-in.
+    fn fallback(&self) -> Option<String> {
+        None
+    }
 }
 
 /// When a node may start an instance on its own (see [`Placement::local_starts`]).
