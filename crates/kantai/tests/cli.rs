@@ -110,6 +110,68 @@ fn validate_knows_the_plug_ins_of_the_fleet_config() {
     );
 }
 
+/// A simulated run whose placements a plug-in made, replayed with and without the fleet
+/// config that loads it.
+#[test]
+fn decisions_replay_loads_the_plug_ins_of_the_fleet_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guest = repo().join("crates/plugin/tests/guests/first-node.wat");
+    std::fs::write(
+        dir.path().join("fleet.yaml"),
+        format!(
+            "plugins:\n  - {{name: wat-first-node, kind: placement, module: {}}}\n",
+            guest.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("run.yaml"),
+        format!(
+            "duration: 20s\nconfig: fleet.yaml\nservices: [{}]\n\
+             policies: {{placement: wat-first-node}}\noutput: {{placement-decisions: true}}\n\
+             workload: [{{function: hello, arrivals: {{poisson: {{rate: 50}}}}}}]\n",
+            repo().join("examples/hello.yaml").display()
+        ),
+    )
+    .expect("scenario");
+    let out_dir = dir.path().join("out");
+    let sim = kantai(&[
+        "sim",
+        &dir.path().join("run.yaml").display().to_string(),
+        "--out",
+        &out_dir.display().to_string(),
+    ]);
+    assert_eq!(sim.status.code(), Some(0), "{}", text(&sim.stderr));
+    let log = out_dir.join("decisions.jsonl").display().to_string();
+    let config = dir.path().join("fleet.yaml").display().to_string();
+    let replay = kantai(&["decisions", "replay", "--config", &config, &log]);
+    let stdout = text(&replay.stdout);
+    assert_eq!(
+        replay.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&replay.stderr)
+    );
+    let (replayed, identical) = stdout
+        .split_once(" placement decisions replayed, ")
+        .map(|(n, rest)| {
+            (
+                n.to_owned(),
+                rest.split(' ').next().unwrap_or("").to_owned(),
+            )
+        })
+        .expect("a summary line");
+    assert!(replayed.parse::<u32>().is_ok_and(|n| n > 0), "{stdout}");
+    assert_eq!(replayed, identical, "{stdout}");
+    let without = kantai(&["decisions", "replay", &log]);
+    assert_eq!(without.status.code(), Some(1));
+    assert!(
+        text(&without.stdout).contains("unknown placement policy \"wat-first-node\""),
+        "{}",
+        text(&without.stdout)
+    );
+}
+
 #[test]
 fn validate_reports_every_error_with_file_and_line() {
     let manifest = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: hello\n\

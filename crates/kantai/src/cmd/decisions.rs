@@ -27,6 +27,10 @@ pub enum Command {
 pub struct ReplayArgs {
     /// The log (JSON lines); `-` reads stdin.
     log: PathBuf,
+    /// The fleet config the log was made with: its plug-ins (`plugins:`) are loaded, so
+    /// that placements a plug-in made are replayed by it.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 /// Runs the command.
@@ -37,6 +41,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn replay(a: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    input::config(a.config.as_deref())?;
     let file = input::read(&a.log)?;
     let records = decisions::read(&file.text)
         .map_err(|e| anyhow!("{} is not a decision log: {e}", file.name))?;
