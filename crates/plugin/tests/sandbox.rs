@@ -107,6 +107,37 @@ fn many_picks_keep_the_guest_within_its_memory() {
 }
 
 #[test]
+fn a_balancer_that_reads_the_request_gets_its_path_and_the_headers_it_asked_for() {
+    let mut lb = balancer("wat-by-header", &guest("by-header.wat"));
+    let cands: Vec<Candidate> = (0..5).map(|i| candidate(i, 0, 0)).collect();
+    let ctx = LbContext {
+        origin: 0,
+        rtt_ms: &[Some(0.0)],
+        serving_ms: &[None],
+        container_concurrency: 0,
+        now: Duration::from_secs(1),
+    };
+    let mut rng = SmallRng::seed_from_u64(1);
+    let alice = SimpleRequest::get("/").with_header("x-user", "alice");
+    assert_eq!(lb.pick(&alice, &cands, &ctx, &mut rng), Some(0), "5 % 5");
+    let bob = SimpleRequest::get("/").with_header("x-user", "bob");
+    assert_eq!(lb.pick(&bob, &cands, &ctx, &mut rng), Some(3));
+    let other = SimpleRequest::get("/ab").with_header("x-other", "zzzzzzz");
+    assert_eq!(
+        lb.pick(&other, &cands, &ctx, &mut rng),
+        Some(3),
+        "no x-user: the path's length; headers not asked for are not sent"
+    );
+    assert_eq!(
+        fallbacks()
+            .iter()
+            .filter(|f| f.plugin == "wat-by-header")
+            .count(),
+        0
+    );
+}
+
+#[test]
 fn the_guests_draws_come_from_the_drivers_seed() {
     let bytes = guest("random-pick.wat");
     let cands: Vec<Candidate> = (0..16).map(|i| candidate(i, 0, 0)).collect();
