@@ -8,8 +8,7 @@ use kantai_policy::registry::{self, Kind};
 use parking_lot::Mutex;
 
 use crate::bindings::keep_alive::exports::kantai::policy::keep_alive as wit;
-use crate::bindings::keep_alive::kantai::policy::types::Resources;
-use crate::load_balancer::nanos;
+use crate::bindings::{nanos, resources_of};
 use crate::sandbox::{Bindings, Plugin, Value};
 
 /// A revision's keep-alive policy in a plug-in; the default answers for it when it cannot.
@@ -42,10 +41,7 @@ fn input_of(i: &KeepAliveInput<'_>) -> wit::Input {
         now: nanos(i.now),
         idle_since: i.idle_since.map(nanos),
         ready: i.ready,
-        resources: Resources {
-            cpu: i.resources.cpu,
-            memory: i.resources.memory,
-        },
+        resources: resources_of(i.resources),
         cold_start: i.cold_start.map(nanos),
     }
 }

@@ -8,7 +8,7 @@ use kantai_policy::registry::{self, Kind};
 use kantai_policy::{Params, RequestInfo};
 
 use crate::bindings::lb::exports::kantai::policy::load_balancer as wit;
-use crate::bindings::lb::kantai::policy::types::Request;
+use crate::bindings::{nanos, request_of};
 use crate::fallback::Reason;
 use crate::sandbox::{Bindings, Plugin, Value};
 
@@ -69,14 +69,7 @@ impl LoadBalancer for Balancer {
         rng: &mut dyn Rng,
     ) -> Option<usize> {
         if self.value.is_live() {
-            let request = self.headers.as_ref().map(|headers| Request {
-                method: req.method().to_owned(),
-                path: req.path().to_owned(),
-                headers: headers
-                    .iter()
-                    .filter_map(|n| Some((n.clone(), req.header(n)?.to_owned())))
-                    .collect(),
-            });
+            let request = self.headers.as_ref().map(|h| request_of(req, h));
             let cols = &mut self.candidates;
             cols.id.clear();
             cols.node.clear();
@@ -125,9 +118,4 @@ impl LoadBalancer for Balancer {
         }
         self.fallback.observe(id, latency, now);
     }
-}
-
-/// A duration in the WIT's nanoseconds (saturating: 584 years).
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

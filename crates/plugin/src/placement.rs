@@ -6,9 +6,8 @@ use kantai_policy::rand::Rng;
 use kantai_policy::registry::{self, Kind};
 
 use crate::bindings::placement::exports::kantai::policy::placement as wit;
-use crate::bindings::placement::kantai::policy::types::Resources;
+use crate::bindings::{nanos, resources_of};
 use crate::fallback::Reason;
-use crate::load_balancer::nanos;
 use crate::sandbox::{Bindings, Plugin, Value};
 
 /// A revision's placement in a plug-in; the default placement answers for it when it
@@ -94,10 +93,7 @@ impl Placement for Placing {
                 serving_ms: input.serving_ms.to_vec(),
                 in_flight: input.in_flight.to_vec(),
                 queued: input.queued.to_vec(),
-                resources: Resources {
-                    cpu: input.resources.cpu,
-                    memory: input.resources.memory,
-                },
+                resources: resources_of(input.resources),
                 now: nanos(input.now),
             };
             let fuel = self.value.limits().fuel.per_tick;

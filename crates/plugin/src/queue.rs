@@ -14,9 +14,8 @@ use kantai_policy::{Params, RequestInfo, RequestKey, SimpleRequest};
 use parking_lot::Mutex;
 
 use crate::bindings::queue::exports::kantai::policy::queue as wit;
-use crate::bindings::queue::kantai::policy::types::Request;
+use crate::bindings::{nanos, request_of};
 use crate::fallback::Reason;
-use crate::load_balancer::nanos;
 use crate::sandbox::{Bindings, Plugin, Value};
 
 /// One queue in a plug-in.
@@ -85,15 +84,7 @@ impl Queue {
 impl QueueDiscipline for Queue {
     fn push(&mut self, id: u64, req: &dyn RequestInfo, now: Duration, limit: usize) -> Admission {
         if self.fallback.is_none() {
-            let request = Request {
-                method: req.method().to_owned(),
-                path: req.path().to_owned(),
-                headers: self
-                    .headers
-                    .iter()
-                    .filter_map(|n| Some((n.clone(), req.header(n)?.to_owned())))
-                    .collect(),
-            };
+            let request = request_of(req, &self.headers);
             let v = self.value.get_mut();
             let fuel = v.limits().fuel.per_request;
             let limit32 = u32::try_from(limit).unwrap_or(u32::MAX);

@@ -451,12 +451,12 @@ impl Shared {
         let handle = inst
             .call(self.limits.fuel.create, 0, |b, s| b.create(s, &params))
             .map_err(|r| r.to_string())?;
-        inst.destroy(handle);
+        inst.destroy(handle, self.limits.fuel.per_request);
         Ok(())
     }
 
     /// The instance a new policy value lives in: the pool's next, made (or made again, if
-    /// broken) when needed. `None` when no instance can be made.
+    /// broken) when needed; why, when none can be made.
     pub(crate) fn instance(&self) -> Result<Arc<Mutex<Instance>>, Reason> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.limits.instances;
         let mut pool = self.pool.lock();
@@ -534,9 +534,9 @@ impl Instance {
     }
 
     /// Ends a policy value's state in the guest, if the instance still runs.
-    pub(crate) fn destroy(&mut self, handle: u32) {
+    pub(crate) fn destroy(&mut self, handle: u32, fuel: u64) {
         // A guest that cannot clean up only keeps its own memory.
-        let _ = self.call(1_000_000, 0, |b, s| b.destroy(s, handle));
+        let _ = self.call(fuel, 0, |b, s| b.destroy(s, handle));
     }
 }
 
@@ -634,7 +634,8 @@ impl Value {
     pub(crate) fn kill(&mut self, reason: &Reason) {
         self.fell_back(reason);
         if let Some((inst, handle)) = self.live.take() {
-            inst.lock().destroy(handle);
+            inst.lock()
+                .destroy(handle, self.plugin.limits.fuel.per_request);
         }
     }
 
@@ -659,7 +660,8 @@ impl Value {
 impl Drop for Value {
     fn drop(&mut self) {
         if let Some((inst, handle)) = self.live.take() {
-            inst.lock().destroy(handle);
+            inst.lock()
+                .destroy(handle, self.plugin.limits.fuel.per_request);
         }
     }
 }

@@ -5,9 +5,12 @@
 // A test is a driver: it reads the guests' files.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::time::Duration;
 
-use kantai_plugin::{Limits, Plugin, fallbacks, load};
+use common::fell_back;
+use kantai_plugin::{Limits, Plugin, load};
 use kantai_policy::keepalive::{Hold, KeepAlive, KeepAliveInput};
 use kantai_policy::placement::{Placement, PlacementInput};
 use kantai_policy::queue::{Admission, QueueDiscipline};
@@ -36,14 +39,6 @@ fn variant(file: &str, from: &str, to: &str) -> Vec<u8> {
 
 fn plugin(name: &str, kind: Kind, bytes: &[u8]) -> Plugin {
     load(name, kind, bytes, Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn fell_back(plugin: &str, reason: &str) -> u64 {
-    fallbacks()
-        .iter()
-        .filter(|f| f.plugin == plugin && f.reason == reason)
-        .map(|f| f.count)
-        .sum()
 }
 
 fn queue_of(p: &Plugin) -> Box<dyn QueueDiscipline> {

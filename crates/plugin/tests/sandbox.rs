@@ -4,8 +4,11 @@
 // A test is a driver: it reads the guests' files.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::time::Duration;
 
+use common::fell_back;
 use kantai_plugin::{Limits, LoadError, Plugin, Reason, fallbacks, load};
 use kantai_policy::lb::{Candidate, LbContext, LoadBalancer};
 use kantai_policy::rand::SeedableRng;
@@ -67,15 +70,6 @@ fn pick(lb: &mut dyn LoadBalancer, cands: &[Candidate], seed: u64) -> Option<usi
         &ctx,
         &mut SmallRng::seed_from_u64(seed),
     )
-}
-
-/// The fallbacks counted for `plugin`, by reason label.
-fn fell_back(plugin: &str, reason: &str) -> u64 {
-    fallbacks()
-        .iter()
-        .filter(|f| f.plugin == plugin && f.reason == reason)
-        .map(|f| f.count)
-        .sum()
 }
 
 #[test]

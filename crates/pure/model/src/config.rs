@@ -248,17 +248,11 @@ impl PluginConfig {
             let (Some(name), Some(kind), Some(module)) = (name, kind, module) else {
                 continue;
             };
-            if name.is_empty() || name.trim() != name {
+            if let Err(e) = kantai_policy::registry::check_plug_in_name(kind, &name) {
                 out.push(FieldError::invalid(
                     path.field("name"),
                     &name,
-                    "must be non-empty, with no spaces around it",
-                ));
-            } else if kind.knows(&name) && !kind.is_plug_in(&name) {
-                out.push(FieldError::invalid(
-                    path.field("name"),
-                    &name,
-                    &format!("a built-in {} has that name; choose another", kind.noun()),
+                    &e.to_string(),
                 ));
             } else if list.iter().any(|p| p.kind == kind && p.name == name) {
                 out.push(FieldError::invalid(

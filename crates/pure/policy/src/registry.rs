@@ -242,6 +242,14 @@ static PLUG_INS: RwLock<BTreeMap<(Kind, String), Factory>> = RwLock::new(BTreeMa
 /// replaced one. Policies built before keep the module they were built with.
 pub fn plug_in(name: &str, factory: Factory) -> Result<bool, ExtendError> {
     let kind = factory.kind();
+    check_plug_in_name(kind, name)?;
+    let mut table = PLUG_INS.write().unwrap_or_else(PoisonError::into_inner);
+    Ok(table.insert((kind, name.to_owned()), factory).is_some())
+}
+
+/// Whether `name` may name a plug-in of `kind`: one a manifest can carry, and not a
+/// built-in's or an added policy's (a plug-in of that name may be replaced).
+pub fn check_plug_in_name(kind: Kind, name: &str) -> Result<(), ExtendError> {
     check_name(kind, name)?;
     if builtin_names(kind).contains(&name) || extensions().names(kind).contains(&name) {
         return Err(ExtendError::BuiltIn {
@@ -249,8 +257,7 @@ pub fn plug_in(name: &str, factory: Factory) -> Result<bool, ExtendError> {
             name: name.to_owned(),
         });
     }
-    let mut table = PLUG_INS.write().unwrap_or_else(PoisonError::into_inner);
-    Ok(table.insert((kind, name.to_owned()), factory).is_some())
+    Ok(())
 }
 
 /// Removes the plug-in of `kind` named `name`; whether there was one. Policies built from
